@@ -1,0 +1,1 @@
+"""Built-in DAG profiles (``NAME.yaml``), shipped as package data."""

@@ -1,0 +1,3 @@
+from pentora.cli.main import main
+
+raise SystemExit(main())

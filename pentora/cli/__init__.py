@@ -1,0 +1,1 @@
+"""The ``pentora`` command line."""

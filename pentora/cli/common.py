@@ -1,0 +1,99 @@
+"""Shared CLI pieces: exit codes, plugin options, DAG loading, ``--set`` parsing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import DagParseError, PentoraError, Problem
+from ..orchestrator import Orchestrator
+from ..parse import load_dag
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+
+class CliError(PentoraError):
+    """A user error on the command line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_INVALID) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def plugin_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("plugins and logging")
+    g.add_argument("-p", dest="plugin_flags", action="append", default=[], metavar="no:NAME",
+                   help="disable the plugin NAME (repeatable)")
+    g.add_argument("--hooks", action="append", default=[], metavar="FILE",
+                   help="load @pentora.hookimpl functions from a .py file (repeatable)")
+    g.add_argument("--log-level", default="WARNING", type=str.upper,
+                   choices=["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"])
+    g.add_argument("--log-format", default="text", choices=["text", "json"])
+    g.add_argument("--log-file", metavar="FILE", help="write logs to FILE instead of stderr")
+    return p
+
+
+def disabled_plugins(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag in getattr(args, "plugin_flags", []):
+        if not flag.startswith("no:") or len(flag) == 3:
+            raise CliError(f"-p takes no:NAME to disable a plugin, got '{flag}'", EXIT_USAGE)
+        out.append(flag[3:])
+    return out
+
+
+def make_orchestrator(args: argparse.Namespace) -> Orchestrator:
+    return Orchestrator(disabled=disabled_plugins(args), hook_files=getattr(args, "hooks", []))
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE``: VALUE read as a YAML scalar (true, 3, 1.5, text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise CliError(f"--set takes KEY=VALUE with KEY a name, got '{item}'", EXIT_USAGE)
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def profile_path(orch: Orchestrator, name: str) -> Path | None:
+    for directory in orch.pm.hook.pentora_profile_dirs():
+        for d in directory if isinstance(directory, list) else [directory]:
+            candidate = Path(d) / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_dag_arg(orch: Orchestrator, arg: str) -> Any:
+    """A DAG file path, or the name of a profile (``standard`` → ``standard.yaml``)."""
+    path = Path(arg)
+    if not path.exists() and "/" not in arg and not arg.endswith((".yaml", ".yml", ".json")):
+        found = profile_path(orch, arg)
+        if found is None:
+            raise DagParseError(Problem(f"no DAG file or profile named '{arg}'; "
+                                        "profiles: " + ", ".join(list_profiles(orch)) or "none"))
+        path = found
+    return load_dag(path)
+
+
+def list_profiles(orch: Orchestrator) -> list[str]:
+    names: list[str] = []
+    for directory in orch.pm.hook.pentora_profile_dirs():
+        for d in directory if isinstance(directory, list) else [directory]:
+            names += [p.stem for p in sorted(Path(d).glob("*.yaml"))]
+    return sorted(dict.fromkeys(names))
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))

@@ -1,0 +1,128 @@
+"""``pentora modules list|show`` and ``pentora plugins list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import voluptuous as vol
+
+from ..plugins import list_plugins
+from ..schema import describe_validator
+from .common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    mods = sub.add_parser("modules", help="module types")
+    msub = mods.add_subparsers(dest="modules_cmd", metavar="COMMAND", required=True)
+    p = msub.add_parser("list", parents=[common], help="registered module types")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_modules_list)
+    p = msub.add_parser("show", parents=[common], help="a module type and its config keys")
+    p.add_argument("type")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_modules_show)
+
+    plugs = sub.add_parser("plugins", help="installed plugins")
+    psub = plugs.add_subparsers(dest="plugins_cmd", metavar="COMMAND", required=True)
+    p = psub.add_parser("list", parents=[common], help="plugins, their versions and hooks")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_plugins_list)
+
+    prof = sub.add_parser("profiles", parents=[common], help="list built-in DAG profiles")
+    prof.set_defaults(func=cmd_profiles)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+
+
+def cmd_modules_list(args: argparse.Namespace) -> int:
+    orch = make_orchestrator(args)
+    mods = sorted(orch.registry.modules.values(), key=lambda m: m.name)
+    if args.format == "json":
+        out(json.dumps([{"name": m.name, "provider": m.provider, "description": m.description,
+                         "requires": list(m.cls.requires), "produces": list(m.cls.produces),
+                         "always_run": m.always_run} for m in mods], indent=2))
+        return EXIT_OK
+    rows = [("TYPE", "PROVIDER", "DESCRIPTION")]
+    rows += [(m.name, m.provider, m.description) for m in mods]
+    out(_table(rows))
+    return EXIT_OK
+
+
+def config_keys(schema: Any) -> list[dict[str, Any]]:
+    """Each config key of a module schema: name, type, default, required, description."""
+    if isinstance(schema, vol.Schema):
+        schema = schema.schema
+    keys = []
+    for marker, validator in (schema or {}).items():
+        name = getattr(marker, "schema", marker)
+        default = getattr(marker, "default", vol.UNDEFINED)
+        if callable(default) and default is not vol.UNDEFINED:
+            default = default()
+        keys.append({
+            "key": str(name),
+            "type": describe_validator(validator),
+            "required": isinstance(marker, vol.Required),
+            "default": None if default is vol.UNDEFINED else default,
+            "description": getattr(marker, "description", None) or "",
+        })
+    return keys
+
+
+def cmd_modules_show(args: argparse.Namespace) -> int:
+    orch = make_orchestrator(args)
+    if args.type not in orch.registry.modules:
+        raise CliError(f"unknown module type '{args.type}'{orch.registry.nearest_hint(args.type)}")
+    m = orch.registry.modules[args.type]
+    keys = config_keys(m.cls.config_schema)
+    if args.format == "json":
+        out(json.dumps({"name": m.name, "provider": m.provider, "description": m.description,
+                        "requires": list(m.cls.requires), "produces": list(m.cls.produces),
+                        "always_run": m.always_run, "config": keys}, indent=2, default=str))
+        return EXIT_OK
+    lines = [f"{m.name} — {m.description}", f"  provider:   {m.provider}",
+             f"  class:      {m.cls.__module__}.{m.cls.__qualname__}",
+             f"  requires:   {', '.join(m.cls.requires) or '-'}",
+             f"  produces:   {', '.join(m.cls.produces) or '-'}",
+             f"  always_run: {'yes' if m.always_run else 'no'}", ""]
+    if keys:
+        rows = [("KEY", "TYPE", "DEFAULT", "DESCRIPTION")]
+        for k in keys:
+            default = "(required)" if k["required"] and k["default"] is None else (
+                "-" if k["default"] is None else json.dumps(k["default"], default=str))
+            rows.append((k["key"], k["type"], default, k["description"]))
+        lines.append("config:")
+        lines += ["  " + line for line in _table(rows).splitlines()]
+    else:
+        lines.append("config: none")
+    out("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_plugins_list(args: argparse.Namespace) -> int:
+    orch = make_orchestrator(args)
+    plugins = [p for p in list_plugins(orch.pm) if not p.name.startswith("pentora.")]
+    broken = orch.pm.pentora_load_report.broken
+    if args.format == "json":
+        out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks)} for p in plugins],
+                        "broken": [{"name": n, "error": e} for n, e in broken]}, indent=2))
+        return EXIT_OK
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
+    for p in plugins:
+        rows.append((p.name, p.distribution or "-", p.version or "-",
+                     ", ".join(h.removeprefix("pentora_") for h in p.hooks)))
+    text = _table(rows)
+    for name, err in broken:
+        text += f"\nBROKEN  {name}: {err} (skipped)"
+    out(text)
+    return EXIT_OK
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    orch = make_orchestrator(args)
+    out("\n".join(list_profiles(orch)) or "no profiles installed")
+    return EXIT_OK

@@ -1,0 +1,73 @@
+"""Entry point of the ``pentora`` command.
+
+Exit codes: 0 success, 1 invalid input, 2 usage error, 3 the run finished with failed
+(or cancelled, or timed-out) nodes. Bad input never shows a traceback.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+# Modules block on sockets, DNS and sleeps: make the standard library cooperative
+# before anything else imports it.
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from loguru import logger  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from .._logging import configure  # noqa: E402
+from ..errors import PentoraError, ValidationError  # noqa: E402
+from . import dag_cmds, info_cmds  # noqa: E402
+from .common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = plugin_options()
+    parser = _Parser(prog="pentora", description="pentora: a network scanner built on a DAG engine")
+    parser.add_argument("--version", action="version", version=f"pentora {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+    dag_cmds.add_parsers(sub, common)
+    info_cmds.add_parsers(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure(args.log_level, args.log_format, args.log_file)
+    try:
+        return int(args.func(args))
+    except ValidationError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return EXIT_INVALID
+    except CliError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return e.code
+    except PentoraError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug, not bad input: say so plainly, trace only in debug logs
+        logger.opt(exception=e).debug("internal error")
+        sys.stderr.write(f"internal error: {type(e).__name__}: {e} "
+                         "(rerun with --log-level DEBUG for the trace, and please report it)\n")
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

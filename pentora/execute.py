@@ -1,0 +1,429 @@
+"""The executor: a ready queue of nodes on gevent greenlets.
+
+A node starts the moment its last dependency reaches a terminal state (no layer
+barrier), at most ``max_parallel_nodes`` at once, ties broken by definition order.
+When a node ends, its children are settled from a worklist: a child whose upstream
+failed or was skipped is skipped in turn (transitively, in O(V + E)), unless its
+module is ``always_run`` (reporters), which runs once all its upstreams are settled.
+
+Stopping (fail-fast, ``cancel()``, global timeout) kills every running node's
+greenlet and its pool, marks what never ran as cancelled, then runs the reporters
+that have not run yet, each bounded by ``reporter_timeout``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent import GreenletExit
+from loguru import logger
+
+from .dag import Dag, NodeSpec, RetrySpec
+from .errors import ConditionError, ModuleError, NodeTimeout
+from .nodectx import NodeContext
+from .plan import Plan
+from .records import (CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, SKIPPED, TERMINAL,
+                      BranchRecord, NodeRecord, ScanInfo, ScanResult)
+from .registry import ModuleType, Registry
+from .retry import should_retry
+from .units import format_duration
+from .validate import Validated
+
+log = logger.bind(component="orchestrator")
+
+NODE_HOOKS = ("pentora_node_start", "pentora_node_complete", "pentora_node_failed",
+              "pentora_node_skipped", "pentora_node_cancelled", "pentora_node_retry",
+              "pentora_node_progress", "pentora_scan_start", "pentora_scan_complete")
+
+
+@dataclass
+class ExecOptions:
+    sleep: Callable[[float], Any] = gevent.sleep
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Notifier:
+    """Calls notification hooks, each implementation on its own so failures are contained.
+
+    The implementation lists are fetched once per scan: a scan does not change plugins.
+    """
+
+    def __init__(self, pm: Any) -> None:
+        self._impls: dict[str, list[tuple[Callable[..., Any], list[str], str]]] = {}
+        for name in NODE_HOOKS:
+            impls = getattr(pm.hook, name).get_hookimpls()
+            self._impls[name] = [(i.function, list(i.argnames), i.plugin_name)
+                                 for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
+
+    def __call__(self, hook: str, **kwargs: Any) -> None:
+        for fn, argnames, plugin in self._impls[hook]:
+            try:
+                fn(*[kwargs[a] for a in argnames])
+            except Exception as e:
+                log.opt(exception=e).error("hook {} of plugin '{}' raised {}: {} (contained; the "
+                                           "scan goes on)", hook, plugin, type(e).__name__, e)
+
+
+class Executor:
+    def __init__(self, dag: Dag, plan: Plan, validated: Validated, registry: Registry, pm: Any,
+                 scan: ScanInfo, opts: ExecOptions) -> None:
+        self.dag, self.plan, self.validated, self.pm, self.scan = dag, plan, validated, pm, scan
+        self.opts = opts
+        self.registry = registry
+        self.engine = dag.engine
+        self.nodes = dag.nodes
+        n = len(self.nodes)
+        self.mtypes: list[ModuleType] = [registry.modules[nd.module_type] for nd in self.nodes]
+        self.always = [m.always_run for m in self.mtypes]
+        self.records = [NodeRecord(node=nd.instance_id, module_type=nd.module_type) for nd in self.nodes]
+        self.remaining = [len(p) for p in plan.parents]
+        self.bad_parent: list[tuple[str, str] | None] = [None] * n
+        self.ready: list[int] = []
+        self.running: dict[int, gevent.Greenlet] = {}
+        self.finished: deque[int] = deque()
+        self.settled: deque[int] = deque()
+        self.wake = gevent.event.Event()
+        self.stop_reason: str | None = None
+        self.stop_status: str | None = None
+        self.rng = random.Random(opts.seed)
+        self.notify = Notifier(pm)
+        self.pending_needs: dict[str, int] = {}
+        for i, nd in enumerate(self.nodes):
+            for key in validated.requires.get(nd.instance_id, ()):
+                self.pending_needs[key] = self.pending_needs.get(key, 0) + 1
+
+    # -- public --------------------------------------------------------------------------
+
+    def run(self) -> ScanResult:
+        started = time.time()
+        self.notify("pentora_scan_start", scan=self.scan)
+        for i in range(len(self.nodes)):
+            if self.remaining[i] == 0:
+                heapq.heappush(self.ready, i)
+        timeout = self.engine.global_timeout
+        deadline = time.monotonic() + timeout if timeout else None
+        while True:
+            self._fill()
+            if not self.running or self.stop_reason:
+                break
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.wake.wait(wait) and deadline is not None and time.monotonic() >= deadline:
+                self.stop(f"global timeout after {format_duration(timeout or 0)}", "timeout")
+            self.wake.clear()
+            self._drain()
+        if self.stop_reason:
+            self._abort()
+        status = self.stop_status or COMPLETED
+        result = ScanResult(
+            scan_id=self.scan.scan_id, dag_name=self.dag.name, status=status,
+            nodes={self.plan.ids[i]: self.records[i] for i in self.plan.order},
+            context=self.scan.context, started_at=started, finished_at=time.time(),
+            error=self.stop_reason)
+        self.notify("pentora_scan_complete", scan=self.scan, result=result)
+        return result
+
+    def stop(self, reason: str, status: str) -> None:
+        """Ask the scan to stop; the main loop kills and reports. Hub thread only."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_status = reason, status
+            log.warning("stopping scan: {}", reason)
+        self.wake.set()
+
+    def record_map(self) -> dict[str, NodeRecord]:
+        return {r.node: r for r in self.records}
+
+    def needed(self, key: str) -> bool:
+        return self.pending_needs.get(key, 0) > 0
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        limit = self.engine.max_parallel_nodes
+        while self.ready and len(self.running) < limit and not self.stop_reason:
+            i = heapq.heappop(self.ready)
+            if self._condition_allows(i):
+                rec = self.records[i]
+                rec.mark(RUNNING)
+                self.running[i] = gevent.spawn(self._run_node, i)
+            self._drain()
+
+    def _condition_allows(self, i: int) -> bool:
+        cond = self.validated.conditions.get(self.nodes[i].instance_id)
+        if cond is None:
+            return True
+        rec = self.records[i]
+        try:
+            if cond.evaluate(self._lookup):
+                return True
+        except ConditionError as e:
+            rec.mark(FAILED)
+            rec.error, rec.error_type = str(e), type(e).__name__
+            self._release(i)
+            self.notify("pentora_node_failed", scan=self.scan, node=self.nodes[i], record=rec)
+            self._settle(i)
+            return False
+        self._skip(i, f"condition {cond.text!r} is false")
+        return False
+
+    def _lookup(self, name: str) -> Any:
+        if name in self.scan.vars:
+            return self.scan.vars[name]
+        ctx = self.scan.context
+        if ctx.has(name):
+            return ctx.get(name)
+        raise KeyError(name)
+
+    def _skip(self, i: int, reason: str) -> None:
+        rec = self.records[i]
+        rec.reason = reason
+        rec.mark(SKIPPED)
+        self._release(i)
+        self.notify("pentora_node_skipped", scan=self.scan, node=self.nodes[i], record=rec)
+        self._settle(i)
+
+    def _settle(self, i: int) -> None:
+        self.settled.append(i)
+
+    def _release(self, i: int) -> None:
+        """Node ``i`` will read nothing more: its required keys may be spilled first."""
+        for key in self.validated.requires.get(self.nodes[i].instance_id, ()):
+            self.pending_needs[key] -= 1
+
+    def _drain(self) -> None:
+        """Process ended nodes and propagate to their children (iteratively)."""
+        while self.finished or self.settled:
+            if self.finished:
+                i = self.finished.popleft()
+                self.running.pop(i, None)
+                rec = self.records[i]
+                if (rec.status == FAILED and self.engine.fail_fast and not self.always[i]
+                        and not self.stop_reason):
+                    self.stop(f"fail-fast: node '{rec.node}' failed: {rec.error}", FAILED)
+                self.settled.append(i)
+                continue
+            i = self.settled.popleft()
+            status = self.records[i].status
+            for c in self.plan.children[i]:
+                if status != COMPLETED and self.bad_parent[c] is None:
+                    self.bad_parent[c] = (self.nodes[i].instance_id, status)
+                self.remaining[c] -= 1
+                if self.remaining[c] == 0 and not self.stop_reason:
+                    bad = self.bad_parent[c]
+                    if bad is not None and not self.always[c]:
+                        self._skip(c, f"upstream '{bad[0]}' {bad[1]}")
+                    else:
+                        heapq.heappush(self.ready, c)
+
+    # -- running one node ----------------------------------------------------------------
+
+    def _run_node(self, i: int) -> None:
+        rec = self.records[i]
+        try:
+            self._attempts(i)
+        except GreenletExit:
+            if rec.status not in TERMINAL:
+                self._mark_stopped(i)
+        finally:
+            if rec.status == RUNNING:  # defensive: never leave a node running
+                self._mark_stopped(i)
+            self.finished.append(i)
+            self.wake.set()
+
+    def _mark_stopped(self, i: int) -> None:
+        rec = self.records[i]
+        if self.stop_status == "timeout":
+            rec.error, rec.error_type = self.stop_reason, "TimeoutError"
+            rec.mark(FAILED)
+            self.notify("pentora_node_failed", scan=self.scan, node=self.nodes[i], record=rec)
+        else:
+            rec.reason = self.stop_reason or "cancelled"
+            rec.mark(CANCELLED)
+            self.notify("pentora_node_cancelled", scan=self.scan, node=self.nodes[i], record=rec)
+
+    def _retry_spec(self, node: NodeSpec) -> RetrySpec:
+        return self.engine.retry.merged(node.retry)
+
+    def _attempts(self, i: int) -> None:
+        node, rec, mtype = self.nodes[i], self.records[i], self.mtypes[i]
+        spec = self._retry_spec(node) if not node.for_each else RetrySpec(enabled=False)
+        timeout = node.timeout if node.timeout is not None else self.engine.node_timeout
+        while True:
+            rec.attempts += 1
+            self.notify("pentora_node_start", scan=self.scan, node=node, record=rec)
+            ctx = self._context(i)
+            try:
+                if timeout:
+                    with gevent.Timeout(timeout) as t:
+                        try:
+                            self._execute(i, ctx)
+                        except gevent.Timeout as e:
+                            if e is not t:
+                                raise
+                            raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
+                else:
+                    self._execute(i, ctx)
+            except Exception as e:
+                ctx.kill()
+                if not self.stop_reason and should_retry(e, spec, rec.attempts,
+                                                         mtype.cls.transient_errors):
+                    delay = self._delay(spec, rec.attempts)
+                    rec.retry_attempts += 1
+                    self.notify("pentora_node_retry", scan=self.scan, node=node, record=rec,
+                                error=e, delay=delay)
+                    self.opts.sleep(delay)
+                    continue
+                self._fail(i, e)
+                return
+            finally:
+                ctx.kill()
+            self._release(i)
+            rec.mark(COMPLETED)
+            self.notify("pentora_node_complete", scan=self.scan, node=node, record=rec)
+            return
+
+    def _fail(self, i: int, e: BaseException) -> None:
+        rec = self.records[i]
+        rec.error = str(e) or type(e).__name__
+        rec.error_type = type(e).__name__
+        rec.stack_trace = "".join(traceback.format_exception(e))
+        self._release(i)
+        rec.mark(FAILED)
+        self.notify("pentora_node_failed", scan=self.scan, node=self.nodes[i], record=rec)
+
+    def _delay(self, spec: RetrySpec, attempt: int) -> float:
+        policy = self.registry.retry_policies[spec.backoff]
+        return max(0.0, float(policy.delay(attempt, spec, self.rng)))
+
+    def _context(self, i: int, item: Any = ..., progress: Callable[[int, int | None], None] | None = None
+                 ) -> NodeContext:
+        node = self.nodes[i]
+        nid = node.instance_id
+        ctx = NodeContext(
+            self.scan, node, self.records[i], self.validated.configs.get(nid, {}),
+            self.validated.requires.get(nid, ()), self.engine.max_parallel_targets,
+            progress or (lambda done, total: self._progress(i, done, total)),
+            records=self.record_map,
+            **({} if item is ... else {"item": item}))
+        ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
+        return ctx
+
+    def _progress(self, i: int, done: int, total: int | None) -> None:
+        self.records[i].progress = (done, total)
+        self.notify("pentora_node_progress", scan=self.scan, node=self.nodes[i], done=done,
+                    total=total)
+
+    def _execute(self, i: int, ctx: NodeContext) -> None:
+        if self.nodes[i].for_each:
+            self._fan_out(i, ctx)
+        else:
+            self.pm.hook.pentora_node_execute(scan=self.scan, node=self.nodes[i], ctx=ctx)
+
+    def _fan_out(self, i: int, ctx: NodeContext) -> None:
+        """One isolated branch per item of the ``for_each`` key; outputs merged in item order."""
+        node, rec = self.nodes[i], self.records[i]
+        items = ctx.get(node.for_each)  # type: ignore[arg-type]
+        if isinstance(items, dict):
+            items = list(items.items())
+        items = list(items)
+        rec.branches = [BranchRecord(index=k, item=item) for k, item in enumerate(items)]
+        spec = self._retry_spec(node)
+        done = [0]
+
+        def branch(k: int) -> dict[str, Any] | None:
+            br = rec.branches[k]
+            bctx = self._context(i, items[k], progress=lambda d, t: None)
+            attempt = 0
+            br.status = RUNNING
+            try:
+                while True:
+                    attempt += 1
+                    try:
+                        self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=bctx)
+                        br.status = COMPLETED
+                        return bctx.outputs
+                    except Exception as e:
+                        bctx.kill()
+                        if not self.stop_reason and should_retry(
+                                e, spec, attempt, self.mtypes[i].cls.transient_errors):
+                            bctx.outputs = {}
+                            rec.retry_attempts += 1
+                            self.opts.sleep(self._delay(spec, attempt))
+                            continue
+                        br.status, br.error = FAILED, str(e) or type(e).__name__
+                        br.stack_trace = "".join(traceback.format_exception(e))
+                        log.warning("node '{}' branch {} ({!r}) failed: {}", node.instance_id, k,
+                                    items[k], br.error)
+                        return None
+            finally:
+                bctx.kill()
+                done[0] += 1
+                self._progress(i, done[0], len(items))
+
+        outputs = ctx.map(branch, range(len(items)))
+        merged: dict[str, Any] = {}
+        for out in outputs:
+            for key, value in (out or {}).items():
+                _merge_into(merged, key, value)
+        for key, value in merged.items():
+            ctx.set(key, value)
+        failed = [b for b in rec.branches if b.status == FAILED]
+        if items and len(failed) == len(items):
+            raise ModuleError(f"all {len(items)} branches failed; first: {failed[0].error}",
+                              node.instance_id)
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _abort(self) -> None:
+        greenlets = list(self.running.values())
+        gevent.killall(greenlets, block=True, timeout=1)
+        for i in list(self.running):
+            if self.records[i].status not in TERMINAL:
+                # It would not die within a second (a module blocking the hub?): record it anyway.
+                self._mark_stopped(i)
+        self.running.clear()
+        self.finished.clear()
+        self.settled.clear()
+        for i in self.plan.order:
+            rec = self.records[i]
+            if rec.status != PENDING:
+                continue
+            if self.always[i]:
+                self._run_reporter(i)
+            else:
+                rec.reason = self.stop_reason
+                rec.mark(CANCELLED)
+                self.notify("pentora_node_cancelled", scan=self.scan, node=self.nodes[i], record=rec)
+
+    def _run_reporter(self, i: int) -> None:
+        """Run an always_run node after a stop, bounded by ``reporter_timeout``."""
+        self.records[i].mark(RUNNING)
+        g = gevent.spawn(self._attempts, i)
+        g.join(self.engine.reporter_timeout)
+        if not g.dead:
+            g.kill(block=True, timeout=1)
+            err = NodeTimeout(f"reporter timeout after {format_duration(self.engine.reporter_timeout)}")
+            self._fail(i, err)
+
+
+def _merge_into(merged: dict[str, Any], key: str, value: Any) -> None:
+    if key not in merged:
+        merged[key] = list(value) if isinstance(value, (list, tuple)) else (
+            dict(value) if isinstance(value, dict) else [value])
+        return
+    current = merged[key]
+    if isinstance(current, dict) and isinstance(value, dict):
+        current.update(value)
+    elif isinstance(value, (list, tuple)):
+        current.extend(value)
+    else:
+        current.append(value)

@@ -1,0 +1,118 @@
+"""NodeContext: what a module's ``run`` sees of the scan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gevent
+import gevent.pool
+from loguru import logger
+
+from .errors import ContextKeyError
+
+if TYPE_CHECKING:
+    from .context import DataContext
+    from .dag import NodeSpec
+    from .records import NodeRecord, ScanInfo
+
+T = TypeVar("T")
+R = TypeVar("R")
+_MISSING = object()
+
+
+class NodeContext:
+    """Reads and writes of one node (or one fan-out branch) against the DataContext.
+
+    ``ctx.map`` / ``ctx.spawn`` run work on the node's bounded greenlet pool
+    (``max_parallel_targets``); the engine kills that pool when the node times out or
+    the scan is cancelled. ``ctx.progress(done, total)`` reports item progress.
+    """
+
+    def __init__(self, scan: ScanInfo, node: NodeSpec, record: NodeRecord, config: dict[str, Any],
+                 requires: tuple[str, ...], max_parallel: int,
+                 on_progress: Callable[[int, int | None], None],
+                 item: Any = _MISSING, records: Callable[[], dict[str, NodeRecord]] | None = None
+                 ) -> None:
+        self.scan = scan
+        self.node = node
+        self.node_id = node.instance_id
+        self.record = record
+        self.config = config
+        self.requires = requires
+        self.vars = scan.vars
+        self._data: DataContext = scan.context
+        self._max_parallel = max_parallel
+        self._pool: gevent.pool.Pool | None = None
+        self._on_progress = on_progress
+        self._item = item
+        self._records = records
+        self.outputs: dict[str, Any] | None = {} if item is not _MISSING else None
+        self.log = logger.bind(component="module", node=self.node_id)
+
+    # -- data --------------------------------------------------------------------------
+
+    @property
+    def item(self) -> Any:
+        """The item of this fan-out branch (``for_each``); ``None`` outside a branch."""
+        return None if self._item is _MISSING else self._item
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        if self._item is not _MISSING and key == self.node.for_each:
+            return [self._item]
+        if self.outputs is not None and key in self.outputs:
+            return self.outputs[key]
+        value = self._data.get(key, _MISSING)
+        if value is _MISSING:
+            if default is not _MISSING:
+                return default
+            raise ContextKeyError(key, self.node_id, requires=key in self.requires)
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        if self.outputs is not None:
+            self.outputs[key] = value  # a branch's outputs are merged when all branches end
+        else:
+            self._data.set(key, value)
+
+    def has(self, key: str) -> bool:
+        return (self.outputs is not None and key in self.outputs) or self._data.has(key)
+
+    def keys(self) -> list[str]:
+        extra = list(self.outputs or ())
+        return sorted(set(self._data.keys()) | set(extra))
+
+    def node_records(self) -> dict[str, NodeRecord]:
+        """Every node's record so far (reporters use it to report failures)."""
+        return dict(self._records()) if self._records else {}
+
+    # -- concurrency -------------------------------------------------------------------
+
+    @property
+    def pool(self) -> gevent.pool.Pool:
+        if self._pool is None:
+            self._pool = gevent.pool.Pool(self._max_parallel)
+        return self._pool
+
+    @property
+    def max_parallel(self) -> int:
+        return self._max_parallel
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
+        return self.pool.spawn(fn, *args, **kwargs)
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``fn`` over ``items`` on the bounded pool; results in input order."""
+        return list(self.pool.imap(fn, items))
+
+    def imap_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        return self.pool.imap_unordered(fn, items)
+
+    def kill(self) -> None:
+        if self._pool is not None:
+            self._pool.kill(block=True, timeout=1)
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        self._on_progress(done, total)

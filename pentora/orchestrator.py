@@ -1,0 +1,193 @@
+"""The Orchestrator: load → validate → plan → execute, with status and cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import gevent
+from loguru import logger
+
+from .context import DataContext
+from .dag import Dag, NodeSpec
+from .errors import PentoraError, ValidationError
+from .execute import ExecOptions, Executor
+from .hookspecs import hookimpl
+from .nodectx import NodeContext
+from .parse import load_dag
+from .plan import Plan, plan
+from .plugins import build_registry, get_plugin_manager
+from .records import NodeRecord, ScanInfo, ScanResult
+from .registry import Registry
+from .validate import Validated, validate_dag
+
+
+class _CoreExecute:
+    """The innermost ``pentora_node_execute``: instantiate the module and run it."""
+
+    @hookimpl
+    def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
+        module = ctx.module_type.cls()  # type: ignore[attr-defined]
+        out = module.run(ctx, ctx.config)
+        if isinstance(out, dict):
+            for key, value in out.items():
+                ctx.set(key, value)
+        return True
+
+
+class _Callbacks:
+    """``on_node_start/complete/failed`` callbacks, fired through the same hooks as plugins."""
+
+    def __init__(self) -> None:
+        self.start: list[Callable[..., Any]] = []
+        self.complete: list[Callable[..., Any]] = []
+        self.failed: list[Callable[..., Any]] = []
+
+    @hookimpl
+    def pentora_node_start(self, node: NodeSpec, record: NodeRecord) -> None:
+        for fn in self.start:
+            fn(node, record)
+
+    @hookimpl
+    def pentora_node_complete(self, node: NodeSpec, record: NodeRecord) -> None:
+        for fn in self.complete:
+            fn(node, record)
+
+    @hookimpl
+    def pentora_node_failed(self, node: NodeSpec, record: NodeRecord) -> None:
+        for fn in self.failed:
+            fn(node, record)
+
+
+class Orchestrator:
+    """Runs DAGs. Plugins come from the ``pentora`` entry points plus ``plugins``.
+
+    ``execute()`` runs on gevent in the calling thread and returns a ``ScanResult``
+    even when nodes failed (``result.ok`` is then False). Blocking calls in modules
+    must be cooperative: the CLI monkey-patches the standard library; a library user
+    should call ``gevent.monkey.patch_all()`` first or use gevent's sockets.
+    """
+
+    def __init__(self, plugins: Iterable[Any] = (), *, autoload: bool | None = None,
+                 disabled: Iterable[str] = (), hook_files: Iterable[str] = (),
+                 sleep: Callable[[float], Any] = gevent.sleep, seed: int | None = None,
+                 pm: Any = None) -> None:
+        self._callbacks = _Callbacks()
+        self.pm = pm or get_plugin_manager(plugins, autoload=autoload, disabled=disabled,
+                                           hook_files=hook_files)
+        self.pm.register(_CoreExecute(), name="pentora.core")
+        self.pm.register(self._callbacks, name=f"pentora.callbacks.{id(self):x}")
+        self.registry: Registry = build_registry(self.pm)
+        self.dag: Dag | None = None
+        self.validated: Validated | None = None
+        self.plan: Plan | None = None
+        self._sleep = sleep
+        self._seed = seed
+        self._executor: Executor | None = None
+        self._hub: Any = None
+        self._thread: int | None = None
+        self._state = "idle"
+        self._result: ScanResult | None = None
+        self._cancel_requested: str | None = None
+
+    # -- loading and checking --------------------------------------------------------------
+
+    def load_dag(self, dag: Dag | str | bytes | Path) -> Dag:
+        """Load a ``Dag`` object, a path, or YAML/JSON text; resets validation."""
+        self.dag = dag if isinstance(dag, Dag) else load_dag(dag)
+        self.validated = None
+        self.plan = None
+        return self.dag
+
+    def validate(self, vars: dict[str, Any] | None = None, initial_keys: Iterable[str] = ()) -> Validated:
+        """Check the loaded DAG; raise ``ValidationError`` listing every problem."""
+        dag = self._need_dag()
+        validated = validate_dag(dag, self.registry, vars=vars, initial_keys=initial_keys)
+        if validated.problems:
+            raise ValidationError(validated.problems)
+        self.validated = validated
+        self.plan = plan(dag)
+        return validated
+
+    def _need_dag(self) -> Dag:
+        if self.dag is None:
+            raise PentoraError("no DAG loaded: call load_dag() first")
+        return self.dag
+
+    # -- running ------------------------------------------------------------------------------
+
+    def execute(self, vars: dict[str, Any] | None = None, initial: dict[str, Any] | None = None,
+                options: dict[str, Any] | None = None, scan_id: str | None = None) -> ScanResult:
+        """Run the DAG. ``vars`` override the DAG's vars (``--set``); ``initial`` seeds the
+        DataContext (e.g. ``targets`` from the command line)."""
+        dag = self._need_dag()
+        initial = dict(initial or {})
+        merged_vars = {**dag.vars, **(vars or {})}
+        if self.validated is None or vars or initial:
+            self.validate(vars=merged_vars, initial_keys=initial)
+        assert self.validated is not None and self.plan is not None
+        spec = dag.engine.data_context
+        context = DataContext(spec.max_size, spec.evict_policy)
+        for key, value in initial.items():
+            context.set(key, value)
+        scan = ScanInfo(scan_id=scan_id or uuid.uuid4().hex[:12], dag=dag, vars=merged_vars,
+                        context=context, options=dict(options or {}))
+        executor = Executor(dag, self.plan, self.validated, self.registry, self.pm, scan,
+                            ExecOptions(sleep=self._sleep, seed=self._seed, options=dict(options or {})))
+        context._needed = executor.needed
+        self._executor, self._hub, self._thread = executor, gevent.get_hub(), threading.get_ident()
+        self._state = "running"
+        if self._cancel_requested:
+            executor.stop(self._cancel_requested, "cancelled")
+        try:
+            self._result = executor.run()
+        finally:
+            self._state = "finished"
+            self._cancel_requested = None
+        logger.bind(component="orchestrator").debug(
+            "scan {} finished: {} in {:.1f}ms", scan.scan_id, self._result.status,
+            self._result.duration_ms)
+        return self._result
+
+    def cancel(self, reason: str = "cancelled by request") -> None:
+        """Stop a running scan from any greenlet or thread; reporters still run."""
+        executor = self._executor
+        if executor is None or self._state != "running":
+            self._cancel_requested = reason
+            return
+        if threading.get_ident() == self._thread:
+            executor.stop(reason, "cancelled")
+        else:
+            self._hub.loop.run_callback_threadsafe(executor.stop, reason, "cancelled")
+
+    def status(self) -> dict[str, Any]:
+        """State, node counts by status, running nodes, and percent done."""
+        ex = self._executor
+        if ex is None:
+            return {"state": self._state, "total": len(self.dag.nodes) if self.dag else 0,
+                    "done": 0, "percent": 0.0, "running": [], "counts": {}}
+        counts: dict[str, int] = {}
+        for r in ex.records:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        total = len(ex.records)
+        done = total - counts.get("pending", 0) - counts.get("running", 0)
+        running = [ex.records[i].node for i in sorted(ex.running)]
+        return {"state": self._state, "total": total, "done": done,
+                "percent": round(100.0 * done / total, 1) if total else 100.0,
+                "running": running, "counts": counts, "elapsed_s": round(
+                    time.time() - ex.scan.started_at, 3)}
+
+    # -- callbacks ------------------------------------------------------------------------------
+
+    def on_node_start(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
+        self._callbacks.start.append(fn)
+
+    def on_node_complete(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
+        self._callbacks.complete.append(fn)
+
+    def on_node_failed(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
+        self._callbacks.failed.append(fn)

@@ -1,0 +1,140 @@
+"""Planning: deterministic topological order and level layers in O(V + E).
+
+Level of a node = 1 + the highest level among its dependencies (roots are level 0).
+The order is the layers concatenated, each layer in definition order: a valid
+topological order that does not depend on timing or hashing. Execution does not wait
+for layers (see ``execute``); they are for display and for ``pentora dag plan``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .dag import Dag
+
+
+@dataclass
+class Plan:
+    ids: list[str]                 # definition order; index = node number
+    parents: list[list[int]]
+    children: list[list[int]]
+    order: list[int]               # topological, ties by definition order
+    layers: list[list[int]]
+
+    def order_ids(self) -> list[str]:
+        return [self.ids[i] for i in self.order]
+
+    def layer_ids(self) -> list[list[str]]:
+        return [[self.ids[i] for i in layer] for layer in self.layers]
+
+
+def graph_indices(dag: Dag) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """(ids, parents, children) by definition index; unknown dependencies are dropped."""
+    ids = [n.instance_id for n in dag.nodes]
+    index = {nid: i for i, nid in enumerate(ids)}
+    parents: list[list[int]] = []
+    children: list[list[int]] = [[] for _ in ids]
+    for i, node in enumerate(dag.nodes):
+        ps = []
+        for dep in dict.fromkeys(node.depends_on):  # a dependency named twice counts once
+            j = index.get(dep)
+            if j is not None:
+                ps.append(j)
+                children[j].append(i)
+        parents.append(ps)
+    return ids, parents, children
+
+
+def plan(dag: Dag) -> Plan:
+    """Plan a validated DAG. Raises ``ValueError`` if it still has a cycle."""
+    ids, parents, children = graph_indices(dag)
+    n = len(ids)
+    indegree = [len(p) for p in parents]
+    level = [0] * n
+    queue = deque(i for i in range(n) if indegree[i] == 0)
+    seen = 0
+    while queue:
+        i = queue.popleft()
+        seen += 1
+        for c in children[i]:
+            if level[i] + 1 > level[c]:
+                level[c] = level[i] + 1
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                queue.append(c)
+    if seen != n:
+        raise ValueError("DAG has a cycle; validate it first")
+    layers: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
+    for i in range(n):  # bucket in definition order: no sort needed
+        layers[level[i]].append(i)
+    order = [i for layer in layers for i in layer]
+    return Plan(ids=ids, parents=parents, children=children, order=order, layers=layers)
+
+
+def find_cycles(ids: list[str], children: list[list[int]]) -> list[list[str]]:
+    """One cycle path per strongly connected component that has one (iterative Tarjan)."""
+    n = len(ids)
+    index_of = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    counter = 0
+    cycles: list[list[str]] = []
+    for root in range(n):
+        if index_of[root] != -1:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, pos = work[-1]
+            if pos == 0:
+                index_of[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on_stack[v] = True
+            if pos < len(children[v]):
+                work[-1] = (v, pos + 1)
+                w = children[v][pos]
+                if index_of[w] == -1:
+                    work.append((w, 0))
+                elif on_stack[w]:
+                    low[v] = min(low[v], index_of[w])
+                continue
+            work.pop()
+            if work:
+                u = work[-1][0]
+                low[u] = min(low[u], low[v])
+            if low[v] == index_of[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1 or v in children[v]:
+                    cycles.append(_cycle_path(ids, children, set(comp)))
+    return cycles
+
+
+def _cycle_path(ids: list[str], children: list[list[int]], comp: set[int]) -> list[str]:
+    """A concrete cycle inside one component, starting at its earliest-defined node."""
+    start = min(comp)
+    # BFS inside the component from start back to start gives a shortest cycle.
+    prev: dict[int, int] = {}
+    queue = deque([start])
+    while queue:
+        v = queue.popleft()
+        for w in children[v]:
+            if w not in comp:
+                continue
+            if w == start:
+                path = [v]
+                while path[-1] != start:
+                    path.append(prev[path[-1]])
+                path.reverse()
+                return [ids[i] for i in path] + [ids[start]]
+            if w not in prev:
+                prev[w] = v
+                queue.append(w)
+    return [ids[start], ids[start]]

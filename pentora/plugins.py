@@ -1,0 +1,147 @@
+"""Plugin loading: one ``PluginManager("pentora")``, built-ins and third parties alike
+through the ``pentora`` entry-point group.
+
+Users control what loads: ``PENTORA_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points,
+``disabled=["NAME"]`` (``-p no:NAME`` on the CLI) blocks one. A broken entry point is
+reported in ``broken`` and skipped, never a crash.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from loguru import logger
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry, load_python_file
+
+ENTRY_POINT_GROUP = "pentora"
+AUTOLOAD_ENV = "PENTORA_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    broken: list[tuple[str, str]] = field(default_factory=list)  # (name, error)
+
+
+def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = None,
+                       disabled: Iterable[str] = (), hook_files: Iterable[str] = ()
+                       ) -> pluggy.PluginManager:
+    """A fresh plugin manager: entry points (unless disabled), then ``plugins``, then
+    ``hook_files`` (``--hooks FILE``), then ``check_pending()``."""
+    pm = pluggy.PluginManager("pentora")
+    pm.add_hookspecs(hookspecs)
+    report = LoadReport()
+    pm.pentora_load_report = report  # type: ignore[attr-defined]
+    pm.pentora_dists = {}  # type: ignore[attr-defined]
+    for name in disabled:
+        pm.set_blocked(name)
+    if autoload is None:
+        autoload = not os.environ.get(AUTOLOAD_ENV)
+    if autoload:
+        _load_entry_points(pm, report)
+    for plugin in plugins:
+        if pm.is_registered(plugin):
+            continue
+        name = getattr(plugin, "pentora_plugin_name", None) or _default_name(plugin)
+        pm.register(plugin, name=name)
+    for path in hook_files:
+        module = load_python_file(path)
+        pm.register(module, name=f"hooks:{path}")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        raise PluginError(f"plugin '{e.plugin}' implements a hook pentora does not define: {e}. "
+                          "Hook names start with pentora_; `pentora plugins list` shows the specs") from e
+    return pm
+
+
+def _default_name(plugin: Any) -> str:
+    mod = getattr(plugin, "__name__", None)
+    if isinstance(mod, str):
+        return mod
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
+    eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    for ep in eps:
+        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as e:  # a broken third-party package must not take the CLI down
+            msg = f"{type(e).__name__}: {e}"
+            report.broken.append((ep.name, msg))
+            logger.warning("plugin '{}' ({}) failed to load and was skipped: {}", ep.name,
+                           ep.value, msg)
+            continue
+        report.loaded.append(ep.name)
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            pm.pentora_dists[ep.name] = (dist.name, dist.version)  # type: ignore[attr-defined]
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of a notification hook, containing failures.
+
+    pluggy stops at the first exception; a scan must not, so each implementation is
+    called on its own and an exception is logged with the plugin's name.
+    """
+    results = []
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            results.append(impl.function(*[kwargs[a] for a in impl.argnames]))
+        except Exception as e:
+            logger.opt(exception=e).error("hook {} of plugin '{}' raised {}: {} (contained; the "
+                                          "scan goes on)", hook_name, impl.plugin_name,
+                                          type(e).__name__, e)
+    return results
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    """A registry filled by every plugin's ``pentora_register_*`` hooks, each attributed."""
+    registry = Registry()
+    for hook_name in ("pentora_register_modules", "pentora_register_retry_policies",
+                      "pentora_register_output_formats"):
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            with registry.providing(impl.plugin_name):
+                try:
+                    impl.function(*[{"registry": registry}[a] for a in impl.argnames])
+                except PluginError:
+                    raise
+                except Exception as e:
+                    raise PluginError(f"plugin '{impl.plugin_name}' failed in {hook_name}: "
+                                      f"{type(e).__name__}: {e}") from e
+    return registry
+
+
+def list_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    dists: dict[str, tuple[str, str]] = getattr(pm, "pentora_dists", {})
+    out = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
+        dist = dists.get(name)
+        out.append(PluginInfo(name=name, distribution=dist[0] if dist else None,
+                              version=dist[1] if dist else None, hooks=hooks))
+    return sorted(out, key=lambda p: p.name)

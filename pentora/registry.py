@@ -1,0 +1,183 @@
+"""The registry of module types, retry policies and output formats.
+
+Everything is registered as a small frozen record naming its provider, so that a
+duplicate name fails loudly with both providers named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.util
+import inspect
+import random
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+
+from .dag import RetrySpec
+from .errors import PluginError
+from .module import Module
+
+
+@dataclass(frozen=True)
+class ModuleType:
+    name: str
+    cls: type[Module]
+    provider: str
+    description: str = ""
+
+    @property
+    def always_run(self) -> bool:
+        return bool(self.cls.always_run)
+
+    def schema(self) -> vol.Schema:
+        raw = self.cls.config_schema
+        if isinstance(raw, vol.Schema):
+            return raw
+        return vol.Schema(raw or {}, extra=vol.PREVENT_EXTRA)
+
+
+DelayFn = Callable[[int, RetrySpec, random.Random], float]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``delay(attempt, spec, rng)``: seconds to wait after failed attempt ``attempt`` (1-based)."""
+
+    name: str
+    description: str
+    delay: DelayFn
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A report format: ``open(path_or_stream, scan)`` returns a writer with
+    ``record(kind, data)`` and ``close(result)``."""
+
+    name: str
+    description: str
+    open: Callable[..., Any]
+    extensions: tuple[str, ...] = ()
+    provider: str = ""
+
+
+@dataclass
+class Registry:
+    modules: dict[str, ModuleType] = field(default_factory=dict)
+    retry_policies: dict[str, RetryPolicy] = field(default_factory=dict)
+    output_formats: dict[str, OutputFormat] = field(default_factory=dict)
+    _provider: str = "<direct>"
+
+    @contextlib.contextmanager
+    def providing(self, name: str) -> Iterator[None]:
+        """Attribute what is registered inside the block to plugin ``name``."""
+        saved, self._provider = self._provider, name
+        try:
+            yield
+        finally:
+            self._provider = saved
+
+    def register(self, cls: type[Module], name: str | None = None) -> ModuleType:
+        """Register a ``Module`` subclass under ``name`` (default: its ``module_type``)."""
+        if not (inspect.isclass(cls) and issubclass(cls, Module)):
+            raise PluginError(f"plugin '{self._provider}' registered {cls!r}, which is not a "
+                              "pentora.Module subclass")
+        name = name or cls.module_type
+        if not name:
+            raise PluginError(f"plugin '{self._provider}': {cls.__qualname__} has no module_type")
+        existing = self.modules.get(name)
+        if existing is not None:
+            if existing.cls is cls:
+                return existing
+            raise PluginError(
+                f"module type '{name}' registered twice: by plugin '{existing.provider}' "
+                f"({existing.cls.__module__}.{existing.cls.__qualname__}) and by plugin "
+                f"'{self._provider}' ({cls.__module__}.{cls.__qualname__}); "
+                "disable one with -p no:NAME"
+            )
+        try:
+            vol.Schema(cls.config_schema or {})
+        except vol.SchemaError as e:
+            raise PluginError(f"module type '{name}' of plugin '{self._provider}' has an invalid "
+                              f"config_schema: {e}") from e
+        doc = cls.description or (inspect.getdoc(cls) or "").split("\n")[0]
+        record = ModuleType(name=name, cls=cls, provider=self._provider, description=doc)
+        self.modules[name] = record
+        return record
+
+    def register_retry_policy(self, policy: RetryPolicy) -> None:
+        self._add(self.retry_policies, "retry policy", policy)
+
+    def register_output_format(self, fmt: OutputFormat) -> None:
+        self._add(self.output_formats, "output format", fmt)
+
+    def _add(self, table: dict[str, Any], kind: str, record: Any) -> None:
+        if not record.provider:
+            object.__setattr__(record, "provider", self._provider)
+        existing = table.get(record.name)
+        if existing is not None and existing is not record:
+            raise PluginError(f"{kind} '{record.name}' registered twice: by plugin "
+                              f"'{existing.provider}' and by plugin '{record.provider}'")
+        table[record.name] = record
+
+    def get(self, name: str) -> ModuleType:
+        try:
+            return self.modules[name]
+        except KeyError:
+            raise PluginError(f"unknown module type '{name}'{self.nearest_hint(name)}") from None
+
+    def nearest(self, name: str, n: int = 3) -> list[str]:
+        return difflib.get_close_matches(name, list(self.modules), n=n, cutoff=0.5)
+
+    def nearest_hint(self, name: str) -> str:
+        near = self.nearest(name)
+        if near:
+            return " (did you mean " + " or ".join(f"'{x}'" for x in near) + "?)"
+        if not self.modules:
+            return " (no module types are registered: are the plugins installed?)"
+        return "; `pentora modules list` shows the registered types"
+
+    def register_plugin_file(self, path: str | Path) -> list[ModuleType]:
+        """Load a ``.py`` file and register every ``Module`` subclass it defines.
+
+        A ``pentora_register_modules(registry)`` function in the file, if any, is
+        called too. Returns the module types added.
+        """
+        module = load_python_file(path)
+        before = set(self.modules)
+        with self.providing(str(path)):
+            hook = getattr(module, "pentora_register_modules", None)
+            if callable(hook):
+                hook(registry=self)
+            for obj in vars(module).values():
+                if (inspect.isclass(obj) and issubclass(obj, Module) and obj is not Module
+                        and obj.__module__ == module.__name__ and obj.module_type):
+                    self.register(obj)
+        return [self.modules[n] for n in self.modules if n not in before]
+
+
+def load_python_file(path: str | Path) -> Any:
+    """Import a Python file named explicitly by the user (never searched for)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise PluginError(f"plugin file not found: {path}")
+    if path.suffix != ".py":
+        raise PluginError(f"plugin file must be a .py file: {path}")
+    name = f"pentora_user_{abs(hash(str(path))):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"cannot load plugin file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(name, None)
+        raise PluginError(f"plugin file {path} failed to import: {type(e).__name__}: {e}") from e
+    return module

@@ -1,0 +1,194 @@
+"""Validation: every problem of a DAG at once, each naming its node.
+
+Checks, in order: duplicate ids, missing dependencies, cycles (with their path),
+unknown module types (with the nearest registered names), module config against the
+module's voluptuous schema, the static data contract (a required key must have an
+upstream producer), conditions, and retry policies.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import voluptuous as vol
+
+from .condition import Condition
+from .dag import Dag, NodeSpec
+from .errors import ConditionError, Problem
+from .parse import humanize
+from .plan import find_cycles, graph_indices, plan
+from .registry import Registry
+
+
+@dataclass
+class Validated:
+    """What validation learnt: configs with defaults applied, contracts, conditions."""
+
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    produces: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    conditions: dict[str, Condition] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _p(node: NodeSpec, message: str, key: str | None = None) -> Problem:
+    return Problem(message, node=node.instance_id, source=node.source, line=node.line, key=key)
+
+
+def validate_dag(dag: Dag, registry: Registry, *, vars: dict[str, Any] | None = None,
+                 initial_keys: Iterable[str] = ()) -> Validated:
+    out = Validated()
+    problems = out.problems
+    known_vars = {**dag.vars, **(vars or {})}
+    first_seen: dict[str, NodeSpec] = {}
+    for node in dag.nodes:
+        if node.instance_id in first_seen:
+            prev = first_seen[node.instance_id]
+            where = f" (first defined at line {prev.line})" if prev.line else ""
+            problems.append(_p(node, f"Duplicate instance_id '{node.instance_id}'{where}: "
+                                     "every node needs its own id"))
+        else:
+            first_seen[node.instance_id] = node
+    for node in dag.nodes:
+        for dep in node.depends_on:
+            if dep == node.instance_id:
+                problems.append(_p(node, f"Node '{node.instance_id}' depends on itself"))
+            elif dep not in first_seen:
+                hint = difflib.get_close_matches(dep, list(first_seen), n=1, cutoff=0.6)
+                tail = f" (did you mean '{hint[0]}'?)" if hint else ""
+                problems.append(_p(node, f"Node '{node.instance_id}' depends on '{dep}' "
+                                         f"which does not exist{tail}"))
+    ids, parents, children = graph_indices(dag)
+    cyclic = False
+    for path in find_cycles(ids, children):
+        if len(path) == 2 and path[0] == path[1]:
+            cyclic = True  # self-dependency, already reported in its own words
+            continue
+        cyclic = True
+        node = first_seen[path[0]]
+        problems.append(_p(node, "Cycle detected in DAG: " + " → ".join(path)))
+    _check_modules(dag, registry, out)
+    if not cyclic and len(first_seen) == len(dag.nodes):
+        _check_contract(dag, parents, out, set(initial_keys), known_vars)
+    _check_retry(dag, registry, problems)
+    return out
+
+
+def _check_modules(dag: Dag, registry: Registry, out: Validated) -> None:
+    for node in dag.nodes:
+        mtype = registry.modules.get(node.module_type)
+        if mtype is None:
+            out.problems.append(_p(node, f"Node '{node.instance_id}': unknown module_type "
+                                         f"'{node.module_type}'{registry.nearest_hint(node.module_type)}",
+                                   key="module_type"))
+            continue
+        try:
+            config = mtype.schema()(dict(node.config))
+        except vol.MultipleInvalid as err:
+            for key, msg in humanize(err, mtype.cls.config_schema, node.config):
+                out.problems.append(_p(node, f"Node '{node.instance_id}' ({node.module_type}): "
+                                             f"config.{key}: {msg}", key=f"config.{key}"))
+            continue
+        except vol.Invalid as err:
+            out.problems.append(_p(node, f"Node '{node.instance_id}' ({node.module_type}): "
+                                         f"config: {err}"))
+            continue
+        out.configs[node.instance_id] = config
+        try:
+            requires, produces = mtype.cls.contract(config)
+        except Exception as e:
+            out.problems.append(_p(node, f"Node '{node.instance_id}' ({node.module_type}): "
+                                         f"contract() failed: {type(e).__name__}: {e}"))
+            continue
+        out.requires[node.instance_id] = tuple(requires)
+        out.produces[node.instance_id] = tuple(produces)
+
+
+def _check_contract(dag: Dag, parents: list[list[int]], out: Validated, initial: set[str],
+                    known_vars: dict[str, Any]) -> None:
+    """Every required key (and for_each key, and condition name) has an upstream producer."""
+    order = plan(dag).order
+    base = frozenset(initial)
+    available: list[frozenset[str]] = [base] * len(dag.nodes)  # keys visible to node i
+    producers: dict[str, list[str]] = {}
+    for node in dag.nodes:
+        for key in out.produces.get(node.instance_id, ()):
+            producers.setdefault(key, []).append(node.instance_id)
+    for i in order:
+        node = dag.nodes[i]
+        ps = parents[i]
+        if len(ps) == 1:
+            seen = _after(dag.nodes[ps[0]], available[ps[0]], out)
+        elif ps:
+            merged: set[str] = set(base)
+            for p in ps:
+                merged |= _after(dag.nodes[p], available[p], out)
+            seen = frozenset(merged)
+        else:
+            seen = base
+        available[i] = seen
+        need = list(out.requires.get(node.instance_id, ()))
+        for key in need:
+            if key not in seen:
+                out.problems.append(_p(node, f"Node '{node.instance_id}' requires '{key}' but no "
+                                             f"upstream node produces it{_producer_hint(key, producers)}"))
+        if node.for_each and node.for_each not in seen:
+            out.problems.append(_p(node, f"Node '{node.instance_id}' maps over '{node.for_each}' "
+                                         f"(for_each) but no upstream node produces it"
+                                         f"{_producer_hint(node.for_each, producers)}"))
+        _check_condition(node, seen, known_vars, out)
+
+
+def _after(node: NodeSpec, seen: frozenset[str], out: Validated) -> frozenset[str]:
+    produced = out.produces.get(node.instance_id, ())
+    if not produced or all(k in seen for k in produced):
+        return seen
+    return seen | frozenset(produced)
+
+
+def _producer_hint(key: str, producers: dict[str, list[str]]) -> str:
+    nodes = producers.get(key)
+    if not nodes:
+        return ""
+    names = ", ".join(f"'{n}'" for n in nodes[:3])
+    return f" ({names} produces it: add it to depends_on)"
+
+
+def _check_condition(node: NodeSpec, seen: frozenset[str], known_vars: dict[str, Any],
+                     out: Validated) -> None:
+    if node.condition is None:
+        return
+    try:
+        cond = Condition(node.condition)
+    except ConditionError as e:
+        out.problems.append(_p(node, f"Node '{node.instance_id}': {e}", key="condition"))
+        return
+    for name in sorted(cond.names):
+        if name not in known_vars and name not in seen:
+            out.problems.append(_p(node, f"Node '{node.instance_id}': condition refers to '{name}', "
+                                         "which is neither a var nor a key produced upstream "
+                                         f"(define it under vars: or pass --set {name}=VALUE)",
+                                   key="condition"))
+    out.conditions[node.instance_id] = cond
+
+
+def _check_retry(dag: Dag, registry: Registry, problems: list[Problem]) -> None:
+    def check(backoff: str, where: str, node: NodeSpec | None) -> None:
+        if backoff in registry.retry_policies:
+            return
+        near = difflib.get_close_matches(backoff, list(registry.retry_policies), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        known = ", ".join(sorted(registry.retry_policies)) or "none registered"
+        msg = f"{where}: unknown retry policy '{backoff}'{hint}; known: {known}"
+        problems.append(_p(node, msg) if node else Problem(msg, source=dag.source))
+
+    if dag.engine.retry.enabled:
+        check(dag.engine.retry.backoff, "engine.retry.backoff", None)
+    for node in dag.nodes:
+        if node.retry:
+            spec = dag.engine.retry.merged(node.retry)
+            if spec.enabled:
+                check(spec.backoff, f"Node '{node.instance_id}': retry.backoff", node)

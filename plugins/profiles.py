@@ -1,0 +1,12 @@
+"""Ships the built-in DAG profiles (``--profile NAME``)."""
+
+from __future__ import annotations
+
+import importlib.resources
+
+from pentora import hookimpl
+
+
+@hookimpl
+def pentora_profile_dirs() -> list[str]:
+    return [str(importlib.resources.files("pentora_dags"))]
