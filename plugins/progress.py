@@ -75,8 +75,8 @@ class Progress:
     @hookimpl
     def pentora_scan_complete(self, scan: Any) -> None:
         if self.active:
-            self.draw(force=True)
-            if self.tty:
+            if self.tty:  # plain output already printed the last line as the last node ended
+                self.draw(force=True)
                 self.out.write("\n")
                 self.out.flush()
             self.active = False

@@ -1,0 +1,59 @@
+"""Shared fixtures. Core tests build a fresh plugin manager with autoload off and
+register only test-only modules: the core needs no built-in plugin."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pentora
+from pentora import Module, Orchestrator, RetryPolicy, hookimpl
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+class ModulesPlugin:
+    """Registers the given module classes (and test retry policies) as one plugin."""
+
+    def __init__(self, *modules: type[Module], policies: tuple[RetryPolicy, ...] = ()) -> None:
+        self.modules = modules
+        self.policies = policies
+
+    @hookimpl
+    def pentora_register_modules(self, registry: Any) -> None:
+        for m in self.modules:
+            registry.register(m)
+
+    @hookimpl
+    def pentora_register_retry_policies(self, registry: Any) -> None:
+        for p in self.policies:
+            registry.register_retry_policy(p)
+
+
+def make_orch(*modules: type[Module], plugins: tuple[Any, ...] = (), **kw: Any) -> Orchestrator:
+    kw.setdefault("autoload", False)
+    return Orchestrator(plugins=(ModulesPlugin(*modules, policies=kw.pop("policies", ())), *plugins),
+                        **kw)
+
+
+@pytest.fixture
+def run_cli():
+    """Run ``pentora`` in a subprocess; returns CompletedProcess with text output."""
+    import subprocess
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+            cwd: str | Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        import os
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        return subprocess.run([sys.executable, "-m", "pentora", *args], capture_output=True,
+                              text=True, input=input, env=full_env, cwd=cwd, timeout=timeout)
+
+    return run
+
+
+__all__ = ["ModulesPlugin", "make_orch", "pentora"]

@@ -1,0 +1,113 @@
+"""Logging (loguru, text and JSON) and progress output."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import gevent
+
+from pentora import DagBuilder, Module, NodeContext
+from pentora._logging import configure
+from tests.conftest import make_orch
+
+
+class Steps(Module):
+    module_type = "steps"
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        for i in range(1, 4):
+            gevent.sleep(0.001)
+            ctx.progress(i, 3)
+
+
+class Bad(Module):
+    module_type = "bad"
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        raise OSError("disk on fire")
+
+
+def _logging_plugin():
+    import pentora_plugins.logging as plugin
+
+    return plugin
+
+
+def test_json_logs_carry_the_seed_fields():
+    stream = io.StringIO()
+    configure("INFO", "json", stream=stream)
+    try:
+        orch = make_orch(Steps, Bad, plugins=(_logging_plugin(),))
+        orch.load_dag(DagBuilder().engine(fail_fast=False).add_node("port_scan", "steps")
+                      .add_node("bad", "bad").build())
+        orch.execute()
+    finally:
+        configure("WARNING")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    started = [r for r in lines if r.get("node") == "port_scan" and "started" in r["message"]][0]
+    assert set(started) >= {"level", "timestamp", "component", "node", "message"}
+    assert started["level"] == "info" and started["component"] == "orchestrator"
+    assert started["message"] == "Node execution started"
+    done = [r for r in lines if r.get("node") == "port_scan" and "completed" in r["message"]][0]
+    assert done["duration_ms"] > 0
+    failed = [r for r in lines if r.get("node") == "bad" and r["level"] == "error"][0]
+    assert "disk on fire" in failed["message"]
+
+
+def test_text_logs_and_level_filter():
+    stream = io.StringIO()
+    configure("WARNING", "text", stream=stream)
+    try:
+        orch = make_orch(Steps, Bad, plugins=(_logging_plugin(),))
+        orch.load_dag(DagBuilder().engine(fail_fast=False).add_node("ok", "steps")
+                      .add_node("bad", "bad").build())
+        orch.execute()
+    finally:
+        configure("WARNING")
+    text = stream.getvalue()
+    assert "Node execution started" not in text  # INFO filtered out
+    assert "[bad] Node execution failed: disk on fire" in text
+
+
+def test_progress_plain_lines_when_not_a_tty():
+    from pentora_plugins.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(stream)
+    orch = make_orch(Steps, plugins=(progress,))
+    orch.load_dag(DagBuilder().add_node("a", "steps").add_node("b", "steps", ["a"]).build())
+    orch.execute(options={"progress": True})
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[") and "0% (0/2 nodes completed)" in lines[0]
+    assert any("50% (1/2 nodes completed)" in line for line in lines)
+    assert lines[-1].endswith("100% (2/2 nodes completed)")
+    assert "\r" not in stream.getvalue()
+
+
+def test_progress_redraws_in_place_on_a_tty():
+    from pentora_plugins.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    progress = Progress(stream)
+    orch = make_orch(Steps, plugins=(progress,))
+    orch.load_dag(DagBuilder().add_node("a", "steps").build())
+    orch.execute(options={"progress": True})
+    out = stream.getvalue()
+    assert out.count("\r\x1b[K") >= 2 and out.endswith("\n")
+    assert "100% (1/1 nodes completed)" in out
+
+
+def test_progress_is_silent_unless_asked():
+    from pentora_plugins.progress import Progress
+
+    stream = io.StringIO()
+    orch = make_orch(Steps, plugins=(Progress(stream),))
+    orch.load_dag(DagBuilder().add_node("a", "steps").build())
+    orch.execute()
+    assert stream.getvalue() == ""
