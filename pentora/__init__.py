@@ -6,9 +6,19 @@ from .builder import DagBuilder
 from .condition import Condition
 from .context import DataContext
 from .dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
-from .errors import (ConditionError, ContextFullError, ContextKeyError, DagParseError,
-                     ModuleError, NodeTimeout, PentoraError, PluginError, Problem,
-                     TransientError, ValidationError)
+from .errors import (
+                     ConditionError,
+                     ContextFullError,
+                     ContextKeyError,
+                     DagParseError,
+                     ModuleError,
+                     NodeTimeout,
+                     PentoraError,
+                     PluginError,
+                     Problem,
+                     TransientError,
+                     ValidationError,
+)
 from .hookspecs import hookimpl, hookspec
 from .module import Module
 from .nodectx import NodeContext

@@ -93,7 +93,7 @@ class ContextFullError(PentoraError):
     """The DataContext reached ``max_size`` and its policy forbids eviction."""
 
 
-class NodeTimeout(TimeoutError):
+class NodeTimeout(TimeoutError):  # noqa: N818 - the public name users catch
     """A node ran longer than its timeout."""
 
 

@@ -31,8 +31,19 @@ from .dag import Dag, NodeSpec, RetrySpec
 from .errors import ConditionError, ModuleError, NodeTimeout
 from .nodectx import NodeContext
 from .plan import Plan
-from .records import (CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, SKIPPED, TERMINAL,
-                      BranchRecord, NodeRecord, ScanInfo, ScanResult)
+from .records import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    TERMINAL,
+    BranchRecord,
+    NodeRecord,
+    ScanInfo,
+    ScanResult,
+)
 from .registry import ModuleType, Registry
 from .retry import should_retry
 from .units import format_duration
@@ -42,7 +53,8 @@ log = logger.bind(component="orchestrator")
 
 NODE_HOOKS = ("pentora_node_start", "pentora_node_complete", "pentora_node_failed",
               "pentora_node_skipped", "pentora_node_cancelled", "pentora_node_retry",
-              "pentora_node_progress", "pentora_scan_start", "pentora_scan_complete")
+              "pentora_node_progress", "pentora_record", "pentora_scan_start",
+              "pentora_scan_complete")
 
 
 @dataclass
@@ -98,7 +110,7 @@ class Executor:
         self.rng = random.Random(opts.seed)
         self.notify = Notifier(pm)
         self.pending_needs: dict[str, int] = {}
-        for i, nd in enumerate(self.nodes):
+        for nd in self.nodes:
             for key in validated.requires.get(nd.instance_id, ()):
                 self.pending_needs[key] = self.pending_needs.get(key, 0) + 1
 
@@ -313,6 +325,8 @@ class Executor:
             self.validated.requires.get(nid, ()), self.engine.max_parallel_targets,
             progress or (lambda done, total: self._progress(i, done, total)),
             records=self.record_map,
+            emit=lambda kind, record: self.notify("pentora_record", scan=self.scan, node=node,
+                                                  kind=kind, record=record),
             **({} if item is ... else {"item": item}))
         ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
         return ctx

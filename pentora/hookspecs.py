@@ -8,7 +8,8 @@ Order for one scan (asserted by a test)::
 
     pentora_scan_start
       per node, when it becomes ready:
-        pentora_node_start → [pentora_node_progress …] → [pentora_node_retry → pentora_node_start …]
+        pentora_node_start → [pentora_node_progress | pentora_record …]
+          → [pentora_node_retry → pentora_node_start …]
         → pentora_node_complete | pentora_node_failed
       per node that will not run:
         pentora_node_skipped   (false condition, or an upstream failed/was skipped)
@@ -120,6 +121,13 @@ def pentora_node_retry(scan: ScanInfo, node: NodeSpec, record: NodeRecord, error
 @hookspec
 def pentora_node_progress(scan: ScanInfo, node: NodeSpec, done: int, total: int | None) -> None:
     """A module reported item progress with ``ctx.progress(done, total)``."""
+
+
+@hookspec
+def pentora_record(scan: ScanInfo, node: NodeSpec, kind: str, record: Any) -> None:
+    """A module found something and said so with ``ctx.emit(record)``: a host, an open
+    port, a banner… Called as it is found, so outputs stream and an interrupted scan
+    keeps what it had. ``kind`` is the record's JSONL kind (``host``, ``port``…)."""
 
 
 @hookspec(firstresult=True)

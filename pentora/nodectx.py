@@ -32,8 +32,8 @@ class NodeContext:
     def __init__(self, scan: ScanInfo, node: NodeSpec, record: NodeRecord, config: dict[str, Any],
                  requires: tuple[str, ...], max_parallel: int,
                  on_progress: Callable[[int, int | None], None],
-                 item: Any = _MISSING, records: Callable[[], dict[str, NodeRecord]] | None = None
-                 ) -> None:
+                 item: Any = _MISSING, records: Callable[[], dict[str, NodeRecord]] | None = None,
+                 emit: Callable[[str, Any], None] | None = None) -> None:
         self.scan = scan
         self.node = node
         self.node_id = node.instance_id
@@ -47,6 +47,7 @@ class NodeContext:
         self._on_progress = on_progress
         self._item = item
         self._records = records
+        self._emit = emit
         self.outputs: dict[str, Any] | None = {} if item is not _MISSING else None
         self.log = logger.bind(component="module", node=self.node_id)
 
@@ -116,3 +117,9 @@ class NodeContext:
 
     def progress(self, done: int, total: int | None = None) -> None:
         self._on_progress(done, total)
+
+    def emit(self, record: Any, kind: str | None = None) -> None:
+        """Announce a finding as soon as it is made (``pentora_record`` hook): outputs
+        stream it, so an interrupted scan keeps it. ``kind`` defaults to ``record.kind``."""
+        if self._emit is not None:
+            self._emit(kind or getattr(record, "kind", type(record).__name__.lower()), record)

@@ -215,7 +215,7 @@ class _Reader:
             for key, msg in humanize(err, TOP_SCHEMA, data):
                 self.problem(f"{key}: {msg}", source=source, key=key)
             top = {k: v for k, v in data.items() if k in ("nodes",)}
-        raw_nodes = top.get("nodes") if isinstance(top.get("nodes"), list) else []
+        raw_nodes: list[Any] = top["nodes"] if isinstance(top.get("nodes"), list) else []
         if "nodes" in top and not raw_nodes:
             self.problem("DAG has no nodes: 'nodes' must list at least one node", source=source)
         dag = Dag(
@@ -372,7 +372,7 @@ def _engine(raw: dict[str, Any]) -> EngineConfig:
     engine = EngineConfig()
     for key, value in raw.items():
         if key == "retry":
-            engine.retry = RetrySpec(**{
+            engine.retry = RetrySpec(**{  # type: ignore[arg-type]
                 k: (tuple(v) if k == "retry_on" else v) for k, v in value.items()
             })
         elif key == "data_context":

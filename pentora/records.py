@@ -17,14 +17,14 @@ TERMINAL = frozenset({COMPLETED, FAILED, SKIPPED, CANCELLED})
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
 
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")
 
 

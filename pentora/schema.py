@@ -106,7 +106,7 @@ def describe_validator(validator: Any) -> str:
     if isinstance(validator, type):
         return validator.__name__
     if isinstance(validator, vol.In):
-        return "one of " + ", ".join(repr(v) for v in validator.container)
+        return "one of " + ", ".join(repr(v) for v in validator.container)  # type: ignore[union-attr]
     if isinstance(validator, (vol.Any,)):
         return " | ".join(describe_validator(v) for v in validator.validators)
     if isinstance(validator, vol.All):

@@ -18,6 +18,7 @@ import voluptuous as vol
 from .condition import Condition
 from .dag import Dag, NodeSpec
 from .errors import ConditionError, Problem
+from .interpolate import UnknownVariableError, interpolate
 from .parse import humanize
 from .plan import find_cycles, graph_indices, plan
 from .registry import Registry
@@ -70,14 +71,14 @@ def validate_dag(dag: Dag, registry: Registry, *, vars: dict[str, Any] | None = 
         cyclic = True
         node = first_seen[path[0]]
         problems.append(_p(node, "Cycle detected in DAG: " + " → ".join(path)))
-    _check_modules(dag, registry, out)
+    _check_modules(dag, registry, out, known_vars)
     if not cyclic and len(first_seen) == len(dag.nodes):
         _check_contract(dag, parents, out, set(initial_keys), known_vars)
     _check_retry(dag, registry, problems)
     return out
 
 
-def _check_modules(dag: Dag, registry: Registry, out: Validated) -> None:
+def _check_modules(dag: Dag, registry: Registry, out: Validated, known_vars: dict[str, Any]) -> None:
     for node in dag.nodes:
         mtype = registry.modules.get(node.module_type)
         if mtype is None:
@@ -86,9 +87,17 @@ def _check_modules(dag: Dag, registry: Registry, out: Validated) -> None:
                                    key="module_type"))
             continue
         try:
-            config = mtype.schema()(dict(node.config))
+            raw = interpolate(dict(node.config), known_vars)
+        except UnknownVariableError as e:
+            out.problems.append(_p(node, f"Node '{node.instance_id}' ({node.module_type}): "
+                                         f"config.{e.path}: unknown variable '{e.name}' (define it "
+                                         f"under vars: or pass --set {e.name}=VALUE)",
+                                   key=f"config.{e.path}"))
+            continue
+        try:
+            config = mtype.schema()(raw)
         except vol.MultipleInvalid as err:
-            for key, msg in humanize(err, mtype.cls.config_schema, node.config):
+            for key, msg in humanize(err, mtype.cls.config_schema, raw):
                 out.problems.append(_p(node, f"Node '{node.instance_id}' ({node.module_type}): "
                                              f"config.{key}: {msg}", key=f"config.{key}"))
             continue

@@ -13,8 +13,7 @@ import gevent
 from .. import render
 from ..errors import ValidationError
 from ..records import ScanResult
-from .common import (EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_dag_arg, make_orchestrator, out,
-                     parse_sets)
+from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_dag_arg, make_orchestrator, out, parse_sets
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

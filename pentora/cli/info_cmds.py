@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import voluptuous as vol
@@ -34,7 +35,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     prof.set_defaults(func=cmd_profiles)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
@@ -106,7 +107,7 @@ def cmd_modules_show(args: argparse.Namespace) -> int:
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
     plugins = [p for p in list_plugins(orch.pm) if not p.name.startswith("pentora.")]
-    broken = orch.pm.pentora_load_report.broken
+    broken = orch.pm.pentora_load_report.broken  # type: ignore[union-attr]
     if args.format == "json":
         out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks)} for p in plugins],
                         "broken": [{"name": n, "error": e} for n, e in broken]}, indent=2))

@@ -20,7 +20,7 @@ from loguru import logger  # noqa: E402
 from .. import __version__  # noqa: E402
 from .._logging import configure  # noqa: E402
 from ..errors import PentoraError, ValidationError  # noqa: E402
-from . import dag_cmds, info_cmds  # noqa: E402
+from . import dag_cmds, info_cmds, scan_cmd  # noqa: E402
 from .common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options  # noqa: E402
 
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pentora {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
+    scan_cmd.add_parsers(sub, common)
     dag_cmds.add_parsers(sub, common)
     info_cmds.add_parsers(sub, common)
     return parser

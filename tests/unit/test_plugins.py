@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from pentora import (DagBuilder, Module, NodeContext, OutputFormat, PluginError, Registry,
-                     RetryPolicy, get_plugin_manager, hookimpl)
+from pentora import (
+    DagBuilder,
+    Module,
+    NodeContext,
+    OutputFormat,
+    PluginError,
+    Registry,
+    RetryPolicy,
+    get_plugin_manager,
+    hookimpl,
+)
 from pentora.plugins import build_registry, list_plugins
 from tests.conftest import ModulesPlugin, make_orch
 

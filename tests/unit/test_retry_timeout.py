@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
@@ -29,20 +28,20 @@ class Flaky(Module):
     produces = ("ok",)
     calls: dict[str, int] = {}
 
-    class Mine(Exception):
+    class MineError(Exception):
         pass
 
-    transient_errors = (Mine,)
+    transient_errors = (MineError,)
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> dict[str, Any]:
         n = Flaky.calls[ctx.node_id] = Flaky.calls.get(ctx.node_id, 0) + 1
         if n <= config["failures"]:
             raise {
-                "timeout": socket.timeout("timed out"),
+                "timeout": TimeoutError("timed out"),
                 "refused": ConnectionRefusedError(111, "Connection refused"),
                 "value": ValueError("bad value"),
                 "transient": TransientError("try later"),
-                "mine": Flaky.Mine("mine"),
+                "mine": Flaky.MineError("mine"),
             }[config["error"]]
         return {"ok": n}
 
@@ -206,8 +205,9 @@ def test_cancel_from_another_thread():
 def test_builtin_retry_policies(jitter):
     import random
 
-    from pentora import RetrySpec
     from pentora_plugins.retry import exponential, fixed, none
+
+    from pentora import RetrySpec
 
     rng = random.Random(1)
     spec = RetrySpec(enabled=True, initial=1.0, max=3.0, jitter=jitter)

@@ -1,0 +1,225 @@
+"""pytest fixtures for testing scan modules against real sockets on loopback.
+
+Registered through the ``pytest11`` entry point, so any project with pentora
+installed gets them, third-party plugin authors included:
+
+- ``tcp_server``: start a TCP server on 127.0.0.1 (or ::1) that speaks a scripted banner
+  and answers; returns its port.
+- ``closed_tcp_port``: a 127.0.0.1 port with nothing listening.
+- ``udp_server``: a UDP server on 127.0.0.1 answering with a fixed payload.
+- ``netns``: a fresh network namespace with its own loopback (root only; skipped with
+  the reason otherwise) in which to run whole-range scans, so that only the test's
+  own listeners answer.
+
+Servers run in OS threads with blocking sockets, independent of the gevent hub that
+runs the scan, and are closed when the test ends. They bind loopback only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+Responder = Callable[[bytes], bytes | None]
+
+
+@dataclass
+class TcpServer:
+    """A threaded TCP server: sends ``banner`` on connect, then answers each read with
+    ``respond(data)`` (None closes)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    banner: bytes = b""
+    respond: Responder | None = None
+    close_after_banner: bool = False
+    connections: int = 0
+    received: list[bytes] = field(default_factory=list)
+
+    def start(self) -> TcpServer:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((self.host, self.port))
+        self._sock.listen(512)
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with contextlib.closing(conn):
+            conn.settimeout(5)
+            try:
+                if self.banner:
+                    conn.sendall(self.banner)
+                if self.close_after_banner:
+                    return
+                while not self._stop.is_set():
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    self.received.append(data)
+                    if self.respond is None:
+                        continue
+                    answer = self.respond(data)
+                    if answer is None:
+                        return
+                    conn.sendall(answer)
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._thread.join(timeout=2)
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[Callable[..., TcpServer]]:
+    """Factory: ``tcp_server(banner=b"SSH-2.0-x\\r\\n", respond=fn, host="127.0.0.1")``."""
+    servers: list[TcpServer] = []
+
+    def start(**kwargs: Any) -> TcpServer:
+        host = kwargs.get("host", "127.0.0.1")
+        if not (host.startswith("127.") or host == "::1" or host.startswith("198.18.")
+                or host.startswith("198.19.")):
+            raise ValueError(f"test servers bind loopback (or a test namespace's 198.18/15), not {host}")
+        server = TcpServer(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port the kernel just handed out and that nothing listens on now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def closed_tcp_port() -> int:
+    return free_port()
+
+
+@dataclass
+class UdpServer:
+    host: str = "127.0.0.1"
+    port: int = 0
+    reply: bytes = b""
+    received: list[bytes] = field(default_factory=list)
+
+    def start(self) -> UdpServer:
+        self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                                   socket.SOCK_DGRAM)
+        self._sock.bind((self.host, self.port))
+        self.port = self._sock.getsockname()[1]
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            self.received.append(data)
+            if self.reply:
+                self._sock.sendto(self.reply, peer)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+@pytest.fixture
+def udp_server() -> Iterator[Callable[..., UdpServer]]:
+    servers: list[UdpServer] = []
+
+    def start(**kwargs: Any) -> UdpServer:
+        server = UdpServer(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def netns_unavailable() -> str | None:
+    """Why a network namespace cannot be made here, or None if it can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (CAP_SYS_ADMIN); not running as root"
+    if shutil.which("ip") is None:
+        return "the 'ip' command (Debian's iproute2) is not installed"
+    return None
+
+
+@dataclass
+class NetNs:
+    """A network namespace with its loopback up; ``run``/``popen`` execute inside it."""
+
+    name: str
+
+    def run(self, *cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.name, *cmd], capture_output=True,
+                              text=True, check=check, **kw)
+
+    def popen(self, *cmd: str, **kw: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kw)
+
+    def python(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, *args, **kw)
+
+
+@contextlib.contextmanager
+def network_namespace(prefix: str = "pentora-test") -> Iterator[NetNs]:
+    reason = netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        ns = NetNs(name)
+        ns.run("ip", "link", "set", "lo", "up")
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNs]:
+    with network_namespace() as ns:
+        yield ns

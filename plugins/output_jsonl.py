@@ -1,0 +1,63 @@
+"""The ``jsonl`` output format: one JSON object a line, ``kind`` first, flushed as found.
+
+Findings (``host``, ``port``, ``banner``…) are written the moment a module emits them,
+``node`` lines as each node ends, and one ``scan`` line last, so an interrupted scan
+keeps every line it had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import IO, Any
+
+from pentora import OutputFormat, hookimpl
+
+
+def record_dict(kind: str, record: Any) -> dict[str, Any]:
+    """``{"kind": kind, **fields}`` for a record dataclass, a dict or an object with to_dict()."""
+    if hasattr(record, "to_dict"):
+        data = record.to_dict()
+    elif dataclasses.is_dataclass(record) and not isinstance(record, type):
+        data = dataclasses.asdict(record)
+    elif isinstance(record, dict):
+        data = dict(record)
+    else:
+        data = {"value": record}
+    data.pop("kind", None)
+    return {"kind": kind, **data}
+
+
+class JsonlWriter:
+    def __init__(self, target: str | IO[str]) -> None:
+        if isinstance(target, str):
+            self.stream: IO[str] = sys.stdout if target == "-" else open(  # noqa: SIM115
+                target, "w", encoding="utf-8", buffering=1)
+            self.owned = target != "-"
+        else:
+            self.stream, self.owned = target, False
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(obj, default=str, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def record(self, kind: str, record: Any) -> None:
+        self.write(record_dict(kind, record))
+
+    def close(self, result: Any) -> None:
+        if result is not None:
+            data = result.to_dict()
+            data.pop("nodes", None)  # each node already has its own line
+            self.write({"kind": "scan", **data})
+        if self.owned:
+            self.stream.close()
+
+
+FORMAT = OutputFormat("jsonl", "JSON Lines: one record a line, kind first, written as found",
+                      open=JsonlWriter, extensions=(".jsonl", ".ndjson"))
+
+
+@hookimpl
+def pentora_register_output_formats(registry):  # type: ignore[no-untyped-def]
+    registry.register_output_format(FORMAT)

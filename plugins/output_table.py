@@ -1,0 +1,88 @@
+"""The ``summary`` format: the readable table ``pentora scan`` prints to the terminal.
+
+Reads the finished scan's DataContext (hosts, open ports, services) and the node
+records. Every string from a target passes through ``clean`` first: control
+characters and ANSI escapes from a hostile banner never reach the terminal raw.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import IO, Any
+
+from pentora import OutputFormat, hookimpl
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(value: Any, limit: int = 60) -> str:
+    """Printable text: control bytes (ESC included) shown as \\xNN, cut to ``limit``."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+class SummaryWriter:
+    def __init__(self, target: str | IO[str] = "-") -> None:
+        self.stream = sys.stdout if target == "-" or not isinstance(target, str) else open(  # noqa: SIM115
+            target, "w", encoding="utf-8")
+        if not isinstance(target, str):
+            self.stream = target
+
+    def record(self, kind: str, record: Any) -> None:
+        """The summary is drawn from the finished scan, not from the stream."""
+
+    def close(self, result: Any) -> None:
+        if result is None:
+            return
+        self.stream.write(render(result) + "\n")
+        self.stream.flush()
+
+
+def render(result: Any) -> str:
+    ctx = result.context
+    services = {(_get(s, "host"), _get(s, "port"), _get(s, "protocol")): s
+                for s in ctx.get("service_fingerprints", [])}
+    rows = [["HOST", "PORT", "STATE", "SERVICE", "PRODUCT", "VERSION"]]
+    for p in ctx.get("open_ports", []):
+        key = (_get(p, "host"), _get(p, "port"), _get(p, "protocol"))
+        svc = services.get(key)
+        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")),
+                     clean(_get(svc, "service") if svc else ""),
+                     clean(_get(svc, "product") if svc else ""),
+                     clean(_get(svc, "version") if svc else "")])
+    lines = []
+    hosts = [h for h in ctx.get("discovered_hosts", []) if _get(h, "alive")]
+    if ctx.has("discovered_hosts"):
+        lines.append(f"{len(hosts)} host(s) up")
+    if len(rows) > 1:
+        lines.append(table(rows))
+    elif ctx.has("open_ports"):
+        lines.append("no open ports found")
+    failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]
+    for r in failed:
+        lines.append(f"node {r.node} {r.status}: {clean(r.error or r.reason, 200)}")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
+    lines.append(f"scan {result.scan_id} {result.status} in {result.duration_ms / 1000:.2f}s "
+                 f"({counts})")
+    return "\n".join(lines)
+
+
+FORMAT = OutputFormat("summary", "readable table of hosts, ports and services (the terminal view)",
+                      open=SummaryWriter, extensions=(".txt",))
+
+
+@hookimpl
+def pentora_register_output_formats(registry):  # type: ignore[no-untyped-def]
+    registry.register_output_format(FORMAT)

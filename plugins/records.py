@@ -1,0 +1,139 @@
+"""The standard records of DESIGN.md, one dataclass per DataContext key.
+
+Each record is a plain, JSON-serialisable dataclass; ``kind`` names its line in the
+JSONL output. Lists of records are kept sorted by ``sort_key`` so that the same scan
+gives the same output whatever the timing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+def address_key(address: str) -> tuple[int, int, str]:
+    """Sort addresses numerically, IPv4 before IPv6, names last."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return (2, 0, address)
+    return (0 if ip.version == 4 else 1, int(ip), "")
+
+
+class Record:
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def sort_key(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+
+@dataclass
+class Target(Record):
+    kind: ClassVar[str] = "target"
+    address: str
+    hostname: str | None = None
+    source: str = ""
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.address), self.hostname or "")
+
+
+@dataclass
+class Host(Record):
+    kind: ClassVar[str] = "host"
+    address: str
+    hostname: str | None = None
+    alive: bool = True
+    method: str = ""
+    latency_ms: float | None = None
+    ttl: int | None = None
+    mac: str | None = None
+    reason: str | None = None
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.address),)
+
+
+@dataclass
+class Port(Record):
+    kind: ClassVar[str] = "port"
+    host: str
+    port: int
+    protocol: str = "tcp"
+    state: str = "open"
+    method: str = ""
+    reason: str | None = None
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.protocol, self.port)
+
+
+@dataclass
+class Banner(Record):
+    kind: ClassVar[str] = "banner"
+    host: str
+    port: int
+    protocol: str = "tcp"
+    tls: bool = False
+    probe: str = ""
+    data: str = ""
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.protocol, self.port, self.probe)
+
+
+@dataclass
+class ServiceFingerprint(Record):
+    kind: ClassVar[str] = "service"
+    host: str
+    port: int
+    protocol: str = "tcp"
+    service: str = "unknown"
+    product: str | None = None
+    version: str | None = None
+    cpe: str | None = None
+    confidence: float = 0.0
+    tls: bool = False
+    evidence: str = ""
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.protocol, self.port)
+
+
+@dataclass
+class AssetProfile(Record):
+    kind: ClassVar[str] = "asset"
+    host: str
+    hostname: str | None = None
+    os: dict[str, Any] | None = None
+    services: list[dict[str, Any]] = field(default_factory=list)
+    open_ports: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host),)
+
+
+@dataclass
+class Vulnerability(Record):
+    kind: ClassVar[str] = "vulnerability"
+    host: str
+    port: int | None
+    id: str
+    title: str = ""
+    severity: str = "info"
+    cvss: float | None = None
+    evidence: str = ""
+    references: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.port or 0, self.id)
+
+
+def sorted_records(records: Any) -> list[Any]:
+    return sorted(records, key=lambda r: r.sort_key())
