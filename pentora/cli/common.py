@@ -24,11 +24,14 @@ class CliError(PentoraError):
         super().__init__(message)
 
 
-def plugin_options() -> argparse.ArgumentParser:
+def plugin_options(plugin_flag: bool = True) -> argparse.ArgumentParser:
+    """Options every command shares. ``scan`` gives ``-p`` its own meaning (ports or
+    ``no:NAME``), so it asks for a parent without it."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("plugins and logging")
-    g.add_argument("-p", dest="plugin_flags", action="append", default=[], metavar="no:NAME",
-                   help="disable the plugin NAME (repeatable)")
+    if plugin_flag:
+        g.add_argument("-p", dest="plugin_flags", action="append", default=[], metavar="no:NAME",
+                       help="disable the plugin NAME (repeatable)")
     g.add_argument("--hooks", action="append", default=[], metavar="FILE",
                    help="load @pentora.hookimpl functions from a .py file (repeatable)")
     g.add_argument("--log-level", default="WARNING", type=str.upper,

@@ -15,6 +15,7 @@ from .common import (
     load_dag_arg,
     make_orchestrator,
     parse_sets,
+    plugin_options,
     profile_path,
 )
 from .dag_cmds import install_signal_handlers, summary
@@ -34,7 +35,7 @@ class _PortsOrPlugin(argparse.Action):
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("scan", parents=[common], conflict_handler="resolve",
+    p = sub.add_parser("scan", parents=[plugin_options(plugin_flag=False)],
                        help="scan targets with a profile or a DAG")
     p.add_argument("--targets", "-t", required=True, metavar="SPEC",
                    help="addresses, CIDRs, ranges, hostnames, or @FILE")
