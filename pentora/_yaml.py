@@ -29,6 +29,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<' merge keys are PyYAML's to resolve, not duplicates
             key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
@@ -114,14 +116,27 @@ def load_document(
             ) from e
     if not text.strip():
         raise DagParseError(Problem("empty DAG: expected a mapping with 'nodes'", source=source))
-    stripped = text.lstrip()
-    if stripped.startswith("{") and (source is None or not source.endswith((".yaml", ".yml"))):
-        try:
-            return json.loads(text), []
-        except json.JSONDecodeError:
-            pass  # YAML flow mappings also start with '{'; let the YAML parser judge.
-    loader = _Loader(text)
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DagParseError(Problem(f"text holds a character that is not valid Unicode at "
+                                    f"offset {e.start}", source=source)) from None
+    is_json = bool(source and source.endswith(".json"))
+    if is_json or (text.lstrip().startswith("{") and not (source or "").endswith((".yaml", ".yml"))):
+        try:
+            return json.loads(text, object_pairs_hook=_json_object), []
+        except json.JSONDecodeError as e:
+            if is_json:
+                raise DagParseError(Problem(f"invalid JSON: {e.msg} (line {e.lineno}, column "
+                                            f"{e.colno})", source=source, line=e.lineno)) from None
+            # YAML flow mappings also start with '{'; let the YAML parser judge.
+        except ValueError as e:
+            raise DagParseError(Problem(f"invalid JSON: {e}", source=source)) from None
+        except RecursionError:
+            raise DagParseError(Problem("JSON nested too deeply for a DAG", source=source)) from None
+    loader = None
+    try:
+        loader = _Loader(text)
         root = loader.get_single_node()
         if root is None:
             raise DagParseError(Problem("empty DAG: expected a mapping with 'nodes'", source=source))
@@ -143,8 +158,20 @@ def load_document(
         raise DagParseError(Problem(_constructor_message(e), source=source, line=_line(e))) from e
     except yaml.YAMLError as e:
         raise DagParseError(Problem(f"invalid YAML: {_yaml_message(e)}", source=source, line=_line(e))) from e
+    except RecursionError:
+        raise DagParseError(Problem("YAML nested too deeply for a DAG", source=source)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 def _line(e: yaml.YAMLError) -> int | None:

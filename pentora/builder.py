@@ -32,8 +32,8 @@ class DagBuilder:
         for_each, subdag_file, description)."""
         node: dict[str, Any] = {"instance_id": instance_id, "module_type": module_type,
                                 "depends_on": list(depends_on or [])}
-        if config:
-            node["config"] = dict(config)
+        if config is not None:
+            node["config"] = config  # checked by build(), like every other field
         node.update(fields)
         self._doc["nodes"].append(node)
         return self

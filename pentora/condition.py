@@ -48,8 +48,13 @@ class Condition:
             tree = ast.parse(source, mode="eval")
         except SyntaxError as e:
             raise ConditionError(f"condition {text!r} cannot be parsed: {e.msg}") from None
+        except (RecursionError, MemoryError, ValueError):
+            raise ConditionError(f"condition {text[:40]!r}… cannot be parsed (too deep)") from None
         self.names: set[str] = set()
-        self._check(tree.body)
+        try:
+            self._check(tree.body)
+        except RecursionError:
+            raise ConditionError(f"condition {text[:40]!r}… is nested too deeply") from None
         self._tree = tree.body
 
     def _check(self, node: ast.AST) -> None:
@@ -90,6 +95,8 @@ class Condition:
             return bool(self._eval(self._tree, lookup))
         except ConditionError:
             raise
+        except RecursionError:
+            raise ConditionError(f"condition {self.text[:40]!r}… is nested too deeply") from None
         except KeyError as e:
             raise ConditionError(f"condition {self.text!r}: unknown name {e.args[0]!r}") from None
         except Exception as e:

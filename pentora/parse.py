@@ -47,7 +47,7 @@ RETRY_SCHEMA = {
     vol.Optional("max_attempts"): s.PositiveInt(),
     vol.Optional("backoff"): s.Str(),
     vol.Optional("initial"): s.Duration(),
-    vol.Optional("max"): vol.Any(None, s.Duration()),
+    vol.Optional("max"): s.Nullable(s.Duration()),
     vol.Optional("jitter"): _jitter,
     vol.Optional("retry_on"): _retry_on,
 }
@@ -58,11 +58,11 @@ ENGINE_SCHEMA = {
     vol.Optional("max_parallel_nodes"): s.PositiveInt(),
     vol.Optional("max_parallel_targets"): s.PositiveInt(),
     vol.Optional("data_context"): {
-        vol.Optional("max_size"): vol.Any(None, s.Size()),
+        vol.Optional("max_size"): s.Nullable(s.Size()),
         vol.Optional("evict_policy"): vol.In(["lru", "none"]),
     },
-    vol.Optional("global_timeout"): vol.Any(None, s.Duration()),
-    vol.Optional("node_timeout"): vol.Any(None, s.Duration()),
+    vol.Optional("global_timeout"): s.Nullable(s.Duration()),
+    vol.Optional("node_timeout"): s.Nullable(s.Duration()),
     vol.Optional("reporter_timeout"): s.Duration(),
 }
 
@@ -92,12 +92,12 @@ def _node_retry(value: object) -> dict[str, Any]:
 NODE_SCHEMA = {
     vol.Required("instance_id"): s.Str(),
     vol.Required("module_type"): s.Str(),
-    vol.Optional("depends_on"): vol.Any(None, s.StrList()),
+    vol.Optional("depends_on"): s.Nullable(s.StrList()),
     vol.Optional("config"): _config,
-    vol.Optional("condition"): vol.Any(None, _condition),
+    vol.Optional("condition"): s.Nullable(_condition),
     vol.Optional("subdag_file"): s.Str(),
-    vol.Optional("retry"): _node_retry,
-    vol.Optional("timeout"): vol.Any(None, s.Duration()),
+    vol.Optional("retry"): _node_retry,  # did-you-mean: see _unwrap
+    vol.Optional("timeout"): s.Nullable(s.Duration()),
     vol.Optional("for_each"): s.Str(),
     vol.Optional("description"): s.Str(),
 }
@@ -116,9 +116,9 @@ def _vars(value: object) -> dict[str, Any]:
 
 TOP_SCHEMA = {
     vol.Optional("name"): s.Str(),
-    vol.Optional("description"): vol.Any(None, s.Str()),
+    vol.Optional("description"): s.Nullable(s.Str()),
     vol.Optional("vars"): _vars,
-    vol.Optional("engine"): vol.Any(None, ENGINE_SCHEMA),
+    vol.Optional("engine"): s.Nullable(ENGINE_SCHEMA),
     vol.Required("nodes"): list,
 }
 
@@ -133,14 +133,32 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _unwrap(schema: Any) -> Any:
+    """The mapping inside a wrapped schema (Schema, Nullable, Any/All, _node_retry)."""
+    for _ in range(10):
+        if isinstance(schema, dict):
+            return schema
+        if schema is _node_retry:
+            schema = RETRY_SCHEMA
+        elif isinstance(schema, vol.Schema):
+            schema = schema.schema
+        elif hasattr(schema, "pentora_inner"):
+            schema = schema.pentora_inner
+        elif isinstance(schema, (vol.Any, vol.All)):
+            schema = next((v for v in schema.validators if isinstance(_unwrap(v), dict)), None)
+        else:
+            return None
+    return schema if isinstance(schema, dict) else None
+
+
 def _known_keys(schema: Any, path: list[Any]) -> list[str]:
     """The keys a mapping at ``path`` inside ``schema`` accepts (for did-you-mean)."""
-    node = schema
+    node = _unwrap(schema)
     for part in path:
-        if not isinstance(node, dict):
+        if node is None:
             return []
-        node = next((v for k, v in node.items() if getattr(k, "schema", k) == part), None)
-    if isinstance(node, dict):
+        node = _unwrap(next((v for k, v in node.items() if getattr(k, "schema", k) == part), None))
+    if node is not None:
         return [str(getattr(k, "schema", k)) for k in node]
     return []
 
@@ -216,7 +234,7 @@ class _Reader:
                 self.problem(f"{key}: {msg}", source=source, key=key)
             top = {k: v for k, v in data.items() if k in ("nodes",)}
         raw_nodes: list[Any] = top["nodes"] if isinstance(top.get("nodes"), list) else []
-        if "nodes" in top and not raw_nodes:
+        if isinstance(top.get("nodes"), list) and not raw_nodes:
             self.problem("DAG has no nodes: 'nodes' must list at least one node", source=source)
         dag = Dag(
             nodes=[],
@@ -315,6 +333,12 @@ class _Reader:
             return []
         sub = self.read(data, lines, str(path), path.parent, (*stack, path))
         if len(self.problems) > before:
+            # Name the including node: the sub-DAG's own ids mean little to the reader.
+            self.problems[before:] = [
+                Problem(f"Node '{node.instance_id}': in sub-DAG {path}: {p.message}",
+                        node=node.instance_id, source=p.source, line=p.line, key=p.key)
+                if not p.message.startswith(f"Node '{node.instance_id}': ") else p
+                for p in self.problems[before:]]
             return []
         for key, value in sub.vars.items():
             parent.vars.setdefault(key, value)
@@ -383,9 +407,9 @@ def _engine(raw: dict[str, Any]) -> EngineConfig:
 
 
 
-def load_dag(source: str | bytes | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None,
-             max_bytes: int = MAX_BYTES) -> Dag:
-    """Parse a DAG from a file path, or from YAML/JSON text or bytes.
+def load_dag(source: str | bytes | os.PathLike[str] | dict[str, Any], *,
+             base_dir: str | os.PathLike[str] | None = None, max_bytes: int = MAX_BYTES) -> Dag:
+    """Parse a DAG from a file path, YAML/JSON text or bytes, or a parsed mapping.
 
     A string is a path when it names an existing file or ends in ``.yaml``/``.yml``/
     ``.json`` without a newline; otherwise it is the document itself. Sub-DAG paths
@@ -393,6 +417,12 @@ def load_dag(source: str | bytes | os.PathLike[str], *, base_dir: str | os.PathL
     text). Raises ``DagParseError`` listing every problem found.
     """
     name: str | None = None
+    if isinstance(source, dict):  # an already-parsed document, e.g. Dag.to_dict()
+        reader = _Reader(max_bytes)
+        dag = reader.read(source, [], None, Path(base_dir or os.getcwd()).resolve(), ())
+        if reader.problems:
+            raise DagParseError(reader.problems)
+        return dag
     if isinstance(source, os.PathLike) or (
         isinstance(source, str) and "\n" not in source
         and (source.endswith((".yaml", ".yml", ".json")) or os.path.isfile(source))

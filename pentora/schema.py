@@ -101,6 +101,18 @@ def StrList() -> Any:  # noqa: N802
     return validate
 
 
+def Nullable(validator: Any) -> Any:  # noqa: N802
+    """``None`` or ``validator``; unlike ``vol.Any(None, X)`` a bad value gets X's own message."""
+    inner = vol.Schema(validator)
+
+    def validate(value: object) -> Any:
+        return None if value is None else inner(value)
+
+    validate.__name__ = describe_validator(validator)
+    validate.pentora_inner = validator  # type: ignore[attr-defined]  # for did-you-mean on keys
+    return validate
+
+
 def describe_validator(validator: Any) -> str:
     """A short human name for a schema value, for ``pentora modules show``."""
     if isinstance(validator, type):

@@ -72,6 +72,7 @@ def validate_dag(dag: Dag, registry: Registry, *, vars: dict[str, Any] | None = 
         node = first_seen[path[0]]
         problems.append(_p(node, "Cycle detected in DAG: " + " → ".join(path)))
     _check_modules(dag, registry, out, known_vars)
+    _parse_conditions(dag, out)
     if not cyclic and len(first_seen) == len(dag.nodes):
         _check_contract(dag, parents, out, set(initial_keys), known_vars)
     _check_retry(dag, registry, problems)
@@ -166,14 +167,21 @@ def _producer_hint(key: str, producers: dict[str, list[str]]) -> str:
     return f" ({names} produces it: add it to depends_on)"
 
 
+def _parse_conditions(dag: Dag, out: Validated) -> None:
+    """Parse every condition; needs no graph, so it runs even when the graph is broken."""
+    for node in dag.nodes:
+        if node.condition is None:
+            continue
+        try:
+            out.conditions[node.instance_id] = Condition(node.condition)
+        except ConditionError as e:
+            out.problems.append(_p(node, f"Node '{node.instance_id}': {e}", key="condition"))
+
+
 def _check_condition(node: NodeSpec, seen: frozenset[str], known_vars: dict[str, Any],
                      out: Validated) -> None:
-    if node.condition is None:
-        return
-    try:
-        cond = Condition(node.condition)
-    except ConditionError as e:
-        out.problems.append(_p(node, f"Node '{node.instance_id}': {e}", key="condition"))
+    cond = out.conditions.get(node.instance_id)
+    if cond is None:
         return
     for name in sorted(cond.names):
         if name not in known_vars and name not in seen:
@@ -181,7 +189,6 @@ def _check_condition(node: NodeSpec, seen: frozenset[str], known_vars: dict[str,
                                          "which is neither a var nor a key produced upstream "
                                          f"(define it under vars: or pass --set {name}=VALUE)",
                                    key="condition"))
-    out.conditions[node.instance_id] = cond
 
 
 def _check_retry(dag: Dag, registry: Registry, problems: list[Problem]) -> None:
