@@ -66,8 +66,9 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = N
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as e:
-        raise PluginError(f"plugin '{e.plugin}' implements a hook pentora does not define: {e}. "
-                          "Hook names start with pentora_; `pentora plugins list` shows the specs") from e
+        name = pm.get_name(e.plugin) if e.plugin is not None else "?"
+        raise PluginError(f"plugin '{name}' implements a hook pentora does not define: {e}. "
+                          "Hook names start with pentora_ and are listed in pentora/hookspecs.py") from e
     return pm
 
 
@@ -87,10 +88,13 @@ def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as e:  # a broken third-party package must not take the CLI down
-            msg = f"{type(e).__name__}: {e}"
-            report.broken.append((ep.name, msg))
-            logger.warning("plugin '{}' ({}) failed to load and was skipped: {}", ep.name,
-                           ep.value, msg)
+            _broken(report, ep, f"{type(e).__name__}: {e}")
+            continue
+        unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if not hc.has_spec())
+        if unknown:
+            pm.unregister(plugin)
+            _broken(report, ep, "implements hooks pentora does not define: " + ", ".join(unknown)
+                    + " (a typo? hook names are listed in pentora/hookspecs.py)")
             continue
         report.loaded.append(ep.name)
         dist = getattr(ep, "dist", None)
@@ -98,23 +102,9 @@ def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
             pm.pentora_dists[ep.name] = (dist.name, dist.version)  # type: ignore[attr-defined]
 
 
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """Call every implementation of a notification hook, containing failures.
-
-    pluggy stops at the first exception; a scan must not, so each implementation is
-    called on its own and an exception is logged with the plugin's name.
-    """
-    results = []
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        try:
-            results.append(impl.function(*[kwargs[a] for a in impl.argnames]))
-        except Exception as e:
-            logger.opt(exception=e).error("hook {} of plugin '{}' raised {}: {} (contained; the "
-                                          "scan goes on)", hook_name, impl.plugin_name,
-                                          type(e).__name__, e)
-    return results
+def _broken(report: LoadReport, ep: md.EntryPoint, msg: str) -> None:
+    report.broken.append((ep.name, msg))
+    logger.warning("plugin '{}' ({}) failed to load and was skipped: {}", ep.name, ep.value, msg)
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:

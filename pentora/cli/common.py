@@ -84,8 +84,8 @@ def load_dag_arg(orch: Orchestrator, arg: str) -> Any:
     if not path.exists() and "/" not in arg and not arg.endswith((".yaml", ".yml", ".json")):
         found = profile_path(orch, arg)
         if found is None:
-            raise DagParseError(Problem(f"no DAG file or profile named '{arg}'; "
-                                        "profiles: " + ", ".join(list_profiles(orch)) or "none"))
+            raise DagParseError(Problem(f"no DAG file or profile named '{arg}'; profiles: "
+                                        + (", ".join(list_profiles(orch)) or "none")))
         path = found
     return load_dag(path)
 

@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure(args.log_level, args.log_format, args.log_file)
+    try:
+        configure(args.log_level, args.log_format, args.log_file)
+    except OSError as e:
+        sys.stderr.write(f"error: cannot open log file '{args.log_file}': {e.strerror}\n")
+        return EXIT_USAGE
     try:
         return int(args.func(args))
     except ValidationError as e:

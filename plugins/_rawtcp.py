@@ -1,0 +1,167 @@
+"""Raw IPv4/TCP pieces of the SYN scanner: packet templates, checksums, keyed sequence
+numbers and the in-kernel filter that keeps everything but candidate replies away.
+
+Nothing here allocates a scapy object: a ``SynTemplate`` is 44 bytes (IPv4 header, TCP
+header with an MSS option) whose constant 16-bit words are summed once, so each packet
+costs two ``struct.pack_into`` calls and a few integer additions for both checksums.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import hashlib
+import ipaddress
+import os
+import struct
+import sys
+from typing import Any
+
+from gevent import socket
+
+IPPROTO_TCP = 6
+TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not export it
+
+_IP_TAIL = struct.Struct("!H4s4s")   # IP checksum, source, destination (bytes 10-20)
+_PORTS_SEQ = struct.Struct("!HHI")   # TCP source port, destination port, seq (bytes 20-28)
+_CSUM = struct.Struct("!H")
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``, summed 16 bits at a time in C."""
+    if len(data) % 2:
+        data += b"\0"
+    words = array.array("H", data)
+    if sys.byteorder == "little":
+        words.byteswap()
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def word_sum(data: bytes) -> int:
+    """Sum of the big-endian 16-bit words of ``data`` (even length), unfolded."""
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+def _fold(total: int) -> int:
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+class SeqHasher:
+    """Sequence numbers as a keyed hash, so replies are matched without a table.
+
+    ``seq(src, dst, dport, sport)`` = BLAKE2b-32(key, src || dst) XOR Td[dport] XOR
+    Ts[sport], where the per-scan random ``key`` also seeds the two 65,536-entry tables
+    (SHAKE-256 output): keyed hashing of the address pair once per host, simple
+    tabulation hashing of the ports per probe. A reply belongs to this scan when its ack
+    is that value plus one; an off-path sender, or a reply to an earlier scan, would
+    have to guess the key.
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        key = key or os.urandom(16)
+        self._keyed = hashlib.blake2b(digest_size=4, key=key, person=b"pentora-syn")
+        tables = array.array("I", hashlib.shake_256(b"pentora-syn-ports" + key).digest(8 << 16))
+        self.dport_table = tables[: 1 << 16].tolist()
+        self.sport_table = tables[1 << 16:].tolist()
+
+    def host_secret(self, src4: bytes, dst4: bytes) -> int:
+        h = self._keyed.copy()
+        h.update(src4 + dst4)
+        return int.from_bytes(h.digest(), "big")
+
+    def port_mask(self, dport: int, sport: int) -> int:
+        return self.dport_table[dport] ^ self.sport_table[sport]
+
+    def seq(self, src4: bytes, dst4: bytes, dport: int, sport: int) -> int:
+        return self.host_secret(src4, dst4) ^ self.port_mask(dport, sport)
+
+
+class SynTemplate:
+    """A SYN packet (IPv4 + TCP with MSS) from one source address, patched per probe.
+
+    The constant parts of both checksums (for TCP, including the pseudo-header) are
+    summed once. ``for_destination`` makes a host's copy, IP checksum included, and the
+    unfolded TCP sum so far; ``fill`` adds ports and sequence number and folds.
+    """
+
+    LENGTH = 44
+
+    def __init__(self, src: str, *, ip_id: int = 0, ttl: int = 64, window: int = 1024,
+                 mss: int = 1460) -> None:
+        self.src4 = socket.inet_aton(src)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, self.LENGTH, ip_id, 0, ttl, IPPROTO_TCP, 0,
+                         self.src4, b"\0\0\0\0")
+        tcp = struct.pack("!HHIIBBHHHBBH", 0, 0, 0, 0, 6 << 4, TH_SYN, window, 0, 0, 2, 4, mss)
+        self._ip_sum = word_sum(ip)
+        self._tcp_sum = word_sum(tcp) + word_sum(self.src4) + IPPROTO_TCP + len(tcp)
+        self.packet = ip + tcp
+
+    def for_destination(self, dst4: bytes) -> tuple[bytearray, int]:
+        """(this host's packet buffer, its TCP checksum sum before ports and seq)."""
+        dst_sum = word_sum(dst4)
+        buf = bytearray(self.packet)
+        _IP_TAIL.pack_into(buf, 10, _fold(self._ip_sum + dst_sum), self.src4, dst4)
+        return buf, self._tcp_sum + dst_sum
+
+    @staticmethod
+    def fill(buf: bytearray, tcp_sum: int, sport: int, dport: int, seq: int) -> None:
+        """Patch a host's buffer for one probe."""
+        _PORTS_SEQ.pack_into(buf, 20, sport, dport, seq)
+        total = tcp_sum + sport + dport + (seq >> 16) + (seq & 0xFFFF)
+        total = (total & 0xFFFF) + (total >> 16)
+        _CSUM.pack_into(buf, 36, ~(total + (total >> 16)) & 0xFFFF)
+
+    def build(self, dst: str, sport: int, dport: int, seq: int) -> bytes:
+        buf, tcp_sum = self.for_destination(socket.inet_aton(dst))
+        self.fill(buf, tcp_sum, sport, dport, seq)
+        return bytes(buf)
+
+
+def reply_filter(first_port: int, last_port: int) -> bytes:
+    """A classic BPF program for a raw IPPROTO_TCP socket: keep segments with ACK set
+    whose destination port is in ``first_port..last_port`` (our source ports).
+
+    On loopback the receive socket also sees our own SYNs and the kernel's RSTs to the
+    SYN-ACKs (neither has ACK set), and every other TCP segment of the host: dropping
+    them in the kernel keeps the receive queue for replies."""
+    program = [
+        (0xB1, 0, 0, 0),             # ldxb 4*([0]&0xf)    X = IP header length
+        (0x48, 0, 0, 2),             # ldh [x+2]           TCP destination port
+        (0x35, 0, 3, first_port),    # jge first, else drop
+        (0x25, 2, 0, last_port),     # jgt last → drop
+        (0x50, 0, 0, 13),            # ldb [x+13]          TCP flags
+        (0x45, 1, 0, TH_ACK),        # jset ACK → accept
+        (0x06, 0, 0, 0),             # ret 0 (drop)
+        (0x06, 0, 0, 0xFFFF),        # ret 65535 (accept)
+    ]
+    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+
+
+def attach_filter(sock: Any, program: bytes) -> None:
+    """SO_ATTACH_FILTER; the kernel copies the program, so the buffer may go away."""
+    code = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class SourceAddresses:
+    """The source address the routing table picks for a destination, learnt by
+    connecting a UDP socket (which sends nothing) once per destination /24."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, str] = {}
+
+    def for_destination(self, dst: str) -> str:
+        net = int(ipaddress.IPv4Address(dst)) >> 8
+        src = self._cache.get(net)
+        if src is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((dst, 9))
+                src = s.getsockname()[0]
+            self._cache[net] = src
+        return src

@@ -1,0 +1,32 @@
+"""Host discovery: ``icmp_discovery``, ``tcp_probe_discovery``, ``arp_discovery`` and
+``discovery_merger``.
+
+Each discovery module reads ``targets`` lazily (config ``input``), emits every live host
+as it answers and writes a sorted list of ``Host`` records under config ``output``
+(default ``discovered_hosts``), so that several methods can run side by side::
+
+    - {instance_id: icmp, module_type: icmp_discovery, config: {output: icmp_hosts}}
+    - {instance_id: arp, module_type: arp_discovery, config: {output: arp_hosts}}
+    - {instance_id: hosts, module_type: discovery_merger, depends_on: [icmp, arp],
+       config: {inputs: [icmp_hosts, arp_hosts]}}
+"""
+
+from __future__ import annotations
+
+from pentora import hookimpl
+
+from .arp import ArpDiscovery
+from .icmp import IcmpDiscovery
+from .merge import DiscoveryMerger, merge_hosts
+from .tcp import TcpProbeDiscovery
+
+MODULES = (IcmpDiscovery, TcpProbeDiscovery, ArpDiscovery, DiscoveryMerger)
+
+__all__ = ["MODULES", "ArpDiscovery", "DiscoveryMerger", "IcmpDiscovery", "TcpProbeDiscovery",
+           "merge_hosts"]
+
+
+@hookimpl
+def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
+    for cls in MODULES:
+        registry.register(cls)

@@ -1,0 +1,206 @@
+"""What every discovery module shares: config options, host input, result collection."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from time import monotonic
+from typing import Any, ClassVar
+
+import voluptuous as vol
+
+from pentora import Module, NodeContext
+from pentora.schema import Bool, Duration, PositiveInt
+
+from .._inputs import HOST_SOURCES, iter_hosts, publish
+from ..records import Host
+from ._sweep import Answer, Probe, Sweep, Transport
+
+DEFAULT_OUTPUT = "discovered_hosts"
+
+
+def _key(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise vol.Invalid(f"expected a DataContext key name, got {value!r}")
+    return value
+
+
+_key.__name__ = "key name"
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise vol.Invalid(f"expected an integer >= 0, got {value!r}")
+    return value
+
+
+_non_negative_int.__name__ = "integer >= 0"
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise vol.Invalid(f"expected a number of probes per second >= 0, got {value!r}")
+    return float(value)
+
+
+_rate.__name__ = "probes per second"
+
+
+def _optional_positive(value: Any) -> int | None:
+    return None if value is None else PositiveInt()(value)
+
+
+_optional_positive.__name__ = "positive integer or null"
+
+OUTPUT_OPTION = {
+    vol.Optional("output", default=DEFAULT_OUTPUT,
+                 description="DataContext key to write the hosts to (e.g. icmp_hosts for a merger)"):
+        _key,
+}
+
+
+def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000) -> dict[Any, Any]:
+    """The options every sweeping discovery module takes."""
+    return {
+        vol.Optional("input", default="targets",
+                     description="hosts to probe: targets (all) or discovered_hosts (alive only)"):
+            vol.In(HOST_SOURCES),
+        **OUTPUT_OPTION,
+        vol.Optional("timeout", default=timeout,
+                     description="how long to wait for an answer to each attempt"): Duration(min=0.001),
+        vol.Optional("retry", default=retry,
+                     description="further attempts for a host that has not answered"):
+            _non_negative_int,
+        vol.Optional("rate", default=rate,
+                     description="probes sent per second, retries included (0: unlimited)"): _rate,
+        vol.Optional("concurrency", default=None,
+                     description="hosts awaiting an answer at once (default: max_parallel_targets)"):
+            _optional_positive,
+        vol.Optional("include_down", default=False,
+                     description="also list hosts that did not answer, with alive: false"): Bool(),
+    }
+
+
+def total_of(items: Any) -> int | None:
+    """How many items a collection holds, when it can tell without iterating."""
+    size = getattr(items, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        return len(items)
+    except (TypeError, OverflowError):
+        return None
+
+
+class DiscoveryModule(Module):
+    """Base of the sweeping discovery modules: probe each host once through a transport.
+
+    A subclass sets ``method`` and builds its transport in ``transport()``; this class
+    reads the hosts lazily, runs the ``Sweep``, emits each live host as it answers and
+    publishes the sorted list under config ``output``.
+    """
+
+    requires = ("targets",)
+    produces = (DEFAULT_OUTPUT,)
+    method: ClassVar[str] = ""
+
+    @classmethod
+    def contract(cls, config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (config.get("input", "targets"),), (config.get("output", DEFAULT_OUTPUT),)
+
+    def transport(self, ctx: NodeContext, config: dict[str, Any]) -> Transport:
+        raise NotImplementedError
+
+    def window(self, ctx: NodeContext, config: dict[str, Any]) -> int:
+        return int(config["concurrency"] or ctx.max_parallel)
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        results = Results(ctx, config, self.method, total_of(ctx.get(config["input"])))
+        transport = self.transport(ctx, config)
+        skipped: dict[str, int] = {}
+        sweep = Sweep(transport, timeout=config["timeout"], retry=config["retry"],
+                      window=self.window(ctx, config), rate=config["rate"], on_result=results.add)
+        sweep.run(probes(ctx, config, transport, skipped))
+        for reason, count in sorted(skipped.items()):
+            ctx.log.warning("{}: skipped {} host(s): {}", self.module_type, count, reason)
+        results.publish()
+
+
+def probes(ctx: NodeContext, config: dict[str, Any], transport: Transport,
+           skipped: dict[str, int]) -> Iterator[Probe]:
+    """A ``Probe`` per host of the input, lazily; names are resolved, unusable hosts counted."""
+    for address, hostname in iter_hosts(ctx, {"input": config["input"]}):
+        ip = _ip(address)
+        if ip is None:
+            ip = _resolve(ctx, address)
+            hostname = hostname or address
+            if ip is None:
+                skipped["name did not resolve"] = skipped.get("name did not resolve", 0) + 1
+                continue
+        reason = transport.skip_reason(str(ip), ip.version)
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        yield Probe(str(ip), hostname, ip.version)
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _resolve(ctx: NodeContext, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    from ..targets import resolve_name  # target_parser's cooperative lookup
+
+    try:
+        answers = resolve_name(name)
+    except (OSError, UnicodeError, TimeoutError) as e:
+        ctx.log.warning("cannot resolve '{}': {}", name, e)
+        return None
+    return _ip(answers[0]) if answers else None
+
+
+class Results:
+    """Collects outcomes: emits live hosts at once, keeps the list, reports progress."""
+
+    def __init__(self, ctx: NodeContext, config: dict[str, Any], method: str,
+                 total: int | None) -> None:
+        self.ctx = ctx
+        self.key = config["output"]
+        self.include_down = config["include_down"]
+        self.method = method
+        self.total = total
+        self.hosts: dict[str, Host] = {}
+        self.done = 0
+        self._reported = 0.0
+
+    def add(self, probe: Probe, answer: Answer | None, reason: str) -> None:
+        self.done += 1
+        if answer is not None:
+            host = Host(address=probe.address, hostname=probe.hostname, alive=True,
+                        method=self.method, latency_ms=answer.latency_ms, ttl=answer.ttl,
+                        mac=answer.mac, reason=reason)
+            self.hosts[probe.address] = host
+            self.ctx.emit(host)
+        elif self.include_down and probe.address not in self.hosts:
+            self.hosts[probe.address] = Host(address=probe.address, hostname=probe.hostname,
+                                             alive=False, method=self.method, reason=reason)
+        now = monotonic()
+        if now - self._reported >= 0.2:
+            self._reported = now
+            self.ctx.progress(self.done, self.total)
+
+    def publish(self) -> list[Host]:
+        self.ctx.progress(self.done, self.total)
+        return publish(self.ctx, self.key, self.hosts.values())
+
+
+def latency_ms(sent_at: float, received_at: float) -> float:
+    return round(max(0.0, received_at - sent_at) * 1000, 3)
+
+
+def family_of(version: int) -> socket.AddressFamily:
+    return socket.AF_INET if version == 4 else socket.AF_INET6

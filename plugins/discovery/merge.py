@@ -1,0 +1,106 @@
+"""``discovery_merger``: one host list from several discovery outputs, merged per address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import voluptuous as vol
+
+from pentora import Module, NodeContext
+from pentora.schema import Bool, StrList
+
+from .._inputs import publish
+from ..records import Host
+from ._common import DEFAULT_OUTPUT, OUTPUT_OPTION
+
+
+def as_host(item: Any) -> Host:
+    """A ``Host`` from a Host, a dict of Host fields or a bare address (taken as alive)."""
+    if isinstance(item, Host):
+        return item
+    if isinstance(item, dict):
+        fields = {k: v for k, v in item.items() if k in Host.__dataclass_fields__}
+        return Host(**fields)
+    return Host(address=str(getattr(item, "address", item)),
+                hostname=getattr(item, "hostname", None))
+
+
+def _joined(values: Iterable[str | None]) -> str:
+    """``icmp+arp`` from ``icmp``, ``arp``, ``icmp+arp``: unique parts, first seen first."""
+    parts: dict[str, None] = {}
+    for value in values:
+        for part in (value or "").split("+"):
+            if part:
+                parts.setdefault(part, None)
+    return "+".join(parts)
+
+
+def _first(values: Iterable[Any]) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def merge_hosts(groups: Iterable[Iterable[Any]]) -> list[Host]:
+    """Merge per address: alive if any says so; methods joined; the lowest latency; TTL
+    and MAC from whichever has them (live answers first). Unsorted."""
+    by_address: dict[str, list[Host]] = {}
+    for group in groups:
+        for item in group:
+            host = as_host(item)
+            by_address.setdefault(host.address, []).append(host)
+    return [_merge(records) for records in by_address.values()]
+
+
+def _merge(records: list[Host]) -> Host:
+    alive = [r for r in records if r.alive]
+    told = alive or records  # what the merged host is made of: the answers, if any
+    latencies = [r.latency_ms for r in alive if r.latency_ms is not None]
+    return Host(
+        address=records[0].address,
+        hostname=_first(r.hostname for r in records),
+        alive=bool(alive),
+        method=_joined(r.method for r in told),
+        latency_ms=min(latencies) if latencies else None,
+        ttl=_first(r.ttl for r in told + records),
+        mac=_first(r.mac for r in told + records),
+        reason=_joined(r.reason for r in told) or None,
+    )
+
+
+class DiscoveryMerger(Module):
+    """Merge the host lists of several discovery nodes into one."""
+
+    module_type = "discovery_merger"
+    description = "merge discovery outputs per address (alive if any says so; icmp+arp…)"
+    requires = ()
+    produces = (DEFAULT_OUTPUT,)
+    config_schema = {
+        vol.Required("inputs", description="DataContext keys of the host lists to merge"):
+            vol.All(StrList(), vol.Length(min=1)),
+        **OUTPUT_OPTION,
+        vol.Optional("include_down", default=False,
+                     description="keep hosts that no input reports alive (alive: false)"): Bool(),
+        vol.Optional("emit", default=False,
+                     description="emit the merged live hosts (the inputs emitted each already)"):
+            Bool(),
+    }
+
+    @classmethod
+    def contract(cls, config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return tuple(dict.fromkeys(config.get("inputs", ()))), (config.get("output", DEFAULT_OUTPUT),)
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        groups = []
+        for key in config["inputs"]:
+            value = ctx.get(key, None)
+            if value is None:
+                ctx.log.warning("discovery_merger: '{}' is missing (its node did not run); "
+                                "merging the rest", key)
+                continue
+            groups.append(value)
+        hosts = [h for h in merge_hosts(groups) if h.alive or config["include_down"]]
+        hosts = publish(ctx, config["output"], hosts)
+        if config["emit"]:
+            for host in hosts:
+                if host.alive:
+                    ctx.emit(host)
