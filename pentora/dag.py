@@ -61,6 +61,7 @@ class NodeSpec:
     retry: dict[str, Any] | None = None
     timeout: float | None = None
     for_each: str | None = None
+    trigger_rule: str | None = None
     description: str = ""
     # Where the node was defined, for error messages.
     source: str | None = None

@@ -97,6 +97,9 @@ class Executor:
         n = len(self.nodes)
         self.mtypes: list[ModuleType] = [registry.modules[nd.module_type] for nd in self.nodes]
         self.always = [m.always_run for m in self.mtypes]
+        self.rules = [nd.trigger_rule or ("all_done" if m.always_run else m.cls.trigger_rule)
+                      for nd, m in zip(self.nodes, self.mtypes)]
+        self.ok_parents = [0] * n
         self.records = [NodeRecord(node=nd.instance_id, module_type=nd.module_type) for nd in self.nodes]
         self.remaining = [len(p) for p in plan.parents]
         self.bad_parent: list[tuple[str, str] | None] = [None] * n
@@ -226,15 +229,25 @@ class Executor:
             i = self.settled.popleft()
             status = self.records[i].status
             for c in self.plan.children[i]:
-                if status != COMPLETED and self.bad_parent[c] is None:
+                if status == COMPLETED:
+                    self.ok_parents[c] += 1
+                elif self.bad_parent[c] is None:
                     self.bad_parent[c] = (self.nodes[i].instance_id, status)
                 self.remaining[c] -= 1
                 if self.remaining[c] == 0 and not self.stop_reason:
-                    bad = self.bad_parent[c]
-                    if bad is not None and not self.always[c]:
-                        self._skip(c, f"upstream '{bad[0]}' {bad[1]}")
-                    else:
-                        heapq.heappush(self.ready, c)
+                    self._settle_child(c)
+
+    def _settle_child(self, c: int) -> None:
+        """All upstreams of ``c`` are settled: run it or skip it, by its trigger rule."""
+        bad, rule = self.bad_parent[c], self.rules[c]
+        if bad is None or rule == "all_done":
+            heapq.heappush(self.ready, c)
+        elif rule == "one_success" and self.ok_parents[c]:
+            heapq.heappush(self.ready, c)
+        elif rule == "one_success":
+            self._skip(c, "no upstream completed (trigger_rule one_success)")
+        else:
+            self._skip(c, f"upstream '{bad[0]}' {bad[1]}")
 
     # -- running one node ----------------------------------------------------------------
 

@@ -23,6 +23,10 @@ class Module:
     produces: ClassVar[tuple[str, ...]] = ()
     config_schema: ClassVar[Any] = {}
     always_run: ClassVar[bool] = False
+    # When the node may run once its upstreams are settled (Airflow's trigger rules):
+    # all_success (default), one_success (e.g. a merger of optional inputs), all_done.
+    # A node's ``trigger_rule`` field in the DAG overrides it.
+    trigger_rule: ClassVar[str] = "all_success"
     # Exception classes of this module that ``retry_on: [transient]`` retries.
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 

@@ -21,6 +21,7 @@ from .errors import DagParseError, Problem
 
 SUBDAG = "subdag"
 RETRY_CLASSES = ("timeout", "network_error", "transient", "any")
+TRIGGER_RULES = ("all_success", "one_success", "all_done")
 
 
 def _jitter(value: object) -> float:
@@ -99,6 +100,7 @@ NODE_SCHEMA = {
     vol.Optional("retry"): _node_retry,  # did-you-mean: see _unwrap
     vol.Optional("timeout"): s.Nullable(s.Duration()),
     vol.Optional("for_each"): s.Str(),
+    vol.Optional("trigger_rule"): vol.In(TRIGGER_RULES),
     vol.Optional("description"): s.Str(),
 }
 
@@ -297,7 +299,8 @@ class _Reader:
             retry=valid.get("retry"),
             timeout=valid.get("timeout"),
             for_each=valid.get("for_each"),
-            description=valid.get("description", ""),
+            trigger_rule=valid.get("trigger_rule"),
+            description=valid.get("description") or "",
             source=source,
             line=line,
         )
@@ -366,6 +369,7 @@ def _namespace(parent: NodeSpec, nodes: list[NodeSpec]) -> list[NodeSpec]:
             retry=n.retry if n.retry is not None else parent.retry,
             timeout=n.timeout if n.timeout is not None else parent.timeout,
             for_each=n.for_each,
+            trigger_rule=n.trigger_rule,
             description=n.description,
             source=n.source,
             line=n.line,

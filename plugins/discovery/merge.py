@@ -71,6 +71,8 @@ class DiscoveryMerger(Module):
     """Merge the host lists of several discovery nodes into one."""
 
     module_type = "discovery_merger"
+    # One discovery method failing (no privilege for ICMP, say) must not stop the scan.
+    trigger_rule = "one_success"
     description = "merge discovery outputs per address (alive if any says so; icmp+arp…)"
     requires = ()
     produces = (DEFAULT_OUTPUT,)

@@ -242,3 +242,25 @@ def test_every_hookspec_has_a_caller():
     text = "".join(p.read_text() for p in pathlib.Path(__file__).parent.parent.rglob("test_*.py"))
     missing = [n for n in names if n not in text and n.removeprefix("pentora_") not in text]
     assert not missing, f"hook specs with no test: {missing}"
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("all_success", "skipped"), ("one_success", "completed"), ("all_done", "completed")])
+def test_trigger_rules(rule, expected):
+    dag = (DagBuilder().engine(fail_fast=False)
+           .add_node("ok", "noop").add_node("bad", "bad")
+           .add_node("join", "noop", ["ok", "bad"], trigger_rule=rule).build())
+    orch = make_orch(Noop, Bad)
+    orch.load_dag(dag)
+    result = orch.execute()
+    assert result.nodes["join"].status == expected
+
+
+def test_one_success_skips_when_every_upstream_failed():
+    dag = (DagBuilder().engine(fail_fast=False)
+           .add_node("bad1", "bad").add_node("bad2", "bad")
+           .add_node("join", "noop", ["bad1", "bad2"], trigger_rule="one_success").build())
+    orch = make_orch(Noop, Bad)
+    orch.load_dag(dag)
+    rec = orch.execute().nodes["join"]
+    assert rec.status == "skipped" and "one_success" in rec.reason

@@ -1,0 +1,80 @@
+"""Run one scan module inside a test's network namespace and print its results as JSON.
+
+Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` has
+``plugin`` (module to import), ``module_type``, ``config``, ``targets`` (default
+127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}) and
+``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
+is imported). Listeners bind 127.0.0.1 inside the namespace only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import sys
+import threading
+from typing import Any
+
+
+def listen_tcp(ports: list[int]) -> list[socket.socket]:
+    out = []
+    for port in ports:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1024)
+        out.append(s)
+    return out
+
+
+def serve_udp(port: int, reply: bytes) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+
+    def loop() -> None:
+        while True:
+            data, peer = s.recvfrom(65535)
+            if reply:
+                s.sendto(reply, peer)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return s
+
+
+def drop_privileges() -> None:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def main(spec: dict[str, Any]) -> None:
+    import gevent
+    from pentora_plugins import connect_scan, core_modules
+
+    from pentora import DagBuilder, Orchestrator
+
+    keep = listen_tcp(spec.get("tcp", []))
+    keep += [serve_udp(int(p), bytes.fromhex(r)) for p, r in spec.get("udp", {}).items()]
+    plugin = importlib.import_module(spec["plugin"])
+    orch = Orchestrator(plugins=[plugin, core_modules, connect_scan], autoload=False)
+    config = dict(spec["config"], input="targets")
+    targets = spec.get("targets", ["127.0.0.1"])
+    orch.load_dag(DagBuilder("ns-scan")
+                  .add_node("targets", "set", config={"values": {"targets": targets}})
+                  .add_node("scan", spec["module_type"], ["targets"], config).build())
+    gevent.sleep(0)
+    if spec.get("drop_privileges"):
+        drop_privileges()
+    result = orch.execute()
+    node = result.nodes["scan"]
+    out = {"status": node.status, "error": node.error, "euid": os.geteuid()}
+    for key in ("open_ports", "port_states"):
+        out[key] = [r.to_dict() for r in result.context.get(key, [])]
+    print(json.dumps(out))
+    del keep
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

@@ -1,0 +1,275 @@
+"""syn_scanner: packet templates against scapy, reply matching, and real scans on
+loopback (root) and inside test network namespaces (full range, filtered port,
+fallback to a connect scan after dropping privileges)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pentora_plugins.connect_scan
+import pentora_plugins.core_modules
+import pentora_plugins.syn_scan
+import pytest
+from pentora_plugins._rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
+from pentora_plugins.syn_scan import CLOSED, OPEN, ReplyMatcher, open_raw_sockets
+from scapy.layers.inet import IP, TCP
+from scapy.utils import checksum as scapy_checksum
+
+import pentora
+from pentora import DagBuilder, Orchestrator, hookimpl
+
+RUNNER = str(Path(__file__).with_name("_netns_scan.py"))
+
+
+def raw_sockets_unavailable() -> str | None:
+    try:
+        send, recv = open_raw_sockets()
+    except PermissionError as e:
+        return f"raw sockets need root or CAP_NET_RAW ({e})"
+    send.close()
+    recv.close()
+    return None
+
+
+needs_raw = pytest.mark.skipif(raw_sockets_unavailable() is not None,
+                               reason=str(raw_sockets_unavailable()))
+
+
+class Emitted:
+    """Collects what modules ``ctx.emit`` (the ``pentora_record`` hook)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def pentora_record(self, kind: str, record: Any) -> None:
+        self.records.append((kind, record))
+
+
+def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
+    emitted = Emitted()
+    orch = Orchestrator(plugins=[pentora_plugins.syn_scan, pentora_plugins.connect_scan,
+                                 pentora_plugins.core_modules, emitted], autoload=False)
+    orch.load_dag(DagBuilder("syn")
+                  .add_node("targets", "set", config={"values": {"targets": targets}})
+                  .add_node("scan", "syn_scanner", ["targets"], {**config, "input": "targets"})
+                  .build())
+    result = orch.execute()
+    assert result.nodes["scan"].status == "completed", result.nodes["scan"].stack_trace
+    return result, emitted
+
+
+def scan_in_ns(ns: Any, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    spec = {"plugin": "pentora_plugins.syn_scan", "module_type": "syn_scanner", **spec}
+    proc = ns.python(RUNNER, json.dumps(spec), check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["status"] == "completed", (out, proc.stderr[-3000:])
+    return out, proc.stderr
+
+
+def ports_of(records: list[dict[str, Any]]) -> set[int]:
+    return {r["port"] for r in records}
+
+
+# -- packets -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("src", "dst", "sport", "dport", "seq"), [
+    ("127.0.0.1", "127.0.0.1", 61000, 80, 0xDEADBEEF),
+    ("127.0.0.1", "127.1.2.3", 64999, 65535, 0xFFFFFFFF),
+    ("198.18.0.1", "198.18.0.2", 61001, 1, 0),
+    ("198.19.255.254", "198.18.0.255", 62000, 443, 0x00010001),
+])
+def test_template_equals_the_packet_scapy_builds(src: str, dst: str, sport: int, dport: int,
+                                                 seq: int) -> None:
+    template = SynTemplate(src, ip_id=4321, ttl=64, window=1024, mss=1460)
+    expected = bytes(IP(src=src, dst=dst, id=4321, ttl=64)
+                     / TCP(sport=sport, dport=dport, seq=seq, flags="S", window=1024,
+                           options=[("MSS", 1460)]))
+    assert template.build(dst, sport, dport, seq) == expected
+
+
+def test_template_patching_reuses_one_buffer_per_host() -> None:
+    template = SynTemplate("127.0.0.1", ip_id=7)
+    buf, tcp_sum = template.for_destination(bytes([127, 0, 0, 1]))
+    rng = random.Random(4)
+    for _ in range(200):
+        sport, dport, seq = rng.randrange(61000, 65000), rng.randrange(1, 65536), rng.getrandbits(32)
+        SynTemplate.fill(buf, tcp_sum, sport, dport, seq)
+        assert bytes(buf) == template.build("127.0.0.1", sport, dport, seq)
+        packet = IP(bytes(buf))
+        assert (packet[TCP].sport, packet[TCP].dport, packet[TCP].seq) == (sport, dport, seq)
+        del packet.chksum, packet[TCP].chksum  # scapy recomputes both
+        assert bytes(packet) == bytes(buf)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 19, 20, 44, 1499])
+def test_checksum_agrees_with_scapy(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    assert checksum(data) == scapy_checksum(data)
+
+
+def test_bpf_program_is_eight_instructions() -> None:
+    assert len(reply_filter(61000, 61001)) == 8 * 8
+
+
+# -- reply matching ------------------------------------------------------------------
+
+
+def reply(hasher: SeqHasher, flags: str, *, port: int = 8080, our_port: int = 61000,
+          ack_delta: int = 1, ours: str = "127.0.0.1", theirs: str = "127.0.0.1") -> bytes:
+    seq = hasher.seq(bytes(map(int, ours.split("."))), bytes(map(int, theirs.split("."))), port,
+                     our_port)
+    return bytes(IP(src=theirs, dst=ours)
+                 / TCP(sport=port, dport=our_port, flags=flags, seq=99,
+                       ack=(seq + ack_delta) & 0xFFFFFFFF))
+
+
+def test_reply_matching_by_keyed_hash() -> None:
+    hasher = SeqHasher(b"k" * 16)
+    matcher = ReplyMatcher(hasher, 61000, 61001)
+    assert matcher.match(reply(hasher, "SA")) == (bytes([127, 0, 0, 1]), 8080, OPEN)
+    assert matcher.match(reply(hasher, "RA", our_port=61001)) == (bytes([127, 0, 0, 1]), 8080, CLOSED)
+    # the same reply with a wrong ack is somebody else's (or forged): rejected
+    assert matcher.match(reply(hasher, "SA", ack_delta=2)) is None
+    assert matcher.match(reply(hasher, "RA", ack_delta=0)) is None
+    # a reply computed under another scan's key
+    assert matcher.match(reply(SeqHasher(b"x" * 16), "SA")) is None
+    # the hash covers the address pair and the ports
+    assert matcher.match(reply(hasher, "SA", theirs="127.0.0.2")) == (bytes([127, 0, 0, 2]), 8080, OPEN)
+    forged = bytearray(reply(hasher, "SA"))
+    forged[12:16] = bytes([127, 0, 0, 9])  # same ack, other source address
+    assert matcher.match(bytes(forged)) is None
+
+
+def test_own_probes_and_kernel_resets_are_not_replies() -> None:
+    hasher = SeqHasher()
+    matcher = ReplyMatcher(hasher, 61000, 61001)
+    own_syn = SynTemplate("127.0.0.1").build("127.0.0.1", 61000, 8080,
+                                             hasher.seq(b"\x7f\0\0\1", b"\x7f\0\0\1", 8080, 61000))
+    assert matcher.match(own_syn) is None
+    assert matcher.match(reply(hasher, "R")) is None          # RST without ACK
+    assert matcher.match(reply(hasher, "SA", our_port=62000)) is None  # not our source port
+    assert matcher.match(reply(hasher, "A")) is None          # a plain ACK
+    assert matcher.match(b"\x45" + bytes(10)) is None         # truncated
+
+
+def test_seq_is_keyed() -> None:
+    a, b = SeqHasher(b"a" * 16), SeqHasher(b"b" * 16)
+    args = (b"\x7f\0\0\1", b"\x7f\0\0\1", 80, 61000)
+    assert a.seq(*args) == SeqHasher(b"a" * 16).seq(*args)
+    assert a.seq(*args) != b.seq(*args)
+    assert a.seq(*args) != a.seq(b"\x7f\0\0\1", b"\x7f\0\0\1", 81, 61000)
+
+
+# -- config --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [("rate", -1), ("retries", 11), ("source_port", 80),
+                                            ("timeout", "soon"), ("ports", "1-99999")])
+def test_bad_config_is_rejected_naming_the_key(key: str, value: Any) -> None:
+    orch = Orchestrator(plugins=[pentora_plugins.syn_scan, pentora_plugins.core_modules],
+                        autoload=False)
+    orch.load_dag(DagBuilder().add_node("t", "set", config={"values": {"targets": ["127.0.0.1"]}})
+                  .add_node("scan", "syn_scanner", ["t"], {key: value, "input": "targets"}).build())
+    with pytest.raises(pentora.ValidationError, match=f"config.{key}"):
+        orch.validate()
+
+
+# -- scans ---------------------------------------------------------------------------
+
+
+@needs_raw
+def test_loopback_finds_open_ports_and_not_closed_ones(tcp_server: Any, closed_tcp_port: int) -> None:
+    servers = [tcp_server(banner=b"hi\r\n"), tcp_server()]
+    ports = sorted([s.port for s in servers] + [closed_tcp_port])
+    result, emitted = run_scan({"ports": ",".join(map(str, ports)), "timeout": "500ms"},
+                               ["127.0.0.1"])
+    opened = result.context.get("open_ports")
+    assert [(p.host, p.port, p.state, p.method) for p in opened] == sorted(
+        ("127.0.0.1", s.port, "open", "syn") for s in servers)
+    assert [r for _, r in emitted.records] and {r.port for k, r in emitted.records if k == "port"} == {
+        s.port for s in servers}
+    assert closed_tcp_port not in {p.port for p in result.context.get("port_states")}
+
+
+@needs_raw
+def test_ipv6_hosts_are_connect_scanned_with_a_warning(tcp_server: Any,
+                                                       caplog_loguru: list[str]) -> None:
+    server = tcp_server(host="::1")
+    result, _ = run_scan({"ports": str(server.port), "timeout": "500ms"}, ["::1"])
+    assert [(p.host, p.port, p.method) for p in result.context.get("open_ports")] == [
+        ("::1", server.port, "connect")]
+    assert any("IPv6" in line for line in caplog_loguru)
+
+
+def test_full_range_in_a_namespace_finds_exactly_the_listeners(netns: Any) -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    listening = [1, 22, 80, 443, 8080, 31337, 40000, 61000, 65535]
+    out, _ = scan_in_ns(netns, {"tcp": listening, "config": {"ports": "-", "rate": 0}})
+    assert ports_of(out["open_ports"]) == set(listening)
+    assert {r["method"] for r in out["open_ports"]} == {"syn"}
+    assert out["port_states"] == []
+
+
+def firewall_drop(ns: Any, port: int) -> None:
+    if shutil.which("iptables"):
+        ns.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP")
+    elif shutil.which("nft"):
+        ns.run("nft", "add table inet pentora_test")
+        ns.run("nft", "add chain inet pentora_test input { type filter hook input priority 0 ; }")
+        ns.run("nft", f"add rule inet pentora_test input tcp dport {port} drop")
+    else:
+        pytest.skip("neither iptables nor nft is installed (apt-get install iptables) to make a "
+                    "filtered port")
+
+
+@pytest.mark.parametrize("record_filtered", [True, False])
+def test_port_behind_a_drop_rule_is_filtered(netns: Any, record_filtered: bool) -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    firewall_drop(netns, 2222)
+    out, stderr = scan_in_ns(netns, {"tcp": [22, 2222], "config": {
+        "ports": "21-23,2222", "timeout": "300ms", "retries": 1, "record_filtered": record_filtered}})
+    assert ports_of(out["open_ports"]) == {22}
+    expected = [(2222, "filtered", "no-response")] if record_filtered else []
+    assert [(r["port"], r["state"], r["reason"]) for r in out["port_states"]] == expected
+    assert "1 open, 2 closed, 1 filtered" in stderr
+
+
+def test_without_privilege_it_falls_back_to_a_connect_scan(netns: Any) -> None:
+    out, stderr = scan_in_ns(netns, {"tcp": [22, 8080], "drop_privileges": True,
+                                     "config": {"ports": "1-9000", "timeout": "300ms"}})
+    assert out["euid"] == 65534
+    assert "raw sockets need root or CAP_NET_RAW" in stderr and "falling back" in stderr
+    assert ports_of(out["open_ports"]) == {22, 8080}
+    assert {r["method"] for r in out["open_ports"]} == {"connect"}
+
+
+def test_unprivileged_process_falls_back_in_process(tcp_server: Any, caplog_loguru: list[str]) -> None:
+    if raw_sockets_unavailable() is None:
+        pytest.skip("this process may open raw sockets; the namespace test drops privileges instead")
+    server = tcp_server()
+    result, _ = run_scan({"ports": str(server.port), "timeout": "500ms"}, ["127.0.0.1"])
+    assert [(p.port, p.method) for p in result.context.get("open_ports")] == [(server.port, "connect")]
+    assert any("raw sockets need root or CAP_NET_RAW" in line for line in caplog_loguru)
+
+
+@pytest.fixture
+def caplog_loguru() -> Any:
+    from loguru import logger
+
+    lines: list[str] = []
+    handler = logger.add(lambda message: lines.append(str(message)), level="WARNING")
+    yield lines
+    logger.remove(handler)
+
+
+def test_module_is_registered_by_its_entry_point() -> None:
+    assert Orchestrator().registry.get("syn_scanner").cls is pentora_plugins.syn_scan.SynScanner
