@@ -2,8 +2,9 @@
 
 Checks, in order: duplicate ids, missing dependencies, cycles (with their path),
 unknown module types (with the nearest registered names), module config against the
-module's voluptuous schema, the static data contract (a required key must have an
-upstream producer), conditions, and retry policies.
+module's voluptuous schema, conditions (parsed for every node, whatever the graph), the
+static data contract (a required key must have an upstream producer; condition names
+must be vars or upstream keys), and retry policies.
 """
 
 from __future__ import annotations
