@@ -70,6 +70,21 @@ def pentora_profile_dirs() -> list[str]:
     return []
 
 
+@hookspec
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    """Add subcommands to the ``pentora`` CLI (e.g. ``pentora demo``).
+
+    ``subparsers`` is argparse's sub-parser action, ``common`` the parent parser holding the
+    shared options (``-p``, ``--hooks``, logging). Set ``func`` on the new parser; it is
+    called with the parsed namespace and returns the exit code::
+
+        @hookimpl
+        def pentora_cli_commands(subparsers, common):
+            p = subparsers.add_parser("hello", parents=[common], help="say hello")
+            p.set_defaults(func=lambda args: print("hello") or 0)
+    """
+
+
 # -- scan -------------------------------------------------------------------------
 
 

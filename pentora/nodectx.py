@@ -122,4 +122,5 @@ class NodeContext:
         """Announce a finding as soon as it is made (``pentora_record`` hook): outputs
         stream it, so an interrupted scan keeps it. ``kind`` defaults to ``record.kind``."""
         if self._emit is not None:
-            self._emit(kind or getattr(record, "kind", type(record).__name__.lower()), record)
+            name = kind or getattr(record, "kind", None) or type(record).__name__.lower()
+            self._emit(str(name), record)

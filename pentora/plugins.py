@@ -66,7 +66,7 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = N
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as e:
-        name = pm.get_name(e.plugin) if e.plugin is not None else "?"
+        name = (pm.get_name(e.plugin) if e.plugin is not None else None) or "?"
         raise PluginError(f"plugin '{name}' implements a hook pentora does not define: {e}. "
                           "Hook names start with pentora_ and are listed in pentora/hookspecs.py") from e
     return pm

@@ -14,12 +14,14 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 from loguru import logger  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from .._logging import configure  # noqa: E402
 from ..errors import PentoraError, ValidationError  # noqa: E402
+from ..plugins import get_plugin_manager  # noqa: E402
 from . import dag_cmds, info_cmds, scan_cmd  # noqa: E402
 from .common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options  # noqa: E402
 
@@ -31,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(pm: Any = None) -> argparse.ArgumentParser:
+    """The CLI; plugins add commands through ``pentora_cli_commands``."""
     common = plugin_options()
     parser = _Parser(prog="pentora", description="pentora: a network scanner built on a DAG engine")
     parser.add_argument("--version", action="version", version=f"pentora {__version__}")
@@ -40,11 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     scan_cmd.add_parsers(sub, common)
     dag_cmds.add_parsers(sub, common)
     info_cmds.add_parsers(sub, common)
+    if pm is not None:
+        for impl in reversed(pm.hook.pentora_cli_commands.get_hookimpls()):
+            try:
+                impl.function(*[{"subparsers": sub, "common": common}[a] for a in impl.argnames])
+            except Exception as e:  # a plugin's broken command must not take the CLI down
+                logger.warning("plugin '{}' failed to add CLI commands: {}", impl.plugin_name, e)
     return parser
 
 
+def _command_plugins(argv: list[str]) -> Any:
+    """A plugin manager for adding plugin commands, honouring -p no:NAME and the env switch."""
+    disabled = [argv[i + 1][3:] for i, a in enumerate(argv[:-1])
+                if a == "-p" and argv[i + 1].startswith("no:")]
+    disabled += [a[5:] for a in argv if a.startswith("-pno:")]
+    try:
+        return get_plugin_manager(disabled=disabled)
+    except PentoraError:
+        return None  # the command itself will report the plugin problem
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_plugins(argv))
     args = parser.parse_args(argv)
     try:
         configure(args.log_level, args.log_format, args.log_file)
