@@ -31,11 +31,17 @@ from .registry import ModuleType, OutputFormat, Registry, RetryPolicy
 
 __version__ = "0.1.0"
 
+from ._logging import quiet_logs  # noqa: E402
+
+# A library stays quiet until its user asks: the CLI, or ``pentora._logging.configure()``,
+# enables pentora's logs and every plugin package's.
+quiet_logs("pentora")
+
 __all__ = [
     "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag", "DagBuilder",
     "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "Module", "ModuleError",
     "ModuleType", "NodeContext", "NodeRecord", "NodeSpec", "NodeTimeout", "Orchestrator",
     "OutputFormat", "PentoraError", "Plan", "PluginError", "Problem", "Registry", "RetryPolicy",
     "RetrySpec", "ScanInfo", "ScanResult", "TransientError", "ValidationError",
-    "__version__", "get_plugin_manager", "hookimpl", "hookspec", "load_dag", "plan",
+    "__version__", "get_plugin_manager", "hookimpl", "hookspec", "load_dag", "plan", "quiet_logs",
 ]

@@ -9,6 +9,17 @@ from typing import Any, TextIO
 from loguru import logger
 
 _STANDARD = ("component", "node")
+_configured = False
+_quieted: set[str] = set()
+
+
+def quiet_logs(package: str) -> None:
+    """Keep ``package``'s logs off until logging is configured (loguru's advice for
+    libraries). Plugin packages call this at import; ``configure()`` turns them on,
+    whatever the import order."""
+    if not _configured:
+        _quieted.add(package)
+        logger.disable(package)
 
 
 def _json_sink(stream: TextIO) -> Any:
@@ -48,7 +59,11 @@ def _patch(record: Any) -> None:
 def configure(level: str = "WARNING", fmt: str = "text", file: str | None = None,
               stream: TextIO | None = None) -> None:
     """Replace loguru's handlers: one sink to ``file`` or stderr at ``level``."""
+    global _configured
+    _configured = True
     logger.remove()
+    for package in _quieted:  # a configured process wants every package's logs
+        logger.enable(package)
     level = level.upper()
     target: TextIO
     if file:

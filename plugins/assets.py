@@ -34,7 +34,7 @@ TAGS = {
 
 # (pattern over banner text, family, distribution, confidence); first match per banner.
 OS_HINTS: list[tuple[re.Pattern[str], str, str | None, float]] = [
-    (re.compile(r"[-+]deb(\d+)u\d+|Debian-\d|\(Debian\)|\bdebian\b", re.I), "Linux", "Debian", 0.85),
+    (re.compile(r"[-+~]deb\d+u\d+|Debian-\d|\(Debian\)|\bdebian\b", re.I), "Linux", "Debian", 0.85),
     (re.compile(r"ubuntu", re.I), "Linux", "Ubuntu", 0.85),
     (re.compile(r"\.el(\d+)|Red Hat|\(Red Hat\)|RHEL", re.I), "Linux", "Red Hat", 0.8),
     (re.compile(r"CentOS", re.I), "Linux", "CentOS", 0.8),
@@ -48,6 +48,7 @@ OS_HINTS: list[tuple[re.Pattern[str], str, str | None, float]] = [
     (re.compile(r"Darwin|macOS|Mac OS X", re.I), "macOS", None, 0.7),
     (re.compile(r"Cisco|IOS-XE|RouterOS|MikroTik|Juniper|JUNOS", re.I), "Network device", None, 0.7),
 ]
+DEBIAN_BUILD = re.compile(r"[-+~]deb(\d+)u\d+")  # 1:9.2p1-2+deb12u3: a Debian 12 security build
 DEBIAN_RELEASES = {"10": "10 (buster)", "11": "11 (bullseye)", "12": "12 (bookworm)",
                    "13": "13 (trixie)"}
 
@@ -71,8 +72,9 @@ def guess_os(texts: list[str], ttl: int | None) -> dict[str, Any] | None:
             m = pattern.search(text)
             if m:
                 votes[(family, distro)].append((confidence, m.group(0)))
-                if distro == "Debian" and m.groups() and m.group(1):
-                    release = DEBIAN_RELEASES.get(m.group(1), m.group(1))
+                build = DEBIAN_BUILD.search(text) if distro == "Debian" else None
+                if build:
+                    release = DEBIAN_RELEASES.get(build.group(1), build.group(1))
                 break
     by_ttl = ttl_family(ttl)
     if not votes:

@@ -220,6 +220,7 @@ def test_broken_hook_is_contained(capfd):
     from loguru import logger
 
     messages: list[str] = []
+    logger.enable("pentora")
     sink = logger.add(messages.append, level="ERROR", format="{message}")
     rec = Recorder()
     try:

@@ -187,3 +187,24 @@ def test_core_does_not_import_builtin_plugins():
     root = Path(__file__).resolve().parents[2] / "pentora"
     offenders = [str(p) for p in root.rglob("*.py") if "pentora_plugins" in p.read_text()]
     assert offenders == []
+
+
+def test_cli_commands_hook_adds_a_subcommand(capsys):
+    from pentora.cli.main import build_parser
+
+    class Hello:
+        @hookimpl
+        def pentora_cli_commands(self, subparsers, common):
+            p = subparsers.add_parser("hello", parents=[common], help="say hello")
+            p.add_argument("--name", default="world")
+            p.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+
+    class Broken:
+        @hookimpl
+        def pentora_cli_commands(self, subparsers):
+            raise RuntimeError("bad plugin")
+
+    pm = get_plugin_manager([Hello(), Broken()], autoload=False)
+    args = build_parser(pm).parse_args(["hello", "--name", "pentora"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out == "hello pentora\n"

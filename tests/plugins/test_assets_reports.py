@@ -1,0 +1,138 @@
+"""asset_profiler, json_reporter (streamed JSONL) and the summary table."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+import pentora_plugins.assets as assets
+import pentora_plugins.core_modules as core_modules
+import pentora_plugins.output_table as output_table
+from pentora import DagBuilder, Module, NodeContext, Orchestrator
+from pentora_plugins.records import Banner, Host, Port, ServiceFingerprint
+from pentora_plugins.reporters import STREAMS
+
+
+def fp(host: str, port: int, service: str, product: str | None = None, version: str | None = None,
+       evidence: str = "") -> ServiceFingerprint:
+    return ServiceFingerprint(host=host, port=port, service=service, product=product, version=version,
+                              confidence=0.9, evidence=evidence)
+
+
+def run_profiler(values: dict[str, Any]):
+    dag = (DagBuilder().add_node("seed", "set", config={"values": values})
+           .add_node("profile", "asset_profiler", ["seed"]).build())
+    orch = Orchestrator(plugins=[core_modules, assets], autoload=False)
+    orch.load_dag(dag)
+    result = orch.execute()
+    assert result.ok, result.nodes
+    return {p.host: p for p in result.context.get("asset_profiles")}
+
+
+def test_profiles_services_ports_tags_and_debian_from_ssh():
+    profiles = run_profiler({
+        "discovered_hosts": [Host("127.0.0.1", ttl=64, method="icmp")],
+        "open_ports": [Port("127.0.0.1", 22), Port("127.0.0.1", 80), Port("127.0.0.1", 5432)],
+        "banners": [Banner("127.0.0.1", 22, data="SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")],
+        "service_fingerprints": [fp("127.0.0.1", 22, "ssh", "OpenSSH", "9.2p1"),
+                                 fp("127.0.0.1", 80, "http", "nginx", "1.22.1"),
+                                 fp("127.0.0.1", 5432, "postgresql", "PostgreSQL")],
+    })
+    p = profiles["127.0.0.1"]
+    assert p.open_ports == [22, 80, 5432]
+    assert [s["service"] for s in p.services] == ["ssh", "http", "postgresql"]
+    assert p.tags == ["database", "remote-access", "web"]
+    assert p.os["family"] == "Linux" and p.os["distribution"] == "Debian"
+    assert p.os["release"] == "12 (bookworm)"
+    assert p.os["confidence"] >= 0.85 and "ttl 64" in p.os["evidence"]
+
+
+def test_os_from_ttl_alone_is_low_confidence_and_windows_from_iis():
+    profiles = run_profiler({
+        "discovered_hosts": [Host("127.0.0.2", ttl=128), Host("127.0.0.3", ttl=64)],
+        "service_fingerprints": [fp("127.0.0.2", 80, "http", "Microsoft IIS", "10.0",
+                                    evidence="Server: Microsoft-IIS/10.0"),
+                                 fp("127.0.0.3", 21, "ftp")],
+    })
+    assert profiles["127.0.0.2"].os["family"] == "Windows"
+    assert profiles["127.0.0.3"].os == {"family": "Linux/Unix", "distribution": None, "release": None,
+                                        "confidence": 0.4, "evidence": ["ttl 64"]}
+    assert profiles["127.0.0.3"].tags == ["file-transfer"]
+
+
+class Finder(Module):
+    """Emits findings one by one, slowly, so the report can be read mid-scan."""
+
+    module_type = "finder"
+    produces = ("open_ports",)
+    seen_mid_scan: list[int] = []
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        found = []
+        for port in (22, 80):
+            record = Port("127.0.0.1", port, method="test")
+            ctx.emit(record)
+            found.append(record)
+            gevent.sleep(0.01)
+            path = Path(ctx.vars["output"])
+            Finder.seen_mid_scan.append(len(path.read_text().splitlines()))
+        ctx.set("open_ports", found)
+
+
+class Boom(Module):
+    module_type = "boom"
+    requires = ("open_ports",)
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        raise RuntimeError("fingerprinter exploded")
+
+
+class Plugin:
+    from pentora import hookimpl
+
+    @hookimpl
+    def pentora_register_modules(self, registry):
+        registry.register(Finder)
+        registry.register(Boom)
+
+
+def test_json_reporter_streams_lines_as_found_and_records_failures(tmp_path: Path):
+    out = tmp_path / "report.jsonl"
+    Finder.seen_mid_scan.clear()
+    dag = (DagBuilder().vars(output=str(out)).engine(fail_fast=False)
+           .add_node("scan", "finder").add_node("fp", "boom", ["scan"])
+           .add_node("report", "json_reporter", ["fp"], {"output": "${output}"}).build())
+    orch = Orchestrator(plugins=[Plugin(), STREAMS], autoload=False)
+    orch.load_dag(dag)
+    result = orch.execute()
+    assert Finder.seen_mid_scan == [1, 2]  # each port was on disk before the next was found
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["kind"] for line in lines] == ["port", "port", "node", "node", "node", "scan"]
+    assert all(list(line)[0] == "kind" for line in lines)
+    failed = [line for line in lines if line["kind"] == "node" and line["node"] == "fp"][0]
+    assert failed["status"] == "failed" and failed["error"] == "fingerprinter exploded"
+    assert "RuntimeError" in failed["stack_trace"] and failed["timestamp"]
+    report = [line for line in lines if line["kind"] == "node" and line["node"] == "report"][0]
+    assert report["status"] == "completed"
+    scan = lines[-1]
+    assert scan["status"] == "completed" and scan["ok"] is False and scan["counts"]["failed"] == 1
+    assert result.context.get("report:report")["lines"] == 4  # lines before its own
+
+
+def test_summary_table_neutralises_control_characters():
+    dag = (DagBuilder().add_node("seed", "set", config={"values": {
+        "open_ports": [Port("127.0.0.1", 80)],
+        "service_fingerprints": [fp("127.0.0.1", 80, "http", "evil\x1b[31mred\x07", "1.0\r\n")]}})
+        .build())
+    orch = Orchestrator(plugins=[core_modules], autoload=False)
+    orch.load_dag(dag)
+    result = orch.execute()
+    stream = io.StringIO()
+    output_table.SummaryWriter(stream).close(result)
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+    assert "evil\\x1b[31mred\\x07" in text and "127.0.0.1  80/tcp" in text
