@@ -99,6 +99,8 @@ class ServiceFingerprint(Record):
     confidence: float = 0.0
     tls: bool = False
     evidence: str = ""
+    os: dict[str, Any] | None = None   # hints a rule gives, e.g. {"family": "Linux", "distribution": "Debian"}
+    info: str | None = None
 
     def sort_key(self) -> tuple[Any, ...]:
         return (address_key(self.host), self.protocol, self.port)
