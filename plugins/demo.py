@@ -145,7 +145,17 @@ class DemoServices:
         cert, key = self_signed(self._tmp.name)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        self.servers["https"] = StreamServer(("127.0.0.1", 0), http, ssl_context=context)
+
+        def https(sock: Any, addr: Any) -> None:
+            # Scanners probe with plain text too: a failed handshake is expected, not news.
+            try:
+                tls = context.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                sock.close()
+                return
+            http(tls, addr)
+
+        self.servers["https"] = StreamServer(("127.0.0.1", 0), https)
         for server in self.servers.values():
             server.start()
         return {name: server.server_port for name, server in self.servers.items()}

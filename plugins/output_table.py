@@ -58,8 +58,10 @@ def render(result: Any) -> str:
     for p in ctx.get("open_ports", []):
         key = (_get(p, "host"), _get(p, "port"), _get(p, "protocol"))
         svc = services.get(key)
-        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")),
-                     clean(_get(svc, "service") if svc else ""),
+        service = clean(_get(svc, "service") if svc else "")
+        if svc and _get(svc, "tls") and service:
+            service = f"ssl/{service}"  # as nmap writes a service found inside TLS
+        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")), service,
                      clean(_get(svc, "product") if svc else ""),
                      clean(_get(svc, "version") if svc else "")])
     lines = []
