@@ -46,6 +46,14 @@ def _json_sink(stream: TextIO) -> Any:
     return sink
 
 
+def enable_logs() -> None:
+    """Turn on pentora's logs and every quieted plugin package's, from now on."""
+    global _configured
+    _configured = True
+    for package in _quieted:
+        logger.enable(package)
+
+
 TEXT_FORMAT = ("<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
                "<cyan>{extra[component]}</cyan>{extra[_node]} {message}")
 
@@ -59,11 +67,8 @@ def _patch(record: Any) -> None:
 def configure(level: str = "WARNING", fmt: str = "text", file: str | None = None,
               stream: TextIO | None = None) -> None:
     """Replace loguru's handlers: one sink to ``file`` or stderr at ``level``."""
-    global _configured
-    _configured = True
+    enable_logs()
     logger.remove()
-    for package in _quieted:  # a configured process wants every package's logs
-        logger.enable(package)
     level = level.upper()
     target: TextIO
     if file:

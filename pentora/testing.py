@@ -7,6 +7,7 @@ installed gets them, third-party plugin authors included:
   and answers; returns its port.
 - ``closed_tcp_port``: a 127.0.0.1 port with nothing listening.
 - ``udp_server``: a UDP server on 127.0.0.1 answering with a fixed payload.
+- ``log_messages``: pentora's (and plugins') log lines, ``"LEVEL message"``, captured.
 - ``netns``: a fresh network namespace with its own loopback (root only; skipped with
   the reason otherwise) in which to run whole-range scans, so that only the test's
   own listeners answer.
@@ -223,3 +224,18 @@ def network_namespace(prefix: str = "pentora-test") -> Iterator[NetNs]:
 def netns() -> Iterator[NetNs]:
     with network_namespace() as ns:
         yield ns
+
+
+@pytest.fixture
+def log_messages() -> Iterator[list[str]]:
+    """Log lines (``"WARNING message"``) emitted through loguru while the test runs."""
+    from loguru import logger
+
+    from ._logging import enable_logs
+
+    enable_logs()
+    lines: list[str] = []
+    handler = logger.add(lambda m: lines.append(str(m).rstrip("\n")), level="DEBUG",
+                         format="{level} {message}")
+    yield lines
+    logger.remove(handler)

@@ -54,6 +54,9 @@ def main(spec: dict[str, Any]) -> None:
     from pentora_plugins import connect_scan, core_modules
 
     from pentora import DagBuilder, Orchestrator
+    from pentora._logging import configure
+
+    configure("INFO")  # the tests read the scanner's log lines from stderr
 
     keep = listen_tcp(spec.get("tcp", []))
     keep += [serve_udp(int(p), bytes.fromhex(r)) for p, r in spec.get("udp", {}).items()]

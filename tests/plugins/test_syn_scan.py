@@ -200,12 +200,12 @@ def test_loopback_finds_open_ports_and_not_closed_ones(tcp_server: Any, closed_t
 
 @needs_raw
 def test_ipv6_hosts_are_connect_scanned_with_a_warning(tcp_server: Any,
-                                                       caplog_loguru: list[str]) -> None:
+                                                       log_messages: list[str]) -> None:
     server = tcp_server(host="::1")
     result, _ = run_scan({"ports": str(server.port), "timeout": "500ms"}, ["::1"])
     assert [(p.host, p.port, p.method) for p in result.context.get("open_ports")] == [
         ("::1", server.port, "connect")]
-    assert any("IPv6" in line for line in caplog_loguru)
+    assert any("IPv6" in line for line in log_messages)
 
 
 def test_full_range_in_a_namespace_finds_exactly_the_listeners(netns: Any) -> None:
@@ -252,23 +252,15 @@ def test_without_privilege_it_falls_back_to_a_connect_scan(netns: Any) -> None:
     assert {r["method"] for r in out["open_ports"]} == {"connect"}
 
 
-def test_unprivileged_process_falls_back_in_process(tcp_server: Any, caplog_loguru: list[str]) -> None:
+def test_unprivileged_process_falls_back_in_process(tcp_server: Any, log_messages: list[str]) -> None:
     if raw_sockets_unavailable() is None:
         pytest.skip("this process may open raw sockets; the namespace test drops privileges instead")
     server = tcp_server()
     result, _ = run_scan({"ports": str(server.port), "timeout": "500ms"}, ["127.0.0.1"])
     assert [(p.port, p.method) for p in result.context.get("open_ports")] == [(server.port, "connect")]
-    assert any("raw sockets need root or CAP_NET_RAW" in line for line in caplog_loguru)
+    assert any("raw sockets need root or CAP_NET_RAW" in line for line in log_messages)
 
 
-@pytest.fixture
-def caplog_loguru() -> Any:
-    from loguru import logger
-
-    lines: list[str] = []
-    handler = logger.add(lambda message: lines.append(str(message)), level="WARNING")
-    yield lines
-    logger.remove(handler)
 
 
 def test_module_is_registered_by_its_entry_point() -> None:
