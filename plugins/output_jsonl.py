@@ -39,7 +39,8 @@ class JsonlWriter:
             self.stream, self.owned = target, False
 
     def write(self, obj: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(obj, default=str, ensure_ascii=False) + "\n")
+        # ASCII only: raw U+0085/U+2028 from a banner would split the line for many readers
+        self.stream.write(json.dumps(obj, default=str) + "\n")
         self.stream.flush()
 
     def record(self, kind: str, record: Any) -> None:

@@ -1,0 +1,73 @@
+"""``pentora scan`` and ``pentora demo`` end to end, on loopback only."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_demo_names_every_demo_service(run_cli, tmp_path: Path):
+    out = tmp_path / "demo.jsonl"
+    proc = run_cli("demo", "-o", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    table = proc.stdout
+    for service, product, version in [("ssh", "OpenSSH", "9.2p1"), ("http", "nginx", "1.22.1"),
+                                      ("ssl/http", "nginx", "1.22.1"), ("ftp", "vsftpd", "3.0.3"),
+                                      ("smtp", "Postfix", ""), ("redis", "Redis", "7.0.15")]:
+        assert any(line.split()[3:6] == [service, product, version][: 3 if version else 2]
+                   for line in table.splitlines() if "/tcp" in line), (service, table)
+    records = jsonl(out)
+    assert all(list(r)[0] == "kind" for r in records)
+    kinds = {r["kind"] for r in records}
+    assert {"host", "port", "banner", "service", "asset", "node", "scan"} <= kinds
+    assert records[-1]["kind"] == "scan" and records[-1]["status"] == "completed"
+    asset = [r for r in records if r["kind"] == "asset"][0]
+    assert {"web", "mail", "remote-access", "file-transfer", "database"} <= set(asset["tags"])
+    assert asset["os"]["distribution"] == "Debian"
+
+
+def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp_path: Path):
+    server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.2p1\r\n")
+    with socket.socket() as s:  # a port that is surely closed
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    out = tmp_path / "ports.jsonl"
+    proc = run_cli("scan", "--targets", "127.0.0.1", "-p", f"{server.port},{closed}",
+                   "--profile", "port-scan", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    records = jsonl(out)
+    ports = [(r["host"], r["port"]) for r in records if r["kind"] == "port"]
+    assert ports == [("127.0.0.1", server.port)]
+    assert any(r["kind"] == "host" and r["address"] == "127.0.0.1" and r["alive"] for r in records)
+    assert f"{server.port}/tcp" in proc.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--targets", "127.0.0.300", "--profile", "port-scan"], 1, "invalid target '127.0.0.300'"),
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1-70000"], 1, "70000"),
+    (["--targets", "127.0.0.1", "--profile", "nosuch"], 1, "no profile named 'nosuch'"),
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x.weird"], 2,
+     "cannot tell the output format"),
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x", "--format", "nope"], 2,
+     "unknown output format 'nope'"),
+    (["--profile", "port-scan"], 2, "--targets"),
+])
+def test_scan_bad_input_is_a_message_not_a_traceback(run_cli, tmp_path, args, code, message):
+    proc = run_cli("scan", *args, cwd=tmp_path)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_scan_p_no_disables_a_plugin(run_cli):
+    proc = run_cli("scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1",
+                   "-p", "no:syn_scan")
+    assert proc.returncode == 1
+    assert "unknown module_type 'syn_scanner'" in proc.stderr
