@@ -54,6 +54,7 @@ class TcpServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self.host, self.port))
         self._sock.listen(512)
+        self._sock.settimeout(0.2)  # before the thread starts: stop() may close it at once
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -61,7 +62,6 @@ class TcpServer:
         return self
 
     def _serve(self) -> None:
-        self._sock.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
