@@ -13,6 +13,7 @@ that have not run yet, each bounded by ``reporter_timeout``.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import random
 import time
@@ -29,6 +30,7 @@ from loguru import logger
 
 from .dag import Dag, NodeSpec, RetrySpec
 from .errors import ConditionError, ModuleError, NodeTimeout
+from .hookspecs import hookimpl
 from .nodectx import NodeContext
 from .plan import Plan
 from .records import (
@@ -64,23 +66,48 @@ class ExecOptions:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def run_module(ctx: NodeContext) -> Any:
+    """Instantiate the node's module and run it; a returned dict is written to the context."""
+    module = ctx.module_type.cls()  # type: ignore[attr-defined]
+    out = module.run(ctx, ctx.config)
+    if isinstance(out, dict):
+        for key, value in out.items():
+            ctx.set(key, value)
+    return True
+
+
+class CoreExecute:
+    """The innermost ``pentora_node_execute``: instantiate the module and run it."""
+
+    @hookimpl
+    def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
+        return run_module(ctx)
+
+
 class Notifier:
     """Calls notification hooks, each implementation on its own so failures are contained.
 
-    The implementation lists are fetched once per scan: a scan does not change plugins.
+    Arguments are passed positionally in the hook spec's order; each implementation gets
+    the subset it names. The implementation lists are fixed once per scan (a scan does
+    not change plugins), so a call is a loop over prepared entries.
     """
 
     def __init__(self, pm: Any) -> None:
-        self._impls: dict[str, list[tuple[Callable[..., Any], list[str], str]]] = {}
+        self._impls: dict[str, tuple[tuple[Callable[..., Any], tuple[int, ...], str], ...]] = {}
         for name in NODE_HOOKS:
-            impls = getattr(pm.hook, name).get_hookimpls()
-            self._impls[name] = [(i.function, list(i.argnames), i.plugin_name)
-                                 for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
+            caller = getattr(pm.hook, name)
+            spec = list(caller.spec.argnames)
+            self._impls[name] = tuple(
+                (i.function, tuple(spec.index(a) for a in i.argnames), i.plugin_name)
+                for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper))
 
-    def __call__(self, hook: str, **kwargs: Any) -> None:
-        for fn, argnames, plugin in self._impls[hook]:
+    def __call__(self, hook: str, *args: Any) -> None:
+        for fn, picks, plugin in self._impls[hook]:
             try:
-                fn(*[kwargs[a] for a in argnames])
+                if len(picks) == 1:
+                    fn(args[picks[0]])
+                else:
+                    fn(*[args[j] for j in picks])
             except Exception as e:
                 log.opt(exception=e).error("hook {} of plugin '{}' raised {}: {} (contained; the "
                                            "scan goes on)", hook, plugin, type(e).__name__, e)
@@ -104,7 +131,7 @@ class Executor:
         self.remaining = [len(p) for p in plan.parents]
         self.bad_parent: list[tuple[str, str] | None] = [None] * n
         self.ready: list[int] = []
-        self.running: dict[int, gevent.Greenlet] = {}
+        self.running: dict[int, Any] = {}  # node index → raw greenlet
         self.finished: deque[int] = deque()
         self.settled: deque[int] = deque()
         self.wake = gevent.event.Event()
@@ -117,11 +144,37 @@ class Executor:
             for key in validated.requires.get(nd.instance_id, ()):
                 self.pending_needs[key] = self.pending_needs.get(key, 0) + 1
 
+        # With no plugin wrapping pentora_node_execute, skip pluggy's dispatch per node.
+        impls = pm.hook.pentora_node_execute.get_hookimpls()
+        self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
+
+    def _call_execute(self, node: NodeSpec, ctx: NodeContext) -> None:
+        if self._direct:
+            run_module(ctx)
+        else:
+            self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=ctx)
+
     # -- public --------------------------------------------------------------------------
 
     def run(self) -> ScanResult:
+        # Per-node greenlets and records are short-lived and acyclic: tracking each
+        # greenlet's spawn tree and re-walking the heap in full collections made the
+        # per-node cost grow with the graph. Both are restored when the run ends.
+        saved_tree = gevent.config.track_greenlet_tree
+        saved_threshold = gc.get_threshold()
+        gevent.config.track_greenlet_tree = False
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        try:
+            return self._run()
+        finally:
+            gevent.config.track_greenlet_tree = saved_tree
+            gc.set_threshold(*saved_threshold)
+            gc.unfreeze()
+
+    def _run(self) -> ScanResult:
         started = time.time()
-        self.notify("pentora_scan_start", scan=self.scan)
+        self.notify("pentora_scan_start", self.scan)
         for i in range(len(self.nodes)):
             if self.remaining[i] == 0:
                 heapq.heappush(self.ready, i)
@@ -144,7 +197,7 @@ class Executor:
             nodes={self.plan.ids[i]: self.records[i] for i in self.plan.order},
             context=self.scan.context, started_at=started, finished_at=time.time(),
             error=self.stop_reason)
-        self.notify("pentora_scan_complete", scan=self.scan, result=result)
+        self.notify("pentora_scan_complete", self.scan, result)
         return result
 
     def stop(self, reason: str, status: str) -> None:
@@ -169,7 +222,9 @@ class Executor:
             if self._condition_allows(i):
                 rec = self.records[i]
                 rec.mark(RUNNING)
-                self.running[i] = gevent.spawn(self._run_node, i)
+                # A raw greenlet: no Greenlet object, links or spawn tree per node. The
+                # executor tracks completion itself and kills with gevent.kill.
+                self.running[i] = gevent.spawn_raw(self._run_node, i)
             self._drain()
 
     def _condition_allows(self, i: int) -> bool:
@@ -184,7 +239,7 @@ class Executor:
             rec.mark(FAILED)
             rec.error, rec.error_type = str(e), type(e).__name__
             self._release(i)
-            self.notify("pentora_node_failed", scan=self.scan, node=self.nodes[i], record=rec)
+            self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
             self._settle(i)
             return False
         self._skip(i, f"condition {cond.text!r} is false")
@@ -203,7 +258,7 @@ class Executor:
         rec.reason = reason
         rec.mark(SKIPPED)
         self._release(i)
-        self.notify("pentora_node_skipped", scan=self.scan, node=self.nodes[i], record=rec)
+        self.notify("pentora_node_skipped", self.scan, self.nodes[i], rec)
         self._settle(i)
 
     def _settle(self, i: int) -> None:
@@ -269,11 +324,11 @@ class Executor:
         if self.stop_status == "timeout":
             rec.error, rec.error_type = self.stop_reason, "TimeoutError"
             rec.mark(FAILED)
-            self.notify("pentora_node_failed", scan=self.scan, node=self.nodes[i], record=rec)
+            self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
         else:
             rec.reason = self.stop_reason or "cancelled"
             rec.mark(CANCELLED)
-            self.notify("pentora_node_cancelled", scan=self.scan, node=self.nodes[i], record=rec)
+            self.notify("pentora_node_cancelled", self.scan, self.nodes[i], rec)
 
     def _retry_spec(self, node: NodeSpec) -> RetrySpec:
         return self.engine.retry.merged(node.retry)
@@ -284,7 +339,7 @@ class Executor:
         timeout = node.timeout if node.timeout is not None else self.engine.node_timeout
         while True:
             rec.attempts += 1
-            self.notify("pentora_node_start", scan=self.scan, node=node, record=rec)
+            self.notify("pentora_node_start", self.scan, node, rec)
             ctx = self._context(i)
             try:
                 if timeout:
@@ -303,8 +358,8 @@ class Executor:
                                                          mtype.cls.transient_errors):
                     delay = self._delay(spec, rec.attempts)
                     rec.retry_attempts += 1
-                    self.notify("pentora_node_retry", scan=self.scan, node=node, record=rec,
-                                error=e, delay=delay)
+                    self.notify("pentora_node_retry", self.scan, node, rec,
+                                e, delay)
                     self.opts.sleep(delay)
                     continue
                 self._fail(i, e)
@@ -313,7 +368,7 @@ class Executor:
                 ctx.kill()
             self._release(i)
             rec.mark(COMPLETED)
-            self.notify("pentora_node_complete", scan=self.scan, node=node, record=rec)
+            self.notify("pentora_node_complete", self.scan, node, rec)
             return
 
     def _fail(self, i: int, e: BaseException) -> None:
@@ -323,7 +378,7 @@ class Executor:
         rec.stack_trace = "".join(traceback.format_exception(e))
         self._release(i)
         rec.mark(FAILED)
-        self.notify("pentora_node_failed", scan=self.scan, node=self.nodes[i], record=rec)
+        self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
 
     def _delay(self, spec: RetrySpec, attempt: int) -> float:
         policy = self.registry.retry_policies[spec.backoff]
@@ -338,22 +393,22 @@ class Executor:
             self.validated.requires.get(nid, ()), self.engine.max_parallel_targets,
             progress or (lambda done, total: self._progress(i, done, total)),
             records=self.record_map,
-            emit=lambda kind, record: self.notify("pentora_record", scan=self.scan, node=node,
-                                                  kind=kind, record=record),
+            emit=lambda kind, record: self.notify("pentora_record", self.scan, node,
+                                                  kind, record),
             **({} if item is ... else {"item": item}))
         ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
         return ctx
 
     def _progress(self, i: int, done: int, total: int | None) -> None:
         self.records[i].progress = (done, total)
-        self.notify("pentora_node_progress", scan=self.scan, node=self.nodes[i], done=done,
-                    total=total)
+        self.notify("pentora_node_progress", self.scan, self.nodes[i], done,
+                    total)
 
     def _execute(self, i: int, ctx: NodeContext) -> None:
         if self.nodes[i].for_each:
             self._fan_out(i, ctx)
         else:
-            self.pm.hook.pentora_node_execute(scan=self.scan, node=self.nodes[i], ctx=ctx)
+            self._call_execute(self.nodes[i], ctx)
 
     def _fan_out(self, i: int, ctx: NodeContext) -> None:
         """One isolated branch per item of the ``for_each`` key; outputs merged in item order."""
@@ -375,7 +430,7 @@ class Executor:
                 while True:
                     attempt += 1
                     try:
-                        self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=bctx)
+                        self._call_execute(node, bctx)
                         br.status = COMPLETED
                         return bctx.outputs
                     except Exception as e:
@@ -412,7 +467,11 @@ class Executor:
 
     def _abort(self) -> None:
         greenlets = list(self.running.values())
-        gevent.killall(greenlets, block=True, timeout=1)
+        for g in greenlets:
+            gevent.kill(g)
+        deadline = time.monotonic() + 1
+        while any(not g.dead for g in greenlets) and time.monotonic() < deadline:
+            gevent.sleep(0.01)
         for i in list(self.running):
             if self.records[i].status not in TERMINAL:
                 # It would not die within a second (a module blocking the hub?): record it anyway.
@@ -429,7 +488,7 @@ class Executor:
             else:
                 rec.reason = self.stop_reason
                 rec.mark(CANCELLED)
-                self.notify("pentora_node_cancelled", scan=self.scan, node=self.nodes[i], record=rec)
+                self.notify("pentora_node_cancelled", self.scan, self.nodes[i], rec)
 
     def _run_reporter(self, i: int) -> None:
         """Run an always_run node after a stop, bounded by ``reporter_timeout``."""

@@ -49,7 +49,14 @@ class NodeContext:
         self._records = records
         self._emit = emit
         self.outputs: dict[str, Any] | None = {} if item is not _MISSING else None
-        self.log = logger.bind(component="module", node=self.node_id)
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """A loguru logger bound to this node (made on first use: most nodes never log)."""
+        if self._log is None:
+            self._log = logger.bind(component="module", node=self.node_id)
+        return self._log
 
     # -- data --------------------------------------------------------------------------
 

@@ -15,28 +15,19 @@ from loguru import logger
 from .context import DataContext
 from .dag import Dag, NodeSpec
 from .errors import PentoraError, ValidationError
-from .execute import ExecOptions, Executor
+from .execute import CoreExecute, ExecOptions, Executor
 from .hookspecs import hookimpl
 from .nodectx import NodeContext
 from .parse import load_dag
-from .plan import Plan, plan
+from .plan import Plan
 from .plugins import build_registry, get_plugin_manager
 from .records import NodeRecord, ScanInfo, ScanResult
 from .registry import Registry
 from .validate import Validated, validate_dag
 
 
-class _CoreExecute:
-    """The innermost ``pentora_node_execute``: instantiate the module and run it."""
-
-    @hookimpl
-    def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
-        module = ctx.module_type.cls()  # type: ignore[attr-defined]
-        out = module.run(ctx, ctx.config)
-        if isinstance(out, dict):
-            for key, value in out.items():
-                ctx.set(key, value)
-        return True
+def _nothing_pending(key: str) -> bool:
+    return False
 
 
 class _Callbacks:
@@ -79,8 +70,7 @@ class Orchestrator:
         self._callbacks = _Callbacks()
         self.pm = pm or get_plugin_manager(plugins, autoload=autoload, disabled=disabled,
                                            hook_files=hook_files)
-        self.pm.register(_CoreExecute(), name="pentora.core")
-        self.pm.register(self._callbacks, name=f"pentora.callbacks.{id(self):x}")
+        self.pm.register(CoreExecute(), name="pentora.core")
         self.registry: Registry = build_registry(self.pm)
         self.dag: Dag | None = None
         self.validated: Validated | None = None
@@ -110,7 +100,7 @@ class Orchestrator:
         if validated.problems:
             raise ValidationError(validated.problems)
         self.validated = validated
-        self.plan = plan(dag)
+        self.plan = validated.plan
         return validated
 
     def _need_dag(self) -> Dag:
@@ -148,6 +138,7 @@ class Orchestrator:
         finally:
             self._state = "finished"
             self._cancel_requested = None
+            context._needed = _nothing_pending  # break context → executor → context
         logger.bind(component="orchestrator").debug(
             "scan {} finished: {} in {:.1f}ms", scan.scan_id, self._result.status,
             self._result.duration_ms)
@@ -183,11 +174,17 @@ class Orchestrator:
 
     # -- callbacks ------------------------------------------------------------------------------
 
+    def _callback_list(self, kind: str) -> list[Callable[..., Any]]:
+        # Registered on first use: hooks with no callbacks cost nothing per node.
+        if not self.pm.is_registered(self._callbacks):
+            self.pm.register(self._callbacks, name=f"pentora.callbacks.{id(self):x}")
+        return getattr(self._callbacks, kind)  # type: ignore[no-any-return]
+
     def on_node_start(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
-        self._callbacks.start.append(fn)
+        self._callback_list("start").append(fn)
 
     def on_node_complete(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
-        self._callbacks.complete.append(fn)
+        self._callback_list("complete").append(fn)
 
     def on_node_failed(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
-        self._callbacks.failed.append(fn)
+        self._callback_list("failed").append(fn)

@@ -18,6 +18,7 @@ from . import schema as s
 from ._yaml import MAX_BYTES, load_document
 from .dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
 from .errors import DagParseError, Problem
+from .plan import gc_paused
 
 SUBDAG = "subdag"
 RETRY_CLASSES = ("timeout", "network_error", "transient", "any")
@@ -451,9 +452,10 @@ def load_dag(source: str | bytes | os.PathLike[str] | dict[str, Any], *,
         text = source  # type: ignore[assignment]
         base = Path(base_dir or os.getcwd()).resolve()
         stack = ()
-    data, lines = load_document(text, name, max_bytes)
-    reader = _Reader(max_bytes)
-    dag = reader.read(data, lines, name, base, stack)
+    with gc_paused():
+        data, lines = load_document(text, name, max_bytes)
+        reader = _Reader(max_bytes)
+        dag = reader.read(data, lines, name, base, stack)
     if reader.problems:
         raise DagParseError(reader.problems)
     return dag

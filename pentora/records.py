@@ -39,7 +39,7 @@ class BranchRecord:
     stack_trace: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # one per node: 50,000-node DAGs are run
 class NodeRecord:
     node: str
     module_type: str

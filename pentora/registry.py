@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import random
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,17 @@ class ModuleType:
         return bool(self.cls.always_run)
 
     def schema(self) -> vol.Schema:
-        raw = self.cls.config_schema
-        if isinstance(raw, vol.Schema):
-            return raw
-        return vol.Schema(raw or {}, extra=vol.PREVENT_EXTRA)
+        """The compiled config schema, built once per module class."""
+        compiled = _COMPILED.get(self.cls)
+        if compiled is None:
+            raw = self.cls.config_schema
+            compiled = raw if isinstance(raw, vol.Schema) else vol.Schema(raw or {}, extra=vol.PREVENT_EXTRA)
+            _COMPILED[self.cls] = compiled
+        return compiled
+
+
+# Compiling a voluptuous schema costs more than validating with it: once per class.
+_COMPILED: weakref.WeakKeyDictionary[type, vol.Schema] = weakref.WeakKeyDictionary()
 
 
 DelayFn = Callable[[int, RetrySpec, random.Random], float]

@@ -21,7 +21,7 @@ from .dag import Dag, NodeSpec
 from .errors import ConditionError, Problem
 from .interpolate import UnknownVariableError, interpolate
 from .parse import humanize
-from .plan import find_cycles, graph_indices, plan
+from .plan import Plan, find_cycles, gc_paused, graph_indices, try_plan
 from .registry import Registry
 
 
@@ -34,6 +34,7 @@ class Validated:
     produces: dict[str, tuple[str, ...]] = field(default_factory=dict)
     conditions: dict[str, Condition] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    plan: Plan | None = None  # set when the graph has no cycle
 
 
 def _p(node: NodeSpec, message: str, key: str | None = None) -> Problem:
@@ -42,6 +43,12 @@ def _p(node: NodeSpec, message: str, key: str | None = None) -> Problem:
 
 def validate_dag(dag: Dag, registry: Registry, *, vars: dict[str, Any] | None = None,
                  initial_keys: Iterable[str] = ()) -> Validated:
+    with gc_paused():
+        return _validate(dag, registry, vars, initial_keys)
+
+
+def _validate(dag: Dag, registry: Registry, vars: dict[str, Any] | None,
+              initial_keys: Iterable[str]) -> Validated:
     out = Validated()
     problems = out.problems
     known_vars = {**dag.vars, **(vars or {})}
@@ -64,18 +71,18 @@ def validate_dag(dag: Dag, registry: Registry, *, vars: dict[str, Any] | None = 
                 problems.append(_p(node, f"Node '{node.instance_id}' depends on '{dep}' "
                                          f"which does not exist{tail}"))
     ids, parents, children = graph_indices(dag)
-    cyclic = False
-    for path in find_cycles(ids, children):
-        if len(path) == 2 and path[0] == path[1]:
-            cyclic = True  # self-dependency, already reported in its own words
-            continue
-        cyclic = True
-        node = first_seen[path[0]]
-        problems.append(_p(node, "Cycle detected in DAG: " + " → ".join(path)))
+    # Kahn's sort plans the graph and detects a cycle in one pass; Tarjan runs only to
+    # name the cycles of a graph that has some.
+    out.plan = try_plan(ids, parents, children)
+    if out.plan is None:
+        for path in find_cycles(ids, children):
+            if len(path) == 2 and path[0] == path[1]:
+                continue  # self-dependency, already reported in its own words
+            problems.append(_p(first_seen[path[0]], "Cycle detected in DAG: " + " → ".join(path)))
     _check_modules(dag, registry, out, known_vars)
     _parse_conditions(dag, out)
-    if not cyclic and len(first_seen) == len(dag.nodes):
-        _check_contract(dag, parents, out, set(initial_keys), known_vars)
+    if out.plan is not None and len(first_seen) == len(dag.nodes):
+        _check_contract(dag, out.plan, out, set(initial_keys), known_vars)
     _check_retry(dag, registry, problems)
     return out
 
@@ -118,46 +125,49 @@ def _check_modules(dag: Dag, registry: Registry, out: Validated, known_vars: dic
         out.produces[node.instance_id] = tuple(produces)
 
 
-def _check_contract(dag: Dag, parents: list[list[int]], out: Validated, initial: set[str],
+def _check_contract(dag: Dag, plan: Plan, out: Validated, initial: set[str],
                     known_vars: dict[str, Any]) -> None:
-    """Every required key (and for_each key, and condition name) has an upstream producer."""
-    order = plan(dag).order
-    base = frozenset(initial)
-    available: list[frozenset[str]] = [base] * len(dag.nodes)  # keys visible to node i
+    """Every required key (and for_each key, and condition name) has an upstream producer.
+
+    Key sets are int bitmasks over the DAG's key vocabulary: one OR per edge, in
+    topological order, O(V + E) for any realistic number of keys.
+    """
+    bit: dict[str, int] = {}
+
+    def has(seen: int, key: str) -> bool:
+        b = bit.get(key)
+        return b is not None and bool(seen >> b & 1)
+
+    def mask(keys: Any) -> int:
+        m = 0
+        for key in keys:
+            m |= 1 << bit.setdefault(key, len(bit))
+        return m
+
+    base = mask(initial)
+    produced = [mask(out.produces.get(n.instance_id, ())) for n in dag.nodes]
+    visible = [0] * len(dag.nodes)  # keys available to node i from its upstream
     producers: dict[str, list[str]] = {}
     for node in dag.nodes:
         for key in out.produces.get(node.instance_id, ()):
             producers.setdefault(key, []).append(node.instance_id)
-    for i in order:
+    for i in plan.order:
+        seen = base
+        for p in plan.parents[i]:
+            seen |= visible[p] | produced[p]
+        visible[i] = seen
         node = dag.nodes[i]
-        ps = parents[i]
-        if len(ps) == 1:
-            seen = _after(dag.nodes[ps[0]], available[ps[0]], out)
-        elif ps:
-            merged: set[str] = set(base)
-            for p in ps:
-                merged |= _after(dag.nodes[p], available[p], out)
-            seen = frozenset(merged)
-        else:
-            seen = base
-        available[i] = seen
-        need = list(out.requires.get(node.instance_id, ()))
-        for key in need:
-            if key not in seen:
+        for key in out.requires.get(node.instance_id, ()):
+            if not has(seen, key):
                 out.problems.append(_p(node, f"Node '{node.instance_id}' requires '{key}' but no "
                                              f"upstream node produces it{_producer_hint(key, producers)}"))
-        if node.for_each and node.for_each not in seen:
+        if node.for_each and not has(seen, node.for_each):
             out.problems.append(_p(node, f"Node '{node.instance_id}' maps over '{node.for_each}' "
                                          f"(for_each) but no upstream node produces it"
                                          f"{_producer_hint(node.for_each, producers)}"))
-        _check_condition(node, seen, known_vars, out)
-
-
-def _after(node: NodeSpec, seen: frozenset[str], out: Validated) -> frozenset[str]:
-    produced = out.produces.get(node.instance_id, ())
-    if not produced or all(k in seen for k in produced):
-        return seen
-    return seen | frozenset(produced)
+        if node.condition is not None:
+            names = frozenset(k for k, b in bit.items() if seen >> b & 1)
+            _check_condition(node, names, known_vars, out)
 
 
 def _producer_hint(key: str, producers: dict[str, list[str]]) -> str:

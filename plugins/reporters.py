@@ -58,6 +58,8 @@ class Streams:
         registry.register(JsonReporter)
 
     def _mine(self, scan: Any) -> list[_Counting]:
+        if not self.writers:  # the common case, on every node of every scan
+            return []
         return [w for (sid, _), w in self.writers.items() if sid == scan.scan_id]
 
     @hookimpl
