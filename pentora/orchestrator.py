@@ -17,7 +17,6 @@ from .dag import Dag, NodeSpec
 from .errors import PentoraError, ValidationError
 from .execute import CoreExecute, ExecOptions, Executor
 from .hookspecs import hookimpl
-from .nodectx import NodeContext
 from .parse import load_dag
 from .plan import Plan
 from .plugins import build_registry, get_plugin_manager

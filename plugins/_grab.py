@@ -12,6 +12,19 @@ A pass over a transport (plain TCP, then TLS when TLS was seen):
    unused passive connection serves the first), running the follow-ups every answer
    selects, until one answer is recognised.
 
+With ``race_probes`` step 3 does not wait for step 1 to end: ``race_delay`` after the
+passive connection opened, a rival runs step 3 on connections of its own while the
+passive read goes on, its banners held back. The first word heard on the passive
+connection ends the rival (its banners are dropped, its connections closed) and the
+pass goes on as above, so a service that speaks first gets the same banners either
+way. Once the passive read ends silent, or the rival recognises an answer before the
+passive connection heard anything, the passive connection is closed and the rival's
+banners are the pass's. A rival's answer that looks like a greeting (``Catalog.greeting``:
+the service greets every connection) waits for the passive read to end silent before
+it counts. A probe sent during the passive wait has ``read_timeout`` beyond the end of
+that wait to be answered: a server serving one connection at a time answers it once
+the passive connection closes.
+
 An answer recognised as ``tls`` (a ServerHello or alert, or a web server's complaint
 about plain HTTP) ends the plain pass; the raw ClientHello probe is sent if it was
 not, then a second pass runs through gevent.ssl, whose first connection adds a
@@ -29,11 +42,14 @@ import contextlib
 import functools
 import ipaddress
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import gevent.event
+import gevent.monkey
 from gevent import socket
 
 from ._probes import Catalog, Probe
@@ -42,6 +58,8 @@ from .records import Banner
 
 TLS = "tls"
 HELLO = "tls_client_hello"
+# the real poll even when the CLI has monkey-patched select: a zero-timeout look, never a wait
+_poll = gevent.monkey.get_original("select", "poll")
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,6 +77,8 @@ class GrabOptions:
     deadline: float = 10.0
     max_bytes: int = 8192
     tls: bool = True
+    race_probes: bool = True
+    race_delay: float = 0.1
 
 
 class Conn:
@@ -67,6 +87,19 @@ class Conn:
     def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.closed = False
+        self.heard: gevent.event.Event | None = None  # set by ``read`` on its first byte
+
+    def readable(self) -> bool:
+        """True when bytes (or the peer's close) wait to be read; never blocks."""
+        pending = getattr(self.sock, "pending", None)
+        try:
+            if pending is not None and pending():
+                return True
+            poller = _poll()
+            poller.register(self.sock.fileno(), 1)  # POLLIN
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def send(self, data: bytes) -> bool:
         try:
@@ -91,6 +124,8 @@ class Conn:
                 self.closed = True
                 break
             buf += chunk
+            if self.heard is not None:
+                self.heard.set()
             if until is not None and until.search(buf):
                 break
             timeout = idle
@@ -117,6 +152,8 @@ class PortGrab:
         self.unreachable = False
         self._conns: list[Conn] = []
         self._tried: set[str] = set()
+        self._told_handshake = False
+        self._hold_until = 0.0  # a rival's: when the passive read it races ends
 
     def run(self) -> list[Banner]:
         with gevent.Timeout(self.opts.deadline, False):
@@ -136,7 +173,13 @@ class PortGrab:
         conn = self._connect()
         if conn is None:
             return
-        greeting = self._read(conn, self._passive_wait())
+        wait = self._passive_wait()
+        if self.opts.race_probes and wait > self.opts.race_delay and self._candidates():
+            greeting = self._race(conn, wait)
+            if greeting is None:
+                return
+        else:
+            greeting = self._read(conn, wait)
         spare: Conn | None = None
         if greeting:
             self._emit("passive", greeting)
@@ -144,15 +187,87 @@ class PortGrab:
                 return
         elif not conn.closed:
             spare = conn
+        self._probe(spare)
+
+    def _probe(self, spare: Conn | None, quiet: gevent.event.Event | None = None) -> bool:
+        """Send the hinted, then the generic probes (the first on ``spare`` if given)
+        until an answer is recognised; True then. ``quiet``, for a rival: set once the
+        passive read ended silent; an answer that looks like a greeting waits for it."""
         for probe in self._candidates():
             if self.budget <= 0 or self.unreachable:
-                return
+                return False
             if probe.name in self._tried:
                 continue
             answer, used = self._run(probe, spare)
             spare = None
+            if answer and quiet is not None and self.catalog.greeting(answer):
+                quiet.wait()  # killed instead when the passive connection hears the greeting
             if answer and used is not None and self._settle(answer, used):
-                return
+                return True
+        return False
+
+    # -- the race --------------------------------------------------------------------
+
+    def _race(self, conn: Conn, wait: float) -> bytes | None:
+        """The passive read on ``conn`` raced against a rival sending the probes (module
+        doc). Returns the greeting heard on ``conn`` (never empty: silence lets the rival
+        finish), or None when the rival's banners were taken and the pass is over."""
+        rival = self._rival(wait)
+        heard, quiet = gevent.event.Event(), gevent.event.Event()
+        conn.heard = heard
+        passive = gevent.spawn(self._read, conn, wait)
+        probing = gevent.spawn(rival._probe_after, self.opts.race_delay, quiet)
+        taken = False
+        try:
+            gevent.wait([passive, probing, heard], count=1)
+            if (probing.ready() and not heard.is_set() and not conn.readable()
+                    and probing.get()):  # recognised before the service said a word
+                passive.kill()
+                conn.close()
+                taken = self._take(rival)
+                return None
+            if heard.is_set():
+                probing.kill()
+            greeting = passive.get()
+            if greeting:
+                return greeting
+            quiet.set()
+            conn.close()  # a server serving one connection at a time turns to the rival's
+            probing.get()
+            taken = self._take(rival)
+            return None
+        finally:
+            conn.heard = None
+            gevent.killall([passive, probing])
+            if not taken:
+                for c in rival._conns:
+                    c.close()
+
+    def _rival(self, wait: float) -> PortGrab:
+        rival = PortGrab(self.host, self.port, self.sni, self.catalog, self.opts)
+        rival.tls, rival.budget, rival._told_handshake = self.tls, self.budget, self._told_handshake
+        rival._hold_until = time.monotonic() + wait
+        return rival
+
+    def _probe_after(self, delay: float, quiet: gevent.event.Event) -> bool:
+        gevent.sleep(delay)  # a service that greets within it is never probed
+        return self._probe(None, quiet)
+
+    def _take(self, rival: PortGrab) -> bool:
+        """Adopt what ``rival`` found, emitting its banners now, in the order read."""
+        self.budget, self._tried = rival.budget, rival._tried
+        self.tls_seen |= rival.tls_seen
+        self.unreachable |= rival.unreachable
+        self._told_handshake |= rival._told_handshake
+        self._conns += rival._conns
+        for banner in rival.banners:
+            self.banners.append(banner)
+            self.on_banner(banner)
+        return True
+
+    def _patience(self) -> float:
+        """Extra wait for an answer while the passive read this rival races goes on."""
+        return max(0.0, self._hold_until - time.monotonic())
 
     def _candidates(self) -> list[Probe]:
         found = self.catalog.hinted(self.port) + self.catalog.generic()
@@ -203,7 +318,8 @@ class PortGrab:
                 self._read(conn, self.opts.passive_timeout)  # the greeting we already have
         if not conn.send(probe.build(trigger)):
             return b"", conn
-        answer = self._read(conn, self.opts.read_timeout, probe.max_bytes, probe.read_until)
+        answer = self._read(conn, self.opts.read_timeout + self._patience(), probe.max_bytes,
+                            probe.read_until)
         if answer:
             self._emit(probe.name, trigger + answer if probe.transcript else answer)
         return answer, conn
@@ -242,13 +358,14 @@ class PortGrab:
         try:
             wrapped = tls_context().wrap_socket(sock, server_hostname=self.sni,
                                                 do_handshake_on_connect=False)
-            wrapped.settimeout(self.opts.read_timeout)
+            wrapped.settimeout(self.opts.read_timeout + self._patience())
             wrapped.do_handshake()
         except (OSError, ValueError):
             sock.close()
             self.unreachable = True  # a TLS port that will not shake hands: nothing to probe
             return None
-        if not any(b.probe == "tls_handshake" for b in self.banners):
+        if not self._told_handshake:
+            self._told_handshake = True
             self._emit("tls_handshake", describe(wrapped))
         return wrapped
 

@@ -138,6 +138,14 @@ class Catalog:
                 return p.protocol
         return None
 
+    def greeting(self, answer: bytes) -> bool:
+        """True when ``answer`` looks like what a service says first: it selects an
+        entry that ``greets`` (FTP's 220, IMAP's ``* OK``...), or is recognised by one
+        that has nothing to select it (SSH, MySQL). Not ``expect`` alone: POP3's
+        ``-ERR`` is also Redis's answer to a probe."""
+        return any(p.greets and (p.selected_by(answer) or (not p.match and p.recognises(answer)))
+                   for p in self.probes)
+
     def client_first(self, port: int) -> bool:
         """True when only client-first protocols are hinted on ``port``: no need to
         wait long for a greeting. Unhinted ports may run anything: they wait."""

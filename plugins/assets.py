@@ -135,7 +135,8 @@ class AssetProfiler(Module):
             entry["ports"].add(int(_get(fp, "port")))
             entry["services"].append({k: _get(fp, k) for k in (
                 "port", "protocol", "service", "product", "version", "cpe", "tls")})
-            entry["texts"].append(" ".join(str(_get(fp, k) or "") for k in ("product", "version", "evidence")))
+            entry["texts"].append(" ".join(str(_get(fp, k) or "")
+                                           for k in ("product", "version", "evidence")))
         profiles = []
         for address, entry in hosts.items():
             services = sorted(entry["services"], key=lambda s: (s["protocol"] or "", s["port"]))

@@ -3,8 +3,11 @@
 Per open port: a passive read, then probes chosen by what the service said and by the
 port number, then generic ones (HTTP, a TLS ClientHello), so that a web server on
 8081 or SSH on 2222 is still caught; TLS is found on any port and the protocol inside
-it probed through gevent.ssl. The conversation is in ``_grab``, the probe catalog
-(``data/probes.yaml``, or the file named by ``catalog``) in ``_probes``.
+it probed through gevent.ssl. With ``race_probes`` (the default) the probes start on
+connections of their own ``race_delay`` into the passive wait instead of after it;
+a service that speaks first gets the same banners either way. The conversation is in
+``_grab``, the probe catalog (``data/probes.yaml``, or the file named by ``catalog``) in
+``_probes``.
 
 Output: ``banners``, a ``Banner(host, port, protocol, tls, probe, data)`` per answer,
 each emitted as soon as it is read. ``probe`` names what drew the answer: ``passive``,
@@ -84,6 +87,11 @@ class BannerGrabber(Module):
                  description="probe catalog: builtin or the path of a YAML file"): _catalog,
         Optional("tls", default=True,
                  description="shake hands with TLS ports and probe the protocol inside"): Bool(),
+        Optional("race_probes", default=True,
+                 description="send the probes on other connections during the passive wait"): Bool(),
+        Optional("race_delay", default="100ms",
+                 description="head start of the passive read over the raced probes"):
+            Duration(min=0),
     }
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
@@ -93,7 +101,7 @@ class BannerGrabber(Module):
             raise ModuleError(f"banner_grabber: {e}", ctx.node_id) from e
         opts = GrabOptions(**{k: config[k] for k in (
             "connect_timeout", "read_timeout", "passive_timeout", "short_passive_timeout",
-            "idle_timeout", "deadline", "max_bytes", "tls")})
+            "idle_timeout", "deadline", "max_bytes", "tls", "race_probes", "race_delay")})
         names = _hostnames(ctx)
         items = [(h, p, n or names.get(h)) for h, p, n in _open_tcp(ctx.get("open_ports"))]
 

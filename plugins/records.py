@@ -99,7 +99,8 @@ class ServiceFingerprint(Record):
     confidence: float = 0.0
     tls: bool = False
     evidence: str = ""
-    os: dict[str, Any] | None = None   # hints a rule gives, e.g. {"family": "Linux", "distribution": "Debian"}
+    # OS hints a fingerprint rule gives, e.g. {"family": "Linux", "distribution": "Debian"}
+    os: dict[str, Any] | None = None
     info: str | None = None
 
     def sort_key(self) -> tuple[Any, ...]:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-
 import pentora_plugins.assets as assets
 import pentora_plugins.core_modules as core_modules
 import pentora_plugins.output_table as output_table
-from pentora import DagBuilder, Module, NodeContext, Orchestrator
 from pentora_plugins.records import Banner, Host, Port, ServiceFingerprint
 from pentora_plugins.reporters import STREAMS
+
+from pentora import DagBuilder, Module, NodeContext, Orchestrator
 
 
 def fp(host: str, port: int, service: str, product: str | None = None, version: str | None = None,
