@@ -7,6 +7,8 @@ installed gets them, third-party plugin authors included:
   and answers; returns its port.
 - ``closed_tcp_port``: a 127.0.0.1 port with nothing listening.
 - ``udp_server``: a UDP server on 127.0.0.1 answering with a fixed payload.
+- ``RecordCollector``: a plugin object that keeps what modules ``ctx.emit`` (``records``,
+  ``(kind, record)`` pairs) and the progress they report.
 - ``log_messages``: pentora's (and plugins') log lines, ``"LEVEL message"``, captured.
 - ``netns``: a fresh network namespace with its own loopback (root only; skipped with
   the reason otherwise) in which to run whole-range scans, so that only the test's
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from .hookspecs import hookimpl as _hookimpl
 
 Responder = Callable[[bytes], bytes | None]
 
@@ -239,3 +243,22 @@ def log_messages() -> Iterator[list[str]]:
                          format="{level} {message}")
     yield lines
     logger.remove(handler)
+
+
+class RecordCollector:
+    """Register it as a plugin to see what a scan emits while it runs."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, Any]] = []
+        self.progress: list[tuple[int, int | None]] = []
+
+    def of(self, kind: str) -> list[Any]:
+        return [r for k, r in self.records if k == kind]
+
+    @_hookimpl
+    def pentora_record(self, kind: str, record: Any) -> None:
+        self.records.append((kind, record))
+
+    @_hookimpl
+    def pentora_node_progress(self, done: int, total: int | None) -> None:
+        self.progress.append((done, total))

@@ -22,27 +22,15 @@ from pentora_plugins._connect_engine import FD_MARGIN
 from pentora_plugins._ratelimit import TokenBucket
 from pentora_plugins.records import Port, Target
 
-from pentora import DagBuilder, Orchestrator, ValidationError, hookimpl
+from pentora import DagBuilder, Orchestrator, ValidationError
+from pentora.testing import RecordCollector
 
 HERE = Path(__file__).parent
 LISTEN = str(HERE / "_listen.py")
 RUNNER = str(HERE / "_connect_runner.py")
 
 
-class Recorder:
-    """Collects what the scan emits and reports while it runs."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any]] = []
-        self.progress: list[tuple[int, int | None]] = []
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self.records.append((kind, record))
-
-    @hookimpl
-    def pentora_node_progress(self, done: int, total: int | None) -> None:
-        self.progress.append((done, total))
+Recorder = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_scan(hosts: list[str], recorder: Recorder | None = None, **config: Any) -> Any:

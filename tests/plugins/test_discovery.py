@@ -25,7 +25,7 @@ from pentora_plugins.records import Host, Target
 
 import pentora
 from pentora import DagBuilder, Orchestrator, hookimpl
-from pentora.testing import NetNs, network_namespace
+from pentora.testing import NetNs, RecordCollector, network_namespace
 
 PLUGINS = (pentora_plugins.discovery, pentora_plugins.core_modules)
 # Drop CAP_NET_RAW for good (bounding set) while staying uid 0, so files stay readable.
@@ -52,15 +52,7 @@ print(json.dumps({"status": node.status, "error": node.error, "hosts": hosts}))
 """
 
 
-class Recorder:
-    """Collects what modules emit through ``pentora_record``."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any]] = []
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self.records.append((kind, record))
+Recorder = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_discovery(module: str, config: dict[str, Any], targets: Any,

@@ -25,7 +25,8 @@ from pentora_plugins._fingerprint_rules import (
 from pentora_plugins.fingerprint import MAX_SCAN, fingerprint_banners, match_banner, match_port
 from pentora_plugins.records import Banner, ServiceFingerprint
 
-from pentora import DagBuilder, Orchestrator, ValidationError, hookimpl
+from pentora import DagBuilder, Orchestrator, ValidationError
+from pentora.testing import RecordCollector
 
 DATASET = Path(__file__).parent.parent / "data" / "banners" / "labelled.yaml"
 ENTRIES: list[dict[str, Any]] = yaml.safe_load(DATASET.read_text(encoding="utf-8"))["banners"]
@@ -248,13 +249,7 @@ def test_fingerprints_are_sorted_and_unknown_ports_reported(catalog):
 # -- the module in a DAG -----------------------------------------------------------------------
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any]] = []
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self.records.append((kind, record))
+Recorder = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_dag(banners: list[Banner], recorder: Recorder | None = None, **config: Any) -> Any:

@@ -20,7 +20,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
 
 import pentora
-from pentora import DagBuilder, Orchestrator, hookimpl
+from pentora import DagBuilder, Orchestrator
+from pentora.testing import RecordCollector
 
 RUNNER = str(Path(__file__).with_name("_netns_scan.py"))
 
@@ -39,15 +40,7 @@ needs_raw = pytest.mark.skipif(raw_sockets_unavailable() is not None,
                                reason=str(raw_sockets_unavailable()))
 
 
-class Emitted:
-    """Collects what modules ``ctx.emit`` (the ``pentora_record`` hook)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any]] = []
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self.records.append((kind, record))
+Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:

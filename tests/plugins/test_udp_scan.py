@@ -21,8 +21,8 @@ from scapy.layers.ntp import NTPHeader
 from scapy.layers.snmp import SNMP, SNMPget, SNMPresponse, SNMPvarbind
 
 import pentora
-from pentora import DagBuilder, Orchestrator, hookimpl
-from pentora.testing import free_port
+from pentora import DagBuilder, Orchestrator
+from pentora.testing import RecordCollector, free_port
 
 RUNNER = str(Path(__file__).with_name("_netns_scan.py"))
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -35,13 +35,7 @@ SNMP_REPLY = bytes(SNMP(version=0, community="public", PDU=SNMPresponse(
                                                  value=ASN1_STRING(b"Linux pentora-test"))])))
 
 
-class Emitted:
-    def __init__(self) -> None:
-        self.records: list[Any] = []
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self.records.append(record)
+Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
@@ -132,7 +126,7 @@ def test_loopback_answers_silence_and_port_unreachable(udp_server: Any) -> None:
         silent.port: ("udp", "open|filtered", "udp", "no-response"),
     }
     assert closed not in {p.port for p in result.context.get("port_states")}
-    assert sorted(r.port for r in emitted.records) == sorted(states)
+    assert sorted(r.port for _, r in emitted.records) == sorted(states)
     # each server got its protocol's request; the silent one got the retry too
     assert dns.received == [PAYLOADS["dns"]]
     assert ntp.received == [PAYLOADS["ntp"]]
