@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import itertools
 import socket
 import ssl
 import struct
@@ -23,7 +24,8 @@ import pytest
 from pentora_plugins._tlsinfo import certificate_fields
 from pentora_plugins.records import Banner, Port
 
-from pentora import DagBuilder, Orchestrator, hookimpl
+from pentora import DagBuilder, Orchestrator
+from pentora.testing import RecordCollector
 
 # Short waits: every server here answers at once, on loopback.
 FAST = {"connect_timeout": "1s", "read_timeout": "1s", "passive_timeout": "500ms",
@@ -32,13 +34,7 @@ HTTP_OK = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/html\
            b"Content-Length: 31\r\nConnection: close\r\n\r\n<html><title>hi</title></html>\n")
 
 
-class Emitted:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any]] = []
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self.records.append((kind, record))
+Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def grab(open_ports: list[Any], **config: Any) -> tuple[list[Banner], Emitted, Any]:
@@ -435,6 +431,124 @@ def test_reset_mid_banner_keeps_what_was_read() -> None:
 def test_closed_port_gives_nothing(closed_tcp_port: int) -> None:
     banners, _, _ = grab([{"host": "127.0.0.1", "port": closed_tcp_port}])
     assert banners == []
+
+
+# -- the probes raced against the passive read ------------------------------------------------
+
+
+def test_probes_race_the_passive_wait(tcp_server: Callable[..., Any]) -> None:
+    """A passive wait longer than the deadline: only the raced probe can find HTTP."""
+    server = tcp_server(respond=lambda d: HTTP_OK if d.startswith(b"GET / HTTP/1.0\r\n") else None)
+    banners, _, _ = grab([port(server)], passive_timeout="60s", deadline="2s")
+    assert by_probe(banners) == {("http_get", False): HTTP_OK.decode()}
+    assert server.received == [payload_of("http_get")]
+    banners, _, _ = grab([port(server)], passive_timeout="60s", deadline="2s", race_probes=False)
+    assert banners == []
+
+
+def payload_of(name: str) -> bytes:
+    from pentora_plugins._probes import load_catalog
+
+    probe = next(p for p in load_catalog().probes if p.name == name)
+    assert probe.payload is not None
+    return probe.payload
+
+
+def greeter(greeting: bytes, first_delay: float, later_delay: float, reply: bytes,
+            heard: list[bytes]) -> Callable[[socket.socket], None]:
+    """A service that speaks first: after ``first_delay`` on its first connection,
+    ``later_delay`` on the others; answers what it is sent with ``reply`` and closes."""
+    count = itertools.count()
+
+    def handle(conn: socket.socket) -> None:
+        time.sleep(first_delay if next(count) == 0 else later_delay)
+        conn.sendall(greeting)
+        data = conn.recv(4096)
+        if data:
+            heard.append(data)
+            conn.sendall(reply)
+
+    return handle
+
+
+SSH_IDENT = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+
+
+def test_a_slow_greeting_is_read_passively_though_a_probe_was_raced() -> None:
+    heard: list[bytes] = []
+    with threaded_server(greeter(SSH_IDENT, 0.3, 0.3, b"Invalid SSH identification string.\r\n",
+                                 heard)) as number:
+        banners, _, _ = grab([{"host": "127.0.0.1", "port": number}], passive_timeout="2s")
+    assert [(b.probe, b.data) for b in banners] == [("passive", SSH_IDENT.decode())]
+
+
+def test_a_greeting_on_the_raced_connection_is_not_taken_for_the_probes_answer() -> None:
+    """The service greets the raced connection first: its answer (the greeting) waits
+    for the passive connection, which hears the greeting in turn."""
+    heard: list[bytes] = []
+    with threaded_server(greeter(SSH_IDENT, 0.6, 0, b"Invalid SSH identification string.\r\n",
+                                 heard)) as number:
+        banners, _, _ = grab([{"host": "127.0.0.1", "port": number}], passive_timeout="3s")
+    assert [(b.probe, b.data) for b in banners] == [("passive", SSH_IDENT.decode())]
+    assert heard == [payload_of("http_get")]  # the raced probe did go out
+
+
+@contextlib.contextmanager
+def serial_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A 127.0.0.1 listener serving one connection at a time: the next one is accepted
+    once ``handle`` returned for the previous."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            _handle_quietly(handle, conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=6)
+        listener.close()
+
+
+def test_a_server_serving_one_connection_at_a_time_answers_the_raced_probe() -> None:
+    """The raced probe waits in the server's backlog until the passive connection is
+    closed; it is still answered, though the passive wait outlasts read_timeout."""
+    def http(conn: socket.socket) -> None:
+        if conn.recv(4096).startswith(b"GET "):
+            conn.sendall(HTTP_OK)
+
+    with serial_server(http) as number:
+        banners, _, _ = grab([{"host": "127.0.0.1", "port": number}], passive_timeout="1s",
+                             read_timeout="300ms")
+    assert by_probe(banners) == {("http_get", False): HTTP_OK.decode()}
+
+
+@pytest.mark.parametrize("service", ["http", "redis", "memcached", "postgresql", "mongodb", "ftp",
+                                     "unknown_greeter"])
+def test_racing_records_the_same_banners(tcp_server: Callable[..., Any], service: str) -> None:
+    servers = {
+        "http": {"respond": lambda d: HTTP_OK},
+        "redis": {"respond": redis},
+        "memcached": {"respond": memcached},
+        "postgresql": {"respond": postgresql},
+        "mongodb": {"respond": mongodb},
+        "ftp": {"banner": b"220 (vsFTPd 3.0.3)\r\n", "respond": lambda d: b"215 UNIX Type: L8\r\n"},
+        "unknown_greeter": {"banner": b"HELLO pentora\r\n", "respond": lambda d: b"WHAT?\r\n"},
+    }
+    server = tcp_server(**servers[service])
+    raced, _, _ = grab([port(server)])
+    plain, _, _ = grab([port(server)], race_probes=False)
+    assert [(b.probe, b.tls, b.data) for b in raced] == [(b.probe, b.tls, b.data) for b in plain]
+    assert raced
 
 
 # -- in a DAG --------------------------------------------------------------------------------
