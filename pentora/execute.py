@@ -93,18 +93,26 @@ class Notifier:
     """
 
     def __init__(self, pm: Any) -> None:
-        self._impls: dict[str, tuple[tuple[Callable[..., Any], tuple[int, ...], str], ...]] = {}
+        self._impls: dict[str, tuple[tuple[Callable[..., Any], tuple[int, ...] | None, str], ...]] = {}
         for name in NODE_HOOKS:
             caller = getattr(pm.hook, name)
             spec = list(caller.spec.argnames)
-            self._impls[name] = tuple(
-                (i.function, tuple(spec.index(a) for a in i.argnames), i.plugin_name)
-                for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper))
+            entries = []
+            for impl in reversed(caller.get_hookimpls()):
+                if impl.wrapper or impl.hookwrapper:
+                    continue
+                picks: tuple[int, ...] | None = tuple(spec.index(a) for a in impl.argnames)
+                if picks == tuple(range(len(spec))):
+                    picks = None
+                entries.append((impl.function, picks, impl.plugin_name))
+            self._impls[name] = tuple(entries)
 
     def __call__(self, hook: str, *args: Any) -> None:
         for fn, picks, plugin in self._impls[hook]:
-            try:
-                if len(picks) == 1:
+            try:  # free unless raised (Python 3.11's zero-cost exceptions)
+                if picks is None:  # takes every argument, in order
+                    fn(*args)
+                elif len(picks) == 1:
                     fn(args[picks[0]])
                 else:
                     fn(*[args[j] for j in picks])
@@ -127,6 +135,11 @@ class Executor:
         self.rules = [nd.trigger_rule or ("all_done" if m.always_run else m.cls.trigger_rule)
                       for nd, m in zip(self.nodes, self.mtypes)]
         self.ok_parents = [0] * n
+        # Per-node lookups by index, prepared once: the hot path does no dict lookups by id.
+        ids = [nd.instance_id for nd in self.nodes]
+        self.configs = [validated.configs.get(nid, {}) for nid in ids]
+        self.requires = [validated.requires.get(nid, ()) for nid in ids]
+        self.has_condition = [nid in validated.conditions for nid in ids]
         self.records = [NodeRecord(node=nd.instance_id, module_type=nd.module_type) for nd in self.nodes]
         self.remaining = [len(p) for p in plan.parents]
         self.bad_parent: list[tuple[str, str] | None] = [None] * n
@@ -228,9 +241,9 @@ class Executor:
             self._drain()
 
     def _condition_allows(self, i: int) -> bool:
-        cond = self.validated.conditions.get(self.nodes[i].instance_id)
-        if cond is None:
+        if not self.has_condition[i]:
             return True
+        cond = self.validated.conditions[self.nodes[i].instance_id]
         rec = self.records[i]
         try:
             if cond.evaluate(self._lookup):
@@ -331,7 +344,7 @@ class Executor:
             self.notify("pentora_node_cancelled", self.scan, self.nodes[i], rec)
 
     def _retry_spec(self, node: NodeSpec) -> RetrySpec:
-        return self.engine.retry.merged(node.retry)
+        return self.engine.retry if node.retry is None else self.engine.retry.merged(node.retry)
 
     def _attempts(self, i: int) -> None:
         node, rec, mtype = self.nodes[i], self.records[i], self.mtypes[i]
@@ -384,20 +397,27 @@ class Executor:
         policy = self.registry.retry_policies[spec.backoff]
         return max(0.0, float(policy.delay(attempt, spec, self.rng)))
 
-    def _context(self, i: int, item: Any = ..., progress: Callable[[int, int | None], None] | None = None
-                 ) -> NodeContext:
+    def _context(self, i: int, item: Any = ...,
+                 progress: Callable[[NodeContext, int, int | None], None] | None = None) -> NodeContext:
         node = self.nodes[i]
-        nid = node.instance_id
         ctx = NodeContext(
-            self.scan, node, self.records[i], self.validated.configs.get(nid, {}),
-            self.validated.requires.get(nid, ()), self.engine.max_parallel_targets,
-            progress or (lambda done, total: self._progress(i, done, total)),
-            records=self.record_map,
-            emit=lambda kind, record: self.notify("pentora_record", self.scan, node,
-                                                  kind, record),
+            self.scan, node, self.records[i], self.configs[i],
+            self.requires[i], self.engine.max_parallel_targets,
+            progress or self._ctx_progress, records=self.record_map, emit=self._ctx_emit, index=i,
             **({} if item is ... else {"item": item}))
         ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
         return ctx
+
+    # Callbacks every NodeContext shares (no closure per node): the context says who it is.
+    def _ctx_progress(self, ctx: NodeContext, done: int, total: int | None) -> None:
+        self._progress(ctx.index, done, total)
+
+    def _ctx_emit(self, ctx: NodeContext, kind: str, record: Any) -> None:
+        self.notify("pentora_record", self.scan, ctx.node, kind, record)
+
+    @staticmethod
+    def _no_progress(ctx: NodeContext, done: int, total: int | None) -> None:
+        """Branches do not report their own progress: the node counts finished branches."""
 
     def _progress(self, i: int, done: int, total: int | None) -> None:
         self.records[i].progress = (done, total)
@@ -423,7 +443,7 @@ class Executor:
 
         def branch(k: int) -> dict[str, Any] | None:
             br = rec.branches[k]
-            bctx = self._context(i, items[k], progress=lambda d, t: None)
+            bctx = self._context(i, items[k], progress=self._no_progress)
             attempt = 0
             br.status = RUNNING
             try:

@@ -31,9 +31,10 @@ class NodeContext:
 
     def __init__(self, scan: ScanInfo, node: NodeSpec, record: NodeRecord, config: dict[str, Any],
                  requires: tuple[str, ...], max_parallel: int,
-                 on_progress: Callable[[int, int | None], None],
+                 on_progress: Callable[[NodeContext, int, int | None], None],
                  item: Any = _MISSING, records: Callable[[], dict[str, NodeRecord]] | None = None,
-                 emit: Callable[[str, Any], None] | None = None) -> None:
+                 emit: Callable[[NodeContext, str, Any], None] | None = None,
+                 index: int = -1) -> None:
         self.scan = scan
         self.node = node
         self.node_id = node.instance_id
@@ -48,6 +49,7 @@ class NodeContext:
         self._item = item
         self._records = records
         self._emit = emit
+        self.index = index  # the node's position in the DAG (what the engine's callbacks key on)
         self.outputs: dict[str, Any] | None = {} if item is not _MISSING else None
         self._log: Any = None
 
@@ -123,11 +125,11 @@ class NodeContext:
     # -- reporting ---------------------------------------------------------------------
 
     def progress(self, done: int, total: int | None = None) -> None:
-        self._on_progress(done, total)
+        self._on_progress(self, done, total)
 
     def emit(self, record: Any, kind: str | None = None) -> None:
         """Announce a finding as soon as it is made (``pentora_record`` hook): outputs
         stream it, so an interrupted scan keeps it. ``kind`` defaults to ``record.kind``."""
         if self._emit is not None:
             name = kind or getattr(record, "kind", None) or type(record).__name__.lower()
-            self._emit(str(name), record)
+            self._emit(self, str(name), record)
