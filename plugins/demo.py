@@ -180,8 +180,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             sys.stderr.write("error: the service-scan profile is not installed\n")
             return 1
         orch.load_dag(path)
+        # Loopback needs no ICMP sweep (the TCP probes find it), and the demo runs unprivileged.
         variables = {"targets": "127.0.0.1", "ports": ",".join(str(p) for p in sorted(ports.values())),
-                     "output": args.output or ""}
+                     "output": args.output or "", "icmp": False}
         result = orch.execute(vars=variables, options={"progress": args.progress})
         fmt = orch.registry.output_formats.get("summary")
         if fmt is not None:

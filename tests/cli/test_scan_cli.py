@@ -71,3 +71,20 @@ def test_scan_p_no_disables_a_plugin(run_cli):
                    "-p", "no:syn_scan")
     assert proc.returncode == 1
     assert "unknown module_type 'syn_scanner'" in proc.stderr
+
+
+def test_demo_runs_without_root(tmp_path: Path):
+    """The demo promises no root: run it as nobody with every capability dropped."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux) to drop to an unprivileged user")
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "--inh-caps=-all", sys.executable, "-m", "pentora", "demo"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "falling back to a TCP connect scan" in proc.stderr
+    assert "Redis    7.0.15" in proc.stdout and "failed" not in proc.stdout
