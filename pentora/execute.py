@@ -25,6 +25,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.queue
 from gevent import GreenletExit
 from loguru import logger
 
@@ -144,7 +145,10 @@ class Executor:
         self.remaining = [len(p) for p in plan.parents]
         self.bad_parent: list[tuple[str, str] | None] = [None] * n
         self.ready: list[int] = []
-        self.running: dict[int, Any] = {}  # node index → raw greenlet
+        self.running: dict[int, Any] = {}  # node index → its worker greenlet (None: queued)
+        self.work: gevent.queue.Queue[int | None] = gevent.queue.Queue()
+        self.workers: list[Any] = []
+        self.idle = 0
         self.finished: deque[int] = deque()
         self.settled: deque[int] = deque()
         self.wake = gevent.event.Event()
@@ -204,6 +208,8 @@ class Executor:
             self._drain()
         if self.stop_reason:
             self._abort()
+        else:
+            self._stop_workers()
         status = self.stop_status or COMPLETED
         result = ScanResult(
             scan_id=self.scan.scan_id, dag_name=self.dag.name, status=status,
@@ -233,12 +239,34 @@ class Executor:
         while self.ready and len(self.running) < limit and not self.stop_reason:
             i = heapq.heappop(self.ready)
             if self._condition_allows(i):
-                rec = self.records[i]
-                rec.mark(RUNNING)
-                # A raw greenlet: no Greenlet object, links or spawn tree per node. The
-                # executor tracks completion itself and kills with gevent.kill.
-                self.running[i] = gevent.spawn_raw(self._run_node, i)
+                self.records[i].mark(RUNNING)
+                self._dispatch(i)
             self._drain()
+
+    def _dispatch(self, i: int) -> None:
+        """Hand node ``i`` to a worker greenlet, starting one if none is free.
+
+        Workers are reused: creating and first switching into a greenlet costs several
+        microseconds, a queue hand-off a fraction of one. There are never more workers
+        than ``max_parallel_nodes``. A worker running a node is what gets killed.
+        """
+        self.running[i] = None  # taken, not yet picked up by a worker
+        self.work.put(i)
+        if self.work.qsize() > self.idle and len(self.workers) < self.engine.max_parallel_nodes:
+            self.workers.append(gevent.spawn_raw(self._worker))
+
+    def _worker(self) -> None:
+        me = gevent.getcurrent()
+        while True:
+            self.idle += 1
+            try:
+                i = self.work.get()
+            finally:
+                self.idle -= 1
+            if i is None:
+                return
+            self.running[i] = me
+            self._run_node(i)  # GreenletExit (a kill) propagates and ends the worker
 
     def _condition_allows(self, i: int) -> bool:
         if not self.has_condition[i]:
@@ -326,6 +354,7 @@ class Executor:
         except GreenletExit:
             if rec.status not in TERMINAL:
                 self._mark_stopped(i)
+            raise
         finally:
             if rec.status == RUNNING:  # defensive: never leave a node running
                 self._mark_stopped(i)
@@ -485,8 +514,14 @@ class Executor:
 
     # -- stopping ------------------------------------------------------------------------
 
+    def _stop_workers(self) -> None:
+        for _ in self.workers:
+            self.work.put(None)  # each worker takes one sentinel and returns
+
     def _abort(self) -> None:
-        greenlets = list(self.running.values())
+        while not self.work.empty():  # dispatched, never started
+            self.work.get_nowait()
+        greenlets = [g for g in self.running.values() if g is not None]
         for g in greenlets:
             gevent.kill(g)
         deadline = time.monotonic() + 1
@@ -499,6 +534,7 @@ class Executor:
         self.running.clear()
         self.finished.clear()
         self.settled.clear()
+        self._stop_workers()
         for i in self.plan.order:
             rec = self.records[i]
             if rec.status != PENDING:
