@@ -41,6 +41,8 @@ class Plan:
     children: list[list[int]]
     order: list[int]               # topological, ties by definition order
     layers: list[list[int]]
+    # Every node defined after its dependencies: walks may then follow memory order.
+    definition_is_topological: bool = False
 
     def order_ids(self) -> list[str]:
         return [self.ids[i] for i in self.order]
@@ -49,22 +51,51 @@ class Plan:
         return [[self.ids[i] for i in layer] for layer in self.layers]
 
 
-def graph_indices(dag: Dag) -> tuple[list[str], list[list[int]], list[list[int]]]:
-    """(ids, parents, children) by definition index; unknown dependencies are dropped."""
+@dataclass
+class Graph:
+    """A DAG's edges by definition index, and what did not resolve, from one pass."""
+
+    ids: list[str]
+    parents: list[list[int]]
+    children: list[list[int]]
+    index: dict[str, int]                       # id → first definition
+    duplicates: list[int]                       # later definitions of an id
+    unresolved: list[tuple[int, str]]           # (node, dependency that names no node)
+    self_dependent: list[int]
+
+
+def build_graph(dag: Dag) -> Graph:
+    """Every node's parents and children, resolving ids once (one pass over the edges)."""
     ids = [n.instance_id for n in dag.nodes]
-    index = {nid: i for i, nid in enumerate(ids)}
+    index: dict[str, int] = {}
+    duplicates = []
+    for i, nid in enumerate(ids):
+        if index.setdefault(nid, i) != i:
+            duplicates.append(i)
     parents: list[list[int]] = []
     children: list[list[int]] = [[] for _ in ids]
+    unresolved: list[tuple[int, str]] = []
+    self_dependent = []
     get = index.get
     for i, node in enumerate(dag.nodes):
         deps = node.depends_on
         if len(deps) > 1 and len(set(deps)) != len(deps):
             deps = list(dict.fromkeys(deps))  # a dependency named twice counts once
         ps = [j for j in map(get, deps) if j is not None]
+        if len(ps) != len(deps):
+            unresolved += [(i, d) for d in deps if d not in index]
         for j in ps:
+            if j == i:
+                self_dependent.append(i)
             children[j].append(i)
         parents.append(ps)
-    return ids, parents, children
+    return Graph(ids, parents, children, index, duplicates, unresolved, self_dependent)
+
+
+def graph_indices(dag: Dag) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """(ids, parents, children) by definition index; unknown dependencies are dropped."""
+    g = build_graph(dag)
+    return g.ids, g.parents, g.children
 
 
 def plan(dag: Dag) -> Plan:
@@ -98,7 +129,9 @@ def try_plan(ids: list[str], parents: list[list[int]], children: list[list[int]]
     for i in range(n):  # bucket in definition order: no sort needed
         layers[level[i]].append(i)
     order = [i for layer in layers for i in layer]
-    return Plan(ids=ids, parents=parents, children=children, order=order, layers=layers)
+    in_order = all(not ps or max(ps) < i for i, ps in enumerate(parents))
+    return Plan(ids=ids, parents=parents, children=children, order=order, layers=layers,
+                definition_is_topological=in_order)
 
 
 def find_cycles(ids: list[str], children: list[list[int]]) -> list[list[str]]:

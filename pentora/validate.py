@@ -21,7 +21,7 @@ from .dag import Dag, NodeSpec
 from .errors import ConditionError, Problem
 from .interpolate import UnknownVariableError, interpolate
 from .parse import humanize
-from .plan import Plan, find_cycles, gc_paused, graph_indices, try_plan
+from .plan import Plan, build_graph, find_cycles, gc_paused, try_plan
 from .registry import Registry
 
 
@@ -52,36 +52,33 @@ def _validate(dag: Dag, registry: Registry, vars: dict[str, Any] | None,
     out = Validated()
     problems = out.problems
     known_vars = {**dag.vars, **(vars or {})}
-    first_seen: dict[str, NodeSpec] = {}
-    for node in dag.nodes:
-        if node.instance_id in first_seen:
-            prev = first_seen[node.instance_id]
-            where = f" (first defined at line {prev.line})" if prev.line else ""
-            problems.append(_p(node, f"Duplicate instance_id '{node.instance_id}'{where}: "
-                                     "every node needs its own id"))
-        else:
-            first_seen[node.instance_id] = node
-    for node in dag.nodes:
-        for dep in node.depends_on:
-            if dep == node.instance_id:
-                problems.append(_p(node, f"Node '{node.instance_id}' depends on itself"))
-            elif dep not in first_seen:
-                hint = difflib.get_close_matches(dep, list(first_seen), n=1, cutoff=0.6)
-                tail = f" (did you mean '{hint[0]}'?)" if hint else ""
-                problems.append(_p(node, f"Node '{node.instance_id}' depends on '{dep}' "
-                                         f"which does not exist{tail}"))
-    ids, parents, children = graph_indices(dag)
+    graph = build_graph(dag)
+    nodes = dag.nodes
+    for i in graph.duplicates:
+        node, prev = nodes[i], nodes[graph.index[nodes[i].instance_id]]
+        where = f" (first defined at line {prev.line})" if prev.line else ""
+        problems.append(_p(node, f"Duplicate instance_id '{node.instance_id}'{where}: "
+                                 "every node needs its own id"))
+    for i in graph.self_dependent:
+        problems.append(_p(nodes[i], f"Node '{nodes[i].instance_id}' depends on itself"))
+    for i, dep in graph.unresolved:
+        node = nodes[i]
+        hint = difflib.get_close_matches(dep, list(graph.index), n=1, cutoff=0.6)
+        tail = f" (did you mean '{hint[0]}'?)" if hint else ""
+        problems.append(_p(node, f"Node '{node.instance_id}' depends on '{dep}' "
+                                 f"which does not exist{tail}"))
+    problems.sort(key=lambda p: graph.index.get(p.node or "", -1))  # in definition order
     # Kahn's sort plans the graph and detects a cycle in one pass; Tarjan runs only to
     # name the cycles of a graph that has some.
-    out.plan = try_plan(ids, parents, children)
+    out.plan = try_plan(graph.ids, graph.parents, graph.children)
     if out.plan is None:
-        for path in find_cycles(ids, children):
+        for path in find_cycles(graph.ids, graph.children):
             if len(path) == 2 and path[0] == path[1]:
                 continue  # self-dependency, already reported in its own words
-            problems.append(_p(first_seen[path[0]], "Cycle detected in DAG: " + " → ".join(path)))
+            problems.append(_p(nodes[graph.index[path[0]]], "Cycle detected in DAG: " + " → ".join(path)))
     _check_modules(dag, registry, out, known_vars)
     _parse_conditions(dag, out)
-    if out.plan is not None and len(first_seen) == len(dag.nodes):
+    if out.plan is not None and not graph.duplicates:
         _check_contract(dag, out.plan, out, set(initial_keys), known_vars)
     _check_retry(dag, registry, problems)
     return out
@@ -151,7 +148,7 @@ def _check_contract(dag: Dag, plan: Plan, out: Validated, initial: set[str],
     for node in dag.nodes:
         for key in out.produces.get(node.instance_id, ()):
             producers.setdefault(key, []).append(node.instance_id)
-    for i in plan.order:
+    for i in range(len(dag.nodes)) if plan.definition_is_topological else plan.order:
         seen = base
         for p in plan.parents[i]:
             seen |= visible[p] | produced[p]

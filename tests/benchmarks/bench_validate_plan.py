@@ -16,14 +16,19 @@ round running every size in turn):
 
 * ``parse``    ``pentora.load_dag(yaml_text)``: YAML → ``Dag`` (node schema, sub-DAG expansion)
 * ``build``    the same DAG through ``pentora.DagBuilder`` (no YAML), for reference
-* ``validate`` ``pentora.validate.validate_dag(dag, registry)`` (what ``Orchestrator.validate()``
-  runs before planning): ids, dependencies, cycles, module configs, data contract, retry
-* ``plan``     ``pentora.plan.plan(dag)``: topological order and layers
+* ``validate`` ``pentora.validate.validate_dag(dag, registry)``, what ``Orchestrator.validate()``
+  runs: ids, dependencies, cycles, module configs, data contract, retry — and the plan:
+  its one pass over the edges builds the topological order and layers that the
+  orchestrator executes (``validated.plan``), so validating *is* validating and planning
+* ``plan``     ``pentora.plan.plan(dag)`` on its own, as ``pentora dag plan`` callers of the
+  function would use it, for reference
 
 The issue's target: growth is linear, i.e. the per-node time of validate + plan at
-100,000 nodes is at most 1.3 times the per-node time at 10,000. The script prints
-PASS/MISS for that (and, for information, the same ratio for each phase). Importing
-this module runs nothing.
+100,000 nodes is at most 1.3 times the per-node time at 10,000. ``val+plan`` is the
+product's path, ``validate_dag`` (checked to return the plan); ``val+plan(2x)`` adds a
+second, standalone ``plan()`` on top, for information. The script prints PASS/MISS for
+the target (and, for information, the same ratio for each phase). Importing this module
+runs nothing.
 """
 
 from __future__ import annotations
@@ -162,6 +167,7 @@ def measure(n: int, registry: Any) -> dict[str, float]:
         raise SystemExit(f"generated DAG of {n} nodes does not validate: "
                          f"{[str(p) for p in validated.problems[:5]]}")
     assert len(validated.configs) == n
+    assert validated.plan is not None and len(validated.plan.order) == n  # validating planned
     out["plan"], out["cpu:plan"], p = timed(plan, dag)
     assert len(p.order) == n
     out["layers"], out["edges"] = float(len(p.layers)), float(sum(len(ps) for ps in p.parents))
@@ -211,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 best[key] = min(best[key], value)
     for n in sizes:
         r = results[n]
-        r["val+plan"] = r["validate"] + r["plan"]
-        r["cpu:val+plan"] = r["cpu:validate"] + r["cpu:plan"]
+        r["val+plan"] = r["validate"]  # validate_dag returns the plan too
+        r["cpu:val+plan"] = r["cpu:validate"]
+        r["val+plan(2x)"] = r["validate"] + r["plan"]
+        r["cpu:val+plan(2x)"] = r["cpu:validate"] + r["cpu:plan"]
         print(f"{n:>8} {int(r['edges']):>8} {int(r['layers']):>6} | " + " ".join(
             f"{r[ph] / n * 1e6:>17.2f}" for ph in PHASES)
             + f" | {r['val+plan'] / n * 1e6:>16.2f} {r['val+plan']:>10.3f}", flush=True)
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         print("growth: per-node time at 100,000 / per-node time at 10,000 (linear = 1.0); "
               "wall time, and CPU time of the process for comparison")
         a, b = results[10_000], results[100_000]
-        for ph in (*PHASES, "val+plan"):
+        for ph in (*PHASES, "val+plan(2x)", "val+plan"):
             ratio = (b[ph] / 100_000) / (a[ph] / 10_000)
             cpu = (b["cpu:" + ph] / 100_000) / (a["cpu:" + ph] / 10_000)
             verdict = ("PASS" if ratio <= GROWTH_TARGET else "MISS") + (
