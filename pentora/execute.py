@@ -179,15 +179,19 @@ class Executor:
         # per-node cost grow with the graph. Both are restored when the run ends.
         saved_tree = gevent.config.track_greenlet_tree
         saved_threshold = gc.get_threshold()
+        # Leave a caller's own gc.freeze() alone: unfreezing is all or nothing.
+        freeze = gc.get_freeze_count() == 0
         gevent.config.track_greenlet_tree = False
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         try:
             return self._run()
         finally:
             gevent.config.track_greenlet_tree = saved_tree
             gc.set_threshold(*saved_threshold)
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
 
     def _run(self) -> ScanResult:
         started = time.time()

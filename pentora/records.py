@@ -16,10 +16,6 @@ PENDING, RUNNING, COMPLETED, FAILED, SKIPPED, CANCELLED = (
 TERMINAL = frozenset({COMPLETED, FAILED, SKIPPED, CANCELLED})
 
 
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
 
 def iso(ts: float | None) -> str | None:
     if ts is None:
