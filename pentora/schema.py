@@ -60,6 +60,47 @@ def PositiveInt() -> Any:  # noqa: N802
     return validate
 
 
+def Int(min: int | None = None, max: int | None = None) -> Any:  # noqa: N802
+    """An integer (booleans are not integers here), optionally bounded."""
+
+    def validate(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise vol.Invalid(f"expected an integer, got {value!r}")
+        if (min is not None and value < min) or (max is not None and value > max):
+            if max is None:
+                raise vol.Invalid(f"must be at least {min}, got {value}")
+            raise vol.Invalid(f"must be between {min if min is not None else '-∞'} and {max}, got {value}")
+        return value
+
+    validate.__name__ = ("integer" if min is None and max is None else
+                         f"integer >= {min}" if max is None else f"integer {min}-{max}")
+    return validate
+
+
+def Rate(unit: str) -> Any:  # noqa: N802
+    """A rate in ``unit`` per second, >= 0, as float; 0 conventionally means unlimited."""
+
+    def validate(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise vol.Invalid(f"expected a number of {unit} per second >= 0, got {value!r}")
+        return float(value)
+
+    validate.__name__ = f"{unit} per second"
+    return validate
+
+
+def Fraction() -> Any:  # noqa: N802
+    """A number from 0 to 1 (a confidence, a share), as float."""
+
+    def validate(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise vol.Invalid(f"expected a number from 0 to 1, got {value!r}")
+        return float(value)
+
+    validate.__name__ = "number 0-1"
+    return validate
+
+
 def Bool() -> Any:  # noqa: N802
     """A real boolean: YAML ``true``/``false``, not ``"yes"`` or ``1``."""
 
@@ -108,7 +149,7 @@ def Nullable(validator: Any) -> Any:  # noqa: N802
     def validate(value: object) -> Any:
         return None if value is None else inner(value)
 
-    validate.__name__ = describe_validator(validator)
+    validate.__name__ = f"{describe_validator(validator)} or null"
     validate.pentora_inner = validator  # type: ignore[attr-defined]  # for did-you-mean on keys
     return validate
 

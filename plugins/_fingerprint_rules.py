@@ -23,6 +23,8 @@ from typing import Any, Literal
 import voluptuous as vol
 import yaml
 
+from pentora.schema import Fraction, Nullable
+
 BUILTIN = "builtin"
 MAX_CPE_TEXT = 256
 
@@ -135,12 +137,6 @@ def _text(value: object) -> str:
     return value
 
 
-def _confidence(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise vol.Invalid(f"expected a number from 0 to 1, got {value!r}")
-    return float(value)
-
-
 def _flags(value: object) -> int:
     letters = "".join(value) if isinstance(value, list) else value
     if not isinstance(letters, str) or any(c not in _FLAGS for c in letters):
@@ -168,31 +164,22 @@ def _os(value: object) -> dict[str, str]:
     return value  # type: ignore[return-value]
 
 
-def _nullable(validator: Any) -> Any:
-    """``validator``, or None; unlike vol.Any it keeps the validator's own message."""
-
-    def validate(value: object) -> Any:
-        return None if value is None else validator(value)
-
-    return validate
-
-
 RULE_SCHEMA = vol.Schema({
     vol.Required("id"): vol.All(_text, vol.Match(_ID, msg="expected lowercase letters, digits, "
                                                           "'.', '_' or '-'")),
     vol.Required("service"): _text,
-    vol.Optional("product", default=None): _nullable(_text),
-    vol.Optional("vendor", default=None): _nullable(_text),
+    vol.Optional("product", default=None): Nullable(_text),
+    vol.Optional("vendor", default=None): Nullable(_text),
     vol.Required("match"): _text,
     vol.Optional("flags", default=""): _flags,
-    vol.Optional("probe", default=None): _nullable(_probes),
-    vol.Optional("version", default=None): _nullable(_text),
-    vol.Optional("cpe", default=None): _nullable(_text),
-    vol.Optional("confidence", default=0.8): _confidence,
-    vol.Optional("os", default=None): _nullable(_os),
-    vol.Optional("info", default=None): _nullable(_text),
+    vol.Optional("probe", default=None): Nullable(_probes),
+    vol.Optional("version", default=None): Nullable(_text),
+    vol.Optional("cpe", default=None): Nullable(_text),
+    vol.Optional("confidence", default=0.8): Fraction(),
+    vol.Optional("os", default=None): Nullable(_os),
+    vol.Optional("info", default=None): Nullable(_text),
     vol.Optional("enabled", default=True): bool,
-    vol.Optional("description", default=None): _nullable(_text),
+    vol.Optional("description", default=None): Nullable(_text),
 })
 FIELDS = sorted(str(k) for k in RULE_SCHEMA.schema)
 

@@ -29,6 +29,8 @@ from typing import Any
 import voluptuous as vol
 import yaml
 
+from pentora.schema import PositiveInt
+
 from ._fingerprint_rules import regex_risk
 from .portspec import PortSet, PortSpecError, parse_ports
 
@@ -164,12 +166,6 @@ def _str_or_list(value: object) -> list[str]:
     raise vol.Invalid(f"expected a regex or a list of regexes, got {value!r}")
 
 
-def _positive(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise vol.Invalid(f"expected an integer >= 1, got {value!r}")
-    return value
-
-
 ENTRY = vol.Schema({
     vol.Required("name"): vol.All(str, vol.Match(_NAME, msg="lowercase letters, digits and _")),
     vol.Required("protocol"): vol.All(str, vol.Match(_NAME, msg="lowercase letters, digits and _")),
@@ -184,8 +180,8 @@ ENTRY = vol.Schema({
     vol.Optional("expect"): _str_or_list,
     vol.Optional("read_until"): str,
     vol.Optional("flags", default=""): vol.Match(r"^[ims]*$", msg="any of i, m, s"),
-    vol.Optional("max_bytes"): _positive,
-    vol.Optional("generic"): _positive,
+    vol.Optional("max_bytes"): PositiveInt(),
+    vol.Optional("generic"): PositiveInt(),
     vol.Optional("transport", default="any"): vol.In(TRANSPORTS),
     vol.Optional("connection", default="new"): vol.In(("new", "same")),
     vol.Optional("transcript", default=False): bool,

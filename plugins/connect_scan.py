@@ -25,11 +25,10 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import voluptuous as vol
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl
-from pentora.schema import Duration, PositiveInt
+from pentora.schema import Duration, Int, PositiveInt, Rate
 
 from ._connect_engine import DEFAULT_CONCURRENCY, ConnectEngine, ScanStats, fd_budget
 from ._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
@@ -38,27 +37,6 @@ from .records import Port
 
 __all__ = ["ConnectEngine", "ConnectScanner", "DEFAULT_CONCURRENCY", "ScanStats", "fd_budget",
            "scan_hosts"]
-
-
-def _count(minimum: int) -> Any:
-    def validate(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise vol.Invalid(f"expected an integer, got {value!r}")
-        if value < minimum:
-            raise vol.Invalid(f"must be at least {minimum}, got {value}")
-        return value
-
-    validate.__name__ = "integer"
-    return validate
-
-
-def _rate(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise vol.Invalid(f"expected a number of ports per second >= 0, got {value!r}")
-    return float(value)
-
-
-_rate.__name__ = "number"
 
 
 def _canonical(address: str) -> str | None:
@@ -133,9 +111,9 @@ class ConnectScanner(Module):
         Optional("timeout", default="1s", description="how long one connect may take"):
             Duration(min=0.001),
         Optional("retries", default=1, description="extra tries for ports that did not answer"):
-            _count(0),
+            Int(min=0),
         Optional("rate", default=0, description="connection attempts per second, 0 = unlimited"):
-            _rate,
+            Rate("connection attempts"),
         Optional("concurrency", default=DEFAULT_CONCURRENCY,
                  description="connects in flight at most (capped by the open-file limit)"):
             PositiveInt(),

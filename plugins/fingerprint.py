@@ -31,7 +31,7 @@ import voluptuous as vol
 from voluptuous import Optional
 
 from pentora import Module, ModuleError, NodeContext, hookimpl
-from pentora.schema import Bool, PositiveInt
+from pentora.schema import Bool, Fraction, PositiveInt
 
 from ._fingerprint_rules import (
     BUILTIN,
@@ -245,15 +245,6 @@ def catalog_option(value: object) -> list[str]:
 catalog_option.__name__ = "builtin | PATH | [builtin/PATH, ...]"
 
 
-def _confidence(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise vol.Invalid(f"expected a number from 0 to 1, got {value!r}")
-    return float(value)
-
-
-_confidence.__name__ = "number 0-1"
-
-
 class FingerprintParser(Module):
     """Names the service, product and version behind each port from its banners."""
 
@@ -266,7 +257,7 @@ class FingerprintParser(Module):
                  description="rule catalog: builtin, a YAML file, or a list (later files "
                              "override rules of the same id)"): catalog_option,
         Optional("min_confidence", default=0.0,
-                 description="ignore rule matches below this confidence (0-1)"): _confidence,
+                 description="ignore rule matches below this confidence (0-1)"): Fraction(),
         Optional("report_unknown", default=True,
                  description="report ports whose banners match no rule as service "
                              "'unknown'"): Bool(),

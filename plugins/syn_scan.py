@@ -42,7 +42,7 @@ from gevent import socket
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl
-from pentora.schema import Bool, Duration
+from pentora.schema import Bool, Duration, Int
 
 from ._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
 from ._ratelimit import TokenBucket
@@ -68,21 +68,8 @@ _TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
 _SEND_AGAIN = (errno.ENOBUFS, errno.EAGAIN)
 
 
-def _count(minimum: int, maximum: int | None = None) -> Any:
-    def validate(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise vol.Invalid(f"expected an integer, got {value!r}")
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = maximum if maximum is not None else "∞"
-            raise vol.Invalid(f"must be between {minimum} and {upper}, got {value}")
-        return value
-
-    validate.__name__ = "integer"
-    return validate
-
-
 def _source_port(value: object) -> int:
-    port = _count(0, SPORT_HIGH)(value)
+    port = Int(0, SPORT_HIGH)(value)
     if port and port < 1024:
         raise vol.Invalid(f"source_port must be 0 (random) or at least 1024, got {port}")
     return port
@@ -352,10 +339,10 @@ class SynScanner(Module):
         Optional("ports", default="top-1000",
                  description="TCP ports to probe (1-1000, 22,80,443, - for all, top-100)"):
             port_spec_validator("tcp"),
-        Optional("rate", default=10000, description="packets per second, 0 = unlimited"): _count(0),
+        Optional("rate", default=10000, description="packets per second, 0 = unlimited"): Int(min=0),
         Optional("timeout", default="1s", description="wait for replies after the last probe of a try"):
             Duration(min=0),
-        Optional("retries", default=1, description="extra tries for ports that stayed silent"): _count(0, 10),
+        Optional("retries", default=1, description="extra tries for ports that stayed silent"): Int(0, 10),
         Optional("source_port", default=0,
                  description="first source port (one per try); 0 = random in 61000-65000"): _source_port,
         Optional("record_filtered", default=True,

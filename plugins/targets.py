@@ -22,7 +22,7 @@ import voluptuous as vol
 from gevent import socket as gsocket
 
 from pentora import Module, ModuleError, NodeContext, hookimpl
-from pentora.schema import Bool, Duration, PositiveInt
+from pentora.schema import Bool, Duration, Int, Nullable, PositiveInt
 
 from ._targetset import TargetSet
 from ._targetspec import TargetSpecError, exclusions, file_specs, iter_specs, parse_spec
@@ -93,20 +93,6 @@ def _exclude_file(value: Any) -> str | None:
 _exclude_file.__name__ = "file path"
 
 
-def _optional(validator: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
-    def validate(value: Any) -> Any:
-        return None if value is None else validator(value)
-
-    validate.__name__ = f"{name} or null"
-    return validate
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise vol.Invalid(f"expected an integer, got {value!r}")
-    return value
-
-
 class TargetParser(Module):
     """Parse target specs into a de-duplicated, lazily iterated TargetSet."""
 
@@ -133,10 +119,10 @@ class TargetParser(Module):
                      description="iterate in a seeded pseudo-random order (streams)"): Bool(),
         vol.Optional("seed", default=None,
                      description="shuffle seed; omitted: a random one, logged"):
-            _optional(_int, "integer"),
+            Nullable(Int()),
         vol.Optional("max_targets", default=None,
                      description="fail when more targets than this (safety cap)"):
-            _optional(PositiveInt(), "positive integer"),
+            Nullable(PositiveInt()),
     }
     # Tests and embedders may substitute the lookup (same signature as resolve_name).
     resolver: ClassVar[Callable[..., list[str]]] = staticmethod(resolve_name)

@@ -33,7 +33,7 @@ from gevent import socket
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl
-from pentora.schema import Bool, Duration, PositiveInt
+from pentora.schema import Bool, Duration, Int, PositiveInt, Rate
 
 from ._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
 from ._ratelimit import TokenBucket
@@ -49,18 +49,6 @@ _FILTERED_ERRORS = {
     errno.EACCES: "admin-prohibited", errno.EPERM: "admin-prohibited",
     errno.EHOSTDOWN: "host-down", errno.ENETDOWN: "net-down", errno.EPROTO: "icmp-error",
 }
-
-
-def _tries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
-        raise vol.Invalid(f"expected an integer from 0 to 10, got {value!r}")
-    return value
-
-
-def _rate(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise vol.Invalid(f"expected a number of datagrams per second >= 0, got {value!r}")
-    return float(value)
 
 
 def _payload_map(value: object) -> dict[int, str]:
@@ -81,7 +69,7 @@ def _payload_map(value: object) -> dict[int, str]:
     return out
 
 
-_tries.__name__, _rate.__name__, _payload_map.__name__ = "integer", "number", "port → payload"
+_payload_map.__name__ = "port → payload"
 
 
 class UdpProbe:
@@ -149,8 +137,8 @@ class UdpScanner(Module):
         Optional("timeout", default="1s", description="wait for an answer after each datagram"):
             Duration(min=0.001),
         Optional("retries", default=1, description="extra datagrams to ports that stayed silent"):
-            _tries,
-        Optional("rate", default=1000, description="datagrams per second, 0 = unlimited"): _rate,
+            Int(0, 10),
+        Optional("rate", default=1000, description="datagrams per second, 0 = unlimited"): Rate("datagrams"),
         Optional("concurrency", default=256,
                  description="ports probed at once (capped by the open-file limit)"): PositiveInt(),
         Optional("payloads", default={},

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import voluptuous as vol
 
 from pentora import Module, NodeContext
-from pentora.schema import Bool, Duration, PositiveInt
+from pentora.schema import Bool, Duration, Int, Nullable, PositiveInt, Rate
 
 from .._inputs import HOST_SOURCES, iter_hosts, publish
 from ..records import Host
@@ -27,31 +27,6 @@ def _key(value: Any) -> str:
 
 
 _key.__name__ = "key name"
-
-
-def _non_negative_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise vol.Invalid(f"expected an integer >= 0, got {value!r}")
-    return value
-
-
-_non_negative_int.__name__ = "integer >= 0"
-
-
-def _rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise vol.Invalid(f"expected a number of probes per second >= 0, got {value!r}")
-    return float(value)
-
-
-_rate.__name__ = "probes per second"
-
-
-def _optional_positive(value: Any) -> int | None:
-    return None if value is None else PositiveInt()(value)
-
-
-_optional_positive.__name__ = "positive integer or null"
 
 OUTPUT_OPTION = {
     vol.Optional("output", default=DEFAULT_OUTPUT,
@@ -71,12 +46,12 @@ def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000) ->
                      description="how long to wait for an answer to each attempt"): Duration(min=0.001),
         vol.Optional("retry", default=retry,
                      description="further attempts for a host that has not answered"):
-            _non_negative_int,
+            Int(min=0),
         vol.Optional("rate", default=rate,
-                     description="probes sent per second, retries included (0: unlimited)"): _rate,
+                     description="probes sent per second, retries included (0: unlimited)"): Rate("probes"),
         vol.Optional("concurrency", default=None,
                      description="hosts awaiting an answer at once (default: max_parallel_targets)"):
-            _optional_positive,
+            Nullable(PositiveInt()),
         vol.Optional("include_down", default=False,
                      description="also list hosts that did not answer, with alive: false"): Bool(),
     }
