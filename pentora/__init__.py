@@ -28,6 +28,7 @@ from .plan import Plan, plan
 from .plugins import get_plugin_manager
 from .records import NodeRecord, ScanInfo, ScanResult
 from .registry import ModuleType, OutputFormat, Registry, RetryPolicy
+from .sinks import RecordRouter
 
 __version__ = "0.1.0"
 
@@ -41,7 +42,7 @@ __all__ = [
     "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag", "DagBuilder",
     "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "Module", "ModuleError",
     "ModuleType", "NodeContext", "NodeRecord", "NodeSpec", "NodeTimeout", "Orchestrator",
-    "OutputFormat", "PentoraError", "Plan", "PluginError", "Problem", "Registry", "RetryPolicy",
-    "RetrySpec", "ScanInfo", "ScanResult", "TransientError", "ValidationError",
+    "OutputFormat", "PentoraError", "Plan", "PluginError", "Problem", "RecordRouter", "Registry",
+    "RetryPolicy", "RetrySpec", "ScanInfo", "ScanResult", "TransientError", "ValidationError",
     "__version__", "get_plugin_manager", "hookimpl", "hookspec", "load_dag", "plan", "quiet_logs",
 ]

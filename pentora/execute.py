@@ -20,7 +20,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -64,7 +64,6 @@ NODE_HOOKS = ("pentora_node_start", "pentora_node_complete", "pentora_node_faile
 class ExecOptions:
     sleep: Callable[[float], Any] = gevent.sleep
     seed: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def run_module(ctx: NodeContext) -> Any:

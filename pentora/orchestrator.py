@@ -126,7 +126,7 @@ class Orchestrator:
         scan = ScanInfo(scan_id=scan_id or uuid.uuid4().hex[:12], dag=dag, vars=merged_vars,
                         context=context, options=dict(options or {}))
         executor = Executor(dag, self.plan, self.validated, self.registry, self.pm, scan,
-                            ExecOptions(sleep=self._sleep, seed=self._seed, options=dict(options or {})))
+                            ExecOptions(sleep=self._sleep, seed=self._seed))
         context._needed = executor.needed
         self._executor, self._hub, self._thread = executor, gevent.get_hub(), threading.get_ident()
         self._state = "running"

@@ -14,6 +14,7 @@ import voluptuous as vol
 
 from pentora import Module, NodeContext, hookimpl
 from pentora.errors import ModuleError
+from pentora.sinks import RecordRouter
 
 from .output_jsonl import JsonlWriter
 
@@ -47,7 +48,7 @@ class _Counting(JsonlWriter):
         self.lines += 1
 
 
-class Streams:
+class Streams(RecordRouter):
     """Opens each json_reporter node's file at scan start and feeds it as things happen."""
 
     def __init__(self) -> None:
@@ -57,7 +58,7 @@ class Streams:
     def pentora_register_modules(self, registry: Any) -> None:
         registry.register(JsonReporter)
 
-    def _mine(self, scan: Any) -> list[_Counting]:
+    def writers_for(self, scan: Any) -> list[_Counting]:
         if not self.writers:  # the common case, on every node of every scan
             return []
         return [w for (sid, _), w in self.writers.items() if sid == scan.scan_id]
@@ -76,31 +77,6 @@ class Streams:
                 except OSError as e:
                     ctx_log = f"cannot open report file {output!r}: {e.strerror}"
                     raise ModuleError(ctx_log, node.instance_id) from e
-
-    @hookimpl
-    def pentora_record(self, scan: Any, kind: str, record: Any) -> None:
-        for w in self._mine(scan):
-            w.record(kind, record)
-
-    def _node(self, scan: Any, record: Any) -> None:
-        for w in self._mine(scan):
-            w.record("node", record)
-
-    @hookimpl
-    def pentora_node_complete(self, scan: Any, record: Any) -> None:
-        self._node(scan, record)
-
-    @hookimpl
-    def pentora_node_failed(self, scan: Any, record: Any) -> None:
-        self._node(scan, record)
-
-    @hookimpl
-    def pentora_node_skipped(self, scan: Any, record: Any) -> None:
-        self._node(scan, record)
-
-    @hookimpl
-    def pentora_node_cancelled(self, scan: Any, record: Any) -> None:
-        self._node(scan, record)
 
     @hookimpl
     def pentora_scan_complete(self, scan: Any, result: Any) -> None:

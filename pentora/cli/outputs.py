@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..hookspecs import hookimpl
 from ..registry import Registry
+from ..sinks import RecordRouter
 from .common import EXIT_USAGE, CliError
 
 
@@ -33,36 +33,15 @@ def resolve_outputs(registry: Registry, files: list[str], fmt: str | None) -> li
     return out
 
 
-class OutputSink:
-    """Forwards findings and node records to every open writer as they happen."""
+class OutputSink(RecordRouter):
+    """Forwards findings and node records to every open ``-o`` writer as they happen."""
 
     def __init__(self, writers: list[Any]) -> None:
         self.writers = writers
         self.closed = False
 
-    def _each(self, kind: str, record: Any) -> None:
-        for w in self.writers:
-            w.record(kind, record)
-
-    @hookimpl
-    def pentora_record(self, kind: str, record: Any) -> None:
-        self._each(kind, record)
-
-    @hookimpl
-    def pentora_node_complete(self, record: Any) -> None:
-        self._each("node", record)
-
-    @hookimpl
-    def pentora_node_failed(self, record: Any) -> None:
-        self._each("node", record)
-
-    @hookimpl
-    def pentora_node_skipped(self, record: Any) -> None:
-        self._each("node", record)
-
-    @hookimpl
-    def pentora_node_cancelled(self, record: Any) -> None:
-        self._each("node", record)
+    def writers_for(self, scan: Any) -> list[Any]:
+        return self.writers
 
     def close(self, result: Any) -> None:
         if self.closed:
