@@ -69,12 +69,19 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _profile_dirs(orch: Orchestrator) -> list[Path]:
+    """Every directory the ``pentora_profile_dirs`` hook names, in hook-call order."""
+    dirs: list[Path] = []
+    for result in orch.pm.hook.pentora_profile_dirs():
+        dirs += [Path(d) for d in (result if isinstance(result, list) else [result])]
+    return dirs
+
+
 def profile_path(orch: Orchestrator, name: str) -> Path | None:
-    for directory in orch.pm.hook.pentora_profile_dirs():
-        for d in directory if isinstance(directory, list) else [directory]:
-            candidate = Path(d) / f"{name}.yaml"
-            if candidate.is_file():
-                return candidate
+    for d in _profile_dirs(orch):
+        candidate = d / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -91,11 +98,7 @@ def load_dag_arg(orch: Orchestrator, arg: str) -> Any:
 
 
 def list_profiles(orch: Orchestrator) -> list[str]:
-    names: list[str] = []
-    for directory in orch.pm.hook.pentora_profile_dirs():
-        for d in directory if isinstance(directory, list) else [directory]:
-            names += [p.stem for p in sorted(Path(d).glob("*.yaml"))]
-    return sorted(dict.fromkeys(names))
+    return sorted({p.stem for d in _profile_dirs(orch) for p in d.glob("*.yaml")})
 
 
 def out(text: str) -> None:

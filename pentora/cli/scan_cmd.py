@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..errors import PentoraError
+from ..parse import load_dag
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -60,13 +61,15 @@ def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
     if args.dag:
         return load_dag_arg(orch, args.dag)
     if args.profile:
-        if profile_path(orch, args.profile) is None:
+        path = profile_path(orch, args.profile)
+        if path is None:
             raise CliError(f"no profile named '{args.profile}'; profiles: "
                            + (", ".join(list_profiles(orch)) or "none installed"))
-        return load_dag_arg(orch, args.profile)
+        return load_dag(path)
     for name in DEFAULT_PROFILES:
-        if profile_path(orch, name) is not None:
-            return load_dag_arg(orch, name)
+        path = profile_path(orch, name)
+        if path is not None:
+            return load_dag(path)
     raise CliError("no scan profile is installed; pass --dag FILE")
 
 
