@@ -39,8 +39,58 @@ from .hookspecs import hookimpl as _hookimpl
 Responder = Callable[[bytes], bytes | None]
 
 
+def _check_test_address(host: str) -> None:
+    if not (host.startswith("127.") or host == "::1" or host.startswith(("198.18.", "198.19."))):
+        raise ValueError(f"test servers bind loopback (or a test namespace's 198.18/15), not {host}")
+
+
+class _ThreadedServer:
+    """A socket on a test address, served by a daemon thread until ``stop()``."""
+
+    host: str
+    port: int
+
+    def _open(self, kind: int) -> socket.socket:
+        _check_test_address(self.host)
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, kind)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(512)
+        sock.settimeout(0.2)  # before the thread starts: stop() may close it at once
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return sock
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._thread.join(timeout=2)
+
+
+def _server_factory(cls: Any) -> Iterator[Callable[..., Any]]:
+    servers: list[Any] = []
+
+    def start(**kwargs: Any) -> Any:
+        server = cls(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
 @dataclass
-class TcpServer:
+class TcpServer(_ThreadedServer):
     """A threaded TCP server: sends ``banner`` on connect, then answers each read with
     ``respond(data)`` (None closes)."""
 
@@ -53,16 +103,7 @@ class TcpServer:
     received: list[bytes] = field(default_factory=list)
 
     def start(self) -> TcpServer:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, self.port))
-        self._sock.listen(512)
-        self._sock.settimeout(0.2)  # before the thread starts: stop() may close it at once
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._open(socket.SOCK_STREAM)
         return self
 
     def _serve(self) -> None:
@@ -96,30 +137,12 @@ class TcpServer:
             except OSError:
                 return
 
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        self._thread.join(timeout=2)
 
 
 @pytest.fixture
 def tcp_server() -> Iterator[Callable[..., TcpServer]]:
     """Factory: ``tcp_server(banner=b"SSH-2.0-x\\r\\n", respond=fn, host="127.0.0.1")``."""
-    servers: list[TcpServer] = []
-
-    def start(**kwargs: Any) -> TcpServer:
-        host = kwargs.get("host", "127.0.0.1")
-        if not (host.startswith("127.") or host == "::1" or host.startswith("198.18.")
-                or host.startswith("198.19.")):
-            raise ValueError(f"test servers bind loopback (or a test namespace's 198.18/15), not {host}")
-        server = TcpServer(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for s in servers:
-        s.stop()
+    yield from _server_factory(TcpServer)
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -136,21 +159,14 @@ def closed_tcp_port() -> int:
 
 
 @dataclass
-class UdpServer:
+class UdpServer(_ThreadedServer):
     host: str = "127.0.0.1"
     port: int = 0
     reply: bytes = b""
     received: list[bytes] = field(default_factory=list)
 
     def start(self) -> UdpServer:
-        self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
-                                   socket.SOCK_DGRAM)
-        self._sock.bind((self.host, self.port))
-        self.port = self._sock.getsockname()[1]
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._open(socket.SOCK_DGRAM)
         return self
 
     def _serve(self) -> None:
@@ -163,24 +179,12 @@ class UdpServer:
             if self.reply:
                 self._sock.sendto(self.reply, peer)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
 
 
 @pytest.fixture
 def udp_server() -> Iterator[Callable[..., UdpServer]]:
-    servers: list[UdpServer] = []
-
-    def start(**kwargs: Any) -> UdpServer:
-        server = UdpServer(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for s in servers:
-        s.stop()
+    """Factory: ``udp_server(reply=b"...", host="127.0.0.1")``."""
+    yield from _server_factory(UdpServer)
 
 
 def netns_unavailable() -> str | None:
