@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from .errors import DagParseError, Problem
+from .units import MAX_BYTES
 
-MAX_BYTES = 64 * 1024 * 1024
 # Expanded size may exceed the real size by this factor before we call it a bomb.
 ALIAS_EXPANSION_FACTOR = 10
 ALIAS_EXPANSION_SLACK = 10_000

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._yaml import MAX_BYTES
 from .dag import Dag
 from .errors import DagParseError
 from .parse import _Reader
+from .units import MAX_BYTES
 
 
 class DagBuilder:

@@ -15,10 +15,10 @@ from typing import Any
 import voluptuous as vol
 
 from . import schema as s
-from ._yaml import MAX_BYTES, load_document
 from .dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
 from .errors import DagParseError, Problem
 from .plan import gc_paused
+from .units import MAX_BYTES
 
 SUBDAG = "subdag"
 RETRY_CLASSES = ("timeout", "network_error", "transient", "any")
@@ -327,7 +327,7 @@ class _Reader:
                          "set values through vars", **where)
         before = len(self.problems)
         try:
-            data, lines = load_document(path.read_bytes(), str(path), self.max_bytes)
+            data, lines = _load_document(path.read_bytes(), str(path), self.max_bytes)
         except DagParseError as e:
             self.problems.extend(
                 Problem(f"Node '{node.instance_id}': in sub-DAG {path}: {p.message}",
@@ -453,9 +453,17 @@ def load_dag(source: str | bytes | os.PathLike[str] | dict[str, Any], *,
         base = Path(base_dir or os.getcwd()).resolve()
         stack = ()
     with gc_paused():
-        data, lines = load_document(text, name, max_bytes)
+        data, lines = _load_document(text, name, max_bytes)
         reader = _Reader(max_bytes)
         dag = reader.read(data, lines, name, base, stack)
     if reader.problems:
         raise DagParseError(reader.problems)
     return dag
+
+
+def _load_document(text: str | bytes, source: str | None, max_bytes: int) -> tuple[Any, list[int]]:
+    # PyYAML is imported on the first document read, not with pentora: a DAG built in
+    # Python (DagBuilder, a dict) never needs it, and it is a tenth of the start-up.
+    from ._yaml import load_document
+
+    return load_document(text, source, max_bytes)

@@ -8,11 +8,10 @@ reported in ``broken`` and skipped, never a crash.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from loguru import logger
@@ -20,6 +19,9 @@ from loguru import logger
 from . import hookspecs
 from .errors import PluginError
 from .registry import Registry, load_python_file
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "pentora"
 AUTOLOAD_ENV = "PENTORA_DISABLE_PLUGIN_AUTOLOAD"
@@ -80,6 +82,8 @@ def _default_name(plugin: Any) -> str:
 
 
 def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
+    import importlib.metadata as md  # only when autoloading: a tenth of the start-up otherwise
+
     eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
     for ep in eps:
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
@@ -102,7 +106,7 @@ def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
             pm.pentora_dists[ep.name] = (dist.name, dist.version)  # type: ignore[attr-defined]
 
 
-def _broken(report: LoadReport, ep: md.EntryPoint, msg: str) -> None:
+def _broken(report: LoadReport, ep: EntryPoint, msg: str) -> None:
     report.broken.append((ep.name, msg))
     logger.warning("plugin '{}' ({}) failed to load and was skipped: {}", ep.name, ep.value, msg)
 

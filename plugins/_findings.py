@@ -1,0 +1,44 @@
+"""Several nodes feed the one ``vulnerabilities`` key (the CVE matcher and every
+misconfiguration check); each merges its findings into what is already there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pentora import NodeContext
+
+from .records import Vulnerability, sorted_records
+
+KEY = "vulnerabilities"
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def severity_of(cvss: float | None) -> str:
+    """CVSS v3 qualitative rating of a base score (None → info)."""
+    if cvss is None or cvss <= 0:
+        return "info"
+    if cvss < 4.0:
+        return "low"
+    if cvss < 7.0:
+        return "medium"
+    if cvss < 9.0:
+        return "high"
+    return "critical"
+
+
+def add_vulnerabilities(ctx: NodeContext, found: Iterable[Vulnerability]) -> list[Vulnerability]:
+    """Emit each new finding and merge it into ``vulnerabilities`` (one per host, port and id).
+
+    The read and the write happen with no greenlet switch in between, so two check nodes
+    running at once cannot lose each other's findings.
+    """
+    new = list(found)
+    for v in new:
+        ctx.emit(v)
+    existing = ctx.get(KEY, [])
+    merged = {(v.host, v.port, v.id): v for v in existing}
+    for v in new:
+        merged.setdefault((v.host, v.port, v.id), v)
+    out = sorted_records(merged.values())
+    ctx.set(KEY, out)
+    return out
