@@ -138,5 +138,83 @@ class Vulnerability(Record):
         return (address_key(self.host), self.port or 0, self.id)
 
 
+@dataclass
+class HttpResponse(Record):
+    """What ``http_scanner`` saw of one web port (``http_responses``); every string in it
+    came from the target: capped in size, decoded with replacement characters."""
+
+    kind: ClassVar[str] = "http"
+    host: str
+    port: int
+    tls: bool = False
+    url: str = ""
+    status: int | None = None
+    reason: str = ""
+    server: str | None = None
+    title: str | None = None
+    redirects: list[str] = field(default_factory=list)
+    location: str | None = None  # a redirect not followed (another host or port)
+    statuses: dict[str, int] = field(default_factory=dict)  # method → status
+    allowed_methods: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    security_headers_present: list[str] = field(default_factory=list)
+    security_headers_missing: list[str] = field(default_factory=list)
+    cookies: list[dict[str, Any]] = field(default_factory=list)  # name, secure, httponly, samesite
+    favicon_hash: int | None = None  # Shodan-style: mmh3 of the base64 of the icon
+    body: str = ""
+    body_truncated: bool = False
+    error: str | None = None
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.port, self.url)
+
+
+@dataclass
+class WebTechnology(Record):
+    kind: ClassVar[str] = "webtech"
+    host: str
+    port: int
+    name: str
+    version: str | None = None
+    categories: list[str] = field(default_factory=list)
+    cpe: str | None = None
+    confidence: float = 0.0
+    evidence: str = ""
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.port, self.name.lower())
+
+
+@dataclass
+class TlsReport(Record):
+    """What ``ssl_analyzer`` found on one TLS port (``tls_results``): the leaf certificate's
+    facts, the chain as sent (leaf first, one dict per certificate), and with
+    ``check_ciphers`` the protocol versions (``SSLv3`` … ``TLSv1.3`` → accepted) and the
+    suites accepted (name, code, protocol, weak, reason)."""
+
+    kind: ClassVar[str] = "tls"
+    host: str
+    port: int
+    server_name: str | None = None
+    subject: str | None = None
+    issuer: str | None = None
+    sans: list[str] = field(default_factory=list)
+    not_before: str | None = None
+    not_after: str | None = None
+    key_type: str | None = None
+    key_bits: int | None = None
+    signature_algorithm: str | None = None
+    self_signed: bool | None = None
+    expired: bool | None = None
+    hostname_mismatch: bool | None = None
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    protocols: dict[str, bool] = field(default_factory=dict)
+    ciphers: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host), self.port)
+
+
 def sorted_records(records: Any) -> list[Any]:
     return sorted(records, key=lambda r: r.sort_key())

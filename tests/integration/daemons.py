@@ -20,6 +20,7 @@ PostgreSQL as its own user); :func:`ensure_packages` says so when it is not.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -74,6 +75,7 @@ class Daemon:
     package_version: str
     reveals_version: bool
     log: Path
+    tls_port: int | None = None  # nginx started with ``tls=``: its HTTPS port
 
     @property
     def upstream_version(self) -> str:
@@ -253,8 +255,9 @@ def _daemon(name: str, marker: str, port: int, log: Path, *, service: str, produ
 
 
 @contextlib.contextmanager
-def sshd() -> Iterator[Daemon]:
-    """OpenSSH's sshd: a generated ed25519 host key, no logins, ``UseDNS no``."""
+def sshd(extra_config: str = "") -> Iterator[Daemon]:
+    """OpenSSH's sshd: a generated ed25519 host key, no logins, ``UseDNS no``; ``extra_config``
+    lines are appended (e.g. ``KexAlgorithms +diffie-hellman-group1-sha1``)."""
     binary = _binary(PACKAGES["openssh-server"])
     with _workdir("sshd") as tmp:
         port, key, log = free_port(), tmp / "ssh_host_ed25519_key", tmp / "sshd.log"
@@ -263,18 +266,26 @@ def sshd() -> Iterator[Daemon]:
         config.write_text(
             f"Port {port}\nListenAddress {HOST}\nHostKey {key}\nPidFile {tmp}/sshd.pid\n"
             "UseDNS no\nUsePAM no\nPermitRootLogin no\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nAuthorizedKeysFile none\nLogLevel INFO\n")
+            "KbdInteractiveAuthentication no\nAuthorizedKeysFile none\nLogLevel INFO\n" + extra_config)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation chroot
         with _run([binary, "-D", "-e", "-f", str(config)], port=port, log=log):
             yield _daemon("sshd", PACKAGES["openssh-server"], port, log, service="ssh", product="OpenSSH")
 
 
 @contextlib.contextmanager
-def nginx() -> Iterator[Daemon]:
-    """nginx with a tmp prefix, one worker, ``server_tokens on`` (its version in ``Server:``)."""
+def nginx(tls: tuple[str, str] | None = None, tls_directives: str = "") -> Iterator[Daemon]:
+    """nginx with a tmp prefix, one worker, ``server_tokens on`` (its version in ``Server:``).
+
+    With ``tls`` (certificate chain file, key file) a second server block serves HTTPS on
+    ``Daemon.tls_port``; ``tls_directives`` go into it (``ssl_protocols``, ``ssl_ciphers``).
+    """
     binary = _binary(PACKAGES["nginx"])
     with _workdir("nginx") as tmp:
         port, log = free_port(), tmp / "error.log"
+        tls_port = free_port() if tls else None
+        https = (f"  server {{\n    listen {HOST}:{tls_port} ssl;\n    server_name localhost;\n"
+                 f"    ssl_certificate {tls[0]};\n    ssl_certificate_key {tls[1]};\n    {tls_directives}\n"
+                 "    location / { return 200 \"tls\\n\"; }\n  }\n") if tls else ""
         temps = "\n".join(f"  {kind}_temp_path {tmp}/{kind};"
                           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         config = tmp / "nginx.conf"
@@ -286,10 +297,12 @@ def nginx() -> Iterator[Daemon]:
             "    location / {\n      default_type text/html;\n"
             '      return 200 "<html><head><title>Welcome to nginx!</title></head>'
             '<body><h1>Welcome to nginx!</h1></body></html>\\n";\n'
-            "    }\n  }\n}\n")
+            "    }\n  }\n" + https + "}\n")
         argv = [binary, "-p", str(tmp), "-c", str(config), "-e", str(log), "-g", "daemon off;"]
         with _run(argv, port=port, log=tmp / "nginx.out", stop_signal=signal.SIGQUIT):
-            yield _daemon("nginx", PACKAGES["nginx"], port, log, service="http", product="nginx")
+            # nginx binds every listen socket before it serves: the plain port up means both are.
+            daemon = _daemon("nginx", PACKAGES["nginx"], port, log, service="http", product="nginx")
+            yield dataclasses.replace(daemon, tls_port=tls_port)
 
 
 @contextlib.contextmanager
@@ -305,13 +318,17 @@ def redis() -> Iterator[Daemon]:
 
 
 @contextlib.contextmanager
-def vsftpd() -> Iterator[Daemon]:
-    """vsftpd in standalone mode, local logins through PAM as Debian's default, no lookups."""
+def vsftpd(anonymous: bool = False) -> Iterator[Daemon]:
+    """vsftpd in standalone mode, local logins through PAM as Debian's default, no lookups;
+    with ``anonymous``, read-only anonymous logins too (an empty, root-owned ``anon_root``)."""
     binary = _binary(PACKAGES["vsftpd"])
     with _workdir("vsftpd") as tmp:
         port, log = free_port(), tmp / "vsftpd.log"
-        empty = tmp / "empty"
+        empty, anon = tmp / "empty", tmp / "anon"
         empty.mkdir(mode=0o755)
+        anon.mkdir(mode=0o755)
+        anon_config = f"anonymous_enable=YES\nanon_root={anon}\nno_anon_password=NO\n" if anonymous \
+            else "anonymous_enable=NO\n"
         config = tmp / "vsftpd.conf"
         # Debian's vsftpd has no reverse_lookup_enable (a Red Hat patch, an unknown option
         # here): it never resolves clients' names unless tcp_wrappers is on, so that is off.
@@ -319,7 +336,7 @@ def vsftpd() -> Iterator[Daemon]:
         # containers ("500 OOPS"); they change nothing a scanner sees.
         config.write_text(
             f"listen=YES\nlisten_ipv6=NO\nlisten_address={HOST}\nlisten_port={port}\nbackground=NO\n"
-            "tcp_wrappers=NO\nanonymous_enable=NO\nlocal_enable=YES\nwrite_enable=NO\n"
+            "tcp_wrappers=NO\n" + anon_config + "local_enable=YES\nwrite_enable=NO\n"
             f"pam_service_name=vsftpd\nsecure_chroot_dir={empty}\nxferlog_enable=NO\n"
             f"vsftpd_log_file={log}\nisolate=NO\nisolate_network=NO\nseccomp_sandbox=NO\n")
         config.chmod(0o600)
