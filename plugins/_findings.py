@@ -27,18 +27,17 @@ def severity_of(cvss: float | None) -> str:
 
 
 def add_vulnerabilities(ctx: NodeContext, found: Iterable[Vulnerability]) -> list[Vulnerability]:
-    """Emit each new finding and merge it into ``vulnerabilities`` (one per host, port and id).
+    """Merge findings into ``vulnerabilities`` (one per host, port and id), emitting the new ones.
 
     The read and the write happen with no greenlet switch in between, so two check nodes
     running at once cannot lose each other's findings.
     """
-    new = list(found)
-    for v in new:
-        ctx.emit(v)
-    existing = ctx.get(KEY, [])
-    merged = {(v.host, v.port, v.id): v for v in existing}
-    for v in new:
-        merged.setdefault((v.host, v.port, v.id), v)
+    merged = {(v.host, v.port, v.id): v for v in ctx.get(KEY, [])}
+    for v in found:
+        key = (v.host, v.port, v.id)
+        if key not in merged:  # one finding per host, port and id, announced once
+            merged[key] = v
+            ctx.emit(v)
     out = sorted_records(merged.values())
     ctx.set(KEY, out)
     return out
