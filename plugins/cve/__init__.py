@@ -1,1 +1,25 @@
-"""Work in progress (this session)."""
+"""``cve_matcher``: known vulnerabilities of the product versions a scan found.
+
+- ``version``: version order for real-world versions, distribution builds;
+- ``catalog``: entries, ranges and the index by product;
+- ``builtin``: the curated catalog ``data/cve_catalog.yaml`` (and YAML catalogs like it);
+- ``nvd`` / ``osv``: offline NVD CVE JSON 2.0 and OSV files; ``sources`` picks the reader;
+- ``module``: the module type.
+"""
+
+from __future__ import annotations
+
+from pentora import hookimpl
+
+from .catalog import Catalog, CatalogError, Entry, Range
+from .module import CveMatcher, evaluate
+from .sources import load_catalog
+from .version import compare, distro_build, version_key
+
+__all__ = ["Catalog", "CatalogError", "CveMatcher", "Entry", "Range", "compare", "distro_build",
+           "evaluate", "load_catalog", "version_key"]
+
+
+@hookimpl
+def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
+    registry.register(CveMatcher)

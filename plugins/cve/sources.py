@@ -1,0 +1,116 @@
+"""Where catalogs come from: ``builtin``, files and directories, in the right format.
+
+``catalog`` names ``builtin``, a path, or a list of them. A path is read by what it holds:
+
+- NVD CVE JSON 2.0 (an API answer or a feed file: ``{"vulnerabilities": [{"cve": ...}]}``);
+- OSV (one advisory ``{"id", "affected": [...]}``, a list of them, or a directory of
+  ``*.json`` advisories as OSV's exports ship);
+- YAML in the built-in catalog's format (``entries:``);
+
+``.gz`` files are decompressed. Files are parsed once per version (path, mtime, size).
+Anything malformed raises ``CatalogError`` naming the file and the JSON path at fault.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .builtin import builtin_entries, builtin_path, yaml_entries
+from .catalog import Catalog, CatalogError, Entry
+from .doc import Doc
+from .nvd import is_nvd, nvd_entries
+from .osv import is_osv, osv_entries
+
+BUILTIN = "builtin"
+def normalise_sources(value: object) -> list[str]:
+    """``builtin``, a path, or a list of them → ``builtin`` and absolute paths."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip()
+                                                          for s in items):
+        raise CatalogError(f"catalog: expected 'builtin', the path of an NVD CVE JSON 2.0, OSV "
+                           f"or YAML file (or a directory of OSV files), or a list of them; "
+                           f"got {value!r}")
+    return [s if s == BUILTIN else str(Path(s).expanduser().resolve()) for s in items]
+
+
+def load_catalog(sources: str | list[str] = BUILTIN) -> Catalog:
+    """The entries of every source, indexed. Each file is parsed once per version."""
+    names = normalise_sources(sources)
+    return _indexed(tuple((source, *_stamp(source)) for source in names))
+
+
+@functools.lru_cache(maxsize=8)
+def _indexed(stamped: tuple[tuple[str, int, int], ...]) -> Catalog:
+    # validation and the run load the same catalog: index it once per set of file versions
+    entries: list[Entry] = []
+    for source, mtime, size in stamped:
+        entries.extend(_load_stamped(source, mtime, size))
+    return Catalog(entries, tuple(source for source, _, _ in stamped))
+
+
+def _stamp(source: str) -> tuple[int, int]:
+    path = builtin_path() if source == BUILTIN else Path(source)
+    try:
+        if path.is_dir():
+            files = sorted(path.glob("*.json"))
+            return max((f.stat().st_mtime_ns for f in files), default=0), len(files)
+        st = path.stat()
+    except OSError as e:
+        raise CatalogError(f"catalog {source}: cannot read it ({e.strerror or e}); catalog takes "
+                           f"'builtin' or the path of an NVD CVE JSON 2.0, OSV or YAML file") from e
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=32)
+def _load_stamped(source: str, mtime: int, size: int) -> tuple[Entry, ...]:
+    if source == BUILTIN:
+        return tuple(builtin_entries())
+    path = Path(source)
+    if path.is_dir():
+        return tuple(e for f in sorted(path.glob("*.json")) for e in _load_file(f))
+    if path.suffix in (".yaml", ".yml") or path.name.endswith((".yaml.gz", ".yml.gz")):
+        return tuple(yaml_entries(_read_yaml(path), Doc(str(path)), path.name))
+    return tuple(_load_file(path))
+
+
+def _load_file(path: Path) -> list[Entry]:
+    doc = Doc(str(path))
+    data = _read_json(path)
+    if is_nvd(data):
+        return nvd_entries(data, doc, path.name)
+    if is_osv(data):
+        return osv_entries(data, doc, path.name)
+    if isinstance(data, dict) and "CVE_Items" in data:
+        doc.fail("$", "an NVD JSON 1.1 feed (CVE_Items); pentora reads the NVD CVE JSON 2.0 "
+                      "format ({\"vulnerabilities\": [{\"cve\": ...}]}) — fetch the 2.0 feed")
+    doc.fail("$", "neither NVD CVE JSON 2.0 ({\"vulnerabilities\": [{\"cve\": ...}]}) nor OSV "
+                  "({\"id\": ..., \"affected\": [...]} or a list of them)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise CatalogError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_bytes(path))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = f"line {e.lineno} column {e.colno}: " if isinstance(e, json.JSONDecodeError) else ""
+        raise CatalogError(f"{path}: not valid JSON: {where}{e}") from e
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(_read_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CatalogError(f"{path}: not valid YAML: {e}") from e
