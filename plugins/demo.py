@@ -3,8 +3,10 @@
 The services are pentora's own few-line servers, speaking the first bytes of HTTP,
 HTTPS, SSH, SMTP, FTP and Redis the way common daemons do (the banners imitate
 nginx, OpenSSH, Postfix, vsftpd and Redis so that the fingerprinter has something to
-name). They bind 127.0.0.1 on ports the kernel picks and stop when the scan ends.
-No root needed; nothing leaves the machine.
+name), with the misconfigurations a first scan should show: anonymous FTP, Redis
+without a password, HTTP without security headers, a self-signed certificate. The
+scan is the ``standard`` profile. They bind 127.0.0.1 on ports the kernel picks and
+stop when the scan ends. No root needed; nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def ftp(sock: Any, _addr: Any) -> None:
             return None
         if verb == b"SYST":
             return b"215 UNIX Type: L8\r\n"
+        if line.upper() in (b"USER ANONYMOUS", b"USER FTP"):
+            return b"331 Please specify the password.\r\n"
+        if verb == b"PASS":
+            return b"230 Login successful.\r\n"  # anonymous login allowed: a finding
         return b"530 Please login with USER and PASS.\r\n"
     _lines(sock, b"220 (vsFTPd 3.0.3)\r\n", answer)
 
@@ -175,9 +181,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sys.stderr.write("demo services on 127.0.0.1: " + ", ".join(
             f"{name} {port}" for name, port in ports.items()) + "\n")
         orch: Orchestrator = make_orchestrator(args)
-        path = profile_path(orch, "service-scan")
+        path = profile_path(orch, "standard")
         if path is None:
-            sys.stderr.write("error: the service-scan profile is not installed\n")
+            sys.stderr.write("error: the standard profile is not installed\n")
             return 1
         orch.load_dag(path)
         # Loopback needs no ICMP sweep (the TCP probes find it), and the demo runs unprivileged.

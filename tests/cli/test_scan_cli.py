@@ -34,6 +34,27 @@ def test_demo_names_every_demo_service(run_cli, tmp_path: Path):
     assert asset["os"]["distribution"] == "Debian"
 
 
+def test_demo_runs_the_standard_profile_and_finds_its_misconfigurations(run_cli, tmp_path: Path):
+    out = tmp_path / "demo.jsonl"
+    proc = run_cli("demo", "-o", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = jsonl(out)
+    nodes = {r["node"]: r["status"] for r in records if r["kind"] == "node"}
+    for node in ("http_scan", "ssl_scan", "webapp_fingerprint", "cve", "service_checks",
+                 "ssh_checks", "http_checks", "tls_checks", "report"):
+        assert nodes.get(node) == "completed", (node, nodes)
+    ports = {("ssl/" if r["tls"] else "") + r["service"]: r["port"]
+             for r in records if r["kind"] == "service"}
+    found = {(r["port"], r["id"]) for r in records if r["kind"] == "vulnerability"}
+    for service, vid in [("ftp", "PENTORA-FTP-ANONYMOUS"), ("redis", "PENTORA-REDIS-NOAUTH"),
+                         ("ssl/http", "PENTORA-TLS-SELF-SIGNED"), ("http", "PENTORA-HTTP-MISSING-HEADERS"),
+                         ("ssh", "CVE-2024-6387")]:
+        assert (ports[service], vid) in found, (service, vid, sorted(found))
+    vulns = [(r["host"], r["port"], r["id"]) for r in records if r["kind"] == "vulnerability"]
+    assert len(vulns) == len(set(vulns))  # each finding announced once
+    assert {r["kind"] for r in records} >= {"http", "tls", "webtech", "vulnerability"}
+
+
 def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp_path: Path):
     server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.2p1\r\n")
     with socket.socket() as s:  # a port that is surely closed
