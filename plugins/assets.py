@@ -117,8 +117,10 @@ class AssetProfiler(Module):
     }
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        # OS hints are kept per port: a port's banner and its fingerprint's evidence are
+        # one witness, and vote once.
         hosts: dict[str, dict[str, Any]] = defaultdict(lambda: {
-            "services": [], "ports": set(), "texts": [], "ttl": None, "hostname": None})
+            "services": [], "ports": set(), "texts": defaultdict(list), "ttl": None, "hostname": None})
         for h in ctx.get("discovered_hosts", []):
             if _get(h, "alive", True):
                 entry = hosts[_get(h, "address")]
@@ -127,7 +129,8 @@ class AssetProfiler(Module):
         for p in ctx.get("open_ports", []):
             hosts[_get(p, "host")]["ports"].add(int(_get(p, "port")))
         for b in ctx.get("banners", []):
-            hosts[_get(b, "host")]["texts"].append(str(_get(b, "data", ""))[:2048])
+            port = (_get(b, "protocol", "tcp"), _get(b, "port"))
+            hosts[_get(b, "host")]["texts"][port].append(str(_get(b, "data", ""))[:2048])
         for fp in ctx.get("service_fingerprints"):
             if float(_get(fp, "confidence", 0) or 0) < config["min_confidence"]:
                 continue
@@ -135,13 +138,14 @@ class AssetProfiler(Module):
             entry["ports"].add(int(_get(fp, "port")))
             entry["services"].append({k: _get(fp, k) for k in (
                 "port", "protocol", "service", "product", "version", "cpe", "tls")})
-            entry["texts"].append(" ".join(str(_get(fp, k) or "")
-                                           for k in ("product", "version", "evidence")))
+            entry["texts"][(_get(fp, "protocol", "tcp"), _get(fp, "port"))].append(
+                " ".join(str(_get(fp, k) or "") for k in ("product", "version", "evidence")))
         profiles = []
         for address, entry in hosts.items():
             services = sorted(entry["services"], key=lambda s: (s["protocol"] or "", s["port"]))
+            texts = ["\n".join(t) for t in entry["texts"].values()]
             profile = AssetProfile(
-                host=address, hostname=entry["hostname"], os=guess_os(entry["texts"], entry["ttl"]),
+                host=address, hostname=entry["hostname"], os=guess_os(texts, entry["ttl"]),
                 services=services, open_ports=sorted(entry["ports"]),
                 tags=tags_for([s["service"] for s in services if s["service"]]))
             ctx.emit(profile)

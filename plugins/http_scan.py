@@ -241,8 +241,11 @@ def web_ports(fingerprints: Iterable[Any], open_ports: Iterable[Any], all_ports:
             candidates.append((_get(fp, "host"), int(_get(fp, "port")),
                                bool(_get(fp, "tls")) or service.startswith("https")))
         elif all_ports:
+            # A named plain-text service (redis, ssh…) will not start speaking TLS: asking
+            # it over TLS after the plain request only waits out the timeout.
+            known_plain = service not in ("", "unknown") and not _get(fp, "tls")
             candidates.append((_get(fp, "host"), int(_get(fp, "port")),
-                               True if _get(fp, "tls") else None))
+                               True if _get(fp, "tls") else (False if known_plain else None)))
     if all_ports:
         candidates += [(_get(p, "host"), int(_get(p, "port")), None) for p in open_ports
                        if isinstance(p, (Port, dict)) and _get(p, "protocol", "tcp") == "tcp"

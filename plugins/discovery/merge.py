@@ -96,8 +96,11 @@ class DiscoveryMerger(Module):
         for key in config["inputs"]:
             value = ctx.get(key, None)
             if value is None:
-                ctx.log.warning("discovery_merger: '{}' is missing (its node did not run); "
-                                "merging the rest", key)
+                # A method switched off by a condition (--set icmp=false) is no news; one
+                # whose node failed is.
+                failed = any(r.status == "failed" for r in ctx.node_records().values())
+                log = ctx.log.warning if failed else ctx.log.info
+                log("discovery_merger: '{}' is missing (its node did not run); merging the rest", key)
                 continue
             groups.append(value)
         hosts = [h for h in merge_hosts(groups) if h.alive or config["include_down"]]

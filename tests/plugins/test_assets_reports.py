@@ -51,6 +51,22 @@ def test_profiles_services_ports_tags_and_debian_from_ssh():
     assert p.os["confidence"] >= 0.85 and "ttl 64" in p.os["evidence"]
 
 
+def test_a_port_votes_once_for_the_os_though_its_banner_and_fingerprint_both_say_it():
+    ssh = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"
+    profiles = run_profiler({
+        "banners": [Banner("127.0.0.1", 22, data=ssh)],
+        "service_fingerprints": [fp("127.0.0.1", 22, "ssh", "OpenSSH", "9.2p1", evidence=ssh)],
+    })
+    os_guess = profiles["127.0.0.1"].os
+    assert os_guess["evidence"] == ["banner: Debian-2"]
+    two = run_profiler({
+        "banners": [Banner("127.0.0.1", 22, data=ssh), Banner("127.0.0.1", 2222, data=ssh)],
+        "service_fingerprints": [fp("127.0.0.1", 22, "ssh", "OpenSSH", "9.2p1", evidence=ssh),
+                                 fp("127.0.0.1", 2222, "ssh", "OpenSSH", "9.2p1", evidence=ssh)],
+    })["127.0.0.1"].os
+    assert len(two["evidence"]) == 2 and two["confidence"] == round(os_guess["confidence"] + 0.03, 2)
+
+
 def test_os_from_ttl_alone_is_low_confidence_and_windows_from_iis():
     profiles = run_profiler({
         "discovered_hosts": [Host("127.0.0.2", ttl=128), Host("127.0.0.3", ttl=64)],

@@ -595,3 +595,37 @@ def test_sweep_raises_what_a_transport_raised():
     transport.fail["10.0.0.1"] = pentora.ModuleError("no privilege")  # type: ignore[assignment]
     with pytest.raises(pentora.ModuleError, match="no privilege"):
         sweep_results(transport, ["10.0.0.1"])
+
+
+class _Boom(pentora.Module):
+    module_type = "boom"
+    produces = ("icmp_hosts",)
+
+    def run(self, ctx: Any, config: dict[str, Any]) -> None:
+        raise OSError("no route")
+
+
+class _BoomPlugin:
+    @hookimpl
+    def pentora_register_modules(self, registry: Any) -> None:
+        registry.register(_Boom)
+
+
+@pytest.mark.parametrize(("icmp_node", "level"), [
+    ({"instance_id": "icmp", "module_type": "set", "condition": "false",
+      "config": {"values": {"icmp_hosts": []}}}, "INFO"),
+    ({"instance_id": "icmp", "module_type": "boom"}, "WARNING"),
+])
+def test_merger_warns_of_a_missing_input_only_when_its_node_failed(icmp_node, level, log_messages):
+    probe = {"instance_id": "probe", "module_type": "set",
+             "config": {"values": {"probe_hosts": [Host("127.0.0.1", method="tcp")]}}}
+    merge = {"instance_id": "merge", "module_type": "discovery_merger", "depends_on": ["icmp", "probe"],
+             "trigger_rule": "all_done", "config": {"inputs": ["icmp_hosts", "probe_hosts"]}}
+
+    orch = Orchestrator(plugins=[pentora_plugins.core_modules, pentora_plugins.discovery, _BoomPlugin()],
+                        autoload=False)
+    orch.load_dag({"name": "m", "engine": {"fail_fast": False}, "nodes": [icmp_node, probe, merge]})
+    result = orch.execute()
+    assert [h.address for h in result.context.get("discovered_hosts")] == ["127.0.0.1"]
+    [line] = [m for m in log_messages if "'icmp_hosts' is missing" in m]
+    assert line.startswith(level)

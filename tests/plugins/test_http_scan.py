@@ -13,7 +13,7 @@ import pentora_plugins.http_scan as http_scan
 import pytest
 from pentora_plugins._http import Endpoint
 from pentora_plugins._http_facts import favicon_hash, mmh3_32, parse_cookies
-from pentora_plugins.http_scan import HttpOptions, scan_port
+from pentora_plugins.http_scan import HttpOptions, scan_port, web_ports
 from pentora_plugins.records import HttpResponse
 
 from pentora import DagBuilder, Orchestrator, ValidationError
@@ -338,3 +338,11 @@ def test_a_known_host_name_is_sent_as_host_and_redirects_to_it_are_followed():
         assert {h["Host"] for _, _, h in server.requests} == {f"localhost:{server.port}"}
     (r,) = result.context.get("http_responses")
     assert (r.url, r.title, r.host) == (f"http://localhost:{server.port}/in", "vhost", "127.0.0.1")
+
+
+def test_all_ports_asks_a_named_plain_service_only_in_plain_text():
+    # a Redis or SSH port would only wait out the timeout if asked again over TLS
+    fps = [fp(6379, service="redis"), fp(8443, service="unknown"), fp(993, service="imap", tls=True)]
+    got = list(web_ports(fps, [{"host": "127.0.0.1", "port": 9000}], True, None))
+    assert got == [("127.0.0.1", 6379, False), ("127.0.0.1", 8443, None), ("127.0.0.1", 993, True),
+                   ("127.0.0.1", 9000, None)]
