@@ -8,6 +8,8 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from .text import clean
+
 _STANDARD = ("component", "node")
 _configured = False
 _quieted: set[str] = set()
@@ -59,6 +61,8 @@ TEXT_FORMAT = ("<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
 
 
 def _patch(record: Any) -> None:
+    # Messages quote what targets sent (banners, errors): keep escapes off the terminal.
+    record["message"] = clean(record["message"], None)
     extra = record["extra"]
     extra.setdefault("component", record["name"] or "pentora")
     extra["_node"] = f" [{extra['node']}]" if "node" in extra else ""

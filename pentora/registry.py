@@ -65,8 +65,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """A report format: ``open(path_or_stream, scan)`` returns a writer with
-    ``record(kind, data)`` and ``close(result)``."""
+    """A report format: ``open(path_or_stream)`` returns a writer with ``record(kind, data)``
+    (each finding and node record as it happens; ``data`` a record object or, when
+    ``pentora report`` replays a JSONL file, its line as a dict) and ``close(result)``
+    (the ``ScanResult``; None on a replay or when the scan never returned). An optional
+    ``start(scan)`` is called with the ``ScanInfo`` (DAG, vars) before any record."""
 
     name: str
     description: str

@@ -8,10 +8,34 @@ so an interrupted scan keeps everything written so far.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable
 from typing import Any
 
+from loguru import logger
+
 from .hookspecs import hookimpl
+
+
+def writer_name(writer: Any) -> str:
+    """The file a writer writes, for messages (its ``path``, or its stream's ``name``)."""
+    for obj in (writer, getattr(writer, "stream", None)):
+        name = getattr(obj, "path", None) or getattr(obj, "name", None)
+        if isinstance(name, (str, os.PathLike)):
+            return str(name)
+    return type(writer).__name__
+
+
+def write_error(writer: Any, e: OSError) -> OSError:
+    """``e`` as a message naming the writer's file, whose stream is closed quietly (its
+    unwritten tail cannot be saved; closing now spares a second error at exit)."""
+    stream = getattr(writer, "stream", None)
+    if stream is not None and getattr(writer, "owned", False):
+        with contextlib.suppress(Exception):
+            stream.close()
+    return OSError(e.errno, f"cannot write {writer_name(writer)}: {e.strerror or e}; the other "
+                   "outputs and the scan store keep every result")
 
 
 class RecordRouter:
@@ -22,7 +46,25 @@ class RecordRouter:
 
     def _send(self, scan: Any, kind: str, record: Any) -> None:
         for writer in self.writers_for(scan):
-            writer.record(kind, record)
+            if getattr(writer, "write_failed", None):  # one message, not one per record
+                continue
+            try:
+                writer.record(kind, record)
+            except OSError as e:  # disk full, file too large: this output stops, not the scan
+                with contextlib.suppress(AttributeError):  # a writer with __slots__
+                    writer.write_failed = e
+                logger.bind(component="output").error(
+                    "cannot write to {}: {}; nothing more is written to it (free space and re-run, "
+                    "or use `pentora scans show`): the other outputs and the scan store keep every "
+                    "result", writer_name(writer), e.strerror or e)
+
+    @hookimpl
+    def pentora_scan_start(self, scan: Any) -> None:
+        """Writers that define ``start(scan)`` learn the DAG and vars before any record."""
+        for writer in self.writers_for(scan):
+            start = getattr(writer, "start", None)
+            if start is not None:
+                start(scan)
 
     @hookimpl
     def pentora_record(self, scan: Any, kind: str, record: Any) -> None:

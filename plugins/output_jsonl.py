@@ -29,7 +29,24 @@ def record_dict(kind: str, record: Any) -> dict[str, Any]:
     return {"kind": kind, **data}
 
 
+def scan_facts(scan: Any) -> dict[str, Any]:
+    """What the ``scan`` line adds to the result: the vars and the DAG's shape (``graph``:
+    each node's id, module type and dependencies), so a report can draw the DAG later."""
+    nodes = [{"node": n.instance_id, "module_type": n.module_type, "depends_on": list(n.depends_on)}
+             for n in scan.dag.nodes]
+    return {"vars": dict(scan.vars), "graph": {"nodes": nodes}}
+
+
+def scan_line(result: Any, facts: dict[str, Any] | None) -> dict[str, Any]:
+    """The last JSONL line: the scan result without its node records (each has its own line)."""
+    data = result.to_dict()
+    data.pop("nodes", None)
+    return {"kind": "scan", **data, **(facts or {})}
+
+
 class JsonlWriter:
+    facts: dict[str, Any] | None = None
+
     def __init__(self, target: str | IO[str]) -> None:
         if isinstance(target, str):
             self.stream: IO[str] = sys.stdout if target == "-" else open(  # noqa: SIM115
@@ -46,11 +63,12 @@ class JsonlWriter:
     def record(self, kind: str, record: Any) -> None:
         self.write(record_dict(kind, record))
 
+    def start(self, scan: Any) -> None:
+        self.facts = scan_facts(scan)
+
     def close(self, result: Any) -> None:
         if result is not None:
-            data = result.to_dict()
-            data.pop("nodes", None)  # each node already has its own line
-            self.write({"kind": "scan", **data})
+            self.write(scan_line(result, self.facts))
         if self.owned:
             self.stream.close()
 

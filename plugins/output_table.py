@@ -7,20 +7,13 @@ characters and ANSI escapes from a hostile banner never reach the terminal raw.
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import IO, Any
 
 from pentora import OutputFormat, hookimpl
+from pentora.text import clean  # the one terminal-safe helper (re-exported for plugins)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def clean(value: Any, limit: int = 60) -> str:
-    """Printable text: control bytes (ESC included) shown as \\xNN, cut to ``limit``."""
-    text = "" if value is None else str(value)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+__all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
 
 
 def _get(obj: Any, name: str) -> Any:

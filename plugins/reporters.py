@@ -77,6 +77,7 @@ class Streams(RecordRouter):
                 except OSError as e:
                     ctx_log = f"cannot open report file {output!r}: {e.strerror}"
                     raise ModuleError(ctx_log, node.instance_id) from e
+        super().pentora_scan_start(scan)  # the writers learn the DAG (drawn by `pentora report`)
 
     @hookimpl
     def pentora_scan_complete(self, scan: Any, result: Any) -> None:

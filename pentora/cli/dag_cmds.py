@@ -13,6 +13,7 @@ import gevent
 from .. import render
 from ..errors import ValidationError
 from ..records import ScanResult
+from ..text import clean
 from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_dag_arg, make_orchestrator, out, parse_sets
 
 
@@ -120,12 +121,12 @@ def summary(result: ScanResult) -> str:
         if failed_branches:
             detail = f"{failed_branches}/{len(rec.branches)} branches failed " + detail
         ms = f"{rec.duration_ms:.1f}" if rec.duration_ms is not None else "-"
-        rows.append((rec.node, rec.module_type, rec.status, ms, detail.strip()[:100]))
+        rows.append((rec.node, rec.module_type, rec.status, ms, clean(detail.strip(), 100)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
     lines.append("")
     lines.append(f"scan {result.scan_id} {result.status} in {result.duration_ms / 1000:.2f}s: {counts}")
     if result.error:
-        lines.append(f"reason: {result.error}")
+        lines.append(f"reason: {clean(result.error, None)}")
     return "\n".join(lines)

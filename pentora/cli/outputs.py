@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import PentoraError
 from ..registry import Registry
-from ..sinks import RecordRouter
+from ..sinks import RecordRouter, write_error
 from .common import EXIT_USAGE, CliError
 
 
@@ -44,11 +45,20 @@ class OutputSink(RecordRouter):
         return self.writers
 
     def close(self, result: Any) -> None:
+        """Close every writer, even when one fails (disk full…); then raise the first error."""
         if self.closed:
             return
         self.closed = True
+        errors: list[Exception] = []
         for w in self.writers:
-            w.close(result)
+            try:
+                w.close(result)
+            except OSError as e:
+                errors.append(write_error(w, e))  # names the file
+            except PentoraError as e:
+                errors.append(e)
+        if errors:
+            raise CliError("; ".join(str(e) for e in errors)) from errors[0]
 
 
 def open_outputs(orch: Any, files: list[str], fmt: str | None) -> OutputSink | None:

@@ -1,0 +1,162 @@
+"""``pentora report FILE.jsonl``: render an earlier scan's JSONL again, in any format.
+
+The JSONL is replayed through the same writers a live scan uses (``record`` for each
+line, the ``scan`` line included, then ``close(None)``), so a report rendered later
+equals the one the scan would have written.
+
+Bad input: every line must be a JSON object with a string ``kind``, and a line of a
+kind this schema knows must carry that kind's required fields with the right types
+(``pentora_plugins/data/pentora-records.schema.json``; fields it does not know are
+let through, so a newer pentora's file still renders). The first bad line stops the
+command with its line number (exit 1), and nothing is written. A last line without
+its newline that does not parse is a write cut short (the scan was killed): it is
+named as truncated. ``--skip-bad-lines`` renders the rest instead, warning about each
+line skipped, wherever it is (a resumed scan may have appended after a cut line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pentora.cli.common import EXIT_OK, EXIT_USAGE, CliError, make_orchestrator
+from pentora.cli.outputs import resolve_outputs
+
+_JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
+                               "null": type(None), "array": list, "object": dict}
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of pentora's records, shipped with the plugins."""
+    text = resources.files("pentora_plugins").joinpath("data/pentora-records.schema.json").read_text()
+    return dict(json.loads(text))
+
+
+def _is(value: Any, types: str | list[str]) -> bool:
+    for t in [types] if isinstance(types, str) else types:
+        if isinstance(value, bool) and t in ("integer", "number"):
+            continue  # JSON's true is not a number
+        if isinstance(value, _JSON_TYPES.get(t, object)):
+            return True
+    return False
+
+
+def problem(rec: Any) -> str | None:
+    """Why ``rec`` is not a record this schema accepts (required fields and their types), or None."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str):
+        return "expected a JSON object with a string 'kind' field"
+    spec = schema()["$defs"].get(rec["kind"])
+    if spec is None or rec["kind"] in ("line", "document"):
+        return None  # a kind of a third-party module: passed through as it is
+    missing = [k for k in spec.get("required", []) if k not in rec]
+    if missing:
+        return f"a '{rec['kind']}' record needs the field(s) {', '.join(missing)}"
+    for key, value in rec.items():
+        types = spec["properties"].get(key, {}).get("type")
+        if types is not None and not _is(value, types):
+            wanted = " or ".join(types) if isinstance(types, list) else types
+            got = json.dumps(value)[:40]
+            return f"field '{key}' of a '{rec['kind']}' record should be {wanted}, not {got}"
+    return None
+
+
+def _parse(raw: bytes, last: bool) -> tuple[Any, str | None]:
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 text (byte {e.start + 1})"
+    except json.JSONDecodeError as e:
+        if last and not raw.endswith(b"\n"):
+            return None, ("truncated: the file ends in the middle of this line (the scan was "
+                          f"killed while writing it?): {e.msg} at column {e.colno}")
+        return None, f"not valid JSON: {e.msg} at column {e.colno}"
+    return rec, problem(rec)
+
+
+def read_jsonl(path: str, skip_bad: bool = False) -> Iterator[dict[str, Any]]:
+    """The records of a pentora JSONL file; a bad line raises ``CliError`` naming it."""
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise CliError(f"cannot read '{path}': {e.strerror}") from e
+    with stream:
+        lines = iter(stream)
+        raw = next(lines, None)
+        number = 0
+        while raw is not None:
+            number += 1
+            following = next(lines, None)
+            if raw.strip():
+                rec, why = _parse(raw, following is None)
+                if why is None:
+                    yield rec
+                elif skip_bad:
+                    sys.stderr.write(f"warning: {path} line {number} skipped: {why}\n")
+                else:
+                    raise CliError(f"{path} line {number}: {why}; fix or delete that line, or pass "
+                                   "--skip-bad-lines to render the others")
+            raw = following
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not args.outputs and not args.output_format:
+        raise CliError("say what to write: -o FILE (format from its extension) or --format F "
+                       "(written to stdout)", EXIT_USAGE)
+    source = Path(args.file).resolve() if args.file != "-" else None
+    for out in args.outputs:
+        if source is not None and out != "-" and Path(out).resolve() == source:
+            raise CliError(f"-o {out} would overwrite the JSONL being read; choose another file",
+                           EXIT_USAGE)
+    orch = make_orchestrator(args)
+    targets = resolve_outputs(orch.registry, args.outputs or ["-"], args.output_format)
+    if any(name == "summary" for name, _ in targets):
+        raise CliError("the summary format is drawn from a live scan; use --format md for a text "
+                       "report of a JSONL file", EXIT_USAGE)
+    records = list(read_jsonl(args.file, args.skip_bad_lines))  # all checked before any file is written
+    if not records:
+        raise CliError(f"{args.file} holds no records: nothing to report")
+    _replay(records, [_open(orch, name, path) for name, path in targets])
+    for _, path in targets:
+        if path != "-":
+            sys.stderr.write(f"report written to {path}\n")
+    return EXIT_OK
+
+
+def _open(orch: Any, name: str, path: str) -> Any:
+    try:
+        return orch.registry.output_formats[name].open(path)
+    except OSError as e:
+        raise CliError(f"cannot write {name} output to '{path}': {e.strerror}") from e
+
+
+def _replay(records: list[dict[str, Any]], writers: list[Any]) -> None:
+    """Feed the lines to the writers as a live scan would, then close them (no result)."""
+    try:
+        for rec in records:
+            for writer in writers:
+                writer.record(rec["kind"], rec)
+        for writer in writers:
+            writer.close(None)
+    except OSError as e:  # a streaming writer (jsonl) writes as it goes: disk full, closed pipe…
+        raise CliError(f"cannot write the report: {e.strerror or e}") from e
+
+
+def add_parser(subparsers: Any, common: Any) -> None:
+    p = subparsers.add_parser(
+        "report", parents=[common], help="render an earlier scan's JSONL again (html, md, csv, xml, json…)",
+        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another format.")
+    p.add_argument("file", metavar="FILE.jsonl", help="the JSONL of an earlier scan ('-' for stdin)")
+    p.add_argument("-o", "--output", dest="outputs", action="append", default=[], metavar="OUT",
+                   help="write to OUT (repeatable); format from --format or the extension; '-' is stdout")
+    p.add_argument("--format", dest="output_format", metavar="FORMAT",
+                   help="output format (html, md, csv, xml, json, jsonl, or a plugin's)")
+    p.add_argument("--skip-bad-lines", action="store_true",
+                   help="skip lines that are not valid records (warning on stderr) instead of stopping")
+    p.set_defaults(func=cmd_report)

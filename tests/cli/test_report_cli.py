@@ -1,0 +1,151 @@
+"""``pentora report FILE.jsonl``: an earlier scan's JSONL rendered again, and bad files refused
+with the line number (exit 1), never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.plugins._formats_scan import FORMATS, Scan, pentora, run_scan, schema_errors
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
+    yield from run_scan(tmp_path_factory)
+
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_report_renders_what_the_live_scan_wrote(scan, fmt, tmp_path: Path):
+    """Replaying the JSONL through a format gives the very file the scan wrote live."""
+    out = tmp_path / f"again.{fmt}"
+    proc = pentora("report", str(scan.out("jsonl")), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"report written to {out}\n"
+    assert out.read_text() == scan.out(fmt).read_text()
+
+
+def test_several_outputs_at_once_and_format_over_extension(scan, tmp_path: Path):
+    a, b = tmp_path / "a.html", tmp_path / "b.txt"
+    proc = pentora("report", str(scan.out("jsonl")), "-o", str(a), "-o", str(b), "--format", "md")
+    assert proc.returncode == 0, proc.stderr
+    assert a.read_text() == b.read_text() == scan.out("md").read_text()
+    proc = pentora("report", str(scan.out("jsonl")), "--format", "json")
+    assert proc.returncode == 0 and schema_errors(json.loads(proc.stdout)) == []
+
+
+def test_report_reads_stdin(scan):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pentora", "report", "-", "--format", "csv"],
+                          input=scan.out("jsonl").read_text(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == scan.out("csv").read_text()
+
+
+def test_an_interrupted_scan_without_its_scan_line_still_renders(scan, tmp_path: Path):
+    lines = scan.out("jsonl").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:-1]))
+    proc = pentora("report", str(cut), "--format", "md")
+    assert proc.returncode == 0, proc.stderr
+    assert "| Status | incomplete (no scan line: the scan was interrupted?) |" in proc.stdout
+    assert "| Open ports | 3 |" in proc.stdout
+    html = tmp_path / "cut.html"
+    assert pentora("report", str(cut), "-o", str(html)).returncode == 0
+    assert 'data-node="explode" data-status="failed"' in html.read_text()  # nodes drawn, unconnected
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "in.jsonl"
+    path.write_text(text)
+    return path
+
+
+HOST = '{"kind": "host", "address": "127.0.0.1", "alive": true}\n'
+PORT = '{"kind": "port", "host": "127.0.0.1", "port": 22, "protocol": "tcp", "state": "open"}\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (HOST + "{not json\n" + PORT,
+     "line 2: not valid JSON: Expecting property name enclosed in double quotes"),
+    (HOST + PORT + '{"kind": "port", "host": "127.0',
+     "line 3: truncated: the file ends in the middle of this line"),
+    (HOST + "[1, 2]\n", "line 2: expected a JSON object with a string 'kind' field"),
+    (HOST + '{"kind": "port", "host": "127.0.0.1", "port": "22", "protocol": "tcp", "state": "open"}\n',
+     "line 2: field 'port' of a 'port' record should be integer, not \"22\""),
+    (HOST + '{"kind": "service", "host": "127.0.0.1", "port": 22}\n',
+     "line 2: a 'service' record needs the field(s) service"),
+    (HOST + '{"kind": "host", "address": "127.0.0.1", "alive": 1}\n',
+     "line 2: field 'alive' of a 'host' record should be boolean, not 1"),
+    (HOST + "\xff\n", "line 2: not valid JSON"),
+    ("\n\n", "holds no records: nothing to report"),
+])
+def test_bad_jsonl_is_refused_with_its_line_number(tmp_path: Path, text, message):
+    path = _write(tmp_path, text)
+    out = tmp_path / "out.md"
+    proc = pentora("report", str(path), "-o", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr and str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()  # nothing written from a file that was refused
+
+
+def test_not_utf8_is_named(tmp_path: Path):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(HOST.encode() + b'{"kind": "host", "address": "\xff"}\n')
+    proc = pentora("report", str(path), "--format", "md")
+    assert proc.returncode == 1 and "line 2: not UTF-8 text (byte 30)" in proc.stderr
+
+
+def test_skip_bad_lines_renders_the_rest_and_names_each_skipped_line(tmp_path: Path):
+    # a killed scan's cut line, then lines a resumed scan appended after it
+    cut = '{"kind": "port", "ho'
+    path = _write(tmp_path, HOST + cut + "\n" + PORT + '{"kind": 5}\n' + cut)
+    proc = pentora("report", str(path), "--format", "csv", "--skip-bad-lines")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith("127.0.0.1,,22,tcp,open")
+    assert [line.split(":")[0] for line in proc.stderr.splitlines()] == ["warning"] * 3
+    assert "line 2 skipped: not valid JSON" in proc.stderr
+    assert "line 4 skipped: expected a JSON object" in proc.stderr
+    assert "line 5 skipped: truncated" in proc.stderr
+
+
+def test_unknown_kinds_pass_through(tmp_path: Path):
+    path = _write(tmp_path, HOST + '{"kind": "third_party_thing", "x": [1]}\n')
+    proc = pentora("report", str(path), "--format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[1]) == {"kind": "third_party_thing", "x": [1]}
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["missing.jsonl", "--format", "md"], 1, "cannot read 'missing.jsonl': No such file or directory"),
+    (["in.jsonl"], 2, "say what to write: -o FILE"),
+    (["in.jsonl", "-o", "in.jsonl"], 2, "would overwrite the JSONL being read"),
+    (["in.jsonl", "-o", "out.weird"], 2, "cannot tell the output format of 'out.weird'"),
+    (["in.jsonl", "--format", "pdf"], 2, "unknown output format 'pdf'"),
+    (["in.jsonl", "--format", "summary"], 2, "the summary format is drawn from a live scan"),
+    (["in.jsonl", "-o", "no/such/dir/out.md"], 1, "cannot write md output to 'no/such/dir/out.md'"),
+])
+def test_usage_errors(tmp_path: Path, args, code, message):
+    _write(tmp_path, HOST)
+    proc = pentora("report", *args, cwd=tmp_path)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "in.jsonl").read_text() == HOST
+
+
+@pytest.mark.parametrize("fmt, message", [
+    ("md", "cannot write the md report to '/dev/full': No space left on device"),
+    ("jsonl", "cannot write the report: No space left on device"),
+])
+def test_a_full_disk_is_a_message(scan, fmt, message):
+    if not Path("/dev/full").exists():
+        pytest.skip("/dev/full (a device that is always full) is absent")
+    proc = pentora("report", str(scan.out("jsonl")), "-o", "/dev/full", "--format", fmt)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
