@@ -65,6 +65,8 @@ def render(result: Any) -> str:
         lines.append(table(rows))
     elif ctx.has("open_ports"):
         lines.append("no open ports found")
+    if ctx.has("vulnerabilities"):
+        lines.extend(findings(ctx.get("vulnerabilities")))
     failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]
     for r in failed:
         lines.append(f"node {r.node} {r.status}: {clean(r.error or r.reason, 200)}")
@@ -72,6 +74,33 @@ def render(result: Any) -> str:
     lines.append(f"scan {result.scan_id} {result.status} in {result.duration_ms / 1000:.2f}s "
                  f"({counts})")
     return "\n".join(lines)
+
+
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+MAX_FINDINGS = 40  # more would scroll the table away: the -o reports have them all
+
+
+def findings(vulns: list[Any]) -> list[str]:
+    """The findings block: a count by severity, then the worst first."""
+    if not vulns:
+        return ["no findings"]
+    rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    ordered = sorted(vulns, key=lambda v: (rank.get(_get(v, "severity"), len(rank)),
+                                           -(_get(v, "cvss") or 0), str(_get(v, "host")),
+                                           _get(v, "port") or 0, str(_get(v, "id"))))
+    counts: dict[str, int] = {}
+    for v in ordered:
+        counts[_get(v, "severity")] = counts.get(_get(v, "severity"), 0) + 1
+    head = ", ".join(f"{n} {clean(s)}" for s, n in counts.items())
+    rows = [["SEVERITY", "WHERE", "FINDING", "TITLE"]]
+    for v in ordered[:MAX_FINDINGS]:
+        where = clean(_get(v, "host")) + (f":{_get(v, 'port')}" if _get(v, "port") else "")
+        rows.append([clean(_get(v, "severity")).upper(), where, clean(_get(v, "id")),
+                     clean(_get(v, "title"), 70)])
+    out = [f"{len(ordered)} finding(s): {head}", table(rows)]
+    if len(ordered) > MAX_FINDINGS:
+        out.append(f"... and {len(ordered) - MAX_FINDINGS} more (write them with -o FILE.html|md|json)")
+    return out
 
 
 FORMAT = OutputFormat("summary", "readable table of hosts, ports and services (the terminal view)",

@@ -152,3 +152,25 @@ def test_summary_table_neutralises_control_characters():
     text = stream.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
     assert "evil\\x1b[31mred\\x07" in text and "127.0.0.1  80/tcp" in text
+
+
+def test_summary_lists_findings_worst_first_cleaned_and_capped():
+    from pentora_plugins.records import Vulnerability
+
+    vulns = [Vulnerability("127.0.0.1", 80, "LOW-1", "low one", "low", 2.0),
+             Vulnerability("127.0.0.1", 22, "CRIT-1", "evil\x1b]0;title\x07", "critical", 9.8),
+             Vulnerability("127.0.0.2", None, "MED-1", "host-wide", "medium", 5.0)]
+    vulns += [Vulnerability("127.0.0.3", 443, f"INFO-{i:02}", "noise", "info") for i in range(45)]
+    dag = DagBuilder().add_node("seed", "set", config={"values": {"vulnerabilities": vulns}}).build()
+    orch = Orchestrator(plugins=[core_modules], autoload=False)
+    orch.load_dag(dag)
+    stream = io.StringIO()
+    output_table.SummaryWriter(stream).close(orch.execute())
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "48 finding(s): 1 critical, 1 medium, 1 low, 45 info"
+    assert [line.split()[:3] for line in lines[2:5]] == [
+        ["CRITICAL", "127.0.0.1:22", "CRIT-1"], ["MEDIUM", "127.0.0.2", "MED-1"],
+        ["LOW", "127.0.0.1:80", "LOW-1"]]
+    assert "\x1b" not in stream.getvalue() and "\x07" not in stream.getvalue()
+    assert sum(1 for line in lines if line.startswith("INFO")) == 40 - 3
+    assert "... and 8 more" in stream.getvalue()
