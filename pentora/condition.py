@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,11 @@ class Condition:
         if "${" in source:
             raise ConditionError(f"condition {text!r}: '${{...}}' must hold one variable name")
         try:
-            tree = ast.parse(source, mode="eval")
+            with warnings.catch_warnings():
+                # "1and x" is valid but Python warns about it on stderr: a DAG file's
+                # text must not reach the terminal that way (the problem list has it).
+                warnings.simplefilter("ignore", SyntaxWarning)
+                tree = ast.parse(source, mode="eval")
         except SyntaxError as e:
             raise ConditionError(f"condition {text!r} cannot be parsed: {e.msg}") from None
         except (RecursionError, MemoryError, ValueError):

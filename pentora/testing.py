@@ -99,6 +99,8 @@ class TcpServer(_ThreadedServer):
     banner: bytes = b""
     respond: Responder | None = None
     close_after_banner: bool = False
+    # takes over each connection instead (hostile servers: drip, stall, reset...)
+    handler: Callable[[socket.socket], None] | None = None
     connections: int = 0
     received: list[bytes] = field(default_factory=list)
 
@@ -119,6 +121,9 @@ class TcpServer(_ThreadedServer):
         with contextlib.closing(conn):
             conn.settimeout(5)
             try:
+                if self.handler is not None:
+                    self.handler(conn)
+                    return
                 if self.banner:
                     conn.sendall(self.banner)
                 if self.close_after_banner:
@@ -141,7 +146,8 @@ class TcpServer(_ThreadedServer):
 
 @pytest.fixture
 def tcp_server() -> Iterator[Callable[..., TcpServer]]:
-    """Factory: ``tcp_server(banner=b"SSH-2.0-x\\r\\n", respond=fn, host="127.0.0.1")``."""
+    """Factory: ``tcp_server(banner=b"SSH-2.0-x\\r\\n", respond=fn, host="127.0.0.1")``, or
+    ``tcp_server(handler=fn)`` where ``fn(conn)`` runs the whole conversation of a connection."""
     yield from _server_factory(TcpServer)
 
 

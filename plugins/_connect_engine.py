@@ -101,6 +101,21 @@ class _Probe:
         self.attempt, self.deadline, self.crossed = attempt, deadline, False
 
 
+def with_descriptor(make: Callable[[], Any], patience: float = FD_PATIENCE) -> Any:
+    """``make()``, which opens a descriptor, retried with a growing pause (1 ms to 100 ms,
+    cooperatively) while the process is out of descriptors, buffers or local ports; the
+    last error is raised once ``patience`` seconds have passed."""
+    waited, backoff = 0.0, 0.001
+    while True:
+        try:
+            return make()
+        except OSError as e:
+            if e.errno not in _RESOURCE or waited >= patience:
+                raise
+        gevent.sleep(backoff)
+        waited, backoff = waited + backoff, min(0.1, backoff * 2)
+
+
 def fd_budget(concurrency: int) -> int:
     """``concurrency`` capped by the open-file limit, leaving the process a margin."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -149,7 +164,7 @@ class ConnectEngine:
         self.spare: dict[int, Any] = {}  # a socket per family, reset after a refused connect
         self.pause_until, self.backoff = 0.0, 0.001
         self.starved_since: float | None = None
-        self.ep = _epoll()
+        self.ep = with_descriptor(_epoll)  # a busy process may hold every descriptor now
         watcher = gevent.get_hub().loop.io(self.ep.fileno(), 1)
         start = self.last_yield = self.last_report = self.clock()
         try:

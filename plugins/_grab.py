@@ -52,6 +52,9 @@ import gevent.event
 import gevent.monkey
 from gevent import socket
 
+from pentora import ModuleError
+
+from ._connect_engine import FD_PATIENCE, with_descriptor
 from ._probes import Catalog, Probe
 from ._tlsinfo import client_context, describe
 from .records import Banner
@@ -154,8 +157,17 @@ class PortGrab:
         self._tried: set[str] = set()
         self._told_handshake = False
         self._hold_until = 0.0  # a rival's: when the passive read it races ends
+        self._first: Any = None  # the socket of the first connection, opened before the deadline
 
     def run(self) -> list[Banner]:
+        # The first descriptor is waited for before the deadline starts: a process short of
+        # descriptors may delay a port, it must not cost the port its banners.
+        try:
+            self._first = with_descriptor(self._socket)
+        except OSError as e:
+            raise ModuleError(f"banner_grabber: no file descriptor came free for {FD_PATIENCE:.0f}s "
+                              f"to grab {self.host} port {self.port} ({e.strerror}); raise the "
+                              f"open-file limit (ulimit -n) or lower 'concurrency'") from e
         with gevent.Timeout(self.opts.deadline, False):
             try:
                 self._pass(tls=False)
@@ -164,6 +176,8 @@ class PortGrab:
             finally:
                 for conn in self._conns:
                     conn.close()
+                if self._first is not None:
+                    self._first.close()
         return self.banners
 
     # -- a pass --------------------------------------------------------------------
@@ -336,13 +350,15 @@ class PortGrab:
     def _connect(self) -> Conn | None:
         if self.unreachable:
             return None
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock, self._first = self._first, None
         try:
+            if sock is None:  # out of descriptors: wait for one (within the deadline)
+                sock = with_descriptor(self._socket)
             sock.settimeout(self.opts.connect_timeout)
             sock.connect((self.host, self.port))
         except OSError:
-            sock.close()
+            if sock is not None:
+                sock.close()
             self.unreachable = True  # refused or timed out: the port is gone, stop here
             return None
         if self.tls:
@@ -353,6 +369,9 @@ class PortGrab:
         conn = Conn(sock)
         self._conns.append(conn)
         return conn
+
+    def _socket(self) -> Any:
+        return socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
 
     def _handshake(self, sock: Any) -> Any:
         try:

@@ -63,7 +63,8 @@ def sans(cert: x509.Certificate) -> list[str] | None:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
-    except ValueError:  # a malformed extension is as good as none for matching
+    # a malformed extension (or two of them, which cryptography refuses) is as good as none
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         return None
     names = list(ext.get_values_for_type(x509.DNSName))
     return names + [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
@@ -134,7 +135,10 @@ def analyze_chain(ders: list[bytes], hostname: str, now: dt.datetime | None = No
     Raises ValueError when the leaf is not a certificate.
     """
     now = now or dt.datetime.now(dt.UTC)
-    certs = [x509.load_der_x509_certificate(der) for der in ders]
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in ders]
+    except x509.InvalidVersion as e:  # not a ValueError, but as malformed as one (a hostile server's)
+        raise ValueError(f"certificate version {e.parsed_version} is not an X.509 version") from e
     chain = [summary(c, d, now) for c, d in zip(certs, ders)]
     for i, entry in enumerate(chain):
         # Whether the next certificate the server sent really signed this one.

@@ -252,6 +252,8 @@ def _certificates(reader: FlightReader) -> list[bytes]:
                 return parse_certificates(body)
             if kind == SERVER_HELLO_DONE:
                 return []  # an anonymous suite: no certificate at all
+    except socket.timeout:
+        raise  # a handshake that stalls is not one without a certificate: say it timed out
     except (OSError, WireError):
         return []
 

@@ -203,6 +203,7 @@ class TargetParser(Module):
                 ctx.log.warning("cannot resolve '{}': {}", name, reason)
                 errors.append(TargetError(spec=name, error=f"cannot resolve '{name}': {reason}",
                                           source=source))
+                ctx.emit(errors[-1])  # in the JSONL output and the scan store, not only the log
                 continue
             for address in answer:
                 spec = parse_spec(address, source)

@@ -70,7 +70,10 @@ def version_key(text: str) -> VersionKey:
     words = _TOKEN.findall(upstream(text))
     for i, word in enumerate(words):
         if word.isdigit():
-            tokens.append((_NUM, int(word), ""))
+            # magnitude, then digits: numeric order without int(), which refuses more than
+            # 4,300 digits (and the banner that a version comes from is the target's to choose)
+            digits = word.lstrip("0")
+            tokens.append((_NUM, len(digits), digits))
             continue
         low = word.lower()
         rank = _PRE_WORDS.get(low)

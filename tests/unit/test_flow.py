@@ -120,6 +120,15 @@ def test_conditions_refuse_anything_but_the_whitelist(text):
         c.evaluate(lambda name: "text")
 
 
+def test_a_condition_python_warns_about_prints_nothing(capfd):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a SyntaxWarning escaping the parser would raise here
+        assert Condition("1and x").names == {"x"}
+    assert capfd.readouterr().err == ""
+
+
 def test_condition_arithmetic_and_constants():
     c = Condition("count * 2 + 1 > 4 and enabled == true and none_value == null")
     values = {"count": 2, "enabled": True, "none_value": None}
