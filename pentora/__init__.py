@@ -21,7 +21,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .module import Module
-from .nodectx import NodeContext
+from .nodectx import NodeContext, NodeRestore
 from .orchestrator import Orchestrator
 from .parse import load_dag
 from .plan import Plan, plan
@@ -41,7 +41,7 @@ quiet_logs("pentora")
 __all__ = [
     "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag", "DagBuilder",
     "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "Module", "ModuleError",
-    "ModuleType", "NodeContext", "NodeRecord", "NodeSpec", "NodeTimeout", "Orchestrator",
+    "ModuleType", "NodeContext", "NodeRecord", "NodeRestore", "NodeSpec", "NodeTimeout", "Orchestrator",
     "OutputFormat", "PentoraError", "Plan", "PluginError", "Problem", "RecordRouter", "Registry",
     "RetryPolicy", "RetrySpec", "ScanInfo", "ScanResult", "TransientError", "ValidationError",
     "__version__", "get_plugin_manager", "hookimpl", "hookspec", "load_dag", "plan", "quiet_logs",

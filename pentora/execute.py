@@ -32,7 +32,8 @@ from loguru import logger
 from .dag import Dag, NodeSpec, RetrySpec
 from .errors import ConditionError, ModuleError, NodeTimeout
 from .hookspecs import hookimpl
-from .nodectx import NodeContext
+from .nodectx import NodeContext, NodeRestore, record_kind
+from .notify import Notifier
 from .plan import Plan
 from .records import (
     CANCELLED,
@@ -53,12 +54,6 @@ from .units import format_duration
 from .validate import Validated
 
 log = logger.bind(component="orchestrator")
-
-NODE_HOOKS = ("pentora_node_start", "pentora_node_complete", "pentora_node_failed",
-              "pentora_node_skipped", "pentora_node_cancelled", "pentora_node_retry",
-              "pentora_node_progress", "pentora_record", "pentora_scan_start",
-              "pentora_scan_complete")
-
 
 @dataclass
 class ExecOptions:
@@ -82,43 +77,6 @@ class CoreExecute:
     @hookimpl
     def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
         return run_module(ctx)
-
-
-class Notifier:
-    """Calls notification hooks, each implementation on its own so failures are contained.
-
-    Arguments are passed positionally in the hook spec's order; each implementation gets
-    the subset it names. The implementation lists are fixed once per scan (a scan does
-    not change plugins), so a call is a loop over prepared entries.
-    """
-
-    def __init__(self, pm: Any) -> None:
-        self._impls: dict[str, tuple[tuple[Callable[..., Any], tuple[int, ...] | None, str], ...]] = {}
-        for name in NODE_HOOKS:
-            caller = getattr(pm.hook, name)
-            spec = list(caller.spec.argnames)
-            entries = []
-            for impl in reversed(caller.get_hookimpls()):
-                if impl.wrapper or impl.hookwrapper:
-                    continue
-                picks: tuple[int, ...] | None = tuple(spec.index(a) for a in impl.argnames)
-                if picks == tuple(range(len(spec))):
-                    picks = None
-                entries.append((impl.function, picks, impl.plugin_name))
-            self._impls[name] = tuple(entries)
-
-    def __call__(self, hook: str, *args: Any) -> None:
-        for fn, picks, plugin in self._impls[hook]:
-            try:  # free unless raised (Python 3.11's zero-cost exceptions)
-                if picks is None:  # takes every argument, in order
-                    fn(*args)
-                elif len(picks) == 1:
-                    fn(args[picks[0]])
-                else:
-                    fn(*[args[j] for j in picks])
-            except Exception as e:
-                log.opt(exception=e).error("hook {} of plugin '{}' raised {}: {} (contained; the "
-                                           "scan goes on)", hook, plugin, type(e).__name__, e)
 
 
 class Executor:
@@ -163,6 +121,11 @@ class Executor:
         # With no plugin wrapping pentora_node_execute, skip pluggy's dispatch per node.
         impls = pm.hook.pentora_node_execute.get_hookimpls()
         self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
+        # Resuming: progress saved by pentora_node_restore or ctx.checkpoint, per node index.
+        self.saved: dict[int, NodeRestore] = {}
+        self._restores = bool(scan.options.get("resume")) and bool(
+            pm.hook.pentora_node_restore.get_hookimpls())
+        self._checkpoints = self.notify.has("pentora_node_checkpoint")
 
     def _call_execute(self, node: NodeSpec, ctx: NodeContext) -> None:
         if self._direct:
@@ -241,7 +204,7 @@ class Executor:
         limit = self.engine.max_parallel_nodes
         while self.ready and len(self.running) < limit and not self.stop_reason:
             i = heapq.heappop(self.ready)
-            if self._condition_allows(i):
+            if self._condition_allows(i) and not self._restored(i):
                 self.records[i].mark(RUNNING)
                 self._dispatch(i)
             self._drain()
@@ -288,6 +251,46 @@ class Executor:
             return False
         self._skip(i, f"condition {cond.text!r} is false")
         return False
+
+    def _restored(self, i: int) -> bool:
+        """Ask ``pentora_node_restore`` for what an earlier run saved: a completed node
+        gets its outputs back and completes without running (True); a partly done one
+        keeps its finished items for ``ctx.done_items()`` and runs (False)."""
+        if not self._restores or self.always[i]:
+            return False
+        node, rec = self.nodes[i], self.records[i]
+        try:
+            saved = self.pm.hook.pentora_node_restore(scan=self.scan, node=node)
+        except Exception as e:  # a broken store must not stop the scan: run the node instead
+            log.opt(exception=e).error("pentora_node_restore failed for node '{}': {}; running it",
+                                       node.instance_id, e)
+            return False
+        if saved is None:
+            return False
+        if not saved.completed:
+            self.saved[i] = saved
+            return False
+        for key, value in saved.outputs.items():
+            self.scan.context.set(key, value)
+        for kind, record in saved.records:
+            self.notify("pentora_record", self.scan, node, kind, record)
+        rec.reason = "restored from an earlier run"
+        rec.mark(RUNNING)
+        rec.mark(COMPLETED)
+        self._release(i)
+        self.notify("pentora_node_complete", self.scan, node, rec)
+        self.finished.append(i)
+        return True
+
+    def _retryable(self, i: int) -> bool:
+        spec = self._retry_spec(self.nodes[i])
+        return spec.enabled and spec.max_attempts > 1
+
+    def _replay(self, i: int) -> None:
+        """Announce again the findings of the items an earlier run finished."""
+        for records in self.saved[i].items.values():
+            for record in records:
+                self.notify("pentora_record", self.scan, self.nodes[i], record_kind(record), record)
 
     def _lookup(self, name: str) -> Any:
         if name in self.scan.vars:
@@ -361,6 +364,7 @@ class Executor:
         finally:
             if rec.status == RUNNING:  # defensive: never leave a node running
                 self._mark_stopped(i)
+            self.saved.pop(i, None)
             self.finished.append(i)
             self.wake.set()
 
@@ -385,6 +389,8 @@ class Executor:
         while True:
             rec.attempts += 1
             self.notify("pentora_node_start", self.scan, node, rec)
+            if rec.attempts == 1 and i in self.saved:
+                self._replay(i)
             ctx = self._context(i)
             try:
                 if timeout:
@@ -413,6 +419,10 @@ class Executor:
                 ctx.kill()
             self._release(i)
             rec.mark(COMPLETED)
+            if self._checkpoints:
+                data = self.scan.context
+                self.notify("pentora_node_checkpoint", self.scan, node, None, [],
+                            {key: data.get(key) for key in sorted(ctx.written)})
             self.notify("pentora_node_complete", self.scan, node, rec)
             return
 
@@ -436,8 +446,9 @@ class Executor:
             self.scan, node, self.records[i], self.configs[i],
             self.requires[i], self.engine.max_parallel_targets,
             progress or self._ctx_progress, records=self.record_map, emit=self._ctx_emit, index=i,
-            **({} if item is ... else {"item": item}))
+            checkpoint=self._ctx_checkpoint, **({} if item is ... else {"item": item}))
         ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
+        ctx.saved = self.saved.get(i)
         return ctx
 
     # Callbacks every NodeContext shares (no closure per node): the context says who it is.
@@ -446,6 +457,16 @@ class Executor:
 
     def _ctx_emit(self, ctx: NodeContext, kind: str, record: Any) -> None:
         self.notify("pentora_record", self.scan, ctx.node, kind, record)
+
+    def _ctx_checkpoint(self, ctx: NodeContext, item: str, records: list[Any]) -> None:
+        i = ctx.index
+        # Kept in memory only for a node that may be retried: its next attempt continues
+        # from here (a scan of millions of hosts would otherwise hold them all).
+        if i in self.saved or self._retryable(i):
+            saved = self.saved.setdefault(i, NodeRestore(completed=False))
+            saved.items[item] = records
+            ctx.saved = saved
+        self.notify("pentora_node_checkpoint", self.scan, ctx.node, item, records, None)
 
     @staticmethod
     def _no_progress(ctx: NodeContext, done: int, total: int | None) -> None:

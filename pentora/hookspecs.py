@@ -8,7 +8,8 @@ Order for one scan (asserted by a test)::
 
     pentora_scan_start
       per node, when it becomes ready:
-        pentora_node_start → [pentora_node_progress | pentora_record …]
+        [pentora_node_restore: saved progress of an earlier run → restored, or continued]
+        pentora_node_start → [pentora_node_progress | pentora_record | pentora_node_checkpoint …]
           → [pentora_node_retry → pentora_node_start …]
         → pentora_node_complete | pentora_node_failed
       per node that will not run:
@@ -25,7 +26,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from .dag import NodeSpec
-    from .nodectx import NodeContext
+    from .nodectx import NodeContext, NodeRestore
+    from .orchestrator import Orchestrator
     from .records import NodeRecord, ScanInfo, ScanResult
     from .registry import Registry
 
@@ -76,7 +78,9 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
 
     ``subparsers`` is argparse's sub-parser action, ``common`` the parent parser holding the
     shared options (``-p``, ``--hooks``, logging). Set ``func`` on the new parser; it is
-    called with the parsed namespace and returns the exit code::
+    called with the parsed namespace and returns the exit code. The built-in commands exist
+    by then: a plugin may add options to one (``subparsers.choices["scan"].add_argument``)
+    and act on them in ``pentora_scan_execute``::
 
         @hookimpl
         def pentora_cli_commands(subparsers, common):
@@ -96,6 +100,41 @@ def pentora_scan_start(scan: ScanInfo) -> None:
 @hookspec
 def pentora_scan_complete(scan: ScanInfo, result: ScanResult) -> None:
     """Called once when every node has a terminal status, reporters included."""
+
+
+@hookspec(firstresult=True)
+def pentora_scan_execute(orch: Orchestrator, args: Any, variables: dict[str, Any],
+                         options: dict[str, Any]) -> ScanResult | None:
+    """Run ``pentora scan`` some other way than ``orch.execute`` here, in one process
+    (sharded, or spread over workers). Called once the DAG is loaded and validated and the
+    ``-o`` outputs are open; ``args`` is the parsed command line (with any options a
+    plugin added to ``scan`` through ``pentora_cli_commands``: ``subparsers.choices["scan"]``),
+    ``variables`` the vars it sets, ``options`` what ``orch.execute`` would get. The first
+    non-None result wins; None leaves the scan to the local executor. An implementation
+    normally still ends in ``orch.execute`` (so hooks, outputs and reporters run as ever)::
+
+        @hookimpl
+        def pentora_scan_execute(orch, args, variables, options):
+            if not args.shard:
+                return None
+            return orch.execute(vars=variables, options={**options, "shard": args.shard})
+    """
+
+
+@hookspec(firstresult=True)
+def pentora_scan_resume(scan_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The DAG and vars of the stored scan ``scan_id``, for ``pentora scan --resume ID``:
+    ``(dag, vars)`` with ``dag`` anything ``load_dag`` reads (YAML/JSON text). The first
+    non-None answer wins; None: not known here. Raise ``PentoraError`` with a clear
+    message when the scan cannot be resumed (finished, still running). The CLI then runs
+    the DAG again under the same ``scan_id`` with ``scan.options["resume"]`` true, and
+    ``pentora_node_restore`` says what is already done::
+
+        @hookimpl
+        def pentora_scan_resume(scan_id):
+            row = db.execute("SELECT dag, vars FROM scans WHERE id = ?", (scan_id,)).fetchone()
+            return (row[0], json.loads(row[1])) if row else None
+    """
 
 
 # -- node -------------------------------------------------------------------------
@@ -155,4 +194,47 @@ def pentora_node_execute(scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> An
         def pentora_node_execute(scan, node, ctx):
             with limiter:
                 return (yield)
+    """
+
+
+@hookspec
+def pentora_node_checkpoint(scan: ScanInfo, node: NodeSpec, item: str | None, records: list[Any],
+                            outputs: dict[str, Any] | None) -> None:
+    """Progress worth keeping for a resumed scan (see ``pentora_node_restore``). 1:N.
+
+    - ``item`` a string: the module finished one per-target item (``ctx.checkpoint(item,
+      records)``, e.g. a host or ``host:port``); ``records`` are that item's findings,
+      already announced through ``pentora_record``; ``outputs`` is None.
+    - ``item`` None: the node completed; called just before ``pentora_node_complete``,
+      ``outputs`` maps each DataContext key the node set to its value; ``records`` is [].
+
+    Example (a scan store)::
+
+        @hookimpl
+        def pentora_node_checkpoint(scan, node, item, records, outputs):
+            db.save(scan.scan_id, node.instance_id, item, records, outputs)
+    """
+
+
+@hookspec(firstresult=True)
+def pentora_node_restore(scan: ScanInfo, node: NodeSpec) -> NodeRestore | None:
+    """Saved progress of ``node`` from an earlier run of this scan, asked once when the
+    node is ready to run, in a resumed scan only (``scan.options["resume"]`` true, as
+    ``pentora scan --resume`` sets it), and never for ``always_run`` nodes: reporters run
+    again to report the whole scan. The first non-None answer wins; None runs the node.
+
+    - ``NodeRestore(completed=True, outputs=…, records=…)``: the outputs go back into
+      the DataContext, the records are announced again (``pentora_record``), and the
+      node is marked completed (``record.reason`` says restored) without running:
+      ``pentora_node_complete`` is called, ``pentora_node_start`` is not.
+    - ``NodeRestore(completed=False, items=…)``: the node runs; the findings of the
+      finished items are announced again after ``pentora_node_start`` and the module
+      skips those items (``ctx.done_items()``, ``ctx.restored_records()``).
+
+    Example::
+
+        @hookimpl
+        def pentora_node_restore(scan, node):
+            if node.instance_id in saved:
+                return NodeRestore(completed=True, outputs=saved[node.instance_id])
     """

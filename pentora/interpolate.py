@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_VAR = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+VAR_REFERENCE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 
 
 class UnknownVariableError(KeyError):
@@ -20,11 +20,11 @@ class UnknownVariableError(KeyError):
 
 def interpolate(value: Any, variables: dict[str, Any], path: str = "") -> Any:
     if isinstance(value, str):
-        whole = _VAR.fullmatch(value.strip())
+        whole = VAR_REFERENCE.fullmatch(value.strip())
         if whole:
             return _lookup(whole.group(1), variables, path)
         if "${" in value:
-            return _VAR.sub(lambda m: str(_lookup(m.group(1), variables, path)), value)
+            return VAR_REFERENCE.sub(lambda m: str(_lookup(m.group(1), variables, path)), value)
         return value
     if isinstance(value, dict):
         return {k: interpolate(v, variables, f"{path}.{k}" if path else str(k)) for k, v in value.items()}

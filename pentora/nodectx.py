@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
@@ -21,6 +22,30 @@ R = TypeVar("R")
 _MISSING = object()
 
 
+def record_kind(record: Any) -> str:
+    """The JSONL kind of a finding: its ``kind`` attribute (or key, for a dict), else its
+    class name, lowercased."""
+    if isinstance(record, dict) and record.get("kind"):
+        return str(record["kind"])
+    return str(getattr(record, "kind", None) or type(record).__name__.lower())
+
+
+@dataclass
+class NodeRestore:
+    """Saved progress of one node, as ``pentora_node_restore`` returns it.
+
+    ``completed``: the node finished in an earlier run; ``outputs`` (DataContext key →
+    value) are put back and ``records`` (``(kind, record)`` findings) announced again,
+    and the node does not run. Otherwise the node runs and continues: ``items`` maps
+    each per-target item it finished (``ctx.checkpoint``) to that item's findings.
+    """
+
+    completed: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+    records: list[tuple[str, Any]] = field(default_factory=list)
+    items: dict[str, list[Any]] = field(default_factory=dict)
+
+
 class NodeContext:
     """Reads and writes of one node (or one fan-out branch) against the DataContext.
 
@@ -34,7 +59,8 @@ class NodeContext:
                  on_progress: Callable[[NodeContext, int, int | None], None],
                  item: Any = _MISSING, records: Callable[[], dict[str, NodeRecord]] | None = None,
                  emit: Callable[[NodeContext, str, Any], None] | None = None,
-                 index: int = -1) -> None:
+                 index: int = -1,
+                 checkpoint: Callable[[NodeContext, str, list[Any]], None] | None = None) -> None:
         self.scan = scan
         self.node = node
         self.node_id = node.instance_id
@@ -52,6 +78,9 @@ class NodeContext:
         self.index = index  # the node's position in the DAG (what the engine's callbacks key on)
         self.outputs: dict[str, Any] | None = {} if item is not _MISSING else None
         self._log: Any = None
+        self._checkpoint = checkpoint
+        self.saved: NodeRestore | None = None  # progress of earlier runs/attempts (resume)
+        self.written: set[str] = set()  # DataContext keys this node set (saved for a resume)
 
     @property
     def log(self) -> Any:
@@ -84,6 +113,7 @@ class NodeContext:
             self.outputs[key] = value  # a branch's outputs are merged when all branches end
         else:
             self._data.set(key, value)
+            self.written.add(key)
 
     def has(self, key: str) -> bool:
         return (self.outputs is not None and key in self.outputs) or self._data.has(key)
@@ -131,5 +161,25 @@ class NodeContext:
         """Announce a finding as soon as it is made (``pentora_record`` hook): outputs
         stream it, so an interrupted scan keeps it. ``kind`` defaults to ``record.kind``."""
         if self._emit is not None:
-            name = kind or getattr(record, "kind", None) or type(record).__name__.lower()
-            self._emit(self, str(name), record)
+            self._emit(self, kind or record_kind(record), record)
+
+    # -- resuming ------------------------------------------------------------------------
+
+    def checkpoint(self, item: str, records: Iterable[Any] = ()) -> None:
+        """Say that the per-target ``item`` (a host, ``host:port``…) is finished and
+        ``records`` are its findings (already emitted). A resumed scan, or a retry of
+        this node, skips it: ``done_items()`` lists it and ``restored_records()`` gives
+        its findings back (``pentora_node_checkpoint`` saves it)."""
+        if self._checkpoint is not None:
+            self._checkpoint(self, item, list(records))
+
+    def done_items(self) -> frozenset[str]:
+        """Items finished by an earlier run or attempt of this node: skip them."""
+        return frozenset(self.saved.items) if self.saved is not None else frozenset()
+
+    def restored_records(self) -> list[Any]:
+        """The findings of ``done_items()``, to include in this node's outputs. They were
+        announced again (``pentora_record``) when the node started: do not emit them."""
+        if self.saved is None:
+            return []
+        return [r for records in self.saved.items.values() for r in records]

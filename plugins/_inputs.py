@@ -56,3 +56,18 @@ def publish(ctx: NodeContext, key: str, records: Iterable[Any]) -> list[Any]:
     out = sorted_records(records)
     ctx.set(key, out)
     return out
+
+
+def hostnames(ctx: NodeContext) -> dict[str, str]:
+    """address → host name from ``discovered_hosts`` (when upstream): the name a service
+    is asked for (HTTP Host header, TLS server name)."""
+    hosts = ctx.get("discovered_hosts", None)
+    if not isinstance(hosts, list):
+        return {}
+    out = {}
+    for h in hosts:
+        address, name = (h.address, h.hostname) if isinstance(h, Host) else (
+            (h.get("address"), h.get("hostname")) if isinstance(h, dict) else (None, None))
+        if address and name:
+            out[address] = name
+    return out

@@ -24,8 +24,8 @@ TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not export it
 
 _IP_TAIL = struct.Struct("!H4s4s")   # IP checksum, source, destination (bytes 10-20)
-_PORTS_SEQ = struct.Struct("!HHI")   # TCP source port, destination port, seq (bytes 20-28)
-_CSUM = struct.Struct("!H")
+PORTS_SEQ = struct.Struct("!HHI")   # TCP source port, destination port, seq (bytes 20-28)
+CSUM = struct.Struct("!H")
 
 
 def checksum(data: bytes) -> int:
@@ -111,10 +111,10 @@ class SynTemplate:
     @staticmethod
     def fill(buf: bytearray, tcp_sum: int, sport: int, dport: int, seq: int) -> None:
         """Patch a host's buffer for one probe."""
-        _PORTS_SEQ.pack_into(buf, 20, sport, dport, seq)
+        PORTS_SEQ.pack_into(buf, 20, sport, dport, seq)
         total = tcp_sum + sport + dport + (seq >> 16) + (seq & 0xFFFF)
         total = (total & 0xFFFF) + (total >> 16)
-        _CSUM.pack_into(buf, 36, ~(total + (total >> 16)) & 0xFFFF)
+        CSUM.pack_into(buf, 36, ~(total + (total >> 16)) & 0xFFFF)
 
     def build(self, dst: str, sport: int, dport: int, seq: int) -> bytes:
         buf, tcp_sum = self.for_destination(socket.inet_aton(dst))

@@ -201,6 +201,12 @@ class TargetSet:
             return text.lower().rstrip(".") in self._hostnames
         return self._find(key_of(ip)) is not None
 
+    def index_of(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int | None:
+        """The position of ``ip`` in the sorted order (``self[i]``), or None when not in the set."""
+        key = key_of(ip)
+        seg = self._find(key)
+        return None if seg is None else self._offsets[seg] + key - self._starts[seg]
+
     def __getitem__(self, index: int) -> Target:
         """The target at ``index`` of the sorted order (shuffling does not change it)."""
         if index < 0:

@@ -37,10 +37,10 @@ from pentora import Module, ModuleError, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Nullable, PositiveInt, StrList
 
 from ._grab import GrabOptions, PortGrab
-from ._inputs import publish
+from ._inputs import hostnames, publish
 from ._probes import BUILTIN, CatalogError, load_catalog
 from .connect_scan import fd_budget
-from .records import Banner, Host, Port
+from .records import Banner, Port
 
 
 def _catalog(value: object) -> str:
@@ -102,16 +102,21 @@ class BannerGrabber(Module):
         opts = GrabOptions(**{k: config[k] for k in (
             "connect_timeout", "read_timeout", "passive_timeout", "short_passive_timeout",
             "idle_timeout", "deadline", "max_bytes", "tls", "race_probes", "race_delay")})
-        names = _hostnames(ctx)
-        items = [(h, p, n or names.get(h)) for h, p, n in _open_tcp(ctx.get("open_ports"))]
+        names = hostnames(ctx)
+        done = ctx.done_items()  # ports a killed run of this scan finished (resume)
+        items = [(h, p, n or names.get(h)) for h, p, n in _open_tcp(ctx.get("open_ports"))
+                 if _item(h, p) not in done]
 
         def grab(item: tuple[str, int, str | None]) -> list[Banner]:
             host, port, hostname = item
-            return PortGrab(host, port, hostname, catalog, opts, on_banner=ctx.emit).run()
+            found = PortGrab(host, port, hostname, catalog, opts, on_banner=ctx.emit).run()
+            ctx.checkpoint(_item(host, port), found)
+            return found
 
         own = config["concurrency"] is not None
         pool = gevent.pool.Pool(fd_budget(config["concurrency"])) if own else ctx.pool
-        banners: list[Banner] = []
+        banners: list[Banner] = ctx.restored_records()
+        restored = len(banners)
         try:
             for done, found in enumerate(pool.imap_unordered(grab, items), 1):
                 banners += found
@@ -119,10 +124,15 @@ class BannerGrabber(Module):
         finally:
             if own:
                 pool.kill()
-        silent = len(items) - len({(b.host, b.port) for b in banners})
+        silent = len(items) - len({(b.host, b.port) for b in banners[restored:]})
         ctx.log.info(f"banner_grabber: {len(banners)} banners from {len(items)} ports "
                      f"({silent} said nothing)")
         publish(ctx, "banners", banners)
+
+
+def _item(host: str, port: int) -> str:
+    """The checkpoint name of a port: ``host:port`` (``[v6]:port``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _open_tcp(items: Iterable[Any]) -> Iterator[tuple[str, int, str | None]]:
@@ -142,19 +152,6 @@ def _open_tcp(items: Iterable[Any]) -> Iterator[tuple[str, int, str | None]]:
             continue
         seen.add((host, port))
         yield host, port, name
-
-
-def _hostnames(ctx: NodeContext) -> dict[str, str]:
-    hosts = ctx.get("discovered_hosts", None)
-    if not isinstance(hosts, list):
-        return {}
-    out = {}
-    for h in hosts:
-        address, name = (h.address, h.hostname) if isinstance(h, Host) else (
-            (h.get("address"), h.get("hostname")) if isinstance(h, dict) else (None, None))
-        if address and name:
-            out[address] = name
-    return out
 
 
 @hookimpl

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import _socket
 import ipaddress
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -32,8 +33,11 @@ from pentora.schema import Duration, Int, PositiveInt, Rate
 
 from ._connect_engine import DEFAULT_CONCURRENCY, ConnectEngine, ScanStats, fd_budget
 from ._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from ._shard import port_selector, share
 from .portspec import parse_ports, port_spec_validator
 from .records import Port
+
+CHECKPOINT_PROBES = 65536  # probes between two checkpoints of finished hosts (resume)
 
 __all__ = ["ConnectEngine", "ConnectScanner", "DEFAULT_CONCURRENCY", "ScanStats", "fd_budget",
            "scan_hosts"]
@@ -86,7 +90,10 @@ def scan_hosts(ctx: NodeContext, config: dict[str, Any], hosts: Iterable[str],
                            concurrency=config.get("concurrency", DEFAULT_CONCURRENCY),
                            on_result=on_result, on_progress=ctx.progress)
     total = total_hosts * len(ports) if total_hosts is not None else None
-    stats = engine.scan(((address, ports) for address in _addresses(ctx, hosts)), total)
+    select = port_selector(ctx, ports)  # a sharded scan (--shard K/N) probes its own share only
+    total = share(ctx, total)
+    work = ((address, ports if select is None else select(address)) for address in _addresses(ctx, hosts))
+    stats = engine.scan(work, total)
     ctx.log.info(f"connect_scanner: {stats.summary()}")
     return found
 
@@ -125,8 +132,21 @@ class ConnectScanner(Module):
         return input_contract(config, cls.produces)
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
-        hosts = (address for address, _ in iter_hosts(ctx, config))
-        found = scan_hosts(ctx, config, hosts, total_hosts=_host_count(ctx, config))
+        done = ctx.done_items()  # hosts a killed run of this scan finished (resume)
+        hosts = (a for a in _addresses(ctx, (address for address, _ in iter_hosts(ctx, config)))
+                 if a not in done)
+        found: list[Port] = ctx.restored_records()
+        # Hosts go to the engine in batches of about CHECKPOINT_PROBES probes, each host
+        # checkpointed when its batch ends: big enough to keep the engine's batching.
+        size = max(1, CHECKPOINT_PROBES // max(1, len(parse_ports(config.get("ports", "top-1000"), "tcp"))))
+        while batch := list(itertools.islice(hosts, size)):
+            opened = scan_hosts(ctx, config, batch, total_hosts=_host_count(ctx, config))
+            found += opened
+            per_host: dict[str, list[Port]] = {}
+            for port in opened:
+                per_host.setdefault(port.host, []).append(port)
+            for host in batch:
+                ctx.checkpoint(host, per_host.get(host, []))
         publish(ctx, "open_ports", found)
 
 

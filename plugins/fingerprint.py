@@ -140,7 +140,11 @@ def fingerprint_port(catalog: Catalog, banners: list[Banner], min_confidence: fl
     matches and ``report_unknown`` is set, else None)."""
     best = match_port(catalog, banners, min_confidence, max_scan)
     if best is not None:
-        return best.to_record()
+        record = best.to_record()
+        # The port speaks TLS when any banner came through TLS, even if the best match is
+        # a plain-text one (nginx's "plain HTTP request was sent to HTTPS port").
+        record.tls = record.tls or any(b.tls for b in banners)
+        return record
     if not report_unknown or not banners:
         return None
     b = banners[0]
@@ -271,13 +275,18 @@ class FingerprintParser(Module):
         except CatalogError as e:
             raise ModuleError(str(e), ctx.node_id) from e
         groups = group_banners(as_banner(b) for b in ctx.get("banners") or ())
-        out: list[ServiceFingerprint] = []
+        out: list[ServiceFingerprint] = ctx.restored_records()
+        done = ctx.done_items()  # ports a killed run of this scan finished (resume)
         for i, group in enumerate(groups, 1):
+            item = f"{group[0].host}/{group[0].protocol}/{group[0].port}"
+            if item in done:
+                continue
             record = fingerprint_port(catalog, group, config["min_confidence"],
                                       config["max_scan"], config["report_unknown"])
             if record is not None:
                 ctx.emit(record)
                 out.append(record)
+            ctx.checkpoint(item, [record] if record is not None else [])
             if i % YIELD_EVERY == 0:
                 ctx.progress(i, len(groups))
                 gevent.sleep(0)

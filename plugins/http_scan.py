@@ -40,8 +40,7 @@ from ._http_facts import (
     security_headers,
     title_of,
 )
-from ._inputs import publish
-from .banners import _hostnames
+from ._inputs import hostnames, publish
 from .connect_scan import fd_budget
 from .portspec import port_spec_validator
 from .records import HttpResponse, Port, ServiceFingerprint
@@ -297,7 +296,7 @@ class HttpScanner(Module):
         items = list(web_ports(ctx.get("service_fingerprints") or [], open_ports or [],
                                config["all_ports"], config["ports"], tls_ports))
 
-        names = _hostnames(ctx)  # a target named by the user is asked for by that name (vhosts)
+        names = hostnames(ctx)  # a target named by the user is asked for by that name (vhosts)
 
         def one(item: tuple[str, int, bool | None]) -> HttpResponse:
             record = scan_port(*item, hostname=names.get(item[0]), opts=opts)

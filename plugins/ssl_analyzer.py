@@ -31,12 +31,11 @@ from voluptuous import Optional
 from pentora import Module, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Nullable, Str
 
-from ._inputs import publish
+from ._inputs import hostnames, publish
 from ._tlscert import analyze_chain
 from ._tlsciphers import PROTOCOLS, Probe, candidates
 from ._tlsinfo import client_context
 from ._tlswire import TLS12, WireError
-from .banners import _hostnames
 from .records import ServiceFingerprint, TlsReport
 
 TLS_SERVICES = {"https", "https-alt", "imaps", "pop3s", "smtps", "submissions", "ldaps", "ftps",
@@ -68,7 +67,7 @@ class SslAnalyzer(Module):
     }
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
-        names = _hostnames(ctx)
+        names = hostnames(ctx)
         items = list(_select(ctx.get("service_fingerprints"), config["ports"] == "all",
                              _tls_banner_ports(ctx.get("banners", None) or [])))
 

@@ -25,7 +25,6 @@ found) and ``port_states``: the ports that stayed silent after every try
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import random
@@ -45,8 +44,9 @@ from pentora import Module, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Int
 
 from ._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
-from ._ratelimit import TokenBucket
 from ._rawtcp import (
+    CSUM,
+    PORTS_SEQ,
     TH_ACK,
     TH_RST,
     TH_SYN,
@@ -56,6 +56,8 @@ from ._rawtcp import (
     attach_filter,
     reply_filter,
 )
+from ._shard import mark_foreign, port_selector, share
+from ._synio import BatchSender, Job, SendPass, SendResult
 from .portspec import port_spec_validator
 from .records import Port
 
@@ -63,9 +65,12 @@ SPORT_LOW, SPORT_HIGH = 61000, 65000
 CHUNK_PROBES = 1 << 20          # probes (hosts x ports) whose state is held at once
 RECV_BUFFER = 32 << 20
 PROGRESS_EVERY = 0.25           # seconds between progress reports
+POLL = 0.002                    # seconds between looks at the sender processes
+# one core is left to the receiver greenlet (the parent process)
+SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 OPEN, CLOSED = 1, 2
+FOREIGN = 255  # state of an item another shard probes
 _TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
-_SEND_AGAIN = (errno.ENOBUFS, errno.EAGAIN)
 
 
 def _source_port(value: object) -> int:
@@ -149,6 +154,7 @@ class SynScan:
         self.total = total  # probes of the first try, when the number of hosts is known
         self.ports: list[int] = list(config["ports"])
         self.port_index = {p: i for i, p in enumerate(self.ports)}
+        self.select = port_selector(ctx, self.ports)  # a sharded scan probes its own share only
         self.rate: int = config["rate"]
         self.timeout: float = config["timeout"]
         self.tries = config["retries"] + 1
@@ -215,6 +221,9 @@ class SynScan:
 
     def scan_chunk(self, hosts: list[_Dst]) -> None:
         chunk = self.chunk = _Chunk(hosts, len(self.ports))
+        if self.select is not None:  # another shard's items: never sent, never listed
+            chunk.pending -= mark_foreign(chunk.states, [h.address for h in hosts], self.ports,
+                                          self.select, FOREIGN)
         for sport in self.sports:
             if not chunk.pending:
                 break
@@ -232,49 +241,72 @@ class SynScan:
         self.chunk = None
 
     def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> None:
-        states, nports, hosts = chunk.states, len(self.ports), chunk.hosts
-        fill, sendto, port_mask = SynTemplate.fill, self.send_sock.sendto, self.hasher.port_mask
-        pacer = _Pacer(self.rate)
-        allowed = pacer.grant()
-        start = self.sent
-        for pi, port in enumerate(self.ports):
-            mask = port_mask(port, sport)
-            for hi, d in enumerate(hosts):
-                if states[hi * nports + pi]:
-                    continue
-                fill(d.buffer, d.tcp_sum, sport, port, d.secret ^ mask)
-                try:
-                    sendto(d.buffer, d.sockaddr)
-                except OSError as e:
-                    self._send_failed(e, d)
-                self.sent += 1
-                allowed -= 1
-                if not allowed:
-                    allowed = pacer.grant()
-                    if first:
-                        self._progress(self.sent - start)
+        """One try over the chunk from sender processes, while the receiver greenlet
+        records the replies."""
+        send = SendPass(self._jobs(chunk, sport), self.rate, SynTemplate.LENGTH)
+        send.start()
+        try:
+            while send.alive():
+                gevent.sleep(POLL)
+                if first:
+                    self._progress(send.sent())
+        finally:
+            send.close()
+        self.sent += send.sent()
+        for address, error in send.errors():
+            self.send_errors += 1
+            if self.send_errors == 1:
+                self.ctx.log.warning(f"syn_scanner: sending to {address} failed: {error}")
         if first:
-            self._progress(self.sent - start, force=True)
-            self.first_tries += self.sent - start
+            self._progress(send.sent(), force=True)
+            self.first_tries += send.sent()
+
+    def _jobs(self, chunk: _Chunk, sport: int) -> list[Job]:
+        """Split a pass between sender processes: by host when there are enough hosts,
+        else by port."""
+        hosts = list(enumerate(chunk.hosts))
+        ports = list(enumerate(self.ports))
+        k = SEND_PROCESSES
+        if len(hosts) >= k:
+            return [self._job(chunk, sport, hosts[i::k], ports) for i in range(k)]
+        k = max(1, min(k, len(ports)))
+        return [self._job(chunk, sport, hosts, ports[i::k]) for i in range(k)]
+
+    def _job(self, chunk: _Chunk, sport: int, hosts: list[tuple[int, _Dst]],
+             ports: list[tuple[int, int]]) -> Job:
+        states, nports, port_mask = chunk.states, len(self.ports), self.hasher.port_mask
+        size = SynTemplate.LENGTH
+        pack_ports_seq, pack_csum = PORTS_SEQ.pack_into, CSUM.pack_into
+
+        def job(out: BatchSender, pace: Any, result: SendResult) -> None:
+            # runs in a sender process: the hot loop of the scan, SynTemplate.fill inlined
+            packets, addresses = out.packets, out.addresses
+            n, limit = 0, pace()
+            for pi, port in ports:
+                mask = port_mask(port, sport)
+                for hi, d in hosts:
+                    if states[hi * nports + pi]:
+                        continue
+                    off = n * size
+                    packets[off:off + size] = d.buffer
+                    seq = d.secret ^ mask
+                    pack_ports_seq(packets, off + 20, sport, port, seq)
+                    total = d.tcp_sum + sport + port + (seq >> 16) + (seq & 0xFFFF)
+                    total = (total & 0xFFFF) + (total >> 16)
+                    pack_csum(packets, off + 36, ~(total + (total >> 16)) & 0xFFFF)
+                    addresses[n * 16 + 4:n * 16 + 8] = d.dst4
+                    n += 1
+                    if n == limit:
+                        out.flush(n, result)
+                        n, limit = 0, pace()
+            out.flush(n, result)
+        return job
 
     def _progress(self, sent: int, force: bool = False) -> None:
         now = time.monotonic()
         if force or now >= self.next_progress:
             self.next_progress = now + PROGRESS_EVERY
             self.ctx.progress(self.first_tries + sent, self.total)
-
-    def _send_failed(self, error: OSError, d: _Dst) -> None:
-        if error.errno in _SEND_AGAIN:
-            gevent.sleep(0.001)
-            try:
-                self.send_sock.sendto(d.buffer, d.sockaddr)
-                return
-            except OSError as e:
-                error = e
-        # EPERM from a local firewall, EHOSTUNREACH...: the probe stays unanswered.
-        self.send_errors += 1
-        if self.send_errors == 1:
-            self.ctx.log.warning(f"syn_scanner: sending to {d.address} failed: {error}")
 
     def _wait(self, chunk: _Chunk) -> None:
         """Until every probe of the chunk is answered, at most ``timeout`` after the last send."""
@@ -284,26 +316,7 @@ class SynScan:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            gevent.sleep(min(left, 0.02))
-
-
-class _Pacer:
-    """Grants packets in batches at ``rate`` per second (a ``TokenBucket``), and yields
-    to the hub at every batch so that the receiver drains its socket meanwhile."""
-
-    BATCH = 256
-
-    def __init__(self, rate: int) -> None:
-        self.bucket = TokenBucket(rate)
-        # half a bucket per batch: time slept past the due moment still fills the other
-        # half, so oversleeping does not lower the rate
-        self.batch = max(1, min(self.BATCH, int(self.bucket.burst) // 2)) if rate else self.BATCH
-
-    def grant(self) -> int:
-        gevent.sleep(0)
-        while not (granted := self.bucket.take(self.batch)):
-            gevent.sleep(self.bucket.delay(self.batch))
-        return granted
+            gevent.sleep(min(left, POLL))
 
 
 def open_raw_sockets() -> tuple[Any, Any]:
@@ -367,12 +380,17 @@ class SynScanner(Module):
             publish(ctx, "port_states", filtered if config["record_filtered"] else [])
             return
         scan = SynScan(ctx, config, send_sock, recv_sock, _probe_count(ctx, config))
+        scan.open = ctx.restored_records()  # hosts a killed run of this scan finished (resume)
+        done = ctx.done_items()
         receiver = gevent.spawn(scan.receive)
         v6: list[str] = []
         try:
             per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
-            for batch in _chunks(self._ipv4(ctx, scan, hosts, v6), per_chunk):
+            todo = ((a, h) for a, h in hosts if a not in done)
+            for batch in _chunks(self._ipv4(ctx, scan, todo, v6), per_chunk):
+                found = len(scan.open)
                 scan.scan_chunk(batch)
+                _checkpoint(ctx, batch, scan.open[found:])
         finally:
             receiver.kill()
             send_sock.close()
@@ -405,9 +423,18 @@ class SynScanner(Module):
                 ctx.log.warning(f"syn_scanner: skipping {address}: no route ({e})")
 
 
+def _checkpoint(ctx: NodeContext, batch: list[_Dst], opened: list[Port]) -> None:
+    """Each host of a finished chunk, with its open ports: a resumed scan skips it."""
+    per_host: dict[str, list[Port]] = {}
+    for port in opened:
+        per_host.setdefault(port.host, []).append(port)
+    for d in batch:
+        ctx.checkpoint(d.address, per_host.get(d.address, []))
+
+
 def _probe_count(ctx: NodeContext, config: dict[str, Any]) -> int | None:
     try:
-        return len(ctx.get(config["input"])) * len(config["ports"])
+        return share(ctx, len(ctx.get(config["input"])) * len(config["ports"]))
     except TypeError:
         return None
 

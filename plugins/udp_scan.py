@@ -37,6 +37,7 @@ from pentora.schema import Bool, Duration, Int, PositiveInt, Rate
 
 from ._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
 from ._ratelimit import TokenBucket
+from ._shard import port_selector, share
 from ._udp_payloads import PAYLOADS, payload_name, recognise
 from .connect_scan import fd_budget
 from .portspec import port_spec_validator
@@ -184,19 +185,20 @@ class UdpScanner(Module):
 
     @staticmethod
     def _items(ctx: NodeContext, config: dict[str, Any], ports: list[int]) -> Iterator[tuple[str, int]]:
+        select = port_selector(ctx, ports)  # a sharded scan (--shard K/N) probes its own share only
         for address, _ in iter_hosts(ctx, config):
             try:
                 host = str(ipaddress.ip_address(address))
             except ValueError:
                 ctx.log.warning(f"udp_scanner: skipping '{address}': not an IP address")
                 continue
-            for port in ports:
+            for port in ports if select is None else select(host):
                 yield host, port
 
     @staticmethod
     def _total(ctx: NodeContext, config: dict[str, Any], nports: int) -> int | None:
         try:
-            return len(ctx.get(config["input"])) * nports
+            return share(ctx, len(ctx.get(config["input"])) * nports)
         except TypeError:
             return None
 

@@ -3,7 +3,9 @@ register only test-only modules: the core needs no built-in plugin."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,14 @@ def make_orch(*modules: type[Module], plugins: tuple[Any, ...] = (), **kw: Any) 
     kw.setdefault("autoload", False)
     return Orchestrator(plugins=(ModulesPlugin(*modules, policies=kw.pop("policies", ())), *plugins),
                         **kw)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every scan is recorded in the scan store, by default ~/.local/share/pentora/scans.db:
+    # the tests (and the CLI processes they start, which inherit the environment) use a
+    # private one instead of the home directory's.
+    if "PENTORA_STORE" not in os.environ:
+        os.environ["PENTORA_STORE"] = str(Path(tempfile.mkdtemp(prefix="pentora-tests-")) / "scans.db")
 
 
 @pytest.fixture

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from typing import Any
 
+from ..condition import Condition
 from ..errors import PentoraError
+from ..interpolate import VAR_REFERENCE
 from ..parse import load_dag
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     CliError,
     list_profiles,
     load_dag_arg,
@@ -38,8 +43,10 @@ class _PortsOrPlugin(argparse.Action):
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("scan", parents=[plugin_options(plugin_flag=False)],
                        help="scan targets with a profile or a DAG")
-    p.add_argument("--targets", "-t", required=True, metavar="SPEC",
-                   help="addresses, CIDRs, ranges, hostnames, or @FILE")
+    p.add_argument("--targets", "-t", metavar="SPEC",
+                   help="addresses, CIDRs, ranges, hostnames, or @FILE (required unless --resume)")
+    p.add_argument("--resume", metavar="SCAN_ID",
+                   help="continue an interrupted scan from the scan store (`pentora scans list`)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--profile", metavar="NAME", help="built-in profile (see `pentora profiles`)")
     src.add_argument("--dag", metavar="FILE", help="a custom DAG file")
@@ -75,37 +82,82 @@ def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    orch.load_dag(_choose_dag(orch, args))
+    variables = _resumed(orch, args) if args.resume else _new_scan(orch, args)
     dag = orch.dag
     assert dag is not None
-    variables = {"targets": args.targets}
-    if args.ports is not None:
-        variables["ports"] = args.ports
-    variables.update(parse_sets(args.set))
-    undeclared = [k for k in ("targets", "ports") if k in variables and k not in dag.vars]
-    if "targets" in undeclared:
-        raise CliError(f"DAG '{dag.name}' declares no 'targets' var, so --targets cannot reach it; "
-                       "add `vars: {targets: ...}` and use ${targets} in its target_parser config")
-    if "ports" in undeclared:
-        raise CliError(f"DAG '{dag.name}' declares no 'ports' var, so -p/--ports cannot reach it")
     orch.validate(vars={**dag.vars, **variables})
     sink = open_outputs(orch, args.outputs, args.output_format)
     install_signal_handlers(orch)
-    result = None
+    result, unwritten = None, None
     try:
-        result = orch.execute(vars=variables, options={"progress": args.progress})
+        options = {"progress": args.progress, "resume": bool(args.resume)}
+        # A plugin may run the scan another way (sharded, distributed); None: run it here.
+        result = orch.pm.hook.pentora_scan_execute(orch=orch, args=args, variables=variables,
+                                                   options=options)
+        if result is None:
+            result = orch.execute(vars=variables, options=options, scan_id=args.resume)
     finally:
         if sink is not None:
-            sink.close(result)
+            try:
+                sink.close(result)
+            except CliError as e:  # an output could not be written (disk full): summary first
+                if result is None:
+                    raise
+                unwritten = e
     if not args.quiet:
         writer = _summary_writer(orch)
         if writer is not None:
             writer.close(result)
         else:
             sys.stdout.write(summary(result) + "\n")
+    if unwritten is not None:
+        raise unwritten
     for path in args.outputs:
         sys.stderr.write(f"results written to {path}\n")
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _resumed(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The stored DAG (loaded into ``orch``) and vars of the scan ``--resume`` names."""
+    given = [flag for flag, value in (("--targets", args.targets), ("--profile", args.profile),
+                                      ("--dag", args.dag), ("--ports", args.ports),
+                                      ("--set", args.set)) if value]
+    if given:
+        raise CliError(f"--resume runs the stored scan's own DAG, targets and vars; drop "
+                       f"{', '.join(given)}", EXIT_USAGE)
+    stored = orch.pm.hook.pentora_scan_resume(scan_id=args.resume)
+    if stored is None:
+        raise CliError(f"no stored scan '{args.resume}' to resume; see `pentora scans list` "
+                       "(the scan store plugin must be enabled)")
+    dag, variables = stored
+    orch.load_dag(dag)
+    return dict(variables)
+
+
+def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Load the chosen profile or DAG into ``orch``; the vars the command line sets."""
+    if args.targets is None:
+        raise CliError("the following arguments are required: --targets (or --resume SCAN_ID)",
+                       EXIT_USAGE)
+    orch.load_dag(_choose_dag(orch, args))
+    dag = orch.dag
+    assert dag is not None
+    variables = {"targets": args.targets}
+    if args.ports is not None:
+        variables["ports"] = args.ports
+    sets = parse_sets(args.set)
+    unused = sorted(set(sets) - _names_used(dag))
+    if unused:
+        raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
+                       f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed")
+    variables.update(sets)
+    undeclared = [k for k in ("targets", "ports") if k in variables and k not in dag.vars]
+    if "targets" in undeclared:
+        raise CliError(f"DAG '{dag.name}' declares no 'targets' var, so --targets cannot reach it; "
+                       "add `vars: {targets: ...}` and use ${targets} in its target_parser config")
+    if "ports" in undeclared:
+        raise CliError(f"DAG '{dag.name}' declares no 'ports' var, so -p/--ports cannot reach it")
+    return variables
 
 
 def _summary_writer(orch: Any) -> Any:
@@ -116,3 +168,15 @@ def _summary_writer(orch: Any) -> Any:
         return fmt.open(sys.stdout)
     except PentoraError:
         return None
+
+
+def _names_used(dag: Any) -> set[str]:
+    """The names a ``--set`` can reach: declared vars, and names the conditions and
+    ``${var}`` references in node configs use (a var may be left undeclared there)."""
+    names = set(dag.vars)
+    for node in dag.nodes:
+        if node.condition:
+            with contextlib.suppress(PentoraError):
+                names |= Condition(node.condition).names
+        names |= set(VAR_REFERENCE.findall(json.dumps(node.config, default=str)))
+    return names

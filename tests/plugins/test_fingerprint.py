@@ -22,7 +22,13 @@ from pentora_plugins._fingerprint_rules import (
     load_catalog,
     regex_risk,
 )
-from pentora_plugins.fingerprint import MAX_SCAN, fingerprint_banners, match_banner, match_port
+from pentora_plugins.fingerprint import (
+    MAX_SCAN,
+    fingerprint_banners,
+    fingerprint_port,
+    match_banner,
+    match_port,
+)
 from pentora_plugins.records import Banner, ServiceFingerprint
 
 from pentora import DagBuilder, Orchestrator, ValidationError
@@ -480,3 +486,14 @@ def test_arbitrary_text_never_raises(data, probe):
     assert len(out) == 1 and isinstance(out[0].service, str)
     if out[0].cpe is not None:
         assert CPE23.match(out[0].cpe)
+
+
+def test_a_port_is_tls_when_any_banner_came_through_tls_even_if_a_plain_one_matched(catalog):
+    # nginx on a TLS port answers a plain-text GET with an HTTP 400 page (which names it)
+    # and the TLS probe with its certificate: the port still speaks TLS.
+    plain = Banner(host="127.0.0.1", port=8443, probe="http-get", tls=False,
+                   data="HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\n\r\n"
+                        "The plain HTTP request was sent to HTTPS port")
+    tls = Banner(host="127.0.0.1", port=8443, probe="tls", tls=True, data="")
+    record = fingerprint_port(catalog, [plain, tls])
+    assert (record.product, record.tls) == ("nginx", True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pentora_plugins.core_modules
 import pentora_plugins.syn_scan
 import pytest
 from pentora_plugins._rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
+from pentora_plugins.records import Port
 from pentora_plugins.syn_scan import CLOSED, OPEN, ReplyMatcher, open_raw_sockets
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
@@ -236,6 +238,44 @@ def test_port_behind_a_drop_rule_is_filtered(netns: Any, record_filtered: bool) 
     assert "1 open, 2 closed, 1 filtered" in stderr
 
 
+def test_refused_sends_are_counted_warned_once_and_the_ports_filtered(netns: Any) -> None:
+    """An OUTPUT rule makes the kernel refuse some probes (EPERM from sendmmsg): the
+    sender process skips each refused packet, the rest of its batch still goes out."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    if not shutil.which("iptables"):
+        pytest.skip("iptables is not installed (apt-get install iptables) to refuse probes")
+    netns.run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "3000:3009", "--tcp-flags", "SYN,ACK",
+              "SYN", "-j", "REJECT")
+    out, stderr = scan_in_ns(netns, {"tcp": [22, 3005, 4000], "config": {
+        "ports": "1-5000", "timeout": "300ms", "retries": 1}})
+    assert ports_of(out["open_ports"]) == {22, 4000}
+    assert [r["port"] for r in out["port_states"]] == list(range(3000, 3010))
+    assert stderr.count("sending to 127.0.0.1 failed") == 1
+    assert "Operation not permitted" in stderr
+
+
+def test_rate_is_honoured_within_ten_percent(netns: Any) -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    _, stderr = scan_in_ns(netns, {"tcp": [22], "config": {"ports": "1-3000", "rate": 2000}})
+    [pps] = re.findall(r"3000 probes \(([\d,]+)/s while sending\)", stderr)
+    assert 0.9 * 2000 <= int(pps.replace(",", "")) <= 1.1 * 2000
+
+
+def test_many_hosts_are_split_between_sender_processes(netns: Any) -> None:
+    """Hosts, not ports, are divided when there are enough of them: every (host, port)
+    is probed once per try, whichever process sends it."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    hosts = [f"127.0.0.{i}" for i in range(1, 41)]
+    out, stderr = scan_in_ns(netns, {"tcp": [22, 80], "targets": hosts,
+                                     "config": {"ports": "22,80,443", "timeout": "300ms"}})
+    # listeners bind 127.0.0.1 only: the other 39 addresses answer with RSTs
+    assert {(r["host"], r["port"]) for r in out["open_ports"]} == {("127.0.0.1", 22), ("127.0.0.1", 80)}
+    assert "120 probes" in stderr and "2 open, 118 closed, 0 filtered" in stderr
+
+
 def test_without_privilege_it_falls_back_to_a_connect_scan(netns: Any) -> None:
     out, stderr = scan_in_ns(netns, {"tcp": [22, 8080], "drop_privileges": True,
                                      "config": {"ports": "1-9000", "timeout": "300ms"}})
@@ -254,6 +294,45 @@ def test_unprivileged_process_falls_back_in_process(tcp_server: Any, log_message
     assert any("raw sockets need root or CAP_NET_RAW" in line for line in log_messages)
 
 
+
+
+class _Resume:
+    """Says 127.0.0.2 was finished by a killed run (with one open port), and records the
+    checkpoints this run announces."""
+
+    def __init__(self) -> None:
+        self.checkpoints: list[tuple[str, list[int]]] = []
+
+    @pentora.hookimpl
+    def pentora_node_restore(self, node: Any) -> Any:
+        if node.instance_id != "scan":
+            return None
+        restored = Port(host="127.0.0.2", port=4444, method="syn", reason="syn-ack")
+        return pentora.NodeRestore(completed=False, items={"127.0.0.2": [restored]})
+
+    @pentora.hookimpl
+    def pentora_node_checkpoint(self, node: Any, item: str | None, records: list[Any]) -> None:
+        if item is not None:
+            self.checkpoints.append((item, [r.port for r in records]))
+
+
+@needs_raw
+def test_resumed_scan_skips_finished_hosts_and_checkpoints_each_new_one(tcp_server: Any,
+                                                                       log_messages: list[str]) -> None:
+    server = tcp_server()
+    resume = _Resume()
+    orch = Orchestrator(plugins=[pentora_plugins.syn_scan, pentora_plugins.core_modules, resume],
+                        autoload=False)
+    orch.load_dag(DagBuilder("syn")
+                  .add_node("targets", "set", config={"values": {"targets": ["127.0.0.1", "127.0.0.2"]}})
+                  .add_node("scan", "syn_scanner", ["targets"],
+                            {"ports": str(server.port), "input": "targets", "timeout": "300ms"})
+                  .build())
+    result = orch.execute(options={"resume": True})
+    assert [(p.host, p.port) for p in result.context.get("open_ports")] == [
+        ("127.0.0.1", server.port), ("127.0.0.2", 4444)]
+    assert resume.checkpoints == [("127.0.0.1", [server.port])]
+    assert any("syn_scanner: 1 probes" in line for line in log_messages)  # 127.0.0.2 not probed
 
 
 def test_module_is_registered_by_its_entry_point() -> None:

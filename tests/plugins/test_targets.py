@@ -417,3 +417,14 @@ def test_arbitrary_text_parses_or_names_the_bad_token(text: str) -> None:
         assert any(f"'{token}'" in str(e) for token in split_specs(text)), str(e)
     else:
         assert len(ts) == ts.size
+
+
+def test_index_of_is_the_inverse_of_getitem():
+    import ipaddress
+
+    from pentora_plugins._targetset import TargetSet
+
+    ts = TargetSet.parse(["127.0.0.1-5", "127.0.1.0/30", "::1"])
+    for i in range(ts.size):
+        assert ts.index_of(ipaddress.ip_address(ts[i].address)) == i
+    assert ts.index_of(ipaddress.ip_address("127.0.0.9")) is None

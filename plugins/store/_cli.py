@@ -1,0 +1,211 @@
+"""``pentora scans list|show|diff|rm`` and the store options of ``pentora scan``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pentora.records import iso
+
+from . import _diff
+from ._db import (
+    StoreError,
+    configured_path,
+    delete_scans,
+    reading,
+    resolve_id,
+    retention_victims,
+    scan_row,
+    shown_status,
+)
+from ._writer import import_pending
+
+
+def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) -> None:
+    """The ``scans`` command, and ``--store``/``--no-store`` on ``scan``."""
+    scan = subparsers.choices.get("scan")
+    if scan is not None:
+        group = scan.add_argument_group("scan store")
+        group.add_argument("--store", action=_StorePath, plugin=plugin, metavar="PATH",
+                           help="the scan store file (default ~/.local/share/pentora/scans.db, "
+                                "or $PENTORA_STORE)")
+        group.add_argument("--no-store", action=_NoStore, plugin=plugin, nargs=0,
+                           help="do not record this scan in the store")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", metavar="PATH", help="the scan store file (default "
+                       "~/.local/share/pentora/scans.db, or $PENTORA_STORE)")
+    p = subparsers.add_parser("scans", help="stored scans: list, show, diff, remove")
+    sub = p.add_subparsers(dest="scans_cmd", metavar="COMMAND", required=True)
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=["text", "json"], default="text")
+    parents = [common, store, fmt]
+    c = sub.add_parser("list", parents=parents, help="stored scans, newest first")
+    c.set_defaults(func=cmd_list)
+    c = sub.add_parser("show", parents=parents, help="one scan: nodes and findings")
+    c.add_argument("id", help="scan ID (or a unique prefix)")
+    c.set_defaults(func=cmd_show)
+    c = sub.add_parser("diff", parents=parents,
+                       help="hosts, ports, services and findings that appeared, went or changed")
+    c.add_argument("old", help="the earlier scan's ID")
+    c.add_argument("new", help="the later scan's ID")
+    c.set_defaults(func=cmd_diff)
+    c = sub.add_parser("rm", parents=[common, store], help="remove scans (or all but the newest N)")
+    c.add_argument("ids", nargs="*", metavar="ID", help="scan IDs (or unique prefixes)")
+    c.add_argument("--keep", type=_count, metavar="N", help="remove all but the newest N scans")
+    c.set_defaults(func=cmd_rm)
+
+
+class _StorePath(argparse.Action):
+    def __init__(self, *args: Any, plugin: Any, **kw: Any) -> None:
+        self.plugin = plugin
+        super().__init__(*args, **kw)
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, option: Any = None) -> None:
+        self.plugin.explicit = value
+        setattr(ns, self.dest, value)
+
+
+class _NoStore(_StorePath):
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, option: Any = None) -> None:
+        self.plugin.explicit = "off"
+        setattr(ns, self.dest, True)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--keep takes a number of scans, got '{text}'")
+    return int(text)
+
+
+def _path(args: argparse.Namespace) -> Path:
+    path = configured_path(args.store)
+    if path is None:
+        raise StoreError("the scan store is turned off (PENTORA_STORE=off); pass --store PATH")
+    if not path.exists():
+        raise StoreError(f"no scan store at {path} (scans are stored there by `pentora scan`; "
+                         "choose another with --store PATH or $PENTORA_STORE)")
+    return path
+
+
+@contextlib.contextmanager
+def _store(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
+    path = _path(args)
+    with reading(path) as conn:
+        with contextlib.suppress(sqlite3.Error):  # still locked by their scan: next time
+            import_pending(conn, path)
+        yield conn
+
+
+def _json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _targets(row: dict[str, Any]) -> str:
+    variables = json.loads(row["vars"] or "{}")
+    return str(variables.get("targets", ""))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _store(args) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM scans ORDER BY started_at DESC, id")]
+        counts = dict(conn.execute("SELECT scan_id, count(*) FROM results GROUP BY scan_id").fetchall())
+    items = [{"id": r["id"], "dag": r["dag_name"], "status": shown_status(r),
+              "started_at": iso(r["started_at"]), "finished_at": iso(r["finished_at"]),
+              "runs": r["runs"], "targets": _targets(r), "findings": counts.get(r["id"], 0)}
+             for r in rows]
+    if args.format == "json":
+        _json(items)
+        return 0
+    table = [("ID", "STARTED", "STATUS", "RUNS", "FINDINGS", "DAG", "TARGETS")]
+    table += [(i["id"], i["started_at"] or "", i["status"], str(i["runs"]), str(i["findings"]),
+               i["dag"], i["targets"][:40]) for i in items]
+    _table(table)
+    if not items:
+        print("no scans stored")
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _store(args) as conn:
+        scan_id = resolve_id(conn, args.id)
+        row = scan_row(conn, scan_id)
+        nodes = conn.execute("SELECT node, module_type, status, record, run FROM nodes WHERE "
+                             "scan_id = ? ORDER BY rowid", (scan_id,)).fetchall()
+        findings = _diff.load_findings(conn, scan_id)
+    if args.format == "json":
+        info = {k: v for k, v in row.items() if k != "dag"}
+        info.update(status=shown_status(row), vars=json.loads(row["vars"]), dag=json.loads(row["dag"]),
+                    started_at=iso(row["started_at"]), finished_at=iso(row["finished_at"]))
+        _json({"scan": info, "nodes": [
+            {"node": n, "module_type": m, "status": s, "run": r, "record": json.loads(rec or "null")}
+            for n, m, s, rec, r in nodes], "findings": findings})
+        return 0
+    print(f"scan {scan_id}  {row['dag_name']}  {shown_status(row)}  runs: {row['runs']}")
+    print(f"started {iso(row['started_at'])}  finished {iso(row['finished_at']) or '-'}")
+    print(f"vars: {row['vars']}")
+    if row["error"]:
+        print(f"reason: {row['error']}")
+    print()
+    table = [("NODE", "MODULE", "STATUS", "RUN", "DETAIL")]
+    for n, m, s, rec, r in nodes:
+        record = json.loads(rec or "{}")
+        table.append((n, m, s, str(r), str(record.get("error") or record.get("reason") or "")[:80]))
+    _table(table)
+    print()
+    kinds = Counter(str(f.get("kind")) for f in findings)
+    print("findings: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
+    _ports_table(findings)
+    return 0
+
+
+def _ports_table(findings: list[dict[str, Any]]) -> None:
+    services = {(f["host"], f["port"]): f for f in findings if f.get("kind") == "service"}
+    ports = [f for f in findings if f.get("kind") == "port"]
+    if not ports:
+        return
+    table = [("HOST", "PORT", "STATE", "SERVICE", "PRODUCT", "VERSION")]
+    for p in sorted(ports, key=lambda p: (_diff.address_key(p["host"]), p["port"])):
+        s = services.get((p["host"], p["port"]), {})
+        table.append((p["host"], f"{p['port']}/{p.get('protocol', 'tcp')}", str(p.get("state", "")),
+                      str(s.get("service") or ""), str(s.get("product") or ""), str(s.get("version") or "")))
+    print()
+    _table(table)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    with _store(args) as conn:
+        old, new = resolve_id(conn, args.old), resolve_id(conn, args.new)
+        changes = _diff.diff(_diff.load_findings(conn, old), _diff.load_findings(conn, new))
+    if args.format == "json":
+        _json({"old": old, "new": new, **changes})
+    else:
+        print(_diff.render(changes, old, new))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    if not args.ids and args.keep is None:
+        raise StoreError("scans rm takes scan IDs, or --keep N to remove all but the newest N")
+    with _store(args) as conn:
+        ids = [resolve_id(conn, i) for i in args.ids]
+        if args.keep is not None:
+            ids += [v for v in retention_victims(conn, args.keep) if v not in ids]
+        running = [i for i in ids if shown_status(scan_row(conn, i)) == "running"]
+        if running:
+            raise StoreError(f"scan {running[0]} is still running; stop it before removing it")
+        delete_scans(conn, ids)
+    print(f"removed {len(ids)} scan(s)" + (f": {', '.join(ids)}" if ids else ""))
+    return 0

@@ -1,0 +1,178 @@
+"""The SQLite file of the scan store: where it lives, its schema, and reading it.
+
+WAL mode: readers (``pentora scans …``) never wait for a scan that is writing, and a
+commit is one append to the log. ``synchronous=FULL`` makes each commit durable against
+power loss too, not only against a killed process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pentora import PentoraError
+
+ENV = "PENTORA_STORE"
+OFF = ("off", "none", "no")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    id TEXT PRIMARY KEY, dag_name TEXT NOT NULL, dag TEXT NOT NULL, vars TEXT NOT NULL,
+    status TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL, runs INTEGER NOT NULL,
+    pid INTEGER, host TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS nodes (
+    scan_id TEXT NOT NULL, node TEXT NOT NULL, module_type TEXT NOT NULL, status TEXT NOT NULL,
+    record TEXT, outputs TEXT, run INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (scan_id, node));
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY, scan_id TEXT NOT NULL, node TEXT NOT NULL, kind TEXT NOT NULL,
+    data TEXT NOT NULL, digest TEXT NOT NULL, run INTEGER NOT NULL, UNIQUE (scan_id, digest));
+CREATE INDEX IF NOT EXISTS results_scan ON results (scan_id, node);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    scan_id TEXT NOT NULL, node TEXT NOT NULL, item TEXT NOT NULL, records TEXT NOT NULL,
+    run INTEGER NOT NULL, PRIMARY KEY (scan_id, node, item));
+"""
+
+TABLES = ("results", "checkpoints", "nodes")  # rows keyed by scan_id, deleted with their scan
+
+
+class StoreError(PentoraError):
+    """The scan store cannot be read or written (named file, the reason, what to do)."""
+
+
+def default_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pentora" / "scans.db"
+
+
+def configured_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The store file: ``explicit``, else ``$PENTORA_STORE``, else the default; None: off."""
+    value = str(explicit) if explicit is not None else os.environ.get(ENV, "")
+    if value.strip().lower() in OFF:
+        return None
+    return Path(value).expanduser() if value.strip() else default_path()
+
+
+def is_busy(e: BaseException) -> bool:
+    """Another process holds the write lock (``database is locked`` / ``busy``)."""
+    text = str(e).lower()
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Connection:
+    """Open (and if needed create) the store; autocommit mode: transactions are explicit."""
+    if not create and not path.exists():
+        raise StoreError(f"no scan store at {path} (scans are stored there by `pentora scan`; "
+                         f"choose another with --store PATH or ${ENV})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot open the scan store {path}: {e}; pass --store PATH or "
+                         f"--no-store") from e
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if create and not {"scans", "checkpoints"} <= have:  # a write: only when needed
+            conn.executescript(SCHEMA)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if is_busy(e):
+            raise
+        if "full" in str(e):
+            raise StoreError(f"cannot write the scan store {path}: {e}; free some space there or "
+                             f"pass --store PATH") from e
+        raise StoreError(f"{path} is not a usable scan store: {e}; move it away or pass "
+                         f"--store PATH") from e
+    return conn
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection for the ``scans`` commands; a locked store is waited for, then named."""
+    try:
+        conn = connect(path, timeout=10.0)
+    except sqlite3.OperationalError as e:
+        raise StoreError(f"the scan store {path} is locked by another pentora ({e}); try again "
+                         f"when it has finished") from e
+    try:
+        yield conn
+    except sqlite3.OperationalError as e:
+        if is_busy(e):
+            raise StoreError(f"the scan store {path} is locked by another pentora; try again when "
+                             f"it has finished") from e
+        raise StoreError(f"scan store {path}: {e}") from e
+    finally:
+        conn.close()
+
+
+def resolve_id(conn: sqlite3.Connection, given: str) -> str:
+    """The full scan ID for ``given`` (an ID or a unique prefix of one)."""
+    rows = [r[0] for r in conn.execute("SELECT id FROM scans WHERE id = ? OR id LIKE ? ESCAPE '\\'",
+                                       (given, _like_prefix(given)))]
+    if given in rows:
+        return given
+    if len(rows) == 1:
+        return str(rows[0])
+    if not rows:
+        raise StoreError(f"no scan '{given}' in the store; see `pentora scans list`")
+    raise StoreError(f"'{given}' matches {len(rows)} scans ({', '.join(sorted(rows)[:5])}…); "
+                     "give more of the ID")
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def scan_row(conn: sqlite3.Connection, scan_id: str) -> dict[str, Any]:
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT * FROM scans WHERE id = ?", (scan_id,)).fetchone()
+    if row is None:
+        raise StoreError(f"no scan '{scan_id}' in the store; see `pentora scans list`")
+    return dict(row)
+
+
+def pid_alive(pid: int | None, host: str | None) -> bool:
+    """Is the process that wrote a ``running`` scan still there (same machine only)?"""
+    if not pid or host != os.uname().nodename:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def shown_status(row: dict[str, Any]) -> str:
+    """``running`` only while its process lives; a killed scan reads ``interrupted``."""
+    if row["status"] == "running" and not pid_alive(row.get("pid"), row.get("host")):
+        return "interrupted"
+    return str(row["status"])
+
+
+def delete_scans(conn: sqlite3.Connection, ids: list[str]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for scan_id in ids:
+            for table in TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE scan_id = ?", (scan_id,))  # noqa: S608
+            conn.execute("DELETE FROM scans WHERE id = ?", (scan_id,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def retention_victims(conn: sqlite3.Connection, keep: int) -> list[str]:
+    """Scans beyond the newest ``keep``, never one whose process still runs."""
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute(
+        "SELECT id, status, pid, host FROM scans ORDER BY started_at DESC, id")]
+    return [r["id"] for r in rows[keep:] if shown_status(r) != "running"]

@@ -1,0 +1,235 @@
+"""``StorePlugin``: the hooks that write each scan into the store and restore it on resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from pentora import PentoraError, hookimpl
+from pentora.nodectx import NodeRestore, record_kind
+
+from ._codec import UnstorableError, dumps, finding_json, loads, rebuild, record_classes
+from ._db import ENV, StoreError, configured_path, connect, pid_alive, scan_row
+from ._writer import Writer
+
+log = logger.bind(component="store")
+
+
+@dataclass
+class _Scan:
+    writer: Writer
+    run: int
+    restore: dict[str, NodeRestore] = field(default_factory=dict)
+
+
+class StorePlugin:
+    """Keeps every scan in the SQLite store. ``path`` None: ``$PENTORA_STORE`` or the
+    default, and only once the CLI has enabled it (a library records only when asked:
+    ``StorePlugin(path)`` or ``$PENTORA_STORE``)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.explicit = path
+        self.cli = False  # set when the pentora command line loads the plugin
+        self.scans: dict[str, _Scan] = {}
+
+    def path(self) -> Path | None:
+        if self.explicit is None and not self.cli and not os.environ.get(ENV):
+            return None
+        return configured_path(self.explicit)
+
+    # -- scan ----------------------------------------------------------------------------
+
+    @hookimpl
+    def pentora_scan_start(self, scan: Any) -> None:
+        path = self.path()
+        if path is None:
+            return
+        writer = Writer(path, scan.scan_id)
+        try:
+            state = writer.call(lambda conn: self._begin(conn, scan, writer))
+        except (StoreError, OSError) as e:
+            log.warning("{}; this scan is not stored", e)
+            writer.close()
+            return
+        except Exception as e:  # locked past the wait, disk full…: say so, scan anyway
+            log.warning("scan store {} cannot be written ({}); this scan is not stored (results "
+                        "still stream to the -o outputs)", path, e)
+            writer.close()
+            return
+        self.scans[scan.scan_id] = state
+        writer.start()
+
+    def _begin(self, conn: Any, scan: Any, writer: Writer) -> _Scan:
+        row = conn.execute("SELECT runs FROM scans WHERE id = ?", (scan.scan_id,)).fetchone()
+        host, pid = os.uname().nodename, os.getpid()
+        if scan.options.get("resume") and row is not None:
+            state = _Scan(writer, run=int(row[0]) + 1, restore=_restorable(conn, scan.scan_id))
+            writer.add("scan_rerun", state.run, pid, host, scan.scan_id)
+            return state
+        writer.add("scan_new", scan.scan_id, scan.dag.name, json.dumps(scan.dag.to_dict()),
+                   json.dumps(scan.vars, default=str), scan.started_at, pid, host)
+        for node in scan.dag.nodes:
+            writer.add("node_new", scan.scan_id, node.instance_id, node.module_type)
+        return _Scan(writer, run=1)
+
+    @hookimpl
+    def pentora_scan_complete(self, scan: Any, result: Any) -> None:
+        state = self.scans.pop(scan.scan_id, None)
+        if state is None:
+            return
+        state.writer.add("scan_end", result.status, result.finished_at, result.error, scan.scan_id)
+        pending = state.writer.close()
+        if pending is None:
+            self._retain(state.writer.path, scan.scan_id)
+        if result.status == "cancelled" and self.cli and pending is None:
+            # a log line, so that --log-format json keeps stderr all JSON
+            log.warning("scan {} stopped; results so far are in the store and the outputs. Resume "
+                        "it with: pentora scan --resume {}{}", scan.scan_id, scan.scan_id,
+                        _store_flag(state.writer.path))
+
+    def _retain(self, path: Path, current: str) -> None:
+        from ._db import delete_scans, retention_victims
+
+        keep = os.environ.get("PENTORA_STORE_KEEP", "").strip()
+        if not keep.isdigit():
+            return
+        try:
+            conn = connect(path)
+            try:
+                victims = [v for v in retention_victims(conn, int(keep)) if v != current]
+                if victims:
+                    delete_scans(conn, victims)
+                    log.info("scan store: removed {} old scan(s), keeping {}", len(victims), keep)
+            finally:
+                conn.close()
+        except Exception as e:  # retention is housekeeping: never fail a scan over it
+            log.warning("scan store {}: retention (PENTORA_STORE_KEEP={}) skipped: {}", path, keep, e)
+
+    # -- nodes and findings ----------------------------------------------------------------
+
+    @hookimpl
+    def pentora_node_start(self, scan: Any, node: Any, record: Any) -> None:
+        state = self.scans.get(scan.scan_id)
+        if state is None:
+            return
+        if state.run > 1 and record.attempts == 1:
+            # A node that runs again finds its findings again, and those of the items it
+            # had finished are announced again right after this: dropping what earlier
+            # runs stored (in the same commit) keeps every finding exactly once.
+            state.writer.add("forget_results", scan.scan_id, node.instance_id, state.run)
+        state.writer.add("node_start", state.run, scan.scan_id, node.instance_id)
+
+    @hookimpl
+    def pentora_record(self, scan: Any, node: Any, kind: str, record: Any) -> None:
+        state = self.scans.get(scan.scan_id)
+        if state is None:
+            return
+        data = finding_json(kind, record)
+        digest = hashlib.sha1(f"{node.instance_id}\0{data}".encode(), usedforsecurity=False).hexdigest()
+        state.writer.add("result", scan.scan_id, node.instance_id, kind, data, digest, state.run)
+
+    @hookimpl
+    def pentora_node_checkpoint(self, scan: Any, node: Any, item: str | None, records: list[Any],
+                                outputs: dict[str, Any] | None) -> None:
+        state = self.scans.get(scan.scan_id)
+        if state is None:
+            return
+        if item is not None:
+            data = json.dumps([json.loads(finding_json(record_kind(r), r)) for r in records])
+            state.writer.add("checkpoint", scan.scan_id, node.instance_id, str(item), data, state.run)
+            return
+        try:
+            text: str | None = dumps(outputs or {})
+        except (UnstorableError, ValueError) as e:
+            log.info("node '{}' outputs cannot be stored ({}); a resumed scan runs it again",
+                     node.instance_id, e)
+            text = None
+        state.writer.add("node_outputs", text, scan.scan_id, node.instance_id)
+
+    def _node_end(self, scan: Any, record: Any) -> None:
+        state = self.scans.get(scan.scan_id)
+        if state is None:
+            return
+        state.writer.add("node_end", record.status, json.dumps(record.to_dict(), default=str),
+                         state.run, scan.scan_id, record.node)
+        state.writer.flush()  # a node's end is committed at once, not at the next tick
+
+    @hookimpl
+    def pentora_node_complete(self, scan: Any, record: Any) -> None:
+        self._node_end(scan, record)
+
+    @hookimpl
+    def pentora_node_failed(self, scan: Any, record: Any) -> None:
+        self._node_end(scan, record)
+
+    @hookimpl
+    def pentora_node_skipped(self, scan: Any, record: Any) -> None:
+        self._node_end(scan, record)
+
+    @hookimpl
+    def pentora_node_cancelled(self, scan: Any, record: Any) -> None:
+        self._node_end(scan, record)
+
+    # -- resuming --------------------------------------------------------------------------
+
+    @hookimpl
+    def pentora_node_restore(self, scan: Any, node: Any) -> NodeRestore | None:
+        state = self.scans.get(scan.scan_id)
+        return state.restore.get(node.instance_id) if state is not None else None
+
+    @hookimpl
+    def pentora_scan_resume(self, scan_id: str) -> tuple[str, dict[str, Any]] | None:
+        path = self.path()
+        if path is None:
+            return None
+        if not path.exists():
+            raise StoreError(f"no scan store at {path}, so nothing to resume; pass --store PATH")
+        conn = connect(path)
+        try:
+            if conn.execute("SELECT 1 FROM scans WHERE id = ?", (scan_id,)).fetchone() is None:
+                return None
+            row = scan_row(conn, scan_id)
+        finally:
+            conn.close()
+        if row["status"] == "completed":
+            raise PentoraError(f"scan {scan_id} completed; there is nothing to resume (see "
+                               f"`pentora scans show {scan_id}`)")
+        if row["status"] == "running" and pid_alive(row["pid"], row["host"]):
+            raise PentoraError(f"scan {scan_id} is still running (pid {row['pid']}); stop it first")
+        return row["dag"], json.loads(row["vars"])
+
+
+def _restorable(conn: Any, scan_id: str) -> dict[str, NodeRestore]:
+    """What an earlier run of ``scan_id`` finished: whole nodes, and items of the others."""
+    classes = record_classes()
+    out: dict[str, NodeRestore] = {}
+    rows = conn.execute("SELECT node, outputs FROM nodes WHERE scan_id = ? AND status = 'completed' "
+                        "AND outputs IS NOT NULL", (scan_id,)).fetchall()
+    for node, outputs in rows:
+        try:
+            values = loads(outputs)
+        except (UnstorableError, ValueError, TypeError, AttributeError, ImportError) as e:
+            log.warning("node '{}' outputs in the store cannot be read back ({}); it runs again",
+                        node, e)
+            continue
+        found = conn.execute("SELECT kind, data FROM results WHERE scan_id = ? AND node = ? "
+                             "ORDER BY id", (scan_id, node)).fetchall()
+        records = [(kind, rebuild(json.loads(data), classes)) for kind, data in found]
+        out[node] = NodeRestore(completed=True, outputs=values, records=records)
+    for node, item, data in conn.execute("SELECT node, item, records FROM checkpoints WHERE "
+                                         "scan_id = ? ORDER BY rowid", (scan_id,)):
+        saved = out.setdefault(node, NodeRestore(completed=False))
+        if saved.completed:
+            continue
+        saved.items[item] = [rebuild(d, classes) for d in json.loads(data)]
+    return out
+
+
+def _store_flag(path: Path) -> str:
+    return "" if path == configured_path(None) else f" --store {path}"

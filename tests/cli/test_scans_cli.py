@@ -1,0 +1,278 @@
+"""``pentora scans list|show|diff|rm``, ``pentora scan --resume``/``--store``/``--no-store``,
+Ctrl-C, a report on a full disk and a store locked by another pentora — end to end, in
+subprocesses, against servers on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pentora_plugins.store._db import connect
+
+from tests.plugins.test_store import Locker
+
+SSH92 = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+SSH93 = b"SSH-2.0-OpenSSH_9.3p1 Debian-1\r\n"
+FTP = b"220 (vsFTPd 3.0.3)\r\n"
+HTTP = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Length: 0\r\n\r\n"
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def rows(db: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def service_scan(run_cli, db: Path, *ports: int, extra: tuple[str, ...] = ()) -> str:
+    proc = run_cli("scan", "--targets", "127.0.0.1", "-p", ",".join(map(str, ports)),
+                   "--profile", "service-scan", "--store", str(db), "-q", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return str(rows(db, "SELECT id FROM scans ORDER BY started_at DESC LIMIT 1")[0][0])
+
+
+def test_list_show_diff_and_rm(run_cli, tcp_server, tmp_path):
+    db = tmp_path / "scans.db"
+    ssh, ftp = tcp_server(banner=SSH92), tcp_server(banner=FTP)
+    first = service_scan(run_cli, db, ssh.port, ftp.port)
+    ssh.stop()
+    ftp.stop()
+    ssh2 = tcp_server(banner=SSH93, port=ssh.port)  # the same port, a newer version
+    http = tcp_server(respond=lambda data: HTTP)
+    second = service_scan(run_cli, db, ssh.port, ftp.port, http.port)
+
+    listed = run_cli("scans", "list", "--store", str(db))
+    assert listed.returncode == 0, listed.stderr
+    assert first in listed.stdout and second in listed.stdout and "completed" in listed.stdout
+    as_json = json.loads(run_cli("scans", "list", "--store", str(db), "--format", "json").stdout)
+    assert [s["id"] for s in as_json] == [second, first] and as_json[0]["findings"] > 0
+
+    shown = run_cli("scans", "show", first[:6], "--store", str(db))
+    assert shown.returncode == 0, shown.stderr
+    assert f"{ftp.port}/tcp" in shown.stdout and "vsftpd" in shown.stdout
+    assert "banner_grab" in shown.stdout and "completed" in shown.stdout
+
+    diff = run_cli("scans", "diff", first, second, "--store", str(db))
+    assert diff.returncode == 0, diff.stderr
+    lines = [line.strip() for line in diff.stdout.splitlines()]
+    assert f"- {ftp.port}/tcp open" in lines, diff.stdout
+    assert f"+ {http.port}/tcp open" in lines, diff.stdout
+    assert f"~ {ssh2.port}/tcp service ssh OpenSSH 9.2p1 -> ssh OpenSSH 9.3p1" in lines, diff.stdout
+    changes = json.loads(run_cli("scans", "diff", first, second, "--store", str(db),
+                                 "--format", "json").stdout)
+    assert changes["ports"]["removed"] == [["127.0.0.1", f"{ftp.port}/tcp", "open"]]
+    same = run_cli("scans", "diff", first, first, "--store", str(db))
+    assert "no differences" in same.stdout
+
+    assert run_cli("scans", "rm", "--keep", "1", "--store", str(db)).returncode == 0
+    assert [r[0] for r in rows(db, "SELECT id FROM scans")] == [second]
+    assert rows(db, "SELECT count(*) FROM results WHERE scan_id = ?", first) == [(0,)]
+    removed = run_cli("scans", "rm", second, "--store", str(db))
+    assert removed.returncode == 0 and second in removed.stdout
+    assert rows(db, "SELECT count(*) FROM scans") == [(0,)]
+
+
+def test_store_location_env_and_no_store(run_cli, tcp_server, tmp_path):
+    ssh = tcp_server(banner=SSH92)
+    db = tmp_path / "env.db"
+    args = ("scan", "--targets", "127.0.0.1", "-p", str(ssh.port), "--profile", "port-scan", "-q")
+    assert run_cli(*args, env={"PENTORA_STORE": str(db)}).returncode == 0
+    assert rows(db, "SELECT count(*) FROM scans") == [(1,)]
+    assert run_cli(*args, "--no-store", env={"PENTORA_STORE": str(db)}).returncode == 0
+    assert run_cli(*args, env={"PENTORA_STORE": "off"}).returncode == 0
+    assert rows(db, "SELECT count(*) FROM scans") == [(1,)]
+    home = tmp_path / "home"
+    assert run_cli(*args, env={"HOME": str(home), "XDG_DATA_HOME": "", "PENTORA_STORE": ""}).returncode == 0
+    assert rows(home / ".local/share/pentora/scans.db", "SELECT count(*) FROM scans") == [(1,)]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["scans", "show", "nosuch"], 1, "no scan 'nosuch' in the store"),
+    (["scans", "diff", "nosuch", "other"], 1, "no scan 'nosuch'"),
+    (["scans", "rm"], 1, "scans rm takes scan IDs, or --keep N"),
+    (["scans", "rm", "--keep", "x"], 2, "--keep takes a number"),
+    (["scan", "--resume", "nosuch"], 1, "no stored scan 'nosuch' to resume"),
+    (["scan", "--resume", "abc", "--targets", "127.0.0.1"], 2, "drop --targets"),
+    (["scan", "--profile", "port-scan"], 2, "--targets (or --resume SCAN_ID)"),
+])
+def test_bad_input_is_a_message(run_cli, tmp_path, args, code, message):
+    db = tmp_path / "scans.db"
+    sqlite3.connect(db).close()
+    run_cli("scans", "list", "--store", str(db))  # creates the schema
+    proc = run_cli(*args, "--store", str(db))
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_store_is_named(run_cli, tmp_path):
+    proc = run_cli("scans", "list", "--store", str(tmp_path / "none.db"))
+    assert proc.returncode == 1 and f"no scan store at {tmp_path / 'none.db'}" in proc.stderr
+
+
+def test_resuming_a_completed_scan_says_there_is_nothing_to_do(run_cli, tcp_server, tmp_path):
+    db = tmp_path / "scans.db"
+    sid = service_scan(run_cli, db, tcp_server(banner=SSH92).port)
+    proc = run_cli("scan", "--resume", sid, "--store", str(db))
+    assert proc.returncode == 1 and f"scan {sid} completed; there is nothing to resume" in proc.stderr
+
+
+HOOKS = '''
+import pentora
+
+@pentora.hookimpl
+def pentora_scan_resume(scan_id):
+    if scan_id != "feedface0001":
+        return None
+    dag = "name: stored\\nvars: {targets: ''}\\nnodes: [{instance_id: only, module_type: noop}]"
+    return dag, {"targets": "127.0.0.1"}
+'''
+
+
+def test_pentora_scan_resume_hook_feeds_scan_resume(run_cli, tmp_path):
+    """The core's side of --resume, without the store: any plugin may answer the hook."""
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text(HOOKS)
+    proc = run_cli("scan", "--resume", "feedface0001", "--hooks", str(hooks), "-p", "no:store")
+    assert proc.returncode == 0, proc.stderr
+    assert "scan feedface0001 completed" in proc.stdout
+
+
+SLOW = """
+name: slow
+vars: {targets: ""}
+nodes:
+  - {instance_id: quick, module_type: sleep, config: {duration: 10ms, steps: 1}}
+  - {instance_id: slow, module_type: sleep, depends_on: [quick], config: {duration: 3s, steps: 30}}
+"""
+
+
+def wait_for(check, what: str, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def node_status(db: Path, node: str) -> str | None:
+    if not db.exists():
+        return None
+    try:
+        found = rows(db, "SELECT status FROM nodes WHERE node = ?", node)
+    except sqlite3.OperationalError:  # schema not written yet
+        return None
+    return found[0][0] if found else None
+
+
+def test_ctrl_c_writes_the_partial_report_and_prints_the_resume_command(tmp_path):
+    db, dag, out = tmp_path / "scans.db", tmp_path / "slow.yaml", tmp_path / "out.jsonl"
+    dag.write_text(SLOW)
+    proc = subprocess.Popen([sys.executable, "-m", "pentora", "scan", "--targets", "127.0.0.1",
+                             "--dag", str(dag), "--store", str(db), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: node_status(db, "slow") == "running", "the slow node to start")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    sid = rows(db, "SELECT id FROM scans")[0][0]
+    assert proc.returncode == 3, stderr
+    assert f"Resume it with: pentora scan --resume {sid} --store {db}" in stderr
+    assert "Traceback" not in stderr
+    report = jsonl(out)
+    assert report[-1]["kind"] == "scan" and report[-1]["status"] == "cancelled"
+    assert rows(db, "SELECT status FROM scans") == [("cancelled",)]
+    resumed = subprocess.run([sys.executable, "-m", "pentora", "scan", "--resume", sid,
+                              "--store", str(db)], capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows(db, "SELECT status, runs FROM scans") == [("completed", 2)]
+    quick = json.loads(rows(db, "SELECT record FROM nodes WHERE node = 'quick'")[0][0])
+    assert quick["reason"] == "restored from an earlier run"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 4 KB tmpfs, full after a few lines (root only)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_stops_one_report_with_a_message_and_loses_nothing(run_cli, tcp_server,
+                                                                       tmp_path, tiny_disk):
+    db, full, small = tmp_path / "scans.db", tmp_path / "all.jsonl", tiny_disk / "out.jsonl"
+    ssh, ftp = tcp_server(banner=SSH92), tcp_server(banner=FTP)
+    proc = run_cli("scan", "--targets", "127.0.0.1", "-p", f"{ssh.port},{ftp.port}", "--profile",
+                   "service-scan", "--store", str(db), "-o", str(small), "-o", str(full))
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot write to {small}: No space left on device" in proc.stderr
+    assert f"cannot write {small}: No space left on device" in proc.stderr  # at the end too
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert "OpenSSH" in proc.stdout  # the summary is still printed
+    lines = jsonl(full)
+    assert lines[-1]["kind"] == "scan" and lines[-1]["status"] == "completed"
+    found = sorted(json.dumps(line, sort_keys=True) for line in lines
+                   if line["kind"] not in ("node", "scan"))
+    stored = sorted(json.dumps(json.loads(d), sort_keys=True)
+                    for (d,) in rows(db, "SELECT data FROM results"))
+    assert stored == found and any('"service"' in s for s in stored)
+
+
+def test_a_store_locked_by_another_pentora_is_a_message_and_loses_nothing(run_cli, tcp_server,
+                                                                          tmp_path):
+    db = tmp_path / "scans.db"
+    ssh = tcp_server(banner=SSH92)
+    first = service_scan(run_cli, db, ssh.port)
+    locker = Locker(db)
+    try:
+        proc = run_cli("scan", "--targets", "127.0.0.1", "-p", str(ssh.port), "--profile",
+                       "service-scan", "--store", str(db), "-q", env={"PENTORA_STORE_WAIT": "1"})
+        listed = run_cli("scans", "list", "--store", str(db))  # reading needs no lock (WAL)
+    finally:
+        locker.release()
+    assert proc.returncode == 0, proc.stderr
+    assert "locked by another pentora" in proc.stderr and "Traceback" not in proc.stderr
+    assert "they are added the next time the store is opened" in proc.stderr
+    assert listed.returncode == 0 and first in listed.stdout
+    shown = run_cli("scans", "list", "--store", str(db), "--format", "json")  # imports the file
+    scans = json.loads(shown.stdout)
+    assert len(scans) == 2 and {s["status"] for s in scans} == {"completed"}
+    assert not list(tmp_path.glob("scans.db.pending-*"))
+    services = []
+    for s in scans:
+        found = json.loads(run_cli("scans", "show", s["id"], "--store", str(db), "--format",
+                                   "json").stdout)["findings"]
+        services.append(sorted((f["kind"], f["port"], f.get("product"), f.get("version"))
+                               for f in found if f["kind"] in ("port", "service")))
+    assert services[0] == services[1]
+    assert ("service", ssh.port, "OpenSSH", "9.2p1") in services[1]
+
+
+def test_a_scan_whose_process_still_runs_is_not_resumed_nor_removed(run_cli, tmp_path):
+    db = tmp_path / "scans.db"
+    conn = connect(db)
+    conn.execute("INSERT INTO scans (id, dag_name, dag, vars, status, started_at, runs, pid, host) "
+                 "VALUES ('busy00000001', 'x', '{}', '{}', 'running', 0, 1, ?, ?)",
+                 (os.getpid(), os.uname().nodename))
+    conn.close()
+    proc = run_cli("scan", "--resume", "busy00000001", "--store", str(db))
+    assert proc.returncode == 1 and f"still running (pid {os.getpid()})" in proc.stderr
+    proc = run_cli("scans", "rm", "busy", "--store", str(db))
+    assert proc.returncode == 1 and "still running" in proc.stderr
+    assert "running" in run_cli("scans", "list", "--store", str(db)).stdout

@@ -1,0 +1,209 @@
+"""Distributed scans for real: a private redis-server (Debian's) on 127.0.0.1, ``pentora
+worker`` processes, ``pentora scan --executor celery``, one worker killed with SIGKILL
+while it runs a shard, and the merged result compared with the same scan on one machine.
+
+The scan is slowed down by the servers, not by the scanner: each listener on 127.0.0.1
+waits a second before it speaks (an SSH banner), so banner grabbing takes a second per
+shard and the kill lands while the worker is inside one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pentora.testing import free_port
+
+from .daemons import PACKAGES, redis
+
+pytest.importorskip("celery", reason="Celery is not installed (pip install 'pentora[celery]')")
+
+BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+DELAY = 1.0          # seconds each listener waits before its banner
+VISIBILITY = "3s"    # a killed worker's shard is back in the queue this soon (plus Celery's restore cycle)
+READY_TIMEOUT = 60.0
+SCAN_TIMEOUT = 240.0
+BASE = [sys.executable, "-m", "pentora"]
+SCAN = ["scan", "-t", "127.0.0.1", "--profile", "service-scan", "--set", "icmp=false", "-q"]
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    if not shutil.which("redis-server") and not Path(PACKAGES["redis-server"]).exists():
+        pytest.skip("redis-server is not installed (.ci/setup installs Debian's redis-server)")
+    with redis() as daemon:
+        yield f"redis://127.0.0.1:{daemon.port}/0"
+
+
+@pytest.fixture
+def broker(redis_url: str) -> str:
+    """The private redis-server, emptied: no shard of an earlier test is left queued."""
+    import redis as redis_client
+
+    redis_client.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+class Worker:
+    def __init__(self, broker: str, name: str, log: Path, *extra: str) -> None:
+        self.name, self.log = name, log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*BASE, "worker", "--broker", broker, "--concurrency", "1", "--visibility-timeout",
+                 VISIBILITY, "--hostname", f"{name}@%h", "--log-level", "INFO", *extra],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait_for("ready.", READY_TIMEOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited ({self.proc.returncode}):\n{self.text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {self.name}: no {needle!r} within {timeout:.0f}s:\n"
+                                     + self.text())
+            time.sleep(0.05)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def workers(broker: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(name: str, *extra: str) -> Worker:
+        started.append(Worker(broker, name, tmp_path / f"{name}.log", *extra))
+        return started[-1]
+
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def slow_ports(tcp_server) -> str:
+    def speak_late(conn: Any) -> None:
+        time.sleep(DELAY)
+        conn.sendall(BANNER)
+        while conn.recv(4096):  # until the grabber hangs up
+            pass
+    return ",".join(str(tcp_server(handler=speak_late).port) for _ in range(12))
+
+
+def findings(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What a scan found, by kind, without what differs from run to run (timings, probe order)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    fields = {"host": ("address", "alive"), "port": ("host", "port", "protocol", "state"),
+              "service": ("host", "port", "service", "product", "version", "cpe"),
+              "asset": ("host", "open_ports", "tags"),
+              "vulnerability": ("host", "port", "id", "severity")}
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for kind, names in fields.items():
+        out[kind] = sorted(tuple(json.dumps(r.get(n)) for n in names) for r in rows if r["kind"] == kind)
+    return out
+
+
+def run_scan(*argv: str, timeout: float = SCAN_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BASE, *argv], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_killed_worker_loses_nothing_and_duplicates_nothing(broker, workers, slow_ports, tmp_path):
+    local_out, dist_out = tmp_path / "local.jsonl", tmp_path / "dist.jsonl"
+    done = run_scan(*SCAN, "-p", slow_ports, "-o", str(local_out))
+    assert done.returncode == 0, done.stderr
+    alone = findings(local_out)
+    assert len(alone["port"]) == 12 and len(alone["service"]) == 12
+    assert {row[2] for row in alone["service"]} == {'"ssh"'}
+
+    victim, survivor = workers("victim"), workers("survivor")
+    scan = subprocess.Popen([*BASE, *SCAN, "-p", slow_ports, "-o", str(dist_out), "--executor", "celery",
+                             "--broker", broker, "--shards", "6", "--visibility-timeout", VISIBILITY,
+                             "--progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        victim.wait_for("Task pentora.run_shard[", 60)  # it has taken a shard…
+        time.sleep(DELAY / 2)                             # …and is inside it
+        victim.kill()
+        out, err = scan.communicate(timeout=SCAN_TIMEOUT)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    assert scan.returncode == 0, err
+    assert "succeeded" not in victim.text(), "the kill came too late to test a lost shard"
+    assert survivor.text().count("succeeded in") >= 6, survivor.text()  # the lost shard ran again
+    merged = findings(dist_out)
+    assert merged == alone
+    for kind, rows in merged.items():
+        assert len(rows) == len(set(rows)), f"{kind} found twice"
+    assert "shard 6/6" in err or "(6/6 done)" in err  # progress counted the shards
+
+
+def test_a_worker_without_a_plugin_rejects_the_shard_naming_it(broker, workers, tmp_path):
+    workers("lacking", "-p", "no:banners")
+    out = tmp_path / "out.jsonl"
+    done = run_scan(*SCAN, "-p", str(free_port()), "-o", str(out), "--executor", "celery",
+                    "--broker", broker, "--shards", "2")
+    assert done.returncode == 3, done.stderr
+    assert "module type 'banner_grabber' (node 'banner_grab') is not installed on this worker" in done.stderr
+    assert "Traceback" not in done.stderr
+    node = [json.loads(x) for x in out.read_text().splitlines() if '"node": "shards"' in x]
+    assert node and node[0]["status"] == "failed" and "rejects shard" in node[0]["error"]
+
+
+def test_a_shard_over_its_timeout_fails_clearly(broker, workers, slow_ports):
+    workers("slowpoke")
+    done = run_scan(*SCAN, "-p", slow_ports, "--executor", "celery", "--broker", broker,
+                    "--shards", "2", "--shard-timeout", "300ms")
+    assert done.returncode == 3, done.stderr
+    assert "global timeout after 300ms" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_broker_is_a_clear_error_not_a_hang(tmp_path):
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    done = run_scan(*SCAN, "-p", "1", "--executor", "celery", "--broker", url, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot reach the Celery broker at {url}" in done.stderr and "Traceback" not in done.stderr
+    done = run_scan("worker", "--broker", url, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot reach the Celery broker at {url}" in done.stderr
+
+
+def test_no_worker_listening_is_a_clear_error(broker):
+    done = run_scan(*SCAN, "-p", "1", "--executor", "celery", "--broker", broker, timeout=60)
+    assert done.returncode == 1
+    assert "no pentora worker answers on the broker" in done.stderr
+
+
+def test_losing_every_worker_ends_the_scan_with_a_clear_error(broker, workers, slow_ports):
+    only = workers("only")
+    scan = subprocess.Popen([*BASE, *SCAN, "-p", slow_ports, "--executor", "celery", "--broker", broker,
+                             "--shards", "2", "--visibility-timeout", VISIBILITY],  # pings 5s apart
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        only.wait_for("Task pentora.run_shard[", 60)
+        only.kill()
+        out, err = scan.communicate(timeout=SCAN_TIMEOUT)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    assert scan.returncode == 3, err
+    assert "have no worker: none answered 3 pings" in err and "Traceback" not in err

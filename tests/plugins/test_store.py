@@ -1,0 +1,321 @@
+"""The scan store plugin in-process: what it writes, when it commits, how it resumes, and
+what it does when another pentora holds the store's lock. Servers on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gevent
+import pentora_plugins.banners
+import pentora_plugins.connect_scan
+import pentora_plugins.core_modules
+import pentora_plugins.fingerprint
+import pentora_plugins.targets
+import pytest
+from pentora_plugins._targetset import TargetSet
+from pentora_plugins.records import Port
+from pentora_plugins.store import StorePlugin
+from pentora_plugins.store._codec import UnstorableError, decode, dumps, encode, loads
+from pentora_plugins.store._db import connect, reading
+from pentora_plugins.store._writer import import_pending
+from voluptuous import Optional
+
+from pentora import Module, NodeContext, Orchestrator, hookimpl
+
+SSH = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+FTP = b"220 (vsFTPd 3.0.3)\r\n"
+
+DAG = """
+name: store-test
+vars: {targets: "127.0.0.1", ports: "1"}
+engine: {fail_fast: false}
+nodes:
+  - {instance_id: targets, module_type: target_parser, config: {targets: "${targets}"}}
+  - {instance_id: ports, module_type: connect_scanner, depends_on: [targets],
+     config: {ports: "${ports}", input: targets}}
+  - {instance_id: banners, module_type: banner_grabber, depends_on: [ports],
+     config: {race_probes: false}}  # no race: the same banners however loaded the machine
+  - {instance_id: services, module_type: fingerprint_parser, depends_on: [banners]}
+"""
+PLUGINS = (pentora_plugins.targets, pentora_plugins.connect_scan, pentora_plugins.banners,
+           pentora_plugins.fingerprint, pentora_plugins.core_modules)
+
+
+def scan(db: Path, ports: str, *extra: Any, dag: str = DAG, **kw: Any) -> Any:
+    orch = Orchestrator(plugins=(*PLUGINS, StorePlugin(db), *extra), autoload=False)
+    orch.load_dag(dag)
+    return orch.execute(vars={"ports": ports}, **kw)
+
+
+def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def findings(db: Path, scan_id: str) -> list[tuple[str, str]]:
+    return [(k, d) for k, d in rows(db, "SELECT kind, data FROM results WHERE scan_id = ?", scan_id)]
+
+
+@pytest.fixture
+def servers(tcp_server):
+    return tcp_server(banner=SSH), tcp_server(banner=FTP)
+
+
+def test_a_scan_is_stored_with_dag_vars_nodes_findings_outputs_and_checkpoints(tmp_path, servers):
+    db = tmp_path / "scans.db"
+    ssh, ftp = servers
+    result = scan(db, f"{ssh.port},{ftp.port}")
+    assert result.ok, result.failures()
+    (row,) = rows(db, "SELECT id, dag_name, status, runs, vars, dag FROM scans")
+    assert row[:4] == (result.scan_id, "store-test", "completed", 1)
+    assert json.loads(row[4])["ports"] == f"{ssh.port},{ftp.port}"
+    assert [n["instance_id"] for n in json.loads(row[5])["nodes"]] == ["targets", "ports", "banners",
+                                                                      "services"]
+    nodes = dict(rows(db, "SELECT node, status FROM nodes"))
+    assert nodes == dict.fromkeys(["targets", "ports", "banners", "services"], "completed")
+    kinds = Counter(k for k, _ in findings(db, result.scan_id))
+    assert kinds["port"] == 2 and kinds["service"] == 2 and kinds["banner"] >= 2
+    services = {json.loads(d)["product"] for k, d in findings(db, result.scan_id) if k == "service"}
+    assert services == {"OpenSSH", "vsftpd"}
+    # every node's outputs come back exactly (the TargetSet of target_parser included)
+    for _node, outputs in rows(db, "SELECT node, outputs FROM nodes"):
+        restored = loads(outputs)
+        for key, value in restored.items():
+            original = result.context.get(key)
+            assert (list(value) if key == "targets" else value) == (
+                list(original) if key == "targets" else original), key
+    checkpoints = sorted(rows(db, "SELECT node, item FROM checkpoints"))
+    assert ("ports", "127.0.0.1") in checkpoints
+    assert {("banners", f"127.0.0.1:{p}") for p in (ssh.port, ftp.port)} <= set(checkpoints)
+    assert {("services", f"127.0.0.1/tcp/{p}") for p in (ssh.port, ftp.port)} <= set(checkpoints)
+
+
+def test_codec_round_trips_pentora_values_and_refuses_others():
+    targets = TargetSet.parse("127.0.0.1-3,127.0.0.9")
+    value = {"t": targets, "tuple": (1, "a"), "set": {3, 4}, "ints": {1: "x"},
+             "ports": [Port(host="127.0.0.1", port=22)]}
+    back = loads(dumps(value))
+    assert [t.address for t in back["t"]] == [t.address for t in targets]
+    assert back["tuple"] == (1, "a") and back["set"] == {3, 4} and back["ints"] == {1: "x"}
+    assert back["ports"] == [Port(host="127.0.0.1", port=22)]
+    with pytest.raises(UnstorableError), socket.socket() as s:
+        encode({"sock": s})
+    with pytest.raises(UnstorableError, match="outside pentora"):
+        decode({"$obj": "os:system", "state": {}})
+
+
+class EmitThenLook(Module):
+    """Emits a finding, then watches the store (another connection) until it is there."""
+
+    module_type = "emit_then_look"
+    produces = ("seen",)
+    config_schema = {Optional("db", default=""): str}
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        ctx.emit({"kind": "note", "text": "committed before the node ends"})
+        seen = []
+        for _ in range(100):  # up to 10 s: the commit is due within 0.1 s
+            gevent.sleep(0.1)
+            seen = rows(Path(config["db"]), "SELECT n.status FROM results r JOIN nodes n ON "
+                        "n.scan_id = r.scan_id AND n.node = r.node WHERE r.kind = 'note'")
+            if seen:
+                break
+        ctx.set("seen", [s for (s,) in seen])
+
+
+def test_findings_are_committed_while_the_node_still_runs(tmp_path):
+    db = tmp_path / "scans.db"
+    orch = Orchestrator(plugins=(pentora_plugins.core_modules, Modules(EmitThenLook),
+                                 StorePlugin(db)), autoload=False)
+    orch.load_dag(f"nodes: [{{instance_id: a, module_type: emit_then_look, config: {{db: '{db}'}}}}]")
+    result = orch.execute()
+    assert result.context.get("seen") == ["running"]
+
+
+class Modules:
+    def __init__(self, *modules: type[Module]) -> None:
+        self.modules = modules
+
+    @hookimpl
+    def pentora_register_modules(self, registry: Any) -> None:
+        for m in self.modules:
+            registry.register(m)
+
+
+def test_resume_restores_completed_nodes_and_continues_a_partial_one_per_target(tmp_path, servers):
+    db = tmp_path / "scans.db"
+    ssh, ftp = servers
+    first = scan(db, f"{ssh.port},{ftp.port}")
+    before = sorted(findings(db, first.scan_id))
+    sid = first.scan_id
+    for run in (2, 3):  # killed, resumed; then the resumed run killed at the same place
+        # What a SIGKILL in the middle of banner grabbing leaves: ports done, one banner done.
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE scans SET status = 'running', pid = NULL WHERE id = ?", (sid,))
+            conn.execute("UPDATE nodes SET status = 'running', outputs = NULL WHERE node = 'banners'")
+            conn.execute("UPDATE nodes SET status = 'pending', outputs = NULL WHERE node = 'services'")
+            conn.execute("DELETE FROM checkpoints WHERE node IN ('services') OR (node = 'banners' "
+                         "AND item = ?)", (f"127.0.0.1:{ftp.port}",))
+        seen = (ssh.connections, ftp.connections)
+        again = scan(db, f"{ssh.port},{ftp.port}", scan_id=sid, options={"resume": True})
+        assert again.ok, again.failures()
+        for node in ("targets", "ports"):
+            assert again.nodes[node].reason == "restored from an earlier run"
+        assert again.nodes["banners"].reason is None and again.nodes["services"].reason is None
+        assert ssh.connections == seen[0]  # neither port-scanned nor grabbed again: checkpointed
+        assert ftp.connections > seen[1]   # its banner was not checkpointed: grabbed again
+        assert sorted(findings(db, sid)) == before  # same findings, each once
+        assert rows(db, "SELECT runs, status FROM scans") == [(run, "completed")]
+        assert {p.port for p in again.context.get("open_ports")} == {ssh.port, ftp.port}
+        assert len(again.context.get("service_fingerprints")) == 2
+
+
+class Locker:
+    """Another process holding the store's write lock until ``release()``."""
+
+    def __init__(self, db: Path) -> None:
+        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline(); "
+                "c.execute('COMMIT')")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "locked\n"
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+            self.proc.wait(10)
+
+
+class Burst(Module):
+    """Emits ``count`` findings, then (``release``) lets the other process go."""
+
+    module_type = "burst"
+    produces = ("burst",)
+    config_schema = {Optional("count", default=50): int, Optional("release", default=False): bool,
+                     Optional("hold", default=0.0): float}
+    locker: ClassVar[Locker | None] = None
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        for i in range(config["count"]):
+            ctx.emit({"kind": "note", "n": i})
+        gevent.sleep(config["hold"])  # > a commit's 1 s wait for the lock: some find it locked
+        if config["release"] and Burst.locker is not None:
+            Burst.locker.release()
+        ctx.set("burst", config["count"])
+
+
+def _burst_scan(db: Path, release: bool, hold: float = 0.0) -> Any:
+    orch = Orchestrator(plugins=(Modules(Burst), StorePlugin(db)), autoload=False)
+    orch.load_dag("nodes: [{instance_id: a, module_type: burst, config: "
+                  f"{{release: {release}, hold: {hold}}}}}]")
+    return orch.execute()
+
+
+def test_a_store_locked_by_another_pentora_is_waited_for_and_loses_nothing(tmp_path, log_messages):
+    db = tmp_path / "scans.db"
+    connect(db).close()
+    Burst.locker = Locker(db)
+    try:
+        result = _burst_scan(db, release=True, hold=2.5)
+    finally:
+        Burst.locker.release()
+    assert result.ok
+    assert len(rows(db, "SELECT * FROM results WHERE kind = 'note'")) == 50
+    assert any("locked by another pentora" in m for m in log_messages), log_messages
+    assert not any("Traceback" in m for m in log_messages)
+
+
+def test_a_store_locked_past_the_wait_leaves_a_pending_file_imported_later(tmp_path, log_messages,
+                                                                           monkeypatch):
+    db = tmp_path / "scans.db"
+    connect(db).close()
+    monkeypatch.setenv("PENTORA_STORE_WAIT", "0.3")
+    locker = Locker(db)
+    try:
+        result = _burst_scan(db, release=False, hold=1.5)
+    finally:
+        locker.release()
+    pending = list(tmp_path.glob("scans.db.pending-*.jsonl"))
+    assert len(pending) == 1
+    assert any(str(pending[0]) in m and "next time the store is opened" in m for m in log_messages)
+    assert rows(db, "SELECT count(*) FROM results") == [(0,)]
+    with reading(db) as conn:
+        assert import_pending(conn, db) > 50
+    assert rows(db, "SELECT status FROM scans WHERE id = ?", result.scan_id) == [("completed",)]
+    assert len(rows(db, "SELECT * FROM results WHERE kind = 'note'")) == 50
+    assert not pending[0].exists()
+
+
+def test_retention_keeps_the_newest_scans(tmp_path, monkeypatch):
+    db = tmp_path / "scans.db"
+    monkeypatch.setenv("PENTORA_STORE_KEEP", "2")
+    ids = [_burst_scan(db, release=False).scan_id for _ in range(3)]
+    assert sorted(r[0] for r in rows(db, "SELECT id FROM scans")) == sorted(ids[1:])
+    assert {r[0] for r in rows(db, "SELECT DISTINCT scan_id FROM results")} == set(ids[1:])
+
+
+def test_an_unwritable_store_is_a_warning_and_the_scan_goes_on(tmp_path, log_messages):
+    bad = tmp_path / "not-a-db"
+    bad.write_text("this is not SQLite " * 100)
+    result = _burst_scan(bad, release=False)
+    assert result.ok
+    assert any(str(bad) in m and "not stored" in m for m in log_messages), log_messages
+
+
+def test_diff_compares_hosts_ports_services_and_findings():
+    from pentora_plugins.store._diff import diff, render
+
+    def f(kind: str, **fields: Any) -> dict[str, Any]:
+        return {"kind": kind, "host": "127.0.0.1", **fields}
+
+    old = [{"kind": "host", "address": "127.0.0.1"}, f("port", port=22, protocol="tcp"),
+           f("service", port=22, protocol="tcp", service="ssh", product="OpenSSH", version="9.2p1"),
+           f("vulnerability", port=22, id="CVE-2023-1", severity="high"),
+           f("webtech", port=80, name="nginx", version="1.22.1"), f("banner", port=22, data="x")]
+    new = [{"kind": "host", "address": "127.0.0.1"}, f("port", port=80, protocol="tcp"),
+           f("service", port=22, protocol="tcp", service="ssh", product="OpenSSH", version="9.3p1"),
+           f("vulnerability", port=22, id="CVE-2023-1", severity="critical"),
+           f("webtech", port=80, name="nginx", version="1.25.0"), f("banner", port=22, data="y")]
+    changes = diff(old, new)
+    assert changes["hosts"] == {"added": [], "removed": [], "changed": []}
+    assert changes["ports"]["added"] == [["127.0.0.1", "80/tcp", "open"]]
+    assert changes["ports"]["removed"] == [["127.0.0.1", "22/tcp", "open"]]
+    text = render(changes, "a", "b").splitlines()
+    assert "  ~ 22/tcp service ssh OpenSSH 9.2p1 -> ssh OpenSSH 9.3p1" in text
+    assert "  ~ 22/tcp vulnerability CVE-2023-1 high -> critical" in text
+    assert "  ~ 80/tcp webtech nginx 1.22.1 -> 1.25.0" in text
+    assert not [line for line in text if "banner" in line]  # banners restate ports: left out
+
+
+def test_a_resumed_connect_scan_skips_the_hosts_it_had_finished(tmp_path, servers):
+    db = tmp_path / "scans.db"
+    ssh, ftp = servers
+    dag = DAG.replace('vars: {targets: "127.0.0.1"', 'vars: {targets: "127.0.0.1,127.0.0.2"')
+    first = scan(db, f"{ssh.port},{ftp.port}", dag=dag)
+    assert {("ports", "127.0.0.1"), ("ports", "127.0.0.2")} <= set(
+        rows(db, "SELECT node, item FROM checkpoints"))
+    with sqlite3.connect(db) as conn:  # killed while 127.0.0.2 was being port-scanned
+        conn.execute("UPDATE nodes SET status = 'running', outputs = NULL WHERE node = 'ports'")
+        conn.execute("UPDATE nodes SET status = 'pending', outputs = NULL "
+                     "WHERE node IN ('banners', 'services')")
+        conn.execute("DELETE FROM checkpoints WHERE item = '127.0.0.2'")
+    seen = (ssh.connections, ftp.connections)
+    before = sorted(findings(db, first.scan_id))
+    again = scan(db, f"{ssh.port},{ftp.port}", dag=dag, scan_id=first.scan_id,
+                 options={"resume": True})
+    assert again.ok, again.failures()
+    assert (ssh.connections, ftp.connections) == seen  # 127.0.0.1: not scanned nor grabbed again
+    assert [(p.host, p.port) for p in again.context.get("open_ports")] == sorted(
+        ("127.0.0.1", p) for p in (ssh.port, ftp.port))
+    assert sorted(findings(db, first.scan_id)) == before  # each finding once
+    assert len(again.context.get("service_fingerprints")) == 2
