@@ -6,24 +6,19 @@ Exit codes: 0 success, 1 invalid input, 2 usage error, 3 the run finished with f
 
 from __future__ import annotations
 
+import argparse
+import sys
+from typing import Any
+
 from gevent import monkey
+from loguru import logger
 
-# Modules block on sockets, DNS and sleeps: make the standard library cooperative
-# before anything else imports it.
-monkey.patch_all()
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from typing import Any  # noqa: E402
-
-from loguru import logger  # noqa: E402
-
-from .. import __version__  # noqa: E402
-from .._logging import configure  # noqa: E402
-from ..errors import PentoraError, ValidationError  # noqa: E402
-from ..plugins import get_plugin_manager  # noqa: E402
-from . import dag_cmds, info_cmds, scan_cmd  # noqa: E402
-from .common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options  # noqa: E402
+from .. import __version__
+from .._logging import configure
+from ..errors import PentoraError, ValidationError
+from ..plugins import get_plugin_manager
+from . import dag_cmds, info_cmds, scan_cmd
+from .common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +59,11 @@ def _command_plugins(argv: list[str]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Modules block on sockets, DNS, sleeps and threads: make the standard library
+    # cooperative before any plugin is imported. Done here, when pentora is the program,
+    # not when this module is imported: a process that only builds the parser (a test,
+    # a tool) must not have its threading patched under it.
+    monkey.patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_plugins(argv))
     args = parser.parse_args(argv)
