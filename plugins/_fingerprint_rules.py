@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -204,16 +204,23 @@ def normalise_sources(value: object) -> list[str]:
 def load_catalog(sources: str | Iterable[str] = (BUILTIN,)) -> Catalog:
     """The rules of ``sources`` in order; a rule whose ``id`` was already defined by an
     earlier source replaces it (``enabled: false`` removes it). Cached per file version."""
+    return _load(stamp_sources(sources, builtin_path(), "rule catalog"))
+
+
+def stamp_sources(sources: str | Iterable[str], builtin: Path, what: str
+                  ) -> tuple[tuple[str, int, int], ...]:
+    """(source, mtime, size) of each catalog source: the cache key of a loaded catalog, so
+    an edited file is read again. ``what`` names the catalog in the error."""
     stamped = []
     for source in normalise_sources(sources if isinstance(sources, str) else list(sources)):
-        path = builtin_path() if source == BUILTIN else Path(source)
+        path = builtin if source == BUILTIN else Path(source)
         try:
             st = path.stat()
         except OSError as e:
-            raise CatalogError(f"rule catalog {source}: cannot read it ({e.strerror or e}); "
-                               f"catalog takes 'builtin' or the path of a YAML rule file") from e
+            raise CatalogError(f"{what} {source}: cannot read it ({e.strerror or e}); "
+                               f"catalog takes 'builtin' or the path of a YAML file") from e
         stamped.append((source, st.st_mtime_ns, st.st_size))
-    return _load(tuple(stamped))
+    return tuple(stamped)
 
 
 @functools.lru_cache(maxsize=16)
@@ -410,3 +417,21 @@ def _nested(items: list[Any], outer: int) -> str | None:
             if problem:
                 return problem
     return None
+
+
+def catalog_option(load: Callable[[list[str]], Any],
+                   normalise: Callable[[object], list[str]] = normalise_sources,
+                   errors: type[Exception] | tuple[type[Exception], ...] = CatalogError
+                   ) -> Callable[[object], list[str]]:
+    """A config validator for a ``catalog`` option (``builtin | PATH | [list]``): the
+    sources are loaded (and so checked) when the DAG is validated, not when it runs."""
+    def validate(value: object) -> list[str]:
+        try:
+            sources = normalise(value)
+            load(sources)
+        except errors as e:
+            raise vol.Invalid(str(e)) from e
+        return sources
+
+    validate.__name__ = "builtin | PATH | [builtin/PATH, ...]"
+    return validate

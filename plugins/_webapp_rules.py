@@ -29,8 +29,8 @@ from ._fingerprint_rules import (
     CPE23,
     CatalogError,
     Template,
-    normalise_sources,
     regex_risk,
+    stamp_sources,
 )
 
 KINDS = ("header", "cookie", "html", "meta", "title", "script")
@@ -136,16 +136,7 @@ def builtin_path() -> Path:
 def load_web_catalog(sources: str | Iterable[str] = (BUILTIN,)) -> WebCatalog:
     """The technologies of ``sources`` in order; a later file's technology with an
     ``id`` already defined replaces it (``enabled: false`` removes it)."""
-    stamped = []
-    for source in normalise_sources(sources if isinstance(sources, str) else list(sources)):
-        path = builtin_path() if source == BUILTIN else Path(source)
-        try:
-            st = path.stat()
-        except OSError as e:
-            raise CatalogError(f"web technology catalog {source}: cannot read it "
-                               f"({e.strerror or e}); catalog takes 'builtin' or a YAML file") from e
-        stamped.append((source, st.st_mtime_ns, st.st_size))
-    return _load(tuple(stamped))
+    return _load(stamp_sources(sources, builtin_path(), "web technology catalog"))
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gevent
-import voluptuous as vol
 from voluptuous import Optional
 
 from pentora import Module, ModuleError, NodeContext, hookimpl
@@ -39,9 +38,9 @@ from ._fingerprint_rules import (
     CatalogError,
     Rule,
     load_catalog,
-    normalise_sources,
     render_cpe,
 )
+from ._fingerprint_rules import catalog_option as shared_catalog_option
 from ._inputs import publish
 from .records import Banner, ServiceFingerprint, address_key
 
@@ -236,17 +235,7 @@ def _os_hint(rule: Rule, m: Any) -> dict[str, str] | None:
 # -- the module -----------------------------------------------------------------------------
 
 
-def catalog_option(value: object) -> list[str]:
-    """Config validator: the catalog sources, loaded and checked now."""
-    try:
-        sources = normalise_sources(value)
-        load_catalog(sources)
-    except CatalogError as e:
-        raise vol.Invalid(str(e)) from e
-    return sources
-
-
-catalog_option.__name__ = "builtin | PATH | [builtin/PATH, ...]"
+catalog_option = shared_catalog_option(load_catalog)
 
 
 class FingerprintParser(Module):

@@ -28,7 +28,8 @@ from voluptuous import Optional
 from pentora import Module, ModuleError, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Fraction, Nullable, PositiveInt, Size
 
-from ._fingerprint_rules import BUILTIN, CatalogError, cpe_escape, normalise_sources
+from ._fingerprint_rules import BUILTIN, CatalogError, cpe_escape
+from ._fingerprint_rules import catalog_option as shared_catalog_option
 from ._http import Endpoint, follow
 from ._inputs import publish
 from ._webapp_rules import Matcher, Technology, WebCatalog, load_web_catalog
@@ -175,17 +176,7 @@ def _add_implied(catalog: WebCatalog, r: HttpResponse, found: dict[str, WebTechn
 # -- the module -----------------------------------------------------------------------------
 
 
-def catalog_option(value: object) -> list[str]:
-    """Config validator: the catalog sources, loaded and checked now."""
-    try:
-        sources = normalise_sources(value)
-        load_web_catalog(sources)
-    except CatalogError as e:
-        raise vol.Invalid(str(e)) from e
-    return sources
-
-
-catalog_option.__name__ = "builtin | PATH | [builtin/PATH, ...]"
+catalog_option = shared_catalog_option(load_web_catalog)
 @dataclass(frozen=True)
 class PathFetch:
     headers: dict[str, str]

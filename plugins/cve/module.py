@@ -31,6 +31,7 @@ from pentora.schema import Fraction
 
 from .._findings import add_vulnerabilities, severity_of
 from .._fingerprint_rules import CatalogError as RulesError
+from .._fingerprint_rules import catalog_option as shared_catalog_option
 from .._fingerprint_rules import load_catalog as load_rules
 from ..assets import _get
 from ..records import Vulnerability
@@ -174,17 +175,7 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
 # -- the module -----------------------------------------------------------------------------
 
 
-def catalog_option(value: object) -> list[str]:
-    """Config validator: the catalog sources, loaded and checked now."""
-    try:
-        sources = normalise_sources(value)
-        load_catalog(sources)
-    except CatalogError as e:
-        raise vol.Invalid(str(e)) from e
-    return sources
-
-
-catalog_option.__name__ = "builtin | PATH | [builtin/PATH, ...]"
+catalog_option = shared_catalog_option(load_catalog, normalise_sources, CatalogError)
 
 
 def score_option(value: object) -> float:
