@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -131,7 +131,8 @@ class Catalog:
 # -- the rule schema ----------------------------------------------------------------------
 
 
-def _text(value: object) -> str:
+def nonempty(value: object) -> str:
+    """Schema validator: a non-empty string."""
     if not isinstance(value, str) or not value.strip():
         raise vol.Invalid(f"expected a non-empty string, got {value!r}")
     return value
@@ -157,31 +158,30 @@ def _probes(value: object) -> frozenset[str]:
 def _os(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise vol.Invalid(f"expected a mapping of {', '.join(OS_KEYS)}, got {value!r}")
-    for key, text in value.items():
+    for key, item in value.items():
         if key not in OS_KEYS:
             raise vol.Invalid(f"unknown key '{key}' (known: {', '.join(OS_KEYS)})")
-        _text(text)
+        nonempty(item)
     return value  # type: ignore[return-value]
 
 
 RULE_SCHEMA = vol.Schema({
-    vol.Required("id"): vol.All(_text, vol.Match(_ID, msg="expected lowercase letters, digits, "
+    vol.Required("id"): vol.All(nonempty, vol.Match(_ID, msg="expected lowercase letters, digits, "
                                                           "'.', '_' or '-'")),
-    vol.Required("service"): _text,
-    vol.Optional("product", default=None): Nullable(_text),
-    vol.Optional("vendor", default=None): Nullable(_text),
-    vol.Required("match"): _text,
+    vol.Required("service"): nonempty,
+    vol.Optional("product", default=None): Nullable(nonempty),
+    vol.Optional("vendor", default=None): Nullable(nonempty),
+    vol.Required("match"): nonempty,
     vol.Optional("flags", default=""): _flags,
     vol.Optional("probe", default=None): Nullable(_probes),
-    vol.Optional("version", default=None): Nullable(_text),
-    vol.Optional("cpe", default=None): Nullable(_text),
+    vol.Optional("version", default=None): Nullable(nonempty),
+    vol.Optional("cpe", default=None): Nullable(nonempty),
     vol.Optional("confidence", default=0.8): Fraction(),
     vol.Optional("os", default=None): Nullable(_os),
-    vol.Optional("info", default=None): Nullable(_text),
+    vol.Optional("info", default=None): Nullable(nonempty),
     vol.Optional("enabled", default=True): bool,
-    vol.Optional("description", default=None): Nullable(_text),
+    vol.Optional("description", default=None): Nullable(nonempty),
 })
-FIELDS = sorted(str(k) for k in RULE_SCHEMA.schema)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -237,12 +237,7 @@ def _load(stamped: tuple[tuple[str, int, int], ...]) -> Catalog:
 def _load_file(source: str, rank: int) -> list[tuple[Rule, bool]]:
     path = builtin_path() if source == BUILTIN else Path(source)
     name = f"builtin catalog {path}" if source == BUILTIN else str(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CatalogError(f"{name}: cannot read it ({e.strerror or e})") from e
-    except yaml.YAMLError as e:
-        raise CatalogError(f"{name}: not valid YAML: {e}") from e
+    doc = read_yaml(path, name)
     rules = doc.get("rules") if isinstance(doc, dict) else doc
     if isinstance(doc, dict) and set(doc) - {"rules"}:
         extra = ", ".join(sorted(map(str, set(doc) - {"rules"})))
@@ -250,30 +245,52 @@ def _load_file(source: str, rank: int) -> list[tuple[Rule, bool]]:
     if not isinstance(rules, list):
         raise CatalogError(f"{name}: expected 'rules:' with a list of rules, got "
                            f"{type(rules).__name__}")
-    out: list[tuple[Rule, bool]] = []
+    return [(_compile(fields, where, source, rank), fields["enabled"])
+            for where, fields in validated(rules, "rule", RULE_SCHEMA, name)]
+
+
+def read_yaml(path: Path, name: str) -> Any:
+    """A catalog file's YAML document; unreadable or invalid, a CatalogError naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CatalogError(f"{name}: cannot read it ({e.strerror or e})") from e
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{name}: not valid YAML: {e}") from e
+
+
+def validated(items: list[Any], noun: str, schema: vol.Schema, name: str
+              ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, fields) of each entry of a catalog file, checked against ``schema``, its
+    ``id`` unique in the file; ``where`` names the file and the entry for later errors."""
     seen: set[str] = set()
-    for i, raw in enumerate(rules, 1):
-        rule_name = f"rule #{i}"
+    for i, raw in enumerate(items, 1):
+        label = f"{noun} #{i}"
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-            rule_name = f"rule '{raw['id']}' (#{i})"
-        where = f"{name}: {rule_name}"
+            label = f"{noun} '{raw['id']}' (#{i})"
+        where = f"{name}: {label}"
         if not isinstance(raw, dict):
             raise CatalogError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
-        try:
-            fields = RULE_SCHEMA(raw)
-        except vol.MultipleInvalid as e:
-            raise CatalogError(f"{where}: " + "; ".join(_describe(err) for err in e.errors)) from e
+        fields = check(schema, raw, where)
         if fields["id"] in seen:
             raise CatalogError(f"{where}: field 'id': duplicate id '{fields['id']}' in this file")
         seen.add(fields["id"])
-        out.append((_compile(fields, where, source, rank), fields["enabled"]))
-    return out
+        yield where, fields
 
 
-def _describe(err: vol.Invalid) -> str:
+def check(schema: vol.Schema, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` through ``schema``; every problem in one CatalogError, field by field."""
+    try:
+        return schema(raw)  # type: ignore[no-any-return]
+    except vol.MultipleInvalid as e:
+        raise CatalogError(f"{where}: " + "; ".join(describe(err, schema.schema)
+                                                    for err in e.errors)) from e
+
+
+def describe(err: vol.Invalid, fields: Iterable[Any]) -> str:
     key = str(err.path[0]) if err.path else "?"
     if err.error_message == "extra keys not allowed":
-        return f"unknown field '{key}' (known fields: {', '.join(FIELDS)})"
+        return f"unknown field '{key}' (known fields: {', '.join(sorted(map(str, fields)))})"
     if err.error_message == "required key not provided":
         return f"missing required field '{key}'"
     return f"field '{key}': {err.error_message}"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
-import yaml
 
 from pentora.schema import Fraction, Nullable
 
@@ -29,8 +28,12 @@ from ._fingerprint_rules import (
     CPE23,
     CatalogError,
     Template,
+    check,
+    nonempty,
+    read_yaml,
     regex_risk,
     stamp_sources,
+    validated,
 )
 
 KINDS = ("header", "cookie", "html", "meta", "title", "script")
@@ -83,12 +86,6 @@ class WebCatalog:
 # -- schema ---------------------------------------------------------------------------------
 
 
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise vol.Invalid(f"expected a non-empty string, got {value!r}")
-    return value
-
-
 def _path(value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
         raise vol.Invalid(f"expected a path starting with '/' and without spaces, got {value!r}")
@@ -96,34 +93,25 @@ def _path(value: object) -> str:
 
 
 MATCHER_SCHEMA = vol.Schema({
-    **{vol.Optional(k): _text for k in KINDS},
-    vol.Optional("pattern"): _text,
+    **{vol.Optional(k): nonempty for k in KINDS},
+    vol.Optional("pattern"): nonempty,
     vol.Optional("path"): _path,
     vol.Optional("status"): vol.All(int, vol.Range(min=100, max=599)),
     vol.Optional("confidence"): Fraction(),
-    vol.Optional("version"): _text,
+    vol.Optional("version"): nonempty,
 })
 TECH_SCHEMA = vol.Schema({
-    vol.Required("id"): vol.All(_text, vol.Match(_ID, msg="expected lowercase letters, digits, "
+    vol.Required("id"): vol.All(nonempty, vol.Match(_ID, msg="expected lowercase letters, digits, "
                                                           "'.', '_', '+' or '-'")),
-    vol.Required("name"): _text,
-    vol.Required("categories"): vol.All([_text], vol.Length(min=1)),
-    vol.Optional("cpe", default=None): Nullable(_text),
-    vol.Optional("implies", default=[]): [_text],
+    vol.Required("name"): nonempty,
+    vol.Required("categories"): vol.All([nonempty], vol.Length(min=1)),
+    vol.Optional("cpe", default=None): Nullable(nonempty),
+    vol.Optional("implies", default=[]): [nonempty],
     vol.Optional("confidence", default=0.9): Fraction(),
     vol.Required("match"): vol.All(list, vol.Length(min=1, msg="expected at least one matcher")),
     vol.Optional("enabled", default=True): bool,
-    vol.Optional("description", default=None): Nullable(_text),
+    vol.Optional("description", default=None): Nullable(nonempty),
 })
-
-
-def _describe(err: vol.Invalid, fields: Iterable[Any]) -> str:
-    key = str(err.path[0]) if err.path else "?"
-    if err.error_message == "extra keys not allowed":
-        return f"unknown field '{key}' (known fields: {', '.join(sorted(map(str, fields)))})"
-    if err.error_message == "required key not provided":
-        return f"missing required field '{key}'"
-    return f"field '{key}': {err.error_message}"
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -153,32 +141,12 @@ def _load(stamped: tuple[tuple[str, int, int], ...]) -> WebCatalog:
 def _load_file(source: str) -> list[tuple[Technology, bool]]:
     path = builtin_path() if source == BUILTIN else Path(source)
     name = f"builtin web catalog {path}" if source == BUILTIN else str(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CatalogError(f"{name}: cannot read it ({e.strerror or e})") from e
-    except yaml.YAMLError as e:
-        raise CatalogError(f"{name}: not valid YAML: {e}") from e
+    doc = read_yaml(path, name)
     if not isinstance(doc, dict) or set(doc) != {"technologies"} or not isinstance(
             doc["technologies"], list):
         raise CatalogError(f"{name}: expected one top-level field 'technologies:' holding a list")
-    out: list[tuple[Technology, bool]] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(doc["technologies"], 1):
-        label = f"technology '{raw['id']}' (#{i})" if isinstance(raw, dict) and isinstance(
-            raw.get("id"), str) else f"technology #{i}"
-        where = f"{name}: {label}"
-        if not isinstance(raw, dict):
-            raise CatalogError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
-        try:
-            fields = TECH_SCHEMA(raw)
-        except vol.MultipleInvalid as e:
-            raise CatalogError(f"{where}: " + "; ".join(_describe(x, TECH_SCHEMA.schema)
-                                                        for x in e.errors)) from e
-        if fields["id"] in seen:
-            raise CatalogError(f"{where}: field 'id': duplicate id '{fields['id']}' in this file")
-        seen.add(fields["id"])
-        out.append((_technology(fields, where), fields["enabled"]))
+    out = [(_technology(fields, where), fields["enabled"])
+           for where, fields in validated(doc["technologies"], "technology", TECH_SCHEMA, name)]
     _check_implies([t for t, _ in out], name)
     return out
 
@@ -210,11 +178,7 @@ def _matcher(raw: object, where: str, confidence: float) -> Matcher:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: expected a mapping such as {{header: server, pattern: '...'}}, "
                            f"got {raw!r}")
-    try:
-        m = MATCHER_SCHEMA(raw)
-    except vol.MultipleInvalid as e:
-        raise CatalogError(f"{where}: " + "; ".join(_describe(x, MATCHER_SCHEMA.schema)
-                                                    for x in e.errors)) from e
+    m = check(MATCHER_SCHEMA, raw, where)
     kinds = [k for k in KINDS if k in m]
     if len(kinds) != 1:
         raise CatalogError(f"{where}: needs exactly one of {', '.join(KINDS)}, got "
