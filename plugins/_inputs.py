@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
+import gevent.pool
 import voluptuous as vol
 
 from pentora import NodeContext
 
+from ._connect_engine import fd_budget
 from .records import Host, Target, sorted_records
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 HOST_SOURCES = ("discovered_hosts", "targets")
 
@@ -71,3 +76,19 @@ def hostnames(ctx: NodeContext) -> dict[str, str]:
         if address and name:
             out[address] = name
     return out
+
+
+def per_item(ctx: NodeContext, fn: Callable[[T], R], items: Sequence[T],
+             concurrency: int | None) -> Iterator[R]:
+    """``fn`` over ``items`` as results come, with progress reported: on the node's pool
+    (``max_parallel_targets``), or on a pool of ``concurrency`` greenlets, capped by the
+    file descriptors this process may open, which ends with the loop."""
+    own = gevent.pool.Pool(fd_budget(concurrency)) if concurrency is not None else None
+    pool = own if own is not None else ctx.pool
+    try:
+        for done, result in enumerate(pool.imap_unordered(fn, items), 1):
+            yield result
+            ctx.progress(done, len(items))
+    finally:
+        if own is not None:
+            own.kill()

@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import gevent.pool
 import voluptuous as vol
 from voluptuous import Optional
 
@@ -37,9 +36,8 @@ from pentora import Module, ModuleError, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Nullable, PositiveInt, StrList
 
 from ._grab import GrabOptions, PortGrab
-from ._inputs import hostnames, publish
+from ._inputs import hostnames, per_item, publish
 from ._probes import BUILTIN, CatalogError, load_catalog
-from .connect_scan import fd_budget
 from .records import Banner, Port
 
 
@@ -113,17 +111,10 @@ class BannerGrabber(Module):
             ctx.checkpoint(_item(host, port), found)
             return found
 
-        own = config["concurrency"] is not None
-        pool = gevent.pool.Pool(fd_budget(config["concurrency"])) if own else ctx.pool
         banners: list[Banner] = ctx.restored_records()
         restored = len(banners)
-        try:
-            for done, found in enumerate(pool.imap_unordered(grab, items), 1):
-                banners += found
-                ctx.progress(done, len(items))
-        finally:
-            if own:
-                pool.kill()
+        for found in per_item(ctx, grab, items, config["concurrency"]):
+            banners += found
         silent = len(items) - len({(b.host, b.port) for b in banners[restored:]})
         ctx.log.info(f"banner_grabber: {len(banners)} banners from {len(items)} ports "
                      f"({silent} said nothing)")

@@ -26,6 +26,7 @@ from pentora import Module, NodeContext, hookimpl
 from pentora.schema import Duration
 
 from ._findings import add_vulnerabilities, severity_of
+from ._inputs import per_item
 from .records import ServiceFingerprint, Vulnerability
 
 SOURCE = "check:ssh"
@@ -124,10 +125,7 @@ class SshChecks(Module):
                 return []
             return list(findings(host, port, algorithms))
 
-        found: list[Vulnerability] = []
-        for done, part in enumerate(ctx.imap_unordered(check, targets), 1):
-            found += part
-            ctx.progress(done, len(targets))
+        found = [v for part in per_item(ctx, check, targets, None) for v in part]
         ctx.log.info(f"ssh_checks: {len(found)} findings on {len(targets)} SSH ports")
         add_vulnerabilities(ctx, found)
 

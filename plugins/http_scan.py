@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-import gevent.pool
 import voluptuous as vol
 from voluptuous import Optional
 
@@ -40,8 +39,7 @@ from ._http_facts import (
     security_headers,
     title_of,
 )
-from ._inputs import hostnames, publish
-from .connect_scan import fd_budget
+from ._inputs import hostnames, per_item, publish
 from .portspec import port_spec_validator
 from .records import HttpResponse, Port, ServiceFingerprint
 
@@ -303,16 +301,7 @@ class HttpScanner(Module):
             ctx.emit(record)
             return record
 
-        own = config["concurrency"] is not None
-        pool = gevent.pool.Pool(fd_budget(config["concurrency"])) if own else ctx.pool
-        found: list[HttpResponse] = []
-        try:
-            for done, record in enumerate(pool.imap_unordered(one, items), 1):
-                found.append(record)
-                ctx.progress(done, len(items))
-        finally:
-            if own:
-                pool.kill()
+        found = list(per_item(ctx, one, items, config["concurrency"]))
         ctx.log.info(f"http_scanner: {sum(r.status is not None for r in found)} of {len(items)} "
                      f"port(s) answered HTTP")
         publish(ctx, "http_responses", found)

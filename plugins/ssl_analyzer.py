@@ -31,7 +31,7 @@ from voluptuous import Optional
 from pentora import Module, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Nullable, Str
 
-from ._inputs import hostnames, publish
+from ._inputs import hostnames, per_item, publish
 from ._tlscert import analyze_chain
 from ._tlsciphers import PROTOCOLS, Probe, candidates
 from ._tlsinfo import client_context
@@ -79,11 +79,7 @@ class SslAnalyzer(Module):
                 ctx.emit(report)
             return report
 
-        found: list[TlsReport] = []
-        for done, report in enumerate(ctx.imap_unordered(analyze, items), 1):
-            if report is not None:
-                found.append(report)
-            ctx.progress(done, len(items))
+        found = [r for r in per_item(ctx, analyze, items, None) if r is not None]
         ctx.log.info(f"ssl_analyzer: {len(found)} TLS ports of {len(items)} analysed")
         publish(ctx, "tls_results", found)
 

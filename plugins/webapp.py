@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import gevent.pool
 import voluptuous as vol
 from voluptuous import Optional
 
@@ -31,9 +30,8 @@ from pentora.schema import Bool, Duration, Fraction, Nullable, PositiveInt, Size
 from ._fingerprint_rules import BUILTIN, CatalogError, cpe_escape
 from ._fingerprint_rules import catalog_option as shared_catalog_option
 from ._http import Endpoint, follow
-from ._inputs import publish
+from ._inputs import per_item, publish
 from ._webapp_rules import Matcher, Technology, WebCatalog, load_web_catalog
-from .connect_scan import fd_budget
 from .http_scan import as_response, fill_from, header_option
 from .records import HttpResponse, WebTechnology
 
@@ -239,16 +237,9 @@ class WebappFingerprinter(Module):
                 ctx.emit(t)
             return techs
 
-        own = config["concurrency"] is not None
-        pool = gevent.pool.Pool(fd_budget(config["concurrency"])) if own else ctx.pool
         found: list[WebTechnology] = []
-        try:
-            for done, techs in enumerate(pool.imap_unordered(one, responses), 1):
-                found += techs
-                ctx.progress(done, len(responses))
-        finally:
-            if own:
-                pool.kill()
+        for techs in per_item(ctx, one, responses, config["concurrency"]):
+            found += techs
         publish(ctx, "web_technologies", found)
 
 
