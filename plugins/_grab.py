@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import re
 import time
 from collections.abc import Callable
@@ -56,7 +55,7 @@ from pentora import ModuleError
 
 from ._connect_engine import FD_PATIENCE, with_descriptor
 from ._probes import Catalog, Probe
-from ._tlsinfo import client_context, describe
+from ._tlsinfo import client_context, describe, sni_name
 from .records import Banner
 
 TLS = "tls"
@@ -146,7 +145,7 @@ class PortGrab:
     def __init__(self, host: str, port: int, hostname: str | None, catalog: Catalog,
                  opts: GrabOptions, on_banner: Callable[[Banner], None] = lambda b: None) -> None:
         self.host, self.port, self.catalog, self.opts = host, port, catalog, opts
-        self.sni = hostname if hostname and not _is_ip(hostname) else None
+        self.sni = sni_name(hostname)
         self.on_banner = on_banner
         self.banners: list[Banner] = []
         self.budget = opts.max_bytes
@@ -395,11 +394,3 @@ class PortGrab:
                         probe=probe, data=text)
         self.banners.append(banner)
         self.on_banner(banner)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

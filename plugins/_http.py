@@ -26,6 +26,7 @@ import gevent
 from gevent import socket, ssl
 
 from ._grab import tls_context
+from ._tlsinfo import sni_name
 
 MAX_HEADER_BYTES = 65536
 MAX_HEADERS = 200
@@ -166,20 +167,12 @@ def _connect(ep: Endpoint, timeout: float) -> Any:
         raise HttpError(f"connect to {ep.host}:{ep.port} failed: {e.strerror or e}") from e
     if not ep.tls:
         return sock
-    sni = ep.hostname if ep.hostname and not _is_ip(ep.hostname) else None
+    sni = sni_name(ep.hostname)
     try:
         return tls_context().wrap_socket(sock, server_hostname=sni)
     except (OSError, ValueError) as e:
         sock.close()
         raise HttpError(f"TLS handshake with {ep.host}:{ep.port} failed: {e}") from e
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
-    except OSError:
-        return False
-    return True
 
 
 class _Reader:

@@ -24,6 +24,18 @@ OIDS = {
 SAN_OID = "2.5.29.17"
 
 
+def sni_name(hostname: str | None) -> str | None:
+    """The name to send as TLS server name (SNI): a host name, never an IP address
+    (RFC 6066 forbids literal addresses there), else None."""
+    if not hostname:
+        return None
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return hostname
+    return None
+
+
 def client_context() -> ssl.SSLContext:
     """No verification, every protocol version and cipher OpenSSL still allows."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -11,13 +11,14 @@ needed, so no key is ever derived: the TLS 1.3 key share is random bytes.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import struct
 from dataclasses import dataclass, field
 
 import gevent
 from gevent import socket
+
+from ._tlsinfo import sni_name
 
 SSL3, TLS10, TLS11, TLS12, TLS13 = "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"
 VERSIONS = {SSL3: 0x0300, TLS10: 0x0301, TLS11: 0x0302, TLS12: 0x0303, TLS13: 0x0304}
@@ -77,7 +78,8 @@ def _extension(kind: int, body: bytes) -> bytes:
 
 def _extensions(version: str, server_name: str | None) -> bytes:
     out = []
-    if server_name and not _is_ip(server_name):
+    server_name = sni_name(server_name)
+    if server_name:
         name = server_name.encode("idna")
         out.append(_extension(0, _u16(b"\x00" + _u16(name))))
     out += [
@@ -256,11 +258,3 @@ def _certificates(reader: FlightReader) -> list[bytes]:
         raise  # a handshake that stalls is not one without a certificate: say it timed out
     except (OSError, WireError):
         return []
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
