@@ -15,9 +15,9 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-import gevent
 from gevent import socket
 
+from ._talk import talk
 from ._tlsinfo import sni_name
 
 SSL3, TLS10, TLS11, TLS12, TLS13 = "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"
@@ -212,16 +212,9 @@ def ask(host: str, port: int, version: str, suites: list[int], *, server_name: s
     WireError when what comes back is not TLS. ``timeout`` bounds each socket operation,
     and twice that the whole question: a server dripping a byte at a time stops there.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        with gevent.Timeout(2 * timeout, TimeoutError(f"no complete answer within {2 * timeout:g}s")):
-            sock.settimeout(timeout)
-            sock.connect((host, port))
-            sock.sendall(client_hello(version, suites, server_name))
-            return _answer(FlightReader(sock), version, want_certificates)
-    finally:
-        sock.close()
+    with talk(host, port, timeout, "no complete answer") as sock:
+        sock.sendall(client_hello(version, suites, server_name))
+        return _answer(FlightReader(sock), version, want_certificates)
 
 
 def _answer(reader: FlightReader, version: str, want_certificates: bool) -> Hello:

@@ -18,8 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import gevent
-from gevent import socket
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl
@@ -27,6 +25,7 @@ from pentora.schema import Duration
 
 from ._findings import add_vulnerabilities, severity_of
 from ._inputs import per_item
+from ._talk import talk
 from .records import ServiceFingerprint, Vulnerability
 
 SOURCE = "check:ssh"
@@ -147,22 +146,15 @@ def _ssh_ports(fingerprints: Iterable[Any]) -> Iterator[tuple[str, int]]:
 
 def read_kexinit(host: str, port: int, timeout: float) -> ServerAlgorithms:
     """The identification and KEXINIT of the SSH server at host:port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # ``timeout`` bounds each read; twice that the whole talk (a server could drip bytes).
-        with gevent.Timeout(2 * timeout, TimeoutError(f"no KEXINIT within {2 * timeout:g}s")):
-            sock.settimeout(timeout)
-            sock.connect((host, port))
-            # The file holds the socket open past sock.close(): it must be closed too.
-            with sock.makefile("rb") as stream:
-                ident = _identification(stream)
-                if ident.startswith("SSH-1.") and not ident.startswith("SSH-1.99"):
-                    return ServerAlgorithms(ident)  # SSH 1 only: there is no KEXINIT to read
-                sock.sendall(CLIENT_ID)
-                return ServerAlgorithms(ident, parse_kexinit(_packet(stream)))
-    finally:
-        sock.close()
+    # ``timeout`` bounds each read; twice that the whole talk (a server could drip bytes).
+    with talk(host, port, timeout, "no KEXINIT") as sock:
+        # The file holds the socket open past sock.close(): it must be closed too.
+        with sock.makefile("rb") as stream:
+            ident = _identification(stream)
+            if ident.startswith("SSH-1.") and not ident.startswith("SSH-1.99"):
+                return ServerAlgorithms(ident)  # SSH 1 only: there is no KEXINIT to read
+            sock.sendall(CLIENT_ID)
+            return ServerAlgorithms(ident, parse_kexinit(_packet(stream)))
 
 
 def _identification(stream: Any) -> str:

@@ -19,11 +19,9 @@ Output: ``tls_results``, a ``TlsReport`` per port, each emitted as soon as it is
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import gevent
 import voluptuous as vol
 from gevent import socket
 from voluptuous import Optional
@@ -32,6 +30,7 @@ from pentora import Module, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Nullable, Str
 
 from ._inputs import hostnames, per_item, publish
+from ._talk import talk
 from ._tlscert import analyze_chain
 from ._tlsciphers import PROTOCOLS, Probe, candidates
 from ._tlsinfo import client_context
@@ -165,19 +164,12 @@ def _certificate(report: TlsReport, probe: Probe, ders: list[bytes], name: str) 
 def _openssl_leaf(probe: Probe) -> bytes | None:
     """The leaf certificate through the local OpenSSL (it speaks TLS 1.3, the wire code does
     not get past the encrypted part of that handshake); None when there is no handshake."""
-    family = socket.AF_INET6 if ":" in probe.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        with gevent.Timeout(2 * probe.timeout, TimeoutError("handshake too slow")):
-            sock.settimeout(probe.timeout)
-            sock.connect((probe.host, probe.port))
-            with client_context().wrap_socket(sock, server_hostname=probe.server_name or None) as tls:
-                return tls.getpeercert(binary_form=True)
+        with talk(probe.host, probe.port, probe.timeout, "no handshake") as sock, \
+                client_context().wrap_socket(sock, server_hostname=probe.server_name or None) as tls:
+            return tls.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
-    finally:
-        with contextlib.suppress(OSError):
-            sock.close()
 
 
 def _describe(error: Exception) -> str:
