@@ -7,9 +7,11 @@ The only per-probe state is one byte per (host, port) of the current chunk of ho
 needed to retry the silent ones and to call them filtered in the end.
 
 Packets come from ``SynTemplate`` (IPv4 + TCP, checksums patched incrementally) and go
-out on an ``IPPROTO_RAW`` socket; replies come in on an ``IPPROTO_TCP`` raw socket with
-a BPF filter that keeps only segments with ACK set addressed to our source ports. On
-loopback that socket also sees our own SYNs (no ACK: filtered in the kernel).
+out on ``IPPROTO_RAW`` sockets of forked sender processes (``_synio``), 256 to a
+``sendmmsg`` call, while this process's receiver greenlet reads the replies. They come
+in on an ``IPPROTO_TCP`` raw socket with a BPF filter that keeps only segments with ACK
+set addressed to our source ports. On loopback that socket also sees our own SYNs (no
+ACK: filtered in the kernel).
 
 Half-open: our kernel has no socket for the connection, so it answers each SYN-ACK with
 an RST, which tears down the half-open connection at the target. Source ports are taken
@@ -148,8 +150,8 @@ class SynScan:
     """One scan's sockets, key and state. ``scan_chunk`` probes a chunk of destinations
     (every try, then the wait); findings accumulate in ``open``, ``filtered``, ``closed``."""
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any], send_sock: Any,
-                 recv_sock: Any, total: int | None = None) -> None:
+    def __init__(self, ctx: NodeContext, config: dict[str, Any], recv_sock: Any,
+                 total: int | None = None) -> None:
         self.ctx = ctx
         self.total = total  # probes of the first try, when the number of hosts is known
         self.ports: list[int] = list(config["ports"])
@@ -163,7 +165,7 @@ class SynScan:
         self.sports = range(base, base + self.tries)
         self.hasher = SeqHasher()
         self.matcher = ReplyMatcher(self.hasher, base, base + self.tries - 1)
-        self.send_sock, self.recv_sock = send_sock, recv_sock
+        self.recv_sock = recv_sock
         attach_filter(recv_sock, reply_filter(base, base + self.tries - 1))
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
@@ -319,21 +321,17 @@ class SynScan:
             gevent.sleep(min(left, POLL))
 
 
-def open_raw_sockets() -> tuple[Any, Any]:
-    """(send, receive) raw sockets; PermissionError without root or CAP_NET_RAW."""
-    send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    try:
-        recv = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-    except OSError:
-        send.close()
-        raise
+def open_receive_socket() -> Any:
+    """The raw socket replies come in on; PermissionError without root or CAP_NET_RAW.
+    (Each sender process opens its own raw socket to send from.)"""
+    recv = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
     for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
         try:
             recv.setsockopt(socket.SOL_SOCKET, option, RECV_BUFFER)
             break
         except OSError:
             continue
-    return send, recv
+    return recv
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -370,7 +368,7 @@ class SynScanner(Module):
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         hosts = iter_hosts(ctx, config)
         try:
-            send_sock, recv_sock = open_raw_sockets()
+            recv_sock = open_receive_socket()
         except PermissionError as e:
             ctx.log.warning(f"syn_scanner: raw sockets need root or CAP_NET_RAW ({e}; euid "
                             f"{os.geteuid()}): falling back to a TCP connect scan")
@@ -379,7 +377,7 @@ class SynScanner(Module):
             publish(ctx, "open_ports", opened)
             publish(ctx, "port_states", filtered if config["record_filtered"] else [])
             return
-        scan = SynScan(ctx, config, send_sock, recv_sock, _probe_count(ctx, config))
+        scan = SynScan(ctx, config, recv_sock, _probe_count(ctx, config))
         scan.open = ctx.restored_records()  # hosts a killed run of this scan finished (resume)
         done = ctx.done_items()
         receiver = gevent.spawn(scan.receive)
@@ -393,7 +391,6 @@ class SynScanner(Module):
                 _checkpoint(ctx, batch, scan.open[found:])
         finally:
             receiver.kill()
-            send_sock.close()
             recv_sock.close()
         if v6:
             ctx.log.warning(f"syn_scanner: no raw IPv6 SYN scan; connect-scanning {len(v6)} IPv6 host(s)")

@@ -17,7 +17,7 @@ import pentora_plugins.syn_scan
 import pytest
 from pentora_plugins._rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
 from pentora_plugins.records import Port
-from pentora_plugins.syn_scan import CLOSED, OPEN, ReplyMatcher, open_raw_sockets
+from pentora_plugins.syn_scan import CLOSED, OPEN, ReplyMatcher, open_receive_socket
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
 
@@ -30,11 +30,9 @@ RUNNER = str(Path(__file__).with_name("_netns_scan.py"))
 
 def raw_sockets_unavailable() -> str | None:
     try:
-        send, recv = open_raw_sockets()
+        open_receive_socket().close()
     except PermissionError as e:
         return f"raw sockets need root or CAP_NET_RAW ({e})"
-    send.close()
-    recv.close()
     return None
 
 
