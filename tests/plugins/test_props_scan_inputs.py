@@ -32,6 +32,7 @@ from pentora_plugins.fingerprint import fingerprint_banners
 from pentora_plugins.portspec import MAX_PORT, PortSpecError, parse_ports
 from pentora_plugins.records import Banner
 
+from tests.fuzz.fuzz_banner import Peer  # the fuzz harness's fake socket
 from tests.hostile.servers import malformed_certificate
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None,
@@ -201,16 +202,6 @@ def test_chain_analysis_gives_facts_or_value_error(ders: list[bytes], hostname: 
             return
     assert len(facts["chain"]) == len(ders) and isinstance(facts["hostname_mismatch"], bool)
 
-
-class Peer:
-    """A socket whose peer sends ``data`` in pieces of ``step`` bytes, then hangs up."""
-
-    def __init__(self, data: bytes, step: int) -> None:
-        self.data, self.step = data, step
-
-    def recv(self, size: int) -> bytes:
-        chunk, self.data = self.data[:min(size, self.step)], self.data[min(size, self.step):]
-        return chunk
 
 
 HTTP_HEADS = [b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 302 Found\r\nLocation: /x\r\n",
