@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-from pentora import hookimpl
+from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry, Range
+from pentora_plugins.cve.module import CveMatcher, evaluate
+from pentora_plugins.cve.sources import load_catalog
+from pentora_plugins.cve.version import compare, distro_build, version_key
 
-from .catalog import Catalog, CatalogError, Entry, Range
-from .module import CveMatcher, evaluate
-from .sources import load_catalog
-from .version import compare, distro_build, version_key
+from pentora import hookimpl
 
 __all__ = ["Catalog", "CatalogError", "CveMatcher", "Entry", "Range", "compare", "distro_build",
            "evaluate", "load_catalog", "version_key"]

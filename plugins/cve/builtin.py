@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from .catalog import CatalogError, Entry, Range, product_key
-from .doc import Doc
+from pentora_plugins.cve.catalog import CatalogError, Entry, Range, product_key
+from pentora_plugins.cve.doc import Doc
 
 ENTRY_FIELDS = ("id", "product", "title", "cvss", "affected", "source_url", "references",
                 "description")

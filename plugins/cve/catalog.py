@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .version import VersionKey, same_release, upper_key, version_key
+from pentora_plugins.cve.version import VersionKey, same_release, upper_key, version_key
 
 ANY_VENDOR = "*"
 BLOCK = 32  # ranges per block of a product's index

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from .catalog import CatalogError
+from pentora_plugins.cve.catalog import CatalogError
 
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true or false",
                int: "an integer", float: "a number"}

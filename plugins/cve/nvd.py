@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .catalog import Entry, Range, parse_cpe, product_key
-from .doc import Doc
+from pentora_plugins.cve.catalog import Entry, Range, parse_cpe, product_key
+from pentora_plugins.cve.doc import Doc
 
 METRICS = ("cvssMetricV31", "cvssMetricV30", "cvssMetricV40", "cvssMetricV2")
 BOUNDS = ("versionStartIncluding", "versionStartExcluding", "versionEndIncluding",

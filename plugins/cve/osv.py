@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import ANY_VENDOR, Entry, Range, product_key
-from .cvss import CvssError, base_score
-from .doc import Doc
-from .nvd import TITLE_CHARS
+from pentora_plugins.cve.catalog import ANY_VENDOR, Entry, Range, product_key
+from pentora_plugins.cve.doc import Doc
+from pentora_plugins.cve.nvd import TITLE_CHARS
+from pentora_plugins.kit.cvss import CvssError, base_score
 
 _LABELS = {"critical": "critical", "high": "high", "moderate": "medium", "medium": "medium",
            "low": "low"}

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from .builtin import builtin_entries, builtin_path, yaml_entries
-from .catalog import Catalog, CatalogError, Entry
-from .doc import Doc
-from .nvd import is_nvd, nvd_entries
-from .osv import is_osv, osv_entries
+from pentora_plugins.cve.builtin import builtin_entries, builtin_path, yaml_entries
+from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry
+from pentora_plugins.cve.doc import Doc
+from pentora_plugins.cve.nvd import is_nvd, nvd_entries
+from pentora_plugins.cve.osv import is_osv, osv_entries
 
 BUILTIN = "builtin"
 def normalise_sources(value: object) -> list[str]:

@@ -13,12 +13,12 @@ as it answers and writes a sorted list of ``Host`` records under config ``output
 
 from __future__ import annotations
 
-from pentora import hookimpl
+from pentora_plugins.discovery.arp import ArpDiscovery
+from pentora_plugins.discovery.icmp import IcmpDiscovery
+from pentora_plugins.discovery.merge import DiscoveryMerger, merge_hosts
+from pentora_plugins.discovery.tcp import TcpProbeDiscovery
 
-from .arp import ArpDiscovery
-from .icmp import IcmpDiscovery
-from .merge import DiscoveryMerger, merge_hosts
-from .tcp import TcpProbeDiscovery
+from pentora import hookimpl
 
 MODULES = (IcmpDiscovery, TcpProbeDiscovery, ArpDiscovery, DiscoveryMerger)
 

@@ -18,11 +18,10 @@ from typing import Any
 
 import voluptuous as vol
 from gevent import socket as gsocket
+from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, latency_ms
+from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
 
 from pentora import ModuleError, NodeContext
-
-from ._common import DiscoveryModule, discovery_schema, latency_ms
-from ._sweep import Answer, Probe, Sweep
 
 ETH_P_ARP = 0x0806
 ARPHRD_ETHER = 1

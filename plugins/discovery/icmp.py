@@ -19,12 +19,11 @@ from typing import Any
 
 import voluptuous as vol
 from gevent import socket as gsocket
+from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, family_of, latency_ms
+from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
+from pentora_plugins.kit.net._rawtcp import checksum
 
 from pentora import ModuleError, NodeContext
-
-from .._rawtcp import checksum
-from ._common import DiscoveryModule, discovery_schema, family_of, latency_ms
-from ._sweep import Answer, Probe, Sweep
 
 ECHO_REQUEST = {4: 8, 6: 128}
 ECHO_REPLY = {4: 0, 6: 129}

@@ -6,13 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import voluptuous as vol
+from pentora_plugins.discovery._common import DEFAULT_OUTPUT, OUTPUT_OPTION
+from pentora_plugins.kit._inputs import publish
+from pentora_plugins.kit.records import Host
 
 from pentora import Module, NodeContext
 from pentora.schema import Bool, StrList
-
-from .._inputs import publish
-from ..records import Host
-from ._common import DEFAULT_OUTPUT, OUTPUT_OPTION
 
 
 def as_host(item: Any) -> Host:

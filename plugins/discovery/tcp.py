@@ -20,12 +20,11 @@ import gevent
 import voluptuous as vol
 from gevent.monkey import get_original
 from gevent.socket import wait as wait_watcher
+from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, family_of, latency_ms
+from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
+from pentora_plugins.kit.portspec import PortSet, port_spec_validator
 
 from pentora import ModuleError, NodeContext
-
-from ..portspec import PortSet, port_spec_validator
-from ._common import DiscoveryModule, discovery_schema, family_of, latency_ms
-from ._sweep import Answer, Probe, Sweep
 
 # The standard library's epoll and socket class even when the CLI has monkey-patched them
 # (patching removes select.epoll): these sockets never block, the epoll is waited on

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pentora import hookimpl
+from pentora_plugins.store._cli import add_commands
+from pentora_plugins.store._recorder import StorePlugin
 
-from ._cli import add_commands
-from ._recorder import StorePlugin
+from pentora import hookimpl
 
 __all__ = ["StorePlugin"]
 

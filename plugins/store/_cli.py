@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pentora.records import iso
-
-from . import _diff
-from ._db import (
+from pentora_plugins.store import _diff
+from pentora_plugins.store._db import (
     StoreError,
     configured_path,
     delete_scans,
@@ -24,7 +22,9 @@ from ._db import (
     scan_row,
     shown_status,
 )
-from ._writer import import_pending
+from pentora_plugins.store._writer import import_pending
+
+from pentora.records import iso
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) -> None:

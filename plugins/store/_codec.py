@@ -19,8 +19,8 @@ import importlib
 import json
 from typing import Any
 
-from ..output_jsonl import record_dict
-from ..records import Record
+from pentora_plugins.kit.records import Record
+from pentora_plugins.output.output_jsonl import record_dict
 
 TRUSTED = ("pentora.", "pentora_plugins.")
 

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from ..records import address_key
+from pentora_plugins.kit.records import address_key
 
 SKIPPED_KINDS = ("banner", "asset", "target")
 

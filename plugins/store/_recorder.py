@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from pentora_plugins.store._codec import UnstorableError, dumps, finding_json, loads, rebuild, record_classes
+from pentora_plugins.store._db import ENV, StoreError, configured_path, connect, pid_alive, scan_row
+from pentora_plugins.store._writer import Writer
 
 from pentora import PentoraError, hookimpl
 from pentora.nodectx import NodeRestore, record_kind
-
-from ._codec import UnstorableError, dumps, finding_json, loads, rebuild, record_classes
-from ._db import ENV, StoreError, configured_path, connect, pid_alive, scan_row
-from ._writer import Writer
 
 log = logger.bind(component="store")
 
@@ -94,7 +93,7 @@ class StorePlugin:
                         _store_flag(state.writer.path))
 
     def _retain(self, path: Path, current: str) -> None:
-        from ._db import delete_scans, retention_victims
+        from pentora_plugins.store._db import delete_scans, retention_victims
 
         keep = os.environ.get("PENTORA_STORE_KEEP", "").strip()
         if not keep.isdigit():

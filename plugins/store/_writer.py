@@ -27,8 +27,7 @@ import gevent.event
 import gevent.lock
 import gevent.threadpool
 from loguru import logger
-
-from ._db import StoreError, connect, is_busy
+from pentora_plugins.store._db import StoreError, connect, is_busy
 
 log = logger.bind(component="store")
 

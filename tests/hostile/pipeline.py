@@ -22,10 +22,11 @@ GRAB = {"connect_timeout": "1s", "read_timeout": "1s", "passive_timeout": "1s",
         "max_bytes": 16384}
 GRAB_DEADLINE = 4.0
 NODE_TIMEOUT = 30.0
-BASE_PLUGINS = ("targets", "connect_scan", "banners", "fingerprint", "core_modules")
+BASE_PLUGINS = ("targets.targets", "portscan.connect_scan", "services.banners", "services.fingerprint",
+                "engine.core_modules")
 # module type → plugin module that provides it (built by other engineers this session)
-OPTIONAL = {"http_scanner": "http_scan", "ssl_analyzer": "ssl_analyzer", "cve_matcher": "cve",
-            "ssh_checks": "checks_ssh"}
+OPTIONAL = {"http_scanner": "web.http_scan", "ssl_analyzer": "tls.ssl_analyzer", "cve_matcher": "cve",
+            "ssh_checks": "checks.checks_ssh"}
 
 
 def missing_module(module_type: str) -> str | None:

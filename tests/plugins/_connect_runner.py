@@ -17,8 +17,8 @@ import resource
 import sys
 
 import gevent
-from pentora_plugins.connect_scan import ConnectEngine
-from pentora_plugins.portspec import parse_ports
+from pentora_plugins.kit.portspec import parse_ports
+from pentora_plugins.portscan.connect_scan import ConnectEngine
 
 
 def grab_all() -> list[int]:

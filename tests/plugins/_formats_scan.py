@@ -61,7 +61,7 @@ nodes:
 
 HOOKS = '''
 from pentora import Module, ModuleError, hookimpl
-from pentora_plugins.records import Vulnerability
+from pentora_plugins.kit.records import Vulnerability
 
 SEVERITY = {"ssh": "high", "http": "medium"}
 

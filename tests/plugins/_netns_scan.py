@@ -51,7 +51,8 @@ def drop_privileges() -> None:
 
 def main(spec: dict[str, Any]) -> None:
     import gevent
-    from pentora_plugins import connect_scan, core_modules
+    from pentora_plugins.engine import core_modules
+    from pentora_plugins.portscan import connect_scan
 
     from pentora import DagBuilder, Orchestrator
     from pentora._logging import configure

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import pentora_plugins.assets as assets
-import pentora_plugins.core_modules as core_modules
-import pentora_plugins.output_table as output_table
-from pentora_plugins.records import Banner, Host, Port, ServiceFingerprint
-from pentora_plugins.reporters import STREAMS
+import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.output.output_table as output_table
+import pentora_plugins.services.assets as assets
+from pentora_plugins.kit.records import Banner, Host, Port, ServiceFingerprint
+from pentora_plugins.output.reporters import STREAMS
 
 from pentora import DagBuilder, Module, NodeContext, Orchestrator
 
@@ -155,7 +155,7 @@ def test_summary_table_neutralises_control_characters():
 
 
 def test_summary_lists_findings_worst_first_cleaned_and_capped():
-    from pentora_plugins.records import Vulnerability
+    from pentora_plugins.kit.records import Vulnerability
 
     vulns = [Vulnerability("127.0.0.1", 80, "LOW-1", "low one", "low", 2.0),
              Vulnerability("127.0.0.1", 22, "CRIT-1", "evil\x1b]0;title\x07", "critical", 9.8),

@@ -7,11 +7,11 @@ import os
 import struct
 from typing import Any
 
-import pentora_plugins.checks_ssh as checks_ssh
-import pentora_plugins.core_modules as core_modules
+import pentora_plugins.checks.checks_ssh as checks_ssh
+import pentora_plugins.engine.core_modules as core_modules
 import pytest
-from pentora_plugins.checks_ssh import SshError, parse_kexinit, read_kexinit
-from pentora_plugins.records import ServiceFingerprint, Vulnerability
+from pentora_plugins.checks.checks_ssh import SshError, parse_kexinit, read_kexinit
+from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 
 from pentora import DagBuilder, Orchestrator
 from pentora.testing import RecordCollector

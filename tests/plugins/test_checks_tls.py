@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.checks_tls as checks_tls
-import pentora_plugins.core_modules as core_modules
-import pentora_plugins.ssl_analyzer as ssl_analyzer
-from pentora_plugins.records import ServiceFingerprint, TlsReport, Vulnerability
+import pentora_plugins.checks.checks_tls as checks_tls
+import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.tls.ssl_analyzer as ssl_analyzer
+from pentora_plugins.kit.records import ServiceFingerprint, TlsReport, Vulnerability
 
 from pentora import DagBuilder, Orchestrator
 from pentora.testing import RecordCollector

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from pentora_plugins.cve.builtin import builtin_path
 from pentora_plugins.cve.catalog import BLOCK, Catalog, CatalogError, Entry, Range, parse_cpe
-from pentora_plugins.cve.cvss import base_score
 from pentora_plugins.cve.sources import load_catalog
+from pentora_plugins.kit.cvss import base_score
 
 
 def ids(catalog: Catalog, vendor: str, product: str, version: str) -> list[str]:

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.core_modules as core_modules
 import pentora_plugins.cve as cve
+import pentora_plugins.engine.core_modules as core_modules
 import pytest
-from pentora_plugins.records import ServiceFingerprint, Vulnerability
+from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 
 from pentora import DagBuilder, Orchestrator, ValidationError
 from pentora.testing import RecordCollector

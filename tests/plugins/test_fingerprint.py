@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.core_modules as core_modules
-import pentora_plugins.fingerprint as fingerprint
+import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.services.fingerprint as fingerprint
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pentora_plugins._fingerprint_rules import (
+from pentora_plugins.kit._fingerprint_rules import (
     CPE23,
     CatalogError,
     builtin_path,
@@ -22,14 +22,14 @@ from pentora_plugins._fingerprint_rules import (
     load_catalog,
     regex_risk,
 )
-from pentora_plugins.fingerprint import (
+from pentora_plugins.kit.records import Banner, ServiceFingerprint
+from pentora_plugins.services.fingerprint import (
     MAX_SCAN,
     fingerprint_banners,
     fingerprint_port,
     match_banner,
     match_port,
 )
-from pentora_plugins.records import Banner, ServiceFingerprint
 
 from pentora import DagBuilder, Orchestrator, ValidationError
 from pentora.testing import RecordCollector

@@ -6,8 +6,8 @@ import csv
 from collections.abc import Iterator
 
 import pytest
-from pentora_plugins.formats import csv_report
-from pentora_plugins.formats._model import Report
+from pentora_plugins.output.formats import csv_report
+from pentora_plugins.output.formats._model import Report
 
 from ._formats_scan import Scan, run_scan
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pentora_plugins.formats import html_report
-from pentora_plugins.formats._model import Report
-from pentora_plugins.formats._svg import MAX_DRAWN, STATUS_COLORS
+from pentora_plugins.output.formats import html_report
+from pentora_plugins.output.formats._model import Report
+from pentora_plugins.output.formats._svg import MAX_DRAWN, STATUS_COLORS
 
 from ._chromium import Chromium, chromium_path
 from ._formats_scan import Scan, run_scan

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from pentora_plugins.formats import md_report
+from pentora_plugins.output.formats import md_report
 
 from ._formats_scan import Scan, run_scan
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pentora_plugins.formats._model import Report, epoch
+from pentora_plugins.output.formats._model import Report, epoch
 
 
 def _report(*records: dict) -> Report:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pentora_plugins.formats import xml_report
-from pentora_plugins.formats._model import Report
+from pentora_plugins.output.formats import xml_report
+from pentora_plugins.output.formats._model import Report
 
 from ._formats_scan import NMAP_DTD, Scan, run_scan
 

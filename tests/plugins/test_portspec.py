@@ -9,7 +9,7 @@ import pytest
 import voluptuous as vol
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pentora_plugins.portspec import (
+from pentora_plugins.kit.portspec import (
     MAX_PORT,
     PortSet,
     PortSpecError,

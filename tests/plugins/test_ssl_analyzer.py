@@ -8,12 +8,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.core_modules as core_modules
-import pentora_plugins.ssl_analyzer as ssl_analyzer
+import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.tls.ssl_analyzer as ssl_analyzer
 import pytest
-from pentora_plugins._tlscert import matches_host
-from pentora_plugins._tlsciphers import candidates, describe_suite, suites
-from pentora_plugins._tlswire import (
+from pentora_plugins.kit.records import Banner, ServiceFingerprint, TlsReport
+from pentora_plugins.tls._tlscert import matches_host
+from pentora_plugins.tls._tlsciphers import candidates, describe_suite, suites
+from pentora_plugins.tls._tlswire import (
     HELLO_RETRY,
     TLS12,
     TLS13,
@@ -21,7 +22,6 @@ from pentora_plugins._tlswire import (
     client_hello,
     parse_server_hello,
 )
-from pentora_plugins.records import Banner, ServiceFingerprint, TlsReport
 
 from pentora import DagBuilder, Orchestrator, ValidationError
 from pentora.testing import RecordCollector

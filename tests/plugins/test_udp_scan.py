@@ -10,10 +10,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.core_modules
-import pentora_plugins.udp_scan
+import pentora_plugins.engine.core_modules
+import pentora_plugins.portscan.udp_scan
 import pytest
-from pentora_plugins._udp_payloads import DNS_ID, PAYLOADS, SNMP_REQUEST_ID, payload_name, recognise
+from pentora_plugins.portscan._udp_payloads import DNS_ID, PAYLOADS, SNMP_REQUEST_ID, payload_name, recognise
 from scapy.asn1.asn1 import ASN1_OID, ASN1_STRING
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.netbios import NBNSHeader
@@ -40,7 +40,8 @@ Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
     emitted = Emitted()
-    orch = Orchestrator(plugins=[pentora_plugins.udp_scan, pentora_plugins.core_modules, emitted],
+    orch = Orchestrator(plugins=[pentora_plugins.portscan.udp_scan, pentora_plugins.engine.core_modules,
+                                 emitted],
                         autoload=False)
     orch.load_dag(DagBuilder("udp")
                   .add_node("targets", "set", config={"values": {"targets": targets}})
@@ -94,7 +95,8 @@ def test_replies_are_recognised() -> None:
 @pytest.mark.parametrize(("key", "value"), [("payloads", {"53": "gopher"}), ("payloads", {"0": "dns"}),
                                             ("rate", -5), ("retries", 11), ("ports", "U:99999")])
 def test_bad_config_is_rejected_naming_the_key(key: str, value: Any) -> None:
-    orch = Orchestrator(plugins=[pentora_plugins.udp_scan, pentora_plugins.core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.portscan.udp_scan, pentora_plugins.engine.core_modules],
+                        autoload=False)
     orch.load_dag(DagBuilder().add_node("t", "set", config={"values": {"targets": ["127.0.0.1"]}})
                   .add_node("scan", "udp_scanner", ["t"], {key: value, "input": "targets"}).build())
     with pytest.raises(pentora.ValidationError, match=f"config.{key}"):
@@ -154,7 +156,7 @@ def test_retries_zero_sends_once(udp_server: Any) -> None:
 
 def test_default_ports_in_a_namespace(netns: Any) -> None:
     spec: dict[str, Any] = {
-        "plugin": "pentora_plugins.udp_scan", "module_type": "udp_scanner",
+        "plugin": "pentora_plugins.portscan.udp_scan", "module_type": "udp_scanner",
         "config": {"timeout": "300ms", "retries": 1},
         "udp": {53: DNS_REPLY.hex(), 123: NTP_REPLY.hex(), 161: SNMP_REPLY.hex(), 500: ""},
     }

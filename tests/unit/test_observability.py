@@ -30,7 +30,7 @@ class Bad(Module):
 
 
 def _logging_plugin():
-    import pentora_plugins.logging as plugin
+    import pentora_plugins.engine.logging as plugin
 
     return plugin
 
@@ -72,7 +72,7 @@ def test_text_logs_and_level_filter():
 
 
 def test_progress_plain_lines_when_not_a_tty():
-    from pentora_plugins.progress import Progress
+    from pentora_plugins.engine.progress import Progress
 
     stream = io.StringIO()
     progress = Progress(stream)
@@ -87,7 +87,7 @@ def test_progress_plain_lines_when_not_a_tty():
 
 
 def test_progress_redraws_in_place_on_a_tty():
-    from pentora_plugins.progress import Progress
+    from pentora_plugins.engine.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -104,7 +104,7 @@ def test_progress_redraws_in_place_on_a_tty():
 
 
 def test_progress_is_silent_unless_asked():
-    from pentora_plugins.progress import Progress
+    from pentora_plugins.engine.progress import Progress
 
     stream = io.StringIO()
     orch = make_orch(Steps, plugins=(Progress(stream),))

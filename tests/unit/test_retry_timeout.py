@@ -205,7 +205,7 @@ def test_cancel_from_another_thread():
 def test_builtin_retry_policies(jitter):
     import random
 
-    from pentora_plugins.retry import exponential, fixed, none
+    from pentora_plugins.engine.retry import exponential, fixed, none
 
     from pentora import RetrySpec
 

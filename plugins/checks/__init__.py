@@ -1,0 +1,1 @@
+"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``."""

@@ -1,0 +1,1 @@
+"""General-purpose modules, retry policies, lifecycle logging, progress, profiles and the demo."""

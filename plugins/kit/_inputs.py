@@ -1,0 +1,93 @@
+"""Where scan modules get their hosts from, and how they publish results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import gevent.pool
+import voluptuous as vol
+from pentora_plugins.kit.net._connect_engine import fd_budget
+from pentora_plugins.kit.records import Host, Target, sorted_records
+
+from pentora import NodeContext
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+HOST_SOURCES = ("discovered_hosts", "targets")
+
+INPUT_OPTION = {
+    vol.Optional("input", default="discovered_hosts",
+                 description="read hosts from discovered_hosts (alive only) or targets (all)"):
+        vol.In(HOST_SOURCES),
+}
+
+
+def input_contract(config: dict[str, Any], produces: tuple[str, ...]
+                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (config.get("input", "discovered_hosts"),), produces
+
+
+def iter_hosts(ctx: NodeContext, config: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """(address, hostname) of each host to scan, deduplicated, in input order."""
+    source = config.get("input", "discovered_hosts")
+    items: Iterable[Any] = ctx.get(source)
+    # targets are de-duplicated (and streamed) by target_parser; a /8 must not build a set here.
+    seen: set[str] | None = set() if source == "discovered_hosts" else None
+    for item in items:
+        if isinstance(item, Host):
+            if not item.alive:
+                continue
+            address, hostname = item.address, item.hostname
+        elif isinstance(item, Target):
+            address, hostname = item.address, item.hostname
+        elif isinstance(item, dict):
+            if item.get("alive") is False:
+                continue
+            address, hostname = item["address"], item.get("hostname")
+        else:
+            address, hostname = str(item), None
+        if seen is not None:
+            if address in seen:
+                continue
+            seen.add(address)
+        yield address, hostname
+
+
+def publish(ctx: NodeContext, key: str, records: Iterable[Any]) -> list[Any]:
+    """Sort records deterministically and store them under ``key``."""
+    out = sorted_records(records)
+    ctx.set(key, out)
+    return out
+
+
+def hostnames(ctx: NodeContext) -> dict[str, str]:
+    """address → host name from ``discovered_hosts`` (when upstream): the name a service
+    is asked for (HTTP Host header, TLS server name)."""
+    hosts = ctx.get("discovered_hosts", None)
+    if not isinstance(hosts, list):
+        return {}
+    out = {}
+    for h in hosts:
+        address, name = (h.address, h.hostname) if isinstance(h, Host) else (
+            (h.get("address"), h.get("hostname")) if isinstance(h, dict) else (None, None))
+        if address and name:
+            out[address] = name
+    return out
+
+
+def per_item(ctx: NodeContext, fn: Callable[[T], R], items: Sequence[T],
+             concurrency: int | None) -> Iterator[R]:
+    """``fn`` over ``items`` as results come, with progress reported: on the node's pool
+    (``max_parallel_targets``), or on a pool of ``concurrency`` greenlets, capped by the
+    file descriptors this process may open, which ends with the loop."""
+    own = gevent.pool.Pool(fd_budget(concurrency)) if concurrency is not None else None
+    pool = own if own is not None else ctx.pool
+    try:
+        for done, result in enumerate(pool.imap_unordered(fn, items), 1):
+            yield result
+            ctx.progress(done, len(items))
+    finally:
+        if own is not None:
+            own.kill()

@@ -1,0 +1,1 @@
+"""Network helpers for modules: bounded conversations, TLS and HTTP clients, raw TCP, rate limits."""

@@ -1,0 +1,37 @@
+"""The ``json`` format: the whole scan as one JSON document.
+
+``{"format": "pentora-report", "version": 1, "scan": {...}, "records": [...]}``: ``scan`` is
+the JSONL ``scan`` line without its ``kind`` (null for an interrupted scan), ``records``
+every other JSONL line, sorted deterministically. Both are described by
+``pentora_plugins/data/pentora-records.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pentora_plugins.output.formats._model import Report, ReportWriter
+
+from pentora import OutputFormat
+
+FORMAT_ID, VERSION = "pentora-report", 1
+
+
+def document(report: Report) -> dict[str, Any]:
+    scan = None
+    if report.scan is not None:
+        scan = {k: v for k, v in report.scan.items() if k != "kind"}
+    return {"format": FORMAT_ID, "version": VERSION, "scan": scan, "records": report.sorted_records()}
+
+
+class JsonWriter(ReportWriter):
+    format_name = "json"
+
+    def render(self, report: Report) -> str:
+        # ASCII only, as the JSONL: raw U+2028 and friends confuse line-based tools
+        return json.dumps(document(report), indent=2, default=str) + "\n"
+
+
+FORMAT = OutputFormat("json", "one JSON document: the scan and every record (see the JSON Schema)",
+                      open=JsonWriter, extensions=(".json",))

@@ -1,0 +1,1 @@
+"""Port scanning: ``connect_scanner``, ``syn_scanner``, ``udp_scanner``."""

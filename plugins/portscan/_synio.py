@@ -1,0 +1,217 @@
+"""The sending side of ``syn_scanner``, in forked processes.
+
+Why processes: on loopback (and on any fast link) most of a SYN scan's cost is the
+kernel's — each ``sendto`` on a raw socket runs the whole receive path of the probed
+stack, its RST or SYN-ACK included, before it returns (about 6 µs a packet) — and the
+rest is Python patching packets and classifying replies. In one process these take
+turns; native threads would overlap only the kernel part and then fight over the GIL
+after every ``sendto``. A forked child has its own interpreter: it sends while the
+scan's receiver greenlet, in the parent, classifies replies on another core.
+
+A child touches nothing of gevent's: it runs one plain loop over its share of the
+probes (``Job``), on its own raw socket, reports through a small shared-memory block
+(probes sent, failed sends, the first failure) and leaves with ``os._exit``. The
+probe states it reads are the copy-on-write snapshot taken at the fork: the probes
+already answered when the pass began are skipped, as in a single process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import signal
+import socket as _socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+
+from pentora_plugins.kit.net._ratelimit import TokenBucket
+
+BATCH = 256              # probes between rate checks and shared-memory updates
+_SLOT = struct.Struct("QQi4s")  # sent, failed, first errno, first failed address
+_SEND_AGAIN = {errno.EAGAIN, errno.ENOBUFS}  # worth one retry a millisecond later
+_SOCKADDR_IN = struct.Struct("=HH4s8x")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class SendResult:
+    """A child's counters, mirrored into its shared-memory slot at every batch."""
+
+    def __init__(self, shm: mmap.mmap, offset: int) -> None:
+        self.shm, self.offset = shm, offset
+        self.sent = 0
+        self.failures = 0
+        self.first: tuple[int, bytes] = (0, b"\0\0\0\0")
+
+    def failed(self, code: int, dst4: bytes) -> None:
+        """A send the kernel refused (EPERM from a local firewall, EHOSTUNREACH): the
+        probe stays unanswered, to be retried or called filtered."""
+        self.failures += 1
+        if self.failures == 1:
+            self.first = (code, dst4)
+
+    def flush(self) -> None:
+        _SLOT.pack_into(self.shm, self.offset, self.sent, self.failures, *self.first)
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p),
+                ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
+
+
+class BatchSender:
+    """Up to BATCH packets a system call with sendmmsg(2), through ctypes: a quarter of
+    the sending time is the per-call overhead of ``sendto``. Packets and their
+    destinations are written in place into ``packets`` / ``addresses`` (one slot each);
+    where libc has no sendmmsg, ``flush`` sends the slots one by one."""
+
+    def __init__(self, sock: _socket.socket, size: int) -> None:
+        self.sock, self.size = sock, size
+        self._area = ctypes.create_string_buffer(BATCH * size)
+        self._names = ctypes.create_string_buffer(
+            b"".join(_SOCKADDR_IN.pack(_socket.AF_INET, 0, b"\0\0\0\0") for _ in range(BATCH)))
+        self.packets = memoryview(self._area).cast("B")
+        self.addresses = memoryview(self._names).cast("B")
+        self._iov = (_Iovec * BATCH)(*[_Iovec(ctypes.addressof(self._area) + i * size, size)
+                                       for i in range(BATCH)])
+        self._msgs = (_Mmsghdr * BATCH)()
+        for i, msg in enumerate(self._msgs):
+            msg.hdr.name = ctypes.addressof(self._names) + i * _SOCKADDR_IN.size
+            msg.hdr.namelen = _SOCKADDR_IN.size
+            msg.hdr.iov = ctypes.addressof(self._iov[i])
+            msg.hdr.iovlen = 1
+        self._sendmmsg = getattr(_LIBC, "sendmmsg", None)
+
+    def flush(self, n: int, result: SendResult) -> None:
+        """Send slots 0..n-1; a refused packet is counted and skipped, a full buffer waited out."""
+        i, waited = 0, False
+        while i < n:
+            sent = self._send(i, n)
+            if sent > 0:
+                i, waited = i + sent, False
+                continue
+            err = ctypes.get_errno() if self._sendmmsg else -sent
+            if err in _SEND_AGAIN and not waited:
+                time.sleep(0.001)
+                waited = True
+                continue
+            start = i * _SOCKADDR_IN.size + 4
+            result.failed(err, bytes(self.addresses[start:start + 4]))
+            i, waited = i + 1, False
+        result.sent += n
+
+    def _send(self, i: int, n: int) -> int:
+        if self._sendmmsg is not None:
+            return int(self._sendmmsg(self.sock.fileno(), ctypes.byref(self._msgs[i]), n - i, 0))
+        start = i * _SOCKADDR_IN.size + 4
+        dst = _socket.inet_ntoa(bytes(self.addresses[start:start + 4]))
+        try:
+            self.sock.sendto(self.packets[i * self.size:(i + 1) * self.size], (dst, 0))
+        except OSError as e:
+            return -(e.errno or 1)
+        return 1
+
+
+# A job sends its share of one pass: job(out, pace, result) writes packets into the
+# BatchSender's slots and flushes them; ``pace()`` returns how many probes it may send
+# next (at most BATCH).
+Job = Callable[[BatchSender, Callable[[], int], SendResult], None]
+
+
+class SendPass:
+    """One try over a chunk, its probes split into ``jobs``, one forked child each.
+    ``rate`` (probes a second, 0 = unlimited) is shared evenly between the children."""
+
+    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int) -> None:
+        self.jobs = jobs
+        self.packet_size = packet_size
+        self.rate = rate
+        self.shm = mmap.mmap(-1, _SLOT.size * len(jobs))  # anonymous and shared across fork
+        self.pids: dict[int, int] = {}  # pid → job index, while running
+        self.status: dict[int, int] = {}
+        self._final: list[tuple[int, int, int, bytes]] | None = None
+
+    def start(self) -> None:
+        for k, job in enumerate(self.jobs):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child, which never returns
+                self._child(job, k)
+            self.pids[pid] = k
+
+    def alive(self) -> bool:
+        for pid in list(self.pids):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self.status[self.pids.pop(pid)] = os.waitstatus_to_exitcode(status)
+        return bool(self.pids)
+
+    def slots(self) -> list[tuple[int, int, int, bytes]]:
+        if self._final is not None:
+            return self._final
+        return [_SLOT.unpack_from(self.shm, k * _SLOT.size) for k in range(len(self.jobs))]
+
+    def sent(self) -> int:
+        return sum(slot[0] for slot in self.slots())
+
+    def errors(self) -> list[tuple[str, OSError]]:
+        out = [(_socket.inet_ntoa(addr), OSError(code, os.strerror(code)))
+               for _, failed, code, addr in self.slots() if failed]
+        out += [("-", OSError(f"sender process exited with {code}"))
+                for code in self.status.values() if code]
+        return out
+
+    def close(self) -> None:
+        """Stop children still running (the scan was cancelled) and reap them."""
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in list(self.pids):
+            os.waitpid(pid, 0)
+        self.pids.clear()
+        self._final = self.slots()
+        self.shm.close()
+
+    def _child(self, job: Job, k: int) -> None:
+        code = 1
+        try:
+            # the parent's handlers would run gevent code here: a child just dies
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            result = SendResult(self.shm, k * _SLOT.size)
+            pace = _pacer(self.rate / len(self.jobs), result)
+            with _socket.socket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW) as sock:
+                job(BatchSender(sock, self.packet_size), pace, result)
+            result.flush()
+            code = 0
+        finally:
+            os._exit(code)
+
+
+def _pacer(rate: float, result: SendResult) -> Callable[[], int]:
+    bucket = TokenBucket(rate) if rate else None
+    # half a bucket per grant: time slept past the due moment fills the other half,
+    # so oversleeping does not lower the rate
+    batch = max(1, min(BATCH, int(bucket.burst) // 2)) if bucket else BATCH
+
+    def pace() -> int:
+        result.flush()
+        if bucket is None:
+            return batch
+        while not (granted := bucket.take(batch)):
+            time.sleep(bucket.delay(batch))
+        return granted
+
+    return pace

@@ -1,0 +1,449 @@
+"""``syn_scanner``: half-open TCP SYN scan on raw sockets.
+
+Stateless sending: every probe's sequence number is a keyed hash of (our address, its
+address, its port, our port) (``SeqHasher``), so a receiver greenlet matches a reply by
+its ack number alone, with no table of probes sent: SYN-ACK means open, RST closed.
+The only per-probe state is one byte per (host, port) of the current chunk of hosts,
+needed to retry the silent ones and to call them filtered in the end.
+
+Packets come from ``SynTemplate`` (IPv4 + TCP, checksums patched incrementally) and go
+out on ``IPPROTO_RAW`` sockets of forked sender processes (``_synio``), 256 to a
+``sendmmsg`` call, while this process's receiver greenlet reads the replies. They come
+in on an ``IPPROTO_TCP`` raw socket with a BPF filter that keeps only segments with ACK
+set addressed to our source ports. On loopback that socket also sees our own SYNs (no
+ACK: filtered in the kernel).
+
+Half-open: our kernel has no socket for the connection, so it answers each SYN-ACK with
+an RST, which tears down the half-open connection at the target. Source ports are taken
+above Linux's ephemeral range (61000-65000), one per try, so no local socket owns them.
+
+Without root or CAP_NET_RAW the raw sockets cannot be opened: the scan logs a warning
+and runs the connect scan instead. IPv6 hosts are always connect-scanned (with a warning).
+
+Outputs: ``open_ports`` (``Port(state="open", method="syn")``, each also emitted as
+found) and ``port_states``: the ports that stayed silent after every try
+(``state="filtered"``). Closed ports are only counted, in the log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import gevent
+import voluptuous as vol
+from gevent import socket
+from pentora_plugins.kit._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit._shard import mark_foreign, port_selector, share
+from pentora_plugins.kit.net._rawtcp import (
+    CSUM,
+    PORTS_SEQ,
+    TH_ACK,
+    TH_RST,
+    TH_SYN,
+    SeqHasher,
+    SourceAddresses,
+    SynTemplate,
+    attach_filter,
+    reply_filter,
+)
+from pentora_plugins.kit.portspec import port_spec_validator
+from pentora_plugins.kit.records import Port
+from pentora_plugins.portscan._synio import BatchSender, Job, SendPass, SendResult
+from voluptuous import Optional
+
+from pentora import Module, NodeContext, hookimpl
+from pentora.schema import Bool, Duration, Int
+
+SPORT_LOW, SPORT_HIGH = 61000, 65000
+CHUNK_PROBES = 1 << 20          # probes (hosts x ports) whose state is held at once
+RECV_BUFFER = 32 << 20
+PROGRESS_EVERY = 0.25           # seconds between progress reports
+POLL = 0.002                    # seconds between looks at the sender processes
+# one core is left to the receiver greenlet (the parent process)
+SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
+OPEN, CLOSED = 1, 2
+FOREIGN = 255  # state of an item another shard probes
+_TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
+
+
+def _source_port(value: object) -> int:
+    port = Int(0, SPORT_HIGH)(value)
+    if port and port < 1024:
+        raise vol.Invalid(f"source_port must be 0 (random) or at least 1024, got {port}")
+    return port
+
+
+_source_port.__name__ = "port"
+
+
+class ReplyMatcher:
+    """Classifies one received IPv4 TCP segment as a reply to one of our probes.
+
+    ``match`` returns (their address as 4 bytes, their port, OPEN or CLOSED) or None
+    for anything else: our own SYNs seen on loopback, the kernel's RSTs, other
+    connections, and replies whose ack is not our keyed hash + 1.
+    """
+
+    def __init__(self, hasher: SeqHasher, first_sport: int, last_sport: int) -> None:
+        self.hasher = hasher
+        self.first, self.last = first_sport, last_sport
+        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
+
+    def match(self, packet: bytes) -> tuple[bytes, int, int] | None:
+        if len(packet) < 20:
+            return None
+        ihl = (packet[0] & 0x0F) << 2
+        if len(packet) < ihl + 14:
+            return None
+        flags = packet[ihl + 13]
+        their_port, our_port, _seq, ack = _TCP_HEAD.unpack_from(packet, ihl)
+        if not flags & TH_ACK or not self.first <= our_port <= self.last:
+            return None
+        if flags & TH_SYN:
+            state = OPEN
+        elif flags & TH_RST:
+            state = CLOSED
+        else:
+            return None
+        their4 = packet[12:16]
+        pair = packet[16:20] + their4
+        secret = self._secrets.get(pair)
+        if secret is None:
+            if len(self._secrets) >= 65536:
+                self._secrets.clear()
+            secret = self._secrets[pair] = self.hasher.host_secret(pair[:4], their4)
+        if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
+            return None
+        return their4, their_port, state
+
+
+@dataclass
+class _Dst:
+    """One IPv4 destination, with everything its probes need precomputed."""
+
+    address: str
+    dst4: bytes
+    sockaddr: tuple[str, int]
+    secret: int                 # keyed hash of (src, dst): seq = secret ^ port mask
+    buffer: bytearray           # this host's packet, patched in place per probe
+    tcp_sum: int                # its TCP checksum sum before ports and seq
+
+
+class _Chunk:
+    def __init__(self, hosts: list[_Dst], nports: int) -> None:
+        self.hosts = hosts
+        self.index = {h.dst4: i for i, h in enumerate(hosts)}
+        self.states = bytearray(len(hosts) * nports)
+        self.pending = len(self.states)
+
+
+class SynScan:
+    """One scan's sockets, key and state. ``scan_chunk`` probes a chunk of destinations
+    (every try, then the wait); findings accumulate in ``open``, ``filtered``, ``closed``."""
+
+    def __init__(self, ctx: NodeContext, config: dict[str, Any], recv_sock: Any,
+                 total: int | None = None) -> None:
+        self.ctx = ctx
+        self.total = total  # probes of the first try, when the number of hosts is known
+        self.ports: list[int] = list(config["ports"])
+        self.port_index = {p: i for i, p in enumerate(self.ports)}
+        self.select = port_selector(ctx, self.ports)  # a sharded scan probes its own share only
+        self.rate: int = config["rate"]
+        self.timeout: float = config["timeout"]
+        self.tries = config["retries"] + 1
+        self.record_filtered: bool = config["record_filtered"]
+        base = config["source_port"] or random.randrange(SPORT_LOW, SPORT_HIGH - self.tries)
+        self.sports = range(base, base + self.tries)
+        self.hasher = SeqHasher()
+        self.matcher = ReplyMatcher(self.hasher, base, base + self.tries - 1)
+        self.recv_sock = recv_sock
+        attach_filter(recv_sock, reply_filter(base, base + self.tries - 1))
+        self.ip_id = random.randrange(1, 0xFFFF)
+        self.sources = SourceAddresses()
+        self.templates: dict[str, SynTemplate] = {}
+        self.chunk: _Chunk | None = None
+        self.open: list[Port] = []
+        self.filtered: list[Port] = []
+        self.closed = 0
+        self.silent = 0  # probes never answered: the filtered ports, listed or not
+        self.sent = 0
+        self.send_time = 0.0  # seconds spent in send passes: sent / send_time is the rate
+        self.first_tries = 0  # probes sent on first tries: the progress
+        self.next_progress = 0.0
+        self.send_errors = 0
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def receive(self) -> None:
+        recv, match = self.recv_sock.recv, self.matcher.match
+        while True:
+            hit = match(recv(128))
+            if hit is not None:
+                self._record(*hit)
+
+    def _record(self, their4: bytes, port: int, state: int) -> None:
+        chunk = self.chunk
+        hi = chunk.index.get(their4) if chunk else None
+        pi = self.port_index.get(port)
+        if chunk is None or hi is None or pi is None:
+            return  # a late reply to an earlier chunk, already settled
+        i = hi * len(self.ports) + pi
+        if chunk.states[i]:
+            return  # the answer to a retry
+        chunk.states[i] = state
+        chunk.pending -= 1
+        if state == OPEN:
+            record = Port(host=chunk.hosts[hi].address, port=port, protocol="tcp", state="open",
+                          method="syn", reason="syn-ack")
+            self.open.append(record)
+            self.ctx.emit(record)
+        else:
+            self.closed += 1
+
+    # -- sending -----------------------------------------------------------------------
+
+    def destination(self, address: str) -> _Dst:
+        src = self.sources.for_destination(address)
+        template = self.templates.get(src)
+        if template is None:
+            template = self.templates[src] = SynTemplate(src, ip_id=self.ip_id)
+        dst4 = socket.inet_aton(address)
+        buffer, tcp_sum = template.for_destination(dst4)
+        return _Dst(address, dst4, (address, 0), self.hasher.host_secret(template.src4, dst4),
+                    buffer, tcp_sum)
+
+    def scan_chunk(self, hosts: list[_Dst]) -> None:
+        chunk = self.chunk = _Chunk(hosts, len(self.ports))
+        if self.select is not None:  # another shard's items: never sent, never listed
+            chunk.pending -= mark_foreign(chunk.states, [h.address for h in hosts], self.ports,
+                                          self.select, FOREIGN)
+        for sport in self.sports:
+            if not chunk.pending:
+                break
+            began = time.monotonic()
+            self._send_pass(chunk, sport, first=sport == self.sports[0])
+            self.send_time += time.monotonic() - began
+            self._wait(chunk)
+        self.silent += chunk.pending
+        nports = len(self.ports)
+        for i, state in enumerate(chunk.states if self.record_filtered else ()):
+            if not state:
+                self.filtered.append(Port(host=hosts[i // nports].address, port=self.ports[i % nports],
+                                          protocol="tcp", state="filtered", method="syn",
+                                          reason="no-response"))
+        self.chunk = None
+
+    def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> None:
+        """One try over the chunk from sender processes, while the receiver greenlet
+        records the replies."""
+        send = SendPass(self._jobs(chunk, sport), self.rate, SynTemplate.LENGTH)
+        send.start()
+        try:
+            while send.alive():
+                gevent.sleep(POLL)
+                if first:
+                    self._progress(send.sent())
+        finally:
+            send.close()
+        self.sent += send.sent()
+        for address, error in send.errors():
+            self.send_errors += 1
+            if self.send_errors == 1:
+                self.ctx.log.warning(f"syn_scanner: sending to {address} failed: {error}")
+        if first:
+            self._progress(send.sent(), force=True)
+            self.first_tries += send.sent()
+
+    def _jobs(self, chunk: _Chunk, sport: int) -> list[Job]:
+        """Split a pass between sender processes: by host when there are enough hosts,
+        else by port."""
+        hosts = list(enumerate(chunk.hosts))
+        ports = list(enumerate(self.ports))
+        k = SEND_PROCESSES
+        if len(hosts) >= k:
+            return [self._job(chunk, sport, hosts[i::k], ports) for i in range(k)]
+        k = max(1, min(k, len(ports)))
+        return [self._job(chunk, sport, hosts, ports[i::k]) for i in range(k)]
+
+    def _job(self, chunk: _Chunk, sport: int, hosts: list[tuple[int, _Dst]],
+             ports: list[tuple[int, int]]) -> Job:
+        states, nports, port_mask = chunk.states, len(self.ports), self.hasher.port_mask
+        size = SynTemplate.LENGTH
+        pack_ports_seq, pack_csum = PORTS_SEQ.pack_into, CSUM.pack_into
+
+        def job(out: BatchSender, pace: Any, result: SendResult) -> None:
+            # runs in a sender process: the hot loop of the scan, SynTemplate.fill inlined
+            packets, addresses = out.packets, out.addresses
+            n, limit = 0, pace()
+            for pi, port in ports:
+                mask = port_mask(port, sport)
+                for hi, d in hosts:
+                    if states[hi * nports + pi]:
+                        continue
+                    off = n * size
+                    packets[off:off + size] = d.buffer
+                    seq = d.secret ^ mask
+                    pack_ports_seq(packets, off + 20, sport, port, seq)
+                    total = d.tcp_sum + sport + port + (seq >> 16) + (seq & 0xFFFF)
+                    total = (total & 0xFFFF) + (total >> 16)
+                    pack_csum(packets, off + 36, ~(total + (total >> 16)) & 0xFFFF)
+                    addresses[n * 16 + 4:n * 16 + 8] = d.dst4
+                    n += 1
+                    if n == limit:
+                        out.flush(n, result)
+                        n, limit = 0, pace()
+            out.flush(n, result)
+        return job
+
+    def _progress(self, sent: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self.next_progress:
+            self.next_progress = now + PROGRESS_EVERY
+            self.ctx.progress(self.first_tries + sent, self.total)
+
+    def _wait(self, chunk: _Chunk) -> None:
+        """Until every probe of the chunk is answered, at most ``timeout`` after the last send."""
+        deadline = time.monotonic() + self.timeout
+        gevent.sleep(0)
+        while chunk.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            gevent.sleep(min(left, POLL))
+
+
+def open_receive_socket() -> Any:
+    """The raw socket replies come in on; PermissionError without root or CAP_NET_RAW.
+    (Each sender process opens its own raw socket to send from.)"""
+    recv = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+        try:
+            recv.setsockopt(socket.SOL_SOCKET, option, RECV_BUFFER)
+            break
+        except OSError:
+            continue
+    return recv
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+class SynScanner(Module):
+    """Half-open TCP SYN scan on raw sockets; connect scan without privilege."""
+
+    module_type = "syn_scanner"
+    description = "half-open TCP SYN scan (raw sockets: root or CAP_NET_RAW, else a connect scan)"
+    produces = ("open_ports", "port_states")
+    config_schema = {
+        Optional("ports", default="top-1000",
+                 description="TCP ports to probe (1-1000, 22,80,443, - for all, top-100)"):
+            port_spec_validator("tcp"),
+        Optional("rate", default=10000, description="packets per second, 0 = unlimited"): Int(min=0),
+        Optional("timeout", default="1s", description="wait for replies after the last probe of a try"):
+            Duration(min=0),
+        Optional("retries", default=1, description="extra tries for ports that stayed silent"): Int(0, 10),
+        Optional("source_port", default=0,
+                 description="first source port (one per try); 0 = random in 61000-65000"): _source_port,
+        Optional("record_filtered", default=True,
+                 description="list silent ports as filtered in port_states (off for huge scans)"): Bool(),
+        **INPUT_OPTION,
+    }
+
+    @classmethod
+    def contract(cls, config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return input_contract(config, cls.produces)
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        hosts = iter_hosts(ctx, config)
+        try:
+            recv_sock = open_receive_socket()
+        except PermissionError as e:
+            ctx.log.warning(f"syn_scanner: raw sockets need root or CAP_NET_RAW ({e}; euid "
+                            f"{os.geteuid()}): falling back to a TCP connect scan")
+            filtered: list[Port] = []
+            opened = connect_fallback(ctx, config, (a for a, _ in hosts), filtered)
+            publish(ctx, "open_ports", opened)
+            publish(ctx, "port_states", filtered if config["record_filtered"] else [])
+            return
+        scan = SynScan(ctx, config, recv_sock, _probe_count(ctx, config))
+        scan.open = ctx.restored_records()  # hosts a killed run of this scan finished (resume)
+        done = ctx.done_items()
+        receiver = gevent.spawn(scan.receive)
+        v6: list[str] = []
+        try:
+            per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
+            todo = ((a, h) for a, h in hosts if a not in done)
+            for batch in _chunks(self._ipv4(ctx, scan, todo, v6), per_chunk):
+                found = len(scan.open)
+                scan.scan_chunk(batch)
+                _checkpoint(ctx, batch, scan.open[found:])
+        finally:
+            receiver.kill()
+            recv_sock.close()
+        if v6:
+            ctx.log.warning(f"syn_scanner: no raw IPv6 SYN scan; connect-scanning {len(v6)} IPv6 host(s)")
+            scan.open += connect_fallback(ctx, config, v6,
+                                          scan.filtered if config["record_filtered"] else [])
+        pps = scan.sent / scan.send_time if scan.send_time else 0.0
+        ctx.log.info(f"syn_scanner: {scan.sent} probes ({pps:,.0f}/s while sending), {len(scan.open)} "
+                     f"open, {scan.closed} closed, {scan.silent} filtered")
+        publish(ctx, "open_ports", scan.open)
+        publish(ctx, "port_states", scan.filtered)
+
+    @staticmethod
+    def _ipv4(ctx: NodeContext, scan: SynScan, hosts: Iterable[tuple[str, str | None]],
+              v6: list[str]) -> Iterator[_Dst]:
+        for address, _ in hosts:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                ctx.log.warning(f"syn_scanner: skipping '{address}': not an IP address")
+                continue
+            if ip.version == 6:
+                v6.append(address)
+                continue
+            try:
+                yield scan.destination(address)
+            except OSError as e:
+                ctx.log.warning(f"syn_scanner: skipping {address}: no route ({e})")
+
+
+def _checkpoint(ctx: NodeContext, batch: list[_Dst], opened: list[Port]) -> None:
+    """Each host of a finished chunk, with its open ports: a resumed scan skips it."""
+    per_host: dict[str, list[Port]] = {}
+    for port in opened:
+        per_host.setdefault(port.host, []).append(port)
+    for d in batch:
+        ctx.checkpoint(d.address, per_host.get(d.address, []))
+
+
+def _probe_count(ctx: NodeContext, config: dict[str, Any]) -> int | None:
+    try:
+        return share(ctx, len(ctx.get(config["input"])) * len(config["ports"]))
+    except TypeError:
+        return None
+
+
+def connect_fallback(ctx: NodeContext, config: dict[str, Any], hosts: Iterable[str],
+                     filtered: list[Port]) -> list[Port]:
+    """Connect-scan ``hosts`` on ``config['ports']`` with the same timeout, retries and
+    rate; returns the open ports (emitted as found), appends filtered ones."""
+    from pentora_plugins.portscan.connect_scan import scan_hosts  # only needed without privilege, or for IPv6
+
+    return scan_hosts(ctx, config, hosts, filtered=filtered)
+
+
+@hookimpl
+def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
+    registry.register(SynScanner)

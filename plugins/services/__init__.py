@@ -1,0 +1,1 @@
+"""Services: ``banner_grabber``, ``fingerprint_parser``, ``asset_profiler``."""

@@ -1,0 +1,1 @@
+"""Target parsing: ``target_parser``."""

@@ -1,0 +1,1 @@
+"""TLS: ``ssl_analyzer``."""

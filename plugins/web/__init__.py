@@ -1,0 +1,1 @@
+"""The web: ``http_scanner``, ``webapp_fingerprinter``."""
