@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry, Range
-from pentora_plugins.cve.module import CveMatcher, evaluate
+from pentora_plugins.cve.cve_matcher import CveMatcher, evaluate
 from pentora_plugins.cve.sources import load_catalog
 from pentora_plugins.cve.version import compare, distro_build, version_key
 

@@ -13,10 +13,10 @@ as it answers and writes a sorted list of ``Host`` records under config ``output
 
 from __future__ import annotations
 
-from pentora_plugins.discovery.arp import ArpDiscovery
-from pentora_plugins.discovery.icmp import IcmpDiscovery
-from pentora_plugins.discovery.merge import DiscoveryMerger, merge_hosts
-from pentora_plugins.discovery.tcp import TcpProbeDiscovery
+from pentora_plugins.discovery.arp_discovery import ArpDiscovery
+from pentora_plugins.discovery.discovery_merger import DiscoveryMerger, merge_hosts
+from pentora_plugins.discovery.icmp_discovery import IcmpDiscovery
+from pentora_plugins.discovery.tcp_probe_discovery import TcpProbeDiscovery
 
 from pentora import hookimpl
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import voluptuous as vol
 from pentora_plugins.discovery._sweep import Answer, Probe, Sweep, Transport
-from pentora_plugins.kit._inputs import HOST_SOURCES, iter_hosts, publish
+from pentora_plugins.kit.inputs import HOST_SOURCES, iter_hosts, publish
 from pentora_plugins.kit.records import Host
 
 from pentora import Module, NodeContext
@@ -127,7 +127,7 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _resolve(ctx: NodeContext, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    from pentora_plugins.targets.targets import resolve_name  # target_parser's cooperative lookup
+    from pentora_plugins.targets.target_parser import resolve_name  # target_parser's cooperative lookup
 
     try:
         answers = resolve_name(name)

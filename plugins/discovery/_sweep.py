@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import gevent
 from gevent.event import Event
 from gevent.lock import BoundedSemaphore
-from pentora_plugins.kit.net._ratelimit import TokenBucket
+from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 # Send errors worth a short pause and another try rather than giving up on the host.
 _BUSY = {errno.ENOBUFS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EADDRNOTAVAIL}

@@ -17,8 +17,8 @@ import argparse
 from typing import Any
 
 from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nodes
-from pentora_plugins.distributed.modules import JOB_OPTION, CeleryShards, ShardResult
-from pentora_plugins.kit._shard import SHARD_OPTION, Shard
+from pentora_plugins.distributed.celery_shards import JOB_OPTION, CeleryShards, ShardResult
+from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
 from pentora import hookimpl
 from pentora.cli.common import EXIT_USAGE, CliError

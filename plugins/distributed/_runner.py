@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pentora_plugins.distributed._wire import encode, shippable
-from pentora_plugins.kit._shard import SHARD_OPTION, Shard
+from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
 from pentora import Orchestrator, hookimpl
 from pentora.errors import PentoraError

@@ -27,7 +27,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 
-from pentora_plugins.kit.net._ratelimit import TokenBucket
+from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 BATCH = 256              # probes between rate checks and shared-memory updates
 _SLOT = struct.Struct("QQi4s")  # sent, failed, first errno, first failed address

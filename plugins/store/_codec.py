@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from pentora_plugins.kit.records import Record
-from pentora_plugins.output.output_jsonl import record_dict
+from pentora_plugins.output.jsonl import record_dict
 
 TRUSTED = ("pentora.", "pentora_plugins.")
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit._inputs import hostnames, per_item, publish
-from pentora_plugins.kit.net._talk import talk
-from pentora_plugins.kit.net._tlsinfo import client_context
+from pentora_plugins.kit.inputs import hostnames, per_item, publish
+from pentora_plugins.kit.net.talk import talk
+from pentora_plugins.kit.net.tls import client_context
 from pentora_plugins.kit.records import ServiceFingerprint, TlsReport
-from pentora_plugins.tls._tlscert import analyze_chain
-from pentora_plugins.tls._tlsciphers import PROTOCOLS, Probe, candidates
-from pentora_plugins.tls._tlswire import TLS12, WireError
+from pentora_plugins.tls._cert import analyze_chain
+from pentora_plugins.tls._ciphers import PROTOCOLS, Probe, candidates
+from pentora_plugins.tls._wire import TLS12, WireError
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from pentora_plugins.cve.catalog import Catalog, Entry, Range
-from pentora_plugins.cve.module import Subject, evaluate
+from pentora_plugins.cve.cve_matcher import Subject, evaluate
 from pentora_plugins.cve.sources import load_catalog
 from pentora_plugins.cve.version import version_key
 

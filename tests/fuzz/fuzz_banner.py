@@ -24,21 +24,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests` importable when run as a script
 
-from pentora_plugins.checks import (
-    checks_services,  # noqa: E402
-    checks_ssh,  # noqa: E402
-)
-from pentora_plugins.kit._fingerprint_rules import load_catalog  # noqa: E402
-from pentora_plugins.kit._probes import builtin_catalog, telnet_refuse  # noqa: E402
-from pentora_plugins.kit.net import (
-    _http,  # noqa: E402
-    _http_facts,  # noqa: E402
-)
-from pentora_plugins.kit.net._tlsinfo import certificate_fields  # noqa: E402
+from pentora_plugins.checks import service_checks as checks_services  # noqa: E402
+from pentora_plugins.checks import ssh_checks as checks_ssh  # noqa: E402
+from pentora_plugins.kit.catalog import load_catalog  # noqa: E402
+from pentora_plugins.kit.net import http as _http  # noqa: E402
+from pentora_plugins.kit.net import http_facts as _http_facts  # noqa: E402
+from pentora_plugins.kit.net.tls import certificate_fields  # noqa: E402
+from pentora_plugins.kit.probes import builtin_catalog, telnet_refuse  # noqa: E402
 from pentora_plugins.kit.records import Banner  # noqa: E402
-from pentora_plugins.services.fingerprint import fingerprint_banners  # noqa: E402
-from pentora_plugins.tls import _tlswire  # noqa: E402
-from pentora_plugins.tls._tlscert import analyze_chain  # noqa: E402
+from pentora_plugins.services.fingerprint_parser import fingerprint_banners  # noqa: E402
+from pentora_plugins.tls import _wire as _tlswire  # noqa: E402
+from pentora_plugins.tls._cert import analyze_chain  # noqa: E402
 
 PROBES = ("passive", "http_get", "tls_client_hello", "redis_info", "pg_sslrequest", "mongodb_buildinfo",
           "smb_negotiate", "rdp_negotiation", "vnc_security", "tls_handshake")

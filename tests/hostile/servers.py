@@ -309,7 +309,7 @@ def malformed_certificate(kind: str) -> bytes:
     """
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding
-    from pentora_plugins.kit.net._tlsinfo import _children, _tlv
+    from pentora_plugins.kit.net.tls import _children, _tlv
 
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _certificate("malformed.pentora.test", key, "malformed.pentora.test", key, (-1, 365),

@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pentora_plugins.checks.checks_services as checks_services
+import pentora_plugins.checks.service_checks as checks_services
 import pentora_plugins.cve as cve
-import pentora_plugins.portscan.connect_scan as connect_scan
-import pentora_plugins.services.banners as banners
-import pentora_plugins.services.fingerprint as fingerprint
-import pentora_plugins.targets.targets as targets
+import pentora_plugins.portscan.connect_scanner as connect_scan
+import pentora_plugins.services.banner_grabber as banners
+import pentora_plugins.services.fingerprint_parser as fingerprint
+import pentora_plugins.targets.target_parser as targets
 import pytest
 from pentora_plugins.cve.sources import load_catalog
 

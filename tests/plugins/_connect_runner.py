@@ -18,7 +18,7 @@ import sys
 
 import gevent
 from pentora_plugins.kit.portspec import parse_ports
-from pentora_plugins.portscan.connect_scan import ConnectEngine
+from pentora_plugins.portscan.connect_scanner import ConnectEngine
 
 
 def grab_all() -> list[int]:

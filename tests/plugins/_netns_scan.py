@@ -51,8 +51,8 @@ def drop_privileges() -> None:
 
 def main(spec: dict[str, Any]) -> None:
     import gevent
-    from pentora_plugins.engine import core_modules
-    from pentora_plugins.portscan import connect_scan
+    from pentora_plugins.engine import modules as core_modules
+    from pentora_plugins.portscan import connect_scanner as connect_scan
 
     from pentora import DagBuilder, Orchestrator
     from pentora._logging import configure

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.output.output_table as output_table
-import pentora_plugins.services.assets as assets
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.output.summary as output_table
+import pentora_plugins.services.asset_profiler as assets
 from pentora_plugins.kit.records import Banner, Host, Port, ServiceFingerprint
-from pentora_plugins.output.reporters import STREAMS
+from pentora_plugins.output.json_reporter import STREAMS
 
 from pentora import DagBuilder, Module, NodeContext, Orchestrator
 

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pentora_plugins.engine.core_modules
-import pentora_plugins.services.banners
+import pentora_plugins.engine.modules
+import pentora_plugins.services.banner_grabber
 import pytest
-from pentora_plugins.kit.net._tlsinfo import certificate_fields
+from pentora_plugins.kit.net.tls import certificate_fields
 from pentora_plugins.kit.records import Banner, Port
 
 from pentora import DagBuilder, Orchestrator
@@ -40,7 +40,7 @@ Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 def grab(open_ports: list[Any], **config: Any) -> tuple[list[Banner], Emitted, Any]:
     """Run set(open_ports) → banner_grabber; returns (published banners, emitted, result)."""
     emitted = Emitted()
-    orch = Orchestrator(plugins=[pentora_plugins.services.banners, pentora_plugins.engine.core_modules,
+    orch = Orchestrator(plugins=[pentora_plugins.services.banner_grabber, pentora_plugins.engine.modules,
                                  emitted],
                         autoload=False)
     orch.load_dag(DagBuilder("banners")
@@ -241,7 +241,7 @@ def test_probes_option_limits_what_is_sent(tcp_server: Callable[..., Any]) -> No
 
 
 def test_unknown_probe_name_fails_the_node_naming_it(tcp_server: Callable[..., Any]) -> None:
-    orch = Orchestrator(plugins=[pentora_plugins.services.banners, pentora_plugins.engine.core_modules],
+    orch = Orchestrator(plugins=[pentora_plugins.services.banner_grabber, pentora_plugins.engine.modules],
                         autoload=False)
     orch.load_dag(DagBuilder("banners")
                   .add_node("ports", "set", config={"values": {"open_ports": []}})
@@ -449,7 +449,7 @@ def test_probes_race_the_passive_wait(tcp_server: Callable[..., Any]) -> None:
 
 
 def payload_of(name: str) -> bytes:
-    from pentora_plugins.kit._probes import load_catalog
+    from pentora_plugins.kit.probes import load_catalog
 
     probe = next(p for p in load_catalog().probes if p.name == name)
     assert probe.payload is not None

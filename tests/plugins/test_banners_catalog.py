@@ -9,11 +9,11 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules
-import pentora_plugins.services.banners
+import pentora_plugins.engine.modules
+import pentora_plugins.services.banner_grabber
 import pytest
 import yaml
-from pentora_plugins.kit._probes import CatalogError, load_catalog, parse_catalog, telnet_refuse
+from pentora_plugins.kit.probes import CatalogError, load_catalog, parse_catalog, telnet_refuse
 
 from pentora import DagBuilder, Orchestrator
 
@@ -285,7 +285,7 @@ def test_user_catalog_file(tmp_path: Path, tcp_server: Any) -> None:
     path.write_text("probes:\n- name: hello\n  protocol: greeter\n  generic: 1\n"
                     "  payload_text: \"HELLO\\r\\n\"\n  expect: '\\AHI '\n")
     server = tcp_server(respond=lambda d: b"HI there\r\n" if d == b"HELLO\r\n" else None)
-    orch = Orchestrator(plugins=[pentora_plugins.services.banners, pentora_plugins.engine.core_modules],
+    orch = Orchestrator(plugins=[pentora_plugins.services.banner_grabber, pentora_plugins.engine.modules],
                                  autoload=False)
     orch.load_dag(DagBuilder("banners")
                   .add_node("ports", "set", config={"values": {"open_ports": [

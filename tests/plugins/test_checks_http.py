@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pentora_plugins.checks.checks_http as checks_http
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.web.http_scan as http_scan
+import pentora_plugins.checks.http_checks as checks_http
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.web.http_scanner as http_scan
 import pytest
-from pentora_plugins.checks.checks_http import check_responses
+from pentora_plugins.checks.http_checks import check_responses
 from pentora_plugins.kit.records import HttpResponse, Vulnerability
 
 from pentora import DagBuilder, Orchestrator, ValidationError

@@ -8,8 +8,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import pentora_plugins.checks.checks_services as checks_services
-import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.checks.service_checks as checks_services
+import pentora_plugins.engine.modules as core_modules
 import pytest
 
 from pentora import DagBuilder, Orchestrator, ValidationError

@@ -7,10 +7,10 @@ import os
 import struct
 from typing import Any
 
-import pentora_plugins.checks.checks_ssh as checks_ssh
-import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.checks.ssh_checks as checks_ssh
+import pentora_plugins.engine.modules as core_modules
 import pytest
-from pentora_plugins.checks.checks_ssh import SshError, parse_kexinit, read_kexinit
+from pentora_plugins.checks.ssh_checks import SshError, parse_kexinit, read_kexinit
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 
 from pentora import DagBuilder, Orchestrator

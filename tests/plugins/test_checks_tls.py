@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.checks.checks_tls as checks_tls
-import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.checks.tls_checks as checks_tls
+import pentora_plugins.engine.modules as core_modules
 import pentora_plugins.tls.ssl_analyzer as ssl_analyzer
 from pentora_plugins.kit.records import ServiceFingerprint, TlsReport, Vulnerability
 

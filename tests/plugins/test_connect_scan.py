@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.portscan.connect_scan as connect_scan
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.portscan.connect_scanner as connect_scan
 import pytest
 import voluptuous as vol
-from pentora_plugins.kit.net._connect_engine import FD_MARGIN
-from pentora_plugins.kit.net._ratelimit import TokenBucket
+from pentora_plugins.kit.net.connect import FD_MARGIN
+from pentora_plugins.kit.net.ratelimit import TokenBucket
 from pentora_plugins.kit.records import Port, Target
 
 from pentora import DagBuilder, Orchestrator, ValidationError

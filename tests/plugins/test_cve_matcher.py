@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pentora_plugins.cve as cve
-import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.engine.modules as core_modules
 import pytest
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 

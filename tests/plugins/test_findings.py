@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import gevent
-from pentora_plugins.kit._findings import add_vulnerabilities, severity_of
+from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.records import Vulnerability
 
 from pentora import Module

@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.services.fingerprint as fingerprint
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.services.fingerprint_parser as fingerprint
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pentora_plugins.kit._fingerprint_rules import (
+from pentora_plugins.kit.catalog import (
     CPE23,
     CatalogError,
     builtin_path,
@@ -23,7 +23,7 @@ from pentora_plugins.kit._fingerprint_rules import (
     regex_risk,
 )
 from pentora_plugins.kit.records import Banner, ServiceFingerprint
-from pentora_plugins.services.fingerprint import (
+from pentora_plugins.services.fingerprint_parser import (
     MAX_SCAN,
     fingerprint_banners,
     fingerprint_port,

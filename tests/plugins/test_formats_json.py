@@ -11,7 +11,7 @@ import pentora_plugins.kit.records as records_module
 import pytest
 from pentora_plugins.output.formats import json_report
 from pentora_plugins.output.formats._model import Report
-from pentora_plugins.output.output_jsonl import record_dict
+from pentora_plugins.output.jsonl import record_dict
 
 from pentora import Orchestrator
 from pentora.records import NodeRecord, ScanResult

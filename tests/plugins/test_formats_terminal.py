@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from pentora_plugins.output import output_table
+from pentora_plugins.output import summary as output_table
 
 from pentora.text import clean
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.web.http_scan as http_scan
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.web.http_scanner as http_scan
 import pytest
-from pentora_plugins.kit.net._http import Endpoint
-from pentora_plugins.kit.net._http_facts import favicon_hash, mmh3_32, parse_cookies
+from pentora_plugins.kit.net.http import Endpoint
+from pentora_plugins.kit.net.http_facts import favicon_hash, mmh3_32, parse_cookies
 from pentora_plugins.kit.records import HttpResponse
-from pentora_plugins.web.http_scan import HttpOptions, scan_port, web_ports
+from pentora_plugins.web.http_scanner import HttpOptions, scan_port, web_ports
 
 from pentora import DagBuilder, Orchestrator, ValidationError
 from pentora.testing import RecordCollector

@@ -22,15 +22,16 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pentora_plugins.kit import _fingerprint_rules as rules
-from pentora_plugins.kit._probes import CatalogError, builtin_catalog, parse_catalog, telnet_refuse
-from pentora_plugins.kit._targetspec import TargetSpecError, iter_specs, parse_spec
-from pentora_plugins.kit.net import _http, _http_facts
-from pentora_plugins.kit.net._tlsinfo import certificate_fields
+from pentora_plugins.kit import catalog as rules
+from pentora_plugins.kit.net import http as _http
+from pentora_plugins.kit.net import http_facts as _http_facts
+from pentora_plugins.kit.net.tls import certificate_fields
 from pentora_plugins.kit.portspec import MAX_PORT, PortSpecError, parse_ports
+from pentora_plugins.kit.probes import CatalogError, builtin_catalog, parse_catalog, telnet_refuse
 from pentora_plugins.kit.records import Banner
-from pentora_plugins.services.fingerprint import fingerprint_banners
-from pentora_plugins.tls._tlscert import analyze_chain
+from pentora_plugins.kit.targetspec import TargetSpecError, iter_specs, parse_spec
+from pentora_plugins.services.fingerprint_parser import fingerprint_banners
+from pentora_plugins.tls._cert import analyze_chain
 
 from tests.fuzz.fuzz_banner import Peer  # the fuzz harness's fake socket
 from tests.hostile.servers import malformed_certificate

@@ -12,18 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.portscan.connect_scan as connect_scan
-import pentora_plugins.portscan.syn_scan as syn_scan
-import pentora_plugins.portscan.udp_scan as udp_scan
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.portscan.connect_scanner as connect_scan
+import pentora_plugins.portscan.syn_scanner as syn_scan
+import pentora_plugins.portscan.udp_scanner as udp_scan
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nodes
 from pentora_plugins.distributed._wire import Deduper, decode, encode, merge_values, shippable
-from pentora_plugins.kit._shard import Shard, ShardSpace, host_indexer, shard_sizes
-from pentora_plugins.kit._targetset import TargetSet
 from pentora_plugins.kit.records import Banner, Host, Port, Target
+from pentora_plugins.kit.shard import Shard, ShardSpace, host_indexer, shard_sizes
+from pentora_plugins.kit.targetset import TargetSet
 
 from pentora import DagBuilder, Orchestrator, PentoraError
 from pentora.testing import RecordCollector, free_port
@@ -204,7 +204,7 @@ def orch_profile(orch: Orchestrator, name: str) -> Any:
 
 
 def test_the_plugin_and_the_shard_module_load_without_celery() -> None:
-    code = ("import sys; import pentora_plugins.distributed, pentora_plugins.kit._shard; "
+    code = ("import sys; import pentora_plugins.distributed, pentora_plugins.kit.shard; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')], 'celery loaded'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

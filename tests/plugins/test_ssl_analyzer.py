@@ -8,13 +8,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules as core_modules
+import pentora_plugins.engine.modules as core_modules
 import pentora_plugins.tls.ssl_analyzer as ssl_analyzer
 import pytest
 from pentora_plugins.kit.records import Banner, ServiceFingerprint, TlsReport
-from pentora_plugins.tls._tlscert import matches_host
-from pentora_plugins.tls._tlsciphers import candidates, describe_suite, suites
-from pentora_plugins.tls._tlswire import (
+from pentora_plugins.tls._cert import matches_host
+from pentora_plugins.tls._ciphers import candidates, describe_suite, suites
+from pentora_plugins.tls._wire import (
     HELLO_RETRY,
     TLS12,
     TLS13,

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import gevent
-import pentora_plugins.engine.core_modules
-import pentora_plugins.portscan.connect_scan
-import pentora_plugins.services.banners
-import pentora_plugins.services.fingerprint
-import pentora_plugins.targets.targets
+import pentora_plugins.engine.modules
+import pentora_plugins.portscan.connect_scanner
+import pentora_plugins.services.banner_grabber
+import pentora_plugins.services.fingerprint_parser
+import pentora_plugins.targets.target_parser
 import pytest
-from pentora_plugins.kit._targetset import TargetSet
 from pentora_plugins.kit.records import Port
+from pentora_plugins.kit.targetset import TargetSet
 from pentora_plugins.store import StorePlugin
 from pentora_plugins.store._codec import UnstorableError, decode, dumps, encode, loads
 from pentora_plugins.store._db import connect, reading
@@ -44,9 +44,9 @@ nodes:
      config: {race_probes: false}}  # no race: the same banners however loaded the machine
   - {instance_id: services, module_type: fingerprint_parser, depends_on: [banners]}
 """
-PLUGINS = (pentora_plugins.targets.targets, pentora_plugins.portscan.connect_scan,
-           pentora_plugins.services.banners,
-           pentora_plugins.services.fingerprint, pentora_plugins.engine.core_modules)
+PLUGINS = (pentora_plugins.targets.target_parser, pentora_plugins.portscan.connect_scanner,
+           pentora_plugins.services.banner_grabber,
+           pentora_plugins.services.fingerprint_parser, pentora_plugins.engine.modules)
 
 
 def scan(db: Path, ports: str, *extra: Any, dag: str = DAG, **kw: Any) -> Any:
@@ -133,7 +133,7 @@ class EmitThenLook(Module):
 
 def test_findings_are_committed_while_the_node_still_runs(tmp_path):
     db = tmp_path / "scans.db"
-    orch = Orchestrator(plugins=(pentora_plugins.engine.core_modules, Modules(EmitThenLook),
+    orch = Orchestrator(plugins=(pentora_plugins.engine.modules, Modules(EmitThenLook),
                                  StorePlugin(db)), autoload=False)
     orch.load_dag(f"nodes: [{{instance_id: a, module_type: emit_then_look, config: {{db: '{db}'}}}}]")
     result = orch.execute()

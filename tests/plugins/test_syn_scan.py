@@ -11,13 +11,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules
-import pentora_plugins.portscan.connect_scan
-import pentora_plugins.portscan.syn_scan
+import pentora_plugins.engine.modules
+import pentora_plugins.portscan.connect_scanner
+import pentora_plugins.portscan.syn_scanner
 import pytest
-from pentora_plugins.kit.net._rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
+from pentora_plugins.kit.net.rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
 from pentora_plugins.kit.records import Port
-from pentora_plugins.portscan.syn_scan import CLOSED, OPEN, ReplyMatcher, open_receive_socket
+from pentora_plugins.portscan.syn_scanner import CLOSED, OPEN, ReplyMatcher, open_receive_socket
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
 
@@ -45,8 +45,9 @@ Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
     emitted = Emitted()
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scan, pentora_plugins.portscan.connect_scan,
-                                 pentora_plugins.engine.core_modules, emitted], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scanner,
+                                 pentora_plugins.portscan.connect_scanner,
+                                 pentora_plugins.engine.modules, emitted], autoload=False)
     orch.load_dag(DagBuilder("syn")
                   .add_node("targets", "set", config={"values": {"targets": targets}})
                   .add_node("scan", "syn_scanner", ["targets"], {**config, "input": "targets"})
@@ -57,7 +58,7 @@ def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanRe
 
 
 def scan_in_ns(ns: Any, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    spec = {"plugin": "pentora_plugins.portscan.syn_scan", "module_type": "syn_scanner", **spec}
+    spec = {"plugin": "pentora_plugins.portscan.syn_scanner", "module_type": "syn_scanner", **spec}
     proc = ns.python(RUNNER, json.dumps(spec), check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -166,7 +167,7 @@ def test_seq_is_keyed() -> None:
 @pytest.mark.parametrize(("key", "value"), [("rate", -1), ("retries", 11), ("source_port", 80),
                                             ("timeout", "soon"), ("ports", "1-99999")])
 def test_bad_config_is_rejected_naming_the_key(key: str, value: Any) -> None:
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scan, pentora_plugins.engine.core_modules],
+    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scanner, pentora_plugins.engine.modules],
                         autoload=False)
     orch.load_dag(DagBuilder().add_node("t", "set", config={"values": {"targets": ["127.0.0.1"]}})
                   .add_node("scan", "syn_scanner", ["t"], {key: value, "input": "targets"}).build())
@@ -319,7 +320,7 @@ def test_resumed_scan_skips_finished_hosts_and_checkpoints_each_new_one(tcp_serv
                                                                        log_messages: list[str]) -> None:
     server = tcp_server()
     resume = _Resume()
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scan, pentora_plugins.engine.core_modules,
+    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scanner, pentora_plugins.engine.modules,
                                  resume],
                         autoload=False)
     orch.load_dag(DagBuilder("syn")
@@ -335,4 +336,4 @@ def test_resumed_scan_skips_finished_hosts_and_checkpoints_each_new_one(tcp_serv
 
 
 def test_module_is_registered_by_its_entry_point() -> None:
-    assert Orchestrator().registry.get("syn_scanner").cls is pentora_plugins.portscan.syn_scan.SynScanner
+    assert Orchestrator().registry.get("syn_scanner").cls is pentora_plugins.portscan.syn_scanner.SynScanner

@@ -16,15 +16,15 @@ import textwrap
 import tracemalloc
 from typing import Any
 
-import pentora_plugins.targets.targets as targets_plugin
+import pentora_plugins.targets.target_parser as targets_plugin
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pentora_plugins.kit._inputs import iter_hosts
-from pentora_plugins.kit._targetset import FeistelPermutation, TargetSet
-from pentora_plugins.kit._targetspec import TargetSpecError, split_specs
+from pentora_plugins.kit.inputs import iter_hosts
 from pentora_plugins.kit.records import Target
-from pentora_plugins.targets.targets import TargetParser, resolve_name
+from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
+from pentora_plugins.kit.targetspec import TargetSpecError, split_specs
+from pentora_plugins.targets.target_parser import TargetParser, resolve_name
 
 from pentora import DagBuilder, Module, ValidationError
 from tests.conftest import make_orch
@@ -422,7 +422,7 @@ def test_arbitrary_text_parses_or_names_the_bad_token(text: str) -> None:
 def test_index_of_is_the_inverse_of_getitem():
     import ipaddress
 
-    from pentora_plugins.kit._targetset import TargetSet
+    from pentora_plugins.kit.targetset import TargetSet
 
     ts = TargetSet.parse(["127.0.0.1-5", "127.0.1.0/30", "::1"])
     for i in range(ts.size):

@@ -8,16 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.core_modules as core_modules
-import pentora_plugins.web.http_scan as http_scan
-import pentora_plugins.web.webapp as webapp
+import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.web.http_scanner as http_scan
+import pentora_plugins.web.webapp_fingerprinter as webapp
 import pytest
 import yaml
-from pentora_plugins.kit._fingerprint_rules import CPE23, CatalogError
-from pentora_plugins.kit.net._http_facts import parse_cookies, title_of
+from pentora_plugins.kit.catalog import CPE23, CatalogError
+from pentora_plugins.kit.net.http_facts import parse_cookies, title_of
 from pentora_plugins.kit.records import HttpResponse, WebTechnology
-from pentora_plugins.web._webapp_rules import load_web_catalog
-from pentora_plugins.web.webapp import identify, meta_tags
+from pentora_plugins.web._rules import load_web_catalog
+from pentora_plugins.web.webapp_fingerprinter import identify, meta_tags
 
 from pentora import DagBuilder, Orchestrator, ValidationError
 from pentora.testing import RecordCollector

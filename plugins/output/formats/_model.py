@@ -16,9 +16,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from pentora_plugins.kit._findings import SEVERITIES as _ASCENDING
+from pentora_plugins.kit.findings import SEVERITIES as _ASCENDING
 from pentora_plugins.kit.records import address_key
-from pentora_plugins.output.output_jsonl import record_dict, scan_facts, scan_line
+from pentora_plugins.output.jsonl import record_dict, scan_facts, scan_line
 
 from pentora.errors import PentoraError
 from pentora.plan import try_plan

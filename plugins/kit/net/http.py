@@ -24,8 +24,8 @@ from typing import Any
 
 import gevent
 from gevent import socket, ssl
-from pentora_plugins.kit.net._grab import tls_context
-from pentora_plugins.kit.net._tlsinfo import sni_name
+from pentora_plugins.kit.net.grab import tls_context
+from pentora_plugins.kit.net.tls import sni_name
 
 MAX_HEADER_BYTES = 65536
 MAX_HEADERS = 200

@@ -27,12 +27,12 @@ import voluptuous as vol
 from pentora_plugins.cve.catalog import Catalog, CatalogError, Hit, parse_cpe, product_key
 from pentora_plugins.cve.sources import BUILTIN, load_catalog, normalise_sources
 from pentora_plugins.cve.version import BACKPORTING, distro_build, is_version
-from pentora_plugins.kit._findings import add_vulnerabilities, severity_of
-from pentora_plugins.kit._fingerprint_rules import CatalogError as RulesError
-from pentora_plugins.kit._fingerprint_rules import catalog_option as shared_catalog_option
-from pentora_plugins.kit._fingerprint_rules import load_catalog as load_rules
+from pentora_plugins.kit.catalog import CatalogError as RulesError
+from pentora_plugins.kit.catalog import catalog_option as shared_catalog_option
+from pentora_plugins.kit.catalog import load_catalog as load_rules
+from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.records import Vulnerability
-from pentora_plugins.services.assets import _get
+from pentora_plugins.services.asset_profiler import _get
 from voluptuous import Optional
 
 from pentora import Module, ModuleError, NodeContext

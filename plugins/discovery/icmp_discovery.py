@@ -21,7 +21,7 @@ import voluptuous as vol
 from gevent import socket as gsocket
 from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, family_of, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
-from pentora_plugins.kit.net._rawtcp import checksum
+from pentora_plugins.kit.net.rawtcp import checksum
 
 from pentora import ModuleError, NodeContext
 

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pentora_plugins.kit._findings import add_vulnerabilities, severity_of
-from pentora_plugins.kit._inputs import per_item
-from pentora_plugins.kit.net._talk import talk
+from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
+from pentora_plugins.kit.inputs import per_item
+from pentora_plugins.kit.net.talk import talk
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 from voluptuous import Optional
 

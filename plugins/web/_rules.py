@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit._fingerprint_rules import (
+from pentora_plugins.kit.catalog import (
     BUILTIN,
     CONVERTERS,
     CPE23,

@@ -16,8 +16,8 @@ import struct
 from dataclasses import dataclass, field
 
 from gevent import socket
-from pentora_plugins.kit.net._talk import talk
-from pentora_plugins.kit.net._tlsinfo import sni_name
+from pentora_plugins.kit.net.talk import talk
+from pentora_plugins.kit.net.tls import sni_name
 
 SSL3, TLS10, TLS11, TLS12, TLS13 = "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"
 VERSIONS = {SSL3: 0x0300, TLS10: 0x0301, TLS11: 0x0302, TLS12: 0x0303, TLS13: 0x0304}

@@ -7,7 +7,7 @@ from typing import Any
 
 import voluptuous as vol
 from pentora_plugins.discovery._common import DEFAULT_OUTPUT, OUTPUT_OPTION
-from pentora_plugins.kit._inputs import publish
+from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import Host
 
 from pentora import Module, NodeContext

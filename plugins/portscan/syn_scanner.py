@@ -40,9 +40,8 @@ from typing import Any
 import gevent
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
-from pentora_plugins.kit._shard import mark_foreign, port_selector, share
-from pentora_plugins.kit.net._rawtcp import (
+from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.net.rawtcp import (
     CSUM,
     PORTS_SEQ,
     TH_ACK,
@@ -56,6 +55,7 @@ from pentora_plugins.kit.net._rawtcp import (
 )
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
+from pentora_plugins.kit.shard import mark_foreign, port_selector, share
 from pentora_plugins.portscan._synio import BatchSender, Job, SendPass, SendResult
 from voluptuous import Optional
 
@@ -439,7 +439,9 @@ def connect_fallback(ctx: NodeContext, config: dict[str, Any], hosts: Iterable[s
                      filtered: list[Port]) -> list[Port]:
     """Connect-scan ``hosts`` on ``config['ports']`` with the same timeout, retries and
     rate; returns the open ports (emitted as found), appends filtered ones."""
-    from pentora_plugins.portscan.connect_scan import scan_hosts  # only needed without privilege, or for IPv6
+    from pentora_plugins.portscan.connect_scanner import (
+        scan_hosts,  # only needed without privilege, or for IPv6
+    )
 
     return scan_hosts(ctx, config, hosts, filtered=filtered)
 

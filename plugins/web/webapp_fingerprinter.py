@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit._fingerprint_rules import BUILTIN, CatalogError, cpe_escape
-from pentora_plugins.kit._fingerprint_rules import catalog_option as shared_catalog_option
-from pentora_plugins.kit._inputs import per_item, publish
-from pentora_plugins.kit.net._http import Endpoint, follow
+from pentora_plugins.kit.catalog import BUILTIN, CatalogError, cpe_escape
+from pentora_plugins.kit.catalog import catalog_option as shared_catalog_option
+from pentora_plugins.kit.inputs import per_item, publish
+from pentora_plugins.kit.net.http import Endpoint, follow
 from pentora_plugins.kit.records import HttpResponse, WebTechnology
-from pentora_plugins.web._webapp_rules import Matcher, Technology, WebCatalog, load_web_catalog
-from pentora_plugins.web.http_scan import as_response, fill_from, header_option
+from pentora_plugins.web._rules import Matcher, Technology, WebCatalog, load_web_catalog
+from pentora_plugins.web.http_scanner import as_response, fill_from, header_option
 from voluptuous import Optional
 
 from pentora import Module, ModuleError, NodeContext, hookimpl

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.output.output_jsonl import JsonlWriter
+from pentora_plugins.output.jsonl import JsonlWriter
 
 from pentora import Module, NodeContext, hookimpl
 from pentora.errors import ModuleError

@@ -24,7 +24,7 @@ from typing import Any
 import gevent
 import gevent.socket
 from gevent.monkey import get_original
-from pentora_plugins.kit.net._ratelimit import TokenBucket
+from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 from pentora import ModuleError
 

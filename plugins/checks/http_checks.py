@@ -23,10 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit._findings import add_vulnerabilities
-from pentora_plugins.kit.net._http_facts import OWASP_HEADERS, SECURITY_HEADERS
+from pentora_plugins.kit.findings import add_vulnerabilities
+from pentora_plugins.kit.net.http_facts import OWASP_HEADERS, SECURITY_HEADERS
 from pentora_plugins.kit.records import HttpResponse, Vulnerability
-from pentora_plugins.web.http_scan import as_response
+from pentora_plugins.web.http_scanner import as_response
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl

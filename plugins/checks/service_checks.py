@@ -23,11 +23,11 @@ from typing import Any
 
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit._findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.cvss import base_score
-from pentora_plugins.kit.net._grab import Conn, tls_context
+from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
+from pentora_plugins.kit.net.grab import Conn, tls_context
 from pentora_plugins.kit.records import Vulnerability, address_key
-from pentora_plugins.services.assets import _get
+from pentora_plugins.services.asset_profiler import _get
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl

@@ -30,13 +30,13 @@ import gevent
 import gevent.pool
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
-from pentora_plugins.kit._shard import port_selector, share
-from pentora_plugins.kit.net._ratelimit import TokenBucket
+from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.net.ratelimit import TokenBucket
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
+from pentora_plugins.kit.shard import port_selector, share
 from pentora_plugins.portscan._udp_payloads import PAYLOADS, payload_name, recognise
-from pentora_plugins.portscan.connect_scan import fd_budget
+from pentora_plugins.portscan.connect_scanner import fd_budget
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl

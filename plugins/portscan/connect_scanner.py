@@ -26,11 +26,11 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pentora_plugins.kit._inputs import INPUT_OPTION, input_contract, iter_hosts, publish
-from pentora_plugins.kit._shard import port_selector, share
-from pentora_plugins.kit.net._connect_engine import DEFAULT_CONCURRENCY, ConnectEngine, ScanStats, fd_budget
+from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.net.connect import DEFAULT_CONCURRENCY, ConnectEngine, ScanStats, fd_budget
 from pentora_plugins.kit.portspec import parse_ports, port_spec_validator
 from pentora_plugins.kit.records import Port
+from pentora_plugins.kit.shard import port_selector, share
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, hookimpl

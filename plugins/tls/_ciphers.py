@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from pentora_plugins.tls._tlswire import SSL3, TLS10, TLS11, TLS12, TLS13, Hello, WireError, ask
+from pentora_plugins.tls._wire import SSL3, TLS10, TLS11, TLS12, TLS13, Hello, WireError, ask
 
 PROTOCOLS = (SSL3, TLS10, TLS11, TLS12, TLS13)
 WEAK_PROTOCOLS = {SSL3: "SSLv3 is broken (POODLE, RFC 7568)",

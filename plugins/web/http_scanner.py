@@ -24,8 +24,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit._inputs import hostnames, per_item, publish
-from pentora_plugins.kit.net._http import (
+from pentora_plugins.kit.inputs import hostnames, per_item, publish
+from pentora_plugins.kit.net.http import (
     Endpoint,
     Followed,
     HttpError,
@@ -35,7 +35,7 @@ from pentora_plugins.kit.net._http import (
     request_target,
     valid_token,
 )
-from pentora_plugins.kit.net._http_facts import (
+from pentora_plugins.kit.net.http_facts import (
     allowed_methods,
     body_text,
     favicon_hash,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gevent
-from pentora_plugins.kit._fingerprint_rules import (
+from pentora_plugins.kit.catalog import (
     BUILTIN,
     Catalog,
     CatalogError,
@@ -35,8 +35,8 @@ from pentora_plugins.kit._fingerprint_rules import (
     load_catalog,
     render_cpe,
 )
-from pentora_plugins.kit._fingerprint_rules import catalog_option as shared_catalog_option
-from pentora_plugins.kit._inputs import publish
+from pentora_plugins.kit.catalog import catalog_option as shared_catalog_option
+from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import Banner, ServiceFingerprint, address_key
 from voluptuous import Optional
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pentora_plugins.kit._targetset import FeistelPermutation, TargetSet
+from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
 
 from pentora import NodeContext
 from pentora.errors import PentoraError

@@ -28,7 +28,7 @@ from typing import Any
 
 import voluptuous as vol
 import yaml
-from pentora_plugins.kit._fingerprint_rules import regex_risk
+from pentora_plugins.kit.catalog import regex_risk
 from pentora_plugins.kit.portspec import PortSet, PortSpecError, parse_ports
 
 from pentora.schema import PositiveInt

@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit._inputs import hostnames, per_item, publish
-from pentora_plugins.kit._probes import BUILTIN, CatalogError, load_catalog
-from pentora_plugins.kit.net._grab import GrabOptions, PortGrab
+from pentora_plugins.kit.inputs import hostnames, per_item, publish
+from pentora_plugins.kit.net.grab import GrabOptions, PortGrab
+from pentora_plugins.kit.probes import BUILTIN, CatalogError, load_catalog
 from pentora_plugins.kit.records import Banner, Port
 from voluptuous import Optional
 

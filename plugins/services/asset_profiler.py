@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit._inputs import publish
+from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import AssetProfile
 
 from pentora import Module, NodeContext, hookimpl

@@ -22,8 +22,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pentora_plugins.kit._targetspec import V4_MAX, V6_BASE, address_of, exclusions, iter_specs, key_of
 from pentora_plugins.kit.records import Target
+from pentora_plugins.kit.targetspec import V4_MAX, V6_BASE, address_of, exclusions, iter_specs, key_of
 
 _M64 = (1 << 64) - 1
 Interval = tuple[int, int]

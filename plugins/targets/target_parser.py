@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import gevent
 import voluptuous as vol
 from gevent import socket as gsocket
-from pentora_plugins.kit._targetset import TargetSet
-from pentora_plugins.kit._targetspec import TargetSpecError, exclusions, file_specs, iter_specs, parse_spec
 from pentora_plugins.kit.records import Record
+from pentora_plugins.kit.targetset import TargetSet
+from pentora_plugins.kit.targetspec import TargetSpecError, exclusions, file_specs, iter_specs, parse_spec
 
 from pentora import Module, ModuleError, NodeContext, hookimpl
 from pentora.schema import Bool, Duration, Int, Nullable, PositiveInt

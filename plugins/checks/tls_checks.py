@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pentora_plugins.kit._findings import add_vulnerabilities, severity_of
+from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.records import TlsReport, Vulnerability
 from voluptuous import Optional
 

@@ -50,9 +50,9 @@ import gevent
 import gevent.event
 import gevent.monkey
 from gevent import socket
-from pentora_plugins.kit._probes import Catalog, Probe
-from pentora_plugins.kit.net._connect_engine import FD_PATIENCE, with_descriptor
-from pentora_plugins.kit.net._tlsinfo import client_context, describe, sni_name
+from pentora_plugins.kit.net.connect import FD_PATIENCE, with_descriptor
+from pentora_plugins.kit.net.tls import client_context, describe, sni_name
+from pentora_plugins.kit.probes import Catalog, Probe
 from pentora_plugins.kit.records import Banner
 
 from pentora import ModuleError
