@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .builder import DagBuilder
-from .condition import Condition
-from .context import DataContext
-from .dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
-from .errors import (
+from ._builder import DagBuilder
+from ._condition import Condition
+from ._context import DataContext
+from ._dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
+from ._errors import (
                      ConditionError,
                      ContextFullError,
                      ContextKeyError,
@@ -19,16 +19,16 @@ from .errors import (
                      TransientError,
                      ValidationError,
 )
-from .hookspecs import hookimpl, hookspec
-from .module import Module
-from .nodectx import NodeContext, NodeRestore
-from .orchestrator import Orchestrator
-from .parse import load_dag
-from .plan import Plan, plan
-from .plugins import get_plugin_manager
-from .records import NodeRecord, ScanInfo, ScanResult
-from .registry import ModuleType, OutputFormat, Registry, RetryPolicy
-from .sinks import RecordRouter
+from ._hookspecs import hookimpl, hookspec
+from ._module import Module
+from ._nodectx import NodeContext, NodeRestore
+from ._orchestrator import Orchestrator
+from ._parse import load_dag
+from ._plan import Plan, plan
+from ._plugins import get_plugin_manager
+from ._records import NodeRecord, ScanInfo, ScanResult
+from ._registry import ModuleType, OutputFormat, Registry, RetryPolicy
+from ._sinks import RecordRouter
 
 __version__ = "0.1.0"
 

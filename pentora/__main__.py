@@ -1,3 +1,3 @@
-from pentora.cli.main import main
+from pentora.cli._main import main
 
 raise SystemExit(main())

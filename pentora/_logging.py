@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from .text import clean
+from ._text import clean
 
 _STANDARD = ("component", "node")
 _configured = False

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from .errors import DagParseError, Problem
-from .units import MAX_BYTES
+from ._errors import DagParseError, Problem
+from ._units import MAX_BYTES
 
 # Expanded size may exceed the real size by this factor before we call it a bomb.
 ALIAS_EXPANSION_FACTOR = 10

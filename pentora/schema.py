@@ -14,7 +14,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from .units import parse_duration, parse_size
+from ._units import parse_duration, parse_size
 
 
 def Duration(min: float | None = None) -> Any:  # noqa: N802 - reads like a type in schemas

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from .hookspecs import hookimpl as _hookimpl
+from ._hookspecs import hookimpl as _hookimpl
 
 Responder = Callable[[bytes], bytes | None]
 

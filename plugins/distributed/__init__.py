@@ -21,9 +21,9 @@ from pentora_plugins.distributed.celery_shards import JOB_OPTION, CeleryShards, 
 from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
 from pentora import hookimpl
-from pentora.cli.common import EXIT_USAGE, CliError
-from pentora.errors import PentoraError
-from pentora.units import parse_duration
+from pentora._errors import PentoraError
+from pentora._units import parse_duration
+from pentora.cli._common import EXIT_USAGE, CliError
 
 DEFAULT_SHARD_TIMEOUT = "1h"
 

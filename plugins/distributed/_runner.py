@@ -15,8 +15,8 @@ from pentora_plugins.distributed._wire import encode, shippable
 from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
 from pentora import Orchestrator, hookimpl
-from pentora.errors import PentoraError
-from pentora.parse import load_dag
+from pentora._errors import PentoraError
+from pentora._parse import load_dag
 
 REPORT_EVERY = 0.5  # seconds between progress reports of a running shard
 

@@ -173,7 +173,7 @@ class DemoServices:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pentora.cli.common import make_orchestrator, profile_path
+    from pentora.cli._common import make_orchestrator, profile_path
 
     services = DemoServices()
     ports = services.start()

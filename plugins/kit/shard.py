@@ -27,7 +27,7 @@ from typing import Any
 from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
 
 from pentora import NodeContext
-from pentora.errors import PentoraError
+from pentora._errors import PentoraError
 
 SHARD_OPTION = "shard"  # the key of ``scan.options`` that holds the Shard
 

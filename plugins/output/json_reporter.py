@@ -14,8 +14,8 @@ import voluptuous as vol
 from pentora_plugins.output.jsonl import JsonlWriter
 
 from pentora import Module, NodeContext, hookimpl
-from pentora.errors import ModuleError
-from pentora.sinks import RecordRouter
+from pentora._errors import ModuleError
+from pentora._sinks import RecordRouter
 
 
 class JsonReporter(Module):
@@ -64,7 +64,7 @@ class Streams(RecordRouter):
 
     @hookimpl
     def pentora_scan_start(self, scan: Any) -> None:
-        from pentora.interpolate import interpolate
+        from pentora._interpolate import interpolate
 
         for node in scan.dag.nodes:
             if node.module_type != JsonReporter.module_type:

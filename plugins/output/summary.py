@@ -11,7 +11,7 @@ import sys
 from typing import IO, Any
 
 from pentora import OutputFormat, hookimpl
-from pentora.text import clean  # the one terminal-safe helper (re-exported for plugins)
+from pentora._text import clean  # the one terminal-safe helper (re-exported for plugins)
 
 __all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
 

@@ -15,7 +15,7 @@ from pentora_plugins.store._db import ENV, StoreError, configured_path, connect,
 from pentora_plugins.store._writer import Writer
 
 from pentora import PentoraError, hookimpl
-from pentora.nodectx import NodeRestore, record_kind
+from pentora._nodectx import NodeRestore, record_kind
 
 log = logger.bind(component="store")
 

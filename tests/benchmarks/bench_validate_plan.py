@@ -16,7 +16,7 @@ round running every size in turn):
 
 * ``parse``    ``pentora.load_dag(yaml_text)``: YAML → ``Dag`` (node schema, sub-DAG expansion)
 * ``build``    the same DAG through ``pentora.DagBuilder`` (no YAML), for reference
-* ``validate`` ``pentora.validate.validate_dag(dag, registry)``, what ``Orchestrator.validate()``
+* ``validate`` ``pentora._validate.validate_dag(dag, registry)``, what ``Orchestrator.validate()``
   runs: ids, dependencies, cycles, module configs, data contract, retry — and the plan:
   its one pass over the edges builds the topological order and layers that the
   orchestrator executes (``validated.plan``), so validating *is* validating and planning
@@ -46,9 +46,9 @@ import voluptuous as vol
 
 import pentora
 from pentora import DagBuilder, Module, Orchestrator, hookimpl
-from pentora.plan import plan
+from pentora._plan import plan
+from pentora._validate import validate_dag
 from pentora.schema import Duration
-from pentora.validate import validate_dag
 
 SIZES = (1_000, 10_000, 100_000)
 GROWTH_TARGET = 1.3          # per-node(100k) / per-node(10k), validate + plan

@@ -199,10 +199,10 @@ def test_usage_errors_exit_2(run_cli, args: list[str]) -> None:
     assert_no_traceback(proc)
 
 
-# Walks the parser in a child: importing pentora.cli.main monkey-patches the interpreter.
+# Walks the parser in a child: importing pentora.cli._main monkey-patches the interpreter.
 _OPTION_STRINGS_OF_P = """\
 import json, argparse
-from pentora.cli.main import build_parser
+from pentora.cli._main import build_parser
 
 def walk(parser, out):
     for action in parser._actions:

@@ -14,7 +14,7 @@ from pentora_plugins.output.formats._model import Report
 from pentora_plugins.output.jsonl import record_dict
 
 from pentora import Orchestrator
-from pentora.records import NodeRecord, ScanResult
+from pentora._records import NodeRecord, ScanResult
 
 from ._formats_scan import SCHEMA, TARGETS, Scan, run_scan, schema_errors
 

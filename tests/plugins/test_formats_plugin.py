@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pentora import Orchestrator
-from pentora.cli.outputs import resolve_outputs
+from pentora.cli._outputs import resolve_outputs
 
 from ._formats_scan import pentora
 

@@ -1,7 +1,7 @@
 """Terminal output: control characters and escape sequences from targets are shown, never obeyed.
 
 Every printer (the scan summary, ``pentora dag run``'s node table, text logs, reports
-written to stdout) passes target strings through ``pentora.text.clean``.
+written to stdout) passes target strings through ``pentora._text.clean``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from pentora_plugins.output import summary as output_table
 
-from pentora.text import clean
+from pentora._text import clean
 
 from ._formats_scan import Scan, pentora, run_scan
 

@@ -199,7 +199,7 @@ def test_asset_profiles_and_reporters_stay_on_the_submitting_side() -> None:
 
 
 def orch_profile(orch: Orchestrator, name: str) -> Any:
-    from pentora.cli.common import profile_path
+    from pentora.cli._common import profile_path
     return profile_path(orch, name)
 
 

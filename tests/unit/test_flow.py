@@ -239,7 +239,7 @@ def test_every_hookspec_has_a_caller():
     """Every pentora_* hook spec is exercised somewhere: this lists them against the tests."""
     import pathlib
 
-    import pentora.hookspecs as specs
+    import pentora._hookspecs as specs
 
     names = [n for n in dir(specs) if n.startswith("pentora_")]
     text = "".join(p.read_text() for p in pathlib.Path(__file__).parent.parent.rglob("test_*.py"))

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import pentora
 from pentora import Condition, ConditionError, Dag, DagParseError, ValidationError
-from pentora.units import format_duration, parse_duration, parse_size
+from pentora._units import format_duration, parse_duration, parse_size
 from tests.conftest import make_orch
 from tests.dag_modules import MODULES, POLICIES
 

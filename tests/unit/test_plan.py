@@ -13,7 +13,7 @@ import pytest
 
 import pentora
 from pentora import Dag, DagBuilder, NodeSpec, plan
-from pentora.plan import find_cycles, graph_indices
+from pentora._plan import find_cycles, graph_indices
 from tests.conftest import make_orch
 from tests.dag_modules import MODULES
 

@@ -19,7 +19,7 @@ from pentora import (
     get_plugin_manager,
     hookimpl,
 )
-from pentora.plugins import build_registry, list_plugins
+from pentora._plugins import build_registry, list_plugins
 from tests.conftest import ModulesPlugin, make_orch
 
 
@@ -190,7 +190,7 @@ def test_core_does_not_import_builtin_plugins():
 
 
 def test_cli_commands_hook_adds_a_subcommand(capsys):
-    from pentora.cli.main import build_parser
+    from pentora.cli._main import build_parser
 
     class Hello:
         @hookimpl

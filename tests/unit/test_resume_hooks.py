@@ -11,7 +11,7 @@ import pytest
 from voluptuous import Optional
 
 from pentora import Module, NodeContext, RetryPolicy, TransientError, hookimpl
-from pentora.nodectx import NodeRestore
+from pentora._nodectx import NodeRestore
 from tests.conftest import make_orch
 
 

@@ -31,7 +31,7 @@ class BrokenContract(Module):
         raise KeyError("ports")
 
 
-def validate(source: Any, **kw: Any) -> pentora.orchestrator.Validated:
+def validate(source: Any, **kw: Any) -> pentora._orchestrator.Validated:
     orch = make_orch(*MODULES, Emit, BrokenContract, policies=POLICIES)
     orch.load_dag(source)
     return orch.validate(**kw)

@@ -20,8 +20,8 @@ from pentora_plugins.kit.findings import SEVERITIES as _ASCENDING
 from pentora_plugins.kit.records import address_key
 from pentora_plugins.output.jsonl import record_dict, scan_facts, scan_line
 
-from pentora.errors import PentoraError
-from pentora.plan import try_plan
+from pentora._errors import PentoraError
+from pentora._plan import try_plan
 
 SEVERITIES = tuple(reversed(_ASCENDING))  # critical first
 STATUSES = ("completed", "failed", "cancelled", "skipped", "running", "pending")

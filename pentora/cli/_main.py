@@ -14,11 +14,13 @@ from gevent import monkey
 from loguru import logger
 
 from .. import __version__
+from .._errors import PentoraError, ValidationError
 from .._logging import configure
-from ..errors import PentoraError, ValidationError
-from ..plugins import get_plugin_manager
-from . import dag_cmds, info_cmds, scan_cmd
-from .common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options
+from .._plugins import get_plugin_manager
+from . import _dag_cmds as dag_cmds
+from . import _info_cmds as info_cmds
+from . import _scan_cmd as scan_cmd
+from ._common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import ContextFullError, ContextKeyError
+from ._errors import ContextFullError, ContextKeyError
 
 _MISSING = object()
 

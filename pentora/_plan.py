@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .dag import Dag
+from ._dag import Dag
 
 
 @contextlib.contextmanager

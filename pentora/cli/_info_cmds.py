@@ -9,9 +9,9 @@ from typing import Any
 
 import voluptuous as vol
 
-from ..plugins import list_plugins
+from .._plugins import list_plugins
 from ..schema import describe_validator
-from .common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
+from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

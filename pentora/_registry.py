@@ -20,9 +20,9 @@ from typing import Any
 
 import voluptuous as vol
 
-from .dag import RetrySpec
-from .errors import PluginError
-from .module import Module
+from ._dag import RetrySpec
+from ._errors import PluginError
+from ._module import Module
 
 
 @dataclass(frozen=True)

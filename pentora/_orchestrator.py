@@ -12,17 +12,17 @@ from typing import Any
 import gevent
 from loguru import logger
 
-from .context import DataContext
-from .dag import Dag, NodeSpec
-from .errors import PentoraError, ValidationError
-from .execute import CoreExecute, ExecOptions, Executor
-from .hookspecs import hookimpl
-from .parse import load_dag
-from .plan import Plan
-from .plugins import build_registry, get_plugin_manager
-from .records import NodeRecord, ScanInfo, ScanResult
-from .registry import Registry
-from .validate import Validated, validate_dag
+from ._context import DataContext
+from ._dag import Dag, NodeSpec
+from ._errors import PentoraError, ValidationError
+from ._execute import CoreExecute, ExecOptions, Executor
+from ._hookspecs import hookimpl
+from ._parse import load_dag
+from ._plan import Plan
+from ._plugins import build_registry, get_plugin_manager
+from ._records import NodeRecord, ScanInfo, ScanResult
+from ._registry import Registry
+from ._validate import Validated, validate_dag
 
 
 def _nothing_pending(key: str) -> bool:

@@ -6,8 +6,8 @@ import json
 import re
 from typing import Any
 
-from .dag import Dag
-from .plan import Plan
+from ._dag import Dag
+from ._plan import Plan
 
 
 def plan_text(dag: Dag, plan: Plan) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import DagParseError, PentoraError, Problem
-from ..orchestrator import Orchestrator
-from ..parse import load_dag
+from .._errors import DagParseError, PentoraError, Problem
+from .._orchestrator import Orchestrator
+from .._parse import load_dag
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from .hookspecs import hookimpl
+from ._hookspecs import hookimpl
 
 
 def writer_name(writer: Any) -> str:

@@ -8,11 +8,11 @@ import json
 import sys
 from typing import Any
 
-from ..condition import Condition
-from ..errors import PentoraError
-from ..interpolate import VAR_REFERENCE
-from ..parse import load_dag
-from .common import (
+from .._condition import Condition
+from .._errors import PentoraError
+from .._interpolate import VAR_REFERENCE
+from .._parse import load_dag
+from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -24,8 +24,8 @@ from .common import (
     plugin_options,
     profile_path,
 )
-from .dag_cmds import install_signal_handlers, summary
-from .outputs import open_outputs
+from ._dag_cmds import install_signal_handlers, summary
+from ._outputs import open_outputs
 
 DEFAULT_PROFILES = ("standard", "service-scan", "port-scan")
 

@@ -10,12 +10,12 @@ import gevent
 import gevent.pool
 from loguru import logger
 
-from .errors import ContextKeyError
+from ._errors import ContextKeyError
 
 if TYPE_CHECKING:
-    from .context import DataContext
-    from .dag import NodeSpec
-    from .records import NodeRecord, ScanInfo
+    from ._context import DataContext
+    from ._dag import NodeSpec
+    from ._records import NodeRecord, ScanInfo
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -29,13 +29,13 @@ import gevent.queue
 from gevent import GreenletExit
 from loguru import logger
 
-from .dag import Dag, NodeSpec, RetrySpec
-from .errors import ConditionError, ModuleError, NodeTimeout
-from .hookspecs import hookimpl
-from .nodectx import NodeContext, NodeRestore, record_kind
-from .notify import Notifier
-from .plan import Plan
-from .records import (
+from ._dag import Dag, NodeSpec, RetrySpec
+from ._errors import ConditionError, ModuleError, NodeTimeout
+from ._hookspecs import hookimpl
+from ._nodectx import NodeContext, NodeRestore, record_kind
+from ._notify import Notifier
+from ._plan import Plan
+from ._records import (
     CANCELLED,
     COMPLETED,
     FAILED,
@@ -48,10 +48,10 @@ from .records import (
     ScanInfo,
     ScanResult,
 )
-from .registry import ModuleType, Registry
-from .retry import should_retry
-from .units import format_duration
-from .validate import Validated
+from ._registry import ModuleType, Registry
+from ._retry import should_retry
+from ._units import format_duration
+from ._validate import Validated
 
 log = logger.bind(component="orchestrator")
 

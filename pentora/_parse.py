@@ -15,10 +15,10 @@ from typing import Any
 import voluptuous as vol
 
 from . import schema as s
-from .dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
-from .errors import DagParseError, Problem
-from .plan import gc_paused
-from .units import MAX_BYTES
+from ._dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
+from ._errors import DagParseError, Problem
+from ._plan import gc_paused
+from ._units import MAX_BYTES
 
 SUBDAG = "subdag"
 RETRY_CLASSES = ("timeout", "network_error", "transient", "any")

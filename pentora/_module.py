@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .nodectx import NodeContext
+    from ._nodectx import NodeContext
 
 
 class Module:

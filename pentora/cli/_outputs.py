@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import PentoraError
-from ..registry import Registry
-from ..sinks import RecordRouter, write_error
-from .common import EXIT_USAGE, CliError
+from .._errors import PentoraError
+from .._registry import Registry
+from .._sinks import RecordRouter, write_error
+from ._common import EXIT_USAGE, CliError
 
 
 def resolve_outputs(registry: Registry, files: list[str], fmt: str | None) -> list[tuple[str, str]]:

@@ -16,13 +16,13 @@ from typing import Any
 
 import voluptuous as vol
 
-from .condition import Condition
-from .dag import Dag, NodeSpec
-from .errors import ConditionError, Problem
-from .interpolate import UnknownVariableError, interpolate
-from .parse import humanize
-from .plan import Plan, build_graph, find_cycles, gc_paused, try_plan
-from .registry import Registry
+from ._condition import Condition
+from ._dag import Dag, NodeSpec
+from ._errors import ConditionError, Problem
+from ._interpolate import UnknownVariableError, interpolate
+from ._parse import humanize
+from ._plan import Plan, build_graph, find_cycles, gc_paused, try_plan
+from ._registry import Registry
 
 
 @dataclass

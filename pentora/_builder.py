@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .dag import Dag
-from .errors import DagParseError
-from .parse import _Reader
-from .units import MAX_BYTES
+from ._dag import Dag
+from ._errors import DagParseError
+from ._parse import _Reader
+from ._units import MAX_BYTES
 
 
 class DagBuilder:

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConditionError
+from ._errors import ConditionError
 
 _VAR = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 _FUNCS: dict[str, Callable[..., Any]] = {

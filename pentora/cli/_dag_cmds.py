@@ -10,11 +10,11 @@ from typing import Any
 
 import gevent
 
-from .. import render
-from ..errors import ValidationError
-from ..records import ScanResult
-from ..text import clean
-from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_dag_arg, make_orchestrator, out, parse_sets
+from .. import _render as render
+from .._errors import ValidationError
+from .._records import ScanResult
+from .._text import clean
+from ._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_dag_arg, make_orchestrator, out, parse_sets
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

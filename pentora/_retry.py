@@ -7,7 +7,7 @@ import socket
 
 import gevent
 
-from .dag import RetrySpec
+from ._dag import RetrySpec
 
 NETWORK_ERRNOS = frozenset({
     errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 from loguru import logger
 
-from . import hookspecs
-from .errors import PluginError
-from .registry import Registry, load_python_file
+from . import _hookspecs as hookspecs
+from ._errors import PluginError
+from ._registry import Registry, load_python_file
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .dag import NodeSpec
-    from .nodectx import NodeContext, NodeRestore
-    from .orchestrator import Orchestrator
-    from .records import NodeRecord, ScanInfo, ScanResult
-    from .registry import Registry
+    from ._dag import NodeSpec
+    from ._nodectx import NodeContext, NodeRestore
+    from ._orchestrator import Orchestrator
+    from ._records import NodeRecord, ScanInfo, ScanResult
+    from ._registry import Registry
 
 hookspec = pluggy.HookspecMarker("pentora")
 hookimpl = pluggy.HookimplMarker("pentora")

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .context import DataContext
-    from .dag import Dag
+    from ._context import DataContext
+    from ._dag import Dag
 
 PENDING, RUNNING, COMPLETED, FAILED, SKIPPED, CANCELLED = (
     "pending", "running", "completed", "failed", "skipped", "cancelled")
