@@ -20,15 +20,18 @@ from ._errors import (
                      ValidationError,
 )
 from ._hookspecs import hookimpl, hookspec
+from ._interpolate import interpolate
 from ._module import Module
-from ._nodectx import NodeContext, NodeRestore
+from ._nodectx import NodeContext, NodeRestore, record_kind
 from ._orchestrator import Orchestrator
 from ._parse import load_dag
-from ._plan import Plan, plan
-from ._plugins import get_plugin_manager
+from ._plan import Plan, plan, try_plan
+from ._plugins import PentoraPluginManager, get_plugin_manager
 from ._records import NodeRecord, ScanInfo, ScanResult
+from ._records import iso as iso_time
 from ._registry import ModuleType, OutputFormat, Registry, RetryPolicy
 from ._sinks import RecordRouter
+from ._text import clean as clean_text
 
 __version__ = "0.1.0"
 
@@ -42,7 +45,8 @@ __all__ = [
     "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag", "DagBuilder",
     "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "Module", "ModuleError",
     "ModuleType", "NodeContext", "NodeRecord", "NodeRestore", "NodeSpec", "NodeTimeout", "Orchestrator",
-    "OutputFormat", "PentoraError", "Plan", "PluginError", "Problem", "RecordRouter", "Registry",
-    "RetryPolicy", "RetrySpec", "ScanInfo", "ScanResult", "TransientError", "ValidationError",
-    "__version__", "get_plugin_manager", "hookimpl", "hookspec", "load_dag", "plan", "quiet_logs",
+    "OutputFormat", "PentoraError", "PentoraPluginManager", "Plan", "PluginError", "Problem",
+    "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo", "ScanResult", "TransientError",
+    "ValidationError", "__version__", "clean_text", "get_plugin_manager", "hookimpl", "hookspec",
+    "interpolate", "iso_time", "load_dag", "plan", "quiet_logs", "record_kind", "try_plan",
 ]

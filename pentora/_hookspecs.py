@@ -25,14 +25,31 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._dag import NodeSpec
+    from ._dag import Dag, NodeSpec
     from ._nodectx import NodeContext, NodeRestore
     from ._orchestrator import Orchestrator
+    from ._plugins import PentoraPluginManager
     from ._records import NodeRecord, ScanInfo, ScanResult
     from ._registry import Registry
 
 hookspec = pluggy.HookspecMarker("pentora")
 hookimpl = pluggy.HookimplMarker("pentora")
+
+# -- plugin manager -----------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def pentora_plugin_added(pm: PentoraPluginManager) -> None:
+    """Called for each plugin as it is registered (historic: a plugin registered later is
+    called too), with the run's plugin manager. Register the plugin's stateful parts here,
+    one object per manager (never module-level state), each under ``AREA.PART`` so that
+    ``-p no:AREA.PART`` disables it alone; ``pm.register`` returns None for a blocked name::
+
+        @hookimpl
+        def pentora_plugin_added(pm):
+            pm.register(ProgressBar(), name="engine.progress")
+    """
+
 
 # -- registry ---------------------------------------------------------------------
 
@@ -73,6 +90,13 @@ def pentora_profile_dirs() -> list[str]:
 
 
 @hookspec
+def pentora_default_profiles() -> list[str]:
+    """Profile names ``pentora scan`` runs when given neither ``--profile`` nor ``--dag``,
+    best first. 1:N, concatenated in hook-call order; the first one installed wins."""
+    return []
+
+
+@hookspec
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     """Add subcommands to the ``pentora`` CLI (e.g. ``pentora demo``).
 
@@ -98,6 +122,20 @@ def pentora_scan_start(scan: ScanInfo) -> None:
 
 
 @hookspec
+def pentora_scan_idle(scan: ScanInfo) -> object | None:
+    """Asked once per scan, right after ``pentora_scan_start``: a plugin with nothing to do
+    in this scan returns itself (the object it registered), and its node, record and
+    checkpoint hooks are not called during this scan (``pentora_scan_complete`` still is).
+    1:N. It is what makes a feature that is off (progress without ``--progress``) cost
+    nothing per node::
+
+        @hookimpl
+        def pentora_scan_idle(self, scan):
+            return None if scan.options.get("progress") else self
+    """
+
+
+@hookspec
 def pentora_scan_complete(scan: ScanInfo, result: ScanResult) -> None:
     """Called once when every node has a terminal status, reporters included."""
 
@@ -119,6 +157,54 @@ def pentora_scan_execute(orch: Orchestrator, args: Any, variables: dict[str, Any
                 return None
             return orch.execute(vars=variables, options={**options, "shard": args.shard})
     """
+
+
+@hookspec
+def pentora_cli_scan_vars(args: Any, dag: Dag | None, resuming: bool) -> dict[str, Any] | None:
+    """The DAG vars that a plugin's own ``pentora scan`` options set (added to
+    ``subparsers.choices["scan"]`` in ``pentora_cli_commands``): ``--targets`` sets
+    ``targets``, ``--ports`` sets ``ports``. 1:N; the answers are merged, then ``--set``
+    goes on top. Return None when the options were not given. Raise
+    ``pentora.cli.CliError`` for a misuse (a var the DAG does not declare).
+
+    ``resuming`` is true (and ``dag`` None) when a plugin loads a stored scan
+    (``pentora_cli_scan_load``): its vars are fixed, so any vars returned then are refused,
+    naming the option that sets them.
+
+    ``-p VALUE`` other than ``no:NAME`` is collected in ``args.p_values`` for a plugin to
+    take (and empty the list); values no plugin takes are refused::
+
+        @hookimpl
+        def pentora_cli_scan_vars(args, dag, resuming):
+            if args.targets is None:
+                return None
+            return {"targets": args.targets}
+    """
+
+
+@hookspec(firstresult=True)
+def pentora_cli_scan_load(orch: Orchestrator, args: Any) -> tuple[dict[str, Any], str] | None:
+    """Load the DAG ``pentora scan`` runs from somewhere else than ``--profile``/``--dag``
+    (a stored scan, for ``--resume ID``) into ``orch`` and return ``(vars, scan_id)``. The
+    first non-None answer wins; None: the command line's profile or DAG runs. Call
+    ``pentora.cli.refuse_scan_options(orch, args)`` first: options that the loaded scan
+    would ignore (``--profile``, ``--set``, ``--targets``…) are then refused before
+    anything is read::
+
+        @hookimpl
+        def pentora_cli_scan_load(orch, args):
+            if not args.resume:
+                return None
+            refuse_scan_options(orch, args)
+            orch.load_dag(stored_dag(args.resume))
+            return stored_vars(args.resume), args.resume
+    """
+
+
+@hookspec
+def pentora_cli_scan_done(args: Any, orch: Orchestrator, result: ScanResult) -> None:
+    """``pentora scan`` finished and its ``-o`` outputs are closed: print what a person
+    reads (the summary), honouring the plugin's own options (``--quiet``). 1:N."""
 
 
 @hookspec(firstresult=True)

@@ -19,7 +19,7 @@ from ._execute import CoreExecute, ExecOptions, Executor
 from ._hookspecs import hookimpl
 from ._parse import load_dag
 from ._plan import Plan
-from ._plugins import build_registry, get_plugin_manager
+from ._plugins import PentoraPluginManager, get_plugin_manager
 from ._records import NodeRecord, ScanInfo, ScanResult
 from ._registry import Registry
 from ._validate import Validated, validate_dag
@@ -65,12 +65,19 @@ class Orchestrator:
     def __init__(self, plugins: Iterable[Any] = (), *, autoload: bool | None = None,
                  disabled: Iterable[str] = (), hook_files: Iterable[str] = (),
                  sleep: Callable[[float], Any] = gevent.sleep, seed: int | None = None,
-                 pm: Any = None) -> None:
+                 pm: PentoraPluginManager | None = None) -> None:
         self._callbacks = _Callbacks()
-        self.pm = pm or get_plugin_manager(plugins, autoload=autoload, disabled=disabled,
-                                           hook_files=hook_files)
-        self.pm.register(CoreExecute(), name="pentora.core")
-        self.registry: Registry = build_registry(self.pm)
+        if pm is None:
+            pm = get_plugin_manager(plugins, autoload=autoload, disabled=disabled,
+                                    hook_files=hook_files)
+        else:  # the run's manager (the CLI builds one per run), with any extra plugins
+            for plugin in plugins:
+                if not pm.is_registered(plugin):
+                    pm.register(plugin)
+        self.pm: PentoraPluginManager = pm
+        if not pm.has_plugin("pentora.core"):
+            pm.register(CoreExecute(), name="pentora.core")
+        self.registry: Registry = pm.registry
         self.dag: Dag | None = None
         self.validated: Validated | None = None
         self.plan: Plan | None = None

@@ -1,16 +1,19 @@
-"""Plugin loading: one ``PluginManager("pentora")``, built-ins and third parties alike
+"""Plugin loading: one ``PentoraPluginManager`` per run, built-ins and third parties alike
 through the ``pentora`` entry-point group.
 
 Users control what loads: ``PENTORA_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points,
 ``disabled=["NAME"]`` (``-p no:NAME`` on the CLI) blocks one. A broken entry point is
-reported in ``broken`` and skipped, never a crash.
+reported in ``load_report.broken`` and skipped, never a crash. A name that blocks
+nothing is refused, with the plugin it most likely meant (a former name included).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -18,6 +21,7 @@ from loguru import logger
 
 from . import _hookspecs as hookspecs
 from ._errors import PluginError
+from ._notify import contain_notifications
 from ._registry import Registry, load_python_file
 
 if TYPE_CHECKING:
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "pentora"
 AUTOLOAD_ENV = "PENTORA_DISABLE_PLUGIN_AUTOLOAD"
+REGISTRATION_HOOKS = ("pentora_register_modules", "pentora_register_retry_policies",
+                      "pentora_register_output_formats")
 
 
 @dataclass(frozen=True)
@@ -41,22 +47,78 @@ class LoadReport:
     broken: list[tuple[str, str]] = field(default_factory=list)  # (name, error)
 
 
+class PentoraPluginManager(pluggy.PluginManager):
+    """pluggy's manager for the ``pentora`` hooks, plus what pentora keeps about its plugins:
+    the load report, the distribution of each entry-point plugin, the names it has seen
+    (blocked ones included) and the registry the registration hooks fill.
+
+    Every hook is called through pluggy, so ``wrapper=True``, ``hookwrapper``, ``tryfirst``
+    and ``trylast`` behave as pluggy documents. Notification implementations are contained
+    as they are registered (see ``pentora._notify``): one that raises is logged with its
+    plugin's name and the others still run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("pentora")
+        self.add_hookspecs(hookspecs)
+        self.load_report = LoadReport()
+        self.distributions: dict[str, tuple[str, str]] = {}
+        self.former_names: dict[str, str] = {}  # a plugin's old name → its name now
+        self.seen_names: set[str] = set()
+        self._registry: Registry | None = None
+        # pluggy's own executor, as built: hook-call monitoring replaces it (see _notify).
+        self.plain_hookexec = getattr(self, "_inner_hookexec", None)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` (pluggy's ``register``); None when ``name`` is blocked."""
+        if name is not None:
+            self.seen_names.add(name)
+        registered = super().register(plugin, name)
+        if registered is not None:
+            contain_notifications(self, plugin, registered)
+            self.former_names.update(getattr(plugin, "pentora_former_names", {}))
+            self._registry = None
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self._registry = None
+        return super().unregister(plugin, name)
+
+    @property
+    def registry(self) -> Registry:
+        """Module types, retry policies and output formats of every registered plugin, built
+        once (again after a plugin is registered or unregistered)."""
+        if self._registry is None:
+            self._registry = _build_registry(self)
+        return self._registry
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Name, distribution, version and hooks of each registered plugin, by name."""
+        out = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or []))
+            dist = self.distributions.get(name)
+            out.append(PluginInfo(name=name, distribution=dist[0] if dist else None,
+                                  version=dist[1] if dist else None, hooks=hooks))
+        return sorted(out, key=lambda p: p.name)
+
+
 def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = None,
                        disabled: Iterable[str] = (), hook_files: Iterable[str] = ()
-                       ) -> pluggy.PluginManager:
+                       ) -> PentoraPluginManager:
     """A fresh plugin manager: entry points (unless disabled), then ``plugins``, then
-    ``hook_files`` (``--hooks FILE``), then ``check_pending()``."""
-    pm = pluggy.PluginManager("pentora")
-    pm.add_hookspecs(hookspecs)
-    report = LoadReport()
-    pm.pentora_load_report = report  # type: ignore[attr-defined]
-    pm.pentora_dists = {}  # type: ignore[attr-defined]
+    ``hook_files`` (``--hooks FILE``), then ``check_pending()``. Each plugin's
+    ``pentora_plugin_added`` runs as it is registered, so an area's parts follow it."""
+    pm = PentoraPluginManager()
+    disabled = list(disabled)
     for name in disabled:
         pm.set_blocked(name)
+    pm.hook.pentora_plugin_added.call_historic(kwargs={"pm": pm})
     if autoload is None:
         autoload = not os.environ.get(AUTOLOAD_ENV)
-    if autoload:
-        _load_entry_points(pm, report)
+    eps = _load_entry_points(pm) if autoload else []
     for plugin in plugins:
         if pm.is_registered(plugin):
             continue
@@ -70,8 +132,27 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = N
     except pluggy.PluginValidationError as e:
         name = (pm.get_name(e.plugin) if e.plugin is not None else None) or "?"
         raise PluginError(f"plugin '{name}' implements a hook pentora does not define: {e}. "
-                          "Hook names start with pentora_ and are listed in pentora/hookspecs.py") from e
+                          "Hook names start with pentora_ and are listed in `pentora plugins hooks`"
+                          ) from e
+    if autoload:
+        _check_disabled(pm, disabled, {ep.name for ep in eps})
     return pm
+
+
+def _check_disabled(pm: PentoraPluginManager, disabled: list[str], ep_names: set[str]) -> None:
+    """``-p no:NAME`` for a NAME that blocked nothing is a typo or a former name: say which."""
+    known = ep_names | pm.seen_names
+    for name in disabled:
+        if name in known or name.startswith("hooks:"):
+            continue
+        now = pm.former_names.get(name)
+        if now is not None:
+            raise PluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
+                              f"(-p no:{now}); the changelog lists every former name")
+        near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+        hint = (" (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)") if near else ""
+        raise PluginError(f"no plugin named '{name}' to disable{hint}; `pentora plugins list` "
+                          "shows the plugins")
 
 
 def _default_name(plugin: Any) -> str:
@@ -81,61 +162,78 @@ def _default_name(plugin: Any) -> str:
     return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
 
 
-def _load_entry_points(pm: pluggy.PluginManager, report: LoadReport) -> None:
+def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
     import importlib.metadata as md  # only when autoloading: a tenth of the start-up otherwise
 
     eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
     for ep in eps:
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
+        plugin = None
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as e:  # a broken third-party package must not take the CLI down
-            _broken(report, ep, f"{type(e).__name__}: {e}")
+            if plugin is not None and pm.is_registered(plugin):
+                pm.unregister(plugin)  # it failed half-way (adding its parts): none of it stays
+            _broken(pm, ep, f"{type(e).__name__}: {e}")
             continue
         unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if not hc.has_spec())
         if unknown:
             pm.unregister(plugin)
-            _broken(report, ep, "implements hooks pentora does not define: " + ", ".join(unknown)
-                    + " (a typo? hook names are listed in pentora/hookspecs.py)")
+            _broken(pm, ep, "implements hooks pentora does not define: " + ", ".join(unknown)
+                    + " (a typo? `pentora plugins hooks` lists them)")
             continue
-        report.loaded.append(ep.name)
+        pm.load_report.loaded.append(ep.name)
         dist = getattr(ep, "dist", None)
-        if dist is not None:
-            pm.pentora_dists[ep.name] = (dist.name, dist.version)  # type: ignore[attr-defined]
+        if dist is not None:  # its parts (``AREA.PART``) come from the same distribution
+            for name, _ in pm.list_name_plugin():
+                if name == ep.name or name.startswith(ep.name + "."):
+                    pm.distributions[name] = (dist.name, dist.version)
+    return eps
 
 
-def _broken(report: LoadReport, ep: EntryPoint, msg: str) -> None:
-    report.broken.append((ep.name, msg))
+def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
+    pm.load_report.broken.append((ep.name, msg))
     logger.warning("plugin '{}' ({}) failed to load and was skipped: {}", ep.name, ep.value, msg)
 
 
-def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """A registry filled by every plugin's ``pentora_register_*`` hooks, each attributed."""
+def impl_codes(pm: pluggy.PluginManager, hook_names: Iterable[str]) -> dict[CodeType, str]:
+    """The code object of each implementation of ``hook_names`` → its plugin's name."""
+    codes: dict[CodeType, str] = {}
+    for hook_name in hook_names:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            fn = getattr(impl.function, "__wrapped__", impl.function)
+            fn = getattr(fn, "__func__", fn)
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                codes[code] = impl.plugin_name
+    return codes
+
+
+def _build_registry(pm: PentoraPluginManager) -> Registry:
+    """Call the registration hooks through pluggy; each registration names its plugin."""
     registry = Registry()
-    for hook_name in ("pentora_register_modules", "pentora_register_retry_policies",
-                      "pentora_register_output_formats"):
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-            with registry.providing(impl.plugin_name):
-                try:
-                    impl.function(*[{"registry": registry}[a] for a in impl.argnames])
-                except PluginError:
-                    raise
-                except Exception as e:
-                    raise PluginError(f"plugin '{impl.plugin_name}' failed in {hook_name}: "
-                                      f"{type(e).__name__}: {e}") from e
+    codes = impl_codes(pm, REGISTRATION_HOOKS)
+    with registry.attributing(codes):
+        for hook_name in REGISTRATION_HOOKS:
+            try:
+                getattr(pm.hook, hook_name)(registry=registry)
+            except PluginError:
+                raise
+            except Exception as e:
+                name = _culprit(e, codes) or "?"
+                raise PluginError(f"plugin '{name}' failed in {hook_name}: "
+                                  f"{type(e).__name__}: {e}") from e
     return registry
 
 
-def list_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
-    dists: dict[str, tuple[str, str]] = getattr(pm, "pentora_dists", {})
-    out = []
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None:
-            continue
-        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
-        dist = dists.get(name)
-        out.append(PluginInfo(name=name, distribution=dist[0] if dist else None,
-                              version=dist[1] if dist else None, hooks=hooks))
-    return sorted(out, key=lambda p: p.name)
+def _culprit(e: BaseException, codes: dict[CodeType, str]) -> str | None:
+    """The plugin whose implementation raised ``e``: the innermost one on its traceback."""
+    found = None
+    tb = e.__traceback__
+    while tb is not None:
+        found = codes.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return found
+

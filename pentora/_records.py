@@ -90,6 +90,9 @@ class ScanInfo:
     context: DataContext
     started_at: float = field(default_factory=time.time)
     options: dict[str, Any] = field(default_factory=dict)  # e.g. {"progress": True} from the CLI
+    # Per-scan state of plugins, each under its own name (an open report file…): plugin
+    # objects serve every scan of their manager, so what belongs to one scan lives here.
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 import voluptuous as vol
@@ -83,16 +84,41 @@ class Registry:
     modules: dict[str, ModuleType] = field(default_factory=dict)
     retry_policies: dict[str, RetryPolicy] = field(default_factory=dict)
     output_formats: dict[str, OutputFormat] = field(default_factory=dict)
-    _provider: str = "<direct>"
+    _default_provider: str = "<direct>"
+    # Code objects of hook implementations → plugin name, while registration hooks run:
+    # pluggy calls the implementations, and each registration is attributed to the one
+    # whose frame is on the stack (see ``_provider``).
+    _codes: dict[CodeType, str] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def providing(self, name: str) -> Iterator[None]:
         """Attribute what is registered inside the block to plugin ``name``."""
-        saved, self._provider = self._provider, name
+        saved, self._default_provider = self._default_provider, name
         try:
             yield
         finally:
-            self._provider = saved
+            self._default_provider = saved
+
+    @contextlib.contextmanager
+    def attributing(self, codes: dict[CodeType, str]) -> Iterator[None]:
+        """Attribute each registration to the plugin whose hook implementation (one of
+        ``codes``) is running it, however deep the call."""
+        saved, self._codes = self._codes, codes
+        try:
+            yield
+        finally:
+            self._codes = saved
+
+    @property
+    def _provider(self) -> str:
+        if self._codes:
+            frame: FrameType | None = sys._getframe(1)
+            while frame is not None:
+                name = self._codes.get(frame.f_code)
+                if name is not None:
+                    return name
+                frame = frame.f_back
+        return self._default_provider
 
     def register(self, cls: type[Module], name: str | None = None) -> ModuleType:
         """Register a ``Module`` subclass under ``name`` (default: its ``module_type``)."""

@@ -1,1 +1,37 @@
-"""The ``pentora`` command line."""
+"""The ``pentora`` command line, and what plugins use to extend it.
+
+Plugins add commands and options with the ``pentora_cli_commands`` hook and act on
+``pentora scan``'s options with the ``pentora_cli_scan_*`` hooks. A command function gets
+the parsed namespace and returns an exit code; it raises ``CliError`` for a user error.
+
+Exit codes: ``EXIT_OK`` 0, ``EXIT_INVALID`` 1 (invalid input), ``EXIT_USAGE`` 2 (usage
+error), ``EXIT_FAILED`` 3 (the run finished with failed nodes).
+"""
+
+from __future__ import annotations
+
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    disabled_plugins,
+    list_profiles,
+    make_orchestrator,
+    parse_sets,
+    profile_path,
+)
+from ._outputs import resolve_outputs
+from ._scan_cmd import refuse_scan_options
+
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "CliError", "disabled_plugins",
+           "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path", "refuse_scan_options",
+           "resolve_outputs"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``pentora`` command with ``argv`` (default ``sys.argv[1:]``); the exit code."""
+    from ._main import main as run
+
+    return run(argv)

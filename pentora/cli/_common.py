@@ -51,6 +51,12 @@ def disabled_plugins(args: argparse.Namespace) -> list[str]:
 
 
 def make_orchestrator(args: argparse.Namespace) -> Orchestrator:
+    """An Orchestrator on the run's plugin manager (``args.plugin_manager``, built once by
+    ``main``), or on a new one honouring ``-p no:NAME`` and ``--hooks``."""
+    pm = getattr(args, "plugin_manager", None)
+    if pm is not None:
+        disabled_plugins(args)  # still refuse a malformed -p
+        return Orchestrator(pm=pm)
     return Orchestrator(disabled=disabled_plugins(args), hook_files=getattr(args, "hooks", []))
 
 

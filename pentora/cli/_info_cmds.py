@@ -9,7 +9,6 @@ from typing import Any
 
 import voluptuous as vol
 
-from .._plugins import list_plugins
 from ..schema import describe_validator
 from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
 
@@ -106,8 +105,8 @@ def cmd_modules_show(args: argparse.Namespace) -> int:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    plugins = [p for p in list_plugins(orch.pm) if not p.name.startswith("pentora.")]
-    broken = orch.pm.pentora_load_report.broken  # type: ignore[union-attr]
+    plugins = [p for p in orch.pm.plugin_infos() if not p.name.startswith("pentora.")]
+    broken = orch.pm.load_report.broken
     if args.format == "json":
         out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks)} for p in plugins],
                         "broken": [{"name": n, "error": e} for n, e in broken]}, indent=2))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from gevent import monkey
 from loguru import logger
@@ -16,7 +15,7 @@ from loguru import logger
 from .. import __version__
 from .._errors import PentoraError, ValidationError
 from .._logging import configure
-from .._plugins import get_plugin_manager
+from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _dag_cmds as dag_cmds
 from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
@@ -30,8 +29,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser(pm: Any = None) -> argparse.ArgumentParser:
-    """The CLI; plugins add commands through ``pentora_cli_commands``."""
+def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentParser:
+    """The CLI; plugins add commands and options through ``pentora_cli_commands``. Commands
+    find ``pm``, the run's one plugin manager, as ``args.plugin_manager``."""
     common = plugin_options()
     parser = _Parser(prog="pentora", description="pentora: a network scanner built on a DAG engine")
     parser.add_argument("--version", action="version", version=f"pentora {__version__}")
@@ -41,23 +41,28 @@ def build_parser(pm: Any = None) -> argparse.ArgumentParser:
     dag_cmds.add_parsers(sub, common)
     info_cmds.add_parsers(sub, common)
     if pm is not None:
-        for impl in reversed(pm.hook.pentora_cli_commands.get_hookimpls()):
-            try:
-                impl.function(*[{"subparsers": sub, "common": common}[a] for a in impl.argnames])
-            except Exception as e:  # a plugin's broken command must not take the CLI down
-                logger.warning("plugin '{}' failed to add CLI commands: {}", impl.plugin_name, e)
+        # Contained per implementation: a plugin's broken command must not take the CLI down.
+        pm.hook.pentora_cli_commands(subparsers=sub, common=common)
+        for subparser in sub.choices.values():
+            subparser.set_defaults(plugin_manager=pm)
     return parser
 
 
-def _command_plugins(argv: list[str]) -> Any:
-    """A plugin manager for adding plugin commands, honouring -p no:NAME and the env switch."""
-    disabled = [argv[i + 1][3:] for i, a in enumerate(argv[:-1])
-                if a == "-p" and argv[i + 1].startswith("no:")]
-    disabled += [a[5:] for a in argv if a.startswith("-pno:")]
-    try:
-        return get_plugin_manager(disabled=disabled)
-    except PentoraError:
-        return None  # the command itself will report the plugin problem
+def _early_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``-p no:NAME`` and ``--hooks FILE`` from the command line, before it is parsed: they
+    decide which plugins load, and plugins add commands and options."""
+    disabled, hooks = [], []
+    for i, a in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a == "-p" and nxt.startswith("no:") and len(nxt) > 3:
+            disabled.append(nxt[3:])
+        elif a.startswith("-pno:") and len(a) > 5:
+            disabled.append(a[5:])
+        elif a == "--hooks" and nxt:
+            hooks.append(nxt)
+        elif a.startswith("--hooks="):
+            hooks.append(a[8:])
+    return disabled, hooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     # a tool) must not have its threading patched under it.
     monkey.patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_plugins(argv))
-    args = parser.parse_args(argv)
+    disabled, hooks = _early_options(argv)
+    try:
+        pm = get_plugin_manager(disabled=disabled, hook_files=hooks)
+    except PentoraError as e:
+        if "--version" in argv or "-h" in argv or "--help" in argv:
+            pm = None  # help and version still answer; the message comes with a command
+        else:
+            sys.stderr.write(f"error: {e}\n")
+            return EXIT_INVALID
+    args = build_parser(pm).parse_args(argv)
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:

@@ -27,32 +27,29 @@ from ._common import (
 from ._dag_cmds import install_signal_handlers, summary
 from ._outputs import open_outputs
 
-DEFAULT_PROFILES = ("standard", "service-scan", "port-scan")
 
-
-class _PortsOrPlugin(argparse.Action):
-    """``-p`` is a port spec (``-p 1-1000``) unless it reads ``no:NAME`` (disable a plugin)."""
+class _PluginFlagOrValue(argparse.Action):
+    """``-p no:NAME`` disables a plugin; any other ``-p VALUE`` is kept in ``p_values`` for
+    the plugin that gives ``-p`` a meaning (the port scanners read ports from it)."""
 
     def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, option: Any = None) -> None:
         if str(value).startswith("no:"):
             ns.plugin_flags = [*getattr(ns, "plugin_flags", []), value]
         else:
-            ns.ports = value
+            ns.p_values = [*(getattr(ns, "p_values", None) or []), value]
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``pentora scan``: the core's options. Plugins add theirs (targets, ports, resume,
+    the summary) through ``pentora_cli_commands`` and act on them through the
+    ``pentora_cli_scan_*`` hooks."""
     p = sub.add_parser("scan", parents=[plugin_options(plugin_flag=False)],
                        help="scan targets with a profile or a DAG")
-    p.add_argument("--targets", "-t", metavar="SPEC",
-                   help="addresses, CIDRs, ranges, hostnames, or @FILE (required unless --resume)")
-    p.add_argument("--resume", metavar="SCAN_ID",
-                   help="continue an interrupted scan from the scan store (`pentora scans list`)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--profile", metavar="NAME", help="built-in profile (see `pentora profiles`)")
     src.add_argument("--dag", metavar="FILE", help="a custom DAG file")
-    p.add_argument("-p", dest="ports", action=_PortsOrPlugin, metavar="PORTS|no:PLUGIN",
-                   help="ports (1-1000, 22,80, -, top-100); or no:NAME to disable a plugin")
-    p.add_argument("--ports", dest="ports", metavar="PORTS")
+    p.add_argument("-p", dest="p_values", action=_PluginFlagOrValue, metavar="VALUE|no:PLUGIN",
+                   help="no:NAME disables the plugin NAME; other values go to plugins (ports)")
     p.add_argument("-o", "--output", dest="outputs", action="append", default=[], metavar="FILE",
                    help="write results to FILE (repeatable); format from --format or the extension")
     p.add_argument("--format", dest="output_format", metavar="FORMAT",
@@ -60,8 +57,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a DAG var (repeatable)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
-    p.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
-    p.set_defaults(func=cmd_scan, plugin_flags=[])
+    p.set_defaults(func=cmd_scan, plugin_flags=[], p_values=None, scan_parser=p)
 
 
 def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
@@ -73,16 +69,22 @@ def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
             raise CliError(f"no profile named '{args.profile}'; profiles: "
                            + (", ".join(list_profiles(orch)) or "none installed"))
         return load_dag(path)
-    for name in DEFAULT_PROFILES:
-        path = profile_path(orch, name)
-        if path is not None:
-            return load_dag(path)
+    for result in orch.pm.hook.pentora_default_profiles():
+        for name in result:
+            path = profile_path(orch, name)
+            if path is not None:
+                return load_dag(path)
     raise CliError("no scan profile is installed; pass --dag FILE")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    variables = _resumed(orch, args) if args.resume else _new_scan(orch, args)
+    loaded = orch.pm.hook.pentora_cli_scan_load(orch=orch, args=args)
+    if loaded is not None:
+        variables, scan_id = loaded
+        refuse_scan_options(orch, args)
+    else:
+        variables, scan_id = _new_scan(orch, args), None
     dag = orch.dag
     assert dag is not None
     orch.validate(vars={**dag.vars, **variables})
@@ -90,12 +92,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     install_signal_handlers(orch)
     result, unwritten = None, None
     try:
-        options = {"progress": args.progress, "resume": bool(args.resume)}
+        options = {"progress": args.progress, "resume": loaded is not None}
         # A plugin may run the scan another way (sharded, distributed); None: run it here.
         result = orch.pm.hook.pentora_scan_execute(orch=orch, args=args, variables=variables,
                                                    options=options)
         if result is None:
-            result = orch.execute(vars=variables, options=options, scan_id=args.resume)
+            result = orch.execute(vars=variables, options=options, scan_id=scan_id)
     finally:
         if sink is not None:
             try:
@@ -104,12 +106,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 if result is None:
                     raise
                 unwritten = e
-    if not args.quiet:
-        writer = _summary_writer(orch)
-        if writer is not None:
-            writer.close(result)
-        else:
-            sys.stdout.write(summary(result) + "\n")
+    if orch.pm.hook.pentora_cli_scan_done.get_hookimpls():
+        orch.pm.hook.pentora_cli_scan_done(args=args, orch=orch, result=result)
+    else:  # no plugin prints a summary: the engine's own, node by node
+        sys.stdout.write(summary(result) + "\n")
     if unwritten is not None:
         raise unwritten
     for path in args.outputs:
@@ -117,57 +117,46 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _resumed(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """The stored DAG (loaded into ``orch``) and vars of the scan ``--resume`` names."""
-    given = [flag for flag, value in (("--targets", args.targets), ("--profile", args.profile),
-                                      ("--dag", args.dag), ("--ports", args.ports),
+def refuse_scan_options(orch: Any, args: argparse.Namespace) -> None:
+    """A loaded (resumed) scan runs its own DAG and vars: options that would change them
+    are refused, naming them (a usage error, before anything is read)."""
+    given = [flag for flag, value in (("--profile", args.profile), ("--dag", args.dag),
                                       ("--set", args.set)) if value]
+    for result in orch.pm.hook.pentora_cli_scan_vars(args=args, dag=None, resuming=True):
+        given += [_flag_for(args, name) for name in (result or {})]
+    if args.p_values:
+        given.append("-p " + " -p ".join(args.p_values))
     if given:
         raise CliError(f"--resume runs the stored scan's own DAG, targets and vars; drop "
                        f"{', '.join(given)}", EXIT_USAGE)
-    stored = orch.pm.hook.pentora_scan_resume(scan_id=args.resume)
-    if stored is None:
-        raise CliError(f"no stored scan '{args.resume}' to resume; see `pentora scans list` "
-                       "(the scan store plugin must be enabled)")
-    dag, variables = stored
-    orch.load_dag(dag)
-    return dict(variables)
+
+
+def _flag_for(args: argparse.Namespace, var: str) -> str:
+    """The option of ``pentora scan`` that sets the var ``var`` (the one its plugin added)."""
+    for action in getattr(args.scan_parser, "_actions", ()):
+        if action.dest == var and action.option_strings:
+            return str(max(action.option_strings, key=len))
+    return f"the option setting '{var}'"
 
 
 def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Load the chosen profile or DAG into ``orch``; the vars the command line sets."""
-    if args.targets is None:
-        raise CliError("the following arguments are required: --targets (or --resume SCAN_ID)",
-                       EXIT_USAGE)
     orch.load_dag(_choose_dag(orch, args))
     dag = orch.dag
     assert dag is not None
-    variables = {"targets": args.targets}
-    if args.ports is not None:
-        variables["ports"] = args.ports
+    variables: dict[str, Any] = {}
+    for result in orch.pm.hook.pentora_cli_scan_vars(args=args, dag=dag, resuming=False):
+        variables.update(result or {})
+    if args.p_values:
+        raise CliError(f"-p {args.p_values[0]}: no installed plugin takes -p values (only "
+                       "-p no:NAME, which disables a plugin)", EXIT_USAGE)
     sets = parse_sets(args.set)
     unused = sorted(set(sets) - _names_used(dag))
     if unused:
         raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
                        f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed")
     variables.update(sets)
-    undeclared = [k for k in ("targets", "ports") if k in variables and k not in dag.vars]
-    if "targets" in undeclared:
-        raise CliError(f"DAG '{dag.name}' declares no 'targets' var, so --targets cannot reach it; "
-                       "add `vars: {targets: ...}` and use ${targets} in its target_parser config")
-    if "ports" in undeclared:
-        raise CliError(f"DAG '{dag.name}' declares no 'ports' var, so -p/--ports cannot reach it")
     return variables
-
-
-def _summary_writer(orch: Any) -> Any:
-    fmt = orch.registry.output_formats.get("summary")
-    if fmt is None:
-        return None
-    try:
-        return fmt.open(sys.stdout)
-    except PentoraError:
-        return None
 
 
 def _names_used(dag: Any) -> set[str]:

@@ -25,11 +25,10 @@ from typing import Any
 import voluptuous as vol
 from pentora_plugins.kit.findings import add_vulnerabilities
 from pentora_plugins.kit.net.http_facts import OWASP_HEADERS, SECURITY_HEADERS
-from pentora_plugins.kit.records import HttpResponse, Vulnerability
-from pentora_plugins.web.http_scanner import as_response
+from pentora_plugins.kit.records import HttpResponse, Vulnerability, as_response
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 
 SOURCE = "check:http"
 SERIOUS_HEADERS = ("content-security-policy", "x-frame-options", "strict-transport-security")
@@ -166,8 +165,3 @@ class HttpChecks(Module):
         found = check_responses(responses, config["checks"])
         ctx.log.info(f"http_checks: {len(found)} finding(s) over {len(responses)} response(s)")
         add_vulnerabilities(ctx, found)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(HttpChecks)

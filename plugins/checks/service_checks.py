@@ -27,10 +27,10 @@ from pentora_plugins.kit.cvss import base_score
 from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.net.grab import Conn, tls_context
 from pentora_plugins.kit.records import Vulnerability, address_key
-from pentora_plugins.services.asset_profiler import _get
+from pentora_plugins.kit.records import field_of as _get
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Duration
 
 SOURCE = "check:services"
@@ -225,8 +225,3 @@ class ServiceChecks(Module):
 
         found = [v for v in ctx.map(one, targets) if v is not None]
         add_vulnerabilities(ctx, found)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(ServiceChecks)

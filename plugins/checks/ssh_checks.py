@@ -24,7 +24,7 @@ from pentora_plugins.kit.net.talk import talk
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Duration
 
 SOURCE = "check:ssh"
@@ -229,8 +229,3 @@ def findings(host: str, port: int, server: ServerAlgorithms) -> Iterator[Vulnera
         yield Vulnerability(host=host, port=port, id=f"PENTORA-SSH-{suffix}", title=title,
                             severity=severity_of(cvss), cvss=cvss, evidence=evidence,
                             references=list(REFERENCES[category]), source=SOURCE)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(SshChecks)

@@ -17,7 +17,7 @@ from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.records import TlsReport, Vulnerability
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Int
 
 SOURCE = "check:tls"
@@ -136,8 +136,3 @@ def _ciphers(r: TlsReport) -> Iterator[Vulnerability]:
     lines = [f"{c['protocol']} {c['name']} ({c['code']}): {c['reason']}" for c in weak]
     yield _finding(r, "WEAK-CIPHER", f"{len(weak)} weak TLS cipher suite(s) accepted", cvss,
                    "\n".join(lines), CIPHER_REFS)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(TlsChecks)

@@ -32,7 +32,7 @@ from pentora_plugins.kit.catalog import catalog_option as shared_catalog_option
 from pentora_plugins.kit.catalog import load_catalog as load_rules
 from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.records import Vulnerability
-from pentora_plugins.services.asset_profiler import _get
+from pentora_plugins.kit.records import field_of as _get
 from voluptuous import Optional
 
 from pentora import Module, ModuleError, NodeContext

@@ -127,7 +127,7 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _resolve(ctx: NodeContext, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    from pentora_plugins.targets.target_parser import resolve_name  # target_parser's cooperative lookup
+    from pentora_plugins.kit.net.dns import resolve_name  # the cooperative lookup target_parser uses
 
     try:
         answers = resolve_name(name)

@@ -20,11 +20,11 @@ from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nod
 from pentora_plugins.distributed.celery_shards import JOB_OPTION, CeleryShards, ShardResult
 from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
-from pentora import hookimpl
-from pentora._errors import PentoraError
-from pentora._units import parse_duration
-from pentora.cli._common import EXIT_USAGE, CliError
+from pentora import PentoraError, hookimpl
+from pentora.cli import EXIT_USAGE, CliError
+from pentora.schema import parse_duration
 
+pentora_former_names = {"celery_exec": "distributed"}
 DEFAULT_SHARD_TIMEOUT = "1h"
 
 

@@ -14,9 +14,7 @@ from typing import Any
 from pentora_plugins.distributed._wire import encode, shippable
 from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
-from pentora import Orchestrator, hookimpl
-from pentora._errors import PentoraError
-from pentora._parse import load_dag
+from pentora import Orchestrator, PentoraError, hookimpl, load_dag
 
 REPORT_EVERY = 0.5  # seconds between progress reports of a running shard
 
@@ -63,10 +61,13 @@ def check_modules(orch: Orchestrator, dag: Any, shard: Shard, worker: str) -> No
     missing = [f"'{n.module_type}' (node '{n.instance_id}')" for n in dag.nodes
                if n.module_type not in orch.registry.modules]
     if missing:
+        many = len(missing) > 1
         raise ShardRejectedError(
-            f"worker {worker} rejects shard {shard}: module type {', '.join(missing)} is not "
-            "installed on this worker; install the plugin that provides it on every worker "
-            "(workers need the same plugins as the submitting machine)")
+            f"worker {worker} rejects shard {shard}: module type{'s' if many else ''} "
+            f"{', '.join(missing)} {'are' if many else 'is'} not installed on this worker; install "
+            f"the plugin{'s' if many else ''} that provide{'' if many else 's'} "
+            f"{'them' if many else 'it'} on every worker (workers need the same plugins as the "
+            "submitting machine)")
 
 
 def run_shard(job: dict[str, Any], worker: str, report: Reporter | None = None) -> dict[str, Any]:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pentora._dag import Dag, NodeSpec
-from pentora._errors import PentoraError
+from pentora import Dag, NodeSpec, PentoraError
 
 SHARD_SAFE = frozenset({
     "target_parser", "icmp_discovery", "tcp_probe_discovery", "arp_discovery", "discovery_merger",

@@ -20,8 +20,8 @@ from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 from pentora_plugins.distributed._runner import run_shard
 
-from pentora._errors import PentoraError
-from pentora.cli._common import disabled_plugins
+from pentora import PentoraError
+from pentora.cli import disabled_plugins
 
 TASK = "pentora.run_shard"
 QUEUE = "pentora.shards"

@@ -1,1 +1,47 @@
-"""General-purpose modules, retry policies, lifecycle logging, progress, profiles and the demo."""
+"""General-purpose modules (``noop``, ``sleep``, ``set``), the retry policies, and the engine's
+parts: lifecycle logging, progress, profiles, ``--resume``, and ``pentora demo``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pentora import hookimpl
+
+# Names these had as plugins of their own (``-p no:NAME`` says what they are now).
+pentora_former_names = {"core_modules": "engine", "retry": "engine", "demo": "engine",
+                        "logging": "engine.logging", "progress": "engine.progress",
+                        "profiles": "engine.profiles"}
+
+
+@hookimpl
+def pentora_plugin_added(pm: Any) -> None:
+    from pentora_plugins.engine import logging, profiles, resume
+    from pentora_plugins.engine.progress import Progress
+
+    pm.register(logging, name="engine.logging")
+    pm.register(Progress(), name="engine.progress")
+    pm.register(profiles, name="engine.profiles")
+    pm.register(resume, name="engine.resume")
+
+
+@hookimpl
+def pentora_register_modules(registry: Any) -> None:
+    from pentora_plugins.engine.modules import MODULES
+
+    for cls in MODULES:
+        registry.register(cls)
+
+
+@hookimpl
+def pentora_register_retry_policies(registry: Any) -> None:
+    from pentora_plugins.engine.retry import POLICIES
+
+    for policy in POLICIES:
+        registry.register_retry_policy(policy)
+
+
+@hookimpl
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    from pentora_plugins.engine.demo import add_command
+
+    add_command(subparsers, common)

@@ -23,7 +23,7 @@ import gevent
 from gevent import ssl
 from gevent.server import StreamServer
 
-from pentora import Orchestrator, hookimpl
+from pentora import Orchestrator
 
 HTTP_BODY = b"<html><head><title>pentora demo</title></head><body>It works.</body></html>"
 HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/html\r\n"
@@ -173,7 +173,7 @@ class DemoServices:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pentora.cli._common import make_orchestrator, profile_path
+    from pentora.cli import make_orchestrator, profile_path
 
     services = DemoServices()
     ports = services.start()
@@ -200,8 +200,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         services.stop()
 
 
-@hookimpl
-def pentora_cli_commands(subparsers, common):  # type: ignore[no-untyped-def]
+def add_command(subparsers: Any, common: Any) -> None:
     p = subparsers.add_parser("demo", parents=[common],
                               help="start demo services on loopback and scan them")
     p.add_argument("-o", "--output", metavar="FILE.jsonl", help="also write the JSONL report")

@@ -7,7 +7,7 @@ from typing import Any
 import gevent
 from voluptuous import Optional, Required
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Duration, PositiveInt
 
 
@@ -50,9 +50,4 @@ class Set(Module):
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> dict[str, Any]:
         return dict(config["values"])
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    for cls in (Noop, Sleep, Set):
-        registry.register(cls)
+MODULES = (Noop, Sleep, Set)

@@ -39,6 +39,10 @@ class Progress:
         self.draw(force=True)
 
     @hookimpl
+    def pentora_scan_idle(self, scan: Any) -> object | None:
+        return None if self.active else self  # no --progress: no cost per node
+
+    @hookimpl
     def pentora_node_start(self, node: Any) -> None:
         if self.active:
             self.running[node.instance_id] = None
@@ -111,5 +115,3 @@ class Progress:
             self.out.write(self.line() + "\n")
         self.out.flush()
 
-
-plugin = Progress()

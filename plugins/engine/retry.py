@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from pentora import RetryPolicy, RetrySpec, hookimpl
+from pentora import RetryPolicy, RetrySpec
 
 
 def _jittered(delay: float, spec: RetrySpec, rng: random.Random) -> float:
@@ -36,9 +36,3 @@ POLICIES = (
     RetryPolicy("fixed", "wait initial between attempts", fixed),
     RetryPolicy("none", "retry immediately, no wait", none),
 )
-
-
-@hookimpl
-def pentora_register_retry_policies(registry):  # type: ignore[no-untyped-def]
-    for policy in POLICIES:
-        registry.register_retry_policy(policy)

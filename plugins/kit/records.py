@@ -7,9 +7,12 @@ gives the same output whatever the timing.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
+
+from pentora import ModuleError
 
 
 def address_key(address: str) -> tuple[int, int, str]:
@@ -218,3 +221,38 @@ class TlsReport(Record):
 
 def sorted_records(records: Any) -> list[Any]:
     return sorted(records, key=lambda r: r.sort_key())
+
+
+# -- reading records back ------------------------------------------------------------------
+
+
+def field_of(obj: Any, name: str, default: Any = None) -> Any:
+    """Field ``name`` of a record or of its dict (as read back from JSONL or a store)."""
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def record_dict(kind: str, record: Any) -> dict[str, Any]:
+    """``{"kind": kind, **fields}`` for a record dataclass, a dict or an object with to_dict()."""
+    if hasattr(record, "to_dict"):
+        data = record.to_dict()
+    elif dataclasses.is_dataclass(record) and not isinstance(record, type):
+        data = dataclasses.asdict(record)
+    elif isinstance(record, dict):
+        data = dict(record)
+    else:
+        data = {"value": record}
+    data.pop("kind", None)
+    return {"kind": kind, **data}
+
+
+_RESPONSE_FIELDS = {f.name for f in fields(HttpResponse)}
+
+
+def as_response(item: Any) -> HttpResponse:
+    """An ``HttpResponse`` from a record or its dict (as read back from JSONL)."""
+    if isinstance(item, HttpResponse):
+        return item
+    if isinstance(item, dict) and "host" in item and "port" in item:
+        return HttpResponse(**{k: v for k, v in item.items() if k in _RESPONSE_FIELDS})
+    raise ModuleError(f"http_responses holds {type(item).__name__} {item!r:.80}; "
+                      f"expected HttpResponse records (from http_scanner)")

@@ -26,8 +26,7 @@ from typing import Any
 
 from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
 
-from pentora import NodeContext
-from pentora._errors import PentoraError
+from pentora import NodeContext, PentoraError
 
 SHARD_OPTION = "shard"  # the key of ``scan.options`` that holds the Shard
 

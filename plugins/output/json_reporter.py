@@ -8,14 +8,15 @@ line by line, so an interrupted scan keeps everything found. The node itself is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import voluptuous as vol
 from pentora_plugins.output.jsonl import JsonlWriter
 
-from pentora import Module, NodeContext, hookimpl
-from pentora._errors import ModuleError
-from pentora._sinks import RecordRouter
+from pentora import Module, ModuleError, NodeContext, RecordRouter, hookimpl, interpolate
+
+STATE = "output.json_reporter"  # the scan's open report files, by node: scan.state[STATE]
 
 
 class JsonReporter(Module):
@@ -30,7 +31,7 @@ class JsonReporter(Module):
     }
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
-        writer = STREAMS.writers.get((ctx.scan.scan_id, ctx.node_id))
+        writer = ctx.scan.state.get(STATE, {}).get(ctx.node_id)
         if writer is None:
             if config["output"]:
                 raise ModuleError(f"report file {config['output']!r} could not be opened", ctx.node_id)
@@ -48,40 +49,37 @@ class _Counting(JsonlWriter):
 
 
 class Streams(RecordRouter):
-    """Opens each json_reporter node's file at scan start and feeds it as things happen."""
+    """Opens each json_reporter node's file at scan start and feeds it as things happen.
 
-    def __init__(self) -> None:
-        self.writers: dict[tuple[str, str], _Counting] = {}
+    The open files belong to the scan (``scan.state``), so one plugin manager may run
+    several scans at once."""
 
-    @hookimpl
-    def pentora_register_modules(self, registry: Any) -> None:
-        registry.register(JsonReporter)
-
-    def writers_for(self, scan: Any) -> list[_Counting]:
-        if not self.writers:  # the common case, on every node of every scan
-            return []
-        return [w for (sid, _), w in self.writers.items() if sid == scan.scan_id]
+    def writers_for(self, scan: Any) -> Iterable[_Counting]:
+        writers = scan.state.get(STATE)
+        return writers.values() if writers else ()  # the common case: no json_reporter node
 
     @hookimpl
     def pentora_scan_start(self, scan: Any) -> None:
-        from pentora._interpolate import interpolate
-
+        writers: dict[str, _Counting] = {}
         for node in scan.dag.nodes:
             if node.module_type != JsonReporter.module_type:
                 continue
             output = interpolate(node.config, scan.vars).get("output", "")
             if output:
                 try:
-                    self.writers[(scan.scan_id, node.instance_id)] = _Counting(output)
+                    writers[node.instance_id] = _Counting(output)
                 except OSError as e:
-                    ctx_log = f"cannot open report file {output!r}: {e.strerror}"
-                    raise ModuleError(ctx_log, node.instance_id) from e
+                    raise ModuleError(f"cannot open report file {output!r}: {e.strerror}",
+                                      node.instance_id) from e
+        if writers:
+            scan.state[STATE] = writers
         super().pentora_scan_start(scan)  # the writers learn the DAG (drawn by `pentora report`)
 
     @hookimpl
+    def pentora_scan_idle(self, scan: Any) -> object | None:
+        return None if scan.state.get(STATE) else self  # no report file to feed in this scan
+
+    @hookimpl
     def pentora_scan_complete(self, scan: Any, result: Any) -> None:
-        for key in [k for k in self.writers if k[0] == scan.scan_id]:
-            self.writers.pop(key).close(result)
-
-
-STREAMS = Streams()  # the plugin object, registered through the entry point
+        for writer in scan.state.pop(STATE, {}).values():
+            writer.close(result)

@@ -7,26 +7,13 @@ keeps every line it had.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import IO, Any
 
-from pentora import OutputFormat, hookimpl
+from pentora_plugins.kit.records import record_dict
 
-
-def record_dict(kind: str, record: Any) -> dict[str, Any]:
-    """``{"kind": kind, **fields}`` for a record dataclass, a dict or an object with to_dict()."""
-    if hasattr(record, "to_dict"):
-        data = record.to_dict()
-    elif dataclasses.is_dataclass(record) and not isinstance(record, type):
-        data = dataclasses.asdict(record)
-    elif isinstance(record, dict):
-        data = dict(record)
-    else:
-        data = {"value": record}
-    data.pop("kind", None)
-    return {"kind": kind, **data}
+from pentora import OutputFormat
 
 
 def scan_facts(scan: Any) -> dict[str, Any]:
@@ -75,8 +62,3 @@ class JsonlWriter:
 
 FORMAT = OutputFormat("jsonl", "JSON Lines: one record a line, kind first, written as found",
                       open=JsonlWriter, extensions=(".jsonl", ".ndjson"))
-
-
-@hookimpl
-def pentora_register_output_formats(registry):  # type: ignore[no-untyped-def]
-    registry.register_output_format(FORMAT)

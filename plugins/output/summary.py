@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from pentora import OutputFormat, hookimpl
-from pentora._text import clean  # the one terminal-safe helper (re-exported for plugins)
+from pentora import OutputFormat
+from pentora import clean_text as clean  # the one terminal-safe helper
 
 __all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
 
@@ -105,8 +105,3 @@ def findings(vulns: list[Any]) -> list[str]:
 
 FORMAT = OutputFormat("summary", "readable table of hosts, ports and services (the terminal view)",
                       open=SummaryWriter, extensions=(".txt",))
-
-
-@hookimpl
-def pentora_register_output_formats(registry):  # type: ignore[no-untyped-def]
-    registry.register_output_format(FORMAT)

@@ -33,7 +33,7 @@ from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import port_selector, share
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Duration, Int, PositiveInt, Rate
 
 CHECKPOINT_PROBES = 65536  # probes between two checkpoints of finished hosts (resume)
@@ -147,8 +147,3 @@ class ConnectScanner(Module):
             for host in batch:
                 ctx.checkpoint(host, per_host.get(host, []))
         publish(ctx, "open_ports", found)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(ConnectScanner)

@@ -59,7 +59,7 @@ from pentora_plugins.kit.shard import mark_foreign, port_selector, share
 from pentora_plugins.portscan._synio import BatchSender, Job, SendPass, SendResult
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Bool, Duration, Int
 
 SPORT_LOW, SPORT_HIGH = 61000, 65000
@@ -444,8 +444,3 @@ def connect_fallback(ctx: NodeContext, config: dict[str, Any], hosts: Iterable[s
     )
 
     return scan_hosts(ctx, config, hosts, filtered=filtered)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(SynScanner)

@@ -39,7 +39,7 @@ from pentora_plugins.portscan._udp_payloads import PAYLOADS, payload_name, recog
 from pentora_plugins.portscan.connect_scanner import fd_budget
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Bool, Duration, Int, PositiveInt, Rate
 
 DEFAULT_PORTS = "top-20"  # DNS, NTP, SNMP, NetBIOS, DHCP, TFTP, IKE, SSDP, mDNS, syslog...
@@ -200,8 +200,3 @@ class UdpScanner(Module):
             return share(ctx, len(ctx.get(config["input"])) * nports)
         except TypeError:
             return None
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(UdpScanner)

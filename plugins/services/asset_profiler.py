@@ -16,8 +16,9 @@ from typing import Any
 import voluptuous as vol
 from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import AssetProfile
+from pentora_plugins.kit.records import field_of as _get
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 
 TAGS = {
     "web": {"http", "https", "http-proxy", "http-alt"},
@@ -98,10 +99,6 @@ def tags_for(services: list[str]) -> list[str]:
     return sorted({tag for tag, names in TAGS.items() for s in services if s in names})
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
-
-
 class AssetProfiler(Module):
     """Per host: services, open ports, OS guess with confidence, and tags."""
 
@@ -150,8 +147,3 @@ class AssetProfiler(Module):
             ctx.emit(profile)
             profiles.append(profile)
         publish(ctx, "asset_profiles", profiles)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(AssetProfiler)

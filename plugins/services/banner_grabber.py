@@ -36,7 +36,7 @@ from pentora_plugins.kit.probes import BUILTIN, CatalogError, load_catalog
 from pentora_plugins.kit.records import Banner, Port
 from voluptuous import Optional
 
-from pentora import Module, ModuleError, NodeContext, hookimpl
+from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, Duration, Nullable, PositiveInt, StrList
 
 
@@ -142,8 +142,3 @@ def _open_tcp(items: Iterable[Any]) -> Iterator[tuple[str, int, str | None]]:
             continue
         seen.add((host, port))
         yield host, port, name
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(BannerGrabber)

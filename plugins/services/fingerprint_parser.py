@@ -40,7 +40,7 @@ from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import Banner, ServiceFingerprint, address_key
 from voluptuous import Optional
 
-from pentora import Module, ModuleError, NodeContext, hookimpl
+from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, Fraction, PositiveInt
 
 MAX_SCAN = 8192       # characters of a banner the rules look at
@@ -280,8 +280,3 @@ class FingerprintParser(Module):
                 gevent.sleep(0)
         ctx.progress(len(groups), len(groups))
         publish(ctx, "service_fingerprints", out)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(FingerprintParser)

@@ -26,30 +26,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pentora_plugins.store._cli import add_commands
 from pentora_plugins.store._recorder import StorePlugin
 
 from pentora import hookimpl
 
 __all__ = ["StorePlugin"]
 
-DEFAULT = StorePlugin()  # the instance the entry point's hooks below drive
+# Its one part: the recorder, one per plugin manager.
+pentora_former_names: dict[str, str] = {}
 
 
 @hookimpl
-def pentora_cli_commands(subparsers: Any, common: Any) -> None:
-    DEFAULT.cli = True  # the command line records scans by default
-    add_commands(subparsers, common, DEFAULT)
-
-
-pentora_scan_start = DEFAULT.pentora_scan_start
-pentora_scan_complete = DEFAULT.pentora_scan_complete
-pentora_node_start = DEFAULT.pentora_node_start
-pentora_record = DEFAULT.pentora_record
-pentora_node_checkpoint = DEFAULT.pentora_node_checkpoint
-pentora_node_complete = DEFAULT.pentora_node_complete
-pentora_node_failed = DEFAULT.pentora_node_failed
-pentora_node_skipped = DEFAULT.pentora_node_skipped
-pentora_node_cancelled = DEFAULT.pentora_node_cancelled
-pentora_node_restore = DEFAULT.pentora_node_restore
-pentora_scan_resume = DEFAULT.pentora_scan_resume
+def pentora_plugin_added(pm: Any) -> None:
+    pm.register(StorePlugin(), name="store.recorder")

@@ -24,7 +24,7 @@ from pentora_plugins.store._db import (
 )
 from pentora_plugins.store._writer import import_pending
 
-from pentora._records import iso
+from pentora import iso_time as iso
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) -> None:

@@ -19,10 +19,18 @@ import importlib
 import json
 from typing import Any
 
-from pentora_plugins.kit.records import Record
-from pentora_plugins.output.jsonl import record_dict
+from pentora_plugins.kit.records import Record, record_dict
 
 TRUSTED = ("pentora.", "pentora_plugins.")
+# Where classes a store of an earlier version names now live, so that its scans still load.
+FORMER_MODULES = {
+    "pentora_plugins.records": "pentora_plugins.kit.records",
+    "pentora_plugins._targetset": "pentora_plugins.kit.targetset",
+    "pentora_plugins._targetspec": "pentora_plugins.kit.targetspec",
+    "pentora_plugins._shard": "pentora_plugins.kit.shard",
+    "pentora.records": "pentora._records",
+    "pentora.dag": "pentora._dag",
+}
 
 
 class UnstorableError(TypeError):
@@ -73,6 +81,7 @@ def _hashable(key: Any) -> Any:
 
 def _trusted_class(name: str) -> type:
     module, _, qualname = str(name).partition(":")
+    module = FORMER_MODULES.get(module, module)
     if not module.startswith(TRUSTED) or not qualname:
         raise UnstorableError(f"the store names class {name!r}, outside pentora's own modules")
     obj: Any = importlib.import_module(module)

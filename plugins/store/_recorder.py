@@ -14,8 +14,7 @@ from pentora_plugins.store._codec import UnstorableError, dumps, finding_json, l
 from pentora_plugins.store._db import ENV, StoreError, configured_path, connect, pid_alive, scan_row
 from pentora_plugins.store._writer import Writer
 
-from pentora import PentoraError, hookimpl
-from pentora._nodectx import NodeRestore, record_kind
+from pentora import NodeRestore, PentoraError, hookimpl, record_kind
 
 log = logger.bind(component="store")
 
@@ -45,6 +44,13 @@ class StorePlugin:
     # -- scan ----------------------------------------------------------------------------
 
     @hookimpl
+    def pentora_cli_commands(self, subparsers: Any, common: Any) -> None:
+        from pentora_plugins.store._cli import add_commands
+
+        self.cli = True  # the command line records scans by default
+        add_commands(subparsers, common, self)
+
+    @hookimpl
     def pentora_scan_start(self, scan: Any) -> None:
         path = self.path()
         if path is None:
@@ -63,6 +69,10 @@ class StorePlugin:
             return
         self.scans[scan.scan_id] = state
         writer.start()
+
+    @hookimpl
+    def pentora_scan_idle(self, scan: Any) -> object | None:
+        return None if scan.scan_id in self.scans else self  # this scan is not being stored
 
     def _begin(self, conn: Any, scan: Any, writer: Writer) -> _Scan:
         row = conn.execute("SELECT runs FROM scans WHERE id = ?", (scan.scan_id,)).fetchone()

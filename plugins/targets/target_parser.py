@@ -12,19 +12,17 @@ Targets are inputs, not findings: nothing is emitted.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gevent
 import voluptuous as vol
-from gevent import socket as gsocket
+from pentora_plugins.kit.net.dns import resolve_name
 from pentora_plugins.kit.records import Record
 from pentora_plugins.kit.targetset import TargetSet
 from pentora_plugins.kit.targetspec import TargetSpecError, exclusions, file_specs, iter_specs, parse_spec
 
-from pentora import Module, ModuleError, NodeContext, hookimpl
+from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, Duration, Int, Nullable, PositiveInt
 
 __all__ = ["TargetError", "TargetParser", "TargetSet", "TargetSpecError", "resolve_name"]
@@ -43,15 +41,6 @@ class TargetError(Record):
         return (self.spec, self.source)
 
 
-def resolve_name(name: str, *, ipv6: bool = True, timeout: float = 5.0) -> list[str]:
-    """Addresses of ``name`` through gevent's (cooperative) resolver, in answer order."""
-    if name == "invalid" or name.endswith(".invalid"):
-        # RFC 6761 6.4: resolvers answer .invalid negatively without asking anyone.
-        raise socket.gaierror(socket.EAI_NONAME, "'.invalid' names never resolve (RFC 6761)")
-    family = socket.AF_UNSPEC if ipv6 else socket.AF_INET
-    with gevent.Timeout(timeout, TimeoutError(f"lookup timed out after {timeout:g}s")):
-        infos = gsocket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
 
 
 # -- config validators (run by `pentora dag validate`, before anything resolves) --------
@@ -216,8 +205,3 @@ def _reason(answer: list[str] | BaseException) -> str:
     if isinstance(answer, OSError) and answer.strerror:
         return answer.strerror
     return str(answer) or type(answer).__name__
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(TargetParser)

@@ -33,7 +33,7 @@ from pentora_plugins.tls._ciphers import PROTOCOLS, Probe, candidates
 from pentora_plugins.tls._wire import TLS12, WireError
 from voluptuous import Optional
 
-from pentora import Module, NodeContext, hookimpl
+from pentora import Module, NodeContext
 from pentora.schema import Bool, Duration, Nullable, Str
 
 TLS_SERVICES = {"https", "https-alt", "imaps", "pop3s", "smtps", "submissions", "ldaps", "ftps",
@@ -178,10 +178,6 @@ def _describe(error: Exception) -> str:
         return "timed out"
     return f"connection failed: {error.strerror or error}" if isinstance(error, OSError) else str(error)
 
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(SslAnalyzer)
 
 
 __all__ = ["SslAnalyzer", "analyze_port"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import voluptuous as vol
@@ -48,7 +48,7 @@ from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import HttpResponse, Port, ServiceFingerprint
 from voluptuous import Optional
 
-from pentora import Module, ModuleError, NodeContext, hookimpl
+from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, Duration, Int, Nullable, PositiveInt, Size
 
 METHODS = ("GET", "HEAD", "OPTIONS")
@@ -57,7 +57,6 @@ MAX_BODY_LIMIT = 16 * 1024 * 1024
 # nginx's and Apache's answers to plain HTTP on a TLS port
 PLAIN_TO_TLS = re.compile(r"plain HTTP request was sent to HTTPS port|speaking plain HTTP to an "
                           r"SSL-enabled server port", re.I)
-_RESPONSE_FIELDS = {f.name for f in fields(HttpResponse)}
 
 
 @dataclass(frozen=True)
@@ -211,14 +210,6 @@ def scan_port(host: str, port: int, tls: bool | None, hostname: str | None,
     return second if second.status is not None else first
 
 
-def as_response(item: Any) -> HttpResponse:
-    """An ``HttpResponse`` from a record or its dict (as read back from JSONL)."""
-    if isinstance(item, HttpResponse):
-        return item
-    if isinstance(item, dict) and "host" in item and "port" in item:
-        return HttpResponse(**{k: v for k, v in item.items() if k in _RESPONSE_FIELDS})
-    raise ModuleError(f"http_responses holds {type(item).__name__} {item!r:.80}; "
-                      f"expected HttpResponse records (from http_scanner)")
 
 
 # -- which ports --------------------------------------------------------------------------
@@ -313,8 +304,3 @@ class HttpScanner(Module):
         ctx.log.info(f"http_scanner: {sum(r.status is not None for r in found)} of {len(items)} "
                      f"port(s) answered HTTP")
         publish(ctx, "http_responses", found)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(HttpScanner)

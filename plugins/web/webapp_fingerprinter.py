@@ -26,12 +26,12 @@ from pentora_plugins.kit.catalog import BUILTIN, CatalogError, cpe_escape
 from pentora_plugins.kit.catalog import catalog_option as shared_catalog_option
 from pentora_plugins.kit.inputs import per_item, publish
 from pentora_plugins.kit.net.http import Endpoint, follow
-from pentora_plugins.kit.records import HttpResponse, WebTechnology
+from pentora_plugins.kit.records import HttpResponse, WebTechnology, as_response
 from pentora_plugins.web._rules import Matcher, Technology, WebCatalog, load_web_catalog
-from pentora_plugins.web.http_scanner import as_response, fill_from, header_option
+from pentora_plugins.web.http_scanner import fill_from, header_option
 from voluptuous import Optional
 
-from pentora import Module, ModuleError, NodeContext, hookimpl
+from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, Duration, Fraction, Nullable, PositiveInt, Size
 
 MAX_SCAN = 65536          # characters of a body the patterns read
@@ -240,8 +240,3 @@ class WebappFingerprinter(Module):
         for techs in per_item(ctx, one, responses, config["concurrency"]):
             found += techs
         publish(ctx, "web_technologies", found)
-
-
-@hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
-    registry.register(WebappFingerprinter)

@@ -59,8 +59,7 @@ HOST_PORTS = [22, 80, 443]
 HOSTS_OPEN = [("127.1.0.1", 22), ("127.1.0.2", 80), ("127.1.9.9", 443), ("127.1.20.20", 22),
               (HOSTS[-1], 80)]
 NMAP_FAST = ["--min-rate", "50000", "--max-retries", "1"]
-SCANNERS = {"connect_scanner": ("portscan.connect_scanner", "-sT"),
-            "syn_scanner": ("portscan.syn_scanner", "-sS")}
+SCANNERS = {"connect_scanner": ("portscan", "-sT"), "syn_scanner": ("portscan", "-sS")}
 
 
 # -- inside the namespace: one pentora scan, timed ------------------------------------------

@@ -325,8 +325,8 @@ def test_unknown_profile_lists_available_profiles(run_cli) -> None:
 
 
 def test_unknown_profile_says_none_when_no_profiles(run_cli, tmp_path: Path) -> None:
-    # -p no:profiles removes the only provider of profile directories.
-    proc = run_cli("dag", "validate", "nosuchprofile", "-p", "no:profiles")
+    # -p no:engine.profiles removes the only provider of profile directories.
+    proc = run_cli("dag", "validate", "nosuchprofile", "-p", "no:engine.profiles")
     assert proc.returncode == 1
     assert "profiles: none" in proc.stderr
 
@@ -397,7 +397,7 @@ def test_modules_list(run_cli) -> None:
     assert lines[0].split() == ["TYPE", "PROVIDER", "DESCRIPTION"]
     rows = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert {t: rows.get(t) for t in ("noop", "sleep", "set")} == dict.fromkeys(
-        ("noop", "sleep", "set"), "core_modules")
+        ("noop", "sleep", "set"), "engine")
     assert "Waits a while, reporting progress" in proc.stdout
 
 
@@ -405,7 +405,7 @@ def test_modules_show_sleep(run_cli) -> None:
     proc = run_cli("modules", "show", "sleep")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("sleep — Waits a while")
-    assert "provider:   core_modules" in proc.stdout
+    assert "provider:   engine" in proc.stdout
     config = proc.stdout.split("config:", 1)[1].splitlines()[1:]
     assert config[0].split() == ["KEY", "TYPE", "DEFAULT", "DESCRIPTION"]
     assert [line.split() for line in config[1:]] == [
@@ -454,11 +454,11 @@ def test_plugins_list(run_cli) -> None:
     assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS"]
     rows = {line.split(None, 3)[0]: line.split(None, 3)[1:] for line in lines[1:]
             if not line.startswith("BROKEN")}
-    assert rows["core_modules"] == ["pentora", pentora.__version__, "register_modules"]
-    assert rows["retry"] == ["pentora", pentora.__version__, "register_retry_policies"]
-    assert rows["profiles"] == ["pentora", pentora.__version__, "profile_dirs"]
-    assert "node_complete" in rows["logging"][2] and "scan_start" in rows["logging"][2]
-    assert "node_progress" in rows["progress"][2]
+    assert rows["engine"][:2] == ["pentora", pentora.__version__]
+    assert "register_modules" in rows["engine"][2] and "register_retry_policies" in rows["engine"][2]
+    assert rows["engine.profiles"] == ["pentora", pentora.__version__, "default_profiles, profile_dirs"]
+    assert "node_complete" in rows["engine.logging"][2] and "scan_start" in rows["engine.logging"][2]
+    assert "node_progress" in rows["engine.progress"][2]
 
 
 def test_plugins_list_json_includes_hook_files(run_cli, write) -> None:
@@ -467,11 +467,11 @@ def test_plugins_list_json_includes_hook_files(run_cli, write) -> None:
     assert proc.returncode == 0, proc.stderr
     plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
     assert plugins[f"hooks:{hooks}"]["hooks"] == ["pentora_node_complete"]
-    assert plugins["core_modules"]["version"] == pentora.__version__
+    assert plugins["engine"]["version"] == pentora.__version__
 
 
 def test_disabled_plugin_is_gone(run_cli) -> None:
-    proc = run_cli("modules", "list", "--format", "json", "-p", "no:core_modules")
+    proc = run_cli("modules", "list", "--format", "json", "-p", "no:engine")
     assert proc.returncode == 0, proc.stderr
     assert not {"noop", "sleep", "set"} & {m["name"] for m in json.loads(proc.stdout)}
 

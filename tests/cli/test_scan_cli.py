@@ -90,10 +90,16 @@ def test_scan_bad_input_is_a_message_not_a_traceback(run_cli, tmp_path, args, co
 
 
 def test_scan_p_no_disables_a_plugin(run_cli):
+    proc = run_cli("scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "no:portscan")
+    assert proc.returncode == 1
+    assert "unknown module_type 'syn_scanner'" in proc.stderr
+
+
+def test_scan_p_no_former_name_says_what_it_is_now(run_cli):
     proc = run_cli("scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1",
                    "-p", "no:syn_scan")
     assert proc.returncode == 1
-    assert "unknown module_type 'syn_scanner'" in proc.stderr
+    assert "no plugin 'syn_scan' any more: it is now 'portscan' (-p no:portscan)" in proc.stderr
 
 
 def test_demo_runs_without_root(tmp_path: Path):

@@ -131,7 +131,7 @@ def test_modules_list_shows_builtins_and_thirdparty_type(venv: Venv) -> None:
     proc = venv.run("modules", "list")
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[1:] if line.strip()}
-    assert {t: rows.get(t) for t in BUILTIN_TYPES} == dict.fromkeys(BUILTIN_TYPES, "core_modules")
+    assert {t: rows.get(t) for t in BUILTIN_TYPES} == dict.fromkeys(BUILTIN_TYPES, "engine")
     assert rows.get("hello_world") == "hello"
     assert_no_traceback(proc)
 
@@ -148,7 +148,7 @@ def test_plugins_list_shows_hello_with_its_version(venv: Venv) -> None:
     assert by_name["hello"] == {"name": "hello", "distribution": "pentora-hello-plugin",
                                 "version": "0.3.0",
                                 "hooks": ["pentora_node_complete", "pentora_register_modules"]}
-    assert (by_name["core_modules"]["distribution"], by_name["core_modules"]["version"]) == (
+    assert (by_name["engine"]["distribution"], by_name["engine"]["version"]) == (
         "pentora", pentora.__version__)
 
 
@@ -225,7 +225,7 @@ def test_broken_plugin_is_reported_and_skipped(venv: Venv) -> None:
             "which is not installed (skipped)") in proc.stdout.splitlines()
     assert "plugin 'broken' (pentora_broken) failed to load and was skipped" in proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
-    assert "hello" in names and "core_modules" in names
+    assert "hello" in names and "engine" in names
 
     data = json.loads(venv.run("plugins", "list", "--format", "json").stdout)
     broken = {b["name"]: b["error"] for b in data["broken"]}
@@ -278,7 +278,7 @@ def test_target_install_is_found_on_pythonpath(run_cli, hello_target: Path) -> N
     types, plugins = modules_and_plugins(run_cli, PYTHONPATH=str(hello_target),
                                          PENTORA_DISABLE_PLUGIN_AUTOLOAD="")
     assert BUILTIN_TYPES | {"hello_world"} <= types
-    assert {"hello", "core_modules"} <= plugins
+    assert {"hello", "engine"} <= plugins
 
 
 def test_without_the_target_on_pythonpath_hello_is_absent(run_cli) -> None:
@@ -298,7 +298,7 @@ def test_p_no_hello_drops_only_hello(run_cli, hello_target: Path) -> None:
     types, plugins = modules_and_plugins(run_cli, "-p", "no:hello", PYTHONPATH=str(hello_target),
                                          PENTORA_DISABLE_PLUGIN_AUTOLOAD="")
     assert "hello_world" not in types and BUILTIN_TYPES <= types
-    assert "hello" not in plugins and {"core_modules", "logging", "progress"} <= plugins
+    assert "hello" not in plugins and {"engine", "engine.logging", "engine.progress"} <= plugins
 
 
 # -- a faked .dist-info: an installed plugin that implements a hook pentora lacks --------------

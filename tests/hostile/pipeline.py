@@ -22,11 +22,9 @@ GRAB = {"connect_timeout": "1s", "read_timeout": "1s", "passive_timeout": "1s",
         "max_bytes": 16384}
 GRAB_DEADLINE = 4.0
 NODE_TIMEOUT = 30.0
-BASE_PLUGINS = ("targets.target_parser", "portscan.connect_scanner", "services.banner_grabber",
-                "services.fingerprint_parser", "engine.modules")
-# module type → plugin module that provides it (built by other engineers this session)
-OPTIONAL = {"http_scanner": "web.http_scanner", "ssl_analyzer": "tls.ssl_analyzer", "cve_matcher": "cve",
-            "ssh_checks": "checks.ssh_checks"}
+BASE_PLUGINS = ("targets", "portscan", "services", "engine")
+# module type → the area that provides it
+OPTIONAL = {"http_scanner": "web", "ssl_analyzer": "tls", "cve_matcher": "cve", "ssh_checks": "checks"}
 
 
 def missing_module(module_type: str) -> str | None:

@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pentora_plugins.checks.service_checks as checks_services
-import pentora_plugins.cve as cve
-import pentora_plugins.portscan.connect_scanner as connect_scan
-import pentora_plugins.services.banner_grabber as banners
-import pentora_plugins.services.fingerprint_parser as fingerprint
-import pentora_plugins.targets.target_parser as targets
+import pentora_plugins.checks
+import pentora_plugins.cve
+import pentora_plugins.portscan
+import pentora_plugins.services
+import pentora_plugins.targets
 import pytest
 from pentora_plugins.cve.sources import load_catalog
 
@@ -63,7 +62,8 @@ def scan() -> Iterator[Scan]:
                    "vsftpd": stack.enter_context(daemons.vsftpd(anonymous=True)),
                    "vsftpd-closed": stack.enter_context(daemons.vsftpd())}
         ports = ",".join(str(d.port) for d in running.values())
-        orch = Orchestrator(plugins=[targets, connect_scan, banners, fingerprint, cve, checks_services],
+        orch = Orchestrator(plugins=[pentora_plugins.targets, pentora_plugins.portscan,
+                                     pentora_plugins.services, pentora_plugins.cve, pentora_plugins.checks],
                             autoload=False)
         orch.load_dag(DagBuilder()
                       .add_node("targets", "target_parser", config={"targets": daemons.HOST})

@@ -51,8 +51,8 @@ def drop_privileges() -> None:
 
 def main(spec: dict[str, Any]) -> None:
     import gevent
-    from pentora_plugins.engine import modules as core_modules
-    from pentora_plugins.portscan import connect_scanner as connect_scan
+    import pentora_plugins.engine
+    import pentora_plugins.portscan
 
     from pentora import DagBuilder, Orchestrator
     from pentora._logging import configure
@@ -62,7 +62,7 @@ def main(spec: dict[str, Any]) -> None:
     keep = listen_tcp(spec.get("tcp", []))
     keep += [serve_udp(int(p), bytes.fromhex(r)) for p, r in spec.get("udp", {}).items()]
     plugin = importlib.import_module(spec["plugin"])
-    orch = Orchestrator(plugins=[plugin, core_modules, connect_scan], autoload=False)
+    orch = Orchestrator(plugins=[plugin, pentora_plugins.engine, pentora_plugins.portscan], autoload=False)
     config = dict(spec["config"], input="targets")
     targets = spec.get("targets", ["127.0.0.1"])
     orch.load_dag(DagBuilder("ns-scan")

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.engine
+import pentora_plugins.output
 import pentora_plugins.output.summary as output_table
-import pentora_plugins.services.asset_profiler as assets
+import pentora_plugins.services
 from pentora_plugins.kit.records import Banner, Host, Port, ServiceFingerprint
-from pentora_plugins.output.json_reporter import STREAMS
 
 from pentora import DagBuilder, Module, NodeContext, Orchestrator
 
@@ -26,7 +26,7 @@ def fp(host: str, port: int, service: str, product: str | None = None, version: 
 def run_profiler(values: dict[str, Any]):
     dag = (DagBuilder().add_node("seed", "set", config={"values": values})
            .add_node("profile", "asset_profiler", ["seed"]).build())
-    orch = Orchestrator(plugins=[core_modules, assets], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.services], autoload=False)
     orch.load_dag(dag)
     result = orch.execute()
     assert result.ok, result.nodes
@@ -122,7 +122,7 @@ def test_json_reporter_streams_lines_as_found_and_records_failures(tmp_path: Pat
     dag = (DagBuilder().vars(output=str(out)).engine(fail_fast=False)
            .add_node("scan", "finder").add_node("fp", "boom", ["scan"])
            .add_node("report", "json_reporter", ["fp"], {"output": "${output}"}).build())
-    orch = Orchestrator(plugins=[Plugin(), STREAMS], autoload=False)
+    orch = Orchestrator(plugins=[Plugin(), pentora_plugins.output], autoload=False)
     orch.load_dag(dag)
     result = orch.execute()
     assert Finder.seen_mid_scan == [1, 2]  # each port was on disk before the next was found
@@ -144,7 +144,7 @@ def test_summary_table_neutralises_control_characters():
         "open_ports": [Port("127.0.0.1", 80)],
         "service_fingerprints": [fp("127.0.0.1", 80, "http", "evil\x1b[31mred\x07", "1.0\r\n")]}})
         .build())
-    orch = Orchestrator(plugins=[core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine], autoload=False)
     orch.load_dag(dag)
     result = orch.execute()
     stream = io.StringIO()
@@ -162,7 +162,7 @@ def test_summary_lists_findings_worst_first_cleaned_and_capped():
              Vulnerability("127.0.0.2", None, "MED-1", "host-wide", "medium", 5.0)]
     vulns += [Vulnerability("127.0.0.3", 443, f"INFO-{i:02}", "noise", "info") for i in range(45)]
     dag = DagBuilder().add_node("seed", "set", config={"values": {"vulnerabilities": vulns}}).build()
-    orch = Orchestrator(plugins=[core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine], autoload=False)
     orch.load_dag(dag)
     stream = io.StringIO()
     output_table.SummaryWriter(stream).close(orch.execute())

@@ -40,7 +40,7 @@ Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 def grab(open_ports: list[Any], **config: Any) -> tuple[list[Banner], Emitted, Any]:
     """Run set(open_ports) → banner_grabber; returns (published banners, emitted, result)."""
     emitted = Emitted()
-    orch = Orchestrator(plugins=[pentora_plugins.services.banner_grabber, pentora_plugins.engine.modules,
+    orch = Orchestrator(plugins=[pentora_plugins.services, pentora_plugins.engine,
                                  emitted],
                         autoload=False)
     orch.load_dag(DagBuilder("banners")
@@ -241,7 +241,7 @@ def test_probes_option_limits_what_is_sent(tcp_server: Callable[..., Any]) -> No
 
 
 def test_unknown_probe_name_fails_the_node_naming_it(tcp_server: Callable[..., Any]) -> None:
-    orch = Orchestrator(plugins=[pentora_plugins.services.banner_grabber, pentora_plugins.engine.modules],
+    orch = Orchestrator(plugins=[pentora_plugins.services, pentora_plugins.engine],
                         autoload=False)
     orch.load_dag(DagBuilder("banners")
                   .add_node("ports", "set", config={"values": {"open_ports": []}})

@@ -285,7 +285,7 @@ def test_user_catalog_file(tmp_path: Path, tcp_server: Any) -> None:
     path.write_text("probes:\n- name: hello\n  protocol: greeter\n  generic: 1\n"
                     "  payload_text: \"HELLO\\r\\n\"\n  expect: '\\AHI '\n")
     server = tcp_server(respond=lambda d: b"HI there\r\n" if d == b"HELLO\r\n" else None)
-    orch = Orchestrator(plugins=[pentora_plugins.services.banner_grabber, pentora_plugins.engine.modules],
+    orch = Orchestrator(plugins=[pentora_plugins.services, pentora_plugins.engine],
                                  autoload=False)
     orch.load_dag(DagBuilder("banners")
                   .add_node("ports", "set", config={"values": {"open_ports": [

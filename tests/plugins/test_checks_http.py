@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pentora_plugins.checks.http_checks as checks_http
-import pentora_plugins.engine.modules as core_modules
-import pentora_plugins.web.http_scanner as http_scan
+import pentora_plugins.checks
+import pentora_plugins.engine
+import pentora_plugins.web
 import pytest
 from pentora_plugins.checks.http_checks import check_responses
 from pentora_plugins.kit.records import HttpResponse, Vulnerability
@@ -51,7 +51,8 @@ def fp(port: int, tls: bool = False) -> dict[str, Any]:
 def scan(ports: list[dict[str, Any]], seed: dict[str, Any] | None = None,
          **config: Any) -> tuple[list[Vulnerability], RecordCollector]:
     collector = RecordCollector()
-    orch = Orchestrator(plugins=[http_scan, checks_http, core_modules, collector], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.checks, pentora_plugins.engine,
+                                 collector], autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("seed", "set", config={"values": {"service_fingerprints": ports, **(seed or {})}})
                   .add_node("http", "http_scanner", ["seed"], config={"favicon": False})
@@ -98,7 +99,8 @@ def test_hsts_is_missed_over_tls_only(tmp_path):
 def test_directory_listing_is_found(page):
     with serving({"/files/": html_route(page, *ALL_HEADERS)}) as server:
         collector = RecordCollector()
-        orch = Orchestrator(plugins=[http_scan, checks_http, core_modules, collector], autoload=False)
+        orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.checks, pentora_plugins.engine,
+                                     collector], autoload=False)
         orch.load_dag(DagBuilder()
                       .add_node("seed", "set", config={"values": {"service_fingerprints": [fp(server.port)]}})
                       .add_node("http", "http_scanner", ["seed"],
@@ -150,7 +152,7 @@ def test_findings_merge_with_what_other_checks_found_and_selected_checks_only():
 
 
 def test_unknown_check_name_is_refused():
-    orch = Orchestrator(plugins=[checks_http, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.checks, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"http_responses": []}})
                   .add_node("checks", "http_checks", ["seed"], config={"checks": ["sqli"]}).build())
     with pytest.raises(ValidationError) as e:

@@ -8,8 +8,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import pentora_plugins.checks.service_checks as checks_services
-import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.checks
+import pentora_plugins.engine
 import pytest
 
 from pentora import DagBuilder, Orchestrator, ValidationError
@@ -97,7 +97,8 @@ def fingerprint(port: int, service: str, host: str = "127.0.0.1") -> dict[str, A
 
 def run(fingerprints: list[dict[str, Any]], config: dict[str, Any] | None = None,
         recorder: RecordCollector | None = None) -> Any:
-    orch = Orchestrator(plugins=[checks_services, core_modules, *([recorder] if recorder else [])],
+    orch = Orchestrator(plugins=[pentora_plugins.checks, pentora_plugins.engine,
+                                 *([recorder] if recorder else [])],
                         autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("seed", "set", config={"values": {"service_fingerprints": fingerprints}})
@@ -196,7 +197,7 @@ def test_only_fingerprinted_services_are_contacted(tcp_server, closed_tcp_port: 
 
 
 def test_check_names_are_validated() -> None:
-    orch = Orchestrator(plugins=[checks_services, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.checks, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("seed", "set", config={"values": {"service_fingerprints": []}})
                   .add_node("checks", "service_checks", ["seed"],

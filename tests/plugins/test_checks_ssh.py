@@ -7,8 +7,9 @@ import os
 import struct
 from typing import Any
 
+import pentora_plugins.checks
 import pentora_plugins.checks.ssh_checks as checks_ssh
-import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.engine
 import pytest
 from pentora_plugins.checks.ssh_checks import SshError, parse_kexinit, read_kexinit
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
@@ -52,7 +53,7 @@ def run_checks(ports: list[int]) -> tuple[dict[tuple[int | None, str], Vulnerabi
     dag = (DagBuilder().add_node("seed", "set", config={"values": {"service_fingerprints": fps}})
            .add_node("ssh", "ssh_checks", ["seed"], config={"timeout": "3s"}).build())
     collector = RecordCollector()
-    orch = Orchestrator(plugins=[core_modules, checks_ssh, collector], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.checks, collector], autoload=False)
     orch.load_dag(dag)
     result = orch.execute()
     assert result.ok, result.nodes["ssh"].error

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pentora_plugins.checks
 import pentora_plugins.checks.tls_checks as checks_tls
-import pentora_plugins.engine.modules as core_modules
-import pentora_plugins.tls.ssl_analyzer as ssl_analyzer
+import pentora_plugins.engine
+import pentora_plugins.tls
 from pentora_plugins.kit.records import ServiceFingerprint, TlsReport, Vulnerability
 
 from pentora import DagBuilder, Orchestrator
@@ -28,7 +29,8 @@ def scan(ports: list[int], existing: list[Vulnerability] | None = None,
            .add_node("tls", "ssl_analyzer", ["seed"], config={"timeout": "3s", **analyzer})
            .add_node("checks", "tls_checks", ["tls"]).build())
     collector = RecordCollector()
-    orch = Orchestrator(plugins=[core_modules, ssl_analyzer, checks_tls, collector], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.tls, pentora_plugins.checks,
+                                 collector], autoload=False)
     orch.load_dag(dag)
     result = orch.execute()
     assert result.ok, {n: r.error for n, r in result.nodes.items() if r.error}

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.engine
+import pentora_plugins.portscan
 import pentora_plugins.portscan.connect_scanner as connect_scan
 import pytest
 import voluptuous as vol
@@ -34,7 +35,8 @@ Recorder = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_scan(hosts: list[str], recorder: Recorder | None = None, **config: Any) -> Any:
-    orch = Orchestrator(plugins=[connect_scan, core_modules, *([recorder] if recorder else [])],
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine,
+                                 *([recorder] if recorder else [])],
                         autoload=False)
     config.setdefault("input", "targets")
     orch.load_dag(DagBuilder().add_node("scan", "connect_scanner", config=config).build())
@@ -112,7 +114,7 @@ def silent_port() -> Iterator[int]:
 
 def test_a_node_timeout_stops_the_scan_and_closes_its_sockets(closed_tcp_port):
     def scan(port: int, **node: Any) -> Any:
-        orch = Orchestrator(plugins=[connect_scan], autoload=False)
+        orch = Orchestrator(plugins=[pentora_plugins.portscan], autoload=False)
         config = {"input": "targets", "ports": str(port), "timeout": "30s"}
         orch.load_dag(DagBuilder().add_node("scan", "connect_scanner", config=config, **node).build())
         return orch.execute(initial={"targets": [Target(address="127.0.0.1")]})
@@ -155,7 +157,7 @@ def test_silent_ports_are_retried_then_filtered(tcp_server, closed_tcp_port):
 
 
 def test_config_is_validated_with_the_key_named():
-    orch = Orchestrator(plugins=[connect_scan], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.portscan], autoload=False)
     orch.load_dag(DagBuilder().add_node("scan", "connect_scanner",
                                         config={"input": "targets", "ports": "1-10", "rate": -5,
                                                 "retries": True}).build())

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.cve as cve
-import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.cve
+import pentora_plugins.engine
 import pytest
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 
@@ -35,7 +35,8 @@ BACKDOOR = {"host": "127.0.0.3", "port": 21, "protocol": "tcp", "service": "ftp"
 
 def run(values: dict[str, Any], config: dict[str, Any] | None = None,
         recorder: RecordCollector | None = None) -> Any:
-    orch = Orchestrator(plugins=[cve, core_modules, *([recorder] if recorder else [])], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.cve, pentora_plugins.engine,
+                                 *([recorder] if recorder else [])], autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("seed", "set", config={"values": values})
                   .add_node("cve", "cve_matcher", ["seed"], config=config or {}).build())
@@ -146,7 +147,7 @@ def test_config_errors_name_the_node_and_the_file(tmp_path: Path) -> None:
                             ({"catalog": str(tmp_path / "none.json")}, "cannot read it"),
                             ({"min_cvss": 11}, "expected a CVSS score from 0 to 10, got 11"),
                             ({"min_confidence": 2}, "min_confidence")]:
-        orch = Orchestrator(plugins=[cve, core_modules], autoload=False)
+        orch = Orchestrator(plugins=[pentora_plugins.cve, pentora_plugins.engine], autoload=False)
         orch.load_dag(DagBuilder()
                       .add_node("seed", "set", config={"values": {"service_fingerprints": []}})
                       .add_node("cve", "cve_matcher", ["seed"], config=config).build())
@@ -156,7 +157,7 @@ def test_config_errors_name_the_node_and_the_file(tmp_path: Path) -> None:
 
 
 def test_requires_fingerprints() -> None:
-    orch = Orchestrator(plugins=[cve, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.cve, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("cve", "cve_matcher").build())
     with pytest.raises(ValidationError, match="requires 'service_fingerprints'"):
         orch.validate()

@@ -27,7 +27,7 @@ import pentora
 from pentora import DagBuilder, Orchestrator, hookimpl
 from pentora.testing import NetNs, RecordCollector, network_namespace
 
-PLUGINS = (pentora_plugins.discovery, pentora_plugins.engine.modules)
+PLUGINS = (pentora_plugins.discovery, pentora_plugins.engine)
 # Drop CAP_NET_RAW for good (bounding set) while staying uid 0, so files stay readable.
 UNPRIVILEGED = ("setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--")
 
@@ -40,7 +40,7 @@ if spec["patch"]:  # as the CLI runs: the standard library monkey-patched by gev
 import pentora_plugins.engine.modules, pentora_plugins.discovery
 from pentora import DagBuilder, Orchestrator
 from pentora_plugins.kit.records import Target
-orch = Orchestrator(plugins=[pentora_plugins.discovery, pentora_plugins.engine.modules], autoload=False)
+orch = Orchestrator(plugins=[pentora_plugins.discovery, pentora_plugins.engine], autoload=False)
 dag = (DagBuilder()
        .add_node("seed", "set", config={"values": {"targets": [Target(a) for a in spec["targets"]]}})
        .add_node("discover", spec["module"], ["seed"], config=spec["config"]).build())
@@ -204,7 +204,7 @@ def test_tcp_probe_ipv6_loopback(tcp_server):
 def test_tcp_probe_reads_target_parser_output(closed_tcp_port):
     import pentora_plugins.targets.target_parser
 
-    orch = Orchestrator(plugins=(*PLUGINS, pentora_plugins.targets.target_parser), autoload=False)
+    orch = Orchestrator(plugins=(*PLUGINS, pentora_plugins.targets), autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("targets", "target_parser", config={"targets": "127.0.0.1-4"})
                   .add_node("discover", "tcp_probe_discovery", ["targets"],
@@ -622,7 +622,7 @@ def test_merger_warns_of_a_missing_input_only_when_its_node_failed(icmp_node, le
     merge = {"instance_id": "merge", "module_type": "discovery_merger", "depends_on": ["icmp", "probe"],
              "trigger_rule": "all_done", "config": {"inputs": ["icmp_hosts", "probe_hosts"]}}
 
-    orch = Orchestrator(plugins=[pentora_plugins.engine.modules, pentora_plugins.discovery,
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.discovery,
                                  _BoomPlugin()],
                         autoload=False)
     orch.load_dag({"name": "m", "engine": {"fail_fast": False}, "nodes": [icmp_node, probe, merge]})

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.modules as core_modules
-import pentora_plugins.services.fingerprint_parser as fingerprint
+import pentora_plugins.engine
+import pentora_plugins.services
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -259,7 +259,8 @@ Recorder = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
 def run_dag(banners: list[Banner], recorder: Recorder | None = None, **config: Any) -> Any:
-    orch = Orchestrator(plugins=[fingerprint, core_modules, *([recorder] if recorder else [])],
+    orch = Orchestrator(plugins=[pentora_plugins.services, pentora_plugins.engine,
+                                 *([recorder] if recorder else [])],
                         autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("banners", "set", config={"values": {"banners": banners}})
@@ -293,7 +294,7 @@ def test_module_in_a_dag_publishes_sorted_records_and_emits_them():
 
 
 def test_module_config_defaults_and_contract():
-    orch = Orchestrator(plugins=[fingerprint, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.services, pentora_plugins.engine], autoload=False)
     mtype = orch.registry.modules["fingerprint_parser"]
     assert mtype.schema()({}) == {"catalog": ["builtin"], "min_confidence": 0.0,
                                   "report_unknown": True, "max_scan": MAX_SCAN}
@@ -417,7 +418,7 @@ def test_bad_catalog_files(tmp_path, text, message):
 
 def test_bad_catalog_is_reported_at_validation_naming_node_file_rule_and_field(tmp_path):
     path = write_catalog(tmp_path, [{"id": "oops", "service": "x", "match": r"\A(x"}])
-    orch = Orchestrator(plugins=[fingerprint, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.services, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("banners", "set", config={"values": {"banners": []}})
                   .add_node("fp", "fingerprint_parser", ["banners"],

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pentora_plugins.kit.records as records_module
 import pytest
+from pentora_plugins.kit.records import record_dict
 from pentora_plugins.output.formats import json_report
 from pentora_plugins.output.formats._model import Report
-from pentora_plugins.output.jsonl import record_dict
 
 from pentora import Orchestrator
 from pentora._records import NodeRecord, ScanResult

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pentora import Orchestrator
-from pentora.cli._outputs import resolve_outputs
+from pentora.cli import resolve_outputs
 
 from ._formats_scan import pentora
 
@@ -52,7 +52,7 @@ def pentora_register_output_formats(registry):
 def test_builtin_formats_are_registered_with_their_extensions():
     registry = Orchestrator().registry
     assert {"jsonl", "json", "csv", "md", "xml", "html"} <= set(registry.output_formats)
-    assert registry.output_formats["html"].provider == "formats"
+    assert registry.output_formats["html"].provider == "output"
     files = ["a.jsonl", "b.JSON", "c.csv", "d.md", "e.xml", "f.html", "g.htm", "h.markdown"]
     assert [name for name, _ in resolve_outputs(registry, files, None)] == [
         "jsonl", "json", "csv", "md", "xml", "html", "html", "md"]
@@ -79,5 +79,5 @@ def test_a_plugin_taking_a_builtin_format_name_fails_naming_both(tmp_path: Path)
     proc = pentora("report", "nothing.jsonl", "--hooks", str(plugin), "--format", "md")
     assert proc.returncode == 1
     assert "output format 'html' registered twice: by plugin 'hooks:" in proc.stderr
-    assert "clash.py' and by plugin 'formats'" in proc.stderr
+    assert "clash.py' and by plugin 'output'" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import pentora_plugins.engine.modules as core_modules
-import pentora_plugins.web.http_scanner as http_scan
+import pentora_plugins.engine
+import pentora_plugins.web
 import pytest
 from pentora_plugins.kit.net.http import Endpoint
 from pentora_plugins.kit.net.http_facts import favicon_hash, mmh3_32, parse_cookies
@@ -35,7 +35,7 @@ def fp(port: int, service: str = "http", tls: bool = False) -> dict[str, Any]:
 def run(fingerprints: list[dict[str, Any]], extra: dict[str, Any] | None = None,
         **config: Any) -> tuple[Any, RecordCollector]:
     collector = RecordCollector()
-    orch = Orchestrator(plugins=[http_scan, core_modules, collector], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine, collector], autoload=False)
     orch.load_dag(DagBuilder()
                   .add_node("seed", "set", config={"values": {"service_fingerprints": fingerprints,
                                                               **(extra or {})}})
@@ -322,7 +322,7 @@ def test_scan_port_directly_without_a_dag():
     ({"ports": "99999"}, "ports"),
 ])
 def test_bad_config_is_refused_naming_the_key(config, fragment):
-    orch = Orchestrator(plugins=[http_scan, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"service_fingerprints": []}})
                   .add_node("http", "http_scanner", ["seed"], config=config).build())
     with pytest.raises(ValidationError) as e:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.modules as core_modules
+import pentora_plugins.engine
+import pentora_plugins.portscan
 import pentora_plugins.portscan.connect_scanner as connect_scan
 import pentora_plugins.portscan.syn_scanner as syn_scan
 import pentora_plugins.portscan.udp_scanner as udp_scan
@@ -107,7 +108,8 @@ def listeners() -> Iterator[list[int]]:
 
 def _scan(module: Any, mtype: str, ports: str, shard: list[int] | None,
           recorder: RecordCollector | None = None, **config: Any) -> list[tuple[str, int, str]]:
-    orch = Orchestrator(plugins=[module, core_modules, *([recorder] if recorder else [])], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine,
+                                 *([recorder] if recorder else [])], autoload=False)
     orch.load_dag(DagBuilder().add_node("scan", mtype, config={
         "input": "targets", "ports": ports, "timeout": "300ms", **config}).build())
     options = {} if shard is None else {"shard": shard}

@@ -8,8 +8,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.modules as core_modules
-import pentora_plugins.tls.ssl_analyzer as ssl_analyzer
+import pentora_plugins.engine
+import pentora_plugins.tls
 import pytest
 from pentora_plugins.kit.records import Banner, ServiceFingerprint, TlsReport
 from pentora_plugins.tls._cert import matches_host
@@ -46,7 +46,7 @@ def analyze(numbers: list[int], *, tls: bool = True, service: str = "https",
     dag = (DagBuilder().add_node("seed", "set", config={"values": {"service_fingerprints": fps}})
            .add_node("tls", "ssl_analyzer", ["seed"], config={"timeout": "3s", **config}).build())
     collector = RecordCollector()
-    orch = Orchestrator(plugins=[core_modules, ssl_analyzer, collector], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.tls, collector], autoload=False)
     orch.load_dag(dag)
     result = orch.execute()
     assert result.ok, result.nodes["tls"].error
@@ -223,7 +223,7 @@ def test_tls_found_by_banners_or_by_asking_every_port(tcp_server, tmp_path: Path
     dag = (DagBuilder().add_node("seed", "set", config={"values": {"service_fingerprints": fps,
                                                                    "banners": banners}})
            .add_node("tls", "ssl_analyzer", ["seed"]).build())
-    orch = Orchestrator(plugins=[core_modules, ssl_analyzer], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.tls], autoload=False)
     orch.load_dag(dag)
     (report,) = orch.execute().context.get("tls_results")
     assert report.port == port and report.subject == "O=pentora tests,CN=localhost"
@@ -260,7 +260,7 @@ def test_cipher_table() -> None:
 def test_bad_config_is_refused_naming_the_key() -> None:
     dag = (DagBuilder().add_node("seed", "set", config={"values": {"service_fingerprints": []}})
            .add_node("tls", "ssl_analyzer", ["seed"], config={"check_ciphers": "yes"}).build())
-    orch = Orchestrator(plugins=[core_modules, ssl_analyzer], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.tls], autoload=False)
     orch.load_dag(dag)
     with pytest.raises(ValidationError, match=r"(?s)tls.*check_ciphers.*true or false"):
         orch.validate()

@@ -44,9 +44,9 @@ nodes:
      config: {race_probes: false}}  # no race: the same banners however loaded the machine
   - {instance_id: services, module_type: fingerprint_parser, depends_on: [banners]}
 """
-PLUGINS = (pentora_plugins.targets.target_parser, pentora_plugins.portscan.connect_scanner,
-           pentora_plugins.services.banner_grabber,
-           pentora_plugins.services.fingerprint_parser, pentora_plugins.engine.modules)
+PLUGINS = (pentora_plugins.targets, pentora_plugins.portscan,
+           pentora_plugins.services,
+           pentora_plugins.services, pentora_plugins.engine)
 
 
 def scan(db: Path, ports: str, *extra: Any, dag: str = DAG, **kw: Any) -> Any:
@@ -112,6 +112,12 @@ def test_codec_round_trips_pentora_values_and_refuses_others():
         decode({"$obj": "os:system", "state": {}})
 
 
+def test_codec_reads_classes_under_the_module_paths_an_earlier_version_stored():
+    stored = encode([Port(host="127.0.0.1", port=22)])
+    stored[0]["$obj"] = stored[0]["$obj"].replace("pentora_plugins.kit.records", "pentora_plugins.records")
+    assert decode(stored) == [Port(host="127.0.0.1", port=22)]
+
+
 class EmitThenLook(Module):
     """Emits a finding, then watches the store (another connection) until it is there."""
 
@@ -133,7 +139,7 @@ class EmitThenLook(Module):
 
 def test_findings_are_committed_while_the_node_still_runs(tmp_path):
     db = tmp_path / "scans.db"
-    orch = Orchestrator(plugins=(pentora_plugins.engine.modules, Modules(EmitThenLook),
+    orch = Orchestrator(plugins=(pentora_plugins.engine, Modules(EmitThenLook),
                                  StorePlugin(db)), autoload=False)
     orch.load_dag(f"nodes: [{{instance_id: a, module_type: emit_then_look, config: {{db: '{db}'}}}}]")
     result = orch.execute()

@@ -45,9 +45,8 @@ Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
     emitted = Emitted()
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scanner,
-                                 pentora_plugins.portscan.connect_scanner,
-                                 pentora_plugins.engine.modules, emitted], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine, emitted],
+                        autoload=False)
     orch.load_dag(DagBuilder("syn")
                   .add_node("targets", "set", config={"values": {"targets": targets}})
                   .add_node("scan", "syn_scanner", ["targets"], {**config, "input": "targets"})
@@ -58,7 +57,7 @@ def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanRe
 
 
 def scan_in_ns(ns: Any, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    spec = {"plugin": "pentora_plugins.portscan.syn_scanner", "module_type": "syn_scanner", **spec}
+    spec = {"plugin": "pentora_plugins.portscan", "module_type": "syn_scanner", **spec}
     proc = ns.python(RUNNER, json.dumps(spec), check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -167,7 +166,7 @@ def test_seq_is_keyed() -> None:
 @pytest.mark.parametrize(("key", "value"), [("rate", -1), ("retries", 11), ("source_port", 80),
                                             ("timeout", "soon"), ("ports", "1-99999")])
 def test_bad_config_is_rejected_naming_the_key(key: str, value: Any) -> None:
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scanner, pentora_plugins.engine.modules],
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine],
                         autoload=False)
     orch.load_dag(DagBuilder().add_node("t", "set", config={"values": {"targets": ["127.0.0.1"]}})
                   .add_node("scan", "syn_scanner", ["t"], {key: value, "input": "targets"}).build())
@@ -320,7 +319,7 @@ def test_resumed_scan_skips_finished_hosts_and_checkpoints_each_new_one(tcp_serv
                                                                        log_messages: list[str]) -> None:
     server = tcp_server()
     resume = _Resume()
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.syn_scanner, pentora_plugins.engine.modules,
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine,
                                  resume],
                         autoload=False)
     orch.load_dag(DagBuilder("syn")

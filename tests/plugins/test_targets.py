@@ -16,15 +16,16 @@ import textwrap
 import tracemalloc
 from typing import Any
 
-import pentora_plugins.targets.target_parser as targets_plugin
+import pentora_plugins.targets
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pentora_plugins.kit.inputs import iter_hosts
+from pentora_plugins.kit.net.dns import resolve_name
 from pentora_plugins.kit.records import Target
 from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
 from pentora_plugins.kit.targetspec import TargetSpecError, split_specs
-from pentora_plugins.targets.target_parser import TargetParser, resolve_name
+from pentora_plugins.targets.target_parser import TargetParser
 
 from pentora import DagBuilder, Module, ValidationError
 from tests.conftest import make_orch
@@ -365,7 +366,7 @@ def test_scanners_read_targets_through_iter_hosts() -> None:
 
 
 def test_registered_through_plugin_hook() -> None:
-    orch = make_orch(plugins=(targets_plugin,))
+    orch = make_orch(plugins=(pentora_plugins.targets,))
     assert orch.registry.modules["target_parser"].cls is TargetParser
 
 

@@ -40,7 +40,7 @@ Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
     emitted = Emitted()
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.udp_scanner, pentora_plugins.engine.modules,
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine,
                                  emitted],
                         autoload=False)
     orch.load_dag(DagBuilder("udp")
@@ -95,7 +95,7 @@ def test_replies_are_recognised() -> None:
 @pytest.mark.parametrize(("key", "value"), [("payloads", {"53": "gopher"}), ("payloads", {"0": "dns"}),
                                             ("rate", -5), ("retries", 11), ("ports", "U:99999")])
 def test_bad_config_is_rejected_naming_the_key(key: str, value: Any) -> None:
-    orch = Orchestrator(plugins=[pentora_plugins.portscan.udp_scanner, pentora_plugins.engine.modules],
+    orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine],
                         autoload=False)
     orch.load_dag(DagBuilder().add_node("t", "set", config={"values": {"targets": ["127.0.0.1"]}})
                   .add_node("scan", "udp_scanner", ["t"], {key: value, "input": "targets"}).build())
@@ -156,7 +156,7 @@ def test_retries_zero_sends_once(udp_server: Any) -> None:
 
 def test_default_ports_in_a_namespace(netns: Any) -> None:
     spec: dict[str, Any] = {
-        "plugin": "pentora_plugins.portscan.udp_scanner", "module_type": "udp_scanner",
+        "plugin": "pentora_plugins.portscan", "module_type": "udp_scanner",
         "config": {"timeout": "300ms", "retries": 1},
         "udp": {53: DNS_REPLY.hex(), 123: NTP_REPLY.hex(), 161: SNMP_REPLY.hex(), 500: ""},
     }

@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pentora_plugins.engine.modules as core_modules
-import pentora_plugins.web.http_scanner as http_scan
-import pentora_plugins.web.webapp_fingerprinter as webapp
+import pentora_plugins.engine
+import pentora_plugins.web
 import pytest
 import yaml
 from pentora_plugins.kit.catalog import CPE23, CatalogError
@@ -176,7 +175,7 @@ def test_user_catalog_adds_replaces_and_disables(tmp_path, catalog):
 
 def test_bad_catalog_fails_dag_validation_naming_node_and_file(tmp_path):
     path = write_catalog(tmp_path, {**GOOD, "match": [{"html": "(a*)*"}]})
-    orch = Orchestrator(plugins=[webapp, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"http_responses": []}})
                   .add_node("web", "webapp_fingerprinter", ["seed"], config={"catalog": str(path)})
                   .build())
@@ -203,7 +202,7 @@ GRAFANA = {
 
 def run_scan(ports: list[int], **config: Any) -> tuple[Any, RecordCollector]:
     collector = RecordCollector()
-    orch = Orchestrator(plugins=[http_scan, webapp, core_modules, collector], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine, collector], autoload=False)
     fps = [{"host": "127.0.0.1", "port": p, "protocol": "tcp", "service": "http"} for p in ports]
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"service_fingerprints": fps}})
                   .add_node("http", "http_scanner", ["seed"], config={"methods": ["GET"], "favicon": False})
@@ -246,13 +245,13 @@ def test_responses_without_an_answer_are_skipped_and_min_confidence_filters(clos
 def test_records_read_back_as_mappings_are_accepted_and_junk_is_refused_clearly():
     record = {"kind": "http", "host": "127.0.0.1", "port": 8080, "status": 200,
               "headers": {"x-powered-by": "Express"}, "body": "", "cookies": []}
-    orch = Orchestrator(plugins=[webapp, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"http_responses": [record]}})
                   .add_node("web", "webapp_fingerprinter", ["seed"], config={"probe_paths": False})
                   .build())
     result = orch.execute()
     assert {t.name for t in result.context.get("web_technologies")} == {"Express", "Node.js"}
-    orch = Orchestrator(plugins=[webapp, core_modules], autoload=False)
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"http_responses": ["junk"]}})
                   .add_node("web", "webapp_fingerprinter", ["seed"]).build())
     result = orch.execute()

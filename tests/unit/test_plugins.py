@@ -19,7 +19,6 @@ from pentora import (
     get_plugin_manager,
     hookimpl,
 )
-from pentora._plugins import build_registry, list_plugins
 from tests.conftest import ModulesPlugin, make_orch
 
 
@@ -48,7 +47,7 @@ def test_duplicate_module_type_names_both_providers():
     first.pentora_plugin_name = "first-provider"
     pm = get_plugin_manager([first, Named()], autoload=False)
     with pytest.raises(PluginError) as e:
-        build_registry(pm)
+        pm.registry  # noqa: B018 - building it is what raises
     msg = str(e.value)
     assert "module type 'alpha' registered twice" in msg
     assert "first-provider" in msg and "second-provider" in msg
@@ -78,7 +77,7 @@ def test_retry_policy_and_output_format_hooks_register_records():
                                                        lambda n, s, r: n * s.initial))
 
     pm = get_plugin_manager([Formats()], autoload=False)
-    reg = build_registry(pm)
+    reg = pm.registry
     assert reg.output_formats["txt"].extensions == (".txt",)
     assert reg.retry_policies["linear"].delay(3, type("S", (), {"initial": 2})(), None) == 6
     with pytest.raises(PluginError, match="registered twice"):
@@ -168,25 +167,19 @@ def test_profile_dirs_hook_and_disabling(tmp_path: Path):
 
     pm = get_plugin_manager([Profiles()], autoload=False)
     assert [str(tmp_path)] in pm.hook.pentora_profile_dirs()
-    pm = get_plugin_manager([Profiles()], autoload=True, disabled=["profiles", "retry"])
-    names = [p.name for p in list_plugins(pm)]
-    assert "profiles" not in names and "retry" not in names and "logging" in names
+    pm = get_plugin_manager([Profiles()], autoload=True, disabled=["engine.profiles", "cve"])
+    names = [p.name for p in pm.plugin_infos()]
+    assert "engine.profiles" not in names and "cve" not in names and "engine.logging" in names
+    assert pm.hook.pentora_profile_dirs() == [[str(tmp_path)]]
 
 
 def test_builtins_load_through_entry_points(monkeypatch):
     pm = get_plugin_manager()
-    infos = {p.name: p for p in list_plugins(pm)}
-    for name in ("retry", "logging", "progress", "profiles", "core_modules"):
+    infos = {p.name: p for p in pm.plugin_infos()}
+    for name in ("engine", "engine.logging", "engine.progress", "engine.profiles", "portscan", "output"):
         assert infos[name].distribution == "pentora", name
     monkeypatch.setenv("PENTORA_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert list_plugins(get_plugin_manager()) == []
-
-
-def test_core_does_not_import_builtin_plugins():
-    """The boundary: nothing in pentora/ names pentora_plugins."""
-    root = Path(__file__).resolve().parents[2] / "pentora"
-    offenders = [str(p) for p in root.rglob("*.py") if "pentora_plugins" in p.read_text()]
-    assert offenders == []
+    assert get_plugin_manager().plugin_infos() == []
 
 
 def test_cli_commands_hook_adds_a_subcommand(capsys):

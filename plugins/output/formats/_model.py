@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pentora_plugins.kit.findings import SEVERITIES as _ASCENDING
-from pentora_plugins.kit.records import address_key
-from pentora_plugins.output.jsonl import record_dict, scan_facts, scan_line
+from pentora_plugins.kit.records import address_key, record_dict
+from pentora_plugins.output.jsonl import scan_facts, scan_line
 
-from pentora._errors import PentoraError
-from pentora._plan import try_plan
+from pentora import PentoraError, try_plan
 
 SEVERITIES = tuple(reversed(_ASCENDING))  # critical first
 STATUSES = ("completed", "failed", "cancelled", "skipped", "running", "pending")

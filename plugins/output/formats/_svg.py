@@ -16,7 +16,7 @@ from typing import Any
 
 from pentora_plugins.output.formats._model import GraphNode
 
-from pentora._text import clean
+from pentora import clean_text as clean
 
 STATUS_COLORS = {"completed": "#8fd18f", "failed": "#ef8a8a", "cancelled": "#f2d16b",
                  "skipped": "#d0d0d0", "running": "#8ec1ef", "pending": "#ffffff"}

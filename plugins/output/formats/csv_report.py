@@ -15,7 +15,7 @@ from typing import Any
 from pentora_plugins.output.formats._model import Report, ReportWriter
 
 from pentora import OutputFormat
-from pentora._text import clean
+from pentora import clean_text as clean
 
 COLUMNS = ("host", "hostname", "port", "protocol", "state", "service", "product", "version", "cpe",
            "tls", "findings")

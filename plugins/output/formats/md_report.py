@@ -14,7 +14,7 @@ from typing import Any
 from pentora_plugins.output.formats._model import Report, ReportWriter
 
 from pentora import OutputFormat
-from pentora._text import clean
+from pentora import clean_text as clean
 
 _MD = re.compile(r"([\\`*_\[\]#@|~])")
 

@@ -25,8 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pentora.cli._common import EXIT_OK, EXIT_USAGE, CliError, make_orchestrator
-from pentora.cli._outputs import resolve_outputs
+from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, make_orchestrator, resolve_outputs
 
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
                                "null": type(None), "array": list, "object": dict}

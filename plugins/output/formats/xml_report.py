@@ -20,7 +20,7 @@ from typing import Any
 from pentora_plugins.output.formats._model import HostView, PortView, Report, ReportWriter, epoch
 
 from pentora import OutputFormat, __version__
-from pentora._text import clean
+from pentora import clean_text as clean
 
 XML_OUTPUT_VERSION = "1.05"
 _SCAN_TYPES = {"syn": "syn", "connect": "connect", "udp": "udp"}
