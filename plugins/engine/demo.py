@@ -201,7 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 @hookimpl
-def pentora_cli_commands(subparsers, common):  # type: ignore[no-untyped-def]
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     p = subparsers.add_parser("demo", parents=[common],
                               help="start demo services on loopback and scan them")
     p.add_argument("-o", "--output", metavar="FILE.jsonl", help="also write the JSONL report")

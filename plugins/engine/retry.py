@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from pentora import RetryPolicy, RetrySpec, hookimpl
+from pentora import Registry, RetryPolicy, RetrySpec, hookimpl
 
 
 def _jittered(delay: float, spec: RetrySpec, rng: random.Random) -> float:
@@ -39,6 +39,6 @@ POLICIES = (
 
 
 @hookimpl
-def pentora_register_retry_policies(registry):  # type: ignore[no-untyped-def]
+def pentora_register_retry_policies(registry: Registry) -> None:
     for policy in POLICIES:
         registry.register_retry_policy(policy)

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import IO, Any
 
-from pentora import OutputFormat, hookimpl
+from pentora import OutputFormat, Registry, hookimpl
 
 
 def record_dict(kind: str, record: Any) -> dict[str, Any]:
@@ -78,5 +78,5 @@ FORMAT = OutputFormat("jsonl", "JSON Lines: one record a line, kind first, writt
 
 
 @hookimpl
-def pentora_register_output_formats(registry):  # type: ignore[no-untyped-def]
+def pentora_register_output_formats(registry: Registry) -> None:
     registry.register_output_format(FORMAT)

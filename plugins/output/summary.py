@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from pentora import OutputFormat, hookimpl
+from pentora import OutputFormat, Registry, hookimpl
 from pentora._text import clean  # the one terminal-safe helper (re-exported for plugins)
 
 __all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
@@ -108,5 +108,5 @@ FORMAT = OutputFormat("summary", "readable table of hosts, ports and services (t
 
 
 @hookimpl
-def pentora_register_output_formats(registry):  # type: ignore[no-untyped-def]
+def pentora_register_output_formats(registry: Registry) -> None:
     registry.register_output_format(FORMAT)
