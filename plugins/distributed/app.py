@@ -110,7 +110,7 @@ def _prompt_loop() -> None:
             kwargs["timeout"] = min(kwargs["timeout"], WAKE_EVERY)
         return drain(self, **kwargs)
 
-    Connection.drain_events = drain_events  # type: ignore[method-assign]
+    Connection.drain_events = drain_events  # type: ignore[method-assign]  # replaced on purpose
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

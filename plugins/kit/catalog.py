@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from re import _constants as sre_c  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
-from typing import Any, Literal
+from re import _constants as sre_c  # type: ignore[attr-defined]  # private: typeshed has no stub
+from re import _parser as sre_parse  # type: ignore[attr-defined]  # (sre_parse is its deprecated alias)
+from typing import Any, Literal, overload
 
 import voluptuous as vol
 import yaml
@@ -162,7 +162,7 @@ def _os(value: object) -> dict[str, str]:
         if key not in OS_KEYS:
             raise vol.Invalid(f"unknown key '{key}' (known: {', '.join(OS_KEYS)})")
         nonempty(item)
-    return value  # type: ignore[return-value]
+    return value
 
 
 RULE_SCHEMA = vol.Schema({
@@ -281,7 +281,7 @@ def validated(items: list[Any], noun: str, schema: vol.Schema, name: str
 def check(schema: vol.Schema, raw: dict[str, Any], where: str) -> dict[str, Any]:
     """``raw`` through ``schema``; every problem in one CatalogError, field by field."""
     try:
-        return schema(raw)  # type: ignore[no-any-return]
+        return schema(raw)
     except vol.MultipleInvalid as e:
         raise CatalogError(f"{where}: " + "; ".join(describe(err, schema.schema)
                                                     for err in e.errors)) from e
@@ -311,16 +311,21 @@ def _compile(f: dict[str, Any], where: str, source: str, rank: int) -> Rule:
     if version_text is None and "version" in regex.groupindex:
         version_text = "${version}"
     version = _template(version_text, regex, where, "version")
-    os_hints = tuple((k, _template(v, regex, where, f"os.{k}")) for k, v in (f["os"] or {}).items())
+    os_fields: dict[str, str] = f["os"] or {}
+    os_hints = tuple((k, _template(v, regex, where, f"os.{k}")) for k, v in os_fields.items())
     cpe = f["cpe"]
     if cpe is not None:
         _check_cpe(cpe, regex, where)
     return Rule(id=f["id"], service=f["service"], product=f["product"], vendor=f["vendor"],
                 regex=regex, probes=f["probe"], version=version, cpe=cpe,
-                confidence=f["confidence"], os=os_hints,  # type: ignore[arg-type]
+                confidence=f["confidence"], os=os_hints,
                 info=_template(f["info"], regex, where, "info"), source=source, rank=rank)
 
 
+@overload
+def _template(text: str, regex: re.Pattern[str], where: str, field: str) -> Template: ...
+@overload
+def _template(text: str | None, regex: re.Pattern[str], where: str, field: str) -> Template | None: ...
 def _template(text: str | None, regex: re.Pattern[str], where: str, field: str) -> Template | None:
     if text is None:
         return None
@@ -382,7 +387,7 @@ _REPEATS = {sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEA
 _ANCHORS = {sre_c.AT_BEGINNING, sre_c.AT_BEGINNING_STRING}
 
 
-def regex_risk(regex: re.Pattern[str]) -> str | None:
+def regex_risk(regex: re.Pattern[str] | re.Pattern[bytes]) -> str | None:
     """Why ``regex`` could backtrack catastrophically (or scan unanchored), else None."""
     tree = sre_parse.parse(regex.pattern, regex.flags)
     if not _anchored(list(tree)):

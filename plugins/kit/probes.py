@@ -232,7 +232,7 @@ def _regex(pattern: str, flags: str, where: str, anchored: bool = True) -> re.Pa
         checked = compiled if anchored else re.compile(rb"\A(?:" + raw + rb")", value)
     except re.error as e:
         raise CatalogError(f"{where}: bad regex {pattern!r}: {e}") from e
-    problem = regex_risk(checked)  # type: ignore[arg-type]  # the re parser takes bytes too
+    problem = regex_risk(checked)
     if problem:
         raise CatalogError(f"{where}: regex {pattern!r}: {problem}")
     return compiled

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from pentora import ModuleError
@@ -26,9 +26,11 @@ def address_key(address: str) -> tuple[int, int, str]:
 
 class Record:
     kind: ClassVar[str] = ""
+    # Every record is a dataclass (the subclasses): asdict() and fields() take it.
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        return asdict(self)
 
     def sort_key(self) -> tuple[Any, ...]:
         raise NotImplementedError

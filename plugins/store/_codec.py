@@ -69,7 +69,7 @@ def decode(data: Any) -> Any:
     if "$map" in data:
         return {_hashable(decode(k)): decode(v) for k, v in data["$map"]}
     if "$obj" in data:
-        obj = object.__new__(_trusted_class(data["$obj"]))
+        obj: object = object.__new__(_trusted_class(data["$obj"]))
         obj.__dict__.update(decode(data["state"]))
         return obj
     return {k: decode(v) for k, v in data.items()}
