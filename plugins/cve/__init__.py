@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry, Range
 from pentora_plugins.cve.cve_matcher import CveMatcher, evaluate
 from pentora_plugins.cve.sources import load_catalog
@@ -21,5 +23,5 @@ __all__ = ["Catalog", "CatalogError", "CveMatcher", "Entry", "Range", "compare",
 
 
 @hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
+def pentora_register_modules(registry: Any) -> None:
     registry.register(CveMatcher)

@@ -13,6 +13,8 @@ as it answers and writes a sorted list of ``Host`` records under config ``output
 
 from __future__ import annotations
 
+from typing import Any
+
 from pentora_plugins.discovery.arp_discovery import ArpDiscovery
 from pentora_plugins.discovery.discovery_merger import DiscoveryMerger, merge_hosts
 from pentora_plugins.discovery.icmp_discovery import IcmpDiscovery
@@ -27,6 +29,6 @@ __all__ = ["MODULES", "ArpDiscovery", "DiscoveryMerger", "IcmpDiscovery", "TcpPr
 
 
 @hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
+def pentora_register_modules(registry: Any) -> None:
     for cls in MODULES:
         registry.register(cls)

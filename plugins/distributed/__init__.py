@@ -149,13 +149,13 @@ def scan_execute(orch: Any, args: argparse.Namespace, variables: dict[str, Any],
 
 
 @hookimpl
-def pentora_register_modules(registry):  # type: ignore[no-untyped-def]
+def pentora_register_modules(registry: Any) -> None:
     registry.register(CeleryShards)
     registry.register(ShardResult)
 
 
 @hookimpl
-def pentora_cli_commands(subparsers, common):  # type: ignore[no-untyped-def]
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     add_worker_command(subparsers, common)
     scan = subparsers.choices.get("scan")
     if scan is not None:
@@ -163,7 +163,7 @@ def pentora_cli_commands(subparsers, common):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def pentora_scan_execute(orch, args, variables, options):  # type: ignore[no-untyped-def]
+def pentora_scan_execute(orch: Any, args: Any, variables: dict[str, Any], options: dict[str, Any]) -> Any:
     if not hasattr(args, "executor"):
         return None  # the scan command was built without this plugin's options
     return scan_execute(orch, args, variables, options)

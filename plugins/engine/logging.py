@@ -1,4 +1,4 @@
-"""Structured node lifecycle logs (loguru), as the seed shows them:
+"""Structured node lifecycle logs (loguru): one line per node event, with its fields:
 ``component``, ``node``, ``message`` and ``duration_ms`` on completion.
 
 Keyword arguments go to loguru's ``extra`` (``capture``), and loguru drops a record

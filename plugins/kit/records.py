@@ -1,4 +1,4 @@
-"""The standard records of DESIGN.md, one dataclass per DataContext key.
+"""The standard records, one dataclass per DataContext key.
 
 Each record is a plain, JSON-serialisable dataclass; ``kind`` names its line in the
 JSONL output. Lists of records are kept sorted by ``sort_key`` so that the same scan
