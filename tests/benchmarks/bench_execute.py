@@ -27,7 +27,7 @@ What runs (all in one process, no network traffic: nothing here opens a socket):
 * INFO logging as JSON lines to a temporary file (``configure("INFO", "json", file=...)``):
   per-node cost at the first size and its ratio to the WARNING run.
 
-Targets (from the issue), printed as PASS/MISS:
+Targets, printed as PASS/MISS:
 
 * pentora's time at 10,000 nodes at most 0.25 of Dask's;
 * per-node time at 50,000 at most 1.2 times that at 10,000;

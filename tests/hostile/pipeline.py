@@ -24,7 +24,7 @@ GRAB_DEADLINE = 4.0
 NODE_TIMEOUT = 30.0
 BASE_PLUGINS = ("targets.target_parser", "portscan.connect_scanner", "services.banner_grabber",
                 "services.fingerprint_parser", "engine.modules")
-# module type → plugin module that provides it (built by other engineers this session)
+# module type → plugin module that provides it
 OPTIONAL = {"http_scanner": "web.http_scanner", "ssl_analyzer": "tls.ssl_analyzer", "cve_matcher": "cve",
             "ssh_checks": "checks.ssh_checks"}
 
