@@ -311,14 +311,18 @@ def problems(docs: Path, modules: list[ModuleType]) -> list[str]:
     """What is stale or missing, one line each (empty: the docs are up to date)."""
     found = []
     names = {mt.name for mt in modules}
+
+    def show(path: Path) -> str:  # relative to the docs directory's parent, as typed
+        return str(path.relative_to(docs.parent)) if path.is_relative_to(docs.parent) else str(path)
+
     for path, text in expected(docs, modules).items():
         if not path.exists():
-            found.append(f"{path}: missing")
+            found.append(f"{show(path)}: missing")
         elif path.read_text(encoding="utf-8") != text:
-            found.append(f"{path}: stale")
+            found.append(f"{show(path)}: stale")
     for page in sorted((docs / MODULE_DIR).glob("*.md")):
         if page.name != MODULE_INDEX and page.stem not in names:
-            found.append(f"{page}: no registered module type '{page.stem}'")
+            found.append(f"{show(page)}: no registered module type '{page.stem}'")
     return found
 
 
