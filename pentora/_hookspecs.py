@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("pentora")
 hookimpl = pluggy.HookimplMarker("pentora")
 
-# -- plugin manager -----------------------------------------------------------------
+# -- manager ------------------------------------------------------------------------
 
 
 @hookspec(historic=True)
@@ -56,7 +56,9 @@ def pentora_plugin_added(pm: PentoraPluginManager) -> None:
 
 @hookspec
 def pentora_register_modules(registry: Registry) -> None:
-    """Register module types: called once per plugin manager, at load.
+    """Register module types: called once per plugin manager, when the registry is built
+    (``Orchestrator()``, every CLI command). A module type registered twice, by two plugins,
+    stops loading with a ``PluginError`` naming both.
 
     Example::
 
@@ -68,37 +70,79 @@ def pentora_register_modules(registry: Registry) -> None:
 
 @hookspec
 def pentora_register_retry_policies(registry: Registry) -> None:
-    """Register ``RetryPolicy`` records (``exponential``, ``fixed``, ``none`` are built in).
+    """Register ``RetryPolicy`` records (``exponential``, ``fixed``, ``none`` are built in),
+    which ``retry: {backoff: NAME}`` names. Called once, when the registry is built.
+    ``delay(attempt, spec, rng)`` returns the seconds to wait after failed attempt
+    ``attempt`` (from 1); ``rng`` is the scan's ``random.Random`` (``Orchestrator(seed=N)``
+    makes it repeatable).
 
     Example::
 
-        registry.register_retry_policy(RetryPolicy("linear", "n × initial",
-                                                   lambda n, spec, rng: n * spec.initial))
+        @hookimpl
+        def pentora_register_retry_policies(registry):
+            registry.register_retry_policy(RetryPolicy(
+                "linear", "n × initial", lambda n, spec, rng: n * spec.initial))
     """
 
 
 @hookspec
 def pentora_register_output_formats(registry: Registry) -> None:
-    """Register ``OutputFormat`` records (reporters that ``-o FILE --format X`` uses)."""
+    """Register ``OutputFormat`` records (reporters that ``-o FILE --format X`` uses).
+    Called once, when the registry is built. ``open(path_or_stream)`` returns a writer with
+    ``record(kind, data)`` and ``close(result)``, and optionally ``start(scan)``.
+
+    Example::
+
+        class PortList:
+            def __init__(self, path):
+                self.out = sys.stdout if path == "-" else open(path, "w")
+            def record(self, kind, data):  # data: a record, or a dict in `pentora report`
+                if kind == "port":
+                    get = data.get if isinstance(data, dict) else partial(getattr, data)
+                    print(f"{get('host')}:{get('port')}", file=self.out)
+            def close(self, result):
+                if self.out is not sys.stdout:
+                    self.out.close()
+
+        @hookimpl
+        def pentora_register_output_formats(registry):
+            registry.register_output_format(OutputFormat(
+                "ports", "host:port of each open port", open=PortList, extensions=(".ports",)))
+    """
 
 
 @hookspec
 def pentora_profile_dirs() -> list[str]:
-    """Directories holding DAG profiles (``NAME.yaml``) for ``--profile NAME``. 1:N, concatenated
-    in registration order; the first directory holding a profile wins."""
+    """Directories holding DAG profiles (``NAME.yaml``) for ``--profile NAME``, asked each
+    time a profile is looked up or listed (``pentora profiles``). 1:N: the lists of every
+    implementation are concatenated; the first directory holding a profile wins.
+
+    Example::
+
+        @hookimpl
+        def pentora_profile_dirs():
+            return [str(Path(__file__).parent / "profiles")]
+    """
     return []
 
 
 @hookspec
 def pentora_default_profiles() -> list[str]:
     """Profile names ``pentora scan`` runs when given neither ``--profile`` nor ``--dag``,
-    best first. 1:N, concatenated in hook-call order; the first one installed wins."""
+    best first. 1:N, concatenated in hook-call order; the first one installed wins::
+
+        @hookimpl
+        def pentora_default_profiles():
+            return ["standard", "port-scan"]
+    """
     return []
 
 
 @hookspec
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
-    """Add subcommands to the ``pentora`` CLI (e.g. ``pentora demo``).
+    """Add subcommands to the ``pentora`` CLI (e.g. ``pentora demo``). Called once, when the
+    command line is built, before it is parsed; a plugin that raises here loses its
+    commands, with a warning, and the others still work.
 
     ``subparsers`` is argparse's sub-parser action, ``common`` the parent parser holding the
     shared options (``-p``, ``--hooks``, logging). Set ``func`` on the new parser; it is
@@ -118,7 +162,16 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
 
 @hookspec
 def pentora_scan_start(scan: ScanInfo) -> None:
-    """Called once, after validation and planning, before the first node starts."""
+    """Called once per scan, after validation and planning, before the first node starts.
+    ``scan`` carries the ``scan_id``, the ``dag``, the ``vars``, the ``context`` (the
+    DataContext) and the ``options`` the scan was started with.
+
+    Example::
+
+        @hookimpl
+        def pentora_scan_start(scan):
+            print(f"scan {scan.scan_id}: {len(scan.dag.nodes)} nodes")
+    """
 
 
 @hookspec
@@ -137,7 +190,18 @@ def pentora_scan_idle(scan: ScanInfo) -> object | None:
 
 @hookspec
 def pentora_scan_complete(scan: ScanInfo, result: ScanResult) -> None:
-    """Called once when every node has a terminal status, reporters included."""
+    """Called once per scan, when every node has a terminal status, reporters included
+    (after a cancellation or a global timeout too). ``result.status`` is ``completed``,
+    ``failed`` (fail-fast), ``cancelled`` or ``timeout``; ``result.nodes`` maps each node
+    id to its ``NodeRecord``.
+
+    Example::
+
+        @hookimpl
+        def pentora_scan_complete(scan, result):
+            failed = [r.node for r in result.failures()]
+            print(f"{result.status} in {result.duration_ms:.0f} ms; failed: {failed or 'none'}")
+    """
 
 
 @hookspec(firstresult=True)
@@ -204,7 +268,13 @@ def pentora_cli_scan_load(orch: Orchestrator, args: Any) -> tuple[dict[str, Any]
 @hookspec
 def pentora_cli_scan_done(args: Any, orch: Orchestrator, result: ScanResult) -> None:
     """``pentora scan`` finished and its ``-o`` outputs are closed: print what a person
-    reads (the summary), honouring the plugin's own options (``--quiet``). 1:N."""
+    reads (the summary), honouring the plugin's own options (``--quiet``). 1:N::
+
+        @hookimpl
+        def pentora_cli_scan_done(args, result):
+            if not args.quiet:
+                print(f"{len(result.context.get('open_ports', []))} open ports")
+    """
 
 
 @hookspec(firstresult=True)
@@ -228,51 +298,123 @@ def pentora_scan_resume(scan_id: str) -> tuple[str, dict[str, Any]] | None:
 
 @hookspec
 def pentora_node_start(scan: ScanInfo, node: NodeSpec, record: NodeRecord) -> None:
-    """A node starts an attempt (``record.attempts`` counts them, from 1)."""
+    """A node starts an attempt (``record.attempts`` counts them, from 1): called again
+    for each retry. Not called for a node restored as completed by ``pentora_node_restore``.
+
+    Example::
+
+        @hookimpl
+        def pentora_node_start(node, record):
+            print(f"{node.instance_id} ({node.module_type}) attempt {record.attempts}")
+    """
 
 
 @hookspec
 def pentora_node_complete(scan: ScanInfo, node: NodeSpec, record: NodeRecord) -> None:
-    """A node finished; its outputs are in ``scan.context``; ``record.duration_ms`` is set."""
+    """A node finished; its outputs are in ``scan.context``; ``record.duration_ms`` is set.
+    Called once per completed node (a fanned-out node once, not per branch).
+
+    Example::
+
+        @hookimpl
+        def pentora_node_complete(scan, node, record):
+            if "open_ports" in scan.context.keys():
+                print(node.instance_id, record.duration_ms, "ms")
+    """
 
 
 @hookspec
 def pentora_node_failed(scan: ScanInfo, node: NodeSpec, record: NodeRecord) -> None:
-    """A node failed for good (after its retries): ``record.error`` and ``stack_trace`` set."""
+    """A node failed for good (after its retries): ``record.error``, ``error_type`` and
+    ``stack_trace`` set. Also called for a node whose condition could not be evaluated,
+    and, after a global timeout, for each node that was running.
+
+    Example::
+
+        @hookimpl
+        def pentora_node_failed(node, record):
+            alert(f"{node.instance_id} failed: {record.error_type}: {record.error}")
+    """
 
 
 @hookspec
 def pentora_node_skipped(scan: ScanInfo, node: NodeSpec, record: NodeRecord) -> None:
-    """A node will not run: false condition or an upstream that failed; ``record.reason``."""
+    """A node will not run: its condition is false, or an upstream failed or was skipped
+    (as its trigger rule reads it); ``record.reason`` says which.
+
+    Example::
+
+        @hookimpl
+        def pentora_node_skipped(node, record):
+            print(f"skipped {node.instance_id}: {record.reason}")
+    """
 
 
 @hookspec
 def pentora_node_cancelled(scan: ScanInfo, node: NodeSpec, record: NodeRecord) -> None:
-    """A node was stopped or never started because the scan was cancelled or timed out,
-    or fail-fast stopped it."""
+    """A node was stopped, or will never start, because the scan was cancelled
+    (``Orchestrator.cancel()``, SIGINT), fail-fast stopped it, or the global timeout
+    passed (for nodes that had not started: the running ones fail). ``record.reason`` says
+    why.
+
+    Example::
+
+        @hookimpl
+        def pentora_node_cancelled(node, record):
+            print(f"cancelled {node.instance_id}: {record.reason}")
+    """
 
 
 @hookspec
 def pentora_node_retry(scan: ScanInfo, node: NodeSpec, record: NodeRecord, error: BaseException,
                        delay: float) -> None:
-    """An attempt failed with a retryable error; the next starts after ``delay`` seconds."""
+    """An attempt failed with an error the node's ``retry_on`` names, and attempts are
+    left: the next starts after ``delay`` seconds (then ``pentora_node_start`` again).
+    ``record.retry_attempts`` counts the retries so far. The branches of a ``for_each``
+    node retry on their own, without this hook.
+
+    Example::
+
+        @hookimpl
+        def pentora_node_retry(node, record, error, delay):
+            print(f"{node.instance_id}: {error!r}; retry {record.retry_attempts} in {delay:.1f}s")
+    """
 
 
 @hookspec
 def pentora_node_progress(scan: ScanInfo, node: NodeSpec, done: int, total: int | None) -> None:
-    """A module reported item progress with ``ctx.progress(done, total)``."""
+    """A module reported item progress with ``ctx.progress(done, total)`` (``total`` None
+    when unknown); a fanned-out node reports its finished branches. Called as often as the
+    module reports: keep it cheap.
+
+    Example::
+
+        @hookimpl
+        def pentora_node_progress(node, done, total):
+            print(f"{node.instance_id}: {done}/{total or '?'}")
+    """
 
 
 @hookspec
 def pentora_record(scan: ScanInfo, node: NodeSpec, kind: str, record: Any) -> None:
     """A module found something and said so with ``ctx.emit(record)``: a host, an open
     port, a banner… Called as it is found, so outputs stream and an interrupted scan
-    keeps what it had. ``kind`` is the record's JSONL kind (``host``, ``port``…)."""
+    keeps what it had. ``kind`` is the record's JSONL kind (``host``, ``port``…). In a
+    resumed scan, the findings of restored nodes and items are announced again.
+
+    Example::
+
+        @hookimpl
+        def pentora_record(node, kind, record):
+            if kind == "vulnerability":
+                print(node.instance_id, record.id, record.severity)
+    """
 
 
 @hookspec(firstresult=True)
 def pentora_node_execute(scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
-    """Run one attempt of a node. The core implements it; plugins wrap it.
+    """Run one attempt of a node (or of one ``for_each`` branch). The core implements it;
+    plugins wrap it, and what the wrapper returns or raises is the attempt's outcome.
 
     Use ``@hookimpl(wrapper=True)`` for timing, rate limiting or tracing::
 

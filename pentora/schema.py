@@ -156,6 +156,10 @@ def Nullable(validator: Any) -> Any:  # noqa: N802
 
 def describe_validator(validator: Any) -> str:
     """A short human name for a schema value, for ``pentora modules show``."""
+    if validator is None:
+        return "null"
+    if isinstance(validator, vol.Coerce):
+        return describe_validator(validator.type)
     if isinstance(validator, type):
         return validator.__name__
     if isinstance(validator, vol.In):

@@ -7,9 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import voluptuous as vol
-
-from ..schema import describe_validator
+from .._docgen import config_keys, module_markdown
 from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
 
 
@@ -21,7 +19,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_modules_list)
     p = msub.add_parser("show", parents=[common], help="a module type and its config keys")
     p.add_argument("type")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text",
+                   help="markdown: the page of docs/modules/ that is generated")
     p.set_defaults(func=cmd_modules_show)
 
     plugs = sub.add_parser("plugins", help="installed plugins")
@@ -53,26 +52,6 @@ def cmd_modules_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def config_keys(schema: Any) -> list[dict[str, Any]]:
-    """Each config key of a module schema: name, type, default, required, description."""
-    if isinstance(schema, vol.Schema):
-        schema = schema.schema
-    keys = []
-    for marker, validator in (schema or {}).items():
-        name = getattr(marker, "schema", marker)
-        default = getattr(marker, "default", vol.UNDEFINED)
-        if callable(default) and default is not vol.UNDEFINED:
-            default = default()
-        keys.append({
-            "key": str(name),
-            "type": describe_validator(validator),
-            "required": isinstance(marker, vol.Required),
-            "default": None if default is vol.UNDEFINED else default,
-            "description": getattr(marker, "description", None) or "",
-        })
-    return keys
-
-
 def cmd_modules_show(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
     if args.type not in orch.registry.modules:
@@ -83,6 +62,9 @@ def cmd_modules_show(args: argparse.Namespace) -> int:
         out(json.dumps({"name": m.name, "provider": m.provider, "description": m.description,
                         "requires": list(m.cls.requires), "produces": list(m.cls.produces),
                         "always_run": m.always_run, "config": keys}, indent=2, default=str))
+        return EXIT_OK
+    if args.format == "markdown":
+        out(module_markdown(m))
         return EXIT_OK
     lines = [f"{m.name} — {m.description}", f"  provider:   {m.provider}",
              f"  class:      {m.cls.__module__}.{m.cls.__qualname__}",

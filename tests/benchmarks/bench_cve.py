@@ -17,7 +17,7 @@ Timed (``gc.collect()`` first):
 
 * ``index``     ``Catalog(entries)``: the index by product, ranges sorted by lower bound
 * ``evaluate``  ``evaluate(catalog, subjects)`` consumed to the last finding, with the version
-  cache emptied first; the issue's target is under 2 s
+  cache emptied first; the target is under 2 s
 * ``linear``    the peer: the same question answered by scanning every entry for every
   fingerprint, timed on a sample and scaled to all fingerprints (ratio printed)
 * ``nvd-load``  with ``--nvd``: the same catalog written as an NVD CVE JSON 2.0 file and

@@ -29,7 +29,7 @@ is printed beside it. Best of ``--repeat`` rounds. The first ratio is pentora's 
 over that of the faster nmap variant whose open set was right; the second is pentora's
 scan time over that same nmap wall time.
 
-Targets (from the issue), printed as PASS/MISS: the same open set as nmap, and a wall-time
+Targets, printed as PASS/MISS: the same open set as nmap, and a wall-time
 ratio (the first, start-up included) of at most 1.0. ``--profile`` also prints a
 pyinstrument profile of one connect scan of the 65,535 ports.
 """

@@ -20,7 +20,7 @@ right when the expected name is one of the reported words (nmap's ``PostgreSQL D
 version when its first word is the upstream version (nmap's ``9.2p1 Debian 2+deb12u3``).
 
 Times: wall time of each whole process, pentora's Python start-up included; best of
-``--repeat`` rounds. Targets (issue 5), printed as PASS/MISS: pentora names at least as
+``--repeat`` rounds. Targets, printed as PASS/MISS: pentora names at least as
 many services, products and versions right as nmap, in at most a quarter of its wall time.
 ``--hooks FILE`` is passed to ``pentora scan`` (a plugin file, e.g. for module types not
 yet registered as entry points). Importing this module runs nothing.

@@ -14,7 +14,7 @@ of its own on a free port of 127.0.0.1. On exactly those five ports:
 * nmap:    ``nmap -sV -sC -n -Pn -p PORTS 127.0.0.1 -oX -``, where ``-sC`` is written
   ``--script "default and not external"``: the two default scripts that are also
   ``external`` (http-open-proxy, socks-open-proxy) ask the target to fetch from an
-  internet host, which the network rules of DESIGN.md forbid (neither applies to these
+  internet host, which pentora's tests never contact (neither applies to these
   daemons, which are no proxies).
 
 Printed: each node's ``duration_ms`` from the JSONL ``node`` records grouped by stage

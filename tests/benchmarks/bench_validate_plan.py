@@ -23,7 +23,7 @@ round running every size in turn):
 * ``plan``     ``pentora.plan.plan(dag)`` on its own, as ``pentora dag plan`` callers of the
   function would use it, for reference
 
-The issue's target: growth is linear, i.e. the per-node time of validate + plan at
+The target: growth is linear, i.e. the per-node time of validate + plan at
 100,000 nodes is at most 1.3 times the per-node time at 10,000. ``val+plan`` is the
 product's path, ``validate_dag`` (checked to return the plan); ``val+plan(2x)`` adds a
 second, standalone ``plan()`` on top, for information. The script prints PASS/MISS for

@@ -426,6 +426,21 @@ def test_modules_show_sleep_json(run_cli) -> None:
     ]
 
 
+def test_modules_show_markdown_is_the_generated_page(run_cli) -> None:
+    proc = run_cli("modules", "show", "sleep", "--format", "markdown")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "# `sleep`"
+    assert [line.split(":**")[0] for line in lines if line.startswith("- **")] == [
+        "- **Plugin", "- **Reads", "- **Writes", "- **Runs"]
+    assert lines[-4:] == [
+        "| option | type | default | description |",
+        "| --- | --- | --- | --- |",
+        '| `duration` | duration | `"1s"` | how long to wait |',
+        "| `steps` | positive integer | `10` | progress updates while waiting |",
+    ]
+
+
 def test_modules_show_required_key(run_cli) -> None:
     proc = run_cli("modules", "show", "set")
     assert proc.returncode == 0, proc.stderr

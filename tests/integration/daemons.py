@@ -6,7 +6,7 @@ Used by ``tests/integration/test_real_daemons.py`` and ``tests/benchmarks/bench_
     with all_daemons() as daemons:      # each a Daemon: name, port, expected service/product/version
         ...
 
-The packaged configuration is never used (DESIGN.md, "Network rules"): packages are
+The packaged configuration is never used (pentora talks to loopback only): packages are
 installed with service start-up forbidden (a ``policy-rc.d`` that exits 101), and each
 context manager writes its own config into a fresh temporary directory, starts the daemon
 in the foreground bound to 127.0.0.1 on a port the kernel just handed out, waits until the

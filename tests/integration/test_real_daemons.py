@@ -51,7 +51,7 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
     missing = daemons.missing_modules()
     if missing:
         pytest.fail(f"`pentora modules list` lacks {', '.join(missing)}: the service-scan profile "
-                    "cannot run (issue 5)")
+                    "cannot run")
     out = tmp_path_factory.mktemp("real-daemons") / "scan.jsonl"
     with daemons.all_daemons() as running:
         done = daemons.pentora_scan([d.port for d in running], out)
@@ -64,7 +64,7 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
 def test_service_scan_modules_are_registered() -> None:
     missing = daemons.missing_modules()
     assert not missing, (f"`pentora modules list` lacks {', '.join(missing)}: the service-scan "
-                         "profile cannot run (issue 5)")
+                         "profile cannot run")
 
 
 def test_scan_of_real_daemons_succeeds(scan: Scan) -> None:

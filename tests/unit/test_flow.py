@@ -48,7 +48,7 @@ class Noop(Module):
         return None
 
 
-def test_seed_picture_banner_22_fails_fingerprint_80_succeeds():
+def test_fanout_banner_22_fails_fingerprint_80_succeeds():
     dag = (DagBuilder()
            .add_node("port_scan", "ports", config={"ports": [22, 80, 443]})
            .add_node("banner", "banner", ["port_scan"], for_each="open_ports")

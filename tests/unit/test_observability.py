@@ -35,7 +35,7 @@ def _logging_plugin():
     return plugin
 
 
-def test_json_logs_carry_the_seed_fields():
+def test_json_logs_carry_level_timestamp_component_node_message():
     stream = io.StringIO()
     configure("INFO", "json", stream=stream)
     try:

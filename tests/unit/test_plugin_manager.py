@@ -231,19 +231,35 @@ HELLO = ("name: hello\nvars: {greeting: hi}\nnodes:\n"
          "  - {instance_id: s, module_type: set, config: {values: {said: '${greeting}'}}}\n")
 
 
-def test_pentora_cli_scan_vars_done_and_default_profiles_through_the_cli(run_cli, tmp_path):
+def scan_with_hooks(run_cli: Any, tmp_path: Any, *args: str) -> Any:
+    """``pentora scan`` with CLI_HOOKS and the HELLO profile, and no built-in profile, targets or
+    summary."""
     hooks = tmp_path / "hooks.py"
     hooks.write_text(CLI_HOOKS)
     (tmp_path / "hello.yaml").write_text(HELLO)
-    env = {"HELLO_PROFILES": str(tmp_path)}
-    # No --profile: the first default profile that is installed runs; the plugin's option sets a var.
-    proc = run_cli("scan", "--greeting", "bonjour", "--hooks", str(hooks), "-p", "no:engine.profiles",
-                   "-p", "no:targets", "-p", "no:output", env=env)
+    return run_cli("scan", *args, "--hooks", str(hooks), "-p", "no:engine.profiles", "-p", "no:targets",
+                   env={"HELLO_PROFILES": str(tmp_path)})
+
+
+def test_pentora_default_profiles_picks_the_first_installed(run_cli, tmp_path):
+    proc = scan_with_hooks(run_cli, tmp_path, "-p", "no:output")
+    assert proc.returncode == 0, proc.stderr
+    assert "done: hi" in proc.stdout  # the 'hello' profile ran ('nope-missing' is not installed)
+
+
+def test_pentora_cli_scan_vars_sets_a_var_from_a_plugin_option(run_cli, tmp_path):
+    proc = scan_with_hooks(run_cli, tmp_path, "--greeting", "bonjour", "-p", "no:output")
     assert proc.returncode == 0, proc.stderr
     assert "done: bonjour" in proc.stdout
-    proc = run_cli("scan", "-p", "80", "--hooks", str(hooks), "-p", "no:engine.profiles", "-p", "no:targets",
-                   "-p", "no:portscan", env=env)
+    proc = scan_with_hooks(run_cli, tmp_path, "-p", "80", "-p", "no:portscan")
     assert proc.returncode == 2 and "-p 80: no installed plugin takes -p values" in proc.stderr
+
+
+def test_pentora_cli_scan_done_prints_after_the_scan_and_replaces_the_engine_summary(run_cli, tmp_path):
+    proc = scan_with_hooks(run_cli, tmp_path, "-p", "no:output")
+    assert proc.stdout.strip() == "done: hi"  # only the plugin's: no engine summary besides
+    proc = scan_with_hooks(run_cli, tmp_path, "-q")  # the output area's summary, quiet
+    assert proc.returncode == 0 and proc.stdout.strip() == "done: hi"
 
 
 def test_pentora_cli_scan_load_runs_a_dag_from_elsewhere(run_cli, tmp_path):
