@@ -45,6 +45,9 @@ class PluginInfo:
 class LoadReport:
     loaded: list[str] = field(default_factory=list)
     broken: list[tuple[str, str]] = field(default_factory=list)  # (name, error)
+    # What was logged about them: the CLI builds its manager before logging is configured,
+    # and logs these again once it is.
+    warnings: list[str] = field(default_factory=list)
 
 
 class PentoraPluginManager(pluggy.PluginManager):
@@ -195,7 +198,9 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
 
 def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
     pm.load_report.broken.append((ep.name, msg))
-    logger.warning("plugin '{}' ({}) failed to load and was skipped: {}", ep.name, ep.value, msg)
+    warning = f"plugin '{ep.name}' ({ep.value}) failed to load and was skipped: {msg}"
+    pm.load_report.warnings.append(warning)
+    logger.warning("{}", warning)
 
 
 def impl_codes(pm: pluggy.PluginManager, hook_names: Iterable[str]) -> dict[CodeType, str]:

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         sys.stderr.write(f"error: cannot open log file '{args.log_file}': {e.strerror}\n")
         return EXIT_USAGE
+    for warning in pm.load_report.warnings if pm is not None else ():
+        logger.warning("{}", warning)  # said while loading, before logging was configured
     try:
         return int(args.func(args))
     except ValidationError as e:

@@ -127,7 +127,7 @@ def refuse_scan_options(orch: Any, args: argparse.Namespace) -> None:
     if args.p_values:
         given.append("-p " + " -p ".join(args.p_values))
     if given:
-        raise CliError(f"--resume runs the stored scan's own DAG, targets and vars; drop "
+        raise CliError(f"a resumed scan runs its own DAG, targets and vars; drop "
                        f"{', '.join(given)}", EXIT_USAGE)
 
 
