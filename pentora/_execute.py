@@ -9,18 +9,21 @@ module is ``always_run`` (reporters), which runs once all its upstreams are sett
 Stopping (fail-fast, ``cancel()``, global timeout) kills every running node's
 greenlet and its pool, marks what never ran as cancelled, then runs the reporters
 that have not run yet, each bounded by ``reporter_timeout``.
+
+This module is the scheduling part of the engine, and ``Executor`` is what composes
+the parts: it decides when each node runs (ready queue, trigger rules, conditions,
+resume restores, stopping) and hands the node to ``_attempts.Attempts``, which runs
+its attempts and retries, with ``_fanout.FanOut`` for ``for_each`` nodes. The module
+keeps its name because the orchestrator imports ``Executor``, ``ExecOptions`` and
+``CoreExecute`` from here.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
-import random
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -29,10 +32,10 @@ import gevent.queue
 from gevent import GreenletExit
 from loguru import logger
 
-from ._dag import Dag, NodeSpec, RetrySpec
-from ._errors import ConditionError, ModuleError, NodeTimeout
-from ._hookspecs import hookimpl
-from ._nodectx import NodeContext, NodeRestore, record_kind
+from ._attempts import Attempts, CoreExecute, ExecOptions
+from ._dag import Dag
+from ._errors import ConditionError, NodeTimeout
+from ._nodectx import NodeRestore
 from ._notify import Notifier
 from ._plan import Plan
 from ._records import (
@@ -43,40 +46,17 @@ from ._records import (
     RUNNING,
     SKIPPED,
     TERMINAL,
-    BranchRecord,
     NodeRecord,
     ScanInfo,
     ScanResult,
 )
 from ._registry import ModuleType, Registry
-from ._retry import should_retry
 from ._units import format_duration
 from ._validate import Validated
 
+__all__ = ["CoreExecute", "ExecOptions", "Executor"]
+
 log = logger.bind(component="orchestrator")
-
-@dataclass
-class ExecOptions:
-    sleep: Callable[[float], Any] = gevent.sleep
-    seed: int | None = None
-
-
-def run_module(ctx: NodeContext) -> Any:
-    """Instantiate the node's module and run it; a returned dict is written to the context."""
-    module = ctx.module_type.cls()  # type: ignore[attr-defined]
-    out = module.run(ctx, ctx.config)
-    if isinstance(out, dict):
-        for key, value in out.items():
-            ctx.set(key, value)
-    return True
-
-
-class CoreExecute:
-    """The innermost ``pentora_node_execute``: instantiate the module and run it."""
-
-    @hookimpl
-    def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
-        return run_module(ctx)
 
 
 class Executor:
@@ -111,27 +91,17 @@ class Executor:
         self.wake = gevent.event.Event()
         self.stop_reason: str | None = None
         self.stop_status: str | None = None
-        self.rng = random.Random(opts.seed)
         self.notify = Notifier(pm)
         self.pending_needs: dict[str, int] = {}
         for nd in self.nodes:
             for key in validated.requires.get(nd.instance_id, ()):
                 self.pending_needs[key] = self.pending_needs.get(key, 0) + 1
 
-        # With no plugin wrapping pentora_node_execute, skip pluggy's dispatch per node.
-        impls = pm.hook.pentora_node_execute.get_hookimpls()
-        self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
         # Resuming: progress saved by pentora_node_restore or ctx.checkpoint, per node index.
         self.saved: dict[int, NodeRestore] = {}
         self._restores = bool(scan.options.get("resume")) and bool(
             pm.hook.pentora_node_restore.get_hookimpls())
-        self._checkpoints = self.notify.has("pentora_node_checkpoint")
-
-    def _call_execute(self, node: NodeSpec, ctx: NodeContext) -> None:
-        if self._direct:
-            run_module(ctx)
-        else:
-            self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=ctx)
+        self.attempts = Attempts(self)
 
     # -- public --------------------------------------------------------------------------
 
@@ -245,7 +215,7 @@ class Executor:
         except ConditionError as e:
             rec.mark(FAILED)
             rec.error, rec.error_type = str(e), type(e).__name__
-            self._release(i)
+            self.release(i)
             self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
             self._settle(i)
             return False
@@ -277,20 +247,10 @@ class Executor:
         rec.reason = "restored from an earlier run"
         rec.mark(RUNNING)
         rec.mark(COMPLETED)
-        self._release(i)
+        self.release(i)
         self.notify("pentora_node_complete", self.scan, node, rec)
         self.finished.append(i)
         return True
-
-    def _retryable(self, i: int) -> bool:
-        spec = self._retry_spec(self.nodes[i])
-        return spec.enabled and spec.max_attempts > 1
-
-    def _replay(self, i: int) -> None:
-        """Announce again the findings of the items an earlier run finished."""
-        for records in self.saved[i].items.values():
-            for record in records:
-                self.notify("pentora_record", self.scan, self.nodes[i], record_kind(record), record)
 
     def _lookup(self, name: str) -> Any:
         if name in self.scan.vars:
@@ -304,14 +264,14 @@ class Executor:
         rec = self.records[i]
         rec.reason = reason
         rec.mark(SKIPPED)
-        self._release(i)
+        self.release(i)
         self.notify("pentora_node_skipped", self.scan, self.nodes[i], rec)
         self._settle(i)
 
     def _settle(self, i: int) -> None:
         self.settled.append(i)
 
-    def _release(self, i: int) -> None:
+    def release(self, i: int) -> None:
         """Node ``i`` will read nothing more: its required keys may be spilled first."""
         for key in self.validated.requires.get(self.nodes[i].instance_id, ()):
             self.pending_needs[key] -= 1
@@ -356,7 +316,7 @@ class Executor:
     def _run_node(self, i: int) -> None:
         rec = self.records[i]
         try:
-            self._attempts(i)
+            self.attempts.run(i)
         except GreenletExit:
             if rec.status not in TERMINAL:
                 self._mark_stopped(i)
@@ -378,163 +338,6 @@ class Executor:
             rec.reason = self.stop_reason or "cancelled"
             rec.mark(CANCELLED)
             self.notify("pentora_node_cancelled", self.scan, self.nodes[i], rec)
-
-    def _retry_spec(self, node: NodeSpec) -> RetrySpec:
-        return self.engine.retry if node.retry is None else self.engine.retry.merged(node.retry)
-
-    def _attempts(self, i: int) -> None:
-        node, rec, mtype = self.nodes[i], self.records[i], self.mtypes[i]
-        spec = self._retry_spec(node) if not node.for_each else RetrySpec(enabled=False)
-        timeout = node.timeout if node.timeout is not None else self.engine.node_timeout
-        while True:
-            rec.attempts += 1
-            self.notify("pentora_node_start", self.scan, node, rec)
-            if rec.attempts == 1 and i in self.saved:
-                self._replay(i)
-            ctx = self._context(i)
-            try:
-                if timeout:
-                    with gevent.Timeout(timeout) as t:
-                        try:
-                            self._execute(i, ctx)
-                        except gevent.Timeout as e:
-                            if e is not t:
-                                raise
-                            raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
-                else:
-                    self._execute(i, ctx)
-            except Exception as e:
-                ctx.kill()
-                if not self.stop_reason and should_retry(e, spec, rec.attempts,
-                                                         mtype.cls.transient_errors):
-                    delay = self._delay(spec, rec.attempts)
-                    rec.retry_attempts += 1
-                    self.notify("pentora_node_retry", self.scan, node, rec,
-                                e, delay)
-                    self.opts.sleep(delay)
-                    continue
-                self._fail(i, e)
-                return
-            finally:
-                ctx.kill()
-            self._release(i)
-            rec.mark(COMPLETED)
-            if self._checkpoints:
-                data = self.scan.context
-                self.notify("pentora_node_checkpoint", self.scan, node, None, [],
-                            {key: data.get(key) for key in sorted(ctx.written)})
-            self.notify("pentora_node_complete", self.scan, node, rec)
-            return
-
-    def _fail(self, i: int, e: BaseException) -> None:
-        rec = self.records[i]
-        rec.error = str(e) or type(e).__name__
-        rec.error_type = type(e).__name__
-        rec.stack_trace = "".join(traceback.format_exception(e))
-        self._release(i)
-        rec.mark(FAILED)
-        self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
-
-    def _delay(self, spec: RetrySpec, attempt: int) -> float:
-        policy = self.registry.retry_policies[spec.backoff]
-        return max(0.0, float(policy.delay(attempt, spec, self.rng)))
-
-    def _context(self, i: int, item: Any = ...,
-                 progress: Callable[[NodeContext, int, int | None], None] | None = None) -> NodeContext:
-        node = self.nodes[i]
-        ctx = NodeContext(
-            self.scan, node, self.records[i], self.configs[i],
-            self.requires[i], self.engine.max_parallel_targets,
-            progress or self._ctx_progress, records=self.record_map, emit=self._ctx_emit, index=i,
-            checkpoint=self._ctx_checkpoint, **({} if item is ... else {"item": item}))
-        ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
-        ctx.saved = self.saved.get(i)
-        return ctx
-
-    # Callbacks every NodeContext shares (no closure per node): the context says who it is.
-    def _ctx_progress(self, ctx: NodeContext, done: int, total: int | None) -> None:
-        self._progress(ctx.index, done, total)
-
-    def _ctx_emit(self, ctx: NodeContext, kind: str, record: Any) -> None:
-        self.notify("pentora_record", self.scan, ctx.node, kind, record)
-
-    def _ctx_checkpoint(self, ctx: NodeContext, item: str, records: list[Any]) -> None:
-        i = ctx.index
-        # Kept in memory only for a node that may be retried: its next attempt continues
-        # from here (a scan of millions of hosts would otherwise hold them all).
-        if i in self.saved or self._retryable(i):
-            saved = self.saved.setdefault(i, NodeRestore(completed=False))
-            saved.items[item] = records
-            ctx.saved = saved
-        self.notify("pentora_node_checkpoint", self.scan, ctx.node, item, records, None)
-
-    @staticmethod
-    def _no_progress(ctx: NodeContext, done: int, total: int | None) -> None:
-        """Branches do not report their own progress: the node counts finished branches."""
-
-    def _progress(self, i: int, done: int, total: int | None) -> None:
-        self.records[i].progress = (done, total)
-        self.notify("pentora_node_progress", self.scan, self.nodes[i], done,
-                    total)
-
-    def _execute(self, i: int, ctx: NodeContext) -> None:
-        if self.nodes[i].for_each:
-            self._fan_out(i, ctx)
-        else:
-            self._call_execute(self.nodes[i], ctx)
-
-    def _fan_out(self, i: int, ctx: NodeContext) -> None:
-        """One isolated branch per item of the ``for_each`` key; outputs merged in item order."""
-        node, rec = self.nodes[i], self.records[i]
-        items = ctx.get(node.for_each)  # type: ignore[arg-type]
-        if isinstance(items, dict):
-            items = list(items.items())
-        items = list(items)
-        rec.branches = [BranchRecord(index=k, item=item) for k, item in enumerate(items)]
-        spec = self._retry_spec(node)
-        done = [0]
-
-        def branch(k: int) -> dict[str, Any] | None:
-            br = rec.branches[k]
-            bctx = self._context(i, items[k], progress=self._no_progress)
-            attempt = 0
-            br.status = RUNNING
-            try:
-                while True:
-                    attempt += 1
-                    try:
-                        self._call_execute(node, bctx)
-                        br.status = COMPLETED
-                        return bctx.outputs
-                    except Exception as e:
-                        bctx.kill()
-                        if not self.stop_reason and should_retry(
-                                e, spec, attempt, self.mtypes[i].cls.transient_errors):
-                            bctx.outputs = {}
-                            rec.retry_attempts += 1
-                            self.opts.sleep(self._delay(spec, attempt))
-                            continue
-                        br.status, br.error = FAILED, str(e) or type(e).__name__
-                        br.stack_trace = "".join(traceback.format_exception(e))
-                        log.warning("node '{}' branch {} ({!r}) failed: {}", node.instance_id, k,
-                                    items[k], br.error)
-                        return None
-            finally:
-                bctx.kill()
-                done[0] += 1
-                self._progress(i, done[0], len(items))
-
-        outputs = ctx.map(branch, range(len(items)))
-        merged: dict[str, Any] = {}
-        for out in outputs:
-            for key, value in (out or {}).items():
-                _merge_into(merged, key, value)
-        for key, value in merged.items():
-            ctx.set(key, value)
-        failed = [b for b in rec.branches if b.status == FAILED]
-        if items and len(failed) == len(items):
-            raise ModuleError(f"all {len(items)} branches failed; first: {failed[0].error}",
-                              node.instance_id)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -573,23 +376,9 @@ class Executor:
     def _run_reporter(self, i: int) -> None:
         """Run an always_run node after a stop, bounded by ``reporter_timeout``."""
         self.records[i].mark(RUNNING)
-        g = gevent.spawn(self._attempts, i)
+        g = gevent.spawn(self.attempts.run, i)
         g.join(self.engine.reporter_timeout)
         if not g.dead:
             g.kill(block=True, timeout=1)
             err = NodeTimeout(f"reporter timeout after {format_duration(self.engine.reporter_timeout)}")
-            self._fail(i, err)
-
-
-def _merge_into(merged: dict[str, Any], key: str, value: Any) -> None:
-    if key not in merged:
-        merged[key] = list(value) if isinstance(value, (list, tuple)) else (
-            dict(value) if isinstance(value, dict) else [value])
-        return
-    current = merged[key]
-    if isinstance(current, dict) and isinstance(value, dict):
-        current.update(value)
-    elif isinstance(value, (list, tuple)):
-        current.extend(value)
-    else:
-        current.append(value)
+            self.attempts.fail(i, err)

@@ -1,0 +1,195 @@
+"""Attempts: running one node until it completes, fails, or is out of retries.
+
+An attempt announces itself (``pentora_node_start``), gets a fresh ``NodeContext`` and
+runs the module under the node timeout; an error that the node's retry spec covers is
+retried after the registry's backoff delay. The executor (``_execute``) decides *when* a
+node runs; this module decides *how*. A ``for_each`` node's attempt runs its branches
+through ``_fanout``.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from ._dag import NodeSpec, RetrySpec
+from ._errors import NodeTimeout
+from ._fanout import FanOut
+from ._hookspecs import hookimpl
+from ._nodectx import NodeContext, NodeRestore, record_kind
+from ._records import COMPLETED, FAILED, ScanInfo
+from ._retry import should_retry
+from ._units import format_duration
+
+if TYPE_CHECKING:
+    from ._execute import Executor
+
+
+@dataclass
+class ExecOptions:
+    sleep: Callable[[float], Any] = gevent.sleep
+    seed: int | None = None
+
+
+def run_module(ctx: NodeContext) -> Any:
+    """Instantiate the node's module and run it; a returned dict is written to the context."""
+    module = ctx.module_type.cls()  # type: ignore[attr-defined]
+    out = module.run(ctx, ctx.config)
+    if isinstance(out, dict):
+        for key, value in out.items():
+            ctx.set(key, value)
+    return True
+
+
+class CoreExecute:
+    """The innermost ``pentora_node_execute``: instantiate the module and run it."""
+
+    @hookimpl
+    def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
+        return run_module(ctx)
+
+
+class Attempts:
+    """Runs the nodes the executor hands over, by index; shares its per-node tables."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        # The executor's lists and dicts themselves (never rebound): no copy, no lookup
+        # through the executor on the hot path.
+        self.scan, self.nodes, self.records, self.mtypes = ex.scan, ex.nodes, ex.records, ex.mtypes
+        self.configs, self.requires, self.saved = ex.configs, ex.requires, ex.saved
+        self.engine, self.registry, self.notify = ex.engine, ex.registry, ex.notify
+        self.pm, self.opts = ex.pm, ex.opts
+        self.rng = random.Random(ex.opts.seed)
+        # With no plugin wrapping pentora_node_execute, skip pluggy's dispatch per node.
+        impls = ex.pm.hook.pentora_node_execute.get_hookimpls()
+        self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
+        self._checkpoints = self.notify.has("pentora_node_checkpoint")
+        self.fanout = FanOut(self)
+
+    def call_execute(self, node: NodeSpec, ctx: NodeContext) -> None:
+        if self._direct:
+            run_module(ctx)
+        else:
+            self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=ctx)
+
+    # -- retries ---------------------------------------------------------------------------
+
+    def retry_spec(self, node: NodeSpec) -> RetrySpec:
+        return self.engine.retry if node.retry is None else self.engine.retry.merged(node.retry)
+
+    def retryable(self, i: int) -> bool:
+        spec = self.retry_spec(self.nodes[i])
+        return spec.enabled and spec.max_attempts > 1
+
+    def delay(self, spec: RetrySpec, attempt: int) -> float:
+        policy = self.registry.retry_policies[spec.backoff]
+        return max(0.0, float(policy.delay(attempt, spec, self.rng)))
+
+    # -- one node --------------------------------------------------------------------------
+
+    def run(self, i: int) -> None:
+        node, rec, mtype = self.nodes[i], self.records[i], self.mtypes[i]
+        spec = self.retry_spec(node) if not node.for_each else RetrySpec(enabled=False)
+        timeout = node.timeout if node.timeout is not None else self.engine.node_timeout
+        while True:
+            rec.attempts += 1
+            self.notify("pentora_node_start", self.scan, node, rec)
+            if rec.attempts == 1 and i in self.saved:
+                self._replay(i)
+            ctx = self.context(i)
+            try:
+                if timeout:
+                    with gevent.Timeout(timeout) as t:
+                        try:
+                            self._execute(i, ctx)
+                        except gevent.Timeout as e:
+                            if e is not t:
+                                raise
+                            raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
+                else:
+                    self._execute(i, ctx)
+            except Exception as e:
+                ctx.kill()
+                if not self.ex.stop_reason and should_retry(e, spec, rec.attempts,
+                                                            mtype.cls.transient_errors):
+                    delay = self.delay(spec, rec.attempts)
+                    rec.retry_attempts += 1
+                    self.notify("pentora_node_retry", self.scan, node, rec,
+                                e, delay)
+                    self.opts.sleep(delay)
+                    continue
+                self.fail(i, e)
+                return
+            finally:
+                ctx.kill()
+            self.ex.release(i)
+            rec.mark(COMPLETED)
+            if self._checkpoints:
+                data = self.scan.context
+                self.notify("pentora_node_checkpoint", self.scan, node, None, [],
+                            {key: data.get(key) for key in sorted(ctx.written)})
+            self.notify("pentora_node_complete", self.scan, node, rec)
+            return
+
+    def fail(self, i: int, e: BaseException) -> None:
+        rec = self.records[i]
+        rec.error = str(e) or type(e).__name__
+        rec.error_type = type(e).__name__
+        rec.stack_trace = "".join(traceback.format_exception(e))
+        self.ex.release(i)
+        rec.mark(FAILED)
+        self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
+
+    def _execute(self, i: int, ctx: NodeContext) -> None:
+        if self.nodes[i].for_each:
+            self.fanout.run(i, ctx)
+        else:
+            self.call_execute(self.nodes[i], ctx)
+
+    def _replay(self, i: int) -> None:
+        """Announce again the findings of the items an earlier run finished."""
+        for records in self.saved[i].items.values():
+            for record in records:
+                self.notify("pentora_record", self.scan, self.nodes[i], record_kind(record), record)
+
+    # -- contexts --------------------------------------------------------------------------
+
+    def context(self, i: int, item: Any = ...,
+                progress: Callable[[NodeContext, int, int | None], None] | None = None) -> NodeContext:
+        node = self.nodes[i]
+        ctx = NodeContext(
+            self.scan, node, self.records[i], self.configs[i],
+            self.requires[i], self.engine.max_parallel_targets,
+            progress or self._ctx_progress, records=self.ex.record_map, emit=self._ctx_emit, index=i,
+            checkpoint=self._ctx_checkpoint, **({} if item is ... else {"item": item}))
+        ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
+        ctx.saved = self.saved.get(i)
+        return ctx
+
+    # Callbacks every NodeContext shares (no closure per node): the context says who it is.
+    def _ctx_progress(self, ctx: NodeContext, done: int, total: int | None) -> None:
+        self.progress(ctx.index, done, total)
+
+    def _ctx_emit(self, ctx: NodeContext, kind: str, record: Any) -> None:
+        self.notify("pentora_record", self.scan, ctx.node, kind, record)
+
+    def _ctx_checkpoint(self, ctx: NodeContext, item: str, records: list[Any]) -> None:
+        i = ctx.index
+        # Kept in memory only for a node that may be retried: its next attempt continues
+        # from here (a scan of millions of hosts would otherwise hold them all).
+        if i in self.saved or self.retryable(i):
+            saved = self.saved.setdefault(i, NodeRestore(completed=False))
+            saved.items[item] = records
+            ctx.saved = saved
+        self.notify("pentora_node_checkpoint", self.scan, ctx.node, item, records, None)
+
+    def progress(self, i: int, done: int, total: int | None) -> None:
+        self.records[i].progress = (done, total)
+        self.notify("pentora_node_progress", self.scan, self.nodes[i], done,
+                    total)
