@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 
 from ._dag import NodeSpec, RetrySpec
-from ._errors import NodeTimeout
+from ._errors import ModuleError, NodeTimeout
 from ._fanout import FanOut
 from ._hookspecs import hookimpl
 from ._nodectx import NodeContext, NodeRestore, record_kind
@@ -38,7 +38,9 @@ class ExecOptions:
 
 def run_module(ctx: NodeContext) -> Any:
     """Instantiate the node's module and run it; a returned dict is written to the context."""
-    module = ctx.module_type.cls()  # type: ignore[attr-defined]
+    if ctx.module_type is None:  # a context made outside the engine: nothing to instantiate
+        raise ModuleError("its NodeContext has no module_type to run", ctx.node_id)
+    module = ctx.module_type.cls()
     out = module.run(ctx, ctx.config)
     if isinstance(out, dict):
         for key, value in out.items():
@@ -167,8 +169,8 @@ class Attempts:
             self.scan, node, self.records[i], self.configs[i],
             self.requires[i], self.engine.max_parallel_targets,
             progress or self._ctx_progress, records=self.ex.record_map, emit=self._ctx_emit, index=i,
-            checkpoint=self._ctx_checkpoint, **({} if item is ... else {"item": item}))
-        ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
+            checkpoint=self._ctx_checkpoint, module_type=self.mtypes[i],
+            **({} if item is ... else {"item": item}))
         ctx.saved = self.saved.get(i)
         return ctx
 
