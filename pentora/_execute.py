@@ -56,7 +56,7 @@ from ._validate import Validated
 
 __all__ = ["CoreExecute", "ExecOptions", "Executor"]
 
-log = logger.bind(component="orchestrator")
+log = logger.bind(component="scheduler")
 
 
 class Executor:

@@ -22,7 +22,7 @@ from ._retry import should_retry
 if TYPE_CHECKING:
     from ._attempts import Attempts
 
-log = logger.bind(component="orchestrator")
+log = logger.bind(component="fanout")
 
 
 class FanOut:
