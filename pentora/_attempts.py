@@ -4,7 +4,9 @@ An attempt announces itself (``pentora_node_start``), gets a fresh ``NodeContext
 runs the module under the node timeout; an error that the node's retry spec covers is
 retried after the registry's backoff delay. The executor (``_execute``) decides *when* a
 node runs; this module decides *how*. A ``for_each`` node's attempt runs its branches
-through ``_fanout``.
+through ``_fanout``, and each branch retries in the same loop as a node (``retry``):
+one place counts retries, announces them (``pentora_node_retry``, with the node's
+record) and waits out the backoff.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from loguru import logger
 
 from ._dag import NodeSpec, RetrySpec
 from ._errors import ModuleError, NodeTimeout
@@ -28,6 +31,8 @@ from ._units import format_duration
 
 if TYPE_CHECKING:
     from ._execute import Executor
+
+log = logger.bind(component="attempts")
 
 
 @dataclass
@@ -74,13 +79,67 @@ class Attempts:
         self._checkpoints = self.notify.has("pentora_node_checkpoint")
         self.fanout = FanOut(self)
 
-    def call_execute(self, node: NodeSpec, ctx: NodeContext) -> None:
+    def call_execute(self, i: int, ctx: NodeContext) -> None:
         if self._direct:
             run_module(ctx)
         else:
-            self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=ctx)
+            self.pm.hook.pentora_node_execute(scan=self.scan, node=self.nodes[i], ctx=ctx)
 
-    # -- retries ---------------------------------------------------------------------------
+    # -- the retry loop --------------------------------------------------------------------
+
+    def retry(self, i: int, spec: RetrySpec, timeout: float | None,
+              begin: Callable[[int, int], NodeContext], body: Callable[[int, NodeContext], None],
+              branch: int | None = None) -> NodeContext:
+        """Attempt ``body(i, begin(i, n))`` for n = 1, 2, … until an attempt returns (its
+        context is returned) or raises an error ``spec`` does not retry (raised).
+
+        Nodes and ``for_each`` branches (``branch``: its index) both retry here, so a
+        retry is counted and announced the same way for both. Each attempt runs within
+        ``timeout`` seconds, if any; its context's pool is killed when it ends.
+        """
+        n = 0
+        while True:
+            n += 1
+            ctx = begin(i, n)
+            try:
+                if timeout:
+                    self._bounded(body, i, ctx, timeout)
+                else:
+                    body(i, ctx)
+            except Exception as e:
+                ctx.kill()  # the failed attempt's greenlets must not outlive it into the backoff
+                if self.ex.stop_reason or not should_retry(e, spec, n, self.mtypes[i].cls.transient_errors):
+                    raise
+                self._before_retry(i, n, e, spec, branch)
+                continue
+            finally:
+                ctx.kill()
+            return ctx
+
+    @staticmethod
+    def _bounded(body: Callable[[int, NodeContext], None], i: int, ctx: NodeContext,
+                 timeout: float) -> None:
+        """``body(i, ctx)`` within ``timeout`` seconds, else NodeTimeout. A gevent.Timeout
+        the module itself started is not ours: it passes through unchanged."""
+        with gevent.Timeout(timeout) as t:
+            try:
+                body(i, ctx)
+            except gevent.Timeout as e:
+                if e is not t:
+                    raise
+                raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
+
+    def _before_retry(self, i: int, n: int, error: Exception, spec: RetrySpec,
+                      branch: int | None) -> None:
+        """Count and announce the retry on the node's record, then wait out the backoff."""
+        node, rec = self.nodes[i], self.records[i]
+        delay = self.delay(spec, n)
+        rec.retry_attempts += 1
+        self.notify("pentora_node_retry", self.scan, node, rec, error, delay)
+        # The hook's record counts the node's attempts only: say which branch attempt failed.
+        log.debug("node '{}'{} attempt {} failed ({}: {}); retrying in {:g}s", node.instance_id,
+                  "" if branch is None else f" branch {branch}", n, type(error).__name__, error, delay)
+        self.opts.sleep(delay)
 
     def retry_spec(self, node: NodeSpec) -> RetrySpec:
         return self.engine.retry if node.retry is None else self.engine.retry.merged(node.retry)
@@ -96,48 +155,37 @@ class Attempts:
     # -- one node --------------------------------------------------------------------------
 
     def run(self, i: int) -> None:
-        node, rec, mtype = self.nodes[i], self.records[i], self.mtypes[i]
+        """Run node ``i`` until it completes or fails for good; its record says which."""
+        node = self.nodes[i]
+        # A for_each node is not retried as a whole: each of its branches retries itself.
         spec = self.retry_spec(node) if not node.for_each else RetrySpec(enabled=False)
         timeout = node.timeout if node.timeout is not None else self.engine.node_timeout
-        while True:
-            rec.attempts += 1
-            self.notify("pentora_node_start", self.scan, node, rec)
-            if rec.attempts == 1 and i in self.saved:
-                self._replay(i)
-            ctx = self.context(i)
-            try:
-                if timeout:
-                    with gevent.Timeout(timeout) as t:
-                        try:
-                            self._execute(i, ctx)
-                        except gevent.Timeout as e:
-                            if e is not t:
-                                raise
-                            raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
-                else:
-                    self._execute(i, ctx)
-            except Exception as e:
-                ctx.kill()
-                if not self.ex.stop_reason and should_retry(e, spec, rec.attempts,
-                                                            mtype.cls.transient_errors):
-                    delay = self.delay(spec, rec.attempts)
-                    rec.retry_attempts += 1
-                    self.notify("pentora_node_retry", self.scan, node, rec,
-                                e, delay)
-                    self.opts.sleep(delay)
-                    continue
-                self.fail(i, e)
-                return
-            finally:
-                ctx.kill()
-            self.ex.release(i)
-            rec.mark(COMPLETED)
-            if self._checkpoints:
-                data = self.scan.context
-                self.notify("pentora_node_checkpoint", self.scan, node, None, [],
-                            {key: data.get(key) for key in sorted(ctx.written)})
-            self.notify("pentora_node_complete", self.scan, node, rec)
+        body = self.fanout.run if node.for_each else self.call_execute
+        try:
+            ctx = self.retry(i, spec, timeout, self._begin, body)
+        except Exception as e:
+            self.fail(i, e)
             return
+        self._complete(i, ctx)
+
+    def _begin(self, i: int, n: int) -> NodeContext:
+        """Attempt ``n`` of node ``i`` starts: announced, with a fresh context."""
+        rec = self.records[i]
+        rec.attempts += 1
+        self.notify("pentora_node_start", self.scan, self.nodes[i], rec)
+        if n == 1 and i in self.saved:
+            self._replay(i)
+        return self.context(i)
+
+    def _complete(self, i: int, ctx: NodeContext) -> None:
+        node, rec = self.nodes[i], self.records[i]
+        self.ex.release(i)
+        rec.mark(COMPLETED)
+        if self._checkpoints:
+            data = self.scan.context
+            self.notify("pentora_node_checkpoint", self.scan, node, None, [],
+                        {key: data.get(key) for key in sorted(ctx.written)})
+        self.notify("pentora_node_complete", self.scan, node, rec)
 
     def fail(self, i: int, e: BaseException) -> None:
         rec = self.records[i]
@@ -147,12 +195,6 @@ class Attempts:
         self.ex.release(i)
         rec.mark(FAILED)
         self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
-
-    def _execute(self, i: int, ctx: NodeContext) -> None:
-        if self.nodes[i].for_each:
-            self.fanout.run(i, ctx)
-        else:
-            self.call_execute(self.nodes[i], ctx)
 
     def _replay(self, i: int) -> None:
         """Announce again the findings of the items an earlier run finished."""

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from ._dag import RetrySpec
 from ._errors import ModuleError
 from ._nodectx import NodeContext
 from ._records import COMPLETED, FAILED, RUNNING, BranchRecord
-from ._retry import should_retry
 
 if TYPE_CHECKING:
     from ._attempts import Attempts
@@ -31,10 +31,6 @@ class FanOut:
     def __init__(self, attempts: Attempts) -> None:
         self.attempts = attempts
 
-    @staticmethod
-    def _no_progress(ctx: NodeContext, done: int, total: int | None) -> None:
-        """Branches do not report their own progress: the node counts finished branches."""
-
     def run(self, i: int, ctx: NodeContext) -> None:
         """One isolated branch per item of the ``for_each`` key; outputs merged in item order."""
         at = self.attempts
@@ -45,49 +41,58 @@ class FanOut:
         items = list(items)
         rec.branches = [BranchRecord(index=k, item=item) for k, item in enumerate(items)]
         spec = at.retry_spec(node)
-        done = [0]
+        done = [0]  # branches ended so far: the node's progress
 
         def branch(k: int) -> dict[str, Any] | None:
-            br = rec.branches[k]
-            bctx = at.context(i, items[k], progress=self._no_progress)
-            attempt = 0
-            br.status = RUNNING
             try:
-                while True:
-                    attempt += 1
-                    try:
-                        at.call_execute(node, bctx)
-                        br.status = COMPLETED
-                        return bctx.outputs
-                    except Exception as e:
-                        bctx.kill()
-                        if not at.ex.stop_reason and should_retry(
-                                e, spec, attempt, at.mtypes[i].cls.transient_errors):
-                            bctx.outputs = {}
-                            rec.retry_attempts += 1
-                            at.opts.sleep(at.delay(spec, attempt))
-                            continue
-                        br.status, br.error = FAILED, str(e) or type(e).__name__
-                        br.stack_trace = "".join(traceback.format_exception(e))
-                        log.warning("node '{}' branch {} ({!r}) failed: {}", node.instance_id, k,
-                                    items[k], br.error)
-                        return None
+                return self._branch(i, rec.branches[k], spec)
             finally:
-                bctx.kill()
                 done[0] += 1
                 at.progress(i, done[0], len(items))
 
-        outputs = ctx.map(branch, range(len(items)))
-        merged: dict[str, Any] = {}
-        for out in outputs:
-            for key, value in (out or {}).items():
-                _merge_into(merged, key, value)
-        for key, value in merged.items():
+        for key, value in _merged(ctx.map(branch, range(len(items)))).items():
             ctx.set(key, value)
         failed = [b for b in rec.branches if b.status == FAILED]
         if items and len(failed) == len(items):
             raise ModuleError(f"all {len(items)} branches failed; first: {failed[0].error}",
                               node.instance_id)
+
+    def _branch(self, i: int, br: BranchRecord, spec: RetrySpec) -> dict[str, Any] | None:
+        """Run one branch, retried like a node; a failure is recorded on ``br``, not raised
+        (the other branches go on). Returns the branch's outputs, None if it failed."""
+        at = self.attempts
+        bctx = at.context(i, br.item, progress=_no_progress)
+
+        def begin(i: int, n: int) -> NodeContext:
+            if n > 1:
+                bctx.outputs = {}  # what a failed attempt wrote is not merged
+            return bctx
+
+        br.status = RUNNING
+        try:
+            # No timeout of its own: the node's timeout bounds all its branches together.
+            at.retry(i, spec, None, begin, at.call_execute, branch=br.index)
+        except Exception as e:
+            br.status, br.error = FAILED, str(e) or type(e).__name__
+            br.stack_trace = "".join(traceback.format_exception(e))
+            log.warning("node '{}' branch {} ({!r}) failed: {}", at.nodes[i].instance_id, br.index,
+                        br.item, br.error)
+            return None
+        br.status = COMPLETED
+        return bctx.outputs
+
+
+def _no_progress(ctx: NodeContext, done: int, total: int | None) -> None:
+    """Branches do not report their own progress: the node counts finished branches."""
+
+
+def _merged(outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """The branches' outputs, in item order, merged key by key (None: a failed branch)."""
+    merged: dict[str, Any] = {}
+    for out in outputs:
+        for key, value in (out or {}).items():
+            _merge_into(merged, key, value)
+    return merged
 
 
 def _merge_into(merged: dict[str, Any], key: str, value: Any) -> None:
