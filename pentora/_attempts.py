@@ -165,8 +165,10 @@ class Attempts:
             ctx = self.retry(i, spec, timeout, self._begin, body)
         except Exception as e:
             self.fail(i, e)
-            return
-        self._complete(i, ctx)
+        else:
+            self._complete(i, ctx)
+        finally:
+            self.saved.pop(i, None)  # restored or checkpointed progress served this run only
 
     def _begin(self, i: int, n: int) -> NodeContext:
         """Attempt ``n`` of node ``i`` starts: announced, with a fresh context."""
