@@ -2,8 +2,8 @@
 
 An attempt announces itself (``pentora_node_start``), gets a fresh ``NodeContext`` and
 runs the module under the node timeout; an error that the node's retry spec covers is
-retried after the registry's backoff delay. The executor (``_execute``) decides *when* a
-node runs; this module decides *how*. A ``for_each`` node's attempt runs its branches
+retried after the registry's backoff delay. The scheduler (``_schedule``) decides *when*
+a node runs; this module decides *how*. A ``for_each`` node's attempt runs its branches
 through ``_fanout``, and each branch retries in the same loop as a node (``retry``):
 one place counts retries, announces them (``pentora_node_retry``, with the node's
 record) and waits out the backoff.

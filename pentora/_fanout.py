@@ -63,7 +63,7 @@ class FanOut:
         at = self.attempts
         bctx = at.context(i, br.item, progress=_no_progress)
 
-        def begin(i: int, n: int) -> NodeContext:
+        def begin(_: int, n: int) -> NodeContext:
             if n > 1:
                 bctx.outputs = {}  # what a failed attempt wrote is not merged
             return bctx
