@@ -1,85 +1,49 @@
-"""The executor: a ready queue of nodes on gevent greenlets.
+"""The executor: runs one scan of a DAG, by composing the engine's parts.
 
-A node starts the moment its last dependency reaches a terminal state (no layer
-barrier), at most ``max_parallel_nodes`` at once, ties broken by definition order.
-When a node ends, its children are settled from a worklist: a child whose upstream
-failed or was skipped is skipped in turn (transitively, in O(V + E)), unless its
-module is ``always_run`` (reporters), which runs once all its upstreams are settled.
+- ``_schedule.Scheduler``: when each node runs: the ready queue and its worker greenlets,
+  trigger rules, conditions, skips, and the stop state (fail-fast, ``cancel()``, the
+  global timeout);
+- ``_attempts.Attempts``: how a node runs: its attempts, retries and node timeout;
+- ``_fanout.FanOut`` (through ``Attempts``): the branches of ``for_each`` nodes.
 
-Stopping (fail-fast, ``cancel()``, global timeout) kills every running node's
-greenlet and its pool, marks what never ran as cancelled, then runs the reporters
-that have not run yet, each bounded by ``reporter_timeout``.
+The executor itself prepares the per-node tables the parts share, asks
+``pentora_node_restore`` whether a resumed node needs to run at all, tracks which
+DataContext keys pending nodes still need (so that spilling spares them), and after a
+stop runs the reporters that have not run yet, each bounded by ``reporter_timeout``,
+and marks the rest cancelled. The module keeps its name (rather than becoming a
+scheduler module of its own) because the orchestrator imports ``Executor``,
+``ExecOptions`` and ``CoreExecute`` from here.
 """
 
 from __future__ import annotations
 
 import gc
-import heapq
-import random
 import time
-import traceback
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
-import gevent.event
-import gevent.queue
-from gevent import GreenletExit
 from loguru import logger
 
-from ._dag import Dag, NodeSpec, RetrySpec
-from ._errors import ConditionError, ModuleError, NodeTimeout
-from ._hookspecs import hookimpl
-from ._nodectx import NodeContext, NodeRestore, record_kind
+from ._attempts import Attempts, CoreExecute, ExecOptions
+from ._dag import Dag
+from ._errors import NodeTimeout
+from ._nodectx import NodeRestore
 from ._notify import Notifier
 from ._plan import Plan
-from ._records import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SKIPPED,
-    TERMINAL,
-    BranchRecord,
-    NodeRecord,
-    ScanInfo,
-    ScanResult,
-)
+from ._records import CANCELLED, COMPLETED, PENDING, RUNNING, NodeRecord, ScanInfo, ScanResult
 from ._registry import ModuleType, Registry
-from ._retry import should_retry
+from ._schedule import Scheduler
 from ._units import format_duration
 from ._validate import Validated
 
-log = logger.bind(component="orchestrator")
+__all__ = ["CoreExecute", "ExecOptions", "Executor"]
 
-@dataclass
-class ExecOptions:
-    sleep: Callable[[float], Any] = gevent.sleep
-    seed: int | None = None
-
-
-def run_module(ctx: NodeContext) -> Any:
-    """Instantiate the node's module and run it; a returned dict is written to the context."""
-    module = ctx.module_type.cls()  # type: ignore[attr-defined]
-    out = module.run(ctx, ctx.config)
-    if isinstance(out, dict):
-        for key, value in out.items():
-            ctx.set(key, value)
-    return True
-
-
-class CoreExecute:
-    """The innermost ``pentora_node_execute``: instantiate the module and run it."""
-
-    @hookimpl
-    def pentora_node_execute(self, scan: ScanInfo, node: NodeSpec, ctx: NodeContext) -> Any:
-        return run_module(ctx)
+log = logger.bind(component="scheduler")
 
 
 class Executor:
+    """One scan of ``dag``: ``run()`` it once, from the hub thread that calls it."""
+
     def __init__(self, dag: Dag, plan: Plan, validated: Validated, registry: Registry, pm: Any,
                  scan: ScanInfo, opts: ExecOptions) -> None:
         self.dag, self.plan, self.validated, self.pm, self.scan = dag, plan, validated, pm, scan
@@ -87,51 +51,34 @@ class Executor:
         self.registry = registry
         self.engine = dag.engine
         self.nodes = dag.nodes
-        n = len(self.nodes)
         self.mtypes: list[ModuleType] = [registry.modules[nd.module_type] for nd in self.nodes]
         self.always = [m.always_run for m in self.mtypes]
-        self.rules = [nd.trigger_rule or ("all_done" if m.always_run else m.cls.trigger_rule)
-                      for nd, m in zip(self.nodes, self.mtypes)]
-        self.ok_parents = [0] * n
         # Per-node lookups by index, prepared once: the hot path does no dict lookups by id.
         ids = [nd.instance_id for nd in self.nodes]
         self.configs = [validated.configs.get(nid, {}) for nid in ids]
         self.requires = [validated.requires.get(nid, ()) for nid in ids]
-        self.has_condition = [nid in validated.conditions for nid in ids]
         self.records = [NodeRecord(node=nd.instance_id, module_type=nd.module_type) for nd in self.nodes]
-        self.remaining = [len(p) for p in plan.parents]
-        self.bad_parent: list[tuple[str, str] | None] = [None] * n
-        self.ready: list[int] = []
-        self.running: dict[int, Any] = {}  # node index → its worker greenlet (None: queued)
-        self.work: gevent.queue.Queue[int | None] = gevent.queue.Queue()
-        self.workers: list[Any] = []
-        self.idle = 0
-        self.finished: deque[int] = deque()
-        self.settled: deque[int] = deque()
-        self.wake = gevent.event.Event()
-        self.stop_reason: str | None = None
-        self.stop_status: str | None = None
-        self.rng = random.Random(opts.seed)
         self.notify = Notifier(pm)
         self.pending_needs: dict[str, int] = {}
         for nd in self.nodes:
             for key in validated.requires.get(nd.instance_id, ()):
                 self.pending_needs[key] = self.pending_needs.get(key, 0) + 1
 
-        # With no plugin wrapping pentora_node_execute, skip pluggy's dispatch per node.
-        impls = pm.hook.pentora_node_execute.get_hookimpls()
-        self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
         # Resuming: progress saved by pentora_node_restore or ctx.checkpoint, per node index.
         self.saved: dict[int, NodeRestore] = {}
         self._restores = bool(scan.options.get("resume")) and bool(
             pm.hook.pentora_node_restore.get_hookimpls())
-        self._checkpoints = self.notify.has("pentora_node_checkpoint")
+        self.attempts = Attempts(self)
+        self.scheduler = Scheduler(self)
+        self.running = self.scheduler.running  # node index → its worker greenlet (None: queued)
 
-    def _call_execute(self, node: NodeSpec, ctx: NodeContext) -> None:
-        if self._direct:
-            run_module(ctx)
-        else:
-            self.pm.hook.pentora_node_execute(scan=self.scan, node=node, ctx=ctx)
+    @property
+    def stop_reason(self) -> str | None:
+        return self.scheduler.stop_reason
+
+    @property
+    def stop_status(self) -> str | None:
+        return self.scheduler.stop_status
 
     # -- public --------------------------------------------------------------------------
 
@@ -158,24 +105,11 @@ class Executor:
     def _run(self) -> ScanResult:
         started = time.time()
         self.notify("pentora_scan_start", self.scan)
-        for i in range(len(self.nodes)):
-            if self.remaining[i] == 0:
-                heapq.heappush(self.ready, i)
-        timeout = self.engine.global_timeout
-        deadline = time.monotonic() + timeout if timeout else None
-        while True:
-            self._fill()
-            if not self.running or self.stop_reason:
-                break
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self.wake.wait(wait) and deadline is not None and time.monotonic() >= deadline:
-                self.stop(f"global timeout after {format_duration(timeout or 0)}", "timeout")
-            self.wake.clear()
-            self._drain()
+        self.scheduler.loop()
         if self.stop_reason:
             self._abort()
         else:
-            self._stop_workers()
+            self.scheduler.stop_workers()
         status = self.stop_status or COMPLETED
         result = ScanResult(
             scan_id=self.scan.scan_id, dag_name=self.dag.name, status=status,
@@ -187,10 +121,7 @@ class Executor:
 
     def stop(self, reason: str, status: str) -> None:
         """Ask the scan to stop; the main loop kills and reports. Hub thread only."""
-        if self.stop_reason is None:
-            self.stop_reason, self.stop_status = reason, status
-            log.warning("stopping scan: {}", reason)
-        self.wake.set()
+        self.scheduler.stop(reason, status)
 
     def record_map(self) -> dict[str, NodeRecord]:
         return {r.node: r for r in self.records}
@@ -198,61 +129,14 @@ class Executor:
     def needed(self, key: str) -> bool:
         return self.pending_needs.get(key, 0) > 0
 
-    # -- scheduling ----------------------------------------------------------------------
+    def release(self, i: int) -> None:
+        """Node ``i`` will read nothing more: its required keys may be spilled first."""
+        for key in self.validated.requires.get(self.nodes[i].instance_id, ()):
+            self.pending_needs[key] -= 1
 
-    def _fill(self) -> None:
-        limit = self.engine.max_parallel_nodes
-        while self.ready and len(self.running) < limit and not self.stop_reason:
-            i = heapq.heappop(self.ready)
-            if self._condition_allows(i) and not self._restored(i):
-                self.records[i].mark(RUNNING)
-                self._dispatch(i)
-            self._drain()
+    # -- resuming ------------------------------------------------------------------------
 
-    def _dispatch(self, i: int) -> None:
-        """Hand node ``i`` to a worker greenlet, starting one if none is free.
-
-        Workers are reused: creating and first switching into a greenlet costs several
-        microseconds, a queue hand-off a fraction of one. There are never more workers
-        than ``max_parallel_nodes``. A worker running a node is what gets killed.
-        """
-        self.running[i] = None  # taken, not yet picked up by a worker
-        self.work.put(i)
-        if self.work.qsize() > self.idle and len(self.workers) < self.engine.max_parallel_nodes:
-            self.workers.append(gevent.spawn_raw(self._worker))
-
-    def _worker(self) -> None:
-        me = gevent.getcurrent()
-        while True:
-            self.idle += 1
-            try:
-                i = self.work.get()
-            finally:
-                self.idle -= 1
-            if i is None:
-                return
-            self.running[i] = me
-            self._run_node(i)  # GreenletExit (a kill) propagates and ends the worker
-
-    def _condition_allows(self, i: int) -> bool:
-        if not self.has_condition[i]:
-            return True
-        cond = self.validated.conditions[self.nodes[i].instance_id]
-        rec = self.records[i]
-        try:
-            if cond.evaluate(self._lookup):
-                return True
-        except ConditionError as e:
-            rec.mark(FAILED)
-            rec.error, rec.error_type = str(e), type(e).__name__
-            self._release(i)
-            self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
-            self._settle(i)
-            return False
-        self._skip(i, f"condition {cond.text!r} is false")
-        return False
-
-    def _restored(self, i: int) -> bool:
+    def restored(self, i: int) -> bool:
         """Ask ``pentora_node_restore`` for what an earlier run saved: a completed node
         gets its outputs back and completes without running (True); a partly done one
         keeps its finished items for ``ctx.done_items()`` and runs (False)."""
@@ -277,288 +161,14 @@ class Executor:
         rec.reason = "restored from an earlier run"
         rec.mark(RUNNING)
         rec.mark(COMPLETED)
-        self._release(i)
+        self.release(i)
         self.notify("pentora_node_complete", self.scan, node, rec)
-        self.finished.append(i)
         return True
 
-    def _retryable(self, i: int) -> bool:
-        spec = self._retry_spec(self.nodes[i])
-        return spec.enabled and spec.max_attempts > 1
-
-    def _replay(self, i: int) -> None:
-        """Announce again the findings of the items an earlier run finished."""
-        for records in self.saved[i].items.values():
-            for record in records:
-                self.notify("pentora_record", self.scan, self.nodes[i], record_kind(record), record)
-
-    def _lookup(self, name: str) -> Any:
-        if name in self.scan.vars:
-            return self.scan.vars[name]
-        ctx = self.scan.context
-        if ctx.has(name):
-            return ctx.get(name)
-        raise KeyError(name)
-
-    def _skip(self, i: int, reason: str) -> None:
-        rec = self.records[i]
-        rec.reason = reason
-        rec.mark(SKIPPED)
-        self._release(i)
-        self.notify("pentora_node_skipped", self.scan, self.nodes[i], rec)
-        self._settle(i)
-
-    def _settle(self, i: int) -> None:
-        self.settled.append(i)
-
-    def _release(self, i: int) -> None:
-        """Node ``i`` will read nothing more: its required keys may be spilled first."""
-        for key in self.validated.requires.get(self.nodes[i].instance_id, ()):
-            self.pending_needs[key] -= 1
-
-    def _drain(self) -> None:
-        """Process ended nodes and propagate to their children (iteratively)."""
-        while self.finished or self.settled:
-            if self.finished:
-                i = self.finished.popleft()
-                self.running.pop(i, None)
-                rec = self.records[i]
-                if (rec.status == FAILED and self.engine.fail_fast and not self.always[i]
-                        and not self.stop_reason):
-                    self.stop(f"fail-fast: node '{rec.node}' failed: {rec.error}", FAILED)
-                self.settled.append(i)
-                continue
-            i = self.settled.popleft()
-            status = self.records[i].status
-            for c in self.plan.children[i]:
-                if status == COMPLETED:
-                    self.ok_parents[c] += 1
-                elif self.bad_parent[c] is None:
-                    self.bad_parent[c] = (self.nodes[i].instance_id, status)
-                self.remaining[c] -= 1
-                if self.remaining[c] == 0 and not self.stop_reason:
-                    self._settle_child(c)
-
-    def _settle_child(self, c: int) -> None:
-        """All upstreams of ``c`` are settled: run it or skip it, by its trigger rule."""
-        bad, rule = self.bad_parent[c], self.rules[c]
-        if bad is None or rule == "all_done":
-            heapq.heappush(self.ready, c)
-        elif rule == "one_success" and self.ok_parents[c]:
-            heapq.heappush(self.ready, c)
-        elif rule == "one_success":
-            self._skip(c, "no upstream completed (trigger_rule one_success)")
-        else:
-            self._skip(c, f"upstream '{bad[0]}' {bad[1]}")
-
-    # -- running one node ----------------------------------------------------------------
-
-    def _run_node(self, i: int) -> None:
-        rec = self.records[i]
-        try:
-            self._attempts(i)
-        except GreenletExit:
-            if rec.status not in TERMINAL:
-                self._mark_stopped(i)
-            raise
-        finally:
-            if rec.status == RUNNING:  # defensive: never leave a node running
-                self._mark_stopped(i)
-            self.saved.pop(i, None)
-            self.finished.append(i)
-            self.wake.set()
-
-    def _mark_stopped(self, i: int) -> None:
-        rec = self.records[i]
-        if self.stop_status == "timeout":
-            rec.error, rec.error_type = self.stop_reason, "TimeoutError"
-            rec.mark(FAILED)
-            self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
-        else:
-            rec.reason = self.stop_reason or "cancelled"
-            rec.mark(CANCELLED)
-            self.notify("pentora_node_cancelled", self.scan, self.nodes[i], rec)
-
-    def _retry_spec(self, node: NodeSpec) -> RetrySpec:
-        return self.engine.retry if node.retry is None else self.engine.retry.merged(node.retry)
-
-    def _attempts(self, i: int) -> None:
-        node, rec, mtype = self.nodes[i], self.records[i], self.mtypes[i]
-        spec = self._retry_spec(node) if not node.for_each else RetrySpec(enabled=False)
-        timeout = node.timeout if node.timeout is not None else self.engine.node_timeout
-        while True:
-            rec.attempts += 1
-            self.notify("pentora_node_start", self.scan, node, rec)
-            if rec.attempts == 1 and i in self.saved:
-                self._replay(i)
-            ctx = self._context(i)
-            try:
-                if timeout:
-                    with gevent.Timeout(timeout) as t:
-                        try:
-                            self._execute(i, ctx)
-                        except gevent.Timeout as e:
-                            if e is not t:
-                                raise
-                            raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
-                else:
-                    self._execute(i, ctx)
-            except Exception as e:
-                ctx.kill()
-                if not self.stop_reason and should_retry(e, spec, rec.attempts,
-                                                         mtype.cls.transient_errors):
-                    delay = self._delay(spec, rec.attempts)
-                    rec.retry_attempts += 1
-                    self.notify("pentora_node_retry", self.scan, node, rec,
-                                e, delay)
-                    self.opts.sleep(delay)
-                    continue
-                self._fail(i, e)
-                return
-            finally:
-                ctx.kill()
-            self._release(i)
-            rec.mark(COMPLETED)
-            if self._checkpoints:
-                data = self.scan.context
-                self.notify("pentora_node_checkpoint", self.scan, node, None, [],
-                            {key: data.get(key) for key in sorted(ctx.written)})
-            self.notify("pentora_node_complete", self.scan, node, rec)
-            return
-
-    def _fail(self, i: int, e: BaseException) -> None:
-        rec = self.records[i]
-        rec.error = str(e) or type(e).__name__
-        rec.error_type = type(e).__name__
-        rec.stack_trace = "".join(traceback.format_exception(e))
-        self._release(i)
-        rec.mark(FAILED)
-        self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
-
-    def _delay(self, spec: RetrySpec, attempt: int) -> float:
-        policy = self.registry.retry_policies[spec.backoff]
-        return max(0.0, float(policy.delay(attempt, spec, self.rng)))
-
-    def _context(self, i: int, item: Any = ...,
-                 progress: Callable[[NodeContext, int, int | None], None] | None = None) -> NodeContext:
-        node = self.nodes[i]
-        ctx = NodeContext(
-            self.scan, node, self.records[i], self.configs[i],
-            self.requires[i], self.engine.max_parallel_targets,
-            progress or self._ctx_progress, records=self.record_map, emit=self._ctx_emit, index=i,
-            checkpoint=self._ctx_checkpoint, **({} if item is ... else {"item": item}))
-        ctx.module_type = self.mtypes[i]  # type: ignore[attr-defined]
-        ctx.saved = self.saved.get(i)
-        return ctx
-
-    # Callbacks every NodeContext shares (no closure per node): the context says who it is.
-    def _ctx_progress(self, ctx: NodeContext, done: int, total: int | None) -> None:
-        self._progress(ctx.index, done, total)
-
-    def _ctx_emit(self, ctx: NodeContext, kind: str, record: Any) -> None:
-        self.notify("pentora_record", self.scan, ctx.node, kind, record)
-
-    def _ctx_checkpoint(self, ctx: NodeContext, item: str, records: list[Any]) -> None:
-        i = ctx.index
-        # Kept in memory only for a node that may be retried: its next attempt continues
-        # from here (a scan of millions of hosts would otherwise hold them all).
-        if i in self.saved or self._retryable(i):
-            saved = self.saved.setdefault(i, NodeRestore(completed=False))
-            saved.items[item] = records
-            ctx.saved = saved
-        self.notify("pentora_node_checkpoint", self.scan, ctx.node, item, records, None)
-
-    @staticmethod
-    def _no_progress(ctx: NodeContext, done: int, total: int | None) -> None:
-        """Branches do not report their own progress: the node counts finished branches."""
-
-    def _progress(self, i: int, done: int, total: int | None) -> None:
-        self.records[i].progress = (done, total)
-        self.notify("pentora_node_progress", self.scan, self.nodes[i], done,
-                    total)
-
-    def _execute(self, i: int, ctx: NodeContext) -> None:
-        if self.nodes[i].for_each:
-            self._fan_out(i, ctx)
-        else:
-            self._call_execute(self.nodes[i], ctx)
-
-    def _fan_out(self, i: int, ctx: NodeContext) -> None:
-        """One isolated branch per item of the ``for_each`` key; outputs merged in item order."""
-        node, rec = self.nodes[i], self.records[i]
-        items = ctx.get(node.for_each)  # type: ignore[arg-type]
-        if isinstance(items, dict):
-            items = list(items.items())
-        items = list(items)
-        rec.branches = [BranchRecord(index=k, item=item) for k, item in enumerate(items)]
-        spec = self._retry_spec(node)
-        done = [0]
-
-        def branch(k: int) -> dict[str, Any] | None:
-            br = rec.branches[k]
-            bctx = self._context(i, items[k], progress=self._no_progress)
-            attempt = 0
-            br.status = RUNNING
-            try:
-                while True:
-                    attempt += 1
-                    try:
-                        self._call_execute(node, bctx)
-                        br.status = COMPLETED
-                        return bctx.outputs
-                    except Exception as e:
-                        bctx.kill()
-                        if not self.stop_reason and should_retry(
-                                e, spec, attempt, self.mtypes[i].cls.transient_errors):
-                            bctx.outputs = {}
-                            rec.retry_attempts += 1
-                            self.opts.sleep(self._delay(spec, attempt))
-                            continue
-                        br.status, br.error = FAILED, str(e) or type(e).__name__
-                        br.stack_trace = "".join(traceback.format_exception(e))
-                        log.warning("node '{}' branch {} ({!r}) failed: {}", node.instance_id, k,
-                                    items[k], br.error)
-                        return None
-            finally:
-                bctx.kill()
-                done[0] += 1
-                self._progress(i, done[0], len(items))
-
-        outputs = ctx.map(branch, range(len(items)))
-        merged: dict[str, Any] = {}
-        for out in outputs:
-            for key, value in (out or {}).items():
-                _merge_into(merged, key, value)
-        for key, value in merged.items():
-            ctx.set(key, value)
-        failed = [b for b in rec.branches if b.status == FAILED]
-        if items and len(failed) == len(items):
-            raise ModuleError(f"all {len(items)} branches failed; first: {failed[0].error}",
-                              node.instance_id)
-
-    # -- stopping ------------------------------------------------------------------------
-
-    def _stop_workers(self) -> None:
-        for _ in self.workers:
-            self.work.put(None)  # each worker takes one sentinel and returns
+    # -- after a stop ----------------------------------------------------------------------
 
     def _abort(self) -> None:
-        while not self.work.empty():  # dispatched, never started
-            self.work.get_nowait()
-        greenlets = [g for g in self.running.values() if g is not None]
-        for g in greenlets:
-            gevent.kill(g)
-        deadline = time.monotonic() + 1
-        while any(not g.dead for g in greenlets) and time.monotonic() < deadline:
-            gevent.sleep(0.01)
-        for i in list(self.running):
-            if self.records[i].status not in TERMINAL:
-                # It would not die within a second (a module blocking the hub?): record it anyway.
-                self._mark_stopped(i)
-        self.running.clear()
-        self.finished.clear()
-        self.settled.clear()
-        self._stop_workers()
+        self.scheduler.halt()
         for i in self.plan.order:
             rec = self.records[i]
             if rec.status != PENDING:
@@ -573,23 +183,9 @@ class Executor:
     def _run_reporter(self, i: int) -> None:
         """Run an always_run node after a stop, bounded by ``reporter_timeout``."""
         self.records[i].mark(RUNNING)
-        g = gevent.spawn(self._attempts, i)
+        g = gevent.spawn(self.attempts.run, i)
         g.join(self.engine.reporter_timeout)
         if not g.dead:
             g.kill(block=True, timeout=1)
             err = NodeTimeout(f"reporter timeout after {format_duration(self.engine.reporter_timeout)}")
-            self._fail(i, err)
-
-
-def _merge_into(merged: dict[str, Any], key: str, value: Any) -> None:
-    if key not in merged:
-        merged[key] = list(value) if isinstance(value, (list, tuple)) else (
-            dict(value) if isinstance(value, dict) else [value])
-        return
-    current = merged[key]
-    if isinstance(current, dict) and isinstance(value, dict):
-        current.update(value)
-    elif isinstance(value, (list, tuple)):
-        current.extend(value)
-    else:
-        current.append(value)
+            self.attempts.fail(i, err)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._context import DataContext
     from ._dag import NodeSpec
     from ._records import NodeRecord, ScanInfo
+    from ._registry import ModuleType
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,6 +53,8 @@ class NodeContext:
     ``ctx.map`` / ``ctx.spawn`` run work on the node's bounded greenlet pool
     (``max_parallel_targets``); the engine kills that pool when the node times out or
     the scan is cancelled. ``ctx.progress(done, total)`` reports item progress.
+    ``ctx.module_type`` is the registry's entry for the node's module (what the engine
+    instantiates); ``None`` for a context made without one, outside the engine.
     """
 
     def __init__(self, scan: ScanInfo, node: NodeSpec, record: NodeRecord, config: dict[str, Any],
@@ -60,11 +63,13 @@ class NodeContext:
                  item: Any = _MISSING, records: Callable[[], dict[str, NodeRecord]] | None = None,
                  emit: Callable[[NodeContext, str, Any], None] | None = None,
                  index: int = -1,
-                 checkpoint: Callable[[NodeContext, str, list[Any]], None] | None = None) -> None:
+                 checkpoint: Callable[[NodeContext, str, list[Any]], None] | None = None,
+                 module_type: ModuleType | None = None) -> None:
         self.scan = scan
         self.node = node
         self.node_id = node.instance_id
         self.record = record
+        self.module_type = module_type
         self.config = config
         self.requires = requires
         self.vars = scan.vars

@@ -111,3 +111,35 @@ def test_progress_is_silent_unless_asked():
     orch.load_dag(DagBuilder().add_node("a", "steps").build())
     orch.execute()
     assert stream.getvalue() == ""
+
+
+class Fan(Module):
+    """A for_each module whose branch for item 2 fails."""
+
+    module_type = "fan"
+    config_schema = {"items": list}
+    produces = ("items",)
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> dict[str, Any] | None:
+        if ctx.node.for_each is None:
+            return {"items": config["items"]}
+        if ctx.item == 2:
+            raise OSError("branch on fire")
+        return None
+
+
+def test_engine_parts_log_under_their_own_component():
+    stream = io.StringIO()
+    configure("INFO", "json", stream=stream)
+    try:
+        orch = make_orch(Fan, Bad)
+        orch.load_dag(DagBuilder().add_node("items", "fan", config={"items": [1, 2]})
+                      .add_node("fan", "fan", ["items"], for_each="items", config={"items": []})
+                      .add_node("bad", "bad", ["fan"]).build())
+        orch.execute()
+    finally:
+        configure("WARNING")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    by_component = {r["component"]: r["message"] for r in lines if r["level"] == "warning"}
+    assert "branch 1 (2) failed: branch on fire" in by_component["fanout"]
+    assert by_component["scheduler"].startswith("stopping scan: fail-fast: node 'bad' failed")
