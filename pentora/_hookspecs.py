@@ -1,16 +1,19 @@
 """Hook specifications: the whole extension surface of pentora.
 
-Grouped by the object they concern (registry, scan, node). Notification hooks are
-1:N and their return values ignored; an exception raised by one implementation is
-logged with the plugin's name and contained, so a broken plugin never kills a scan.
+Grouped by the object they concern (manager, registry, scan, node). Every hook is called
+through pluggy: wrappers, ``tryfirst`` and ``trylast`` behave as pluggy documents.
+Notification hooks are 1:N and their return values ignored; an exception raised by one
+implementation is logged with the plugin's name and contained, so a broken plugin never
+kills a scan.
 
 Order for one scan (asserted by a test)::
 
-    pentora_scan_start
+    pentora_scan_start → pentora_scan_idle
       per node, when it becomes ready:
         [pentora_node_restore: saved progress of an earlier run → restored, or continued]
         pentora_node_start → [pentora_node_progress | pentora_record | pentora_node_checkpoint …]
           → [pentora_node_retry → pentora_node_start …]
+          (a for_each branch retried: pentora_node_retry alone; the node does not restart)
         → pentora_node_complete | pentora_node_failed
       per node that will not run:
         pentora_node_skipped   (false condition, or an upstream failed/was skipped)
