@@ -17,7 +17,7 @@ One mechanism, in two places:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any
 
@@ -56,6 +56,28 @@ def _contained(fn: Callable[..., Any], hook: str, plugin: str) -> Callable[..., 
             return None
 
     return contained
+
+
+def impl_codes(impls: Iterable[Any]) -> dict[CodeType, str]:
+    """The code object of each hook implementation → its plugin's name: who raised is read
+    off a traceback (``culprit``), who registered a module type off the stack."""
+    codes: dict[CodeType, str] = {}
+    for impl in impls:
+        fn = getattr(impl.function, "__wrapped__", impl.function)
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        if code is not None:
+            codes[code] = impl.plugin_name
+    return codes
+
+
+def culprit(e: BaseException, codes: dict[CodeType, str]) -> str | None:
+    """The plugin whose implementation raised ``e``: the innermost one on its traceback."""
+    found = None
+    tb = e.__traceback__
+    while tb is not None:
+        found = codes.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return found
 
 
 def _log_failure(e: BaseException, hook: str, plugin: str) -> None:
@@ -118,11 +140,7 @@ class Notifier:
                 self._calls[name] = functools.partial(self._through_pluggy, name, argnames, impls)
             else:
                 self._calls[name] = _Plain(name, argnames, impls)
-            for impl in impls:
-                fn = getattr(impl.function, "__wrapped__", impl.function)
-                code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-                if code is not None:
-                    self._codes[code] = impl.plugin_name
+            self._codes.update(impl_codes(impls))
 
     def has(self, hook: str) -> bool:
         return hook in self._calls
@@ -138,12 +156,7 @@ class Notifier:
         try:
             self._exec(hook, impls, dict(zip(argnames, args)), False)
         except Exception as e:  # only a wrapper gets here: plain implementations are contained
-            plugin = "?"
-            tb = e.__traceback__
-            while tb is not None:
-                plugin = self._codes.get(tb.tb_frame.f_code, plugin)
-                tb = tb.tb_next
-            _log_failure(e, hook, plugin)
+            _log_failure(e, hook, culprit(e, self._codes) or "?")
 
     def drop_idle(self, scan: Any) -> None:
         """Leave out, for the rest of this scan, the hooks of plugins idle in it."""

@@ -13,7 +13,6 @@ import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -21,7 +20,7 @@ from loguru import logger
 
 from . import _hookspecs as hookspecs
 from ._errors import PluginError
-from ._notify import contain_notifications
+from ._notify import contain_notifications, culprit, impl_codes
 from ._registry import Registry, load_python_file
 
 if TYPE_CHECKING:
@@ -203,23 +202,11 @@ def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
     logger.warning("{}", warning)
 
 
-def impl_codes(pm: pluggy.PluginManager, hook_names: Iterable[str]) -> dict[CodeType, str]:
-    """The code object of each implementation of ``hook_names`` → its plugin's name."""
-    codes: dict[CodeType, str] = {}
-    for hook_name in hook_names:
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            fn = getattr(impl.function, "__wrapped__", impl.function)
-            fn = getattr(fn, "__func__", fn)
-            code = getattr(fn, "__code__", None)
-            if code is not None:
-                codes[code] = impl.plugin_name
-    return codes
-
-
 def _build_registry(pm: PentoraPluginManager) -> Registry:
     """Call the registration hooks through pluggy; each registration names its plugin."""
     registry = Registry()
-    codes = impl_codes(pm, REGISTRATION_HOOKS)
+    codes = impl_codes(impl for name in REGISTRATION_HOOKS
+                       for impl in getattr(pm.hook, name).get_hookimpls())
     with registry.attributing(codes):
         for hook_name in REGISTRATION_HOOKS:
             try:
@@ -227,18 +214,8 @@ def _build_registry(pm: PentoraPluginManager) -> Registry:
             except PluginError:
                 raise
             except Exception as e:
-                name = _culprit(e, codes) or "?"
+                name = culprit(e, codes) or "?"
                 raise PluginError(f"plugin '{name}' failed in {hook_name}: "
                                   f"{type(e).__name__}: {e}") from e
     return registry
-
-
-def _culprit(e: BaseException, codes: dict[CodeType, str]) -> str | None:
-    """The plugin whose implementation raised ``e``: the innermost one on its traceback."""
-    found = None
-    tb = e.__traceback__
-    while tb is not None:
-        found = codes.get(tb.tb_frame.f_code, found)
-        tb = tb.tb_next
-    return found
 

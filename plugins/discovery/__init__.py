@@ -15,20 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pentora_plugins.discovery.arp_discovery import ArpDiscovery
-from pentora_plugins.discovery.discovery_merger import DiscoveryMerger, merge_hosts
-from pentora_plugins.discovery.icmp_discovery import IcmpDiscovery
-from pentora_plugins.discovery.tcp_probe_discovery import TcpProbeDiscovery
-
 from pentora import hookimpl
-
-MODULES = (IcmpDiscovery, TcpProbeDiscovery, ArpDiscovery, DiscoveryMerger)
-
-__all__ = ["MODULES", "ArpDiscovery", "DiscoveryMerger", "IcmpDiscovery", "TcpProbeDiscovery",
-           "merge_hosts"]
 
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    for cls in MODULES:
+    # Imported when registering, not when the plugin loads (``pentora --version``).
+    from pentora_plugins.discovery.arp_discovery import ArpDiscovery
+    from pentora_plugins.discovery.discovery_merger import DiscoveryMerger
+    from pentora_plugins.discovery.icmp_discovery import IcmpDiscovery
+    from pentora_plugins.discovery.tcp_probe_discovery import TcpProbeDiscovery
+
+    for cls in (IcmpDiscovery, TcpProbeDiscovery, ArpDiscovery, DiscoveryMerger):
         registry.register(cls)

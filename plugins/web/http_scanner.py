@@ -46,6 +46,7 @@ from pentora_plugins.kit.net.http_facts import (
 )
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import HttpResponse, Port, ServiceFingerprint
+from pentora_plugins.kit.records import field_of as _get
 from voluptuous import Optional
 
 from pentora import Module, ModuleError, NodeContext
@@ -213,10 +214,6 @@ def scan_port(host: str, port: int, tls: bool | None, hostname: str | None,
 
 
 # -- which ports --------------------------------------------------------------------------
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
 
 def web_ports(fingerprints: Iterable[Any], open_ports: Iterable[Any], all_ports: bool,
