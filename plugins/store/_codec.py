@@ -5,36 +5,58 @@ through a kind → class map of every ``Record`` subclass loaded (``plugins/reco
 and any plugin's own); a kind nobody defines comes back as a plain dict.
 
 Node outputs must come back exactly as the module left them, so ``encode`` also keeps
-tuples, sets, dicts with non-string keys, and objects of pentora's own classes (records,
-``TargetSet``…) as ``{"$obj": "module:Class", "state": {...}}``. Decoding such an object
-imports only modules under ``pentora`` or ``pentora_plugins`` and sets the instance's
-attributes without calling any code, so a crafted store cannot run code. Anything else
-(sockets, lambdas, third-party objects) raises ``UnstorableError``: the node is then not
-restored but runs again on resume.
+tuples, sets, dicts with non-string keys, and the record types pentora stores in the
+DataContext (the dataclasses of ``kit.records``, ``TargetError`` and ``TargetSet``) as
+``{"$obj": "module:Class", "state": {...}}``. A store is data from a file anyone may
+have edited, so decoding rebuilds only the types of ``ALLOWED`` (under their current or
+an earlier module path), through their own constructor, with their declared fields:
+no module named in the store is imported, no ``__setstate__`` or ``__reduce__`` runs,
+no attribute is set that the class does not declare. Any other name raises
+``RefusedTypeError``: the node is then not restored but runs again on resume, as it
+does for a value ``encode`` refuses (sockets, lambdas, third-party objects).
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import json
 from typing import Any
 
+from pentora_plugins.kit import records as kit_records
 from pentora_plugins.kit.records import Record, record_dict
+from pentora_plugins.kit.targetset import TargetSet
 
-TRUSTED = ("pentora.", "pentora_plugins.")
-# Where classes a store of an earlier version names now live, so that its scans still load.
-FORMER_MODULES = {
-    "pentora_plugins.records": "pentora_plugins.kit.records",
-    "pentora_plugins._targetset": "pentora_plugins.kit.targetset",
-    "pentora_plugins._targetspec": "pentora_plugins.kit.targetspec",
-    "pentora_plugins._shard": "pentora_plugins.kit.shard",
-    "pentora.records": "pentora._records",
-    "pentora.dag": "pentora._dag",
+_KIT = "pentora_plugins.kit.records"
+_KIT_RECORDS = sorted(name for name, obj in vars(kit_records).items()
+                      if isinstance(obj, type) and issubclass(obj, Record) and obj is not Record
+                      and dataclasses.is_dataclass(obj) and obj.__module__ == _KIT)
+TARGET_SET = "pentora_plugins.kit.targetset:TargetSet"
+# The targets area defines it: the store may not import that area, so the class is found
+# among the loaded Record subclasses (the area is loaded whenever a scan runs its node).
+TARGET_ERROR = "pentora_plugins.targets.target_parser:TargetError"
+# The only types a store may name: what pentora itself puts in the DataContext.
+ALLOWED = frozenset({*(f"{_KIT}:{name}" for name in _KIT_RECORDS), TARGET_SET, TARGET_ERROR})
+# Where those classes lived in earlier versions (CHANGELOG: module paths), so that the
+# scans stored then still resume.
+FORMER_NAMES = {
+    **{f"pentora_plugins.records:{name}": f"{_KIT}:{name}" for name in _KIT_RECORDS},
+    "pentora_plugins._targetset:TargetSet": TARGET_SET,
+    "pentora_plugins.kit._targetset:TargetSet": TARGET_SET,
+    "pentora_plugins.targets:TargetError": TARGET_ERROR,
+    "pentora_plugins.targets.targets:TargetError": TARGET_ERROR,
 }
 
 
 class UnstorableError(TypeError):
     """A value the store cannot keep faithfully."""
+
+
+class RefusedTypeError(UnstorableError):
+    """The store names a type that is not one pentora stores: it is not rebuilt."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.type_name = name
+        super().__init__(why)
 
 
 def encode(value: Any) -> Any:
@@ -52,12 +74,16 @@ def encode(value: Any) -> Any:
             return {k: encode(v) for k, v in value.items()}
         return {"$map": [[encode(k), encode(v)] for k, v in value.items()]}
     cls = type(value)
-    if cls.__module__.startswith(TRUSTED) and hasattr(value, "__dict__") and not hasattr(cls, "__slots__"):
-        return {"$obj": f"{cls.__module__}:{cls.__qualname__}", "state": encode(vars(value))}
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    if name == TARGET_SET:  # all its attributes, as earlier versions stored and read them
+        return {"$obj": name, "state": encode(vars(value))}
+    if name in ALLOWED:
+        return {"$obj": name, "state": encode(_fields_of(value))}
     raise UnstorableError(f"{cls.__module__}.{cls.__qualname__} values cannot be stored")
 
 
 def decode(data: Any) -> Any:
+    """The value ``encode`` gave ``data`` for; ``RefusedTypeError`` for a type not allowed."""
     if isinstance(data, list):
         return [decode(v) for v in data]
     if not isinstance(data, dict):
@@ -69,9 +95,7 @@ def decode(data: Any) -> Any:
     if "$map" in data:
         return {_hashable(decode(k)): decode(v) for k, v in data["$map"]}
     if "$obj" in data:
-        obj: object = object.__new__(_trusted_class(data["$obj"]))
-        obj.__dict__.update(decode(data["state"]))
-        return obj
+        return _rebuild_object(data["$obj"], data.get("state"))
     return {k: decode(v) for k, v in data.items()}
 
 
@@ -79,17 +103,76 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
-def _trusted_class(name: str) -> type:
-    module, _, qualname = str(name).partition(":")
-    module = FORMER_MODULES.get(module, module)
-    if not module.startswith(TRUSTED) or not qualname:
-        raise UnstorableError(f"the store names class {name!r}, outside pentora's own modules")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise UnstorableError(f"{name!r} is not a class")
-    return obj
+def _fields_of(record: Any) -> dict[str, Any]:
+    # Only the declared fields: never whatever else the instance carries.
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.init}
+
+
+# The attributes of a stored TargetSet that every version wrote; its constructor derives
+# the others (offsets, counts) from them.
+TARGETSET_STATE = ("_starts", "_ends", "_labels", "sources", "names", "unresolved", "seed", "errors")
+
+
+def allowed_name(name: object) -> str:
+    """The current ``module:Class`` of a type the store may name; ``RefusedTypeError`` else."""
+    text = str(name)
+    current = FORMER_NAMES.get(text, text)
+    if current not in ALLOWED:
+        raise RefusedTypeError(text, f"the store names type {text!r}, which is not a record "
+                                     "type pentora stores; it is not rebuilt")
+    return current
+
+
+def _rebuild_object(name: object, state: Any) -> Any:
+    current = allowed_name(name)
+    if not isinstance(state, dict):
+        raise UnstorableError(f"the stored {current} has no field mapping")
+    if current == TARGET_SET:
+        return _rebuild_targetset(state)
+    cls = _record_class(current)
+    declared = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(state) - declared)
+    if unknown:
+        raise UnstorableError(f"the stored {current} has fields {unknown} it does not declare")
+    try:
+        return cls(**{k: decode(v) for k, v in state.items()})
+    except TypeError as e:  # a declared field missing
+        raise UnstorableError(f"the stored {current} cannot be rebuilt: {e}") from e
+
+
+def _record_class(current: str) -> type:
+    for cls in _subclasses(Record):
+        if f"{cls.__module__}:{cls.__qualname__}" == current and dataclasses.is_dataclass(cls):
+            return cls
+    raise UnstorableError(f"{current} is not loaded (its plugin is disabled?)")
+
+
+def _subclasses(base: type) -> list[type]:
+    out, todo = [], [base]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        out.append(cls)
+    return out
+
+
+def _rebuild_targetset(state: dict[str, Any]) -> TargetSet:
+    if not set(TARGETSET_STATE) <= set(state):
+        raise UnstorableError(f"the stored {TARGET_SET} lacks {sorted(set(TARGETSET_STATE) - set(state))}")
+    starts, ends, labels, sources = (decode(state[k]) for k in ("_starts", "_ends", "_labels", "sources"))
+    names, unresolved, seed = decode(state["names"]), decode(state["unresolved"]), decode(state["seed"])
+    ints = [*starts, *ends, *labels, *names]
+    if not all(type(v) is int for v in ints) or not (seed is None or type(seed) is int):
+        raise UnstorableError(f"the stored {TARGET_SET} has addresses that are not integers")
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in (*sources, *names.values())):
+        raise UnstorableError(f"the stored {TARGET_SET} has names that are not text")
+    try:
+        intervals = [(a, b, sources[label]) for a, b, label in zip(starts, ends, labels, strict=True)]
+        unresolved = [(str(n), str(s)) for n, s in unresolved]
+    except (IndexError, ValueError, TypeError) as e:
+        raise UnstorableError(f"the stored {TARGET_SET} is inconsistent: {e}") from e
+    return TargetSet(intervals, names=names, unresolved=unresolved, seed=seed,
+                     errors=decode(state["errors"]))
 
 
 def dumps(value: Any) -> str:
@@ -112,10 +195,7 @@ def finding_json(kind: str, record: Any) -> str:
 def record_classes() -> dict[str, type]:
     """kind → class, over every ``Record`` subclass loaded (the first one wins)."""
     out: dict[str, type] = {}
-    todo = [Record]
-    while todo:
-        cls = todo.pop()
-        todo.extend(cls.__subclasses__())
+    for cls in _subclasses(Record):
         kind = getattr(cls, "kind", "")
         if kind and kind not in out:
             out[kind] = cls
@@ -123,7 +203,10 @@ def record_classes() -> dict[str, type]:
 
 
 def rebuild(data: dict[str, Any], classes: dict[str, type]) -> Any:
-    """A finding from its stored object: the record class of its kind, else the dict."""
+    """A finding from its stored object: the record class of its kind (through its
+    constructor: fields only), else the dict."""
+    if not isinstance(data, dict):
+        raise UnstorableError(f"a stored finding is not an object: {str(data)[:60]!r}")
     cls = classes.get(str(data.get("kind")))
     if cls is None:  # a dict keeps its kind under "kind" (nodectx.record_kind reads it)
         return dict(data)

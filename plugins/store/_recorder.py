@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pentora_plugins.store._codec import UnstorableError, dumps, finding_json, loads, rebuild, record_classes
+from pentora_plugins.store._codec import (
+    RefusedTypeError,
+    UnstorableError,
+    dumps,
+    finding_json,
+    loads,
+    rebuild,
+    record_classes,
+)
 from pentora_plugins.store._db import ENV, StoreError, configured_path, connect, pid_alive, scan_row
 from pentora_plugins.store._writer import Writer
 
-from pentora import NodeRestore, PentoraError, hookimpl, record_kind
+from pentora import NodeRestore, PentoraError, clean_text, hookimpl, record_kind
 
 log = logger.bind(component="store")
 
@@ -215,29 +223,45 @@ class StorePlugin:
 
 
 def _restorable(conn: Any, scan_id: str) -> dict[str, NodeRestore]:
-    """What an earlier run of ``scan_id`` finished: whole nodes, and items of the others."""
+    """What an earlier run of ``scan_id`` finished: whole nodes, and items of the others.
+
+    A node whose stored outputs or findings cannot be read back (or name a type the store
+    may not rebuild) is left out: it runs again."""
     classes = record_classes()
     out: dict[str, NodeRestore] = {}
     rows = conn.execute("SELECT node, outputs FROM nodes WHERE scan_id = ? AND status = 'completed' "
                         "AND outputs IS NOT NULL", (scan_id,)).fetchall()
     for node, outputs in rows:
-        try:
-            values = loads(outputs)
-        except (UnstorableError, ValueError, TypeError, AttributeError, ImportError) as e:
-            log.warning("node '{}' outputs in the store cannot be read back ({}); it runs again",
-                        node, e)
-            continue
         found = conn.execute("SELECT kind, data FROM results WHERE scan_id = ? AND node = ? "
                              "ORDER BY id", (scan_id, node)).fetchall()
-        records = [(kind, rebuild(json.loads(data), classes)) for kind, data in found]
+        try:
+            values = loads(outputs)
+            records = [(kind, rebuild(json.loads(data), classes)) for kind, data in found]
+        except Exception as e:  # whatever a damaged or crafted row holds: that node runs again
+            _unreadable(scan_id, node, e)
+            continue
         out[node] = NodeRestore(completed=True, outputs=values, records=records)
     for node, item, data in conn.execute("SELECT node, item, records FROM checkpoints WHERE "
                                          "scan_id = ? ORDER BY rowid", (scan_id,)):
         saved = out.setdefault(node, NodeRestore(completed=False))
         if saved.completed:
             continue
-        saved.items[item] = [rebuild(d, classes) for d in json.loads(data)]
+        try:
+            saved.items[item] = [rebuild(d, classes) for d in json.loads(data)]
+        except Exception as e:  # the item is done again
+            _unreadable(scan_id, node, e)
     return out
+
+
+def _unreadable(scan_id: str, node: str, e: Exception) -> None:
+    # Names and types come from the store: cleaned before they reach a terminal.
+    if isinstance(e, RefusedTypeError):
+        log.warning("scan {}: node '{}': the store names type '{}', which is not a record type "
+                    "pentora stores; refused (nothing of it is rebuilt), the node runs again",
+                    scan_id, clean_text(str(node)), clean_text(e.type_name))
+    else:
+        log.warning("scan {}: node '{}': its outputs in the store cannot be read back ({}); it runs "
+                    "again", scan_id, clean_text(str(node)), clean_text(str(e)))
 
 
 def _store_flag(path: Path) -> str:

@@ -276,3 +276,70 @@ def test_a_scan_whose_process_still_runs_is_not_resumed_nor_removed(run_cli, tmp
     proc = run_cli("scans", "rm", "busy", "--store", str(db))
     assert proc.returncode == 1 and "still running" in proc.stderr
     assert "running" in run_cli("scans", "list", "--store", str(db)).stdout
+
+
+def interrupted(db: Path, sid: str, rerun: str = "asset_profile") -> None:
+    """What a SIGKILL leaves: the scan "running" with no process, ``rerun`` not finished."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE scans SET status = 'running', pid = NULL WHERE id = ?", (sid,))
+        conn.execute("UPDATE nodes SET status = 'running', outputs = NULL WHERE node = ?", (rerun,))
+
+
+def node_reasons(db: Path) -> dict[str, str | None]:
+    return {n: json.loads(r)["reason"] for n, r in rows(db, "SELECT node, record FROM nodes")}
+
+
+def test_a_crafted_store_cannot_delete_a_file_through_resume(run_cli, tcp_server, tmp_path):
+    """A store naming a class of the standard library under a pentora module (the class
+    that deletes the file it names when freed) is refused: the file survives, the node
+    runs again, and the warning names the scan, the node and the type."""
+    db, victim = tmp_path / "scans.db", tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    sid = service_scan(run_cli, db, tcp_server(banner=SSH92).port)
+    closer = "pentora._context:tempfile._TemporaryFileCloser"
+    inner = {"$obj": closer, "state": {"file": None, "name": str(tmp_path / "none"), "delete": False}}
+    # An unknown type after it: whatever reads it fails, and drops (frees) the closer.
+    crafted = {"targets": [{"$obj": closer, "state": {"file": inner, "name": str(victim), "delete": True}},
+                           {"$obj": "pentora_plugins.nosuch:Thing", "state": {}}],
+               "target_errors": []}
+    interrupted(db, sid)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE nodes SET outputs = ? WHERE node = 'target_ingestion'",
+                     (json.dumps(crafted),))
+    proc = run_cli("scan", "--resume", sid, "--store", str(db))
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "keep me"
+    assert (f"scan {sid}: node 'target_ingestion': the store names type '{closer}', which is not "
+            "a record type pentora stores; refused") in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    reasons = node_reasons(db)
+    assert reasons["target_ingestion"] is None  # ran again
+    assert reasons["port_scan"] == "restored from an earlier run"
+
+
+def test_a_store_of_an_earlier_version_still_resumes(run_cli, tcp_server, tmp_path):
+    """Records under the module paths earlier versions stored them (``pentora_plugins.records``,
+    ``pentora_plugins._targetset``) are rebuilt: every finished node is restored."""
+    db = tmp_path / "scans.db"
+    ssh = tcp_server(banner=SSH92)
+    sid = service_scan(run_cli, db, ssh.port)
+    interrupted(db, sid)
+    with sqlite3.connect(db) as conn:
+        for node, outputs in conn.execute("SELECT node, outputs FROM nodes").fetchall():
+            if outputs:
+                old = (outputs.replace('"pentora_plugins.kit.records:', '"pentora_plugins.records:')
+                       .replace('"pentora_plugins.kit.targetset:', '"pentora_plugins._targetset:'))
+                conn.execute("UPDATE nodes SET outputs = ? WHERE node = ?", (old, node))
+    stored = "".join(o for (o,) in rows(db, "SELECT outputs FROM nodes WHERE outputs IS NOT NULL"))
+    assert "pentora_plugins.records:Port" in stored and "pentora_plugins._targetset:TargetSet" in stored
+    seen = ssh.connections
+    proc = run_cli("scan", "--resume", sid, "--store", str(db), "-o", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "refused" not in proc.stderr and "cannot be read back" not in proc.stderr, proc.stderr
+    reasons = node_reasons(db)
+    for node in ("target_ingestion", "discover.merge", "port_scan", "banner_grab", "fingerprint"):
+        assert reasons[node] == "restored from an earlier run", (node, reasons)
+    assert reasons["asset_profile"] is None
+    assert ssh.connections == seen  # neither scanned nor grabbed again
+    profiles = [r for r in jsonl(tmp_path / "out.jsonl") if r["kind"] == "asset"]
+    assert profiles and profiles[0]["open_ports"] == [ssh.port], profiles

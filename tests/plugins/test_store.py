@@ -19,10 +19,22 @@ import pentora_plugins.services.banner_grabber
 import pentora_plugins.services.fingerprint_parser
 import pentora_plugins.targets.target_parser
 import pytest
+from pentora_plugins.kit import records as kit_records
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.targetset import TargetSet
 from pentora_plugins.store import StorePlugin
-from pentora_plugins.store._codec import UnstorableError, decode, dumps, encode, loads
+from pentora_plugins.store._codec import (
+    ALLOWED,
+    FORMER_NAMES,
+    TARGET_ERROR,
+    TARGET_SET,
+    RefusedTypeError,
+    UnstorableError,
+    decode,
+    dumps,
+    encode,
+    loads,
+)
 from pentora_plugins.store._db import connect, reading
 from pentora_plugins.store._writer import import_pending
 from voluptuous import Optional
@@ -108,14 +120,55 @@ def test_codec_round_trips_pentora_values_and_refuses_others():
     assert back["ports"] == [Port(host="127.0.0.1", port=22)]
     with pytest.raises(UnstorableError), socket.socket() as s:
         encode({"sock": s})
-    with pytest.raises(UnstorableError, match="outside pentora"):
+    with pytest.raises(RefusedTypeError, match="not a record type pentora stores"):
         decode({"$obj": "os:system", "state": {}})
 
 
+@pytest.mark.parametrize("name", [
+    "pentora._context:tempfile._TemporaryFileCloser",  # a pentora module, a stdlib class in it
+    "pentora_plugins.kit.records:Record",               # the base, not a stored record
+    "pentora_plugins.kit.records:dataclasses.Field",
+    "pentora_plugins.distributed.celery_shards:CeleryShards",
+    "builtins:object",
+])
+def test_codec_rebuilds_only_the_record_types_pentora_stores_and_imports_nothing(name):
+    module = name.partition(":")[0]
+    loaded = module in sys.modules
+    with pytest.raises(RefusedTypeError) as refused:
+        decode({"$obj": name, "state": {"name": "x"}})
+    assert refused.value.type_name == name
+    assert (module in sys.modules) == loaded  # the store's names are never imported
+
+
+def test_codec_sets_only_declared_fields_through_the_constructor():
+    stored = encode(Port(host="127.0.0.1", port=22))
+    stored["state"]["__class__"] = "x"
+    with pytest.raises(UnstorableError, match=r"does not declare"):
+        decode(stored)
+    state = encode(TargetSet.parse("127.0.0.1"))
+    state["state"]["_starts"] = ["127.0.0.1"]
+    with pytest.raises(UnstorableError, match="not integers"):
+        decode(state)
+
+
 def test_codec_reads_classes_under_the_module_paths_an_earlier_version_stored():
-    stored = encode([Port(host="127.0.0.1", port=22)])
-    stored[0]["$obj"] = stored[0]["$obj"].replace("pentora_plugins.kit.records", "pentora_plugins.records")
-    assert decode(stored) == [Port(host="127.0.0.1", port=22)]
+    targets = TargetSet.parse("127.0.0.1-3", seed=7)
+    error = pentora_plugins.targets.target_parser.TargetError(spec="x.invalid", error="no")
+    values = {TARGET_SET: targets, TARGET_ERROR: error,
+              **{name: cls(**{f: "1" for f in ("address", "host", "port", "id", "name")
+                              if f in cls.__dataclass_fields__})
+                 for name, cls in ((n, getattr(kit_records, n.partition(":")[2])) for n in ALLOWED
+                                   if n.startswith("pentora_plugins.kit.records:"))}}
+    assert set(values) == ALLOWED and set(FORMER_NAMES.values()) <= ALLOWED
+    for former, current in FORMER_NAMES.items():
+        stored = encode(values[current])
+        assert stored["$obj"] == current
+        stored["$obj"] = former
+        back = decode(json.loads(json.dumps(stored)))
+        if current == TARGET_SET:
+            assert list(back) == list(targets) and back.seed == 7
+        else:
+            assert back == values[current], former
 
 
 class EmitThenLook(Module):
