@@ -5,7 +5,8 @@ Plugins add commands and options with the ``pentora_cli_commands`` hook and act 
 the parsed namespace and returns an exit code; it raises ``CliError`` for a user error.
 
 Exit codes: ``EXIT_OK`` 0, ``EXIT_INVALID`` 1 (invalid input), ``EXIT_USAGE`` 2 (usage
-error), ``EXIT_FAILED`` 3 (the run finished with failed nodes).
+error), ``EXIT_FAILED`` 3 (the run finished with failed nodes), ``EXIT_STORE`` 4 (a
+store the command needs, such as the scan store, is damaged).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ._common import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_STORE,
     EXIT_USAGE,
     CliError,
     disabled_plugins,
@@ -25,7 +27,7 @@ from ._common import (
 from ._outputs import resolve_outputs
 from ._scan_cmd import refuse_scan_options
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "CliError", "disabled_plugins",
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE", "CliError", "disabled_plugins",
            "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path", "refuse_scan_options",
            "resolve_outputs"]
 

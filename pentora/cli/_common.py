@@ -14,6 +14,7 @@ from .._orchestrator import Orchestrator
 from .._parse import load_dag
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_STORE = 4  # a store the run needs is damaged: a repair, not other input, fixes it
 
 
 class CliError(PentoraError):

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pentora_plugins.store import _diff
+from pentora_plugins.store import _diff, _repair
 from pentora_plugins.store._db import (
+    StoreDamagedError,
     StoreError,
     configured_path,
     delete_scans,
@@ -24,6 +25,7 @@ from pentora_plugins.store._db import (
 )
 from pentora_plugins.store._writer import import_pending
 
+from pentora import clean_text
 from pentora import iso_time as iso
 
 
@@ -40,7 +42,7 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) 
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--store", metavar="PATH", help="the scan store file (default "
                        "~/.local/share/pentora/scans.db, or $PENTORA_STORE)")
-    p = subparsers.add_parser("scans", help="stored scans: list, show, diff, remove")
+    p = subparsers.add_parser("scans", help="stored scans: list, show, diff, remove, check")
     sub = p.add_subparsers(dest="scans_cmd", metavar="COMMAND", required=True)
     fmt = argparse.ArgumentParser(add_help=False)
     fmt.add_argument("--format", choices=["text", "json"], default="text")
@@ -59,6 +61,11 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) 
     c.add_argument("ids", nargs="*", metavar="ID", help="scan IDs (or unique prefixes)")
     c.add_argument("--keep", type=_count, metavar="N", help="remove all but the newest N scans")
     c.set_defaults(func=cmd_rm)
+    c = sub.add_parser("check", parents=[common, store],
+                       help="check the store file; --repair rebuilds a damaged one")
+    c.add_argument("--repair", action="store_true",
+                   help="move a damaged store aside and build a new one from what is readable")
+    c.set_defaults(func=cmd_check)
 
 
 class _StorePath(argparse.Action):
@@ -209,3 +216,31 @@ def cmd_rm(args: argparse.Namespace) -> int:
         delete_scans(conn, ids)
     print(f"removed {len(ids)} scan(s)" + (f": {', '.join(ids)}" if ids else ""))
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _path(args)
+    found = _repair.problems(path)
+    if not found:
+        print(f"scan store {path} is sound")
+        return 0
+    damaged = StoreDamagedError(path, clean_text(found[0], 200))
+    if not args.repair:
+        print(f"scan store {path} is damaged:")
+        for line in found:
+            print(f"  {clean_text(line, 200)}")
+        raise damaged
+    done = _repair.repair(path)
+    print(f"scan store {path} was damaged ({clean_text(found[0], 200)}); the damaged file is kept "
+          f"as {done.aside}")
+    print("recovered: " + ", ".join(f"{t.kept} {_NOUNS[name]}" for name, t in done.tables.items()))
+    print("lost:      " + ", ".join(f"{'?' if t.lost is None else t.lost} {_NOUNS[name]}"
+                                    for name, t in done.tables.items())
+          + (f" (scans {', '.join(done.lost_scans)})" if done.lost_scans else ""))
+    if done.pending:
+        print(f"{done.pending} writes that scans left pending beside the store were added")
+    return 0
+
+
+_NOUNS = {"scans": "scans", "nodes": "node records", "results": "findings",
+          "checkpoints": "checkpoints"}

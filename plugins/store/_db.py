@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pentora import PentoraError
+from pentora.cli import EXIT_STORE, CliError
 
 ENV = "PENTORA_STORE"
 OFF = ("off", "none", "no")
@@ -43,6 +44,22 @@ class StoreError(PentoraError):
     """The scan store cannot be read or written (named file, the reason, what to do)."""
 
 
+class StoreDamagedError(StoreError, CliError):
+    """The store file is damaged (a malformed page, not a database, an I/O error): no
+    retry helps, ``pentora scans check --repair`` does. Exit code ``EXIT_STORE``."""
+
+    def __init__(self, path: Path, reason: object) -> None:
+        self.path, self.reason = path, str(reason)
+        CliError.__init__(self, f"scan store {path} is damaged ({reason}): run `pentora scans "
+                                f"check --repair{store_flag(path)}`", EXIT_STORE)
+
+
+# SQLite's primary result codes that mean the file itself is bad, not busy nor full:
+# SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGE_CODES = {10, 11, 26}
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt", "disk i/o error")
+
+
 def default_path() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "pentora" / "scans.db"
@@ -54,6 +71,21 @@ def configured_path(explicit: str | os.PathLike[str] | None = None) -> Path | No
     if value.strip().lower() in OFF:
         return None
     return Path(value).expanduser() if value.strip() else default_path()
+
+
+def store_flag(path: Path) -> str:
+    """`` --store PATH`` for a command to repeat, unless PATH is where it looks anyway."""
+    return "" if path == configured_path(None) else f" --store {path}"
+
+
+def is_damaged(e: BaseException) -> bool:
+    """The file is damaged: waiting and retrying will not help (unlike ``is_busy``)."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _DAMAGE_CODES
+    return any(word in str(e).lower() for word in _DAMAGE_WORDS)
 
 
 def is_busy(e: BaseException) -> bool:
@@ -84,6 +116,8 @@ def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Co
         conn.close()
         if is_busy(e):
             raise
+        if is_damaged(e):
+            raise StoreDamagedError(path, e) from e
         if "full" in str(e):
             raise StoreError(f"cannot write the scan store {path}: {e}; free some space there or "
                              f"pass --store PATH") from e
@@ -92,21 +126,50 @@ def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Co
     return conn
 
 
+def check_intact(path: Path) -> None:
+    """``StoreDamagedError`` unless ``quick_check`` finds the store sound (a store not created
+    yet is sound). One read of the file, no index cross-checks: cheap enough before a scan."""
+    if not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the scan store {path}: {e}; pass --store PATH or "
+                         f"--no-store") from e
+    try:
+        problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as e:
+        if is_damaged(e):
+            raise StoreDamagedError(path, e) from e
+        raise
+    finally:
+        conn.close()
+    if problems != ["ok"]:
+        raise StoreDamagedError(path, "; ".join(problems))
+
+
+def store_failure(path: Path, e: sqlite3.Error) -> StoreError:
+    """The message for an error reading or writing the store: damaged, locked, or else."""
+    if is_damaged(e):
+        return StoreDamagedError(path, e)
+    if is_busy(e):
+        return StoreError(f"the scan store {path} is locked by another pentora ({e}); try again "
+                          f"when it has finished")
+    return StoreError(f"scan store {path}: {e}")
+
+
 @contextlib.contextmanager
 def reading(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection for the ``scans`` commands; a locked store is waited for, then named."""
+    """A connection for the ``scans`` commands; a locked store is waited for, then named;
+    a damaged one is named with the command that repairs it."""
     try:
         conn = connect(path, timeout=10.0)
-    except sqlite3.OperationalError as e:
-        raise StoreError(f"the scan store {path} is locked by another pentora ({e}); try again "
-                         f"when it has finished") from e
+    except sqlite3.Error as e:
+        raise store_failure(path, e) from e
     try:
         yield conn
-    except sqlite3.OperationalError as e:
-        if is_busy(e):
-            raise StoreError(f"the scan store {path} is locked by another pentora; try again when "
-                             f"it has finished") from e
-        raise StoreError(f"scan store {path}: {e}") from e
+    except sqlite3.Error as e:
+        raise store_failure(path, e) from e
     finally:
         conn.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,17 @@ from pentora_plugins.store._codec import (
     rebuild,
     record_classes,
 )
-from pentora_plugins.store._db import ENV, StoreError, configured_path, connect, pid_alive, scan_row
+from pentora_plugins.store._db import (
+    ENV,
+    StoreError,
+    check_intact,
+    configured_path,
+    connect,
+    pid_alive,
+    scan_row,
+    store_failure,
+    store_flag,
+)
 from pentora_plugins.store._writer import Writer
 
 from pentora import NodeRestore, PentoraError, clean_text, hookimpl, record_kind
@@ -67,16 +78,24 @@ class StorePlugin:
         try:
             state = writer.call(lambda conn: self._begin(conn, scan, writer))
         except (StoreError, OSError) as e:
-            log.warning("{}; this scan is not stored", e)
+            log.warning("{}; this scan is not stored (its results still go to the -o outputs)", e)
             writer.close()
             return
-        except Exception as e:  # locked past the wait, disk full…: say so, scan anyway
-            log.warning("scan store {} cannot be written ({}); this scan is not stored (results "
-                        "still stream to the -o outputs)", path, e)
+        except Exception as e:  # damaged, locked past the wait, disk full…: say which, scan anyway
+            why = store_failure(path, e) if isinstance(e, sqlite3.Error) else e
+            log.warning("{}; this scan is not stored (its results still go to the -o outputs)", why)
             writer.close()
             return
         self.scans[scan.scan_id] = state
         writer.start()
+
+    @hookimpl
+    def pentora_cli_scan_vars(self, args: Any, dag: Any, resuming: bool) -> None:
+        # Not a var: the one point before `pentora scan` opens its outputs and scans. A
+        # damaged store is refused here rather than found by the scan's first write.
+        path = self.path()
+        if path is not None and not resuming:
+            check_intact(path)
 
     @hookimpl
     def pentora_scan_idle(self, scan: Any) -> object | None:
@@ -108,7 +127,7 @@ class StorePlugin:
             # a log line, so that --log-format json keeps stderr all JSON
             log.warning("scan {} stopped; results so far are in the store and the outputs. Resume "
                         "it with: pentora scan --resume {}{}", scan.scan_id, scan.scan_id,
-                        _store_flag(state.writer.path))
+                        store_flag(state.writer.path))
 
     def _retain(self, path: Path, current: str) -> None:
         from pentora_plugins.store._db import delete_scans, retention_victims
@@ -207,11 +226,14 @@ class StorePlugin:
             return None
         if not path.exists():
             raise StoreError(f"no scan store at {path}, so nothing to resume; pass --store PATH")
+        check_intact(path)
         conn = connect(path)
         try:
             if conn.execute("SELECT 1 FROM scans WHERE id = ?", (scan_id,)).fetchone() is None:
                 return None
             row = scan_row(conn, scan_id)
+        except sqlite3.Error as e:
+            raise store_failure(path, e) from e
         finally:
             conn.close()
         if row["status"] == "completed":
@@ -264,5 +286,3 @@ def _unreadable(scan_id: str, node: str, e: Exception) -> None:
                     "again", scan_id, clean_text(str(node)), clean_text(str(e)))
 
 
-def _store_flag(path: Path) -> str:
-    return "" if path == configured_path(None) else f" --store {path}"

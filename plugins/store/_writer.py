@@ -6,10 +6,15 @@ once, each commit one ``BEGIN IMMEDIATE … COMMIT`` run in a thread of its own,
 hub keeps scanning while SQLite waits for a lock or for the disk.
 
 When another pentora holds the write lock, or the disk is full, the queue is kept in
-memory and retried: nothing reported is dropped. At the scan's end the writer waits up
-to ``PENTORA_STORE_WAIT`` seconds (default 30); if the store is still locked then, the
-queue goes to ``<store>.pending-<scan>-<pid>.jsonl`` beside it, which the next opening
-of the store imports, and the message says so.
+memory and retried: nothing reported is dropped. A locked store costs a scan one wait:
+the first commit that finds it locked waits ``BUSY_WAIT``, later ones only try, and at
+the scan's end the writer waits up to ``PENTORA_STORE_WAIT`` seconds (default 30); if
+the store is still locked then, the queue goes to ``<store>.pending-<scan>-<pid>.jsonl``
+beside it, which the next opening of the store imports, and the message says so.
+
+A damaged store (a malformed page, an I/O error) is not retried: the first failed
+commit says so, with the command that repairs it, and at the scan's end the queue goes
+to the pending file at once, which the repaired store imports.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import gevent.event
 import gevent.lock
 import gevent.threadpool
 from loguru import logger
-from pentora_plugins.store._db import StoreError, connect, is_busy
+from pentora_plugins.store._db import StoreDamagedError, StoreError, connect, is_busy, is_damaged
 
 log = logger.bind(component="store")
 
@@ -99,6 +104,8 @@ class Writer:
         self.lock = gevent.lock.Semaphore()
         self.pool = gevent.threadpool.ThreadPool(1)  # one OS thread owns the connection
         self.trouble: str | None = None  # why the last commit failed (said once)
+        self.locked = False  # found locked once in this scan: later commits do not wait
+        self.damaged: StoreDamagedError | None = None  # no commit is tried again
         self.ticker: Any = None
         self.stopping = gevent.event.Event()  # not a kill: a commit in flight must finish
 
@@ -140,13 +147,19 @@ class Writer:
         while not self.stopping.wait(FLUSH_EVERY):
             self.flush()
 
-    def flush(self, busy: float = BUSY_WAIT) -> bool:
-        """Commit the queue; on failure keep it for the next try. True if all is written."""
+    def flush(self, busy: float | None = None) -> bool:
+        """Commit the queue; on failure keep it for the next try. True if all is written.
+        ``busy``: how long to wait for a lock (default ``BUSY_WAIT``, or no wait at all
+        once the store was found locked in this scan)."""
         # Under the lock: batches commit in the order they were queued, so a checkpoint
         # is never in the store before the findings it covers.
         with self.lock:
             if not self.ops:
                 return True
+            if self.damaged is not None:
+                return False
+            if busy is None:
+                busy = 0.0 if self.locked else BUSY_WAIT
             ops, self.ops = self.ops, []
             try:
                 self._run(lambda c: execute_ops(c, ops), busy)
@@ -161,7 +174,14 @@ class Writer:
             return True
 
     def _troubled(self, e: BaseException) -> None:
-        why = ("locked by another pentora" if is_busy(e) else str(e))
+        if isinstance(e, StoreDamagedError) or is_damaged(e):
+            self.damaged = e if isinstance(e, StoreDamagedError) else StoreDamagedError(self.path, e)
+            self.trouble = f"damaged: {self.damaged.reason}"
+            log.warning("{}; {} writes of this scan are kept and saved beside it when the scan "
+                        "ends (the -o outputs have its results too)", self.damaged, len(self.ops))
+            return
+        why = "locked by another pentora" if is_busy(e) else str(e)
+        self.locked = self.locked or is_busy(e)
         if why != self.trouble:
             log.warning("scan store {}: {}; {} writes kept in memory and retried (results also "
                         "stream to the -o outputs)", self.path, why, len(self.ops))
@@ -175,7 +195,8 @@ class Writer:
             self.ticker.join()
         deadline = time.monotonic() + wait_limit()
         said = False
-        while not self.flush() and time.monotonic() < deadline:
+        # The scan's one wait for a lock; none for a damaged store, which waiting cannot mend.
+        while not self.flush(BUSY_WAIT) and self.damaged is None and time.monotonic() < deadline:
             if not said:
                 log.warning("waiting up to {:.0f}s for the scan store {} ({})", wait_limit(),
                             self.path, self.trouble)
@@ -199,8 +220,14 @@ class Writer:
                       "saved to {} either: {}; the -o outputs hold the results", self.path,
                       self.trouble, len(self.ops), pending, e.strerror)
             return None
-        log.warning("scan store {} stayed unwritable ({}): {} writes saved to {}; they are added the "
-                    "next time the store is opened", self.path, self.trouble, len(self.ops), pending)
+        if self.damaged is not None:
+            log.warning("scan store {} is damaged: {} writes of this scan saved to {}; after `pentora "
+                        "scans check --repair` they are added to the repaired store", self.path,
+                        len(self.ops), pending)
+        else:
+            log.warning("scan store {} stayed unwritable ({}): {} writes saved to {}; they are added "
+                        "the next time the store is opened", self.path, self.trouble, len(self.ops),
+                        pending)
         self.ops = []
         return pending
 
