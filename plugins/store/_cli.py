@@ -104,8 +104,12 @@ def _path(args: argparse.Namespace) -> Path:
 def _store(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
     path = _path(args)
     with reading(path) as conn:
-        with contextlib.suppress(sqlite3.Error):  # still locked by their scan: next time
+        # Reading needs no lock (WAL): importing what scans left pending is tried without
+        # waiting for one, and left for next time while another pentora writes.
+        conn.execute("PRAGMA busy_timeout = 0")
+        with contextlib.suppress(sqlite3.Error):
             import_pending(conn, path)
+        conn.execute("PRAGMA busy_timeout = 10000")
         yield conn
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pentora_plugins.store._db import connect
 
-from tests.plugins.test_store import Locker
+from tests.plugins.test_store import Locker, corrupt_middle_page, readable, scans_with_notes
 
 SSH92 = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 SSH93 = b"SSH-2.0-OpenSSH_9.3p1 Debian-1\r\n"
@@ -343,3 +343,38 @@ def test_a_store_of_an_earlier_version_still_resumes(run_cli, tcp_server, tmp_pa
     assert ssh.connections == seen  # neither scanned nor grabbed again
     profiles = [r for r in jsonl(tmp_path / "out.jsonl") if r["kind"] == "asset"]
     assert profiles and profiles[0]["open_ports"] == [ssh.port], profiles
+
+
+def test_a_damaged_store_is_named_with_its_repair_and_repaired(run_cli, tmp_path):
+    db, out = tmp_path / "scans.db", tmp_path / "new.jsonl"
+    ids = scans_with_notes(db)
+    corrupt_middle_page(db, "results")
+    hit = next(i for i in ids if not readable(db, i))
+    sound = next(i for i in ids if readable(db, i))
+    message = (f"scan store {db} is damaged (database disk image is malformed): run `pentora scans "
+               f"check --repair --store {db}`")
+    for args in (["scans", "show", hit], ["scans", "diff", sound, hit], ["scans", "rm", hit],
+                 ["scans", "check"],
+                 ["scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1", "-o", str(out)]):
+        proc = run_cli(*args, "--store", str(db), env={"PENTORA_STORE_WAIT": "30"})
+        assert proc.returncode == 4, (args, proc.stderr)
+        assert message in proc.stderr, (args, proc.stderr)
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()  # refused before the scan: no output, no pending file either
+    assert not list(tmp_path.glob("scans.db.pending-*"))
+    assert run_cli("scans", "show", sound, "--store", str(db)).returncode == 0  # what is readable
+
+    repaired = run_cli("scans", "check", "--repair", "--store", str(db))
+    assert repaired.returncode == 0, repaired.stderr
+    (aside,) = tmp_path.glob("scans.db.damaged-*[0-9]")
+    lines = repaired.stdout.splitlines()
+    assert f"the damaged file is kept as {aside}" in lines[0]
+    assert lines[1] == "recovered: 4 scans, 4 node records, " + lines[1].split(", ", 2)[2]
+    lost = int(lines[2].split(", ")[2].split()[0])
+    kept = rows(db, "SELECT count(*) FROM results")[0][0]
+    assert 0 < lost and kept + lost == 200, lines
+    assert run_cli("scans", "check", "--store", str(db)).stdout.strip() == f"scan store {db} is sound"
+    for scan_id in ids:
+        shown = run_cli("scans", "show", scan_id, "--store", str(db), "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+    assert run_cli("scans", "rm", hit, "--store", str(db)).returncode == 0

@@ -379,3 +379,110 @@ def test_a_resumed_connect_scan_skips_the_hosts_it_had_finished(tmp_path, server
         ("127.0.0.1", p) for p in (ssh.port, ftp.port))
     assert sorted(findings(db, first.scan_id)) == before  # each finding once
     assert len(again.context.get("service_fingerprints")) == 2
+
+
+def corrupt_middle_page(db: Path, table: str, min_pages: int = 3) -> int:
+    """Overwrite the middle leaf page of ``table`` with garbage (after moving the WAL's
+    pages into the file, where they are overwritten too); the page number."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        try:
+            pages = [p for (p,) in conn.execute("SELECT pageno FROM dbstat WHERE name = ? AND "
+                                                "pagetype = 'leaf' ORDER BY pageno", (table,))]
+        except sqlite3.OperationalError as e:
+            pytest.skip(f"this SQLite has no dbstat table to find a page of {table} by: {e}")
+    assert len(pages) >= min_pages, f"{table} has {len(pages)} leaf pages, fewer than {min_pages}"
+    page = pages[len(pages) // 2]
+    with open(db, "r+b") as f:
+        f.seek((page - 1) * size)
+        f.write(b"\xa5" * size)
+    return page
+
+
+def scans_with_notes(db: Path, count: int = 4) -> list[str]:
+    """``count`` stored scans of 50 findings each: several pages of results."""
+    return [_burst_scan(db, release=False).scan_id for _ in range(count)]
+
+
+def readable(db: Path, scan_id: str) -> bool:
+    try:
+        rows(db, "SELECT data FROM results WHERE scan_id = ?", scan_id)
+    except sqlite3.DatabaseError:
+        return False
+    return True
+
+
+def test_repair_copies_every_readable_row_and_keeps_the_damaged_file(tmp_path):
+    from pentora_plugins.store import _repair
+
+    db = tmp_path / "scans.db"
+    ids = scans_with_notes(db)
+    corrupt_middle_page(db, "results")
+    damaged = db.read_bytes()
+    assert _repair.problems(db)
+    hit = [i for i in ids if not readable(db, i)]
+    assert hit and len(hit) < len(ids)
+    done = _repair.repair(db)
+    assert done.aside.read_bytes() == damaged  # moved aside whole, not rewritten
+    assert done.aside.name.startswith("scans.db.damaged-")
+    assert _repair.problems(db) == []
+    results = done.tables["results"]
+    kept = rows(db, "SELECT scan_id, count(*) FROM results GROUP BY scan_id")
+    assert sorted(i for i, _ in kept) == sorted(ids)  # every scan kept some findings
+    assert results.kept == sum(n for _, n in kept) and results.total == 200
+    assert 0 < results.lost < 50 and results.kept + results.lost == 200
+    assert done.tables["scans"].kept == 4 and done.tables["scans"].lost == 0
+    for scan_id, n in kept:  # what is lost is lost from the damaged scans only
+        assert n == 50 or scan_id in hit
+    assert rows(db, "SELECT status FROM scans") == [("completed",)] * 4
+    again = _repair._aside_name(db)  # a second repair in the same second: another name
+    assert again != done.aside
+
+
+def test_a_damaged_store_is_not_waited_for_and_its_writes_go_to_the_pending_file(tmp_path,
+                                                                               log_messages):
+    db = tmp_path / "scans.db"
+    scans_with_notes(db, 3)
+    corrupt_middle_page(db, "scans", min_pages=1)  # the table a new scan's first commit writes to
+    result = _burst_scan(db, release=False)
+    assert result.ok
+    text = "\n".join(log_messages)
+    assert f"scan store {db} is damaged" in text and "scans check --repair" in text, text
+    assert "waiting up to" not in text and "locked" not in text
+    (pending,) = tmp_path.glob("scans.db.pending-*.jsonl")
+    assert f"saved to {pending}" in text
+    assert sum(1 for line in pending.read_text().splitlines() if '"result"' in line) == 50
+
+
+def test_a_locked_store_costs_a_scan_one_wait(tmp_path, monkeypatch):
+    """Once a commit found the store locked, node ends and ticks only try: the scan waits
+    for the lock at most once while it runs (and once more at its end), not at each node."""
+    from pentora_plugins.store._writer import BUSY_WAIT, Writer
+
+    db = tmp_path / "scans.db"
+    connect(db).close()
+    waits: list[float] = []
+    run = Writer._run
+
+    def counting(self: Writer, fn: Any, busy: float) -> Any:
+        waits.append(busy)
+        return run(self, fn, busy)
+
+    monkeypatch.setattr(Writer, "_run", counting)
+    monkeypatch.setenv("PENTORA_STORE_WAIT", "0")
+    nodes = ", ".join(f"{{instance_id: n{i}, module_type: burst, config: {{count: 5}}}}" for i in range(8))
+    locker = Locker(db)
+    try:
+        orch = Orchestrator(plugins=(Modules(Burst), StorePlugin(db)), autoload=False)
+        orch.load_dag(f"nodes: [{nodes}]")
+        result = orch.execute()
+    finally:
+        locker.release()
+    assert result.ok
+    commits = waits[1:]  # the first call is the scan's start, which only reads
+    assert len(commits) >= 9  # 8 node ends and the end of the scan at least
+    assert commits.count(BUSY_WAIT) == 2 and commits[-1] == BUSY_WAIT, commits  # first, and at the end
+    assert all(w == 0 for w in commits[1:-1]), commits
+    (pending,) = tmp_path.glob("scans.db.pending-*.jsonl")
+    assert sum(1 for line in pending.read_text().splitlines() if '"result"' in line) == 40
