@@ -27,9 +27,9 @@ from ._common import (
 from ._outputs import resolve_outputs
 from ._scan_cmd import refuse_scan_options
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE", "CliError", "disabled_plugins",
-           "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path", "refuse_scan_options",
-           "resolve_outputs"]
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE", "CliError",
+           "disabled_plugins", "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path",
+           "refuse_scan_options", "resolve_outputs"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ command line stores every scan; a library user's scans are stored only with
 ``$PENTORA_STORE`` set or a ``StorePlugin(path)`` registered. ``PENTORA_STORE_KEEP=N``
 keeps the newest N scans after each scan; ``PENTORA_STORE_WAIT`` is how long a scan's end
 waits for a store another pentora has locked (default 30 s) before leaving its writes in
-a pending file that the next use of the store imports.
+a pending file that the next use of the store imports. A damaged store is not waited for:
+``pentora scans check --repair`` rebuilds it from what can be read.
 """
 
 from __future__ import annotations
