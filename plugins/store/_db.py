@@ -138,10 +138,8 @@ def check_intact(path: Path) -> None:
                          f"--no-store") from e
     try:
         problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
-    except sqlite3.DatabaseError as e:
-        if is_damaged(e):
-            raise StoreDamagedError(path, e) from e
-        raise
+    except sqlite3.Error as e:  # damaged, or locked in a way a WAL reader is not
+        raise store_failure(path, e) from e
     finally:
         conn.close()
     if problems != ["ok"]:

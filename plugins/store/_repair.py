@@ -106,7 +106,7 @@ def _refuse_if_in_use(path: Path) -> None:
         try:
             conn.execute("BEGIN EXCLUSIVE")
             conn.execute("ROLLBACK")
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:  # damaged (not a database…): nobody can be using it
             if is_busy(e):
                 raise StoreError(f"the scan store {path} is in use by another pentora; repair it "
                                  "when that has finished") from e

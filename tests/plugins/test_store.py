@@ -486,3 +486,31 @@ def test_a_locked_store_costs_a_scan_one_wait(tmp_path, monkeypatch):
     assert all(w == 0 for w in commits[1:-1]), commits
     (pending,) = tmp_path.glob("scans.db.pending-*.jsonl")
     assert sum(1 for line in pending.read_text().splitlines() if '"result"' in line) == 40
+
+
+def test_repair_of_a_file_that_is_no_store_keeps_it_and_starts_afresh(tmp_path):
+    from pentora_plugins.store import _repair
+
+    db = tmp_path / "scans.db"
+    db.write_bytes(b"not SQLite at all " * 500)
+    assert _repair.problems(db) == ["file is not a database"]
+    done = _repair.repair(db)
+    assert done.aside.read_bytes() == b"not SQLite at all " * 500
+    assert {t.kept for t in done.tables.values()} == {0}
+    assert {t.lost for t in done.tables.values()} == {None}  # how much was there: unknown
+    assert _repair.problems(db) == [] and rows(db, "SELECT count(*) FROM scans") == [(0,)]
+
+
+def test_repair_refuses_a_store_another_pentora_holds(tmp_path):
+    from pentora_plugins.store import _repair
+    from pentora_plugins.store._db import StoreError
+
+    db = tmp_path / "scans.db"
+    connect(db).close()
+    locker = Locker(db)
+    try:
+        with pytest.raises(StoreError, match="in use by another pentora"):
+            _repair.repair(db)
+    finally:
+        locker.release()
+    assert [p.name for p in tmp_path.iterdir() if "damaged" in p.name] == []
