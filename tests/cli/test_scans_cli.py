@@ -354,7 +354,7 @@ def test_a_damaged_store_is_named_with_its_repair_and_repaired(run_cli, tmp_path
     message = (f"scan store {db} is damaged (database disk image is malformed): run `pentora scans "
                f"check --repair --store {db}`")
     for args in (["scans", "show", hit], ["scans", "diff", sound, hit], ["scans", "rm", hit],
-                 ["scans", "check"],
+                 ["scans", "check"], ["scan", "--resume", hit],
                  ["scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1", "-o", str(out)]):
         proc = run_cli(*args, "--store", str(db), env={"PENTORA_STORE_WAIT": "30"})
         assert proc.returncode == 4, (args, proc.stderr)

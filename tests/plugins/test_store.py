@@ -454,6 +454,15 @@ def test_a_damaged_store_is_not_waited_for_and_its_writes_go_to_the_pending_file
     assert f"saved to {pending}" in text
     assert sum(1 for line in pending.read_text().splitlines() if '"result"' in line) == 50
 
+    from pentora_plugins.store import _repair
+
+    done = _repair.repair(db)  # the repaired store takes in what the scan saved beside it
+    assert done.pending > 50 and not pending.exists()
+    assert rows(db, "SELECT status FROM scans WHERE id = ?", result.scan_id) == [("completed",)]
+    assert rows(db, "SELECT count(*) FROM results WHERE scan_id = ?", result.scan_id) == [(50,)]
+    # The damaged page held the other scans' records: their findings went with them.
+    assert done.tables["scans"].kept == 0 and done.tables["results"].orphans == 150
+
 
 def test_a_locked_store_costs_a_scan_one_wait(tmp_path, monkeypatch):
     """Once a commit found the store locked, node ends and ticks only try: the scan waits
