@@ -70,16 +70,17 @@ def _kind(mode: int) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
-def _refuse_kind(path: str, kind: str, what: str) -> InputError:
-    return InputError(f"{path} is {kind}, not a regular file: give a {what} file")
+def _refuse_kind(path: str, kind: str) -> InputError:
+    return InputError(f"{path} is {kind}, not a regular file: give a file")
 
 
 def _os_error(path: str, e: OSError, what: str) -> InputError:
+    what = what if what.endswith("file") else f"{what} file"
     if isinstance(e, FileNotFoundError):
-        return InputError(f"{what} file not found: {path} (resolved to {os.path.abspath(path)})")
+        return InputError(f"{what} not found: {path} (resolved to {os.path.abspath(path)})")
     if isinstance(e, PermissionError):
-        return InputError(f"cannot read {what} file {path}: permission denied")
-    return InputError(f"cannot read {what} file {path}: {e.strerror or e}")
+        return InputError(f"cannot read {what} {path}: permission denied")
+    return InputError(f"cannot read {what} {path}: {e.strerror or e}")
 
 
 class _Bounded(io.RawIOBase):
@@ -125,7 +126,7 @@ def open_input(path: str | os.PathLike[str], *, what: str, max_bytes: int,
         # stat first: a device is never opened (opening some has side effects: a tape rewinds)
         kind = _kind(os.stat(name).st_mode)
         if kind is not None:
-            raise _refuse_kind(name, kind, what)
+            raise _refuse_kind(name, kind)
         # O_NONBLOCK: a FIFO swapped in after the stat opens at once instead of waiting for
         # a writer; fstat below then refuses it. O_NOCTTY: a terminal never becomes ours.
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -134,7 +135,7 @@ def open_input(path: str | os.PathLike[str], *, what: str, max_bytes: int,
     try:
         kind = _kind(os.fstat(fd).st_mode)
         if kind is not None:
-            raise _refuse_kind(name, kind, what)
+            raise _refuse_kind(name, kind)
         raw = io.FileIO(fd, "rb", closefd=True)
     except BaseException:
         os.close(fd)
@@ -153,7 +154,7 @@ def read_input(path: str | os.PathLike[str], *, what: str, max_bytes: int,
         except InputError:
             raise
         except OSError as e:
-            raise InputError(f"cannot read {what} file {name}: {e.strerror or e}") from None
+            raise _os_error(name, e, what) from None
 
 
 def input_lines(stream: io.BufferedReader, *, what: str, source: str,
@@ -165,8 +166,8 @@ def input_lines(stream: io.BufferedReader, *, what: str, source: str,
         number += 1
         try:
             line = stream.readline(max_line + 1)
-        except InputError as e:
-            raise InputError(e.message, source, number) from None
+        except InputError as e:  # the size limit: met while reading ahead, so no line
+            raise InputError(e.message, source) from None
         except OSError as e:
             raise InputError(f"cannot read it: {e.strerror or e}", source, number) from None
         if not line:
