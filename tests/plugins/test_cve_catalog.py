@@ -252,7 +252,7 @@ def test_malformed_nvd_file_is_refused_naming_file_and_json_path(tmp_path: Path,
 
 
 @pytest.mark.parametrize("content,message", [
-    ('{"vulnerabilities": [', "not valid JSON: line 1 column"),
+    ('{"vulnerabilities": [', "feed.json:1: invalid JSON: Expecting value (line 1, column 22)"),
     ('{"CVE_Items": []}', "an NVD JSON 1.1 feed (CVE_Items)"),
     ('{"hello": 1}', "$: neither NVD CVE JSON 2.0"),
     ('[1, 2]', "$: neither NVD CVE JSON 2.0"),

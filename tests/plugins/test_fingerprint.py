@@ -403,7 +403,7 @@ def test_bad_rule_errors_name_file_rule_and_field(tmp_path, rule, message):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("rules: [\n  {id: x\n", "not valid YAML"),
+    ("rules: [\n  {id: x\n", "invalid YAML: while parsing a flow mapping"),
     ("rules: {id: x}\n", "expected 'rules:' with a list of rules"),
     ("rulez: []\n", "unknown top-level field(s) rulez"),
     ("rules:\n- id: a\n  service: x\n  match: '\\Ax'\n- id: a\n  service: y\n  match: '\\Ay'\n",
