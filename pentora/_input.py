@@ -120,7 +120,10 @@ def open_input(path: str | os.PathLike[str], *, what: str, max_bytes: int,
     ("DAG", "target file"). With ``stdin``, ``-`` reads standard input, bounded the same."""
     name = os.fspath(path)
     if stdin and name == "-":
-        raw: BinaryIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+        try:
+            raw: BinaryIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+        except (AttributeError, ValueError, OSError):  # no stdin at all (closed, or None)
+            raise InputError(f"no standard input to read the {what} from: give a file") from None
         return io.BufferedReader(_Bounded(raw, max_bytes, what, "<stdin>"))
     try:
         # stat first: a device is never opened (opening some has side effects: a tape rewinds)
