@@ -20,6 +20,7 @@ from ._errors import (
                      ValidationError,
 )
 from ._hookspecs import hookimpl, hookspec
+from ._input import InputError, input_lines, load_json, load_yaml, open_input, read_input
 from ._interpolate import interpolate
 from ._module import Module
 from ._nodectx import NodeContext, NodeRestore, record_kind
@@ -43,10 +44,11 @@ quiet_logs("pentora")
 
 __all__ = [
     "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag", "DagBuilder",
-    "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "Module", "ModuleError",
+    "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "InputError", "Module", "ModuleError",
     "ModuleType", "NodeContext", "NodeRecord", "NodeRestore", "NodeSpec", "NodeTimeout", "Orchestrator",
     "OutputFormat", "PentoraError", "PentoraPluginManager", "Plan", "PluginError", "Problem",
     "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo", "ScanResult", "TransientError",
     "ValidationError", "__version__", "clean_text", "get_plugin_manager", "hookimpl", "hookspec",
-    "interpolate", "iso_time", "load_dag", "plan", "quiet_logs", "record_kind", "try_plan",
+    "input_lines", "interpolate", "iso_time", "load_dag", "load_json", "load_yaml", "open_input", "plan",
+    "quiet_logs", "read_input", "record_kind", "try_plan",
 ]

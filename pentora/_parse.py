@@ -17,6 +17,7 @@ import voluptuous as vol
 from . import schema as s
 from ._dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
 from ._errors import DagParseError, Problem
+from ._input import InputError, read_input
 from ._plan import gc_paused
 from ._units import MAX_BYTES
 
@@ -318,7 +319,7 @@ class _Reader:
             self.problem(f"Node '{node.instance_id}': sub-DAG inclusion cycle: {chain} "
                          f"(resolved {path})", **where)
             return []
-        if not path.is_file():
+        if not path.exists():
             self.problem(f"Node '{node.instance_id}': sub-DAG file '{node.subdag_file}' not found "
                          f"(resolved to {path})", **where)
             return []
@@ -327,7 +328,7 @@ class _Reader:
                          "set values through vars", **where)
         before = len(self.problems)
         try:
-            data, lines = _load_document(path.read_bytes(), str(path), self.max_bytes)
+            data, lines = _load_document(_read_dag(str(path), self.max_bytes), str(path), self.max_bytes)
         except DagParseError as e:
             self.problems.extend(
                 Problem(f"Node '{node.instance_id}': in sub-DAG {path}: {p.message}",
@@ -416,7 +417,7 @@ def load_dag(source: str | bytes | os.PathLike[str] | dict[str, Any], *,
              base_dir: str | os.PathLike[str] | None = None, max_bytes: int = MAX_BYTES) -> Dag:
     """Parse a DAG from a file path, YAML/JSON text or bytes, or a parsed mapping.
 
-    A string is a path when it names an existing file or ends in ``.yaml``/``.yml``/
+    A string is a path when it names an existing path or ends in ``.yaml``/``.yml``/
     ``.json`` without a newline; otherwise it is the document itself. Sub-DAG paths
     resolve relative to the including file (``base_dir`` or the working directory for
     text). Raises ``DagParseError`` listing every problem found.
@@ -430,22 +431,11 @@ def load_dag(source: str | bytes | os.PathLike[str] | dict[str, Any], *,
         return dag
     if isinstance(source, os.PathLike) or (
         isinstance(source, str) and "\n" not in source
-        and (source.endswith((".yaml", ".yml", ".json")) or os.path.isfile(source))
+        and (source.endswith((".yaml", ".yml", ".json")) or os.path.exists(source))
     ):
         path = Path(source).resolve()
         name = str(source)
-        try:
-            if path.stat().st_size > max_bytes:
-                raise DagParseError(Problem(
-                    f"file is {path.stat().st_size} bytes, over the {max_bytes}-byte limit for a DAG",
-                    source=name))
-            text: str | bytes = path.read_bytes()
-        except FileNotFoundError as e:
-            raise DagParseError(Problem(f"DAG file not found: {source} (resolved to {path})")) from e
-        except IsADirectoryError as e:
-            raise DagParseError(Problem(f"{source} is a directory, not a DAG file")) from e
-        except OSError as e:
-            raise DagParseError(Problem(f"cannot read DAG file {source}: {e.strerror}")) from e
+        text: str | bytes = _read_dag(name, max_bytes)
         base = path.parent
         stack: tuple[Path, ...] = (path,)
     else:
@@ -459,6 +449,14 @@ def load_dag(source: str | bytes | os.PathLike[str] | dict[str, Any], *,
     if reader.problems:
         raise DagParseError(reader.problems)
     return dag
+
+
+def _read_dag(name: str, max_bytes: int) -> bytes:
+    """A DAG file's bytes: a regular file of at most ``max_bytes``, else a DagParseError."""
+    try:
+        return read_input(name, what="DAG", max_bytes=max_bytes)
+    except InputError as e:
+        raise DagParseError(Problem(e.message, source=e.source)) from e
 
 
 def _load_document(text: str | bytes, source: str | None, max_bytes: int) -> tuple[Any, list[int]]:

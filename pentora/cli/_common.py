@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .._errors import DagParseError, PentoraError, Problem
+from .._input import InputError
 from .._orchestrator import Orchestrator
 from .._parse import load_dag
 
@@ -62,18 +61,34 @@ def make_orchestrator(args: argparse.Namespace) -> Orchestrator:
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE``: VALUE read as a YAML scalar (true, 3, 1.5, text)."""
+    """``--set KEY=VALUE``: VALUE read as YAML (true, 3, 1.5, [a, b], text) with the bounds of
+    a DAG file; what does not parse as YAML is text. A value YAML refuses (an alias bomb, a
+    tag, an integer of over 4,300 digits, a duplicate key) is a usage error naming KEY."""
+    from .._yaml import YamlSyntaxError, load_yaml  # PyYAML only when a value is given
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise CliError(f"--set takes KEY=VALUE with KEY a name, got '{item}'", EXIT_USAGE)
+            raise CliError(f"--set takes KEY=VALUE with KEY a name, got '{_cut(item)}'", EXIT_USAGE)
+        if not raw.strip():
+            out[key] = ""
+            continue
+        source = f"--set {key}"
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            out[key] = load_yaml(raw, source, what="--set value")
+        except YamlSyntaxError:
             out[key] = raw
+        except InputError as e:
+            line = f" (line {e.line} of the value)" if e.line and "\n" in raw.strip() else ""
+            raise CliError(f"{source}: {e.message}{line}", EXIT_USAGE) from None
     return out
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """A command-line argument quoted in a message: at most ``limit`` characters of it."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _profile_dirs(orch: Orchestrator) -> list[Path]:

@@ -21,9 +21,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pentora_plugins.cve.catalog import CatalogError, Entry, Range, product_key
 from pentora_plugins.cve.doc import Doc
+
+from pentora import InputError, load_yaml, read_input
+
+BUILTIN_MAX_BYTES = 64 * 1024 * 1024
 
 ENTRY_FIELDS = ("id", "product", "title", "cvss", "affected", "source_url", "references",
                 "description")
@@ -36,10 +39,12 @@ def builtin_path() -> Path:
 
 def builtin_entries() -> list[Entry]:
     path = builtin_path()
+    name = f"builtin catalog {path}"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogError(f"builtin catalog {path}: cannot load it: {e}") from e
+        data = load_yaml(read_input(path, what="CVE catalog", max_bytes=BUILTIN_MAX_BYTES), name,
+                         what="CVE catalog", max_bytes=BUILTIN_MAX_BYTES)
+    except InputError as e:
+        raise CatalogError(f"{name}: cannot load it: {e}") from None
     return yaml_entries(data, Doc(f"builtin catalog {path}"), "builtin")
 
 

@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
+import zlib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pentora_plugins.cve.builtin import builtin_entries, builtin_path, yaml_entries
 from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry
 from pentora_plugins.cve.doc import Doc
 from pentora_plugins.cve.nvd import is_nvd, nvd_entries
 from pentora_plugins.cve.osv import is_osv, osv_entries
 
+from pentora import InputError, load_json, load_yaml, open_input
+
+FEED_MAX_BYTES = 1 << 30  # a year of the NVD 2.0 feed is some hundreds of MB unpacked
 BUILTIN = "builtin"
+
+
 def normalise_sources(value: object) -> list[str]:
     """``builtin``, a path, or a list of them → ``builtin`` and absolute paths."""
     items = [value] if isinstance(value, str) else value
@@ -93,23 +97,33 @@ def _load_file(path: Path) -> list[Entry]:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """A feed file's bytes, gunzipped when it is gzip; both the file and what it inflates
+    to are bounded by ``FEED_MAX_BYTES`` (a small .gz can inflate to any size)."""
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise CatalogError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+        with open_input(path, what="CVE catalog", max_bytes=FEED_MAX_BYTES) as stream:
+            if stream.peek(2)[:2] != b"\x1f\x8b":
+                return stream.read()
+            with gzip.GzipFile(fileobj=stream) as inflated:
+                data = inflated.read(FEED_MAX_BYTES + 1)
+    except InputError as e:
+        raise CatalogError(str(e)) from None
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise CatalogError(f"{path}: not a valid gzip file ({getattr(e, 'strerror', None) or e})") from None
+    if len(data) > FEED_MAX_BYTES:
+        raise CatalogError(f"{path}: inflates to over {FEED_MAX_BYTES >> 30} GiB: over the "
+                           f"{FEED_MAX_BYTES}-byte limit for a CVE catalog")
+    return data
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(_read_bytes(path))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        where = f"line {e.lineno} column {e.colno}: " if isinstance(e, json.JSONDecodeError) else ""
-        raise CatalogError(f"{path}: not valid JSON: {where}{e}") from e
+        return load_json(_read_bytes(path), str(path), what="CVE catalog", max_bytes=FEED_MAX_BYTES)
+    except InputError as e:
+        raise CatalogError(str(e)) from None
 
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(_read_bytes(path).decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise CatalogError(f"{path}: not valid YAML: {e}") from e
+        return load_yaml(_read_bytes(path), str(path), what="CVE catalog", max_bytes=FEED_MAX_BYTES)
+    except InputError as e:
+        raise CatalogError(str(e)) from None

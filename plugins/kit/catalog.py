@@ -21,8 +21,8 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]  # (sre_parse 
 from typing import Any, Literal, overload
 
 import voluptuous as vol
-import yaml
 
+from pentora import InputError, load_yaml, read_input
 from pentora.schema import Fraction, Nullable
 
 BUILTIN = "builtin"
@@ -249,14 +249,17 @@ def _load_file(source: str, rank: int) -> list[tuple[Rule, bool]]:
             for where, fields in validated(rules, "rule", RULE_SCHEMA, name)]
 
 
+CATALOG_MAX_BYTES = 64 * 1024 * 1024  # the built-in catalogs are a few hundred KB
+
+
 def read_yaml(path: Path, name: str) -> Any:
-    """A catalog file's YAML document; unreadable or invalid, a CatalogError naming it."""
+    """A catalog file's YAML document (a regular file of at most ``CATALOG_MAX_BYTES``, read
+    with the bounds of a DAG file); unreadable or invalid, a CatalogError naming it and the line."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CatalogError(f"{name}: cannot read it ({e.strerror or e})") from e
-    except yaml.YAMLError as e:
-        raise CatalogError(f"{name}: not valid YAML: {e}") from e
+        data = read_input(path, what="catalog", max_bytes=CATALOG_MAX_BYTES)
+        return load_yaml(data, name, what="catalog", max_bytes=CATALOG_MAX_BYTES)
+    except InputError as e:
+        raise CatalogError(str(e)) from None
 
 
 def validated(items: list[Any], noun: str, schema: vol.Schema, name: str

@@ -23,14 +23,13 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
-import yaml
-from pentora_plugins.kit.catalog import regex_risk
+from pentora_plugins.kit.catalog import CATALOG_MAX_BYTES, regex_risk
 from pentora_plugins.kit.portspec import PortSet, PortSpecError, parse_ports
 
+from pentora import InputError, load_yaml, read_input
 from pentora.schema import PositiveInt
 
 BUILTIN = "builtin"
@@ -269,9 +268,9 @@ def _entry(raw: object, index: int, source: str) -> Probe:
 
 def parse_catalog(text: str | bytes, source: str) -> Catalog:
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise CatalogError(f"{source}: not valid YAML: {e}") from e
+        doc = load_yaml(text, source, what="probe catalog", max_bytes=CATALOG_MAX_BYTES)
+    except InputError as e:
+        raise CatalogError(str(e)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("probes"), list):
         raise CatalogError(f"{source}: expected a mapping with 'probes:', a list of entries")
     probes = tuple(_entry(raw, i, source) for i, raw in enumerate(doc["probes"]))
@@ -293,9 +292,8 @@ def load_catalog(source: str = BUILTIN) -> Catalog:
     """The built-in catalog (``builtin``) or the one in file ``source`` (read each time)."""
     if source == BUILTIN:
         return builtin_catalog()
-    path = Path(source)
     try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise CatalogError(f"probe catalog {source}: cannot read it: {e.strerror}") from e
-    return parse_catalog(text, str(path))
+        text = read_input(source, what="probe catalog", max_bytes=CATALOG_MAX_BYTES)
+    except InputError as e:
+        raise CatalogError(str(e)) from None
+    return parse_catalog(text, source)

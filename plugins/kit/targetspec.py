@@ -9,9 +9,13 @@ Addresses live on one integer line so that IPv4 sorts before IPv6: an IPv4 addre
   (last group) or ``2001:db8::1-2001:db8::1:0`` (full);
 - a hostname, resolved later;
 - ``@path``: a file of specs, one or more a line (comma/whitespace separated), ``#``
-  comments and blank lines ignored. Files do not nest.
+  comments and blank lines ignored. Files do not nest. A regular file of at most
+  ``FILE_MAX_BYTES``, a line of at most ``LINE_MAX_BYTES`` (``pentora.open_input``).
 
-A list of specs may be separated by commas or whitespace. Errors name the offending text.
+A list of specs may be separated by commas or whitespace. Errors name the offending text
+of a spec given directly. In a file, they name the file and line, and quote the token at
+fault only when it has the shape of a target (``quotable``): a file named by mistake
+(``@/etc/shadow``) must not have its content copied into messages and logs.
 """
 
 from __future__ import annotations
@@ -21,12 +25,24 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pentora import InputError, input_lines, open_input
+
 V6_BASE = 1 << 32
 V4_MAX = V6_BASE - 1
 _SPLIT = re.compile(r"[,\s]+")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _NUMERIC = re.compile(r"[0-9.]+")
+FILE_MAX_BYTES = 256 * 1024 * 1024  # a million targets a line fit many times over
+LINE_MAX_BYTES = 1024 * 1024
+QUOTE_MAX = 40  # characters of a token quoted from a file
+# The shapes of a target: an IPv4 address, CIDR block or range; an IPv6 one (brackets
+# allowed); a dotted host name of short labels. Only a token of one of these shapes is
+# quoted from a file: a word without a dot may be a password, a long label a key's base64.
+_QUOTABLE = re.compile(r"[0-9.]+(?:/[0-9]{1,3})?(?:-[0-9.]*)?"
+                       r"|\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?(?:/[0-9]{1,3})?(?:-[0-9A-Fa-f:.]*)?"
+                       r"|[A-Za-z0-9_-]{0,63}(?:\.[A-Za-z0-9_-]{0,63})+")
+NOT_A_TARGET = "not a target (an address, network, range or host name)"
 
 
 class TargetSpecError(ValueError):
@@ -129,24 +145,42 @@ def parse_spec(text: str, source: str | None = None) -> Spec:
     return Spec(text, source, hostname=s.rstrip(".").lower())
 
 
-def file_specs(path: str, source: str | None = None) -> Iterator[Spec]:
-    """Specs of a target file, read lazily; ``source`` defaults to ``@path``."""
+def quotable(token: str) -> bool:
+    """Whether a token of a file may be quoted in a message: it has the shape of a target,
+    so it is a mistyped one, not a line of some other file (a password hash, a key)."""
+    return _QUOTABLE.fullmatch(token) is not None
+
+
+def _file_error(path: str, number: int, part: str, error: TargetSpecError) -> TargetSpecError:
+    if not quotable(part):
+        return TargetSpecError(f"{path}:{number}: {NOT_A_TARGET}")
+    if len(part) > QUOTE_MAX:
+        return TargetSpecError(f"{path}:{number}: {NOT_A_TARGET}: '{part[:QUOTE_MAX]}…'")
+    return TargetSpecError(f"{path}:{number}: {error}")
+
+
+def file_specs(path: str, source: str | None = None, what: str = "target file") -> Iterator[Spec]:
+    """Specs of a target file, read lazily; ``source`` defaults to ``@path``. Errors name
+    ``path`` and the line and quote at most the token at fault (see ``quotable``)."""
     token = source or f"@{path}"
     try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
+        with open_input(path, what=what, max_bytes=FILE_MAX_BYTES) as stream:
+            for number, raw in input_lines(stream, what=what, source=path, max_line=LINE_MAX_BYTES):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise TargetSpecError(f"{path}:{number}: not UTF-8 text: a {what} is UTF-8 "
+                                          "text, one or more targets a line") from None
                 for part in split_specs(line.split("#", 1)[0]):
                     if part.startswith("@"):
-                        raise TargetSpecError(f"invalid target '{part}' ({path} line {number}): "
-                                              "target files do not nest")
+                        raise TargetSpecError(f"{path}:{number}: target files do not nest "
+                                              "(an @file inside a target file)")
                     try:
                         yield parse_spec(part, token)
                     except TargetSpecError as e:
-                        raise TargetSpecError(f"{e} ({path} line {number})") from None
-    except OSError as e:
-        raise TargetSpecError(f"target file '{path}' cannot be read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise TargetSpecError(f"target file '{path}' is not UTF-8 text: {e}") from e
+                        raise _file_error(path, number, part, e) from None
+    except InputError as e:
+        raise TargetSpecError(str(e)) from None
 
 
 def iter_specs(specs: str | Iterable[str]) -> Iterator[Spec]:

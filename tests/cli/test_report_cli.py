@@ -123,7 +123,7 @@ def test_unknown_kinds_pass_through(tmp_path: Path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["missing.jsonl", "--format", "md"], 1, "cannot read 'missing.jsonl': No such file or directory"),
+    (["missing.jsonl", "--format", "md"], 1, "JSONL report file not found: missing.jsonl (resolved to "),
     (["in.jsonl"], 2, "say what to write: -o FILE"),
     (["in.jsonl", "-o", "in.jsonl"], 2, "would overwrite the JSONL being read"),
     (["in.jsonl", "-o", "out.weird"], 2, "cannot tell the output format of 'out.weird'"),

@@ -44,6 +44,7 @@ def counts() -> list[tuple[str, int]]:
     from tests.fuzz.test_fuzz_seeds import BANNERS, DAGS
     from tests.hostile.test_dag_safety import DAGS as SAFETY_DAGS
     from tests.hostile.test_hostile_targets import CASES, OPTIONAL_CONFIG, SSH_CASES
+    from tests.hostile.test_local_inputs import COMMANDS, KINDS
     from tests.hostile.test_resource_faults import RESOLVERS
 
     malformed = [p for p in (ROOT / "tests" / "data" / "malformed").rglob("*")
@@ -60,6 +61,9 @@ def counts() -> list[tuple[str, int]]:
         ("resource faults: DNS down (refused, silent, unroutable, hung)", len(RESOLVERS)),
         ("DAGs that try to load code (x validate, run) + --hooks control + sub-DAG tags",
          len(SAFETY_DAGS) * 2 + 1 + 3),
+        ("local inputs: device, FIFO, directory (x commands) + endless stdin",
+         len(COMMANDS) * len(KINDS) + 1),
+        ("local inputs: hostile --set and DAG values + a target file not echoed", 4 * 2 + 3 * 2 + 2 + 1),
         ("malformed-DAG corpus files (tests/data/malformed)", len(malformed)),
         ("fuzz seeds: banners (corpus + labelled banners)", len(BANNERS)),
         ("fuzz seeds: DAG files (corpus + malformed + profiles)", len(DAGS)),

@@ -215,7 +215,7 @@ def test_duplicate_names_and_bad_documents() -> None:
         parse_catalog("probes:\n- {name: a, protocol: x}\n- {name: a, protocol: y}\n", "t")
     with pytest.raises(CatalogError, match="expected a mapping with 'probes:'"):
         parse_catalog("- just a list\n", "t")
-    with pytest.raises(CatalogError, match="cannot read it"):
+    with pytest.raises(CatalogError, match="probe catalog file not found: /nonexistent/probes.yaml"):
         load_catalog("/nonexistent/probes.yaml")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pentora_plugins.cve import sources
 from pentora_plugins.cve.builtin import builtin_path
 from pentora_plugins.cve.catalog import BLOCK, Catalog, CatalogError, Entry, Range, parse_cpe
 from pentora_plugins.cve.sources import load_catalog
@@ -190,6 +191,35 @@ def test_nvd_file_ranges_exact_versions_scores_and_references(tmp_path: Path) ->
     assert nginx.entry.cvss == 7.7  # the Primary metric
 
 
+def test_gzip_feed_is_bounded_once_inflated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small .gz may inflate to any size: the limit counts the inflated bytes."""
+    monkeypatch.setattr(sources, "FEED_MAX_BYTES", 1 << 20)
+    path = tmp_path / "bomb.json.gz"
+    path.write_bytes(gzip.compress(b" " * (4 << 20)))  # 4 KiB on disk, 4 MiB inflated
+    assert path.stat().st_size < 16 << 10
+    with pytest.raises(CatalogError, match=re.escape(f"{path}: inflates to over")):
+        load_catalog([str(path)])
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("big.json", "{\"id\": " + "9" * 4301 + "}", "big.json:1: an integer of 4301 digits is over the"),
+    ("dup.json", '{"id": 1,\n "id": 2}', "invalid JSON: duplicate key 'id'"),
+    ("date.yaml", "entries:\n- id: 2001-13-45\n", "$.entries[0].product: missing required field"),
+])
+def test_feed_values_are_refused_with_their_place(tmp_path: Path, name: str, content: str,
+                                                  message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CatalogError, match=re.escape(message)) as e:
+        load_catalog([str(path)])
+    assert str(e.value).startswith(str(path))
+
+
+def test_feed_must_be_a_regular_file(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="/dev/zero is a character device, not a regular file"):
+        load_catalog(["/dev/zero"])
+
+
 def test_nvd_gzip_file_is_read(tmp_path: Path) -> None:
     path = tmp_path / "nvdcve-2.0-2024.json.gz"
     path.write_bytes(gzip.compress(json.dumps(nvd_doc()).encode()))
@@ -252,7 +282,7 @@ def test_malformed_nvd_file_is_refused_naming_file_and_json_path(tmp_path: Path,
 
 
 @pytest.mark.parametrize("content,message", [
-    ('{"vulnerabilities": [', "not valid JSON: line 1 column"),
+    ('{"vulnerabilities": [', "feed.json:1: invalid JSON: Expecting value (line 1, column 22)"),
     ('{"CVE_Items": []}', "an NVD JSON 1.1 feed (CVE_Items)"),
     ('{"hello": 1}', "$: neither NVD CVE JSON 2.0"),
     ('[1, 2]', "$: neither NVD CVE JSON 2.0"),

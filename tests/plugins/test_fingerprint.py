@@ -4,6 +4,7 @@ in a DAG, and robustness (hostile banners, arbitrary text)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -403,7 +404,7 @@ def test_bad_rule_errors_name_file_rule_and_field(tmp_path, rule, message):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("rules: [\n  {id: x\n", "not valid YAML"),
+    ("rules: [\n  {id: x\n", "invalid YAML: while parsing a flow mapping"),
     ("rules: {id: x}\n", "expected 'rules:' with a list of rules"),
     ("rulez: []\n", "unknown top-level field(s) rulez"),
     ("rules:\n- id: a\n  service: x\n  match: '\\Ax'\n- id: a\n  service: y\n  match: '\\Ay'\n",
@@ -414,6 +415,29 @@ def test_bad_catalog_files(tmp_path, text, message):
     path = write_catalog(tmp_path, text)
     with pytest.raises(CatalogError, match=re.escape(message)):
         load_catalog([str(path)])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "rules: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "alias bomb"),
+    ("rules:\n- id: a\n  id: b\n", "rules.yaml:3: invalid YAML: duplicate key 'id' (first on line 2)"),
+    ("rules:\n- id: !!python/object/apply:os.system [true]\n", "is not allowed: a catalog is plain data"),
+    ("rules:\n- id: a\n  weight: " + "7" * 4301 + "\n",
+     "rules.yaml:3: an integer of 4301 digits is over the 4300-digit limit"),
+])
+def test_catalog_files_are_read_with_the_bounds_of_a_dag(tmp_path, text, message):
+    path = write_catalog(tmp_path, text)
+    with pytest.raises(CatalogError, match=re.escape(message)):
+        load_catalog([str(path)])
+
+
+def test_catalog_must_be_a_regular_file(tmp_path):
+    fifo = tmp_path / "rules.yaml"
+    os.mkfifo(fifo)  # no writer: reading it would wait for ever
+    for path, kind in [(fifo, "a FIFO (named pipe)"), (Path("/dev/zero"), "a character device")]:
+        with pytest.raises(CatalogError, match=re.escape(f"{path} is {kind}, not a regular file")):
+            load_catalog([str(path)])
 
 
 def test_bad_catalog_is_reported_at_validation_naming_node_file_rule_and_field(tmp_path):

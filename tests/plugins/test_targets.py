@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
 import pickle
 import socket
 import textwrap
@@ -20,11 +21,12 @@ import pentora_plugins.targets
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pentora_plugins.kit import targetspec
 from pentora_plugins.kit.inputs import iter_hosts
 from pentora_plugins.kit.net.dns import resolve_name
 from pentora_plugins.kit.records import Target
 from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
-from pentora_plugins.kit.targetspec import TargetSpecError, split_specs
+from pentora_plugins.kit.targetspec import NOT_A_TARGET, TargetSpecError, quotable, split_specs
 from pentora_plugins.targets.target_parser import TargetParser
 
 from pentora import DagBuilder, Module, ValidationError
@@ -122,21 +124,77 @@ def test_target_file(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("10.0.0.1\n10.0.0.300\n", "invalid target '10.0.0.300': Octet 300 (> 255) not permitted in "
-                               "'10.0.0.300' ({path} line 2)"),
-    ("@other.txt\n", "invalid target '@other.txt' ({path} line 1): target files do not nest"),
+    ("10.0.0.1\n10.0.0.300\n", "{path}:2: invalid target '10.0.0.300': Octet 300 (> 255) not "
+                               "permitted in '10.0.0.300'"),
+    ("@other.txt\n", "{path}:1: target files do not nest (an @file inside a target file)"),
+    # not the shape of a target: the line number alone, nothing of the line
+    ("root:$6$c2FsdHNhbHQ$Zm9vYmFyYmF6cXV4:19000:0:99999:7:::\n", "{path}:1: " + NOT_A_TARGET),
+    ("10.0.0.1\nroot:ab01FGhijkLMn:19000:0:99999:7:::\n", "{path}:2: " + NOT_A_TARGET),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\n", "{path}:1: " + NOT_A_TARGET),
+    ("1.2.3.4.5.6.7.8.9.0.1.2.3.4.5.6.7.8.9.0.1.2.3\n",
+     "{path}:1: " + NOT_A_TARGET + ": '1.2.3.4.5.6.7.8.9.0.1.2.3.4.5.6.7.8.9.0.…'"),
+    (b"10.0.0.1\n\xff\xfe\n", "{path}:2: not UTF-8 text: a target file is UTF-8 text, one or more "
+                               "targets a line"),
 ])
-def test_target_file_errors_name_line(tmp_path, content: str, message: str) -> None:
+def test_target_file_errors_name_line(tmp_path, content: str | bytes, message: str) -> None:
     path = tmp_path / "bad.txt"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(TargetSpecError) as e:
         TargetSet.parse(f"@{path}")
     assert str(e.value) == message.format(path=path)
 
 
+def test_target_file_errors_quote_no_secret(tmp_path) -> None:
+    """A file named by mistake: no part of a line that is not a target reaches the message."""
+    secret = "$6$c2FsdHNhbHQ$Zm9vYmFyYmF6cXV4cXV1eA"
+    path = tmp_path / "shadow"
+    path.write_text(f"root:{secret}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    with pytest.raises(TargetSpecError) as e:
+        TargetSet.parse(f"@{path}")
+    assert str(e.value) == f"{path}:1: {NOT_A_TARGET}"
+    said = str(e.value).removeprefix(str(path))  # the temporary path may hold any word
+    assert "root" not in said and "c2Fsd" not in said
+
+
+@pytest.mark.parametrize("token", ["10.0.0.300", "::1::2", "[::1", "10.0.0.1-", "a..b", "-host.example",
+                                   "10.0.0.0/33", "host.123"])
+def test_mistyped_targets_are_quotable(token: str) -> None:
+    assert quotable(token)
+
+
+@pytest.mark.parametrize("token", ["root:$6$x$y:1:2", "user:pass", "ab$cd", "key=value", "a'b", "x\x1b[31m",
+                                   "hunter2", "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAA" * 2,
+                                   "a." + "x" * 64])
+def test_other_text_is_not_quotable(token: str) -> None:
+    assert not quotable(token)
+
+
 def test_missing_target_file(tmp_path) -> None:
-    with pytest.raises(TargetSpecError, match=r"target file '.*nope.txt' cannot be read: No such file"):
+    with pytest.raises(TargetSpecError, match=r"target file not found: .*nope.txt \(resolved to "):
         TargetSet.parse(f"@{tmp_path / 'nope.txt'}")
+
+
+def test_target_file_must_be_a_regular_file(tmp_path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait for ever
+    for path, kind in [("/dev/zero", "a character device"), (str(fifo), "a FIFO (named pipe)"),
+                       (str(tmp_path), "a directory")]:
+        with pytest.raises(TargetSpecError) as e:
+            TargetSet.parse(f"@{path}")
+        assert str(e.value) == f"{path} is {kind}, not a regular file: give a file"
+
+
+def test_target_file_line_limit(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(targetspec, "LINE_MAX_BYTES", 64)
+    path = tmp_path / "long.txt"
+    path.write_text("10.0.0.1\n" + "10.0.0.2," * 20 + "\n")
+    with pytest.raises(TargetSpecError, match=r"long.txt:2: line longer than 64 bytes"):
+        TargetSet.parse(f"@{path}")
+    monkeypatch.setattr(targetspec, "FILE_MAX_BYTES", 100)
+    path.write_text("10.0.0.1\n" * 12)
+    with pytest.raises(TargetSpecError, match=r"long.txt: larger than 100 bytes: over the 100-byte "
+                                              "limit for a target file"):
+        TargetSet.parse(f"@{path}")
 
 
 def test_blocklist_and_exclude_file(tmp_path) -> None:

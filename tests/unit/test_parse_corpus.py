@@ -183,6 +183,40 @@ def test_missing_dag_file_is_a_parse_error(tmp_path: Path) -> None:
         pentora.load_dag(tmp_path)
 
 
+def test_only_regular_files_are_read_as_dags(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait for ever
+    for source, kind in [("/dev/zero", "a character device"), (fifo, "a FIFO (named pipe)"),
+                         (tmp_path, "a directory")]:
+        with pytest.raises(DagParseError) as info:
+            pentora.load_dag(source)
+        assert str(info.value.problems[0]) == f"{source} is {kind}, not a regular file: give a file"
+
+
+def test_a_sub_dag_must_be_a_regular_file(tmp_path: Path) -> None:
+    main = tmp_path / "main.yaml"
+    main.write_text("nodes:\n  - {instance_id: d, module_type: subdag, subdag_file: /dev/zero}\n")
+    with pytest.raises(DagParseError, match="Node 'd': in sub-DAG /dev/zero: /dev/zero is a "
+                                            "character device, not a regular file"):
+        pentora.load_dag(main)
+
+
+def test_dates_stay_text_and_long_integers_are_refused_at_their_line() -> None:
+    dag = pentora.load_dag("vars:\n  a: 2001-13-45\n  b: 2024-01-31\n  c: 2001-12-14t21:59:43.10-05:00\n"
+                           "  d: !!timestamp 2001-12-14\n" + SMALL_DAG)
+    assert dag.vars == {"a": "2001-13-45", "b": "2024-01-31", "c": "2001-12-14t21:59:43.10-05:00",
+                        "d": "2001-12-14"}
+    for text, line in [("vars:\n  n: " + "9" * 4301 + "\n" + SMALL_DAG, 2),
+                       ("vars:\n  n: [1, -" + "9" * 4301 + "]\n" + SMALL_DAG, 2),
+                       ('{"nodes": [],\n "vars": {"n": ' + "9" * 4301 + "}}", 2)]:
+        with pytest.raises(DagParseError) as info:
+            pentora.load_dag(text)
+        problem = info.value.problems[0]
+        assert problem.message.startswith("an integer of 4301 digits is over the 4300-digit limit")
+        assert problem.line == line
+    assert pentora.load_dag("vars:\n  n: " + "9" * 4300 + "\n" + SMALL_DAG).vars["n"] == int("9" * 4300)
+
+
 GENERATED: list[Any] = [
     pytest.param('{"nodes": ' + "[" * 50_000 + "]" * 50_000 + "}", "JSON nested too deeply for a DAG",
                  id="deep-json"),

@@ -25,8 +25,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pentora import InputError, input_lines, open_input
 from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, make_orchestrator, resolve_outputs
 
+MAX_BYTES = 1 << 30  # a JSONL report: a scan of many hosts, one record a line
+MAX_LINE = 64 << 20  # one record
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
                                "null": type(None), "array": list, "object": dict}
 
@@ -76,32 +79,38 @@ def _parse(raw: bytes, last: bool) -> tuple[Any, str | None]:
             return None, ("truncated: the file ends in the middle of this line (the scan was "
                           f"killed while writing it?): {e.msg} at column {e.colno}")
         return None, f"not valid JSON: {e.msg} at column {e.colno}"
+    except ValueError:  # the only other: an integer longer than Python converts
+        return None, f"an integer of over {sys.get_int_max_str_digits()} digits: no record holds one"
     return rec, problem(rec)
 
 
 def read_jsonl(path: str, skip_bad: bool = False) -> Iterator[dict[str, Any]]:
-    """The records of a pentora JSONL file; a bad line raises ``CliError`` naming it."""
+    """The records of a pentora JSONL file (``-``: stdin), a regular file of at most
+    ``MAX_BYTES`` with lines of at most ``MAX_LINE``; a bad line raises ``CliError`` naming it."""
+    name = "<stdin>" if path == "-" else path
     try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    except OSError as e:
-        raise CliError(f"cannot read '{path}': {e.strerror}") from e
+        stream = open_input(path, what="JSONL report", max_bytes=MAX_BYTES, stdin=True)
+    except InputError as e:
+        raise CliError(str(e)) from None
     with stream:
-        lines = iter(stream)
-        raw = next(lines, None)
-        number = 0
-        while raw is not None:
-            number += 1
-            following = next(lines, None)
-            if raw.strip():
-                rec, why = _parse(raw, following is None)
-                if why is None:
-                    yield rec
-                elif skip_bad:
-                    sys.stderr.write(f"warning: {path} line {number} skipped: {why}\n")
-                else:
-                    raise CliError(f"{path} line {number}: {why}; fix or delete that line, or pass "
-                                   "--skip-bad-lines to render the others")
-            raw = following
+        try:
+            lines = input_lines(stream, what="JSONL report", source=name, max_line=MAX_LINE)
+            raw = next(lines, None)
+            while raw is not None:
+                number, text = raw
+                following = next(lines, None)
+                if text.strip():
+                    rec, why = _parse(text, following is None)
+                    if why is None:
+                        yield rec
+                    elif skip_bad:
+                        sys.stderr.write(f"warning: {name} line {number} skipped: {why}\n")
+                    else:
+                        raise CliError(f"{name} line {number}: {why}; fix or delete that line, or "
+                                       "pass --skip-bad-lines to render the others")
+                raw = following
+        except InputError as e:
+            raise CliError(str(e)) from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
