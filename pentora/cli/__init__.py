@@ -6,6 +6,9 @@ the parsed namespace and returns an exit code; it raises ``CliError`` for a user
 
 Exit codes: ``EXIT_OK`` 0, ``EXIT_INVALID`` 1 (invalid input), ``EXIT_USAGE`` 2 (usage
 error), ``EXIT_FAILED`` 3 (the run finished with failed nodes).
+
+What a command prints for a person goes through ``echo``, which escapes anything a
+terminal would act on; each field of it through ``pentora.clean_text`` first.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ._common import (
     EXIT_USAGE,
     CliError,
     disabled_plugins,
+    echo,
     list_profiles,
     make_orchestrator,
     parse_sets,
@@ -26,8 +30,8 @@ from ._outputs import resolve_outputs
 from ._scan_cmd import refuse_scan_options
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "CliError", "disabled_plugins",
-           "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path", "refuse_scan_options",
-           "resolve_outputs"]
+           "echo", "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path",
+           "refuse_scan_options", "resolve_outputs"]
 
 
 def main(argv: list[str] | None = None) -> int:
