@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, make_orchestrator, resolve_outputs
+from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, echo, make_orchestrator, resolve_outputs
 
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
                                "null": type(None), "array": list, "object": dict}
@@ -97,7 +97,7 @@ def read_jsonl(path: str, skip_bad: bool = False) -> Iterator[dict[str, Any]]:
                 if why is None:
                     yield rec
                 elif skip_bad:
-                    sys.stderr.write(f"warning: {path} line {number} skipped: {why}\n")
+                    echo(f"warning: {path} line {number} skipped: {why}", err=True)
                 else:
                     raise CliError(f"{path} line {number}: {why}; fix or delete that line, or pass "
                                    "--skip-bad-lines to render the others")
@@ -124,7 +124,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _replay(records, [_open(orch, name, path) for name, path in targets])
     for _, path in targets:
         if path != "-":
-            sys.stderr.write(f"report written to {path}\n")
+            echo(f"report written to {path}", err=True)
     return EXIT_OK
 
 
