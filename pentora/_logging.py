@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from typing import Any, TextIO
 
 from loguru import logger
@@ -37,10 +38,10 @@ def _json_sink(stream: TextIO) -> Any:
             out["node"] = extra["node"]
         out["message"] = rec["message"]
         for key, value in extra.items():
-            if key not in _STANDARD:
+            if key not in _STANDARD and not key.startswith("_"):  # _x: the text format's
                 out[key] = value
         if rec["exception"] is not None:
-            out["exception"] = "".join(__import__("traceback").format_exception(
+            out["exception"] = "".join(traceback.format_exception(
                 rec["exception"].type, rec["exception"].value, rec["exception"].traceback))
         stream.write(json.dumps(out, default=str) + "\n")
         stream.flush()
@@ -57,15 +58,27 @@ def enable_logs() -> None:
 
 
 TEXT_FORMAT = ("<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-               "<cyan>{extra[component]}</cyan>{extra[_node]} {message}")
+               "<cyan>{extra[_component]}</cyan>{extra[_node]} {message}")
 
 
 def _patch(record: Any) -> None:
-    # Messages quote what targets sent (banners, errors): keep escapes off the terminal.
+    # Messages quote what targets sent (banners, errors), and node ids come from DAG files:
+    # keep escapes off the terminal. The fields shown are cleaned copies; ``extra`` keeps
+    # the values as they were for a sink of another format.
     record["message"] = clean(record["message"], None)
     extra = record["extra"]
     extra.setdefault("component", record["name"] or "pentora")
-    extra["_node"] = f" [{extra['node']}]" if "node" in extra else ""
+    extra["_component"] = clean(extra["component"], None)
+    extra["_node"] = f" [{clean(extra['node'], None)}]" if "node" in extra else ""
+    exc = record["exception"]
+    extra["_exception"] = "" if exc is None else clean("".join(traceback.format_exception(
+        exc.type, exc.value, exc.traceback)), None, lines=True)
+
+
+def _text_format(record: Any) -> str:
+    # A format function: loguru then leaves the exception out unless asked for, so the
+    # trace (which quotes the exception's message) is printed cleaned, by _patch.
+    return TEXT_FORMAT + ("\n{extra[_exception]}" if record["extra"].get("_exception") else "\n")
 
 
 def configure(level: str = "WARNING", fmt: str = "text", file: str | None = None,
@@ -83,5 +96,5 @@ def configure(level: str = "WARNING", fmt: str = "text", file: str | None = None
         logger.add(_json_sink(target), level=level, format="{message}", enqueue=False)
     else:
         logger.configure(patcher=_patch)
-        logger.add(target, level=level, format=TEXT_FORMAT, colorize=target.isatty()
+        logger.add(target, level=level, format=_text_format, colorize=target.isatty()
                    if hasattr(target, "isatty") else False, backtrace=False, diagnose=False)

@@ -26,11 +26,18 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def clean(value: Any, limit: int | None = 60) -> str:
+def clean(value: Any, limit: int | None = 60, *, lines: bool = False) -> str:
     """``value`` as printable text: unsafe characters escaped (``ESC`` → ``\\x1b``),
-    then cut to ``limit`` characters with ``…`` (None: no limit). None gives ``""``."""
+    then cut to ``limit`` characters with ``…`` (None: no limit). None gives ``""``.
+
+    ``lines=True`` keeps ``\\n`` as a line break (and nothing else), for a block of text
+    the program laid out itself (a table, a report) that only needs a last safety pass.
+    Cleaning is idempotent: cleaning cleaned text changes nothing."""
     text = "" if value is None else str(value)
-    text = _UNSAFE.sub(_escape, text)
+    if lines:
+        text = "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
+    else:
+        text = _UNSAFE.sub(_escape, text)
     if limit is not None and len(text) > limit:
         return text[: max(limit - 1, 0)] + "…"
     return text

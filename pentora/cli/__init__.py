@@ -7,6 +7,9 @@ the parsed namespace and returns an exit code; it raises ``CliError`` for a user
 Exit codes: ``EXIT_OK`` 0, ``EXIT_INVALID`` 1 (invalid input), ``EXIT_USAGE`` 2 (usage
 error), ``EXIT_FAILED`` 3 (the run finished with failed nodes), ``EXIT_STORE`` 4 (a
 store the command needs, such as the scan store, is damaged).
+
+What a command prints for a person goes through ``echo``, which escapes anything a
+terminal would act on; each field of it through ``pentora.clean_text`` first.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ._common import (
     EXIT_USAGE,
     CliError,
     disabled_plugins,
+    echo,
     list_profiles,
     make_orchestrator,
     parse_sets,
@@ -28,8 +32,8 @@ from ._outputs import resolve_outputs
 from ._scan_cmd import refuse_scan_options
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE", "CliError",
-           "disabled_plugins", "list_profiles", "main", "make_orchestrator", "parse_sets", "profile_path",
-           "refuse_scan_options", "resolve_outputs"]
+           "disabled_plugins", "echo", "list_profiles", "main", "make_orchestrator", "parse_sets",
+           "profile_path", "refuse_scan_options", "resolve_outputs"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from .._errors import DagParseError, PentoraError, Problem
 from .._input import InputError
 from .._orchestrator import Orchestrator
 from .._parse import load_dag
+from .._text import clean
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_STORE = 4  # a store the run needs is damaged: a repair, not other input, fixes it
@@ -123,5 +124,18 @@ def list_profiles(orch: Orchestrator) -> list[str]:
     return sorted({p.stem for d in _profile_dirs(orch) for p in d.glob("*.yaml")})
 
 
-def out(text: str) -> None:
-    sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+def echo(text: str, err: bool = False) -> None:
+    """Write ``text`` and a line break to stdout (stderr with ``err``) for a person to read.
+
+    The last line of defence for the terminal: any character a terminal would act on (ESC,
+    C1 controls, bidi and zero-width characters) is shown escaped, line breaks kept. The
+    printers clean each field first (``clean_text``), so tables keep their alignment; this
+    catches what one forgets. Text from ``json.dumps`` (ASCII, controls escaped) passes
+    unchanged. Machine output written with ``-o -`` does not come this way: its format
+    has its own escaping rules."""
+    text = clean(text, None, lines=True)
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + ("\n" if not text.endswith("\n") else ""))
+
+
+out = echo

@@ -68,7 +68,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         out(json.dumps({"valid": True, "file": args.file, "name": dag.name,
                         "nodes": len(dag.nodes), "problems": []}, indent=2))
     else:
-        out(f"{args.file}: valid ({len(dag.nodes)} nodes)")
+        out(f"{clean(args.file, None)}: valid ({len(dag.nodes)} nodes)")
     return EXIT_OK
 
 
@@ -121,12 +121,15 @@ def summary(result: ScanResult) -> str:
         if failed_branches:
             detail = f"{failed_branches}/{len(rec.branches)} branches failed " + detail
         ms = f"{rec.duration_ms:.1f}" if rec.duration_ms is not None else "-"
-        rows.append((rec.node, rec.module_type, rec.status, ms, clean(detail.strip(), 100)))
+        # Names from the DAG file are cleaned like a target's strings: a file may come from anyone.
+        rows.append((clean(rec.node, None), clean(rec.module_type, None), rec.status, ms,
+                     clean(detail.strip(), 100)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
     lines.append("")
-    lines.append(f"scan {result.scan_id} {result.status} in {result.duration_ms / 1000:.2f}s: {counts}")
+    lines.append(f"scan {clean(result.scan_id)} {result.status} in {result.duration_ms / 1000:.2f}s: "
+                 f"{counts}")
     if result.error:
         lines.append(f"reason: {clean(result.error, None)}")
     return "\n".join(lines)

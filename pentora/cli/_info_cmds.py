@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._docgen import config_keys, module_markdown
+from .._text import clean
 from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
 
 
@@ -34,6 +35,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
+    # Names, descriptions and load errors come from installed plugins, anyone's code.
+    rows = [[clean(c, None) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
@@ -66,7 +69,7 @@ def cmd_modules_show(args: argparse.Namespace) -> int:
     if args.format == "markdown":
         out(module_markdown(m))
         return EXIT_OK
-    lines = [f"{m.name} — {m.description}", f"  provider:   {m.provider}",
+    lines = [f"{clean(m.name, None)} — {clean(m.description, None)}", f"  provider:   {m.provider}",
              f"  class:      {m.cls.__module__}.{m.cls.__qualname__}",
              f"  requires:   {', '.join(m.cls.requires) or '-'}",
              f"  produces:   {', '.join(m.cls.produces) or '-'}",
@@ -99,7 +102,7 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
                      ", ".join(h.removeprefix("pentora_") for h in p.hooks)))
     text = _table(rows)
     for name, err in broken:
-        text += f"\nBROKEN  {name}: {err} (skipped)"
+        text += f"\nBROKEN  {clean(name, None)}: {clean(err, None)} (skipped)"
     out(text)
     return EXIT_OK
 

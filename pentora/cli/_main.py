@@ -19,13 +19,13 @@ from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _dag_cmds as dag_cmds
 from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
-from ._common import EXIT_INVALID, EXIT_USAGE, CliError, plugin_options
+from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, plugin_options
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        echo(f"{self.prog}: error: {message}", err=True)  # it quotes the argument given
         raise SystemExit(EXIT_USAGE)
 
 
@@ -79,26 +79,26 @@ def main(argv: list[str] | None = None) -> int:
         if "--version" in argv or "-h" in argv or "--help" in argv:
             pm = None  # help and version still answer; the message comes with a command
         else:
-            sys.stderr.write(f"error: {e}\n")
+            echo(f"error: {e}", err=True)
             return EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:
-        sys.stderr.write(f"error: cannot open log file '{args.log_file}': {e.strerror}\n")
+        echo(f"error: cannot open log file '{args.log_file}': {e.strerror}", err=True)
         return EXIT_USAGE
     for warning in pm.load_report.warnings if pm is not None else ():
         logger.warning("{}", warning)  # said while loading, before logging was configured
     try:
         return int(args.func(args))
     except ValidationError as e:
-        sys.stderr.write(f"error: {e}\n")
+        echo(f"error: {e}", err=True)
         return EXIT_INVALID
     except CliError as e:
-        sys.stderr.write(f"error: {e}\n")
+        echo(f"error: {e}", err=True)
         return e.code
     except PentoraError as e:
-        sys.stderr.write(f"error: {e}\n")
+        echo(f"error: {e}", err=True)
         return EXIT_INVALID
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # a bug, not bad input: say so plainly, trace only in debug logs
         logger.opt(exception=e).debug("internal error")
-        sys.stderr.write(f"internal error: {type(e).__name__}: {e} "
-                         "(rerun with --log-level DEBUG for the trace, and please report it)\n")
+        echo(f"internal error: {type(e).__name__}: {e} "
+             "(rerun with --log-level DEBUG for the trace, and please report it)", err=True)
         return EXIT_INVALID
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from typing import Any
 
 from .._condition import Condition
@@ -17,6 +16,7 @@ from ._common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    echo,
     list_profiles,
     load_dag_arg,
     make_orchestrator,
@@ -109,11 +109,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if orch.pm.hook.pentora_cli_scan_done.get_hookimpls():
         orch.pm.hook.pentora_cli_scan_done(args=args, orch=orch, result=result)
     else:  # no plugin prints a summary: the engine's own, node by node
-        sys.stdout.write(summary(result) + "\n")
+        echo(summary(result))
     if unwritten is not None:
         raise unwritten
     for path in args.outputs:
-        sys.stderr.write(f"results written to {path}\n")
+        echo(f"results written to {path}", err=True)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pentora import clean_text as clean
 from pentora import hookimpl
 
 BAR = 25
@@ -92,7 +93,8 @@ class Progress:
         text = f"[{bar:<{BAR}}] {pct:3.0f}% ({self.done}/{self.total} nodes completed)"
         if self.running:
             parts = []
-            for name, prog in list(self.running.items())[:4]:
+            for node_id, prog in list(self.running.items())[:4]:
+                name = clean(node_id, 40)  # a node id from the DAG file, drawn on a terminal
                 if prog and prog[1]:
                     parts.append(f"{name} {prog[0]}/{prog[1]}")
                 elif prog:

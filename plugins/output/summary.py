@@ -1,8 +1,9 @@
 """The ``summary`` format: the readable table ``pentora scan`` prints to the terminal.
 
 Reads the finished scan's DataContext (hosts, open ports, services) and the node
-records. Every string from a target passes through ``clean`` first: control
-characters and ANSI escapes from a hostile banner never reach the terminal raw.
+records. Every string from a target or the DAG file passes through ``clean`` first:
+control characters and ANSI escapes from a hostile banner never reach the terminal raw.
+The whole text is cleaned once more as it is written, line breaks kept.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class SummaryWriter:
     def close(self, result: Any) -> None:
         if result is None:
             return
-        self.stream.write(render(result) + "\n")
+        # The last safety pass, for a terminal or a file alike: this format is for reading,
+        # and a field a future row forgets to clean must still not reach a terminal raw.
+        self.stream.write(clean(render(result), None, lines=True) + "\n")
         self.stream.flush()
 
 
@@ -69,9 +72,9 @@ def render(result: Any) -> str:
         lines.extend(findings(ctx.get("vulnerabilities")))
     failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]
     for r in failed:
-        lines.append(f"node {r.node} {r.status}: {clean(r.error or r.reason, 200)}")
+        lines.append(f"node {clean(r.node, None)} {r.status}: {clean(r.error or r.reason, 200)}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
-    lines.append(f"scan {result.scan_id} {result.status} in {result.duration_ms / 1000:.2f}s "
+    lines.append(f"scan {clean(result.scan_id)} {result.status} in {result.duration_ms / 1000:.2f}s "
                  f"({counts})")
     return "\n".join(lines)
 
@@ -94,7 +97,7 @@ def findings(vulns: list[Any]) -> list[str]:
     head = ", ".join(f"{n} {clean(s)}" for s, n in counts.items())
     rows = [["SEVERITY", "WHERE", "FINDING", "TITLE"]]
     for v in ordered[:MAX_FINDINGS]:
-        where = clean(_get(v, "host")) + (f":{_get(v, 'port')}" if _get(v, "port") else "")
+        where = clean(_get(v, "host")) + (f":{clean(_get(v, 'port'))}" if _get(v, "port") else "")
         rows.append([clean(_get(v, "severity")).upper(), where, clean(_get(v, "id")),
                      clean(_get(v, "title"), 70)])
     out = [f"{len(ordered)} finding(s): {head}", table(rows)]

@@ -26,7 +26,9 @@ from pentora_plugins.store._db import (
 from pentora_plugins.store._writer import import_pending
 
 from pentora import clean_text
+from pentora import clean_text as clean
 from pentora import iso_time as iso
+from pentora.cli import echo
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) -> None:
@@ -139,14 +141,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                i["dag"], i["targets"][:40]) for i in items]
     _table(table)
     if not items:
-        print("no scans stored")
+        echo("no scans stored")
     return 0
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> None:
+    rows = [tuple(clean(c, None) for c in r) for r in rows]  # DAG names, targets, banners
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -164,20 +167,20 @@ def cmd_show(args: argparse.Namespace) -> int:
             {"node": n, "module_type": m, "status": s, "run": r, "record": json.loads(rec or "null")}
             for n, m, s, rec, r in nodes], "findings": findings})
         return 0
-    print(f"scan {scan_id}  {row['dag_name']}  {shown_status(row)}  runs: {row['runs']}")
-    print(f"started {iso(row['started_at'])}  finished {iso(row['finished_at']) or '-'}")
-    print(f"vars: {row['vars']}")
+    echo(f"scan {scan_id}  {clean(row['dag_name'], None)}  {shown_status(row)}  runs: {row['runs']}")
+    echo(f"started {iso(row['started_at'])}  finished {iso(row['finished_at']) or '-'}")
+    echo(f"vars: {clean(row['vars'], None)}")
     if row["error"]:
-        print(f"reason: {row['error']}")
-    print()
+        echo(f"reason: {clean(row['error'], None)}")
+    echo("")
     table = [("NODE", "MODULE", "STATUS", "RUN", "DETAIL")]
     for n, m, s, rec, r in nodes:
         record = json.loads(rec or "{}")
         table.append((n, m, s, str(r), str(record.get("error") or record.get("reason") or "")[:80]))
     _table(table)
-    print()
+    echo("")
     kinds = Counter(str(f.get("kind")) for f in findings)
-    print("findings: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
+    echo("findings: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
     _ports_table(findings)
     return 0
 
@@ -192,7 +195,7 @@ def _ports_table(findings: list[dict[str, Any]]) -> None:
         s = services.get((p["host"], p["port"]), {})
         table.append((p["host"], f"{p['port']}/{p.get('protocol', 'tcp')}", str(p.get("state", "")),
                       str(s.get("service") or ""), str(s.get("product") or ""), str(s.get("version") or "")))
-    print()
+    echo("")
     _table(table)
 
 
@@ -203,7 +206,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.format == "json":
         _json({"old": old, "new": new, **changes})
     else:
-        print(_diff.render(changes, old, new))
+        echo(_diff.render(changes, old, new))
     return 0
 
 
@@ -218,7 +221,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if running:
             raise StoreError(f"scan {running[0]} is still running; stop it before removing it")
         delete_scans(conn, ids)
-    print(f"removed {len(ids)} scan(s)" + (f": {', '.join(ids)}" if ids else ""))
+    echo(f"removed {len(ids)} scan(s)" + (f": {', '.join(ids)}" if ids else ""))
     return 0
 
 
@@ -226,23 +229,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     path = _path(args)
     found = _repair.problems(path)
     if not found:
-        print(f"scan store {path} is sound")
+        echo(f"scan store {path} is sound")
         return 0
     damaged = StoreDamagedError(path, clean_text(found[0], 200))
     if not args.repair:
-        print(f"scan store {path} is damaged:")
+        echo(f"scan store {path} is damaged:")
         for line in found:
-            print(f"  {clean_text(line, 200)}")
+            echo(f"  {clean_text(line, 200)}")
         raise damaged
     done = _repair.repair(path)
-    print(f"scan store {path} was damaged ({clean_text(found[0], 200)}); the damaged file is kept "
+    echo(f"scan store {path} was damaged ({clean_text(found[0], 200)}); the damaged file is kept "
           f"as {done.aside}")
-    print("recovered: " + ", ".join(f"{t.kept} {_NOUNS[name]}" for name, t in done.tables.items()))
-    print("lost:      " + ", ".join(f"{'?' if t.lost is None else t.lost} {_NOUNS[name]}"
+    echo("recovered: " + ", ".join(f"{t.kept} {_NOUNS[name]}" for name, t in done.tables.items()))
+    echo("lost:      " + ", ".join(f"{'?' if t.lost is None else t.lost} {_NOUNS[name]}"
                                     for name, t in done.tables.items())
           + (f" (scans {', '.join(done.lost_scans)})" if done.lost_scans else ""))
     if done.pending:
-        print(f"{done.pending} writes that scans left pending beside the store were added")
+        echo(f"{done.pending} writes that scans left pending beside the store were added")
     return 0
 
 

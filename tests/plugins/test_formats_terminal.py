@@ -47,6 +47,14 @@ def test_clean_cuts_after_escaping():
     assert output_table.clean is clean  # one helper, wherever a printer imports it from
 
 
+def test_clean_lines_keeps_line_breaks_only_and_is_idempotent():
+    block = "a\x1b[2J\r\nb\u202e\x9b\n"
+    assert clean(block, None, lines=True) == "a\\x1b[2J\\x0d\nb\\u202e\\x9b\n"
+    assert clean(block, None) == "a\\x1b[2J\\x0d\\x0ab\\u202e\\x9b\\x0a"
+    once = clean(block, None, lines=True)
+    assert clean(once, None, lines=True) == once  # a second pass (pentora.cli.echo) changes nothing
+
+
 def test_scan_summary_and_logs_of_hostile_targets_are_inert(scan):
     """The e2e scan: banners with ANSI/OSC sequences, a node error carrying ESC."""
     for stream in (scan.proc.stdout, scan.proc.stderr):

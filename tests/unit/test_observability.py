@@ -71,6 +71,33 @@ def test_text_logs_and_level_filter():
     assert "[bad] Node execution failed: disk on fire" in text
 
 
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_text_logs_on_a_tty_keep_their_colours_and_escape_what_they_quote():
+    from loguru import logger
+
+    stream = _Tty()
+    configure("DEBUG", "text", stream=stream)
+    try:
+        logger.bind(node="n\x1b]0;title\x07", component="c\u202e").warning("got <red>{}</red>", "\x9b2J")
+        try:
+            raise ValueError("boom \x1b[2J")
+        except ValueError as e:
+            logger.opt(exception=e).debug("internal error")
+    finally:
+        configure("WARNING")
+    text = stream.getvalue()
+    assert "\x1b[33m\x1b[1mWARNING" in text  # loguru's own colours, on a terminal
+    assert "c\\u202e" in text and "[n\\x1b]0;title\\x07]" in text
+    assert "got <red>\\x9b2J</red>" in text  # markup in a message is text, not colour
+    assert "ValueError: boom \\x1b[2J" in text and "Traceback (most recent call last)" in text
+    for raw in ("\x1b]", "\x1b[2J", "\x9b", "\u202e"):
+        assert raw not in text
+
+
 def test_progress_plain_lines_when_not_a_tty():
     from pentora_plugins.engine.progress import Progress
 

@@ -34,8 +34,8 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _summary(report: Report) -> list[str]:
     s = report.summary()
-    findings = ", ".join(f"{n} {sev}" for sev, n in s["findings"].items()) or "none"
-    nodes = ", ".join(f"{n} {status}" for status, n in sorted(s["nodes"].items())) or "none"
+    findings = ", ".join(f"{n} {esc(sev)}" for sev, n in s["findings"].items()) or "none"
+    nodes = ", ".join(f"{n} {esc(status)}" for status, n in sorted(s["nodes"].items())) or "none"
     duration = f"{s['duration_ms'] / 1000:.2f} s" if s["duration_ms"] is not None else "unknown"
     rows = [["Scan", esc(s["scan_id"] or "unknown")], ["Profile / DAG", esc(s["dag"] or "unknown")],
             ["Targets", esc(s["targets"] or "unknown")], ["Status", esc(s["status"])],
@@ -85,7 +85,7 @@ def _problems(report: Report) -> list[str]:
     bad = [n for n in report.graph() if n.status in ("failed", "cancelled")]
     if not bad:
         return []
-    rows = [[esc(n.id), esc(n.module_type), n.status, esc(n.detail, 300)] for n in bad]
+    rows = [[esc(n.id), esc(n.module_type), esc(n.status), esc(n.detail, 300)] for n in bad]
     return ["## Nodes that did not complete", "", *table(["Node", "Module", "Status", "Error"], rows)]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pentora import InputError, input_lines, open_input
-from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, make_orchestrator, resolve_outputs
+from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, echo, make_orchestrator, resolve_outputs
 
 MAX_BYTES = 1 << 30  # a JSONL report: a scan of many hosts, one record a line
 MAX_LINE = 64 << 20  # one record
@@ -104,7 +104,7 @@ def read_jsonl(path: str, skip_bad: bool = False) -> Iterator[dict[str, Any]]:
                     if why is None:
                         yield rec
                     elif skip_bad:
-                        sys.stderr.write(f"warning: {name} line {number} skipped: {why}\n")
+                        echo(f"warning: {name} line {number} skipped: {why}", err=True)
                     else:
                         raise CliError(f"{name} line {number}: {why}; fix or delete that line, or "
                                        "pass --skip-bad-lines to render the others")
@@ -133,7 +133,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _replay(records, [_open(orch, name, path) for name, path in targets])
     for _, path in targets:
         if path != "-":
-            sys.stderr.write(f"report written to {path}\n")
+            echo(f"report written to {path}", err=True)
     return EXIT_OK
 
 
