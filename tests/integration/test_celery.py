@@ -223,6 +223,27 @@ def test_a_killed_worker_is_noticed_and_its_shard_sent_again_with_default_settin
     assert leftovers(broker) == {"unacked": 0, "unacked_index": 0, "queued": 0}  # and it was acknowledged
 
 
+def test_a_cancelled_scan_leaves_no_shard_to_run_later(broker, workers, slow_ports, tmp_path):
+    only = workers("only", visibility=None)
+    scan = subprocess.Popen([*BASE, *SCAN, "-p", slow_ports, "--executor", "celery", "--broker", broker,
+                             "--shards", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        only.wait_for("Task pentora.run_shard[", 60)  # one shard runs, five wait in the queue
+        assert leftovers(broker)["queued"] == 5
+        scan.send_signal(signal.SIGTERM)                # cancels the scan
+        out, err = scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    assert scan.returncode != 0 and "Traceback" not in err, err
+    assert leftovers(broker) == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    only.kill(signal.SIGTERM)
+    fresh = workers("fresh", visibility="1s")
+    time.sleep(5)  # five of its restore sweeps (one a second)
+    assert "pentora.run_shard[" not in fresh.text(), fresh.text()
+    assert only.text().count("Task pentora.run_shard[") <= 2  # received, then succeeded or ignored
+
+
 def test_a_worker_without_a_plugin_rejects_the_shard_naming_it(broker, workers, tmp_path):
     workers("lacking", "-p", "no:services")
     out = tmp_path / "out.jsonl"
