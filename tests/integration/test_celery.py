@@ -244,6 +244,31 @@ def test_a_cancelled_scan_leaves_no_shard_to_run_later(broker, workers, slow_por
     assert only.text().count("Task pentora.run_shard[") <= 2  # received, then succeeded or ignored
 
 
+def test_a_running_shard_of_a_cancelled_scan_stops_on_its_worker(broker, workers, tmp_path):
+    """The worker reads the scan's done marker with each heartbeat (every 5 s): a shard
+    of a scan that is over stops there, and stores no result."""
+    dag = tmp_path / "long.yaml"
+    dag.write_text("name: long\nvars: {targets: ''}\nnodes:\n"
+                   "  - {instance_id: wait, module_type: sleep, config: {duration: 10m}}\n")
+    only = workers("only", visibility=None)
+    scan = subprocess.Popen([*BASE, "scan", "--dag", str(dag), "-t", "127.0.0.1", "-q", "--executor",
+                             "celery", "--broker", broker, "--shards", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "Task pentora.run_shard[" not in only.text():
+            assert scan.poll() is None, scan.communicate()[1]
+            time.sleep(0.05)
+        scan.send_signal(signal.SIGTERM)
+        scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    only.wait_for("stopped shard 1/1 (", 30)  # a hang guard: the shard would sleep 10 minutes
+    assert "its scan is over" in only.text()
+    only.wait_for("] ignored", 30)
+    assert "succeeded in" not in only.text()
+
+
 def test_a_worker_without_a_plugin_rejects_the_shard_naming_it(broker, workers, tmp_path):
     workers("lacking", "-p", "no:services")
     out = tmp_path / "out.jsonl"
