@@ -81,8 +81,8 @@ def add_worker_command(subparsers: Any, common: Any) -> None:
     p.add_argument("--concurrency", "-c", type=_positive, default=4, metavar="N",
                    help="shards run at once (greenlets of the gevent pool; 4)")
     p.add_argument("--visibility-timeout", type=_duration, default=_duration(DEFAULT_SHARD_TIMEOUT),
-                   metavar="DURATION", help="a shard unacknowledged this long is delivered again (1h); "
-                   "make it longer than a shard runs")
+                   metavar="DURATION", help="a shard unacknowledged this long is delivered again (1h); a "
+                   "scan sends again by itself, within about 30s, a shard whose worker died")
     p.add_argument("--hostname", "-n", metavar="NAME", help="worker name (pentora-PID@HOST)")
     p.set_defaults(func=_cmd_worker)
 

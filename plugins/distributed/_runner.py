@@ -70,11 +70,13 @@ def check_modules(orch: Orchestrator, dag: Any, shard: Shard, worker: str) -> No
             "submitting machine)")
 
 
-def run_shard(job: dict[str, Any], worker: str, report: Reporter | None = None) -> dict[str, Any]:
+def run_shard(job: dict[str, Any], worker: str, report: Reporter | None = None,
+              on_start: Callable[[Orchestrator], None] | None = None) -> dict[str, Any]:
     """Run shard ``job["shard"]`` (``[K, N, seed]``) of ``job["dag"]`` with ``job["vars"]``.
 
     Returns the shard's node statuses, its emitted findings (``[node, kind, record]``)
-    and the keys its nodes produced, all JSON-safe.
+    and the keys its nodes produced, all JSON-safe. ``on_start`` gets the orchestrator
+    before the shard runs (to cancel it when it is no longer wanted).
     """
     shard = Shard(*job["shard"])
     try:
@@ -87,6 +89,8 @@ def run_shard(job: dict[str, Any], worker: str, report: Reporter | None = None) 
     collector = _Collector(report)
     orch.pm.register(collector, name="pentora.celery.collector")
     orch.load_dag(dag)
+    if on_start is not None:
+        on_start(orch)
     result = orch.execute(vars=job.get("vars") or {}, options={SHARD_OPTION: shard.to_list()},
                           scan_id=job.get("scan_id"))
     assert orch.validated is not None

@@ -8,7 +8,9 @@ records nor plain JSON data (e.g. the lazy ``TargetSet`` of ``targets``) do not 
 
 Merging keeps the first of several records with the same identity (``kind`` plus the
 record's ``sort_key``: a host's address, a port's host/protocol/port…), taking shards in
-shard order, so the same shard results always merge to the same list.
+shard order, so the same shard results always merge to the same list. A shard's result
+counts once, however often it arrives (:class:`ShardResults`, keyed by shard index): a
+shard sent again because its worker looked dead may also finish on the first worker.
 """
 
 from __future__ import annotations
@@ -110,3 +112,45 @@ def merge_values(values: Iterable[Any]) -> Any:
     if out and all(isinstance(item, Record) for item in out):
         return sorted_records(out)
     return out
+
+
+class ShardResults:
+    """The results of a scan's shards, one per shard index: a repeat is ignored."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, dict[str, Any]] = {}
+        self.seen = Deduper()
+
+    def __contains__(self, shard: int) -> bool:
+        return shard in self.results
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def add(self, result: dict[str, Any]) -> list[tuple[str, Any]] | None:
+        """Keep shard ``result["shard"]``'s result; its findings not seen in an earlier
+        shard, as ``(kind, record)``. ``None`` when that shard's result is already here."""
+        shard = int(result["shard"])
+        if shard in self.results:
+            return None
+        self.results[shard] = result
+        classes = _record_classes()
+        new = []
+        for _node, kind, data in result["records"]:
+            record = decode(data, classes)
+            if self.seen.new(kind, record):
+                new.append((kind, record))
+        return new
+
+    def merged(self, nodes: list[str]) -> dict[str, Any]:
+        """Per remote node: its status on each shard, errors; and the merged keys."""
+        shards = [self.results[k] for k in sorted(self.results)]
+        keys = sorted({key for r in shards for key in r["outputs"]})
+        outputs = {key: merge_values([decode(r["outputs"][key]) for r in shards if key in r["outputs"]])
+                   for key in keys}
+        out: dict[str, Any] = {"__outputs__": outputs}
+        for nid in nodes:
+            states = {r["shard"]: r["nodes"].get(nid, {}) for r in shards}
+            out[nid] = {"statuses": {k: s.get("status") for k, s in states.items()},
+                        "errors": {k: s.get("error") for k, s in states.items() if s.get("error")}}
+        return out

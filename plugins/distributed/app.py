@@ -5,9 +5,11 @@ this module, so pentora runs (and ``--shard K/N`` works) without Celery installe
 
 Delivery is at-least-once: a shard's message is acknowledged only after the shard ran
 (``acks_late``), a worker takes one message per pool slot at a time (prefetch multiplier
-1), and a message whose worker vanished (SIGKILL, power loss) goes back to the queue
-once the Redis ``visibility_timeout`` has passed. A shard's result is the same however
-often it runs, and the submitting side drops repeated findings.
+1). A running shard beats (its state rewritten every few seconds); the submitting side
+sends again a shard whose beats stopped and that no worker holds (``_lease``), long
+before Redis would give the message back (``visibility_timeout``). A worker drops a shard
+of a scan that is over or a shard whose result is already in (``_redis``). A shard's
+result is the same however often it runs, and it counts once.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import argparse
 import os
 from typing import Any
 
+import gevent
 from celery import Celery
+from celery.exceptions import Ignore
+from celery.utils.log import get_task_logger
 from kombu.utils.url import maybe_sanitize_url
+from pentora_plugins.distributed._redis import superseded
 from pentora_plugins.distributed._runner import run_shard
 
 from pentora import PentoraError
@@ -26,6 +32,7 @@ from pentora.cli import disabled_plugins
 TASK = "pentora.run_shard"
 QUEUE = "pentora.shards"
 DEFAULT_VISIBILITY = 3600.0
+task_log = get_task_logger(__name__)
 
 
 def make_app(broker: str, backend: str | None = None, visibility_timeout: float = DEFAULT_VISIBILITY,
@@ -55,17 +62,73 @@ def make_app(broker: str, backend: str | None = None, visibility_timeout: float 
 
     @app.task(name=TASK, bind=True)
     def shard_task(self: Any, job: dict[str, Any]) -> dict[str, Any]:
-        task_id = self.request.id
-
-        def report(meta: dict[str, Any]) -> None:
-            # Called from the scan's greenlets, where the task's request context is not set.
-            self.update_state(task_id=task_id, state="PROGRESS",
-                              meta={**meta, "worker": self.request.hostname or "?"})
-
-        job = {**job, "disabled": [*job.get("disabled", ()), *disabled]}
-        return run_shard(job, self.request.hostname or f"pid {os.getpid()}", report)
+        worker = self.request.hostname or f"pid {os.getpid()}"
+        k, n = job["shard"][:2]
+        why = superseded(app.backend, job.get("run"), k)
+        if why:
+            task_log.info(f"dropping shard {k}/{n} ({self.request.id}): {why}")
+            raise Ignore()
+        beat = _Heartbeat(self, self.request.id, worker, job)
+        try:
+            result = run_shard({**job, "disabled": [*job.get("disabled", ()), *disabled]}, worker,
+                               beat.report, beat.attach)
+        finally:
+            beat.stop()
+        if beat.dropped:
+            task_log.info(f"stopped shard {k}/{n} ({self.request.id}): {beat.dropped}")
+            raise Ignore()
+        return result
 
     return app
+
+
+class _Heartbeat:
+    """A running shard's beat: its ``PROGRESS`` state written again every ``job["beat"]``
+    seconds (the submitting side's lease on it, see ``_lease``), with the shard's latest
+    progress; and the shard stopped once its scan is over or its result came from
+    elsewhere (the done markers of ``_redis``)."""
+
+    def __init__(self, task: Any, task_id: str, worker: str, job: dict[str, Any]) -> None:
+        self.task, self.task_id, self.worker = task, task_id, worker
+        self.run, self.shard = job.get("run"), int(job["shard"][0])
+        self.meta: dict[str, Any] = {}
+        self.beats = 0
+        self.orch: Any = None
+        self.dropped: str | None = None
+        every = float(job.get("beat") or 0)
+        self.greenlet = gevent.spawn(self._loop, every) if every > 0 else None
+
+    def report(self, meta: dict[str, Any]) -> None:
+        """The shard's progress (called from the scan's greenlets, outside the task's
+        request context: hence the task id kept here)."""
+        self.meta = meta
+        self._write()
+
+    def attach(self, orch: Any) -> None:
+        self.orch = orch
+
+    def _write(self) -> None:
+        self.task.update_state(task_id=self.task_id, state="PROGRESS",
+                               meta={**self.meta, "worker": self.worker, "beat": self.beats})
+
+    def _loop(self, every: float) -> None:
+        while True:
+            gevent.sleep(every)
+            self.beats += 1
+            try:
+                why = superseded(self.task.app.backend, self.run, self.shard)
+                if why:
+                    self.dropped = why
+                    if self.orch is not None:
+                        self.orch.cancel(f"shard no longer wanted: {why}")
+                    return
+                self._write()
+            except Exception as e:  # Redis away for a moment: the next beat tries again
+                task_log.warning(f"shard {self.shard}: heartbeat not written: {e}")
+
+    def stop(self) -> None:
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
 
 
 def safe_url(url: str) -> str:

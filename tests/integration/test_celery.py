@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,12 +57,14 @@ def broker(redis_url: str) -> str:
 
 
 class Worker:
-    def __init__(self, broker: str, name: str, log: Path, *extra: str) -> None:
+    def __init__(self, broker: str, name: str, log: Path, *extra: str,
+                 visibility: str | None = VISIBILITY) -> None:
         self.name, self.log = name, log
+        timeout = ["--visibility-timeout", visibility] if visibility else []
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [*BASE, "worker", "--broker", broker, "--concurrency", "1", "--visibility-timeout",
-                 VISIBILITY, "--hostname", f"{name}@%h", "--log-level", "INFO", *extra],
+                [*BASE, "worker", "--broker", broker, "--concurrency", "1", *timeout,
+                 "--hostname", f"{name}@%h", "--log-level", "INFO", *extra],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_for("ready.", READY_TIMEOUT)
 
@@ -81,15 +84,20 @@ class Worker:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a warm shutdown waits for the shard it runs
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
 
 
 @pytest.fixture
 def workers(broker: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def start(name: str, *extra: str) -> Worker:
-        started.append(Worker(broker, name, tmp_path / f"{name}.log", *extra))
+    def start(name: str, *extra: str, visibility: str | None = VISIBILITY) -> Worker:
+        started.append(Worker(broker, name, tmp_path / f"{name}.log", *extra, visibility=visibility))
         return started[-1]
 
     yield start
@@ -154,6 +162,116 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(broker, workers, slo
     for kind, rows in merged.items():
         assert len(rows) == len(set(rows)), f"{kind} found twice"
     assert "shard 6/6" in err or "(6/6 done)" in err  # progress counted the shards
+
+
+def leftovers(broker: str) -> dict[str, int]:
+    """What the Redis transport still holds: messages taken but never acknowledged, and
+    messages queued (one list per priority step, all named after the queue)."""
+    import redis as redis_client
+
+    client = redis_client.Redis.from_url(broker)
+    queued = sum(int(client.llen(key)) for key in client.scan_iter(match="pentora.shards*")
+                 if client.type(key) == b"list")
+    return {"unacked": int(client.hlen("unacked")), "unacked_index": int(client.zcard("unacked_index")),
+            "queued": queued}
+
+
+def test_a_killed_worker_is_noticed_and_its_shard_sent_again_with_default_settings(
+        broker, workers, slow_ports, tmp_path):
+    """No tuning: the workers and the scan keep the one-hour visibility timeout; the scan
+    notices the dead worker by itself, and leaves nothing behind that could run later."""
+    local_out, dist_out = tmp_path / "local.jsonl", tmp_path / "dist.jsonl"
+    done = run_scan(*SCAN, "-p", slow_ports, "-o", str(local_out))
+    assert done.returncode == 0, done.stderr
+    alone = findings(local_out)
+
+    victim, survivor = workers("victim", visibility=None), workers("survivor", visibility=None)
+    scan = subprocess.Popen([*BASE, *SCAN, "-p", slow_ports, "-o", str(dist_out), "--executor", "celery",
+                             "--broker", broker, "--shards", "6"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        victim.wait_for("Task pentora.run_shard[", 60)
+        time.sleep(DELAY / 2)
+        victim.kill()
+        out, err = scan.communicate(timeout=120)  # a hang guard: the visibility timeout is 1 h
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    assert scan.returncode == 0, err
+    assert "succeeded" not in victim.text(), "the kill came too late to test a lost shard"
+    warning = re.search(r"worker (victim@\S+) is gone while holding shard (\d)/6: .*sending it again", err)
+    assert warning, err
+    assert findings(dist_out) == alone
+
+    # Nothing of the scan is left in Redis: the dead worker's message is neither unacked
+    # (it would come back when the visibility timeout passes) nor queued.
+    assert leftovers(broker) == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    survivor.kill(signal.SIGTERM)  # the fresh worker alone takes what is left
+    # A worker that gives back unacknowledged messages after a second finds none to run.
+    fresh = workers("fresh", visibility="1s")
+    time.sleep(5)  # five of its restore sweeps (one a second)
+    assert "pentora.run_shard[" not in fresh.text(), fresh.text()
+
+    # A shard of the finished scan sent anyway (a message restored in a race, a copy) is
+    # dropped by the worker, by the scan's done marker in the backend.
+    import redis as redis_client
+    from pentora_plugins.distributed.app import TASK, make_app
+
+    markers = [k.decode() for k in redis_client.Redis.from_url(broker).scan_iter(match="pentora-done-*")]
+    runs = [k.removeprefix("pentora-done-") for k in markers if k.count("-") == 2]
+    assert len(runs) == 1, markers
+    late = make_app(broker).send_task(TASK, args=[{"dag": {"nodes": []}, "vars": {}, "shard": [1, 6, 0],
+                                                   "disabled": [], "run": runs[0], "beat": 5}])
+    fresh.wait_for(f"dropping shard 1/6 ({late.id}): its scan is over", 30)
+    fresh.wait_for(f"Task pentora.run_shard[{late.id}] ignored", 30)
+    assert late.state == "STARTED"  # it went no further: no result stored
+    assert leftovers(broker) == {"unacked": 0, "unacked_index": 0, "queued": 0}  # and it was acknowledged
+
+
+def test_a_cancelled_scan_leaves_no_shard_to_run_later(broker, workers, slow_ports, tmp_path):
+    only = workers("only", visibility=None)
+    scan = subprocess.Popen([*BASE, *SCAN, "-p", slow_ports, "--executor", "celery", "--broker", broker,
+                             "--shards", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        only.wait_for("Task pentora.run_shard[", 60)  # one shard runs, five wait in the queue
+        assert leftovers(broker)["queued"] == 5
+        scan.send_signal(signal.SIGTERM)                # cancels the scan
+        out, err = scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    assert scan.returncode != 0 and "Traceback" not in err, err
+    assert leftovers(broker) == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    only.kill(signal.SIGTERM)
+    fresh = workers("fresh", visibility="1s")
+    time.sleep(5)  # five of its restore sweeps (one a second)
+    assert "pentora.run_shard[" not in fresh.text(), fresh.text()
+    assert only.text().count("Task pentora.run_shard[") <= 2  # received, then succeeded or ignored
+
+
+def test_a_running_shard_of_a_cancelled_scan_stops_on_its_worker(broker, workers, tmp_path):
+    """The worker reads the scan's done marker with each heartbeat (every 5 s): a shard
+    of a scan that is over stops there, and stores no result."""
+    dag = tmp_path / "long.yaml"
+    dag.write_text("name: long\nvars: {targets: ''}\nnodes:\n"
+                   "  - {instance_id: wait, module_type: sleep, config: {duration: 10m}}\n")
+    only = workers("only", visibility=None)
+    scan = subprocess.Popen([*BASE, "scan", "--dag", str(dag), "-t", "127.0.0.1", "-q", "--executor",
+                             "celery", "--broker", broker, "--shards", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "Task pentora.run_shard[" not in only.text():
+            assert scan.poll() is None, scan.communicate()[1]
+            time.sleep(0.05)
+        scan.send_signal(signal.SIGTERM)
+        scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+    only.wait_for("stopped shard 1/1 (", 30)  # a hang guard: the shard would sleep 10 minutes
+    assert "its scan is over" in only.text()
+    only.wait_for("] ignored", 30)
+    assert "succeeded in" not in only.text()
 
 
 def test_a_worker_without_a_plugin_rejects_the_shard_naming_it(broker, workers, tmp_path):

@@ -20,8 +20,9 @@ import pentora_plugins.portscan.udp_scanner as udp_scan
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pentora_plugins.distributed._runner import run_shard
 from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nodes
-from pentora_plugins.distributed._wire import Deduper, decode, encode, merge_values, shippable
+from pentora_plugins.distributed._wire import Deduper, ShardResults, decode, encode, merge_values, shippable
 from pentora_plugins.kit.records import Banner, Host, Port, Target
 from pentora_plugins.kit.shard import Shard, ShardSpace, host_indexer, shard_sizes
 from pentora_plugins.kit.targetset import TargetSet
@@ -176,6 +177,39 @@ def test_merge_drops_repeats_across_shards_and_sorts() -> None:
     assert [(p.host, p.port) for p in ports] == [("127.0.0.1", 21), ("127.0.0.1", 22), ("127.0.0.2", 80)]
     seen = Deduper()
     assert [seen.new("port", p) for p in (Port("127.0.0.1", 1), Port("127.0.0.1", 1))] == [True, False]
+
+
+def test_a_shard_whose_result_arrives_twice_is_merged_once(listeners: list[int]) -> None:
+    """A shard sent again (its worker looked dead) may finish twice: once per worker. Each
+    run here is real (the worker's code, scanning listeners on 127.0.0.1); the second
+    result of shard 1 adds nothing, wherever it comes in the order."""
+    dag = DagBuilder().add_node("targets", "target_parser", config={"targets": "127.0.0.1"}) \
+        .add_node("scan", "connect_scanner", depends_on=["targets"],
+                  config={"input": "targets", "ports": ",".join(map(str, listeners)), "timeout": "300ms"}) \
+        .build().to_dict()
+
+    def shard(k: int) -> dict[str, Any]:
+        result = run_shard({"dag": dag, "vars": {}, "shard": [k, 2, 0], "disabled": []}, f"worker-{k}")
+        return json.loads(json.dumps(result))  # as it comes back through the result backend
+
+    first, second, again = shard(1), shard(2), shard(1)
+    assert first["records"] and again["records"] == first["records"]
+    results = ShardResults()
+    emitted = []
+    for result in (first, second, again):
+        new = results.add(result)
+        emitted.append(None if new is None else [(kind, r.port) for kind, r in new if kind == "port"])
+    assert emitted[2] is None  # the repeat is recognised by its shard, not merged again
+    ports = [port for found in emitted[:2] for _, port in (found or [])]
+    assert sorted(ports) == listeners  # each open port emitted exactly once
+    merged = results.merged(["scan"])
+    assert [p.port for p in merged["__outputs__"]["open_ports"]] == listeners
+    assert merged["scan"]["statuses"] == {1: "completed", 2: "completed"}
+
+    alone = ShardResults()
+    for result in (again, second, first):  # the late copy first: the same merge
+        alone.add(result)
+    assert alone.merged(["scan"]) == merged
 
 
 # -- what runs where ---------------------------------------------------------------------------------
