@@ -171,6 +171,7 @@ class SynScan:
         self.templates: dict[str, SynTemplate] = {}
         self.chunk: _Chunk | None = None
         self.open: list[Port] = []
+        self.reported: set[tuple[str, int]] = set()  # (address, port) of every open port listed
         self.filtered: list[Port] = []
         self.closed = 0
         self.silent = 0  # probes never answered: the filtered ports, listed or not
@@ -201,12 +202,21 @@ class SynScan:
         chunk.states[i] = state
         chunk.pending -= 1
         if state == OPEN:
-            record = Port(host=chunk.hosts[hi].address, port=port, protocol="tcp", state="open",
-                          method="syn", reason="syn-ack")
-            self.open.append(record)
-            self.ctx.emit(record)
+            self.report_open(Port(host=chunk.hosts[hi].address, port=port, protocol="tcp",
+                                  state="open", method="syn", reason="syn-ack"))
         else:
             self.closed += 1
+
+    def report_open(self, record: Port, emit: bool = True) -> None:
+        """List (and emit) an open port once, however many times it answers: a host
+        listed twice among the targets, or in two chunks, is still one host."""
+        key = (record.host, record.port)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        self.open.append(record)
+        if emit:
+            self.ctx.emit(record)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -377,7 +387,8 @@ class SynScanner(Module):
             publish(ctx, "port_states", filtered if config["record_filtered"] else [])
             return
         scan = SynScan(ctx, config, recv_sock, _probe_count(ctx, config))
-        scan.open = ctx.restored_records()  # hosts a killed run of this scan finished (resume)
+        for record in ctx.restored_records():  # hosts a killed run of this scan finished (resume)
+            scan.report_open(record, emit=False)
         done = ctx.done_items()
         receiver = gevent.spawn(scan.receive)
         v6: list[str] = []
