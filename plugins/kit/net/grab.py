@@ -50,7 +50,7 @@ import gevent
 import gevent.event
 import gevent.monkey
 from gevent import socket
-from pentora_plugins.kit.net.connect import FD_PATIENCE, with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 from pentora_plugins.kit.net.tls import client_context, describe, sni_name
 from pentora_plugins.kit.probes import Catalog, Probe
 from pentora_plugins.kit.records import Banner
