@@ -1,4 +1,11 @@
-"""Waiting for a file descriptor instead of failing a target for the lack of one."""
+"""Waiting for a file descriptor instead of failing a target for the lack of one.
+
+A process short of descriptors (``ulimit -n``, or many scans' sockets at once) must scan
+slower, never report less: a socket that cannot be opened yet is waited for, with a
+growing pause, while the sockets held by other greenlets finish and free theirs. Only
+``FD_PATIENCE`` seconds without a single free descriptor end the wait, with the error.
+Callers wait before starting the clock of any timeout that decides a target's result.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+from gevent import socket
 
 FD_PATIENCE = 30.0     # seconds without a single free descriptor before giving up
 # Out of descriptors, buffers or local ports: wait and try the same port again.
@@ -27,3 +35,9 @@ def with_descriptor(make: Callable[[], Any], patience: float = FD_PATIENCE) -> A
                 raise
         gevent.sleep(backoff)
         waited, backoff = waited + backoff, min(0.1, backoff * 2)
+
+
+def open_socket(family: int, kind: int = socket.SOCK_STREAM, proto: int = 0) -> Any:
+    """A (gevent) socket, once a descriptor is free: ``socket.socket`` that waits out
+    EMFILE/ENFILE rather than failing the target."""
+    return with_descriptor(lambda: socket.socket(family, kind, proto))
