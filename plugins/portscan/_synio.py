@@ -9,7 +9,8 @@ after every ``sendto``. A forked child has its own interpreter: it sends while t
 scan's receiver greenlet, in the parent, classifies replies on another core.
 
 A child touches nothing of gevent's: it runs one plain loop over its share of the
-probes (``Job``), on its own raw socket, reports through a small shared-memory block
+probes (``Job``), on the raw socket the parent opened for the scan (a child of a
+process out of descriptors could not open one), reports through a small shared-memory block
 (probes sent, failed sends, the first failure) and leaves with ``os._exit``. The
 probe states it reads are the copy-on-write snapshot taken at the fork: the probes
 already answered when the pass began are skipped, as in a single process.
@@ -36,6 +37,7 @@ from typing import Any
 
 import greenlet
 from gevent.monkey import get_original
+from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 BATCH = 256              # probes between rate checks and shared-memory updates
@@ -47,6 +49,12 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 # gevent versions would switch to the hub copied from the parent (see above).
 _sleep = get_original("time", "sleep")
 _RawSocket = get_original("socket", "socket")
+
+
+def open_send_socket() -> Any:
+    """The blocking ``IPPROTO_RAW`` socket the sender processes share; PermissionError
+    without root or CAP_NET_RAW. Opened in the parent, once a descriptor is free."""
+    return with_descriptor(lambda: _RawSocket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW))
 EXIT_SWITCHED = 70  # a sender process that tried to switch greenlets: killed, not run
 
 
@@ -149,11 +157,13 @@ Job = Callable[[BatchSender, Callable[[], int], SendResult], None]
 
 
 class SendPass:
-    """One try over a chunk, its probes split into ``jobs``, one forked child each.
-    ``rate`` (probes a second, 0 = unlimited) is shared evenly between the children."""
+    """One try over a chunk, its probes split into ``jobs``, one forked child each,
+    sending on ``sock`` (``open_send_socket``). ``rate`` (probes a second, 0 = unlimited)
+    is shared evenly between the children."""
 
-    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int) -> None:
+    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int, sock: Any) -> None:
         self.jobs = jobs
+        self.sock = sock
         self.packet_size = packet_size
         self.rate = rate
         self.shm = mmap.mmap(-1, _SLOT.size * len(jobs))  # anonymous and shared across fork
@@ -211,8 +221,7 @@ class SendPass:
                 signal.signal(sig, signal.SIG_DFL)
             result = SendResult(self.shm, k * _SLOT.size)
             pace = _pacer(self.rate / len(self.jobs), result)
-            with _RawSocket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW) as sock:
-                job(BatchSender(sock, self.packet_size), pace, result)
+            job(BatchSender(self.sock, self.packet_size), pace, result)
             result.flush()
             code = 0
         finally:

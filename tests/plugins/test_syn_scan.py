@@ -21,7 +21,7 @@ import pentora_plugins.portscan.syn_scanner
 import pytest
 from pentora_plugins.kit.net.rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
 from pentora_plugins.kit.records import Port
-from pentora_plugins.portscan._synio import EXIT_SWITCHED, SendPass
+from pentora_plugins.portscan._synio import EXIT_SWITCHED, SendPass, open_send_socket
 from pentora_plugins.portscan.syn_scanner import CLOSED, OPEN, ReplyMatcher, open_receive_socket
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
@@ -320,13 +320,14 @@ def test_a_sender_process_that_switches_greenlets_dies_before_they_run(tmp_path:
 
     waiting = gevent.spawn(parent_greenlet)
     gevent.sleep(0)
-    send = SendPass([job], 0, SynTemplate.LENGTH)
-    send.start()
-    try:
-        while send.alive():
-            gevent.sleep(0.01)
-    finally:
-        send.close()
+    with open_send_socket() as sock:
+        send = SendPass([job], 0, SynTemplate.LENGTH, sock)
+        send.start()
+        try:
+            while send.alive():
+                gevent.sleep(0.01)
+        finally:
+            send.close()
     waiting.join(timeout=10)
     assert trail.read_text().split() == [str(os.getpid())]  # written once, by this process
     [(where, error)] = send.errors()
