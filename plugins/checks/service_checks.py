@@ -25,6 +25,7 @@ import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.cvss import base_score
 from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
+from pentora_plugins.kit.net.fds import open_socket
 from pentora_plugins.kit.net.grab import Conn, tls_context
 from pentora_plugins.kit.records import Vulnerability, address_key
 from pentora_plugins.kit.records import field_of as _get
@@ -77,7 +78,7 @@ class Session:
     def __init__(self, host: str, port: int, tls: bool, timeout: float) -> None:
         self.timeout = timeout
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = open_socket(family)  # waits out EMFILE: a busy process is not the service's fault
         try:
             sock.settimeout(timeout)
             sock.connect((host, port))

@@ -159,7 +159,9 @@ class Sweep:
             # sweep): this attempt did not leave. Try it again later and slow down.
             probe.attempt -= 1
             gevent.sleep(0.01)
-        self._deadlines.append((probe.sent_at + self.timeout, probe, probe.attempt))
+        # From when the send returned: a transport that waited for descriptors has only
+        # just started its attempt, which gets the whole timeout to be answered.
+        self._deadlines.append((monotonic() + self.timeout, probe, probe.attempt))
         self._timer_wakeup.set()
 
     # -- outcomes ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import voluptuous as vol
 from gevent import socket as gsocket
 from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, family_of, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
+from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.rawtcp import checksum
 
 from pentora import ModuleError, NodeContext
@@ -66,7 +67,8 @@ class EchoSocket:
         self.version = version
         self.kind = kind
         sock_type = socket.SOCK_RAW if kind == "raw" else socket.SOCK_DGRAM
-        self.sock = gsocket.socket(family_of(version), sock_type, PROTO[version])
+        # waits out EMFILE: a busy process must not call every host down
+        self.sock = with_descriptor(lambda: gsocket.socket(family_of(version), sock_type, PROTO[version]))
         try:
             self._configure()
         except OSError:

@@ -22,6 +22,7 @@ from gevent.monkey import get_original
 from gevent.socket import wait as wait_watcher
 from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, family_of, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
+from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 from pentora_plugins.kit.portspec import PortSet, port_spec_validator
 
 from pentora import ModuleError, NodeContext
@@ -54,7 +55,7 @@ class TcpTransport:
     def __init__(self, ports: list[int], node: str) -> None:
         self.ports = ports
         self.node = node
-        self.epoll = _epoll()
+        self.epoll = with_descriptor(_epoll)
         self.connecting: dict[int, tuple[Probe, socket.socket]] = {}
         self._started = False
 
@@ -70,6 +71,9 @@ class TcpTransport:
         failures: set[int] = set()
         for port in self.ports:
             sock = self._socket(family_of(probe.family))
+            if probe.state is None:  # answered on an earlier port while we waited for a descriptor
+                sock.close()
+                return
             err = sock.connect_ex((probe.address, port))
             if err == errno.EINPROGRESS:
                 self.epoll.register(sock.fileno(), select.EPOLLOUT)
@@ -87,19 +91,14 @@ class TcpTransport:
             raise OSError(code, f"{errno.errorcode.get(code, code)} on every port")
 
     def _socket(self, family: int) -> socket.socket:
-        waited = 0.0
-        while True:
-            try:
-                return _socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-            except OSError as e:
-                if e.errno not in _NO_FDS:
-                    raise
-                if waited > 10:
-                    raise ModuleError("out of file descriptors for 10s: lower 'concurrency' or "
-                                      "raise the limit (ulimit -n)", node=self.node) from e
-            # out of descriptors: wait for answers to free some rather than lose hosts
-            gevent.sleep(0.01)
-            waited += 0.01
+        """A socket once a descriptor is free: other probes' answers free theirs."""
+        try:
+            return with_descriptor(lambda: _socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK))
+        except OSError as e:
+            if e.errno not in _NO_FDS:
+                raise
+            raise ModuleError(f"no file descriptor came free for {FD_PATIENCE:.0f}s: lower "
+                              "'concurrency' or raise the limit (ulimit -n)", node=self.node) from e
 
     def _receive(self, sweep: Sweep) -> None:
         watcher = gevent.get_hub().loop.io(self.epoll.fileno(), 1)

@@ -9,10 +9,18 @@ after every ``sendto``. A forked child has its own interpreter: it sends while t
 scan's receiver greenlet, in the parent, classifies replies on another core.
 
 A child touches nothing of gevent's: it runs one plain loop over its share of the
-probes (``Job``), on its own raw socket, reports through a small shared-memory block
+probes (``Job``), on the raw socket the parent opened for the scan (a child of a
+process out of descriptors could not open one), reports through a small shared-memory block
 (probes sent, failed sends, the first failure) and leaves with ``os._exit``. The
 probe states it reads are the copy-on-write snapshot taken at the fork: the probes
 already answered when the pass began are skipped, as in a single process.
+
+The child is a copy of a process whose hub holds the scan's greenlets: the receiver
+reading the shared raw socket, the outputs' writers. One switch to that hub (a
+monkey-patched ``time.sleep`` or socket call is enough) would run them in the child:
+replies taken off the socket before the parent sees them, records written twice. So
+the child sleeps and sends with the standard library's originals, and a greenlet trace
+function kills it, before the target runs, should anything switch greenlets anyway.
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ import os
 import signal
 import socket as _socket
 import struct
-import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import greenlet
+from gevent.monkey import get_original
+from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 BATCH = 256              # probes between rate checks and shared-memory updates
@@ -34,6 +45,22 @@ _SLOT = struct.Struct("QQi4s")  # sent, failed, first errno, first failed addres
 _SEND_AGAIN = {errno.EAGAIN, errno.ENOBUFS}  # worth one retry a millisecond later
 _SOCKADDR_IN = struct.Struct("=HH4s8x")
 _LIBC = ctypes.CDLL(None, use_errno=True)
+# The originals even when the CLI has monkey-patched them: in a sender process, the
+# gevent versions would switch to the hub copied from the parent (see above).
+_sleep = get_original("time", "sleep")
+_RawSocket = get_original("socket", "socket")
+
+
+def open_send_socket() -> Any:
+    """The blocking ``IPPROTO_RAW`` socket the sender processes share; PermissionError
+    without root or CAP_NET_RAW. Opened in the parent, once a descriptor is free."""
+    return with_descriptor(lambda: _RawSocket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW))
+EXIT_SWITCHED = 70  # a sender process that tried to switch greenlets: killed, not run
+
+
+def _no_switch(event: str, args: Any) -> None:
+    """Greenlet trace function of a sender process: any switch ends it on the spot."""
+    os._exit(EXIT_SWITCHED)
 
 
 class SendResult:
@@ -76,7 +103,7 @@ class BatchSender:
     destinations are written in place into ``packets`` / ``addresses`` (one slot each);
     where libc has no sendmmsg, ``flush`` sends the slots one by one."""
 
-    def __init__(self, sock: _socket.socket, size: int) -> None:
+    def __init__(self, sock: Any, size: int) -> None:
         self.sock, self.size = sock, size
         self._area = ctypes.create_string_buffer(BATCH * size)
         self._names = ctypes.create_string_buffer(
@@ -103,7 +130,7 @@ class BatchSender:
                 continue
             err = ctypes.get_errno() if self._sendmmsg else -sent
             if err in _SEND_AGAIN and not waited:
-                time.sleep(0.001)
+                _sleep(0.001)
                 waited = True
                 continue
             start = i * _SOCKADDR_IN.size + 4
@@ -130,11 +157,13 @@ Job = Callable[[BatchSender, Callable[[], int], SendResult], None]
 
 
 class SendPass:
-    """One try over a chunk, its probes split into ``jobs``, one forked child each.
-    ``rate`` (probes a second, 0 = unlimited) is shared evenly between the children."""
+    """One try over a chunk, its probes split into ``jobs``, one forked child each,
+    sending on ``sock`` (``open_send_socket``). ``rate`` (probes a second, 0 = unlimited)
+    is shared evenly between the children."""
 
-    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int) -> None:
+    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int, sock: Any) -> None:
         self.jobs = jobs
+        self.sock = sock
         self.packet_size = packet_size
         self.rate = rate
         self.shm = mmap.mmap(-1, _SLOT.size * len(jobs))  # anonymous and shared across fork
@@ -167,8 +196,7 @@ class SendPass:
     def errors(self) -> list[tuple[str, OSError]]:
         out = [(_socket.inet_ntoa(addr), OSError(code, os.strerror(code)))
                for _, failed, code, addr in self.slots() if failed]
-        out += [("-", OSError(f"sender process exited with {code}"))
-                for code in self.status.values() if code]
+        out += [("-", OSError(_exit_reason(code))) for code in self.status.values() if code]
         return out
 
     def close(self) -> None:
@@ -187,17 +215,24 @@ class SendPass:
     def _child(self, job: Job, k: int) -> None:
         code = 1
         try:
+            greenlet.settrace(_no_switch)
             # the parent's handlers would run gevent code here: a child just dies
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             result = SendResult(self.shm, k * _SLOT.size)
             pace = _pacer(self.rate / len(self.jobs), result)
-            with _socket.socket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW) as sock:
-                job(BatchSender(sock, self.packet_size), pace, result)
+            job(BatchSender(self.sock, self.packet_size), pace, result)
             result.flush()
             code = 0
         finally:
             os._exit(code)
+
+
+def _exit_reason(code: int) -> str:
+    if code == EXIT_SWITCHED:
+        return (f"sender process exited with {code}: it tried to switch greenlets, which would "
+                "have run the scan's greenlets in a copy of the process; its probes stay unsent")
+    return f"sender process exited with {code}"
 
 
 def _pacer(rate: float, result: SendResult) -> Callable[[], int]:
@@ -211,7 +246,7 @@ def _pacer(rate: float, result: SendResult) -> Callable[[], int]:
         if bucket is None:
             return batch
         while not (granted := bucket.take(batch)):
-            time.sleep(bucket.delay(batch))
+            _sleep(bucket.delay(batch))
         return granted
 
     return pace

@@ -7,7 +7,7 @@ The only per-probe state is one byte per (host, port) of the current chunk of ho
 needed to retry the silent ones and to call them filtered in the end.
 
 Packets come from ``SynTemplate`` (IPv4 + TCP, checksums patched incrementally) and go
-out on ``IPPROTO_RAW`` sockets of forked sender processes (``_synio``), 256 to a
+out on an ``IPPROTO_RAW`` socket from forked sender processes (``_synio``), 256 to a
 ``sendmmsg`` call, while this process's receiver greenlet reads the replies. They come
 in on an ``IPPROTO_TCP`` raw socket with a BPF filter that keeps only segments with ACK
 set addressed to our source ports. On loopback that socket also sees our own SYNs (no
@@ -41,6 +41,7 @@ import gevent
 import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
     PORTS_SEQ,
@@ -56,7 +57,7 @@ from pentora_plugins.kit.net.rawtcp import (
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector, share
-from pentora_plugins.portscan._synio import BatchSender, Job, SendPass, SendResult
+from pentora_plugins.portscan._synio import BatchSender, Job, SendPass, SendResult, open_send_socket
 from voluptuous import Optional
 
 from pentora import Module, NodeContext
@@ -149,7 +150,7 @@ class SynScan:
     """One scan's sockets, key and state. ``scan_chunk`` probes a chunk of destinations
     (every try, then the wait); findings accumulate in ``open``, ``filtered``, ``closed``."""
 
-    def __init__(self, ctx: NodeContext, config: dict[str, Any], recv_sock: Any,
+    def __init__(self, ctx: NodeContext, config: dict[str, Any], recv_sock: Any, send_sock: Any,
                  total: int | None = None) -> None:
         self.ctx = ctx
         self.total = total  # probes of the first try, when the number of hosts is known
@@ -164,13 +165,14 @@ class SynScan:
         self.sports = range(base, base + self.tries)
         self.hasher = SeqHasher()
         self.matcher = ReplyMatcher(self.hasher, base, base + self.tries - 1)
-        self.recv_sock = recv_sock
+        self.recv_sock, self.send_sock = recv_sock, send_sock
         attach_filter(recv_sock, reply_filter(base, base + self.tries - 1))
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
         self.templates: dict[str, SynTemplate] = {}
         self.chunk: _Chunk | None = None
         self.open: list[Port] = []
+        self.reported: set[tuple[str, int]] = set()  # (address, port) of every open port listed
         self.filtered: list[Port] = []
         self.closed = 0
         self.silent = 0  # probes never answered: the filtered ports, listed or not
@@ -201,12 +203,21 @@ class SynScan:
         chunk.states[i] = state
         chunk.pending -= 1
         if state == OPEN:
-            record = Port(host=chunk.hosts[hi].address, port=port, protocol="tcp", state="open",
-                          method="syn", reason="syn-ack")
-            self.open.append(record)
-            self.ctx.emit(record)
+            self.report_open(Port(host=chunk.hosts[hi].address, port=port, protocol="tcp",
+                                  state="open", method="syn", reason="syn-ack"))
         else:
             self.closed += 1
+
+    def report_open(self, record: Port, emit: bool = True) -> None:
+        """List (and emit) an open port once, however many times it answers: a host
+        listed twice among the targets, or in two chunks, is still one host."""
+        key = (record.host, record.port)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        self.open.append(record)
+        if emit:
+            self.ctx.emit(record)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -244,7 +255,7 @@ class SynScan:
     def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> None:
         """One try over the chunk from sender processes, while the receiver greenlet
         records the replies."""
-        send = SendPass(self._jobs(chunk, sport), self.rate, SynTemplate.LENGTH)
+        send = SendPass(self._jobs(chunk, sport), self.rate, SynTemplate.LENGTH, self.send_sock)
         send.start()
         try:
             while send.alive():
@@ -322,8 +333,8 @@ class SynScan:
 
 def open_receive_socket() -> Any:
     """The raw socket replies come in on; PermissionError without root or CAP_NET_RAW.
-    (Each sender process opens its own raw socket to send from.)"""
-    recv = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    Waits for a free descriptor: a busy process scans late, not with the connect scan."""
+    recv = with_descriptor(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP))
     for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
         try:
             recv.setsockopt(socket.SOL_SOCKET, option, RECV_BUFFER)
@@ -368,6 +379,11 @@ class SynScanner(Module):
         hosts = iter_hosts(ctx, config)
         try:
             recv_sock = open_receive_socket()
+            try:
+                send_sock = open_send_socket()
+            except BaseException:
+                recv_sock.close()
+                raise
         except PermissionError as e:
             ctx.log.warning(f"syn_scanner: raw sockets need root or CAP_NET_RAW ({e}; euid "
                             f"{os.geteuid()}): falling back to a TCP connect scan")
@@ -376,8 +392,9 @@ class SynScanner(Module):
             publish(ctx, "open_ports", opened)
             publish(ctx, "port_states", filtered if config["record_filtered"] else [])
             return
-        scan = SynScan(ctx, config, recv_sock, _probe_count(ctx, config))
-        scan.open = ctx.restored_records()  # hosts a killed run of this scan finished (resume)
+        scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config))
+        for record in ctx.restored_records():  # hosts a killed run of this scan finished (resume)
+            scan.report_open(record, emit=False)
         done = ctx.done_items()
         receiver = gevent.spawn(scan.receive)
         v6: list[str] = []
@@ -391,6 +408,7 @@ class SynScanner(Module):
         finally:
             receiver.kill()
             recv_sock.close()
+            send_sock.close()
         if v6:
             ctx.log.warning(f"syn_scanner: no raw IPv6 SYN scan; connect-scanning {len(v6)} IPv6 host(s)")
             scan.open += connect_fallback(ctx, config, v6,

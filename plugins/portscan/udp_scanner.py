@@ -31,6 +31,7 @@ import gevent.pool
 import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.net.fds import open_socket
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
@@ -110,7 +111,7 @@ class UdpProbe:
     def _socket(self) -> Any:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for _ in range(8):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = open_socket(family, socket.SOCK_DGRAM)  # waits out EMFILE, not a filtered port
             sock.connect((self.host, self.port))
             local = sock.getsockname()
             if local[1] != self.port or local[0] != sock.getpeername()[0]:

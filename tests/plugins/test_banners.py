@@ -573,3 +573,51 @@ def test_dag_emits_each_banner_and_publishes_them_sorted(tcp_server: Callable[..
                       key=lambda t: (t[1], t[2]))
     assert [(b.host, b.port, b.probe) for b in banners] == expected
     assert all(isinstance(b, Banner) and b.protocol == "tcp" for b in banners)
+
+
+# -- short of descriptors ----------------------------------------------------------------
+
+
+def test_a_wait_for_a_descriptor_does_not_count_against_the_port_deadline(
+        tcp_server: Callable[..., Any]) -> None:
+    """Once the passive connection is open, every free descriptor is taken (by other
+    ports, in a real scan) for longer than the port's deadline: the rival that sends the
+    HTTP probe waits for one, and the port still gets its banner."""
+    import os
+    import resource
+
+    import gevent
+
+    accepted = threading.Event()
+
+    def http(conn: socket.socket) -> None:
+        accepted.set()
+        if conn.recv(65536).startswith(b"GET "):
+            conn.sendall(HTTP_OK)
+
+    server = tcp_server(handler=http)
+    taken: list[int] = []
+
+    def hog() -> None:
+        while not accepted.is_set():
+            gevent.sleep(0.005)
+        until = time.monotonic() + 1.5  # the deadline is 1 s
+        while time.monotonic() < until:
+            with contextlib.suppress(OSError):
+                while True:
+                    taken.append(os.open(os.devnull, os.O_RDONLY))
+            gevent.sleep(0.005)
+        for fd in taken:
+            os.close(fd)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # a few spare descriptors above those open now: the hog takes them, not thousands
+    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 32, hard))
+    try:
+        hogger = gevent.spawn(hog)
+        banners, _, _ = grab([port(server)], deadline="1s", passive_timeout="300ms")
+        hogger.join(timeout=10)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert by_probe(banners) == {("http_get", False): HTTP_OK.decode()}

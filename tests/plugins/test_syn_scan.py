@@ -5,18 +5,23 @@ fallback to a connect scan after dropping privileges)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pentora_plugins.engine.modules
 import pentora_plugins.portscan.connect_scanner
 import pentora_plugins.portscan.syn_scanner
 import pytest
 from pentora_plugins.kit.net.rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
 from pentora_plugins.kit.records import Port
+from pentora_plugins.portscan._synio import EXIT_SWITCHED, SendPass, open_send_socket
 from pentora_plugins.portscan.syn_scanner import CLOSED, OPEN, ReplyMatcher, open_receive_socket
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
@@ -26,6 +31,7 @@ from pentora import DagBuilder, Orchestrator
 from pentora.testing import RecordCollector
 
 RUNNER = str(Path(__file__).with_name("_netns_scan.py"))
+LISTEN = str(Path(__file__).with_name("_listen.py"))
 
 
 def raw_sockets_unavailable() -> str | None:
@@ -292,6 +298,79 @@ def test_unprivileged_process_falls_back_in_process(tcp_server: Any, log_message
     assert any("raw sockets need root or CAP_NET_RAW" in line for line in log_messages)
 
 
+
+
+# -- sender processes never run the parent's greenlets --------------------------------
+
+
+@needs_raw
+def test_a_sender_process_that_switches_greenlets_dies_before_they_run(tmp_path: Path) -> None:
+    """A sender process is a fork of a process whose hub holds the scan's greenlets: a
+    job that yields (as a monkey-patched ``time.sleep`` would) must end the child there,
+    not run the parent's greenlets in the copy."""
+    trail = tmp_path / "trail"
+
+    def parent_greenlet() -> None:
+        gevent.sleep(0.05)  # not yet due when the child yields: it is the child's to run
+        with trail.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def job(out: Any, pace: Any, result: Any) -> None:
+        gevent.sleep(0.2)
+
+    waiting = gevent.spawn(parent_greenlet)
+    gevent.sleep(0)
+    with open_send_socket() as sock:
+        send = SendPass([job], 0, SynTemplate.LENGTH, sock)
+        send.start()
+        try:
+            while send.alive():
+                gevent.sleep(0.01)
+        finally:
+            send.close()
+    waiting.join(timeout=10)
+    assert trail.read_text().split() == [str(os.getpid())]  # written once, by this process
+    [(where, error)] = send.errors()
+    assert where == "-" and f"exited with {EXIT_SWITCHED}" in str(error)
+    assert "switch greenlets" in str(error)
+
+
+RATE_RUNS = 20
+OPEN_PORTS = [22, 2222, 8080]
+
+
+def test_rate_limited_cli_scans_report_each_open_port_exactly_once(netns: Any, tmp_path: Path) -> None:
+    """The CLI (monkey-patched, as users run it) at 10, 100 and 1000 probes a second: a
+    sender process sleeping between batches used to switch to its copy of the hub, run
+    the parent's receiver greenlet on the shared raw socket and steal replies, so the
+    summary said "no open ports found" while the JSONL listed ports twice."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    listener = netns.popen(sys.executable, LISTEN, "--open",
+                           *[f"127.0.0.1:{p}" for p in OPEN_PORTS],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        ports = ",".join(map(str, [*OPEN_PORTS, 9, 9999]))
+        for run in range(RATE_RUNS):
+            rate = (10, 100, 1000)[run % 3]
+            jsonl = tmp_path / f"run{run}.jsonl"
+            scan = netns.run(sys.executable, "-m", "pentora", "scan", "-t", "127.0.0.1", "-p", ports,
+                             "--profile", "port-scan", "--set", f"rate={rate}", "--no-store",
+                             "-o", str(jsonl), check=False, timeout=120)
+            where = f"run {run} at rate {rate}: {scan.stdout}{scan.stderr[-3000:]}"
+            assert scan.returncode == 0, where
+            assert "Traceback" not in scan.stderr, where
+            records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+            listed = sorted(r["port"] for r in records if r["kind"] == "port")
+            assert listed == OPEN_PORTS, where
+            summary = sorted(int(p) for p in re.findall(r"^127\.0\.0\.1\s+(\d+)/tcp\s+open",
+                                                        scan.stdout, re.M))
+            assert summary == OPEN_PORTS, where
+            assert "no open ports found" not in scan.stdout, where
+    finally:
+        listener.stdin.close()  # type: ignore[union-attr]
+        listener.wait(timeout=10)
 
 
 class _Resume:

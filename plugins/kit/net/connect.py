@@ -24,6 +24,7 @@ from typing import Any
 import gevent
 import gevent.socket
 from gevent.monkey import get_original
+from pentora_plugins.kit.net.fds import FD_PATIENCE, RESOURCE_ERRNOS, with_descriptor
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 from pentora import ModuleError
@@ -33,7 +34,6 @@ BATCH = 256            # connects started between two looks at the epoll
 YIELD_EVERY = 0.005    # seconds of work between yields to the hub
 PROGRESS_EVERY = 0.25  # seconds between progress reports
 FD_MARGIN = 64         # descriptors left to the rest of the process
-FD_PATIENCE = 30.0     # seconds without a single free descriptor before giving up
 
 # The standard library's epoll even when the CLI has monkey-patched ``select`` (which
 # removes it): it is never blocked on, its descriptor is waited on through the hub.
@@ -42,9 +42,7 @@ _STREAM = _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
 _SOL, _SO_ERROR, _SO_LINGER = _socket.SOL_SOCKET, _socket.SO_ERROR, _socket.SO_LINGER
 _LINGER_RST = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT left behind
 _EINPROGRESS, _EALREADY, _ECONNREFUSED = errno.EINPROGRESS, errno.EALREADY, errno.ECONNREFUSED
-# Out of descriptors, buffers or local ports: wait and try the same port again.
-_RESOURCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
-                       errno.EADDRNOTAVAIL, errno.EAGAIN})
+_RESOURCE = RESOURCE_ERRNOS  # out of descriptors, buffers or local ports: wait, try again
 _NO_ANSWER = frozenset({errno.ETIMEDOUT})
 # Connected; or reset by the listener after the handshake, which still makes it open.
 _CONNECTED = frozenset({0, errno.EISCONN, errno.ECONNRESET})
@@ -98,21 +96,6 @@ class _Probe:
                  deadline: float) -> None:
         self.sock, self.fam, self.host, self.port = sock, fam, host, port
         self.attempt, self.deadline, self.crossed = attempt, deadline, False
-
-
-def with_descriptor(make: Callable[[], Any], patience: float = FD_PATIENCE) -> Any:
-    """``make()``, which opens a descriptor, retried with a growing pause (1 ms to 100 ms,
-    cooperatively) while the process is out of descriptors, buffers or local ports; the
-    last error is raised once ``patience`` seconds have passed."""
-    waited, backoff = 0.0, 0.001
-    while True:
-        try:
-            return make()
-        except OSError as e:
-            if e.errno not in _RESOURCE or waited >= patience:
-                raise
-        gevent.sleep(backoff)
-        waited, backoff = waited + backoff, min(0.1, backoff * 2)
 
 
 def fd_budget(concurrency: int) -> int:

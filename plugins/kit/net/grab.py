@@ -32,8 +32,10 @@ not, then a second pass runs through gevent.ssl, whose first connection adds a
 
 Every read is bounded: the first byte within ``read_timeout``, later ones within
 ``idle_timeout`` of the previous, the bytes of all reads of the port together by
-``max_bytes``, and the whole port by ``deadline`` (a ``gevent.Timeout``). A server
-that resets the connection leaves what it sent before.
+``max_bytes``, and the whole port by ``deadline``. A server that resets the connection
+leaves what it sent before. The deadline stops while the port waits for a file
+descriptor: in a process short of them, other ports' connections must close before
+the next probe's can open, which makes the scan slower, not the port's banners fewer.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import gevent
 import gevent.event
 import gevent.monkey
 from gevent import socket
-from pentora_plugins.kit.net.connect import FD_PATIENCE, with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE, RESOURCE_ERRNOS, with_descriptor
 from pentora_plugins.kit.net.tls import client_context, describe, sni_name
 from pentora_plugins.kit.probes import Catalog, Probe
 from pentora_plugins.kit.records import Banner
@@ -137,6 +139,46 @@ class Conn:
             self.sock.close()
 
 
+class _DeadlineError(Exception):
+    """A port's deadline passed."""
+
+
+class Deadline:
+    """The time a port may take, thrown into the greenlet that set it as ``expired``;
+    ``paused()`` stops the clock (waits for a descriptor, from any greenlet of the port)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.owner = gevent.getcurrent()
+        self.expired = _DeadlineError()
+        self.left = seconds
+        self._pauses = 0
+        self._timer: Any = None
+        self._closed = False
+        self._run()
+
+    def _run(self) -> None:
+        self._ends = time.monotonic() + self.left
+        self._timer = gevent.get_hub().loop.timer(self.left)
+        self._timer.start(self.owner.throw, self.expired)
+
+    @contextlib.contextmanager
+    def paused(self) -> Any:
+        self._pauses += 1
+        if self._pauses == 1 and not self._closed:
+            self._timer.close()
+            self.left = max(0.0, self._ends - time.monotonic())
+        try:
+            yield
+        finally:
+            self._pauses -= 1
+            if self._pauses == 0 and not self._closed:
+                self._run()
+
+    def close(self) -> None:
+        self._closed = True
+        self._timer.close()
+
+
 class PortGrab:
     """Grabs the banners of one (host, port); ``run`` returns them, each also passed to
     ``on_banner`` the moment it is read."""
@@ -156,6 +198,7 @@ class PortGrab:
         self._told_handshake = False
         self._hold_until = 0.0  # a rival's: when the passive read it races ends
         self._first: Any = None  # the socket of the first connection, opened before the deadline
+        self.deadline: Deadline | None = None  # set by ``run``, shared with a rival
 
     def run(self) -> list[Banner]:
         # The first descriptor is waited for before the deadline starts: a process short of
@@ -166,16 +209,20 @@ class PortGrab:
             raise ModuleError(f"banner_grabber: no file descriptor came free for {FD_PATIENCE:.0f}s "
                               f"to grab {self.host} port {self.port} ({e.strerror}); raise the "
                               f"open-file limit (ulimit -n) or lower 'concurrency'") from e
-        with gevent.Timeout(self.opts.deadline, False):
-            try:
-                self._pass(tls=False)
-                if self.tls_seen and self.opts.tls and not self.unreachable:
-                    self._pass(tls=True)
-            finally:
-                for conn in self._conns:
-                    conn.close()
-                if self._first is not None:
-                    self._first.close()
+        self.deadline = deadline = Deadline(self.opts.deadline)
+        try:
+            self._pass(tls=False)
+            if self.tls_seen and self.opts.tls and not self.unreachable:
+                self._pass(tls=True)
+        except _DeadlineError as e:
+            if e is not deadline.expired:
+                raise
+        finally:
+            deadline.close()
+            for conn in self._conns:
+                conn.close()
+            if self._first is not None:
+                self._first.close()
         return self.banners
 
     # -- a pass --------------------------------------------------------------------
@@ -258,6 +305,7 @@ class PortGrab:
     def _rival(self, wait: float) -> PortGrab:
         rival = PortGrab(self.host, self.port, self.sni, self.catalog, self.opts)
         rival.tls, rival.budget, rival._told_handshake = self.tls, self.budget, self._told_handshake
+        rival.deadline = self.deadline
         rival._hold_until = time.monotonic() + wait
         return rival
 
@@ -350,8 +398,8 @@ class PortGrab:
             return None
         sock, self._first = self._first, None
         try:
-            if sock is None:  # out of descriptors: wait for one (within the deadline)
-                sock = with_descriptor(self._socket)
+            if sock is None:
+                sock = self._descriptor()
             sock.settimeout(self.opts.connect_timeout)
             sock.connect((self.host, self.port))
         except OSError:
@@ -367,6 +415,20 @@ class PortGrab:
         conn = Conn(sock)
         self._conns.append(conn)
         return conn
+
+    def _descriptor(self) -> Any:
+        """A socket for the next connection; a wait for a free descriptor stops the deadline.
+        The port's connections the peer closed are closed first: theirs may be the one."""
+        for conn in self._conns:
+            if conn.closed:
+                conn.close()
+        try:
+            return self._socket()
+        except OSError as e:
+            if e.errno not in RESOURCE_ERRNOS or self.deadline is None:
+                raise
+        with self.deadline.paused():
+            return with_descriptor(self._socket)
 
     def _socket(self) -> Any:
         return socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)

@@ -24,6 +24,7 @@ from typing import Any
 
 import gevent
 from gevent import socket, ssl
+from pentora_plugins.kit.net.fds import open_socket
 from pentora_plugins.kit.net.grab import tls_context
 from pentora_plugins.kit.net.tls import sni_name
 
@@ -157,7 +158,7 @@ def request_bytes(ep: Endpoint, method: str, target: str, headers: dict[str, str
 
 def _connect(ep: Endpoint, timeout: float) -> Any:
     family = socket.AF_INET6 if ":" in ep.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = open_socket(family)  # waits out EMFILE: a busy process is not the server's failure
     sock.settimeout(timeout)
     try:
         sock.connect((ep.host, ep.port))

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from gevent import socket
+from pentora_plugins.kit.net.fds import with_descriptor
 
 IPPROTO_TCP = 6
 TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -160,7 +161,8 @@ class SourceAddresses:
         net = int(ipaddress.IPv4Address(dst)) >> 8
         src = self._cache.get(net)
         if src is None:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            # out of descriptors is no missing route: wait for one
+            with with_descriptor(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
                 s.connect((dst, 9))
                 src = s.getsockname()[0]
             self._cache[net] = src
