@@ -65,7 +65,8 @@ def output_problem(path: str) -> str | None:
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        return f"its folder {folder} {what}; create it (mkdir -p) or choose another"
+        shown = folder if os.path.islink(path) else os.path.dirname(path)  # as the user wrote it
+        return f"its folder {shown} {what}; create it (mkdir -p) or choose another"
     return None
 
 

@@ -210,6 +210,9 @@ def test_a_full_disk_stops_one_report_with_a_message_and_loses_nothing(run_cli, 
     assert f"cannot write {small}: No space left on device" in proc.stderr  # at the end too
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "OpenSSH" in proc.stdout  # the summary is still printed
+    assert not small.exists()  # a cut file is never renamed into place, to pass for a whole one
+    kept = [p for p in tiny_disk.iterdir() if p.name.endswith(".partial")]
+    assert len(kept) == 1 and f"what was written is kept in {kept[0]}" in proc.stderr
     lines = jsonl(full)
     assert lines[-1]["kind"] == "scan" and lines[-1]["status"] == "completed"
     found = sorted(json.dumps(line, sort_keys=True) for line in lines
