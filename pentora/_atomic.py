@@ -49,7 +49,7 @@ def output_problem(path: str) -> str | None:
     target = os.path.realpath(path)  # a symlink's file is replaced, the link kept
     try:
         st = os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folder's turn, below
         st = None
     except OSError as e:
         return f"cannot look at it: {e.strerror}"
