@@ -152,3 +152,44 @@ def test_a_symlinked_output_replaces_the_file_it_points_to(run_cli, tmp_path, tc
                    "--no-store", "-o", "link.jsonl", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "link.jsonl").is_symlink() and f'"port": {server.port}' in real.read_text()
+
+
+PATH_FORMAT = '''
+import sys
+from functools import partial
+
+from pentora import OutputFormat, hookimpl
+
+
+class PortList:  # the pre-stream example of the hook reference: it is given the path
+    def __init__(self, path):
+        assert isinstance(path, str), path
+        self.out = sys.stdout if path == "-" else open(path, "w")
+
+    def record(self, kind, data):
+        if kind == "port":
+            get = data.get if isinstance(data, dict) else partial(getattr, data)
+            print(f"{get('host')}:{get('port')}", file=self.out)
+
+    def close(self, result):
+        if self.out is not sys.stdout:
+            self.out.close()
+
+
+@hookimpl
+def pentora_register_output_formats(registry):
+    registry.register_output_format(OutputFormat("ports", "host:port lines", open=PortList,
+                                                 extensions=(".ports",)))
+'''
+
+
+def test_a_format_that_takes_a_path_still_gets_one_after_the_checks(run_cli, tmp_path, tcp_server):
+    server = tcp_server()
+    (tmp_path / "fmt.py").write_text(PATH_FORMAT)
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+                   "--no-store", "--hooks", "fmt.py", "-o", "open.ports", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "open.ports").read_text() == f"127.0.0.1:{server.port}\n"
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+                   "--no-store", "--hooks", "fmt.py", "-o", "no/open.ports", cwd=tmp_path)
+    assert proc.returncode == 2 and "-o no/open.ports: its folder no does not exist" in proc.stderr
