@@ -10,6 +10,7 @@ or is killed leaves the file it would have replaced as it was.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,12 @@ class OutputSink(RecordRouter):
 
     @staticmethod
     def _open(registry: Registry, out: _Output) -> Any:
+        fmt = registry.output_formats[out.format]
+        target: Any = out.path
+        if fmt.takes_stream:  # a stream always: the temporary file, or stdout for -o -
+            target = out.file if out.file is not None else sys.stdout
         try:
-            return registry.output_formats[out.format].open(out.file if out.file is not None else out.path)
+            return fmt.open(target)
         except OSError as e:
             raise CliError(f"cannot write {out.format} output to '{out.path}': {e.strerror or e}",
                            EXIT_USAGE) from e
