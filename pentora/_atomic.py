@@ -76,7 +76,8 @@ class AtomicOutput:
 
     ``name`` is the path asked for (what messages name), ``partial`` the temporary file
     (what ``tail -f`` follows while the run lasts). A new file gets the mode ``open()``
-    would give it (0666 less the umask); an existing one keeps its mode. Used as a context
+    would give it (0666 less the umask); an existing one keeps its mode (and its owner,
+    when the process may set it). Used as a context
     manager it is closed when the block ends, or abandoned when the block raises."""
 
     def __init__(self, path: str | os.PathLike[str], *, newline: str | None = "",
@@ -87,10 +88,13 @@ class AtomicOutput:
         fd, self.partial = tempfile.mkstemp(prefix=f".{base}.", suffix=PARTIAL_SUFFIX, dir=folder)
         try:
             try:
-                mode = stat.S_IMODE(os.stat(self.target).st_mode)
+                old = os.stat(self.target)
             except FileNotFoundError:
-                mode = 0o666 & ~_umask()
-            os.fchmod(fd, mode)  # mkstemp makes 0600: the result file gets its usual mode
+                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the usual mode
+            else:
+                os.fchmod(fd, stat.S_IMODE(old.st_mode))  # as open(path, "w") would leave it
+                with contextlib.suppress(OSError):  # only root may give a file away
+                    os.fchown(fd, old.st_uid, old.st_gid)
             self.stream: TextIO = open(fd, "w", encoding="utf-8", newline=newline,  # noqa: SIM115
                                         buffering=1 if line_buffering else -1)
         except BaseException:

@@ -66,3 +66,15 @@ def test_modes_follow_the_umask_or_the_file_replaced(tmp_path: Path) -> None:
     with atomic_output(kept) as f:
         f.write("new")
     assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
+
+
+def test_a_replaced_file_keeps_its_owner_when_root_writes_it(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    path = tmp_path / "theirs.txt"
+    path.write_text("old")
+    os.chown(path, 65534, 65534)  # nobody, as a user's file root rewrites
+    with atomic_output(path) as f:
+        f.write("new")
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534) and path.read_text() == "new"
