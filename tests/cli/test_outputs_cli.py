@@ -18,6 +18,27 @@ from tests.plugins._formats_scan import FORMATS, Scan, pentora, run_scan
 
 OLD = b'{"kind": "scan", "scan_id": "earlier", "status": "completed"}\n'
 
+# connect_scanner, which needs no privilege: the same scan as root or not
+CONNECT = """
+name: connect-scan
+vars: {targets: "", ports: ""}
+nodes:
+  - {instance_id: targets, module_type: target_parser, config: {targets: "${targets}"}}
+  - instance_id: discover
+    module_type: tcp_probe_discovery
+    depends_on: [targets]
+    config: {ports: "${ports}", timeout: 2s}
+  - instance_id: port_scan
+    module_type: connect_scanner
+    depends_on: [discover]
+    config: {ports: "${ports}"}
+"""
+
+
+def connect_dag(folder: Path) -> str:
+    (folder / "connect.yaml").write_text(CONNECT)
+    return str(folder / "connect.yaml")
+
 
 def partials(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(".partial"))
@@ -133,7 +154,7 @@ def test_the_summary_file_is_the_terminal_summary_and_modes_follow_the_umask(run
         os.umask(0o027)
 
     proc = subprocess.run([sys.executable, "-m", "pentora", "scan", "-t", "127.0.0.1", "-p",
-                           str(server.port), "--profile", "port-scan", "--no-store", "-o", "s.txt",
+                           str(server.port), "--dag", connect_dag(tmp_path), "--no-store", "-o", "s.txt",
                            "-o", "kept.jsonl"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=60, preexec_fn=umask_027)
     assert proc.returncode == 0, proc.stderr
@@ -148,7 +169,7 @@ def test_a_symlinked_output_replaces_the_file_it_points_to(run_cli, tmp_path, tc
     real = tmp_path / "real.jsonl"
     real.write_bytes(OLD)
     (tmp_path / "link.jsonl").symlink_to(real)
-    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--dag", connect_dag(tmp_path),
                    "--no-store", "-o", "link.jsonl", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "link.jsonl").is_symlink() and f'"port": {server.port}' in real.read_text()
@@ -186,10 +207,10 @@ def pentora_register_output_formats(registry):
 def test_a_format_that_takes_a_path_still_gets_one_after_the_checks(run_cli, tmp_path, tcp_server):
     server = tcp_server()
     (tmp_path / "fmt.py").write_text(PATH_FORMAT)
-    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--dag", connect_dag(tmp_path),
                    "--no-store", "--hooks", "fmt.py", "-o", "open.ports", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "open.ports").read_text() == f"127.0.0.1:{server.port}\n"
-    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--dag", connect_dag(tmp_path),
                    "--no-store", "--hooks", "fmt.py", "-o", "no/open.ports", cwd=tmp_path)
     assert proc.returncode == 2 and "-o no/open.ports: its folder no does not exist" in proc.stderr

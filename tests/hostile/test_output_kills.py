@@ -20,6 +20,7 @@ import pytest
 OLD_JSONL = b'{"kind": "scan", "scan_id": "earlier", "status": "completed"}\n'
 OLD_HTML = b"<!doctype html><title>the earlier report</title>\n"
 
+# connect_scanner (no privilege needed), then a node that waits for the signal
 SLOW = """
 name: slow-scan
 vars: {targets: "", ports: ""}
@@ -36,6 +37,12 @@ nodes:
   - {instance_id: wait, module_type: sleep, depends_on: [port_scan], config: {duration: 60s, steps: 60}}
   - {instance_id: report, module_type: json_reporter, depends_on: [wait], config: {output: node.jsonl}}
 """
+
+
+def connect_dag(folder: Path) -> str:
+    """The scan of SLOW without its waiting node and json_reporter: it ends at once."""
+    (folder / "connect.yaml").write_text(SLOW.split("  - {instance_id: wait")[0])
+    return str(folder / "connect.yaml")
 
 
 def partials(folder: Path, name: str) -> list[Path]:
@@ -162,7 +169,7 @@ def test_a_run_that_dies_replaces_nothing_and_names_what_it_kept(run_cli, tmp_pa
     (tmp_path / "dies.py").write_text(DIES)
     (tmp_path / "old.jsonl").write_bytes(OLD_JSONL)
     (tmp_path / "old.html").write_bytes(OLD_HTML)
-    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--dag", connect_dag(tmp_path),
                    "--no-store", "--hooks", "dies.py", "-o", "old.jsonl", "-o", "old.html", cwd=tmp_path)
     assert proc.returncode == 1 and "internal error: RuntimeError: the run died" in proc.stderr
     assert (tmp_path / "old.jsonl").read_bytes() == OLD_JSONL
@@ -204,7 +211,7 @@ def test_a_format_that_fails_keeps_its_partial_file_and_the_others_are_written(r
     (tmp_path / "broken.py").write_text(BROKEN_FORMAT)
     old = tmp_path / "old.broken"
     old.write_bytes(b"earlier\n")
-    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "port-scan",
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--dag", connect_dag(tmp_path),
                    "--no-store", "--hooks", "broken.py", "-o", "old.broken", "-o", "new.jsonl", cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     [kept] = partials(tmp_path, "old.broken")
