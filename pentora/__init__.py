@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._atomic import AtomicOutput, atomic_output
 from ._builder import DagBuilder
 from ._condition import Condition
 from ._context import DataContext
@@ -43,12 +44,13 @@ from ._logging import quiet_logs  # noqa: E402
 quiet_logs("pentora")
 
 __all__ = [
-    "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag", "DagBuilder",
-    "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "InputError", "Module", "ModuleError",
-    "ModuleType", "NodeContext", "NodeRecord", "NodeRestore", "NodeSpec", "NodeTimeout", "Orchestrator",
-    "OutputFormat", "PentoraError", "PentoraPluginManager", "Plan", "PluginError", "Problem",
-    "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo", "ScanResult", "TransientError",
-    "ValidationError", "__version__", "clean_text", "get_plugin_manager", "hookimpl", "hookspec",
-    "input_lines", "interpolate", "iso_time", "load_dag", "load_json", "load_yaml", "open_input", "plan",
-    "quiet_logs", "read_input", "record_kind", "try_plan",
+    "AtomicOutput", "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag",
+    "DagBuilder", "DagParseError", "DataContext", "DataContextSpec", "EngineConfig", "InputError",
+    "Module", "ModuleError", "ModuleType", "NodeContext", "NodeRecord", "NodeRestore", "NodeSpec",
+    "NodeTimeout", "Orchestrator", "OutputFormat", "PentoraError", "PentoraPluginManager", "Plan",
+    "PluginError", "Problem", "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo",
+    "ScanResult", "TransientError", "ValidationError", "__version__", "atomic_output", "clean_text",
+    "get_plugin_manager", "hookimpl", "hookspec", "input_lines", "interpolate", "iso_time",
+    "load_dag", "load_json", "load_yaml", "open_input", "plan", "quiet_logs", "read_input",
+    "record_kind", "try_plan",
 ]

@@ -91,26 +91,34 @@ def pentora_register_retry_policies(registry: Registry) -> None:
 @hookspec
 def pentora_register_output_formats(registry: Registry) -> None:
     """Register ``OutputFormat`` records (reporters that ``-o FILE --format X`` uses).
-    Called once, when the registry is built. ``open(path_or_stream)`` returns a writer with
+    Called once, when the registry is built. ``open(target)`` returns a writer with
     ``record(kind, data)`` and ``close(result)``, and optionally ``start(scan)``.
+
+    With ``takes_stream=True``, ``target`` is an open text stream, and the format never
+    opens a file: for ``-o FILE`` the CLI checks the path before the run, gives the writer
+    a temporary file beside FILE and renames it over FILE once ``close`` has returned, so
+    a run that fails or is killed leaves an earlier FILE as it was (the writer must not
+    close the stream). Without it, ``target`` is the path (``-`` for stdout), as before:
+    open it with ``pentora.atomic_output(path)`` rather than ``open(path, "w")`` to get
+    the same guarantee.
 
     Example::
 
         class PortList:
-            def __init__(self, path):
-                self.out = sys.stdout if path == "-" else open(path, "w")
+            def __init__(self, stream):  # sys.stdout for -o -, a temporary file for -o FILE
+                self.out = stream
             def record(self, kind, data):  # data: a record, or a dict in `pentora report`
                 if kind == "port":
                     get = data.get if isinstance(data, dict) else partial(getattr, data)
                     print(f"{get('host')}:{get('port')}", file=self.out)
             def close(self, result):
-                if self.out is not sys.stdout:
-                    self.out.close()
+                self.out.flush()
 
         @hookimpl
         def pentora_register_output_formats(registry):
             registry.register_output_format(OutputFormat(
-                "ports", "host:port of each open port", open=PortList, extensions=(".ports",)))
+                "ports", "host:port of each open port", open=PortList, extensions=(".ports",),
+                takes_stream=True))
     """
 
 

@@ -70,13 +70,20 @@ class OutputFormat:
     (each finding and node record as it happens; ``data`` a record object or, when
     ``pentora report`` replays a JSONL file, its line as a dict) and ``close(result)``
     (the ``ScanResult``; None on a replay or when the scan never returned). An optional
-    ``start(scan)`` is called with the ``ScanInfo`` (DAG, vars) before any record."""
+    ``start(scan)`` is called with the ``ScanInfo`` (DAG, vars) before any record.
+
+    ``takes_stream``: ``open`` accepts an open text stream. ``-o FILE`` then gives it a
+    temporary file beside FILE, renamed over FILE when the run ends, so a run that fails
+    or is killed never leaves FILE emptied; the writer must not close the stream itself.
+    Otherwise ``open`` gets the path (``-`` for stdout) and opens it, ideally with
+    ``pentora.atomic_output``."""
 
     name: str
     description: str
     open: Callable[..., Any]
     extensions: tuple[str, ...] = ()
     provider: str = ""
+    takes_stream: bool = False
 
 
 @dataclass

@@ -29,11 +29,13 @@ def writer_name(writer: Any) -> str:
 
 def write_error(writer: Any, e: OSError) -> OSError:
     """``e`` as a message naming the writer's file, whose stream is closed quietly (its
-    unwritten tail cannot be saved; closing now spares a second error at exit)."""
+    unwritten tail cannot be saved; closing now spares a second error at exit). A stream
+    written under a temporary name (``atomic_output``) is abandoned, not renamed over the
+    file it was to replace."""
     stream = getattr(writer, "stream", None)
     if stream is not None and getattr(writer, "owned", False):
         with contextlib.suppress(Exception):
-            stream.close()
+            getattr(stream, "abandon", stream.close)()
     return OSError(e.errno, f"cannot write {writer_name(writer)}: {e.strerror or e}; the other "
                    "outputs and the scan store keep every result")
 

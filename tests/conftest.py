@@ -4,6 +4,7 @@ register only test-only modules: the core needs no built-in plugin."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +65,21 @@ def run_cli():
                               text=True, input=input, env=full_env, cwd=cwd, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 4 KB tmpfs, full after a few lines (root only)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
 
 
 __all__ = ["ModulesPlugin", "make_orch", "pentora"]

@@ -28,12 +28,13 @@ from ._common import (
     parse_sets,
     profile_path,
 )
-from ._outputs import resolve_outputs
+from ._outputs import OutputSink, check_outputs, output_problems, resolve_outputs
 from ._scan_cmd import refuse_scan_options
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE", "CliError",
-           "disabled_plugins", "echo", "list_profiles", "main", "make_orchestrator", "parse_sets",
-           "profile_path", "refuse_scan_options", "resolve_outputs"]
+           "OutputSink", "check_outputs", "disabled_plugins", "echo", "list_profiles", "main",
+           "make_orchestrator", "output_problems", "parse_sets", "profile_path", "refuse_scan_options",
+           "resolve_outputs"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from ._common import (
     profile_path,
 )
 from ._dag_cmds import install_signal_handlers, summary
-from ._outputs import open_outputs
+from ._outputs import check_outputs, open_outputs, resolve_outputs
 
 
 class _PluginFlagOrValue(argparse.Action):
@@ -79,6 +79,10 @@ def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
+    # Before anything is read, run or opened for writing (the store included): a bad -o
+    # is a usage error, every one named at once.
+    outputs = resolve_outputs(orch.registry, args.outputs, args.output_format)
+    check_outputs([path for _, path in outputs])
     loaded = orch.pm.hook.pentora_cli_scan_load(orch=orch, args=args)
     if loaded is not None:
         variables, scan_id = loaded
@@ -88,7 +92,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     dag = orch.dag
     assert dag is not None
     orch.validate(vars={**dag.vars, **variables})
-    sink = open_outputs(orch, args.outputs, args.output_format)
+    sink = open_outputs(orch, outputs)
     install_signal_handlers(orch)
     result, unwritten = None, None
     try:
@@ -101,10 +105,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     finally:
         if sink is not None:
             try:
-                sink.close(result)
+                # No result: the run died (an error, a second SIGINT); no file is replaced.
+                sink.close(result, commit=result is not None)
             except CliError as e:  # an output could not be written (disk full): summary first
-                if result is None:
-                    raise
                 unwritten = e
     if orch.pm.hook.pentora_cli_scan_done.get_hookimpls():
         orch.pm.hook.pentora_cli_scan_done(args=args, orch=orch, result=result)

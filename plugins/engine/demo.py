@@ -173,8 +173,9 @@ class DemoServices:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pentora.cli import make_orchestrator, profile_path
+    from pentora.cli import check_outputs, make_orchestrator, profile_path
 
+    check_outputs([args.output] if args.output else [])  # before any server starts
     services = DemoServices()
     ports = services.start()
     try:

@@ -2,7 +2,9 @@
 
 The file is opened when the scan starts and every record is written the moment a
 module emits it, node records as nodes end, and the ``scan`` record last — flushed
-line by line, so an interrupted scan keeps everything found. The node itself is
+line by line, so an interrupted scan keeps everything found. The lines go to a
+temporary file beside it (``.NAME.XXXXXXXX.partial``), renamed over it when the scan
+ends: a scan that dies first leaves the earlier file as it was. The node itself is
 ``always_run``: it runs after upstream failures and records the report's totals.
 """
 
@@ -15,6 +17,7 @@ import voluptuous as vol
 from pentora_plugins.output.jsonl import JsonlWriter
 
 from pentora import Module, ModuleError, NodeContext, RecordRouter, hookimpl, interpolate
+from pentora.cli import output_problems
 
 STATE = "output.json_reporter"  # the scan's open report files, by node: scan.state[STATE]
 
@@ -66,6 +69,9 @@ class Streams(RecordRouter):
                 continue
             output = interpolate(node.config, scan.vars).get("output", "")
             if output:
+                problems = output_problems([output], option="output")
+                if problems:  # a directory or a FIFO would fail only at the final rename
+                    raise ModuleError(f"cannot write the report: {problems[0]}", node.instance_id)
                 try:
                     writers[node.instance_id] = _Counting(output)
                 except OSError as e:

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from pentora_plugins.kit.records import record_dict
 
-from pentora import OutputFormat
+from pentora import OutputFormat, atomic_output
 
 
 def scan_facts(scan: Any) -> dict[str, Any]:
@@ -36,8 +36,9 @@ class JsonlWriter:
 
     def __init__(self, target: str | IO[str]) -> None:
         if isinstance(target, str):
-            self.stream: IO[str] = sys.stdout if target == "-" else open(  # noqa: SIM115
-                target, "w", encoding="utf-8", buffering=1)
+            # A path of its own (json_reporter's file) is replaced whole when the scan ends;
+            # until then the lines go, flushed one by one, to a temporary file beside it.
+            self.stream: IO[str] = sys.stdout if target == "-" else atomic_output(target)  # type: ignore[assignment]
             self.owned = target != "-"
         else:
             self.stream, self.owned = target, False
@@ -61,4 +62,4 @@ class JsonlWriter:
 
 
 FORMAT = OutputFormat("jsonl", "JSON Lines: one record a line, kind first, written as found",
-                      open=JsonlWriter, extensions=(".jsonl", ".ndjson"))
+                      open=JsonlWriter, extensions=(".jsonl", ".ndjson"), takes_stream=True)

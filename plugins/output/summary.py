@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from pentora import OutputFormat
+from pentora import OutputFormat, atomic_output
 from pentora import clean_text as clean  # the one terminal-safe helper
 
 __all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
@@ -29,21 +29,26 @@ def table(rows: list[list[str]]) -> str:
 
 class SummaryWriter:
     def __init__(self, target: str | IO[str] = "-") -> None:
-        self.stream = sys.stdout if target == "-" or not isinstance(target, str) else open(  # noqa: SIM115
-            target, "w", encoding="utf-8")
+        self.owned = isinstance(target, str) and target != "-"
+        self.stream: IO[str]
         if not isinstance(target, str):
             self.stream = target
+        elif target == "-":
+            self.stream = sys.stdout
+        else:
+            self.stream = atomic_output(target)  # type: ignore[assignment]
 
     def record(self, kind: str, record: Any) -> None:
         """The summary is drawn from the finished scan, not from the stream."""
 
     def close(self, result: Any) -> None:
-        if result is None:
-            return
-        # The last safety pass, for a terminal or a file alike: this format is for reading,
-        # and a field a future row forgets to clean must still not reach a terminal raw.
-        self.stream.write(clean(render(result), None, lines=True) + "\n")
-        self.stream.flush()
+        if result is not None:
+            # The last safety pass, for a terminal or a file alike: this format is for reading,
+            # and a field a future row forgets to clean must still not reach a terminal raw.
+            self.stream.write(clean(render(result), None, lines=True) + "\n")
+            self.stream.flush()
+        if self.owned:
+            self.stream.close()
 
 
 def render(result: Any) -> str:
@@ -107,4 +112,4 @@ def findings(vulns: list[Any]) -> list[str]:
 
 
 FORMAT = OutputFormat("summary", "readable table of hosts, ports and services (the terminal view)",
-                      open=SummaryWriter, extensions=(".txt",))
+                      open=SummaryWriter, extensions=(".txt",), takes_stream=True)

@@ -129,7 +129,11 @@ def test_unknown_kinds_pass_through(tmp_path: Path):
     (["in.jsonl", "-o", "out.weird"], 2, "cannot tell the output format of 'out.weird'"),
     (["in.jsonl", "--format", "pdf"], 2, "unknown output format 'pdf'"),
     (["in.jsonl", "--format", "summary"], 2, "the summary format is drawn from a live scan"),
-    (["in.jsonl", "-o", "no/such/dir/out.md"], 1, "cannot write md output to 'no/such/dir/out.md'"),
+    (["in.jsonl", "-o", "no/such/dir/out.md"], 2,
+     "-o no/such/dir/out.md: its folder no/such/dir does not exist; create it (mkdir -p)"),
+    (["in.jsonl", "-o", "out.md", "-o", "./out.md"], 2, "-o ./out.md: the same file as -o out.md"),
+    (["in.jsonl", "-o", ".", "--format", "md"], 2, "-o .: is a directory; give a file name inside it"),
+    (["in.jsonl", "-o", "/dev/null", "--format", "md"], 2, "-o /dev/null: is a character device"),
 ])
 def test_usage_errors(tmp_path: Path, args, code, message):
     _write(tmp_path, HOST)
@@ -140,12 +144,18 @@ def test_usage_errors(tmp_path: Path, args, code, message):
 
 
 @pytest.mark.parametrize("fmt, message", [
-    ("md", "cannot write the md report to '/dev/full': No space left on device"),
-    ("jsonl", "cannot write the report: No space left on device"),
+    ("html", "cannot write the html report to '{out}': No space left on device"),
+    ("jsonl", "cannot write {out}: No space left on device"),
 ])
-def test_a_full_disk_is_a_message(scan, fmt, message):
-    if not Path("/dev/full").exists():
-        pytest.skip("/dev/full (a device that is always full) is absent")
-    proc = pentora("report", str(scan.out("jsonl")), "-o", "/dev/full", "--format", fmt)
-    assert proc.returncode == 1
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_a_full_disk_is_a_message_and_the_old_file_stays(scan, fmt, message, tiny_disk):
+    """A 4 KB filesystem fills while the report is written: the file it was to replace is
+    left as it was, and the message names the temporary file holding what was written."""
+    out = tiny_disk / f"old.{fmt}"
+    out.write_text("the previous report\n")
+    proc = pentora("report", str(scan.out("jsonl")), "-o", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert message.format(out=out) in proc.stderr and "Traceback" not in proc.stderr
+    assert out.read_text() == "the previous report\n"
+    kept = [p for p in tiny_disk.iterdir() if p.name.endswith(".partial")]
+    assert len(kept) == 1 and kept[0].name.startswith(f".old.{fmt}.")
+    assert f"{out} was left as it was, what was written is kept in {kept[0]}" in proc.stderr

@@ -199,21 +199,6 @@ def test_ctrl_c_writes_the_partial_report_and_prints_the_resume_command(tmp_path
     assert quick["reason"] == "restored from an earlier run"
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 4 KB tmpfs, full after a few lines (root only)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs to fill needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
-
-
 def test_a_full_disk_stops_one_report_with_a_message_and_loses_nothing(run_cli, tcp_server,
                                                                        tmp_path, tiny_disk):
     db, full, small = tmp_path / "scans.db", tmp_path / "all.jsonl", tiny_disk / "out.jsonl"
@@ -225,6 +210,9 @@ def test_a_full_disk_stops_one_report_with_a_message_and_loses_nothing(run_cli, 
     assert f"cannot write {small}: No space left on device" in proc.stderr  # at the end too
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "OpenSSH" in proc.stdout  # the summary is still printed
+    assert not small.exists()  # a cut file is never renamed into place, to pass for a whole one
+    kept = [p for p in tiny_disk.iterdir() if p.name.endswith(".partial")]
+    assert len(kept) == 1 and f"what was written is kept in {kept[0]}" in proc.stderr
     lines = jsonl(full)
     assert lines[-1]["kind"] == "scan" and lines[-1]["status"] == "completed"
     found = sorted(json.dumps(line, sort_keys=True) for line in lines

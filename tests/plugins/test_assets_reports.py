@@ -94,8 +94,9 @@ class Finder(Module):
             ctx.emit(record)
             found.append(record)
             gevent.sleep(0.01)
-            path = Path(ctx.vars["output"])
-            Finder.seen_mid_scan.append(len(path.read_text().splitlines()))
+            path = Path(ctx.vars["output"])  # written as .NAME.XXXXXXXX.partial until the scan ends
+            [partial] = path.parent.glob(f".{path.name}.*.partial")
+            Finder.seen_mid_scan.append(len(partial.read_text().splitlines()))
         ctx.set("open_ports", found)
 
 
@@ -137,6 +138,7 @@ def test_json_reporter_streams_lines_as_found_and_records_failures(tmp_path: Pat
     scan = lines[-1]
     assert scan["status"] == "completed" and scan["ok"] is False and scan["counts"]["failed"] == 1
     assert result.context.get("report:report")["lines"] == 4  # lines before its own
+    assert list(tmp_path.glob(".*.partial")) == []  # renamed into place
 
 
 def test_summary_table_neutralises_control_characters():

@@ -20,7 +20,7 @@ from pentora_plugins.kit.findings import SEVERITIES as _ASCENDING
 from pentora_plugins.kit.records import address_key, record_dict
 from pentora_plugins.output.jsonl import scan_facts, scan_line
 
-from pentora import PentoraError, try_plan
+from pentora import PentoraError, atomic_output, try_plan
 
 SEVERITIES = tuple(reversed(_ASCENDING))  # critical first
 STATUSES = ("completed", "failed", "cancelled", "skipped", "running", "pending")
@@ -293,9 +293,9 @@ class Report:
 
 class ReportWriter:
     """An ``OutputFormat`` writer: collects records as the scan streams them and renders
-    the whole file when it ends (``render``). The file is opened at once, so a bad path
-    fails before the scan starts. ``close(None)`` (a replay, or a scan that never
-    returned) renders what was collected."""
+    the whole file when it ends (``render``). Given a path, it writes to a temporary file
+    beside it (``atomic_output``), renamed over it once rendered. ``close(None)`` (a
+    replay, or a scan that never returned) renders what was collected."""
 
     format_name = "report"
 
@@ -304,8 +304,7 @@ class ReportWriter:
         self.facts: dict[str, Any] | None = None
         self.path = target if isinstance(target, str) else getattr(target, "name", "<stream>")
         if isinstance(target, str):
-            self.stream: IO[str] = sys.stdout if target == "-" else open(  # noqa: SIM115
-                target, "w", encoding="utf-8", newline="")
+            self.stream: IO[str] = sys.stdout if target == "-" else atomic_output(target)  # type: ignore[assignment]
             self.owned = target != "-"
         else:
             self.stream, self.owned = target, False
@@ -328,6 +327,10 @@ class ReportWriter:
             if self.owned:
                 self.stream.close()
         except OSError as e:
+            if self.owned:
+                abandon = getattr(self.stream, "abandon", None)
+                if abandon is not None:
+                    abandon()  # the file it was to replace stays as it was
             raise PentoraError(f"cannot write the {self.format_name} report to '{self.path}': "
                                f"{e.strerror or e}; the JSONL output (if any) keeps every record: "
                                "re-render it with `pentora report FILE.jsonl`") from e

@@ -60,4 +60,4 @@ class CsvWriter(ReportWriter):
 
 
 FORMAT = OutputFormat("csv", "CSV: one row per open port with service, product, version, findings",
-                      open=CsvWriter, extensions=(".csv",))
+                      open=CsvWriter, extensions=(".csv",), takes_stream=True)

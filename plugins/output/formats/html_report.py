@@ -153,4 +153,5 @@ class HtmlWriter(ReportWriter):
 
 
 FORMAT = OutputFormat("html", "one self-contained HTML page: summary, sortable tables, findings, "
-                      "the DAG and its timeline", open=HtmlWriter, extensions=(".html", ".htm"))
+                      "the DAG and its timeline", open=HtmlWriter, extensions=(".html", ".htm"),
+                      takes_stream=True)

@@ -34,4 +34,4 @@ class JsonWriter(ReportWriter):
 
 
 FORMAT = OutputFormat("json", "one JSON document: the scan and every record (see the JSON Schema)",
-                      open=JsonWriter, extensions=(".json",))
+                      open=JsonWriter, extensions=(".json",), takes_stream=True)

@@ -112,4 +112,4 @@ class MarkdownWriter(ReportWriter):
 
 
 FORMAT = OutputFormat("md", "Markdown report for a ticket: summary, hosts, services, findings by severity",
-                      open=MarkdownWriter, extensions=(".md", ".markdown"))
+                      open=MarkdownWriter, extensions=(".md", ".markdown"), takes_stream=True)

@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from pentora import InputError, input_lines, open_input
-from pentora.cli import EXIT_OK, EXIT_USAGE, CliError, echo, make_orchestrator, resolve_outputs
+from pentora.cli import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    OutputSink,
+    check_outputs,
+    echo,
+    make_orchestrator,
+    resolve_outputs,
+)
 
 MAX_BYTES = 1 << 30  # a JSONL report: a scan of many hosts, one record a line
 MAX_LINE = 64 << 20  # one record
@@ -127,33 +136,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     if any(name == "summary" for name, _ in targets):
         raise CliError("the summary format is drawn from a live scan; use --format md for a text "
                        "report of a JSONL file", EXIT_USAGE)
+    check_outputs([path for _, path in targets])
     records = list(read_jsonl(args.file, args.skip_bad_lines))  # all checked before any file is written
     if not records:
         raise CliError(f"{args.file} holds no records: nothing to report")
-    _replay(records, [_open(orch, name, path) for name, path in targets])
+    _replay(records, OutputSink(orch.registry, targets))
     for _, path in targets:
         if path != "-":
             echo(f"report written to {path}", err=True)
     return EXIT_OK
 
 
-def _open(orch: Any, name: str, path: str) -> Any:
-    try:
-        return orch.registry.output_formats[name].open(path)
-    except OSError as e:
-        raise CliError(f"cannot write {name} output to '{path}': {e.strerror}") from e
-
-
-def _replay(records: list[dict[str, Any]], writers: list[Any]) -> None:
-    """Feed the lines to the writers as a live scan would, then close them (no result)."""
+def _replay(records: list[dict[str, Any]], sink: OutputSink) -> None:
+    """Feed the lines to the writers as a live scan would, then close them (no result):
+    each file is renamed into place, or left as it was if its writer failed."""
     try:
         for rec in records:
-            for writer in writers:
-                writer.record(rec["kind"], rec)
-        for writer in writers:
-            writer.close(None)
-    except OSError as e:  # a streaming writer (jsonl) writes as it goes: disk full, closed pipe…
-        raise CliError(f"cannot write the report: {e.strerror or e}") from e
+            sink.feed(rec["kind"], rec)
+    except BaseException:
+        sink.close(None, commit=False)
+        raise
+    sink.close(None)
 
 
 def add_parser(subparsers: Any, common: Any) -> None:

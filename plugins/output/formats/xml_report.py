@@ -219,4 +219,4 @@ class XmlWriter(ReportWriter):
 
 
 FORMAT = OutputFormat("xml", "nmap-compatible XML (nmap.dtd): hosts, ports, states, services, CPEs",
-                      open=XmlWriter, extensions=(".xml",))
+                      open=XmlWriter, extensions=(".xml",), takes_stream=True)
