@@ -12,20 +12,22 @@ record) and waits out the backoff.
 from __future__ import annotations
 
 import random
+import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from gevent import GreenletExit
 from loguru import logger
 
 from ._dag import NodeSpec, RetrySpec
-from ._errors import ModuleError, NodeTimeout
+from ._errors import ModuleError, ModuleExit, NodeTimeout, module_failure
 from ._fanout import FanOut
 from ._hookspecs import hookimpl
 from ._nodectx import NodeContext, NodeRestore, record_kind
-from ._records import COMPLETED, FAILED, ScanInfo
+from ._records import CANCELLED, COMPLETED, FAILED, ScanInfo
 from ._retry import should_retry
 from ._units import format_duration
 
@@ -39,6 +41,9 @@ log = logger.bind(component="attempts")
 class ExecOptions:
     sleep: Callable[[float], Any] = gevent.sleep
     seed: int | None = None
+    # Called (from the watchdog's thread) before the process ends because a module blocks
+    # the event loop beyond interruption; none: the watchdog never ends the process.
+    abandon: list[Callable[[Any], Any]] = field(default_factory=list)
 
 
 def run_module(ctx: NodeContext) -> Any:
@@ -47,9 +52,16 @@ def run_module(ctx: NodeContext) -> Any:
         raise ModuleError("its NodeContext has no module_type to run", ctx.node_id)
     module = ctx.module_type.cls()
     out = module.run(ctx, ctx.config)
-    if isinstance(out, dict):
-        for key, value in out.items():
-            ctx.set(key, value)
+    if out is None:
+        return True
+    if not isinstance(out, Mapping):
+        # A list, a lock, a generator…: almost always a bug that would otherwise pass as
+        # success with nothing written, so it fails the node, naming what came back.
+        raise ModuleError(f"run() of module '{ctx.module_type.name}' returned "
+                          f"{type(out).__name__}: it must return a mapping of context keys "
+                          "to values, or None")
+    for key, value in out.items():
+        ctx.set(key, value)
     return True
 
 
@@ -77,6 +89,12 @@ class Attempts:
         impls = ex.pm.hook.pentora_node_execute.get_hookimpls()
         self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
         self._checkpoints = self.notify.has("pentora_node_checkpoint")
+        # For the hub watchdog (read from its signal handler and thread): when each running
+        # node's attempt times out (monotonic), its timeout, and its contexts (their pools'
+        # greenlets belong to the node).
+        self.deadlines: dict[int, float] = {}
+        self.timeouts: dict[int, float] = {}
+        self.live: dict[int, list[NodeContext]] = {}
         self.fanout = FanOut(self)
 
     def call_execute(self, i: int, ctx: NodeContext) -> None:
@@ -103,12 +121,19 @@ class Attempts:
             ctx = begin(i, n)
             try:
                 if timeout:
+                    self.deadlines[i] = time.monotonic() + timeout
+                    self.timeouts[i] = timeout
                     self._bounded(body, i, ctx, timeout)
                 else:
                     body(i, ctx)
-            except Exception as e:
+            except GreenletExit:
+                raise  # the node is being killed (a stop): not the module's failure
+            except BaseException as e:
+                # SystemExit, KeyboardInterrupt and bare BaseExceptions from a module end
+                # this attempt like any error (never the process, never silently).
                 ctx.kill()  # the failed attempt's greenlets must not outlive it into the backoff
-                if self.ex.stop_reason or not should_retry(e, spec, n, self.mtypes[i].cls.transient_errors):
+                if (not isinstance(e, Exception) or self.ex.stop_reason
+                        or not should_retry(e, spec, n, self.mtypes[i].cls.transient_errors)):
                     raise
                 self._before_retry(i, n, e, spec, branch)
                 continue
@@ -163,12 +188,19 @@ class Attempts:
         body = self.fanout.run if node.for_each else self.call_execute
         try:
             ctx = self.retry(i, spec, timeout, self._begin, body)
-        except Exception as e:
+        except GreenletExit:
+            raise
+        except BaseException as e:
             self.fail(i, e)
+            if isinstance(e, KeyboardInterrupt):  # Ctrl-C delivered inside the module's code
+                self.ex.stop(f"interrupted in node '{node.instance_id}'", CANCELLED)
         else:
             self._complete(i, ctx)
         finally:
             self.saved.pop(i, None)  # restored or checkpointed progress served this run only
+            self.deadlines.pop(i, None)
+            self.timeouts.pop(i, None)
+            self.live.pop(i, None)
 
     def _begin(self, i: int, n: int) -> NodeContext:
         """Attempt ``n`` of node ``i`` starts: announced, with a fresh context."""
@@ -191,8 +223,10 @@ class Attempts:
 
     def fail(self, i: int, e: BaseException) -> None:
         rec = self.records[i]
-        rec.error = str(e) or type(e).__name__
-        rec.error_type = type(e).__name__
+        shown = module_failure(e)
+        original = shown.original if isinstance(shown, ModuleExit) else e
+        rec.error = str(shown) or type(e).__name__
+        rec.error_type = type(original).__name__
         rec.stack_trace = "".join(traceback.format_exception(e))
         self.ex.release(i)
         rec.mark(FAILED)
@@ -216,6 +250,11 @@ class Attempts:
             checkpoint=self._ctx_checkpoint, module_type=self.mtypes[i],
             **({} if item is ... else {"item": item}))
         ctx.saved = self.saved.get(i)
+        live = self.live.get(i)
+        if live is None:
+            self.live[i] = [ctx]
+        else:
+            live.append(ctx)
         return ctx
 
     # Callbacks every NodeContext shares (no closure per node): the context says who it is.

@@ -99,3 +99,22 @@ class NodeTimeout(TimeoutError):  # noqa: N818 - the public name users catch
 
 class ConditionError(PentoraError):
     """A node condition could not be parsed or evaluated."""
+
+
+class ModuleExit(ModuleError):  # noqa: N818 - says what the module did
+    """Code run by the engine raised a BaseException that is not an Exception (``SystemExit``,
+    ``KeyboardInterrupt``, a bare ``BaseException``, a stray ``gevent.Timeout``). It fails
+    the node (or hook call) instead of ending the process; ``original`` is what was raised."""
+
+    def __init__(self, original: BaseException) -> None:
+        self.original = original
+        detail = f"({original})" if str(original) else ""
+        super().__init__(f"raised {type(original).__name__}{detail}: code run by the engine "
+                         "fails with an Exception, never by exiting")
+        self.__cause__ = original
+
+
+def module_failure(e: BaseException) -> BaseException:
+    """What a record says about ``e``: an Exception as it is, any other BaseException as
+    the ModuleExit that names it."""
+    return e if isinstance(e, Exception) else ModuleExit(e)

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import gevent
+from gevent import GreenletExit
 from loguru import logger
 
 from ._attempts import Attempts, CoreExecute, ExecOptions
@@ -30,11 +31,22 @@ from ._errors import NodeTimeout
 from ._nodectx import NodeRestore
 from ._notify import Notifier
 from ._plan import Plan
-from ._records import CANCELLED, COMPLETED, PENDING, RUNNING, NodeRecord, ScanInfo, ScanResult
+from ._records import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    NodeRecord,
+    ScanInfo,
+    ScanResult,
+)
 from ._registry import ModuleType, Registry
 from ._schedule import Scheduler
 from ._units import format_duration
 from ._validate import Validated
+from ._watchdog import Watchdog
 
 __all__ = ["CoreExecute", "ExecOptions", "Executor"]
 
@@ -94,30 +106,90 @@ class Executor:
         if freeze:
             gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        # A SystemExit in a greenlet a module spawned by itself (not through ctx) would be
+        # handed to the main greenlet by the hub, ending the process mid-scan: during the
+        # scan it is only that greenlet's error.
+        hub = gevent.get_hub()
+        had_own = "SYSTEM_ERROR" in vars(hub)
+        hub.SYSTEM_ERROR = tuple(t for t in hub.SYSTEM_ERROR if t is not SystemExit)
         try:
             return self._run()
         finally:
+            if not had_own:
+                del hub.SYSTEM_ERROR
             gevent.config.track_greenlet_tree = saved_tree
             gc.set_threshold(*saved_threshold)
             if freeze:
                 gc.unfreeze()
 
     def _run(self) -> ScanResult:
-        started = time.time()
+        self.started = time.time()
+        self._failures_from = len(self.pm.hook_failures)
         self.notify("pentora_scan_start", self.scan)
-        self.scheduler.loop()
-        if self.stop_reason:
-            self._abort()
-        else:
-            self.scheduler.stop_workers()
+        watchdog = Watchdog(self)
+        watchdog.start()
+        try:
+            self.scheduler.loop()
+            if self.stop_reason:
+                self._abort()
+            else:
+                self.scheduler.stop_workers()
+        finally:
+            watchdog.stop()
         status = self.stop_status or COMPLETED
-        result = ScanResult(
+        result = self._result(status, self.stop_reason)
+        self.notify("pentora_scan_complete", self.scan, result)
+        # Failures of the scan_complete hooks themselves count too (after the reporters).
+        result.hook_errors = self.pm.hook_failures[self._failures_from:]
+        del self.pm.hook_failures[self._failures_from:]  # the result has them now
+        return result
+
+    def _result(self, status: str, error: str | None) -> ScanResult:
+        return ScanResult(
             scan_id=self.scan.scan_id, dag_name=self.dag.name, status=status,
             nodes={self.plan.ids[i]: self.records[i] for i in self.plan.order},
-            context=self.scan.context, started_at=started, finished_at=time.time(),
-            error=self.stop_reason)
-        self.notify("pentora_scan_complete", self.scan, result)
-        return result
+            context=self.scan.context, started_at=self.started, finished_at=time.time(),
+            error=error, hook_errors=self.pm.hook_failures[self._failures_from:])
+
+    # -- the watchdog's questions ------------------------------------------------------------
+
+    @property
+    def abandon_callbacks(self) -> list[Any]:
+        return self.opts.abandon
+
+    abandon_exit_code = 3  # the CLI's "the scan ran and something failed"
+
+    def node_of(self, greenlet: Any) -> int | None:
+        """The node whose work ``greenlet`` is: its worker, or one of its pools' greenlets."""
+        for i, worker in self.running.items():
+            if worker is greenlet:
+                return i
+        for i, contexts in self.attempts.live.items():
+            for ctx in contexts:
+                pool = ctx._pool
+                if pool is not None and greenlet in pool.greenlets:
+                    return i
+        return None
+
+    def abandoned_result(self, reason: str, blocker: int | None) -> ScanResult:
+        """The scan's result as the process ends under a blocked hub (watchdog thread):
+        the blocking node failed, every other unfinished one cancelled, each announced
+        (``pentora_node_failed``/``_cancelled``, from this thread: the hub thread is stuck
+        in the module) so that outputs and the store record it. ``pentora_scan_complete``
+        is not called: the store keeps the scan as interrupted, to resume."""
+        now = time.time()
+        for i, rec in enumerate(self.records):
+            if rec.status in (COMPLETED, FAILED, SKIPPED, CANCELLED):
+                continue
+            if i == blocker:
+                rec.error, rec.error_type = reason, "HubBlocked"
+                rec.mark(FAILED, now)
+                self.notify("pentora_node_failed", self.scan, self.nodes[i], rec)
+            else:
+                rec.reason = reason
+                rec.mark(CANCELLED, now)
+                self.notify("pentora_node_cancelled", self.scan, self.nodes[i], rec)
+        return self._result(CANCELLED, reason)
 
     def stop(self, reason: str, status: str) -> None:
         """Ask the scan to stop; the main loop kills and reports. Hub thread only."""
@@ -145,7 +217,9 @@ class Executor:
         node, rec = self.nodes[i], self.records[i]
         try:
             saved = self.pm.hook.pentora_node_restore(scan=self.scan, node=node)
-        except Exception as e:  # a broken store must not stop the scan: run the node instead
+        except GreenletExit:
+            raise
+        except BaseException as e:  # a broken store must not stop the scan: run the node instead
             log.opt(exception=e).error("pentora_node_restore failed for node '{}': {}; running it",
                                        node.instance_id, e)
             return False

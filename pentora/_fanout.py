@@ -12,10 +12,11 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from gevent import GreenletExit
 from loguru import logger
 
 from ._dag import RetrySpec
-from ._errors import ModuleError
+from ._errors import ModuleError, module_failure
 from ._nodectx import NodeContext
 from ._records import COMPLETED, FAILED, RUNNING, BranchRecord
 
@@ -72,8 +73,10 @@ class FanOut:
         try:
             # No timeout of its own: the node's timeout bounds all its branches together.
             at.retry(i, spec, None, begin, at.call_execute, branch=br.index)
-        except Exception as e:
-            br.status, br.error = FAILED, str(e) or type(e).__name__
+        except GreenletExit:
+            raise
+        except BaseException as e:  # SystemExit and the like fail the branch, as in a node
+            br.status, br.error = FAILED, str(module_failure(e)) or type(e).__name__
             br.stack_trace = "".join(traceback.format_exception(e))
             log.warning("node '{}' branch {} ({!r}) failed: {}", at.nodes[i].instance_id, br.index,
                         br.item, br.error)

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
 import gevent.pool
+from gevent import GreenletExit
 from loguru import logger
 
-from ._errors import ContextKeyError
+from ._errors import ContextKeyError, ModuleExit
 
 if TYPE_CHECKING:
     from ._context import DataContext
@@ -144,14 +145,15 @@ class NodeContext:
         return self._max_parallel
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
-        return self.pool.spawn(fn, *args, **kwargs)
+        return self.pool.spawn(_contained(fn), *args, **kwargs)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """``fn`` over ``items`` on the bounded pool; results in input order."""
-        return list(self.pool.imap(fn, items))
+        """``fn`` over ``items`` on the bounded pool; results in input order. The first
+        item (in order) that raised raises here, as ``pool.imap`` would."""
+        return list(_unwrapped(self.pool.imap(_captured(fn), items)))
 
     def imap_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        return self.pool.imap_unordered(fn, items)
+        return _unwrapped(self.pool.imap_unordered(_captured(fn), items))
 
     def kill(self) -> None:
         if self._pool is not None:
@@ -188,3 +190,48 @@ class NodeContext:
         if self.saved is None:
             return []
         return [r for records in self.saved.items.values() for r in records]
+
+
+def _contained(fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn`` as a pool greenlet runs it: a SystemExit (or other non-Exception) it raises
+    becomes a ModuleExit. gevent's hub would otherwise hand a SystemExit in any greenlet to
+    the main greenlet, ending the process."""
+
+    def run(*args: Any, **kwargs: Any) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (Exception, GreenletExit):
+            raise
+        except BaseException as e:
+            raise ModuleExit(e) from e
+
+    return run
+
+
+class _Raised:
+    """What an item of ``map`` raised, carried out as its result: the error reaches the
+    module (and the node's record) without gevent printing a traceback for the greenlet."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _captured(fn: Callable[[T], R]) -> Callable[[T], R | _Raised]:
+    def run(item: T) -> R | _Raised:
+        try:
+            return fn(item)
+        except GreenletExit:
+            raise
+        except BaseException as e:  # SystemExit too: the module's error, never the process's
+            return _Raised(e if isinstance(e, Exception) else ModuleExit(e))
+
+    return run
+
+
+def _unwrapped(results: Iterable[R | _Raised]) -> Iterator[R]:
+    for r in results:
+        if type(r) is _Raised:
+            raise r.error
+        yield r  # type: ignore[misc]

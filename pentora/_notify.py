@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any
 
+from greenlet import GreenletExit
 from loguru import logger
+
+from ._errors import module_failure
 
 log = logger.bind(component="hooks")
 
@@ -43,16 +46,20 @@ def contain_notifications(pm: Any, plugin: object, plugin_name: str) -> None:
             continue
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                impl.function = _contained(impl.function, caller.name, plugin_name)
+                impl.function = _contained(impl.function, caller.name, plugin_name,
+                                           pm.hook_failures)
 
 
-def _contained(fn: Callable[..., Any], hook: str, plugin: str) -> Callable[..., Any]:
+def _contained(fn: Callable[..., Any], hook: str, plugin: str,
+               failures: list[dict[str, str]]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def contained(*args: Any) -> Any:
         try:  # free unless raised (Python 3.11's zero-cost exceptions)
             return fn(*args)
-        except Exception as e:
-            _log_failure(e, hook, plugin)
+        except GreenletExit:
+            raise  # the scan is stopping and kills what runs: not the plugin's failure
+        except BaseException as e:  # SystemExit too: a plugin must not end the scan
+            _log_failure(e, hook, plugin, failures)
             return None
 
     return contained
@@ -80,9 +87,14 @@ def culprit(e: BaseException, codes: dict[CodeType, str]) -> str | None:
     return found
 
 
-def _log_failure(e: BaseException, hook: str, plugin: str) -> None:
+def _log_failure(e: BaseException, hook: str, plugin: str, failures: list[dict[str, str]]) -> None:
+    """Log a contained hook failure and record it: the scan's result lists it (and is not
+    ``ok``), so a plugin that failed is never a silent success."""
+    shown = module_failure(e)
     log.opt(exception=e).error("hook {} of plugin '{}' raised {}: {} (contained; the scan goes on)",
-                               hook, plugin, type(e).__name__, e)
+                               hook, plugin, type(e).__name__, shown)
+    failures.append({"hook": hook, "plugin": plugin, "error_type": type(e).__name__,
+                     "error": str(shown) or type(e).__name__})
 
 
 class _Plain:
@@ -91,10 +103,12 @@ class _Plain:
     with the arguments it names; this does that loop without building the keyword dict
     and argument lists on every call. Each call is contained, as ``_contained`` does."""
 
-    __slots__ = ("calls", "hook")
+    __slots__ = ("calls", "failures", "hook")
 
-    def __init__(self, hook: str, argnames: tuple[str, ...], impls: list[Any]) -> None:
+    def __init__(self, hook: str, argnames: tuple[str, ...], impls: list[Any],
+                 failures: list[dict[str, str]]) -> None:
         self.hook = hook
+        self.failures = failures
         self.calls: list[tuple[Callable[..., Any], tuple[int, ...] | None, str]] = []
         for impl in reversed(impls):  # pluggy calls the last registered first
             fn = getattr(impl.function, "__wrapped__", impl.function)
@@ -111,8 +125,10 @@ class _Plain:
                     fn(args[picks[0]])
                 else:
                     fn(*[args[j] for j in picks])
-            except Exception as e:
-                _log_failure(e, self.hook, plugin)
+            except GreenletExit:
+                raise
+            except BaseException as e:
+                _log_failure(e, self.hook, plugin, self.failures)
 
 
 class Notifier:
@@ -139,7 +155,7 @@ class Notifier:
             if self._monitored or any(i.wrapper or i.hookwrapper for i in impls):
                 self._calls[name] = functools.partial(self._through_pluggy, name, argnames, impls)
             else:
-                self._calls[name] = _Plain(name, argnames, impls)
+                self._calls[name] = _Plain(name, argnames, impls, self._pm.hook_failures)
             self._codes.update(impl_codes(impls))
 
     def has(self, hook: str) -> bool:
@@ -155,8 +171,10 @@ class Notifier:
     def _through_pluggy(self, hook: str, argnames: tuple[str, ...], impls: list[Any], *args: Any) -> None:
         try:
             self._exec(hook, impls, dict(zip(argnames, args)), False)
-        except Exception as e:  # only a wrapper gets here: plain implementations are contained
-            _log_failure(e, hook, culprit(e, self._codes) or "?")
+        except GreenletExit:
+            raise
+        except BaseException as e:  # only a wrapper gets here: plain implementations are contained
+            _log_failure(e, hook, culprit(e, self._codes) or "?", self._pm.hook_failures)
 
     def drop_idle(self, scan: Any) -> None:
         """Leave out, for the rest of this scan, the hooks of plugins idle in it."""

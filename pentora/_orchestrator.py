@@ -89,6 +89,7 @@ class Orchestrator:
         self._state = "idle"
         self._result: ScanResult | None = None
         self._cancel_requested: str | None = None
+        self._abandon: list[Callable[[ScanResult], Any]] = []
 
     # -- loading and checking --------------------------------------------------------------
 
@@ -133,7 +134,8 @@ class Orchestrator:
         scan = ScanInfo(scan_id=scan_id or uuid.uuid4().hex[:12], dag=dag, vars=merged_vars,
                         context=context, options=dict(options or {}))
         executor = Executor(dag, self.plan, self.validated, self.registry, self.pm, scan,
-                            ExecOptions(sleep=self._sleep, seed=self._seed))
+                            ExecOptions(sleep=self._sleep, seed=self._seed,
+                                        abandon=list(self._abandon)))
         context._needed = executor.needed
         self._executor, self._hub, self._thread = executor, gevent.get_hub(), threading.get_ident()
         self._state = "running"
@@ -194,3 +196,14 @@ class Orchestrator:
 
     def on_node_failed(self, fn: Callable[[NodeSpec, NodeRecord], Any]) -> None:
         self._callback_list("failed").append(fn)
+
+    def on_scan_abandoned(self, fn: Callable[[ScanResult], Any]) -> None:
+        """Let the process end when a module blocks the event loop beyond interruption.
+
+        A module that spins in Python code, or blocks in a call that never yields, is
+        interrupted by the engine's watchdog when its node times out or the scan stops.
+        When even that fails for a few seconds, the watchdog calls ``fn(result)`` (from its
+        own thread; nodes unfinished are failed or cancelled in ``result``), then ends the
+        process with exit code 3, so that outputs closed by ``fn`` keep what was found.
+        With no such callback (the default), the watchdog only warns."""
+        self._abandon.append(fn)

@@ -67,6 +67,8 @@ class PentoraPluginManager(pluggy.PluginManager):
         self.distributions: dict[str, tuple[str, str]] = {}
         self.former_names: dict[str, str] = {}  # a plugin's old name → its name now
         self.seen_names: set[str] = set()
+        # Contained notification-hook failures, in order: a scan's result takes its own.
+        self.hook_failures: list[dict[str, str]] = []
         self._registry: Registry | None = None
         # pluggy's own executor, as built: hook-call monitoring replaces it (see _notify).
         self.plain_hookexec = getattr(self, "_inner_hookexec", None)
@@ -175,7 +177,9 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as e:  # a broken third-party package must not take the CLI down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # a broken package (even one calling exit) must not take the CLI down
             if plugin is not None and pm.is_registered(plugin):
                 pm.unregister(plugin)  # it failed half-way (adding its parts): none of it stays
             _broken(pm, ep, f"{type(e).__name__}: {e}")
@@ -211,9 +215,9 @@ def _build_registry(pm: PentoraPluginManager) -> Registry:
         for hook_name in REGISTRATION_HOOKS:
             try:
                 getattr(pm.hook, hook_name)(registry=registry)
-            except PluginError:
+            except (PluginError, KeyboardInterrupt):
                 raise
-            except Exception as e:
+            except BaseException as e:  # SystemExit from a registration hook is its failure too
                 name = culprit(e, codes) or "?"
                 raise PluginError(f"plugin '{name}' failed in {hook_name}: "
                                   f"{type(e).__name__}: {e}") from e

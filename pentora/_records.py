@@ -52,6 +52,7 @@ class NodeRecord:
     attempts: int = 0
     progress: tuple[int, int | None] | None = None
     branches: list[BranchRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. it blocked the event loop
 
     @property
     def timestamp(self) -> str | None:
@@ -105,10 +106,12 @@ class ScanResult:
     started_at: float
     finished_at: float
     error: str | None = None
+    # Plugin hook calls that raised during the scan (contained: the scan went on).
+    hook_errors: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.status == COMPLETED and not self.failures()
+        return self.status == COMPLETED and not self.failures() and not self.hook_errors
 
     @property
     def duration_ms(self) -> float:
@@ -135,4 +138,5 @@ class ScanResult:
             "duration_ms": self.duration_ms,
             "counts": self.counts(),
             "nodes": [r.to_dict() for r in self.nodes.values()],
+            **({"hook_errors": list(self.hook_errors)} if self.hook_errors else {}),
         }

@@ -221,7 +221,9 @@ def load_python_file(path: str | Path) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # a file calling sys.exit() at import is a broken plugin too
         sys.modules.pop(name, None)
         raise PluginError(f"plugin file {path} failed to import: {type(e).__name__}: {e}") from e
     return module

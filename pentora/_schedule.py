@@ -62,6 +62,8 @@ class Scheduler:
         self.wake = gevent.event.Event()
         self.stop_reason: str | None = None
         self.stop_status: str | None = None
+        self.stop_requested_at: float | None = None  # monotonic: the watchdog's clock
+        self.deadline: float | None = None  # the global timeout's, monotonic
 
     def loop(self) -> None:
         """Run nodes until none is left to run or the scan stops (the global timeout too)."""
@@ -69,7 +71,7 @@ class Scheduler:
             if self.remaining[i] == 0:
                 heapq.heappush(self.ready, i)
         timeout = self.engine.global_timeout
-        deadline = time.monotonic() + timeout if timeout else None
+        deadline = self.deadline = time.monotonic() + timeout if timeout else None
         while True:
             self._fill()
             if not self.running or self.stop_reason:
@@ -84,6 +86,7 @@ class Scheduler:
         """Ask the scan to stop; the main loop kills and reports. Hub thread only."""
         if self.stop_reason is None:
             self.stop_reason, self.stop_status = reason, status
+            self.stop_requested_at = time.monotonic()
             log.warning("stopping scan: {}", reason)
         self.wake.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -87,6 +88,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     orch, dag = _validated(args)
     install_signal_handlers(orch)
+    orch.on_scan_abandoned(_print_abandoned)
     result = orch.execute(vars=parse_sets(args.set), options={"progress": args.progress})
     if args.format == "json":
         out(json.dumps(result.to_dict(), indent=2, default=str))
@@ -95,20 +97,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def _print_abandoned(result: ScanResult) -> None:
+    out(summary(result))
+    sys.stdout.flush()
+
+
 def install_signal_handlers(orch: Any) -> None:
-    """SIGINT/SIGTERM cancel the scan (reporters still run); a second SIGINT exits at once."""
+    """SIGINT/SIGTERM cancel the scan (reporters still run); a second SIGINT exits at once.
+
+    Python-level handlers, not libev's: Python runs them even while a module blocks the
+    event loop, and their numbers reach the engine's watchdog through the wakeup fd, so
+    a spinning module is interrupted too (see ``Orchestrator.on_scan_abandoned``)."""
     if threading.current_thread() is not threading.main_thread():
         return
     hits = [0]
+    hub = gevent.get_hub()
 
-    def handler(signame: str) -> None:
+    def handler(signum: int, frame: Any) -> None:
         hits[0] += 1
         if hits[0] > 1:
-            raise SystemExit(130)
-        orch.cancel(f"interrupted by {signame}")
+            raise KeyboardInterrupt  # ends the run: the CLI closes its outputs and exits 130
+        # The hub thread's callback queue: this may run inside any greenlet, mid-work.
+        hub.loop.run_callback_threadsafe(orch.cancel, f"interrupted by {signal.Signals(signum).name}")
 
-    gevent.signal_handler(signal.SIGINT, handler, "SIGINT")
-    gevent.signal_handler(signal.SIGTERM, handler, "SIGTERM")
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def summary(result: ScanResult) -> str:
@@ -132,4 +145,7 @@ def summary(result: ScanResult) -> str:
                  f"{counts}")
     if result.error:
         lines.append(f"reason: {clean(result.error, None)}")
+    for failure in result.hook_errors:
+        lines.append(f"plugin '{clean(failure['plugin'])}' failed in {failure['hook']}: "
+                     f"{clean(failure['error'], 200)}")
     return "\n".join(lines)

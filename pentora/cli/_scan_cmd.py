@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 from typing import Any
 
@@ -94,6 +95,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     orch.validate(vars={**dag.vars, **variables})
     sink = open_outputs(orch, outputs)
     install_signal_handlers(orch)
+    orch.on_scan_abandoned(functools.partial(_abandoned, sink, args.outputs))
     result, unwritten = None, None
     try:
         options = {"progress": args.progress, "resume": loaded is not None}
@@ -118,6 +120,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for path in args.outputs:
         echo(f"results written to {path}", err=True)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _abandoned(sink: Any, outputs: list[str], result: Any) -> None:
+    """The process is ending under a module that blocks the event loop (the engine's
+    watchdog thread calls this): the outputs get the scan's end, as after a stop."""
+    sys.stdout.write(summary(result) + "\n")
+    if sink is not None:
+        sink.close(result)
+    for path in outputs:
+        sys.stderr.write(f"results written to {path}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def refuse_scan_options(orch: Any, args: argparse.Namespace) -> None:

@@ -230,7 +230,13 @@ def test_broken_hook_is_contained(log_messages):
     orch = make_orch(Noop, plugins=(Broken(), rec))
     orch.load_dag(DagBuilder().add_node("a", "noop").build())
     result = orch.execute()
-    assert result.ok and ("complete", "a") in rec.calls
+    # The scan goes on (the node completed, other plugins heard of it), but a plugin that
+    # failed is on the result, which is not ok: the CLI exits 3.
+    assert result.status == "completed" and ("complete", "a") in rec.calls
+    assert not result.ok
+    assert [(f["hook"], f["error_type"]) for f in result.hook_errors] == [
+        ("pentora_node_start", "ValueError"), ("pentora_scan_complete", "KeyError")]
+    assert result.to_dict()["hook_errors"][0]["plugin"].endswith("Broken")
     assert any(m.startswith("ERROR") and "plugin bug" in m and "pentora_node_start" in m
                for m in log_messages)
 

@@ -460,7 +460,9 @@ def test_pentora_record_streams_findings_and_a_raising_implementation_is_contain
             raise RuntimeError("broken output")
 
     result = run(orch(Collects(), Raises()), DagBuilder().add_node("find", "finds"))
-    assert result.ok and result.context.get("found") == ["127.0.0.1", "127.0.0.2"]
+    # The scan went on and completed; the failed plugin makes it not ok (exit 3).
+    assert result.status == "completed" and result.context.get("found") == ["127.0.0.1", "127.0.0.2"]
+    assert not result.ok and {f["error"] for f in result.hook_errors} == {"broken output"}
     assert seen == [("find", "host", "127.0.0.1"), ("find", "host", "127.0.0.2")]
 
 

@@ -113,7 +113,9 @@ def test_pentora_node_failed_implementation_that_raises_is_contained_and_named(l
             later.append(node.instance_id)
 
     result = run_two_nodes(Fine(), Broken())
-    assert result.ok and later == ["a", "b"]  # the others still ran, the scan went on
+    assert later == ["a", "b"]  # the others still ran, the scan went on
+    assert result.status == "completed" and not result.ok  # …and the failure is on its result
+    assert {f["plugin"] for f in result.hook_errors} == {"broken-notifier"}
     text = "\n".join(log_messages)
     assert "pentora_node_complete" in text and "'broken-notifier'" in text and "boom" in text
 
@@ -127,7 +129,9 @@ def test_a_wrapper_that_raises_is_contained_and_named(log_messages):
             raise ValueError("wrapper broke")
             yield  # pragma: no cover - a generator, as pluggy requires
 
-    assert run_two_nodes(BadWrapper()).ok
+    result = run_two_nodes(BadWrapper())
+    assert result.status == "completed"
+    assert [f["plugin"] for f in result.hook_errors] == ["bad-wrapper"] * len(result.hook_errors)
     assert any("'bad-wrapper'" in line and "wrapper broke" in line for line in log_messages)
 
 

@@ -1,0 +1,274 @@
+"""The hub watchdog: a node that blocks the event loop is named, timed out and stopped.
+
+Every node shares one gevent hub. A module that never yields (a ``while True`` loop, a
+blocking ``time.sleep`` or socket call, a huge computation) stops every other node, and
+the hub's own timers with it: node timeouts, the global timeout, SIGINT and SIGTERM
+could not act, and the first node to run after it would take the blame for a timeout it
+did not cause. The watchdog closes that hole in three parts:
+
+- **a heartbeat**: a repeating libev timer in the hub notes when the loop last ran;
+- **a watch thread** (a real OS thread, unpatched primitives) that notices when the
+  heartbeat stops for longer than ``POKE_AFTER``, and then pokes the main thread with
+  ``SIGURG`` (default action: ignore, so a stray one is harmless) every ``POKE_EVERY``;
+  a real signal interrupts blocking system calls (EINTR), and Python runs the handler at
+  the next bytecode, even inside a spinning loop;
+- **the handler** runs in the main thread, in the greenlet that blocks. It names the node
+  that greenlet belongs to (a warning and the node record's ``warnings``), and raises
+  there when that node's timeout has passed (``NodeTimeout``), or ``GreenletExit`` when
+  the scan is stopping (SIGINT, SIGTERM, ``cancel()``, the global timeout): the module
+  stops as if the hub had killed it, within about a second.
+
+When nothing regains the hub (the module swallows every exception, or blocks in C code
+that never returns to Python) for ``GIVE_UP_AFTER`` seconds once a stop or a timeout is
+due, the watch thread calls the orchestrator's ``on_scan_abandoned`` callbacks (the CLI
+closes its outputs there, so the JSONL holds everything found) and ends the process
+with ``os._exit``: the scan store then reads the scan as interrupted, ready to resume.
+Without such a callback (a library caller), the watchdog warns and pokes but never
+ends the process.
+
+Signals reach Python handlers only in the main thread: a scan run from another thread
+gets the heartbeat and the warnings (naming the code location, from the thread's
+frames) but no interruption.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent import GreenletExit
+from gevent.monkey import get_original
+from loguru import logger
+
+from ._errors import NodeTimeout
+from ._records import TERMINAL
+from ._units import format_duration
+
+if TYPE_CHECKING:
+    from ._execute import Executor
+
+log = logger.bind(component="watchdog")
+
+BEAT_EVERY = 0.1   # heartbeat period of the hub timer
+POKE_AFTER = 0.5   # hub silent this long: poke the main thread (it is blocked, not busy)
+POKE_EVERY = 0.25  # then again this often while it stays silent
+WARN_AFTER = 1.0   # a node blocking this long is named in a warning and its record
+GIVE_UP_AFTER = 5.0  # a due stop or timeout that nothing could deliver: end the process
+POKE_SIGNAL = signal.SIGURG
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+# The watch thread must not be a greenlet: under monkey-patching, these are the originals.
+_start_thread: Callable[..., Any] = get_original("_thread", "start_new_thread")
+_real_sleep: Callable[[float], None] = get_original("time", "sleep")
+_get_ident: Callable[[], int] = get_original("_thread", "get_ident")
+
+
+class HubBlocked(NodeTimeout):  # noqa: N818 - a NodeTimeout: retry_on [timeout] covers it
+    """A node's timeout passed while its module blocked the event loop."""
+
+
+class Watchdog:
+    """Watches the hub for one ``Executor.run``; ``start()`` then ``stop()``, hub thread."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self.beat = time.monotonic()
+        self.stopping = False
+        self.main = False  # the hub runs in the main thread: signals reach it (start())
+        self.hub_ident = _get_ident()
+        self.warned: set[int] = set()      # nodes named in this blocking episode
+        self.blocker: int | None = None    # the node the handler found blocking, if any
+        self.signalled: float | None = None  # when SIGINT/SIGTERM arrived (wakeup fd)
+        self.signal_name = "a signal"
+        self._timer: Any = None
+        self._old_handler: Any = None
+        self._old_wakeup = -1
+        self._pipe: tuple[int, int] | None = None
+        self._episode_start: float | None = None
+        self._thread_warned = False
+
+    # -- life cycle (hub thread) -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._timer = gevent.get_hub().loop.timer(BEAT_EVERY, BEAT_EVERY, ref=False)
+        self._timer.start(self._on_beat)
+        try:  # refused outside the main thread (only it runs Python signal handlers)
+            self._old_handler = signal.signal(POKE_SIGNAL, self._on_poke)
+            self.main = True
+        except ValueError:
+            self.main = False
+        if self.main:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self._pipe = (r, w)
+            try:  # the C signal handler writes each signal's number here, even while Python
+                # code cannot run: the watch thread learns of SIGINT during a block
+                self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            except ValueError:
+                self._old_wakeup = -1
+        _start_thread(self._watch, ())
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+        if self.main:
+            signal.signal(POKE_SIGNAL, self._old_handler or signal.SIG_DFL)
+            try:
+                current = signal.set_wakeup_fd(self._old_wakeup)
+                if self._pipe and current != self._pipe[1]:  # someone replaced ours: keep theirs
+                    signal.set_wakeup_fd(current)
+            except ValueError:
+                pass
+        # The pipe is closed by the watch thread as it leaves: it may be reading it now.
+
+    def _on_beat(self) -> None:
+        self.beat = time.monotonic()
+        if self._episode_start is not None:
+            self._episode_start = None
+            self.warned.clear()
+            self.blocker = None
+            self._thread_warned = False
+
+    # -- the watch thread --------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        last_poke = 0.0
+        try:
+            while not self.stopping:
+                _real_sleep(BEAT_EVERY)
+                self._read_signals()
+                now = time.monotonic()
+                silent = now - self.beat
+                if silent < POKE_AFTER or self.stopping:
+                    continue
+                if self._episode_start is None:
+                    self._episode_start = self.beat
+                if self.main and now - last_poke >= POKE_EVERY:
+                    last_poke = now
+                    try:
+                        signal.pthread_kill(self.hub_ident, POKE_SIGNAL)
+                    except (OSError, ValueError):  # the thread is gone: the run is ending
+                        return
+                if silent >= WARN_AFTER + POKE_AFTER and not self._thread_warned and self.blocker is None:
+                    # The handler has not run (C code, or not the main thread): say where
+                    # the hub thread is, from its frames.
+                    self._thread_warned = True
+                    log.warning("the event loop has been blocked for {} at {}: nodes, timeouts "
+                                "and signals wait for it", format_duration(round(silent, 1)),
+                                _where(sys._current_frames().get(self.hub_ident)))
+                due = self._due(now)
+                if due is not None and now - max(due[0], self.beat) >= GIVE_UP_AFTER:
+                    self._give_up(due[1], silent)
+                    return
+        finally:
+            if self._pipe is not None:
+                for fd in self._pipe:
+                    os.close(fd)
+
+    def _read_signals(self) -> None:
+        if self._pipe is None:
+            return
+        try:
+            data = os.read(self._pipe[0], 512)
+        except (BlockingIOError, OSError):
+            return
+        stops = [b for b in data if b in STOP_SIGNALS]
+        if stops and self.signalled is None:
+            self.signal_name = signal.Signals(stops[0]).name
+            self.signalled = time.monotonic()
+
+    def _due(self, now: float) -> tuple[float, str] | None:
+        """(since when, why) a stop or a timeout is due that the blocked hub cannot act on."""
+        sched = self.ex.scheduler
+        if self.signalled is not None:
+            return self.signalled, "interrupted by a signal"
+        if sched.stop_reason is not None and sched.stop_requested_at is not None:
+            return sched.stop_requested_at, sched.stop_reason
+        if sched.deadline is not None and now >= sched.deadline:
+            return sched.deadline, "global timeout"
+        deadlines = self.ex.attempts.deadlines
+        candidates = ([self.blocker] if self.blocker is not None else list(deadlines))
+        for i in candidates:
+            d = deadlines.get(i)
+            if d is not None and now >= d:
+                return d, f"node '{self.ex.nodes[i].instance_id}' timed out"
+        return None
+
+    def _give_up(self, why: str, silent: float) -> None:
+        callbacks = self.ex.abandon_callbacks
+        culprit = (f"node '{self.ex.nodes[self.blocker].instance_id}'" if self.blocker is not None
+                   else _where(sys._current_frames().get(self.hub_ident)))
+        if not callbacks:
+            log.error("the event loop has been blocked for {} by {} and ignores interruption "
+                      "({}); nothing can stop it from here", format_duration(round(silent)), culprit, why)
+            return
+        reason = (f"abandoned: {culprit} blocked the event loop for {format_duration(round(silent))} "
+                  f"and could not be interrupted ({why})")
+        log.error("{}; ending the process with what was found so far", reason)
+        result = self.ex.abandoned_result(reason, self.blocker)
+        for fn in callbacks:
+            try:
+                fn(result)
+            except BaseException as e:  # noqa: BLE001 - the process is ending: log and go on
+                log.opt(exception=e).error("on_scan_abandoned callback failed: {}", e)
+        logger.complete()
+        os._exit(self.ex.abandon_exit_code)
+
+    # -- the handler (main thread, in whatever greenlet blocks) ------------------------------
+
+    def _on_poke(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping or time.monotonic() - self.beat < POKE_AFTER:
+            return  # the hub ran meanwhile: nothing blocks
+        current = gevent.getcurrent()
+        if current is gevent.get_hub():
+            return  # blocked in a hub callback, not a node: only the warning applies
+        i = self.ex.node_of(current)
+        if i is None:
+            return
+        self.blocker = i
+        silent = time.monotonic() - self.beat
+        rec = self.ex.records[i]
+        if i not in self.warned and silent >= WARN_AFTER:
+            self.warned.add(i)
+            where = _where(frame)
+            note = (f"blocked the event loop for {format_duration(round(silent, 1))} at {where}: "
+                    "its module calls blocking code (use gevent's cooperative calls or "
+                    "ctx.map; CPU-heavy work belongs in a thread pool)")
+            rec.warnings.append(note)
+            log.warning("node '{}' ({}) {}", rec.node, rec.module_type, note)
+        if rec.status in TERMINAL:
+            return
+        sched = self.ex.scheduler
+        if sched.stop_reason is None and self.signalled is not None:
+            # The CLI's handler asked the hub to cancel, but the hub cannot run it: stop
+            # here (a node greenlet, where the scheduler's stop() is safe to call).
+            self.ex.stop(f"interrupted by {self.signal_name}", "cancelled")
+        if sched.stop_reason is not None:
+            # The scan is stopping: end this node as the hub's kill would.
+            raise GreenletExit
+        if sched.deadline is not None and time.monotonic() >= sched.deadline:
+            self.ex.stop(f"global timeout after {format_duration(self.ex.engine.global_timeout or 0)}",
+                         "timeout")
+            raise GreenletExit
+        deadline = self.ex.attempts.deadlines.get(i)
+        timeout = self.ex.attempts.timeouts.get(i)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise HubBlocked(f"timeout after {format_duration(timeout or 0)}, while its module "
+                             f"blocked the event loop (at {_where(frame)})")
+
+
+def _where(frame: FrameType | None) -> str:
+    """``file:line in function`` of the innermost frame: where the blocking code is."""
+    if frame is None:
+        return "an unknown place"
+    code = frame.f_code
+    return f"{os.path.basename(code.co_filename)}:{frame.f_lineno} in {code.co_name}"
