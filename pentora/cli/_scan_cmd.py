@@ -125,11 +125,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _abandoned(sink: Any, outputs: list[str], result: Any) -> None:
     """The process is ending under a module that blocks the event loop (the engine's
     watchdog thread calls this): the outputs get the scan's end, as after a stop."""
-    sys.stdout.write(summary(result) + "\n")
+    echo(summary(result))
     if sink is not None:
         sink.close(result)
     for path in outputs:
-        sys.stderr.write(f"results written to {path}\n")
+        echo(f"results written to {path}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
 
