@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import functools
 import json
+import sys
 from typing import Any
 
 from .._condition import Condition
