@@ -27,6 +27,7 @@ Flags are letters among ``i`` (ignore case), ``m`` (``^``/``$`` at lines) and ``
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, AnyStr, Generic
 
@@ -40,6 +41,11 @@ _OPEN_MIN = re.compile(r"\{,(\d+)\}")
 _GROUP_OPEN = re.compile(r"\((?:\?(?:P?<\w+>|[a-zA-Z-]*:))?")
 _FLAGS_ONLY = re.compile(r"\(\?[a-zA-Z-]+\)")
 _QUANTIFIER = re.compile(r"[*+?]|\{\d+(?:,\d*)?\}")
+_INLINE_M = re.compile(r"\(\?[a-zA-Z]*m")
+_UNANCHORED, _ANCHOR_START, _ANCHOR_BOTH = (re2._Anchor.UNANCHORED,  # noqa: SLF001
+                                            re2._Anchor.ANCHOR_START,  # noqa: SLF001
+                                            re2._Anchor.ANCHOR_BOTH)  # noqa: SLF001
+PREFIX_BYTES = 64  # of the literal start a pattern anchored at \A is checked against first
 
 # RE2's words for what it refuses → what to write instead.
 _HINTS = (
@@ -83,7 +89,7 @@ def compile(pattern: AnyStr, flags: str = "") -> Pattern[AnyStr]:  # noqa: A001 
 class Pattern(Generic[AnyStr]):
     """A compiled pattern: ``search``, ``match`` and ``fullmatch`` as ``re.Pattern`` has them."""
 
-    __slots__ = ("pattern", "flags", "groups", "groupindex", "source", "_re", "_bytes")
+    __slots__ = ("pattern", "flags", "groups", "groupindex", "source", "_re", "_bytes", "_prefix")
 
     def __init__(self, pattern: AnyStr, flags: str = "") -> None:
         if "x" in flags:
@@ -106,26 +112,41 @@ class Pattern(Generic[AnyStr]):
         self.groupindex: dict[str, int] = {
             k.decode("latin-1") if isinstance(k, bytes) else k: v
             for k, v in self._re.groupindex.items()}
+        self._prefix = self._literal_start(text)
+
+    def _literal_start(self, text: str) -> bytes:
+        """The bytes every match starts with, when every match starts at the start of the
+        text: a text without them is refused before RE2 is called. Most fingerprint rules
+        start with a literal (\\ASSH-, \\A220), and calling RE2 costs more than its search."""
+        caret = "m" not in self.flags and not _INLINE_M.search(text)
+        if not _branches(text, 0, caret)[0]:
+            return b""
+        try:
+            low, high = self._re.possiblematchrange(PREFIX_BYTES)
+        except re2.error:  # no useful range (e.g. the pattern can match the empty string)
+            return b""
+        # Every string between two that share a prefix has that prefix.
+        return bytes(os.path.commonprefix([low, high]))
 
     def __repr__(self) -> str:
         return f"linear_re.compile({self.pattern!r}, {self.flags!r})"
 
     def search(self, text: AnyStr) -> Match[AnyStr] | None:
-        return self._run(text, "search")
+        return self._run(text, _UNANCHORED)
 
     def match(self, text: AnyStr) -> Match[AnyStr] | None:
-        return self._run(text, "match")
+        return self._run(text, _ANCHOR_START)
 
     def fullmatch(self, text: AnyStr) -> Match[AnyStr] | None:
-        return self._run(text, "fullmatch")
+        return self._run(text, _ANCHOR_BOTH)
 
     def anchored(self) -> bool:
         """True when every alternative starts with ``^`` or ``\\A``: the pattern matches
         only at the start of the text (or, with flag ``m``, of a line)."""
         text = self.pattern.decode("latin-1") if isinstance(self.pattern, bytes) else self.pattern
-        return _branches(text, 0)[0]
+        return _branches(text, 0, caret=True)[0]
 
-    def _run(self, text: Any, how: str) -> Match[AnyStr] | None:
+    def _run(self, text: Any, anchor: Any) -> Match[AnyStr] | None:
         if self._bytes:
             if not isinstance(text, bytes | bytearray):
                 raise TypeError(f"a bytes pattern needs bytes, got {type(text).__name__}")
@@ -134,11 +155,13 @@ class Pattern(Generic[AnyStr]):
             data, ascii_only = encoded(text)
         else:
             raise TypeError(f"a str pattern needs str, got {type(text).__name__}")
-        # re2 given a str encodes it at every call: it is given the bytes ``encoded`` keeps
-        found = getattr(self._re, how)(data)
-        if found is None:
+        if not data.startswith(self._prefix):
             return None
-        spans = [found.span(g) for g in range(self.groups + 1)]
+        # re2's search encodes a str at every call and builds its match in Python: the
+        # binding is called on the bytes ``encoded`` keeps, as re2's own methods call it.
+        spans = self._re._regexp.Match(anchor, data, 0, len(data))  # noqa: SLF001
+        if spans[0][0] < 0:
+            return None
         if not ascii_only:
             spans = _char_spans(data, spans)
         return Match(self, text, spans)
@@ -213,22 +236,25 @@ def explain(error: re2.error) -> str:
     return f"invalid regular expression: {text}"
 
 
-_last: tuple[str, bytes, bool] = ("", b"", True)
+_recent: list[tuple[str, bytes, bool]] = []
+RECENT = 8  # long texts remembered: a page's body and a banner are read by every rule
+SHORT = 512  # characters: texts this short (a header, a script's URL) are encoded each time
 
 
 def encoded(text: str) -> tuple[bytes, bool]:
     """``text`` as UTF-8, and whether it is ASCII (offsets then need no mapping). The last
-    text is remembered: every rule of a catalog runs on the same banner in turn."""
-    global _last
-    last = _last
-    if last[0] is text:
-        return last[1], last[2]
-    if text.isascii():
-        data, ascii_only = text.encode("ascii"), True
-    else:
-        # A lone surrogate (from JSON "\ud800") has no UTF-8; U+FFFD keeps the offsets.
-        data, ascii_only = _SURROGATE.sub("\ufffd", text).encode("utf-8"), False
-    _last = (text, data, ascii_only)
+    few texts are remembered: every rule of a catalog runs on the same banner in turn."""
+    for seen, data, ascii_only in _recent:
+        if seen is text:
+            return data, ascii_only
+    ascii_only = text.isascii()
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): U+FFFD keeps the offsets
+        data = _SURROGATE.sub("\ufffd", text).encode("utf-8")
+    if len(text) > SHORT:
+        _recent.insert(0, (text, data, ascii_only))
+        del _recent[RECENT:]
     return data, ascii_only
 
 
@@ -302,9 +328,10 @@ def _escape(text: str, i: int, in_class: bool, is_bytes: bool, out: list[str]) -
     return i + 2
 
 
-def _branches(text: str, i: int) -> tuple[bool, int]:
+def _branches(text: str, i: int, caret: bool) -> tuple[bool, int]:
     """(every alternative from ``i`` up to the ``)`` closing its group, or the end, starts
-    with an anchor; the index of that ``)`` or the end). ``text`` compiled in RE2."""
+    with ``\\A`` or, when ``caret``, ``^``; the index of that ``)`` or the end). ``text``
+    is a pattern RE2 compiled."""
     every, first, start = True, False, True
     while i < len(text) and text[i] != ")":
         c = text[i]
@@ -318,7 +345,7 @@ def _branches(text: str, i: int) -> tuple[bool, int]:
         anchor = False
         if c == "(":
             group = _GROUP_OPEN.match(text, i)
-            anchor, i = _branches(text, group.end() if group else i + 1)
+            anchor, i = _branches(text, group.end() if group else i + 1, caret)
             i += 1
         elif c == "\\":
             anchor = text.startswith("\\A", i)
@@ -327,7 +354,7 @@ def _branches(text: str, i: int) -> tuple[bool, int]:
         elif c == "[":
             i = _class_end(text, i)
         else:
-            anchor = c == "^"
+            anchor = caret and c == "^"
             i += 1
         if start:
             first, start = anchor and not _QUANTIFIER.match(text, i), False
