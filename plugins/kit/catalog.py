@@ -1,11 +1,11 @@
 """Rule catalogs of ``fingerprint_parser``: reading, checking and compiling YAML rules.
 
 A catalog is a YAML file holding ``rules:``, a list of mappings (see
-``data/fingerprints.yaml`` for the fields). Every regex is compiled once, with
-``re.ASCII``, and refused when it could backtrack badly: it must be anchored (``^`` or
-``\\A`` first, in every alternative) and must not nest a repeat inside another repeat
-that can run more than once unless the inner one is bounded. Loading a catalog
-raises ``CatalogError`` naming the file, the rule and the field at fault.
+``data/fingerprints.yaml`` for the fields). Every regex is compiled once by
+``kit.linear_re`` (RE2: matching time linear in the banner, whatever the pattern), and
+must be anchored (``^`` or ``\\A`` first, in every alternative): a rule names what a
+service says first, not a word anywhere in its answer. Loading a catalog raises
+``CatalogError`` naming the file, the rule and the field at fault.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from re import _constants as sre_c  # type: ignore[attr-defined]  # private: typeshed has no stub
-from re import _parser as sre_parse  # type: ignore[attr-defined]  # (sre_parse is its deprecated alias)
 from typing import Any, Literal, overload
 
 import voluptuous as vol
+from pentora_plugins.kit import linear_re
 
 from pentora import InputError, load_yaml, read_input
 from pentora.schema import Fraction, Nullable
@@ -28,7 +27,8 @@ from pentora.schema import Fraction, Nullable
 BUILTIN = "builtin"
 MAX_CPE_TEXT = 256
 
-_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+ANCHOR_HINT = ("pattern must be anchored: start it (every alternative) with ^ or \\A, "
+               "e.g. '\\ASSH-' or '(?m)^Server:'")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # $1, ${1}, ${name} or ${name:converter}; $$ is a literal dollar sign.
 _TEMPLATE = re.compile(r"\$(?:(\d{1,2})|\{(\d{1,2}|[A-Za-z_]\w*)(?::([a-z0-9]+))?\}|(\$))")
@@ -66,7 +66,7 @@ class Template:
 
     text: str
 
-    def render(self, m: re.Match[str]) -> str | None:
+    def render(self, m: linear_re.Match[str]) -> str | None:
         """The filled-in text; None when it is empty or every group it names is empty."""
         refs = self.refs()
         if refs and not any(m.group(int(r) if r.isdigit() else r) for r, _ in refs):
@@ -95,7 +95,7 @@ class Rule:
     service: str
     product: str | None
     vendor: str | None
-    regex: re.Pattern[str]
+    regex: linear_re.Pattern[str]
     probes: frozenset[str] | None
     version: Template | None
     cpe: str | None
@@ -138,14 +138,17 @@ def nonempty(value: object) -> str:
     return value
 
 
-def _flags(value: object) -> int:
+def flags(value: object) -> str:
+    """Schema validator: regex flags, letters among i, m, s (or a list of them)."""
     letters = "".join(value) if isinstance(value, list) else value
-    if not isinstance(letters, str) or any(c not in _FLAGS for c in letters):
-        raise vol.Invalid(f"expected letters among {', '.join(_FLAGS)} (e.g. 'im'), got {value!r}")
-    out = 0
-    for c in letters:
-        out |= _FLAGS[c]
-    return out
+    if isinstance(letters, str) and "x" in letters:
+        raise vol.Invalid("'x' (verbose) is not supported: the regex engine (RE2) has no "
+                          "verbose mode; write the pattern without the spaces and # comments "
+                          "it ignored")
+    if not isinstance(letters, str) or any(c not in linear_re.FLAGS for c in letters):
+        raise vol.Invalid(f"expected letters among {', '.join(linear_re.FLAGS)} (e.g. 'im'), "
+                          f"got {value!r}")
+    return letters
 
 
 def _probes(value: object) -> frozenset[str]:
@@ -172,7 +175,7 @@ RULE_SCHEMA = vol.Schema({
     vol.Optional("product", default=None): Nullable(nonempty),
     vol.Optional("vendor", default=None): Nullable(nonempty),
     vol.Required("match"): nonempty,
-    vol.Optional("flags", default=""): _flags,
+    vol.Optional("flags", default=""): flags,
     vol.Optional("probe", default=None): Nullable(_probes),
     vol.Optional("version", default=None): Nullable(nonempty),
     vol.Optional("cpe", default=None): Nullable(nonempty),
@@ -304,12 +307,11 @@ def describe(err: vol.Invalid, fields: Iterable[Any]) -> str:
 
 def _compile(f: dict[str, Any], where: str, source: str, rank: int) -> Rule:
     try:
-        regex = re.compile(f["match"], f["flags"] | re.ASCII)
-    except re.error as e:
-        raise CatalogError(f"{where}: field 'match': invalid regular expression: {e}") from e
-    problem = regex_risk(regex)
-    if problem:
-        raise CatalogError(f"{where}: field 'match': {problem}")
+        regex = linear_re.compile(f["match"], f["flags"])
+    except linear_re.PatternError as e:
+        raise CatalogError(f"{where}: field 'match': {e}") from e
+    if not regex.anchored():
+        raise CatalogError(f"{where}: field 'match': {ANCHOR_HINT}")
     version_text = f["version"]
     if version_text is None and "version" in regex.groupindex:
         version_text = "${version}"
@@ -326,10 +328,10 @@ def _compile(f: dict[str, Any], where: str, source: str, rank: int) -> Rule:
 
 
 @overload
-def _template(text: str, regex: re.Pattern[str], where: str, field: str) -> Template: ...
+def _template(text: str, regex: linear_re.Pattern[str], where: str, field: str) -> Template: ...
 @overload
-def _template(text: str | None, regex: re.Pattern[str], where: str, field: str) -> Template | None: ...
-def _template(text: str | None, regex: re.Pattern[str], where: str, field: str) -> Template | None:
+def _template(text: str | None, regex: linear_re.Pattern[str], where: str, field: str) -> Template | None: ...
+def _template(text: str | None, regex: linear_re.Pattern[str], where: str, field: str) -> Template | None:
     if text is None:
         return None
     t = Template(text)
@@ -346,7 +348,7 @@ def _template(text: str | None, regex: re.Pattern[str], where: str, field: str) 
     return t
 
 
-def _check_cpe(cpe: str, regex: re.Pattern[str], where: str) -> None:
+def _check_cpe(cpe: str, regex: linear_re.Pattern[str], where: str) -> None:
     for name in _CPE_FIELD.findall(cpe):
         if name != "version" and name not in regex.groupindex:
             raise CatalogError(f"{where}: field 'cpe': {{{name}}} is neither {{version}} nor a "
@@ -375,73 +377,13 @@ def cpe_escape(value: str | None) -> str:
     return text if text.strip("_") else "*"
 
 
-def render_cpe(template: str, version: str | None, m: re.Match[str]) -> str:
+def render_cpe(template: str, version: str | None, m: linear_re.Match[str]) -> str:
     def sub(t: re.Match[str]) -> str:
         name = t.group(1)
         value = version if name == "version" else m.group(name)
         return cpe_escape(value)
 
     return _CPE_FIELD.sub(sub, template)
-
-
-# -- backtracking guard ---------------------------------------------------------------------
-
-_REPEATS = {sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None)}
-_ANCHORS = {sre_c.AT_BEGINNING, sre_c.AT_BEGINNING_STRING}
-
-
-def regex_risk(regex: re.Pattern[str] | re.Pattern[bytes]) -> str | None:
-    """Why ``regex`` could backtrack catastrophically (or scan unanchored), else None."""
-    tree = sre_parse.parse(regex.pattern, regex.flags)
-    if not _anchored(list(tree)):
-        return ("pattern must be anchored: start it (every alternative) with ^ or \\A, "
-                "e.g. '\\ASSH-' or '(?m)^Server:'")
-    return _nested(list(tree), outer=0)
-
-
-def _anchored(items: list[Any]) -> bool:
-    if not items:
-        return False
-    op, av = items[0]
-    if op is sre_c.AT:
-        return av in _ANCHORS
-    if op is sre_c.SUBPATTERN:
-        return _anchored(list(av[-1]))
-    if op is sre_c.BRANCH:
-        return all(_anchored(list(b)) for b in av[1])
-    return False
-
-
-def _nested(items: list[Any], outer: int) -> str | None:
-    """``outer``: 0 outside repeats, 1 inside a bounded repeat > 1, 2 inside an unbounded one."""
-    for op, av in items:
-        subs: list[Any] = []
-        level = outer
-        if op in _REPEATS:
-            lo, hi, sub = av
-            unbounded = hi == sre_c.MAXREPEAT
-            if outer and unbounded:
-                return ("nested unbounded repeat (like (a+)+) can backtrack catastrophically; "
-                        "use a character class such as [\\w.]+ instead")
-            if outer == 2 and lo != hi:
-                return ("a variable repeat inside an unbounded one can backtrack "
-                        "catastrophically; bound the outer repeat")
-            if hi > 1:
-                level = max(outer, 2 if unbounded else 1)
-            subs = [sub]
-        elif op is sre_c.SUBPATTERN:
-            subs = [av[-1]]
-        elif op is sre_c.BRANCH:
-            subs = list(av[1])
-        elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
-            subs = [av[1]]
-        elif op is getattr(sre_c, "ATOMIC_GROUP", None):
-            subs = [av]
-        for sub in subs:
-            problem = _nested(list(sub), level)
-            if problem:
-                return problem
-    return None
 
 
 def catalog_option(load: Callable[[list[str]], Any],

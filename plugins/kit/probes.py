@@ -11,9 +11,11 @@ encoding, so that what is sent is exactly the bytes the author meant:
 - ``payload``: ``!!binary`` (base64), which YAML already returns as bytes;
 - ``reply``: the name of a payload built from the answer that selected the probe.
 
-Regexes apply to raw bytes. A pattern string is turned into a bytes pattern through
-latin-1, so ``\\xNN`` (a regex escape) and a literal U+00NN both mean byte NN; anything
-beyond U+00FF is refused. Loading raises ``CatalogError`` naming file, entry and field.
+Regexes apply to raw bytes, compiled by ``kit.linear_re`` (RE2: matching time linear in
+the answer, whatever the pattern). A pattern string is turned into a bytes pattern
+through latin-1, so ``\\xNN`` (a regex escape) and a literal U+00NN both mean byte NN;
+anything beyond U+00FF is refused. ``match`` and ``expect`` must be anchored; ``read_until``
+finds a terminator anywhere. Loading raises ``CatalogError`` naming file, entry and field.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from importlib import resources
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit.catalog import CATALOG_MAX_BYTES, regex_risk
+from pentora_plugins.kit import linear_re
+from pentora_plugins.kit.catalog import ANCHOR_HINT, CATALOG_MAX_BYTES
 from pentora_plugins.kit.portspec import PortSet, PortSpecError, parse_ports
 
 from pentora import InputError, load_yaml, read_input
@@ -36,7 +39,6 @@ BUILTIN = "builtin"
 PAYLOAD_FIELDS = ("payload_hex", "payload_text", "payload", "reply")
 TRANSPORTS = ("any", "plain", "tls")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 _IAC, _DONT, _DO, _WONT, _WILL = 0xFF, 0xFE, 0xFD, 0xFC, 0xFB
 
 
@@ -68,9 +70,9 @@ class Probe:
     payload: bytes | None = None
     reply: str | None = None
     greets: bool = False
-    match: tuple[re.Pattern[bytes], ...] = ()
-    expect: tuple[re.Pattern[bytes], ...] = ()
-    read_until: re.Pattern[bytes] | None = None
+    match: tuple[linear_re.Pattern[bytes], ...] = ()
+    expect: tuple[linear_re.Pattern[bytes], ...] = ()
+    read_until: linear_re.Pattern[bytes] | None = None
     max_bytes: int | None = None
     generic: int | None = None
     transport: str = "any"
@@ -216,24 +218,18 @@ def payload_bytes(entry: dict[str, Any], where: str) -> bytes | None:
     return None
 
 
-def _regex(pattern: str, flags: str, where: str, anchored: bool = True) -> re.Pattern[bytes]:
+def _regex(pattern: str, flags: str, where: str, anchored: bool = True) -> linear_re.Pattern[bytes]:
     try:
         raw = pattern.encode("latin-1")
     except UnicodeEncodeError:
         raise CatalogError(f"{where}: {pattern!r} holds a character above U+00FF; regexes "
                            f"apply to bytes: write byte NN as \\xNN") from None
-    value = 0
-    for f in flags:
-        value |= _FLAGS[f]
     try:
-        compiled = re.compile(raw, value)
-        # read_until finds a terminator anywhere: check it for backtracking only
-        checked = compiled if anchored else re.compile(rb"\A(?:" + raw + rb")", value)
-    except re.error as e:
+        compiled = linear_re.compile(raw, flags)
+    except linear_re.PatternError as e:
         raise CatalogError(f"{where}: bad regex {pattern!r}: {e}") from e
-    problem = regex_risk(checked)
-    if problem:
-        raise CatalogError(f"{where}: regex {pattern!r}: {problem}")
+    if anchored and not compiled.anchored():
+        raise CatalogError(f"{where}: regex {pattern!r}: {ANCHOR_HINT}")
     return compiled
 
 
@@ -253,7 +249,7 @@ def _entry(raw: object, index: int, source: str) -> Probe:
     if (payload is not None or "reply" in e) and not (ports or "match" in e or "generic" in e):
         raise CatalogError(f"{where}: a probe needs ports, match or generic to ever be sent")
 
-    def regexes(field: str) -> tuple[re.Pattern[bytes], ...]:
+    def regexes(field: str) -> tuple[linear_re.Pattern[bytes], ...]:
         return tuple(_regex(p, e["flags"], f"{where}: field '{field}'") for p in e.get(field, ()))
 
     until = e.get("read_until")

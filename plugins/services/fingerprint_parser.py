@@ -21,12 +21,12 @@ them on the ``Match`` for modules (an asset profiler) that want them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gevent
+from pentora_plugins.kit import linear_re
 from pentora_plugins.kit.catalog import (
     BUILTIN,
     Catalog,
@@ -72,7 +72,7 @@ class Match:
     os: dict[str, str] | None
     info: str | None
     order: int = 0  # catalog position of the rule: the earlier rule wins a tie
-    found: re.Match[str] | None = field(default=None, repr=False, compare=False)
+    found: linear_re.Match[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def service(self) -> str:

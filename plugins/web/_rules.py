@@ -2,10 +2,10 @@
 
 A catalog holds ``technologies:``, a list of mappings (``data/webapps.yaml`` documents
 the fields at its top). Each technology has matchers; it is found when any matcher
-matches. Patterns are compiled once, case-insensitive, searched (not anchored), and
-refused when they could backtrack catastrophically (the nesting check of
-``_fingerprint_rules.regex_risk``). Loading raises ``CatalogError`` naming the file, the
-technology, the matcher and the field at fault.
+matches. Patterns are compiled once by ``kit.linear_re`` (RE2: matching time linear in
+the page, whatever the pattern), case-insensitive, and searched (not anchored). Loading
+raises ``CatalogError`` naming the file, the technology, the matcher and the field at
+fault.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
+from pentora_plugins.kit import linear_re
 from pentora_plugins.kit.catalog import (
     BUILTIN,
     CONVERTERS,
@@ -28,7 +29,6 @@ from pentora_plugins.kit.catalog import (
     check,
     nonempty,
     read_yaml,
-    regex_risk,
     stamp_sources,
     validated,
 )
@@ -48,7 +48,7 @@ class Matcher:
 
     kind: str
     name: str | None               # header or meta name (lower case) for those kinds
-    regex: re.Pattern[str] | None  # None: a header/meta that is merely present
+    regex: linear_re.Pattern[str] | None  # None: a header/meta that is merely present
     path: str | None
     status: int | None
     confidence: float
@@ -189,7 +189,8 @@ def _matcher(raw: object, where: str, confidence: float) -> Matcher:
     if "status" in m and "path" not in m:
         raise CatalogError(f"{where}: field 'status' needs 'path' (the status of that path's reply)")
     text = m.get("pattern") if kind in NAMED_KINDS else m[kind]
-    regex = _regex(text, where) if text is not None else None
+    field = "pattern" if kind in NAMED_KINDS else kind
+    regex = _regex(text, f"{where}: field '{field}'") if text is not None else None
     version_text = m.get("version")
     if version_text is None and regex is not None and "version" in regex.groupindex:
         version_text = "${version}"
@@ -199,19 +200,14 @@ def _matcher(raw: object, where: str, confidence: float) -> Matcher:
                    version=_version(version_text, regex, where))
 
 
-def _regex(text: str, where: str) -> re.Pattern[str]:
+def _regex(text: str, where: str) -> linear_re.Pattern[str]:
     try:
-        regex = re.compile(text, re.IGNORECASE)
-        # regex_risk wants an anchor; the nesting check is what matters for a search
-        problem = regex_risk(re.compile(r"\A(?:" + text + ")", re.IGNORECASE))
-    except re.error as e:
-        raise CatalogError(f"{where}: invalid regular expression {text!r}: {e}") from e
-    if problem:
-        raise CatalogError(f"{where}: pattern {text!r}: {problem}")
-    return regex
+        return linear_re.compile(text, "i")
+    except linear_re.PatternError as e:
+        raise CatalogError(f"{where}: {text!r}: {e}") from e
 
 
-def _version(text: str | None, regex: re.Pattern[str] | None, where: str) -> Template | None:
+def _version(text: str | None, regex: linear_re.Pattern[str] | None, where: str) -> Template | None:
     if text is None:
         return None
     if regex is None:

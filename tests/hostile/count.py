@@ -43,6 +43,7 @@ def property_examples() -> list[tuple[str, int]]:
 def counts() -> list[tuple[str, int]]:
     from tests.fuzz.test_fuzz_seeds import BANNERS, DAGS
     from tests.hostile.test_dag_safety import DAGS as SAFETY_DAGS
+    from tests.hostile.test_hostile_patterns import CASES as PATTERN_CASES
     from tests.hostile.test_hostile_targets import CASES, OPTIONAL_CONFIG, SSH_CASES
     from tests.hostile.test_local_inputs import COMMANDS, KINDS
     from tests.hostile.test_resource_faults import RESOLVERS
@@ -57,6 +58,8 @@ def counts() -> list[tuple[str, int]]:
         ("hostile target scans: ssh_checks (no, bogus, endless or dripped KEXINIT)", len(SSH_CASES)),
         ("hostile target scans: cve_matcher on a 5,000-digit version", 1),
         ("endless-stream memory runs (own process)", 3),
+        ("backtracking catalog patterns on 100 kB (own process) + look-ahead refused",
+         len(PATTERN_CASES) + 1),
         ("resource faults: out of descriptors", 1),
         ("resource faults: DNS down (refused, silent, unroutable, hung)", len(RESOLVERS)),
         ("DAGs that try to load code (x validate, run) + --hooks control + sub-DAG tags",

@@ -128,7 +128,10 @@ def write_catalog(tmp_path: Path, *techs: dict[str, Any], name: str = "web.yaml"
 
 
 @pytest.mark.parametrize("change, fragments", [
-    ({"match": [{"html": "(a+)+b"}]}, ["technology 'thing'", "matcher #1", "nested unbounded repeat"]),
+    ({"match": [{"html": "nginx(?![\\w-])"}]}, ["technology 'thing'", "matcher #1", "field 'html'",
+                                                "RE2 has no negative look-ahead", "(?:[^\\w-]|$)"]),
+    ({"match": [{"header": "server", "pattern": "(x)\\1"}]}, ["matcher #1", "field 'pattern'",
+                                                              "RE2 has no back-references"]),
     ({"match": [{"html": "([a-z"}]}, ["technology 'thing'", "invalid regular expression"]),
     ({"match": [{"header": "server", "html": "x"}]}, ["matcher #1", "exactly one of"]),
     ({"match": [{"html": "x", "pattern": "y"}]}, ["field 'pattern' goes with header or meta"]),
@@ -174,7 +177,7 @@ def test_user_catalog_adds_replaces_and_disables(tmp_path, catalog):
 
 
 def test_bad_catalog_fails_dag_validation_naming_node_and_file(tmp_path):
-    path = write_catalog(tmp_path, {**GOOD, "match": [{"html": "(a*)*"}]})
+    path = write_catalog(tmp_path, {**GOOD, "match": [{"html": "(?<=x)y"}]})
     orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine], autoload=False)
     orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"http_responses": []}})
                   .add_node("web", "webapp_fingerprinter", ["seed"], config={"catalog": str(path)})
@@ -182,6 +185,7 @@ def test_bad_catalog_fails_dag_validation_naming_node_and_file(tmp_path):
     with pytest.raises(ValidationError) as e:
         orch.validate()
     assert "web" in str(e.value) and str(path) in str(e.value) and "technology 'thing'" in str(e.value)
+    assert "RE2 has no look-behind" in str(e.value)
 
 
 # -- the module on real servers -----------------------------------------------------------------

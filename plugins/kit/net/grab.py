@@ -52,6 +52,7 @@ import gevent
 import gevent.event
 import gevent.monkey
 from gevent import socket
+from pentora_plugins.kit import linear_re
 from pentora_plugins.kit.net.fds import FD_PATIENCE, RESOURCE_ERRNOS, with_descriptor
 from pentora_plugins.kit.net.tls import client_context, describe, sni_name
 from pentora_plugins.kit.probes import Catalog, Probe
@@ -60,6 +61,8 @@ from pentora_plugins.kit.records import Banner
 from pentora import ModuleError
 
 TLS = "tls"
+# what ends a read: a catalog's read_until, or a check's own fixed pattern
+Until = re.Pattern[bytes] | linear_re.Pattern[bytes]
 HELLO = "tls_client_hello"
 # the real poll even when the CLI has monkey-patched select: a zero-timeout look, never a wait
 _poll = gevent.monkey.get_original("select", "poll")
@@ -111,7 +114,7 @@ class Conn:
             self.closed = True
         return not self.closed
 
-    def read(self, first: float, idle: float, limit: int, until: re.Pattern[bytes] | None) -> bytes:
+    def read(self, first: float, idle: float, limit: int, until: Until | None) -> bytes:
         buf = bytearray()
         timeout = first
         while len(buf) < limit:
@@ -129,7 +132,7 @@ class Conn:
             buf += chunk
             if self.heard is not None:
                 self.heard.set()
-            if until is not None and until.search(buf):
+            if until is not None and until.search(bytes(buf)):
                 break
             timeout = idle
         return bytes(buf)
@@ -385,7 +388,7 @@ class PortGrab:
         return answer, conn
 
     def _read(self, conn: Conn, first: float, cap: int | None = None,
-              until: re.Pattern[bytes] | None = None) -> bytes:
+              until: Until | None = None) -> bytes:
         limit = min(self.budget, cap or self.budget)
         if limit <= 0:
             return b""
