@@ -40,13 +40,22 @@ def property_examples() -> list[tuple[str, int]]:
     return out
 
 
+def collected(*args: str) -> int:
+    """How many tests pytest collects for ``args`` (collection only: nothing runs)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          *args], cwd=ROOT, capture_output=True, text=True)
+    return sum(1 for line in out.stdout.splitlines() if "::" in line)
+
+
 def counts() -> list[tuple[str, int]]:
     from tests.fuzz.test_fuzz_seeds import BANNERS, DAGS
     from tests.hostile.test_dag_safety import DAGS as SAFETY_DAGS
     from tests.hostile.test_hostile_patterns import CASES as PATTERN_CASES
     from tests.hostile.test_hostile_targets import CASES, OPTIONAL_CONFIG, SSH_CASES
+    from tests.hostile.test_descriptor_limits import LIMITS as FD_LIMITS
     from tests.hostile.test_local_inputs import COMMANDS, KINDS
     from tests.hostile.test_resource_faults import RESOLVERS
+    from tests.plugins.test_syn_scan import RATE_RUNS as SYN_RATE_RUNS
 
     malformed = [p for p in (ROOT / "tests" / "data" / "malformed").rglob("*")
                  if p.is_file() and p.name != "expected.yaml"]
@@ -67,6 +76,21 @@ def counts() -> list[tuple[str, int]]:
         ("local inputs: device, FIFO, directory (x commands) + endless stdin",
          len(COMMANDS) * len(KINDS) + 1),
         ("local inputs: hostile --set and DAG values + a target file not echoed", 4 * 2 + 3 * 2 + 2 + 1),
+        ("misbehaving modules and hooks: exit, BaseException, wrong return, blocking, spinning, "
+         "signals, uninterruptible", collected("tests/hostile/test_misbehaving_modules.py")),
+        ("terminal output of every printing command on hostile data",
+         collected("tests/hostile/test_terminal_output.py")),
+        ("descriptor starvation against an unstarved run (scans x ulimit -n 24, 16, 12)",
+         collected("tests/hostile/test_descriptor_limits.py") * len(FD_LIMITS)),
+        ("outputs of runs killed, interrupted, dying or failing",
+         collected("tests/hostile/test_output_kills.py")),
+        ("crafted, damaged and locked scan stores",
+         collected("tests/plugins/test_store.py", "tests/cli/test_scans_cli.py", "-k",
+                   "crafted or damaged or repair or locked or earlier_version or codec")),
+        ("rate-limited SYN scans in a fresh namespace (runs)", SYN_RATE_RUNS),
+        ("Celery: killed worker, cancelled scan, stopped shard, duplicate result",
+         collected("tests/integration/test_celery.py", "tests/plugins/test_shard.py", "-k",
+                   "killed or cancelled or twice or running_shard")),
         ("malformed-DAG corpus files (tests/data/malformed)", len(malformed)),
         ("fuzz seeds: banners (corpus + labelled banners)", len(BANNERS)),
         ("fuzz seeds: DAG files (corpus + malformed + profiles)", len(DAGS)),
