@@ -3,8 +3,9 @@
 Grouped by the object they concern (manager, registry, scan, node). Every hook is called
 through pluggy: wrappers, ``tryfirst`` and ``trylast`` behave as pluggy documents.
 Notification hooks are 1:N and their return values ignored; an exception raised by one
-implementation is logged with the plugin's name and contained, so a broken plugin never
-kills a scan.
+implementation (``SystemExit`` and any other ``BaseException`` included) is logged with the
+plugin's name and contained, so a broken plugin never kills a scan; it is listed in the
+scan's result (``hook_errors``), which is then not ``ok`` (the CLI exits 3).
 
 Order for one scan (asserted by a test)::
 
