@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pentora import PentoraError
+from pentora import InputError, PentoraError, open_input
 from pentora.cli import EXIT_STORE, CliError
 
 ENV = "PENTORA_STORE"
@@ -94,8 +94,23 @@ def is_busy(e: BaseException) -> bool:
     return isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
+def refuse_special(path: Path) -> None:
+    """A store that exists must be a regular file: SQLite would read a device as a damaged
+    database, and a repair would then move ``/dev/zero`` aside. Opened without reading,
+    through pentora's input reader (which refuses devices, FIFOs, sockets and folders by
+    name without blocking)."""
+    if not os.path.lexists(path):
+        return
+    try:
+        with open_input(path, what="scan store", max_bytes=0):
+            pass
+    except InputError as e:
+        raise StoreError(f"{e} (--store FILE, or --no-store)") from None
+
+
 def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Connection:
     """Open (and if needed create) the store; autocommit mode: transactions are explicit."""
+    refuse_special(path)
     if not create and not path.exists():
         raise StoreError(f"no scan store at {path} (scans are stored there by `pentora scan`; "
                          f"choose another with --store PATH or ${ENV})")
@@ -131,6 +146,7 @@ def check_intact(path: Path) -> None:
     yet is sound). One read of the file, no index cross-checks: cheap enough before a scan."""
     if not path.exists():
         return
+    refuse_special(path)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     except sqlite3.Error as e:

@@ -20,7 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pentora_plugins.store._db import StoreError, connect, is_busy, is_damaged, pid_alive, store_failure
+from pentora_plugins.store._db import (
+    StoreError,
+    connect,
+    is_busy,
+    is_damaged,
+    pid_alive,
+    refuse_special,
+    store_failure,
+)
 from pentora_plugins.store._writer import import_pending
 
 TABLES = ("scans", "nodes", "results", "checkpoints")  # scans first: the others name one
@@ -58,6 +66,7 @@ class Repair:
 
 def problems(path: Path, limit: int = 10) -> list[str]:
     """What ``integrity_check`` finds wrong (empty: the store is sound)."""
+    refuse_special(path)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     except sqlite3.Error as e:
@@ -75,6 +84,7 @@ def problems(path: Path, limit: int = 10) -> list[str]:
 
 def repair(path: Path) -> Repair:
     """Move the damaged store aside and build a new one at ``path`` from what is readable."""
+    refuse_special(path)
     _refuse_if_in_use(path)
     aside = _aside_name(path)
     for suffix in ("", "-wal", "-shm"):  # the log holds committed rows: it goes along

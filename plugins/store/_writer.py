@@ -34,7 +34,13 @@ import gevent.threadpool
 from loguru import logger
 from pentora_plugins.store._db import StoreDamagedError, StoreError, connect, is_busy, is_damaged
 
+from pentora import InputError, read_input
+
 log = logger.bind(component="store")
+
+# A pending file holds one scan's queued writes (its records, checkpoints): a bound only
+# against a file that is not one pentora wrote (a device or a FIFO is refused by name).
+PENDING_MAX_BYTES = 4 << 30
 
 FLUSH_EVERY = 0.1   # seconds between commits while a scan runs
 BUSY_WAIT = 1.0     # seconds one commit waits for another process's lock
@@ -83,9 +89,9 @@ def import_pending(conn: sqlite3.Connection, path: Path) -> int:
     done = 0
     for pending in sorted(path.parent.glob(path.name + ".pending-*.jsonl")):
         try:
-            ops = [(str(n), tuple(p)) for n, p in map(json.loads, pending.read_text().splitlines())
-                   if n in SQL]
-        except (OSError, ValueError, TypeError) as e:
+            text = read_input(pending, what="pending store file", max_bytes=PENDING_MAX_BYTES)
+            ops = [(str(n), tuple(p)) for n, p in map(json.loads, text.splitlines()) if n in SQL]
+        except (InputError, OSError, ValueError, TypeError) as e:
             log.warning("skipping unreadable pending store file {}: {}", pending, e)
             continue
         execute_ops(conn, ops)

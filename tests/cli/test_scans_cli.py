@@ -366,3 +366,38 @@ def test_a_damaged_store_is_named_with_its_repair_and_repaired(run_cli, tmp_path
         shown = run_cli("scans", "show", scan_id, "--store", str(db), "--format", "json")
         assert shown.returncode == 0, shown.stderr
     assert run_cli("scans", "rm", hit, "--store", str(db)).returncode == 0
+
+
+def special_files(tmp_path: Path) -> dict[str, Path]:
+    """A character device (the node of /dev/zero, made here: renaming it is harmless), a
+    FIFO and a folder, in the test's own folder."""
+    import stat
+
+    dev, fifo = tmp_path / "zero", tmp_path / "fifo"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 5))
+    os.mkfifo(fifo)
+    return {"character device": dev, "FIFO": fifo, "directory": tmp_path}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_store_that_is_not_a_regular_file_is_refused_and_never_moved(run_cli, tmp_path):
+    for kind, path in special_files(tmp_path).items():
+        for args in (("scans", "check", "--repair"), ("scans", "check"), ("scans", "list"),
+                     ("scan", "-t", "127.0.0.1", "-p", "1", "--profile", "port-scan")):
+            proc = run_cli(*args, "--store", str(path), timeout=30)
+            assert proc.returncode != 0, (args, proc.stdout)  # before any scanning
+            assert f"is a {kind}" in proc.stderr and "not a regular file" in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr
+    # Nothing was moved aside or created beside them: a repair of /dev/zero must not
+    # rename the system's device.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "zero"]
+    assert os.major(os.stat(tmp_path / "zero").st_rdev) == 1
+
+
+def test_a_pending_file_that_is_a_fifo_is_skipped_not_waited_for(run_cli, tmp_path):
+    db = tmp_path / "scans.db"
+    connect(db).close()
+    os.mkfifo(tmp_path / "scans.db.pending-abc-1.jsonl")
+    proc = run_cli("scans", "list", "--store", str(db), timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "pending store file" in proc.stderr and "FIFO" in proc.stderr
