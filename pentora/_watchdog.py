@@ -89,6 +89,7 @@ class Watchdog:
         self._timer: Any = None
         self._old_handler: Any = None
         self._old_wakeup = -1
+        self._wakeup_set = False
         self._pipe: tuple[int, int] | None = None
         self._episode_start: float | None = None
         self._thread_warned = False
@@ -104,24 +105,38 @@ class Watchdog:
         except ValueError:
             self.main = False
         if self.main:
-            r, w = os.pipe()
-            os.set_blocking(r, False)
-            os.set_blocking(w, False)
-            self._pipe = (r, w)
-            try:  # the C signal handler writes each signal's number here, even while Python
-                # code cannot run: the watch thread learns of SIGINT during a block
-                self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-            except ValueError:
-                self._old_wakeup = -1
-        _start_thread(self._watch, ())
+            try:
+                r, w = os.pipe()
+            except OSError as e:  # out of descriptors: the scan runs, SIGINT waits for the hub
+                log.debug("no wakeup pipe for the watchdog: {}", e)
+            else:
+                os.set_blocking(r, False)
+                os.set_blocking(w, False)
+                self._pipe = (r, w)
+                try:  # the C signal handler writes each signal's number here, even while
+                    # Python code cannot run: the watch thread learns of SIGINT during a block
+                    self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                    self._wakeup_set = True
+                except ValueError:
+                    pass
+        try:
+            _start_thread(self._watch, ())
+        except RuntimeError as e:  # no thread to be had: the scan runs unwatched
+            log.warning("the event-loop watchdog could not start ({}): a module that blocks "
+                        "will not be interrupted", e)
+            self.stop()
+            self._close_pipe()
 
     def stop(self) -> None:
+        if self.stopping:
+            return
         self.stopping = True
         if self._timer is not None:
             self._timer.stop()
             self._timer.close()
         if self.main:
             signal.signal(POKE_SIGNAL, self._old_handler or signal.SIG_DFL)
+        if self._wakeup_set:
             try:
                 current = signal.set_wakeup_fd(self._old_wakeup)
                 if self._pipe and current != self._pipe[1]:  # someone replaced ours: keep theirs
@@ -170,9 +185,12 @@ class Watchdog:
                     self._give_up(due[1], silent)
                     return
         finally:
-            if self._pipe is not None:
-                for fd in self._pipe:
-                    os.close(fd)
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        for fd in pipe or ():
+            os.close(fd)
 
     def _read_signals(self) -> None:
         if self._pipe is None:
