@@ -60,6 +60,7 @@ POKE_AFTER = 0.5   # hub silent this long: poke the main thread (it is blocked, 
 POKE_EVERY = 0.25  # then again this often while it stays silent
 WARN_AFTER = 1.0   # a node blocking this long is named in a warning and its record
 GIVE_UP_AFTER = 5.0  # a due stop or timeout that nothing could deliver: end the process
+CALLBACKS_BOUND = 10.0  # then at most this long for the abandon callbacks
 POKE_SIGNAL = signal.SIGURG
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
@@ -232,6 +233,9 @@ class Watchdog:
         reason = (f"abandoned: {culprit} blocked the event loop for {format_duration(round(silent))} "
                   f"and could not be interrupted ({why})")
         log.error("{}; ending the process with what was found so far", reason)
+        # The callbacks run beside a stuck thread: one of them could wait on a lock it holds.
+        # Whatever happens, the process ends.
+        _start_thread(_exit_after, (CALLBACKS_BOUND, self.ex.abandon_exit_code))
         result = self.ex.abandoned_result(reason, self.blocker)
         for fn in callbacks:
             try:
@@ -282,6 +286,11 @@ class Watchdog:
         if deadline is not None and time.monotonic() >= deadline:
             raise HubBlocked(f"timeout after {format_duration(timeout or 0)}, while its module "
                              f"blocked the event loop (at {_where(frame)})")
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    _real_sleep(seconds)
+    os._exit(code)
 
 
 def _where(frame: FrameType | None) -> str:
