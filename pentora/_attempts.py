@@ -23,7 +23,7 @@ from gevent import GreenletExit
 from loguru import logger
 
 from ._dag import NodeSpec, RetrySpec
-from ._errors import ModuleError, ModuleExit, NodeTimeout, module_failure
+from ._errors import HubBlocked, HubInterrupt, ModuleError, ModuleExit, NodeTimeout, module_failure
 from ._fanout import FanOut
 from ._hookspecs import hookimpl
 from ._nodectx import NodeContext, NodeRestore, record_kind
@@ -89,12 +89,11 @@ class Attempts:
         impls = ex.pm.hook.pentora_node_execute.get_hookimpls()
         self._direct = len(impls) == 1 and isinstance(impls[0].plugin, CoreExecute)
         self._checkpoints = self.notify.has("pentora_node_checkpoint")
-        # For the hub watchdog (read from its signal handler and thread): when each running
-        # node's attempt times out (monotonic), its timeout, and its contexts (their pools'
-        # greenlets belong to the node).
+        # For the hub watchdog (read from its signal handler and thread): when the running
+        # body of each node's attempt times out (monotonic), and the contexts of its running
+        # attempts and branches (their pools' greenlets belong to the node).
         self.deadlines: dict[int, float] = {}
-        self.timeouts: dict[int, float] = {}
-        self.live: dict[int, list[NodeContext]] = {}
+        self.live: dict[int, set[NodeContext]] = {}
         self.fanout = FanOut(self)
 
     def call_execute(self, i: int, ctx: NodeContext) -> None:
@@ -121,8 +120,6 @@ class Attempts:
             ctx = begin(i, n)
             try:
                 if timeout:
-                    self.deadlines[i] = time.monotonic() + timeout
-                    self.timeouts[i] = timeout
                     self._bounded(body, i, ctx, timeout)
                 else:
                     body(i, ctx)
@@ -139,20 +136,30 @@ class Attempts:
                 continue
             finally:
                 ctx.kill()
+                live = self.live.get(i)
+                if live is not None:
+                    live.discard(ctx)
             return ctx
 
-    @staticmethod
-    def _bounded(body: Callable[[int, NodeContext], None], i: int, ctx: NodeContext,
+    def _bounded(self, body: Callable[[int, NodeContext], None], i: int, ctx: NodeContext,
                  timeout: float) -> None:
         """``body(i, ctx)`` within ``timeout`` seconds, else NodeTimeout. A gevent.Timeout
-        the module itself started is not ours: it passes through unchanged."""
-        with gevent.Timeout(timeout) as t:
-            try:
-                body(i, ctx)
-            except gevent.Timeout as e:
-                if e is not t:
-                    raise
-                raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
+        the module itself started is not ours: it passes through unchanged. The deadline
+        is also the hub watchdog's, for the time the body runs: a module that blocks the
+        event loop past it gets a HubInterrupt, which fails the attempt as HubBlocked."""
+        self.deadlines[i] = time.monotonic() + timeout
+        try:
+            with gevent.Timeout(timeout) as t:
+                try:
+                    body(i, ctx)
+                except gevent.Timeout as e:
+                    if e is not t:
+                        raise
+                    raise NodeTimeout(f"timeout after {format_duration(timeout)}") from None
+                except HubInterrupt as e:
+                    raise HubBlocked(f"timeout after {format_duration(timeout)}, {e}") from None
+        finally:
+            self.deadlines.pop(i, None)
 
     def _before_retry(self, i: int, n: int, error: Exception, spec: RetrySpec,
                       branch: int | None) -> None:
@@ -198,8 +205,6 @@ class Attempts:
             self._complete(i, ctx)
         finally:
             self.saved.pop(i, None)  # restored or checkpointed progress served this run only
-            self.deadlines.pop(i, None)
-            self.timeouts.pop(i, None)
             self.live.pop(i, None)
 
     def _begin(self, i: int, n: int) -> NodeContext:
@@ -252,9 +257,9 @@ class Attempts:
         ctx.saved = self.saved.get(i)
         live = self.live.get(i)
         if live is None:
-            self.live[i] = [ctx]
+            self.live[i] = {ctx}
         else:
-            live.append(ctx)
+            live.add(ctx)
         return ctx
 
     # Callbacks every NodeContext shares (no closure per node): the context says who it is.

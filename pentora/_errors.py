@@ -97,6 +97,15 @@ class NodeTimeout(TimeoutError):  # noqa: N818 - the public name users catch
     """A node ran longer than its timeout."""
 
 
+class HubBlocked(NodeTimeout):  # noqa: N818 - a NodeTimeout: retry_on [timeout] covers it
+    """A node's timeout passed while its module blocked the event loop."""
+
+
+class HubInterrupt(BaseException):  # noqa: N818 - not an error of its own: a delivery
+    """Raised by the watchdog in a node's blocking code when its timeout has passed; the
+    node's attempt (``Attempts._bounded``) turns it into ``HubBlocked``."""
+
+
 class ConditionError(PentoraError):
     """A node condition could not be parsed or evaluated."""
 

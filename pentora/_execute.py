@@ -110,13 +110,15 @@ class Executor:
         # handed to the main greenlet by the hub, ending the process mid-scan: during the
         # scan it is only that greenlet's error.
         hub = gevent.get_hub()
-        had_own = "SYSTEM_ERROR" in vars(hub)
+        own = vars(hub).get("SYSTEM_ERROR")
         hub.SYSTEM_ERROR = tuple(t for t in hub.SYSTEM_ERROR if t is not SystemExit)
         try:
             return self._run()
         finally:
-            if not had_own:
+            if own is None:
                 del hub.SYSTEM_ERROR
+            else:
+                hub.SYSTEM_ERROR = own
             gevent.config.track_greenlet_tree = saved_tree
             gc.set_threshold(*saved_threshold)
             if freeze:
@@ -161,8 +163,10 @@ class Executor:
 
     def node_of(self, greenlet: Any) -> int | None:
         """The node whose work ``greenlet`` is: its worker, or one of its pools' greenlets."""
+        records = self.records
         for i, worker in self.running.items():
-            if worker is greenlet:
+            # A worker that took its next node still maps the last one until it is drained.
+            if worker is greenlet and records[i].status not in (COMPLETED, FAILED, SKIPPED, CANCELLED):
                 return i
         for i, contexts in self.attempts.live.items():
             for ctx in contexts:
@@ -258,7 +262,11 @@ class Executor:
         """Run an always_run node after a stop, bounded by ``reporter_timeout``."""
         self.records[i].mark(RUNNING)
         g = gevent.spawn(self.attempts.run, i)
-        g.join(self.engine.reporter_timeout)
+        self.running[i] = g  # the watchdog finds the node it runs
+        try:
+            g.join(self.engine.reporter_timeout)
+        finally:
+            self.running.pop(i, None)
         if not g.dead:
             g.kill(block=True, timeout=1)
             err = NodeTimeout(f"reporter timeout after {format_duration(self.engine.reporter_timeout)}")

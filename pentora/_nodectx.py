@@ -11,7 +11,7 @@ import gevent.pool
 from gevent import GreenletExit
 from loguru import logger
 
-from ._errors import ContextKeyError, ModuleExit
+from ._errors import ContextKeyError, HubInterrupt, ModuleExit
 
 if TYPE_CHECKING:
     from ._context import DataContext
@@ -225,7 +225,7 @@ def _captured(fn: Callable[[T], R]) -> Callable[[T], R | _Raised]:
         except GreenletExit:
             raise
         except BaseException as e:  # SystemExit too: the module's error, never the process's
-            return _Raised(e if isinstance(e, Exception) else ModuleExit(e))
+            return _Raised(e if isinstance(e, (Exception, HubInterrupt)) else ModuleExit(e))
 
     return run
 
@@ -234,4 +234,6 @@ def _unwrapped(results: Iterable[R | _Raised]) -> Iterator[R]:
     for r in results:
         if type(r) is _Raised:
             raise r.error
+        if isinstance(r, GreenletExit):  # gevent gives a killed item's GreenletExit as its value
+            raise r
         yield r  # type: ignore[misc]

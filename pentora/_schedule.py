@@ -127,7 +127,13 @@ class Scheduler:
             if i is None:
                 return
             self.running[i] = me
-            self._run_node(i)  # GreenletExit (a kill) propagates and ends the worker
+            try:
+                self._run_node(i)  # GreenletExit (a kill) propagates and ends the worker
+            except GreenletExit:
+                raise
+            except BaseException as e:  # an engine bug must not cost the scan its worker
+                log.opt(exception=e).error("node '{}' ended with an error outside its module: {}",
+                                           self.nodes[i].instance_id, e)
 
     def _run_node(self, i: int) -> None:
         rec = self.records[i]

@@ -46,8 +46,7 @@ from gevent import GreenletExit
 from gevent.monkey import get_original
 from loguru import logger
 
-from ._errors import NodeTimeout
-from ._records import TERMINAL
+from ._errors import HubInterrupt
 from ._units import format_duration
 
 if TYPE_CHECKING:
@@ -70,10 +69,6 @@ _real_sleep: Callable[[float], None] = get_original("time", "sleep")
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
-class HubBlocked(NodeTimeout):  # noqa: N818 - a NodeTimeout: retry_on [timeout] covers it
-    """A node's timeout passed while its module blocked the event loop."""
-
-
 class Watchdog:
     """Watches the hub for one ``Executor.run``; ``start()`` then ``stop()``, hub thread."""
 
@@ -91,6 +86,10 @@ class Watchdog:
         self._old_handler: Any = None
         self._old_wakeup = -1
         self._wakeup_set = False
+        self._stopped = False
+        self._stop_signals = 0  # SIGINT/SIGTERM seen during this blocking episode
+        self._poked: tuple[Any, float] | None = None  # (greenlet, beat) the last poke found
+        self._given_up = False
         self._pipe: tuple[int, int] | None = None
         self._episode_start: float | None = None
         self._thread_warned = False
@@ -129,14 +128,15 @@ class Watchdog:
             self._close_pipe()
 
     def stop(self) -> None:
-        if self.stopping:
+        if self._stopped:
             return
-        self.stopping = True
+        self._stopped = True
         if self._timer is not None:
             self._timer.stop()
             self._timer.close()
         if self.main:
-            signal.signal(POKE_SIGNAL, self._old_handler or signal.SIG_DFL)
+            signal.signal(POKE_SIGNAL, self._old_handler if self._old_handler is not None
+                          else signal.SIG_DFL)
         if self._wakeup_set:
             try:
                 current = signal.set_wakeup_fd(self._old_wakeup)
@@ -144,6 +144,8 @@ class Watchdog:
                     signal.set_wakeup_fd(current)
             except ValueError:
                 pass
+        # Only now may the thread close the pipe: no signal can write to its fd any more.
+        self.stopping = True
         # The pipe is closed by the watch thread as it leaves: it may be reading it now.
 
     def _on_beat(self) -> None:
@@ -153,6 +155,10 @@ class Watchdog:
             self.warned.clear()
             self.blocker = None
             self._thread_warned = False
+            self._given_up = False
+        # The hub ran: a signal it received went through the normal path (the CLI's cancel).
+        self.signalled = None
+        self._stop_signals = 0
 
     # -- the watch thread --------------------------------------------------------------------
 
@@ -168,7 +174,11 @@ class Watchdog:
                     continue
                 if self._episode_start is None:
                     self._episode_start = self.beat
-                if self.main and now - last_poke >= POKE_EVERY:
+                due = self._due(now)
+                # Pokes interrupt system calls (EINTR): only while there is something to do,
+                # naming the blocker once, or delivering a stop or a timeout.
+                wanted = due is not None or not (self.warned or self._thread_warned)
+                if self.main and wanted and now - last_poke >= POKE_EVERY:
                     last_poke = now
                     try:
                         signal.pthread_kill(self.hub_ident, POKE_SIGNAL)
@@ -178,13 +188,17 @@ class Watchdog:
                     # The handler has not run (C code, or not the main thread): say where
                     # the hub thread is, from its frames.
                     self._thread_warned = True
-                    log.warning("the event loop has been blocked for {} at {}: nodes, timeouts "
-                                "and signals wait for it", format_duration(round(silent, 1)),
-                                _where(sys._current_frames().get(self.hub_ident)))
-                due = self._due(now)
-                if due is not None and now - max(due[0], self.beat) >= GIVE_UP_AFTER:
-                    self._give_up(due[1], silent)
-                    return
+                    _say(f"warning: the event loop has been blocked for "
+                         f"{format_duration(round(silent, 1))} at "
+                         f"{_where(sys._current_frames().get(self.hub_ident))}: nodes, timeouts "
+                         "and signals wait for it")
+                hurry = self._stop_signals >= 2  # a second Ctrl-C: now, not in 5 s
+                if due is not None and not self._given_up and (
+                        hurry or now - max(due[0], self.beat) >= GIVE_UP_AFTER):
+                    self._given_up = True
+                    # A second Ctrl-C exits as it does with a free hub (130); otherwise as
+                    # a stopped scan does (3).
+                    self._give_up(due[1], silent, 130 if hurry else None)
         finally:
             self._close_pipe()
 
@@ -201,49 +215,61 @@ class Watchdog:
         except (BlockingIOError, OSError):
             return
         stops = [b for b in data if b in STOP_SIGNALS]
-        if stops and self.signalled is None:
-            self.signal_name = signal.Signals(stops[0]).name
-            self.signalled = time.monotonic()
+        if stops and time.monotonic() - self.beat >= BEAT_EVERY * 2:  # the hub is not running
+            self._stop_signals += len(stops)
+            if self.signalled is None:
+                self.signal_name = signal.Signals(stops[0]).name
+                self.signalled = time.monotonic()
 
     def _due(self, now: float) -> tuple[float, str] | None:
         """(since when, why) a stop or a timeout is due that the blocked hub cannot act on."""
         sched = self.ex.scheduler
-        if self.signalled is not None:
-            return self.signalled, "interrupted by a signal"
-        if sched.stop_reason is not None and sched.stop_requested_at is not None:
-            return sched.stop_requested_at, sched.stop_reason
-        if sched.deadline is not None and now >= sched.deadline:
-            return sched.deadline, "global timeout"
+        blocker = self.blocker
         deadlines = self.ex.attempts.deadlines
-        candidates = ([self.blocker] if self.blocker is not None else list(deadlines))
-        for i in candidates:
+        # A reporter running after a stop is bound by its own (reporter) timeout only.
+        reporter = blocker is not None and self.ex.always[blocker]
+        if not reporter:
+            if self.signalled is not None:
+                return self.signalled, f"interrupted by {self.signal_name}"
+            if sched.stop_reason is not None and sched.stop_requested_at is not None:
+                return sched.stop_requested_at, sched.stop_reason
+            if sched.deadline is not None and now >= sched.deadline:
+                return sched.deadline, "global timeout"
+        for i in ([blocker] if blocker is not None else list(deadlines)):
             d = deadlines.get(i)
             if d is not None and now >= d:
                 return d, f"node '{self.ex.nodes[i].instance_id}' timed out"
         return None
 
-    def _give_up(self, why: str, silent: float) -> None:
-        callbacks = self.ex.abandon_callbacks
-        culprit = (f"node '{self.ex.nodes[self.blocker].instance_id}'" if self.blocker is not None
+    def _give_up(self, why: str, silent: float, code: int | None) -> None:
+        """Nothing regains the hub: with abandon callbacks, end the process keeping what was
+        found; without (a library caller), say so once for this episode and keep watching.
+        Messages go straight to stderr: the stuck thread may hold the logger's lock."""
+        blocker = self.blocker
+        culprit = (f"node '{self.ex.nodes[blocker].instance_id}'" if blocker is not None
                    else _where(sys._current_frames().get(self.hub_ident)))
+        callbacks = self.ex.abandon_callbacks
+        took = format_duration(round(silent))
         if not callbacks:
-            log.error("the event loop has been blocked for {} by {} and ignores interruption "
-                      "({}); nothing can stop it from here", format_duration(round(silent)), culprit, why)
+            _say(f"error: the event loop has been blocked for {took} by {culprit} and ignores "
+                 f"interruption ({why}); nothing can stop it from here")
             return
-        reason = (f"abandoned: {culprit} blocked the event loop for {format_duration(round(silent))} "
-                  f"and could not be interrupted ({why})")
-        log.error("{}; ending the process with what was found so far", reason)
-        # The callbacks run beside a stuck thread: one of them could wait on a lock it holds.
-        # Whatever happens, the process ends.
-        _start_thread(_exit_after, (CALLBACKS_BOUND, self.ex.abandon_exit_code))
-        result = self.ex.abandoned_result(reason, self.blocker)
+        if time.monotonic() - self.beat < POKE_AFTER:
+            return  # the hub came back meanwhile: nothing to abandon
+        code = self.ex.abandon_exit_code if code is None else code
+        # The callbacks run beside a stuck thread that may hold a lock one of them needs:
+        # whatever happens, the process ends within the bound.
+        _start_thread(_exit_after, (CALLBACKS_BOUND, code))
+        reason = (f"abandoned: {culprit} blocked the event loop for {took} and could not be "
+                  f"interrupted ({why})")
+        _say(f"error: {reason}; ending the process with what was found so far")
+        result = self.ex.abandoned_result(reason, blocker)
         for fn in callbacks:
             try:
                 fn(result)
-            except BaseException as e:  # noqa: BLE001 - the process is ending: log and go on
-                log.opt(exception=e).error("on_scan_abandoned callback failed: {}", e)
-        logger.complete()
-        os._exit(self.ex.abandon_exit_code)
+            except BaseException as e:  # noqa: BLE001 - the process is ending: say it and go on
+                _say(f"error: on_scan_abandoned callback failed: {type(e).__name__}: {e}")
+        os._exit(code)
 
     # -- the handler (main thread, in whatever greenlet blocks) ------------------------------
 
@@ -252,7 +278,14 @@ class Watchdog:
             return  # the hub ran meanwhile: nothing blocks
         current = gevent.getcurrent()
         if current is gevent.get_hub():
-            return  # blocked in a hub callback, not a node: only the warning applies
+            return  # blocked in a hub callback, not a node: only the thread's warning applies
+        # The same greenlet twice, with no beat in between: it is the one blocking (the
+        # first bytecode after a long GC pause or hub callback may belong to any greenlet).
+        seen, self._poked = self._poked, (current, self.beat)
+        if seen is None or seen[0] is not current or seen[1] != self.beat:
+            return
+        if _inside_machinery(frame):
+            return  # a logger's, a hook's or gevent's own code: raising there corrupts it
         i = self.ex.node_of(current)
         if i is None:
             return
@@ -261,31 +294,58 @@ class Watchdog:
         rec = self.ex.records[i]
         if i not in self.warned and silent >= WARN_AFTER:
             self.warned.add(i)
-            where = _where(frame)
-            note = (f"blocked the event loop for {format_duration(round(silent, 1))} at {where}: "
-                    "its module calls blocking code (use gevent's cooperative calls or "
-                    "ctx.map; CPU-heavy work belongs in a thread pool)")
+            note = (f"blocked the event loop for {format_duration(round(silent, 1))} at "
+                    f"{_where(frame)}: its module calls blocking code (use gevent's cooperative "
+                    "calls or ctx.map; CPU-heavy work belongs in a thread pool)")
             rec.warnings.append(note)
             log.warning("node '{}' ({}) {}", rec.node, rec.module_type, note)
-        if rec.status in TERMINAL:
-            return
         sched = self.ex.scheduler
-        if sched.stop_reason is None and self.signalled is not None:
-            # The CLI's handler asked the hub to cancel, but the hub cannot run it: stop
-            # here (a node greenlet, where the scheduler's stop() is safe to call).
-            self.ex.stop(f"interrupted by {self.signal_name}", "cancelled")
-        if sched.stop_reason is not None:
-            # The scan is stopping: end this node as the hub's kill would.
-            raise GreenletExit
-        if sched.deadline is not None and time.monotonic() >= sched.deadline:
-            self.ex.stop(f"global timeout after {format_duration(self.ex.engine.global_timeout or 0)}",
-                         "timeout")
-            raise GreenletExit
+        if not self.ex.always[i]:  # a reporter after a stop: only its own timeout applies
+            if sched.stop_reason is None and self.signalled is not None:
+                # The CLI's handler asked the hub to cancel, but the hub cannot run that:
+                # stop here (in a node's greenlet, where the scheduler's stop() is safe).
+                self.ex.stop(f"interrupted by {self.signal_name}", "cancelled")
+            elif sched.stop_reason is None and sched.deadline is not None \
+                    and time.monotonic() >= sched.deadline:
+                self.ex.stop(f"global timeout after "
+                             f"{format_duration(self.ex.engine.global_timeout or 0)}", "timeout")
+            if sched.stop_reason is not None:
+                raise GreenletExit  # the scan is stopping: end this node as the hub's kill would
         deadline = self.ex.attempts.deadlines.get(i)
-        timeout = self.ex.attempts.timeouts.get(i)
         if deadline is not None and time.monotonic() >= deadline:
-            raise HubBlocked(f"timeout after {format_duration(timeout or 0)}, while its module "
-                             f"blocked the event loop (at {_where(frame)})")
+            # Not an Exception: module code that catches Exception (or OSError, a
+            # TimeoutError's base) cannot swallow it; the node's attempt turns it into
+            # its NodeTimeout.
+            raise HubInterrupt(f"while its module blocked the event loop (at {_where(frame)})")
+
+
+# Code the handler must not raise into: it holds locks or half-updated state.
+_MACHINERY = ("loguru", "gevent", "greenlet", "pluggy", "sqlite3", "logging", "threading",
+              "pentora._notify", "pentora._sinks", "pentora._schedule", "pentora._execute",
+              "pentora._watchdog", "pentora._records", "pentora._context")
+_BOUNDARY = ("pentora._attempts", "pentora._nodectx", "pentora._fanout")
+
+
+def _inside_machinery(frame: FrameType | None) -> bool:
+    """Whether the interrupted code, from the innermost frame out to where the engine
+    called the module, runs inside a logger, a hook call, gevent or the engine itself."""
+    depth = 0
+    while frame is not None and depth < 64:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith(_BOUNDARY):
+            return False
+        if name.startswith(_MACHINERY):
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
+
+
+def _say(text: str) -> None:
+    """A line to stderr without the logger (whose lock the stuck thread may hold)."""
+    try:
+        os.write(2, (text + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def _exit_after(seconds: float, code: int) -> None:

@@ -115,8 +115,14 @@ def install_signal_handlers(orch: Any) -> None:
 
     def handler(signum: int, frame: Any) -> None:
         hits[0] += 1
-        if hits[0] > 1:
-            raise KeyboardInterrupt  # ends the run: the CLI closes its outputs and exits 130
+        if hits[0] > 1:  # ends the run: the CLI keeps its outputs' partial files and exits 130
+            current = gevent.getcurrent()
+            if current is hub or current is hub.parent:
+                raise KeyboardInterrupt
+            # Raised in a node's code it would only fail that node: the main greenlet
+            # (running the scan) gets it instead, from the hub.
+            hub.loop.run_callback_threadsafe(hub.parent.throw, KeyboardInterrupt)
+            return
         # The hub thread's callback queue: this may run inside any greenlet, mid-work.
         hub.loop.run_callback_threadsafe(orch.cancel, f"interrupted by {signal.Signals(signum).name}")
 

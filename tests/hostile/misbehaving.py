@@ -127,8 +127,33 @@ class Stubborn(Module):
                 pass
 
 
+class BlocksAndSwallows(Module):
+    """Blocks in short real sleeps, swallowing every Exception (an OSError and a
+    TimeoutError included), as a careless socket loop would."""
+
+    module_type = "blocks_and_swallows"
+
+    def run(self, ctx: Any, config: Any) -> Any:
+        while True:
+            try:
+                _blocking_sleep(0.05)
+            except Exception:  # noqa: BLE001, S110 - the point of this module
+                pass
+
+
+class SlowReporter(Module):
+    """A reporter that blocks for 2 s (a slow synchronous render), then completes."""
+
+    module_type = "slow_reporter"
+    always_run = True
+
+    def run(self, ctx: Any, config: Any) -> Any:
+        _blocking_sleep(2)
+        return {}
+
+
 MODULES = (Exits, RaisesBase, ExitsInPool, ReturnsList, ReturnsLock, Spins, SpinsInPool, Blocks,
-           Naps, Stubborn)
+           Naps, Stubborn, BlocksAndSwallows, SlowReporter)
 
 
 @pentora.hookimpl

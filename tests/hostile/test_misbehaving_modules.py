@@ -104,7 +104,7 @@ def test_hooks_that_exit_or_raise_base_exceptions_fail_that_call_only(tmp_path: 
     assert "misbehaving_hooks.py" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("module_type", ["spins", "spins_in_pool", "blocks"])
+@pytest.mark.parametrize("module_type", ["spins", "spins_in_pool", "blocks", "blocks_and_swallows"])
 def test_a_node_that_blocks_the_event_loop_is_named_and_timed_out_not_its_neighbour(
         tmp_path: Path, module_type: str) -> None:
     proc, out = run_scan(tmp_path, [node("blocker", module_type), node("napper", "naps")],
@@ -118,6 +118,7 @@ def test_a_node_that_blocks_the_event_loop_is_named_and_timed_out_not_its_neighb
     assert "node 'blocker' (" in proc.stderr and "blocked the event loop" in proc.stderr
     # The innocent neighbour, whose own sleep expired while the loop was blocked, completes.
     assert napper["status"] == "completed" and not napper["warnings"]
+    assert "abandoned" not in proc.stderr  # interrupted at its timeout, not given up on
 
 
 def wait_for(path: Path, text: str, proc: subprocess.Popen[str]) -> None:
@@ -138,7 +139,7 @@ def start_scan(tmp_path: Path, nodes: list[dict[str, Any]],
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("module_type", ["spins", "blocks"])
+@pytest.mark.parametrize("module_type", ["spins", "blocks", "spins_in_pool"])
 def test_sigint_and_sigterm_stop_a_module_that_never_yields(tmp_path: Path, signum: int,
                                                             module_type: str) -> None:
     proc, err = start_scan(tmp_path, [node("done", "noop"),
@@ -181,3 +182,33 @@ def test_a_module_that_cannot_be_interrupted_ends_the_process_keeping_what_was_f
     assert listed.returncode == 0, listed.stderr
     scans = json.loads(listed.stdout)
     assert [s["status"] for s in scans] == ["interrupted"], scans
+
+
+def test_a_reporter_after_a_stop_is_bound_by_its_own_timeout_only(tmp_path: Path) -> None:
+    proc, err = start_scan(tmp_path, [node("blocker", "spins"),
+                                      node("report", "slow_reporter", depends_on=["blocker"])])
+    wait_for(err, "blocked the event loop", proc)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(GUARD)
+    assert proc.returncode == 3, err.read_text()
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert out["nodes"]["blocker"]["status"] == "cancelled"
+    # The reporter blocked the loop for 2 s after the stop: named, but neither killed nor
+    # abandoned (its reporter_timeout has not passed).
+    report = out["nodes"]["report"]
+    assert report["status"] == "completed", report
+    assert "abandoned" not in err.read_text()
+
+
+def test_a_second_sigint_ends_an_uninterruptible_module_at_once(tmp_path: Path) -> None:
+    proc, err = start_scan(tmp_path, [node("done", "noop"),
+                                      node("stubborn", "stubborn", depends_on=["done"])])
+    wait_for(err, "blocked the event loop", proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(GUARD)
+    assert proc.returncode == 130, err.read_text()
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert out["nodes"]["done"]["status"] == "completed"
+    assert out["nodes"]["stubborn"]["status"] == "failed"
