@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +68,24 @@ def run_cli():
     return run
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 4 KB tmpfs, full after a few lines (root only)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
+def mounted_tmpfs(folder: Path, options: str, why: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` with ``options`` for the test, unmounted after it
+    (root only: skipped, saying ``why`` it needs one, otherwise)."""
+    folder.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs to fill needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)],
+        pytest.skip(f"mounting a tmpfs {why} needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
+    yield folder
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 4 KB tmpfs, full after a few lines (root only)."""
+    yield from mounted_tmpfs(tmp_path / "tiny", "size=4k", "to fill")
 
 
 __all__ = ["ModulesPlugin", "make_orch", "pentora"]

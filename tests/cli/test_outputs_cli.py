@@ -14,25 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins._formats_scan import FORMATS, Scan, pentora, run_scan
+from tests.conftest import mounted_tmpfs
+from tests.plugins._formats_scan import CONNECT_NODES, FORMATS, Scan, pentora, run_scan
 
 OLD = b'{"kind": "scan", "scan_id": "earlier", "status": "completed"}\n'
 
-# connect_scanner, which needs no privilege: the same scan as root or not
 CONNECT = """
 name: connect-scan
 vars: {targets: "", ports: ""}
-nodes:
-  - {instance_id: targets, module_type: target_parser, config: {targets: "${targets}"}}
-  - instance_id: discover
-    module_type: tcp_probe_discovery
-    depends_on: [targets]
-    config: {ports: "${ports}", timeout: 2s}
-  - instance_id: port_scan
-    module_type: connect_scanner
-    depends_on: [discover]
-    config: {ports: "${ports}"}
-"""
+nodes:""" + CONNECT_NODES
 
 
 def connect_dag(folder: Path) -> str:
@@ -61,16 +51,7 @@ def test_a_bad_second_output_leaves_the_first_file_byte_identical(run_cli, tmp_p
 @pytest.fixture
 def readonly_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder on a read-only tmpfs: root writes anywhere else, but not there."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
+    yield from mounted_tmpfs(tmp_path / "ro", "ro,size=64k", "read-only")
 
 
 def test_every_bad_output_is_named_at_once(run_cli, tmp_path):

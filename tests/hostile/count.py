@@ -50,9 +50,9 @@ def collected(*args: str) -> int:
 def counts() -> list[tuple[str, int]]:
     from tests.fuzz.test_fuzz_seeds import BANNERS, DAGS
     from tests.hostile.test_dag_safety import DAGS as SAFETY_DAGS
+    from tests.hostile.test_descriptor_limits import LIMITS as FD_LIMITS
     from tests.hostile.test_hostile_patterns import CASES as PATTERN_CASES
     from tests.hostile.test_hostile_targets import CASES, OPTIONAL_CONFIG, SSH_CASES
-    from tests.hostile.test_descriptor_limits import LIMITS as FD_LIMITS
     from tests.hostile.test_local_inputs import COMMANDS, KINDS
     from tests.hostile.test_resource_faults import RESOLVERS
     from tests.plugins.test_syn_scan import RATE_RUNS as SYN_RATE_RUNS

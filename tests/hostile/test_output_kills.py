@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins._formats_scan import CONNECT_NODES
+
 OLD_JSONL = b'{"kind": "scan", "scan_id": "earlier", "status": "completed"}\n'
 OLD_HTML = b"<!doctype html><title>the earlier report</title>\n"
 
@@ -24,16 +26,7 @@ OLD_HTML = b"<!doctype html><title>the earlier report</title>\n"
 SLOW = """
 name: slow-scan
 vars: {targets: "", ports: ""}
-nodes:
-  - {instance_id: targets, module_type: target_parser, config: {targets: "${targets}"}}
-  - instance_id: discover
-    module_type: tcp_probe_discovery
-    depends_on: [targets]
-    config: {ports: "${ports}", timeout: 2s}
-  - instance_id: port_scan
-    module_type: connect_scanner
-    depends_on: [discover]
-    config: {ports: "${ports}"}
+nodes:""" + CONNECT_NODES + """\
   - {instance_id: wait, module_type: sleep, depends_on: [port_scan], config: {duration: 60s, steps: 60}}
   - {instance_id: report, module_type: json_reporter, depends_on: [wait], config: {output: node.jsonl}}
 """

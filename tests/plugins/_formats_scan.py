@@ -35,11 +35,9 @@ HOSTILE_HTTP = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/
                 + str(len(HTTP_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + HTTP_BODY)
 FORMULA = b"=cmd|' /C calc'!A0 \x9b31m\r\n"
 
-DAG = """
-name: formats-e2e
-vars: {targets: "", ports: ""}
-engine: {fail_fast: false, max_parallel_targets: 32}
-nodes:
+# The front of a DAG that finds open ports without privilege (connect_scanner): the same
+# scan as root or not. Other tests add their own nodes after it.
+CONNECT_NODES = """
   - {instance_id: targets, module_type: target_parser, config: {targets: "${targets}"}}
   - instance_id: discover
     module_type: tcp_probe_discovery
@@ -49,6 +47,13 @@ nodes:
     module_type: connect_scanner
     depends_on: [discover]
     config: {ports: "${ports}"}
+"""
+
+DAG = """
+name: formats-e2e
+vars: {targets: "", ports: ""}
+engine: {fail_fast: false, max_parallel_targets: 32}
+nodes:""" + CONNECT_NODES.rstrip("\n") + """
   - instance_id: banner_grab
     module_type: banner_grabber
     depends_on: [port_scan]
