@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +130,27 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.1)
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_scan_outlives_its_test() -> Iterator[None]:
+    """A failed assertion must not leave a spinning scan behind (it would eat a core)."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start_scan(tmp_path: Path, nodes: list[dict[str, Any]],
                **engine: Any) -> tuple[subprocess.Popen[str], Path]:
     err = tmp_path / "stderr.txt"
     with err.open("w") as f:
         proc = subprocess.Popen(scan_cmd(tmp_path, write_dag(tmp_path, nodes, **engine)),
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=f, text=True)
+    STARTED.append(proc)
     return proc, err
 
 
