@@ -78,6 +78,9 @@ def render(result: Any) -> str:
     failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]
     for r in failed:
         lines.append(f"node {clean(r.node, None)} {r.status}: {clean(r.error or r.reason, 200)}")
+    for failure in getattr(result, "hook_errors", ()):
+        lines.append(f"plugin {clean(failure['plugin'])} failed in {clean(failure['hook'])}: "
+                     f"{clean(failure['error'], 200)}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
     lines.append(f"scan {clean(result.scan_id)} {result.status} in {result.duration_ms / 1000:.2f}s "
                  f"({counts})")
