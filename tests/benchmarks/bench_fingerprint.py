@@ -12,10 +12,14 @@ binary protocol sends them) up to the 8 KB the rules read; each page is a labell
 response whose body is padded with seeded markup to 2-60 KB. Every rule of the built-in
 catalogs runs on every banner and page, as in a scan.
 
-Timed (best of ``--repeat``, ``gc.collect()`` first):
+Timed (best of ``--repeat``, ``gc.collect()`` first), each against its peer in the same
+run: the same catalogs with every pattern compiled by Python's backtracking ``re`` (the
+patterns as they were written for it, from the equivalence tests), through the same code:
 
 * ``fingerprint``  ``fingerprint_banners`` over every banner, one port each
 * ``webapp``       ``identify`` over every page (its well-known paths not fetched)
+
+The ratio printed is RE2's time over Python re's (below 1: RE2 is faster).
 
 ``--profile`` runs each once more under pyinstrument and prints where the time went.
 Importing this module runs nothing.
@@ -24,8 +28,10 @@ Importing this module runs nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -96,6 +102,29 @@ def make_pages(rng: random.Random, n: int) -> list[Any]:
     return out
 
 
+def peer_catalogs(catalog: Any, web: Any) -> tuple[Any, Any]:
+    """The same catalogs, every regex compiled by Python's ``re`` instead, in the form it
+    had before RE2 where it was rewritten (RE2's ``\\z`` is Python's ``\\Z``)."""
+    from tests.plugins.test_catalog_re2 import FINGERPRINTS_BEFORE, WEBAPPS_BEFORE
+
+    rules = []
+    for rule in catalog.rules:
+        flags = re.ASCII
+        for c in rule.regex.flags:
+            flags |= {"i": re.I, "m": re.M, "s": re.S}[c]
+        text = FINGERPRINTS_BEFORE.get(rule.id, rule.regex.pattern).replace("\\z", "\\Z")
+        rules.append(dataclasses.replace(rule, regex=re.compile(text, flags)))
+    techs = []
+    for tech in web.technologies:
+        matchers = tuple(m if m.regex is None else dataclasses.replace(
+            m, regex=re.compile(WEBAPPS_BEFORE.get(f"{tech.id}.{n}", m.regex.pattern)
+                                .replace("\\z", "\\Z"), re.I | re.ASCII))
+            for n, m in enumerate(tech.matchers))
+        techs.append(dataclasses.replace(tech, matchers=matchers))
+    return (dataclasses.replace(catalog, rules=tuple(rules)),
+            dataclasses.replace(web, technologies=tuple(techs)))
+
+
 def best_of(repeat: int, fn: Callable[[], Any]) -> float:
     times = []
     for _ in range(repeat):
@@ -123,17 +152,20 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.seed)
     banners, pages = make_banners(rng, args.banners), make_pages(rng, args.pages)
     catalog, web = load_catalog(), load_web_catalog()
+    peer_catalog, peer_web = peer_catalogs(catalog, web)
     runs = {
-        "fingerprint": lambda: list(fingerprint_banners(catalog, banners)),
-        "webapp": lambda: [identify(web, p) for p in pages],
+        "fingerprint": (lambda: list(fingerprint_banners(catalog, banners)),
+                        lambda: list(fingerprint_banners(peer_catalog, banners))),
+        "webapp": (lambda: [identify(web, p) for p in pages],
+                   lambda: [identify(peer_web, p) for p in pages]),
     }
-    size = {"fingerprint": sum(len(b.data) for b in banners), "webapp": sum(len(p.body) for p in pages)}
     count = {"fingerprint": f"{len(banners):,} banners x {len(catalog.rules)} rules",
              "webapp": f"{len(pages):,} pages x {len(web.technologies)} technologies"}
-    for name, fn in runs.items():
-        took = best_of(args.repeat, fn)
-        print(f"{name:<12} {count[name]:<36} {took:8.3f} s  "
-              f"{size[name] / took / 1e6:7.2f} MB/s of text")
+    print(f"{'':<12} {'corpus':<36} {'RE2 / Python re':>16}  same results")
+    for name, (fn, peer) in runs.items():
+        took, peer_took = best_of(args.repeat, fn), best_of(args.repeat, peer)
+        same = repr(fn()) == repr(peer())
+        print(f"{name:<12} {count[name]:<36} {took / peer_took:16.3f}  {'yes' if same else 'NO'}")
         if args.profile:
             from pyinstrument import Profiler
 
