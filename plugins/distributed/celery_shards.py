@@ -22,7 +22,7 @@ from pentora_plugins.distributed._split import DISPATCH_TYPE, RESULT_TYPE, RESUL
 from pentora_plugins.distributed._wire import ShardResults
 from voluptuous import Optional, Required
 
-from pentora import Module, ModuleError, NodeContext
+from pentora import Module, ModuleError, NodeContext, clean_text
 from pentora.schema import StrList
 
 JOB_OPTION = "celery_job"  # the key of scan.options holding the plan of the shards
@@ -178,7 +178,8 @@ class _Shards:
             self.ctx.emit(record, kind=kind)
         self.meta[k] = result.get("items")
         done = len(self.results) + len(self.failures)
-        line = f"shard {k}/{self.count} finished on {result['worker']} ({done}/{self.count} done)"
+        # The worker's name comes over the broker: cleaned like any text from outside.
+        line = f"shard {k}/{self.count} finished on {clean_text(result['worker'])} ({done}/{self.count} done)"
         self.ctx.log.info(line)
         if self.ctx.scan.options.get("progress"):
             sys.stderr.write(f"{line}, items {self._items()[0]}\n")
