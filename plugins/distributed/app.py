@@ -68,6 +68,7 @@ def make_app(broker: str, backend: str | None = None, visibility_timeout: float 
         if why:
             task_log.info(f"dropping shard {k}/{n} ({self.request.id}): {why}")
             raise Ignore()
+        task_log.info(f"running shard {k}/{n} ({self.request.id})")
         beat = _Heartbeat(self, self.request.id, worker, job)
         try:
             result = run_shard({**job, "disabled": [*job.get("disabled", ()), *disabled]}, worker,

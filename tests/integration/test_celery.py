@@ -260,7 +260,9 @@ def test_a_running_shard_of_a_cancelled_scan_stops_on_its_worker(broker, workers
                              "celery", "--broker", broker, "--shards", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while "Task pentora.run_shard[" not in only.text():
+        # Running, not only received: a scan stopped before its shard starts has it dropped
+        # (the other test), not stopped.
+        while "running shard 1/1 (" not in only.text():
             assert scan.poll() is None, scan.communicate()[1]
             time.sleep(0.05)
         scan.send_signal(signal.SIGTERM)
