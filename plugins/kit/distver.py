@@ -174,11 +174,12 @@ def _deb_part(text: str) -> tuple[Any, ...]:
         # the end (0) with '~' (-1), as dpkg does
         nondigits = (*map(_deb_order, m.group(1)), 0)
         pairs.append((nondigits, int(m.group(2) or "0")))
-    # the end of a part compares as an endless series of empty runs and zeros:
-    # drop those it ends with, then end every part with one
+    # the end of a part compares as an endless series of empty runs and zeros: drop those
+    # it ends with, then end it with two. Only a first pair ("0" of "0.5") can equal one,
+    # so where one part ends against such a pair, the second decides.
     while pairs and pairs[-1] == _DEB_END:
         pairs.pop()
-    return (*pairs, _DEB_END)
+    return (*pairs, _DEB_END, _DEB_END)
 
 
 def _deb_key(v: str) -> tuple[Any, ...]:
