@@ -23,10 +23,10 @@ take time linear in the text, so a target can choose the string.
 The libraries weighed, and why this module writes the three orders itself:
 ``python-debian``'s ``debian_support.Version`` orders deb versions as dpkg does, but
 costs 30 ms to import, validates more loosely than dpkg (an upstream version need not
-start with a digit) and covers deb alone; ``rpm-vercmp`` (2018) predates the caret and
-orders ``1.0^`` wrongly; ``univers`` (aboutcode) costs 70 ms and four dependencies to
-import, and its Alpine order is Gentoo's (no ``_cvs``/``_git``, no ``~hash``, numbers
-compared by value where apk compares strings); ``packaging`` knows PEP 440 only. The
+start with a digit: it takes ``a1``) and covers deb alone; ``rpm-vercmp`` (2018) predates
+the caret and calls ``1.0^`` equal to ``1.0``; ``univers`` (aboutcode) costs 70 ms and
+four dependencies to import, and its Alpine order is Gentoo's: it refuses apk's
+``_git``/``_cvs`` suffixes and ``~hash``; ``packaging`` knows PEP 440 only. The
 three orders are each a few dozen lines of tokens; the tests hold them to dpkg, rpm's
 own library and apk-tools' test vectors.
 """
