@@ -218,7 +218,7 @@ def _parse(path: Path) -> DistroData:
     for key in ("distributions", "packages"):
         if not isinstance(doc[key], list):
             raise DistroDataError(f"{name}: '{key}:' must be a list, got {type(doc[key]).__name__}")
-    for where, f in validated(doc["distributions"], "distribution", _DISTRIBUTION, name):
+    for _where, f in validated(doc["distributions"], "distribution", _DISTRIBUTION, name):
         dists[f["id"]] = Distribution(f["id"], tuple(f["tokens"]), f["packages"] or f["id"],
                                       dict(f["releases"]))
     for d in dists.values():
