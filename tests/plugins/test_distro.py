@@ -103,6 +103,14 @@ def test_real_banners(args: tuple[str, str | None, str], expected: dict[str, obj
     assert build.evidence  # every answer says why
 
 
+def test_the_example_of_writing_plugins() -> None:
+    build = recognise("OpenSSH", "9.2p1", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")
+    assert (build.package_version, build.release, build.codename, build.certainty) == \
+        ("1:9.2p1-2+deb12u3", "12", "bookworm", "exact-revision")
+    doc = (Path(__file__).parents[2] / "docs" / "writing-plugins.md").read_text(encoding="utf-8")
+    assert "# ('1:9.2p1-2+deb12u3', '12', 'bookworm', 'exact-revision')" in doc
+
+
 def test_os_hints_and_other_services_name_the_distribution_without_a_revision() -> None:
     hinted = recognise("nginx", "1.22.1", "Server: nginx/1.22.1",
                        {"distribution": "Debian", "release": "12"})
