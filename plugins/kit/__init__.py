@@ -1,2 +1,3 @@
 """The toolkit for module authors: records, inputs, findings, port specs, catalogs, targets,
-sharding, distribution builds (``distro``), and ``net`` (bounded conversations, TLS, HTTP, raw TCP, rate limits). No hooks."""
+sharding, distribution builds (``distro``), and ``net`` (bounded conversations, TLS, HTTP,
+raw TCP, rate limits). No hooks."""
