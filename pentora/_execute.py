@@ -37,7 +37,7 @@ from ._records import (
     FAILED,
     PENDING,
     RUNNING,
-    SKIPPED,
+    TERMINAL,
     NodeRecord,
     ScanInfo,
     ScanResult,
@@ -166,7 +166,7 @@ class Executor:
         records = self.records
         for i, worker in self.running.items():
             # A worker that took its next node still maps the last one until it is drained.
-            if worker is greenlet and records[i].status not in (COMPLETED, FAILED, SKIPPED, CANCELLED):
+            if worker is greenlet and records[i].status not in TERMINAL:
                 return i
         for i, contexts in self.attempts.live.items():
             for ctx in contexts:
@@ -183,7 +183,7 @@ class Executor:
         is not called: the store keeps the scan as interrupted, to resume."""
         now = time.time()
         for i, rec in enumerate(self.records):
-            if rec.status in (COMPLETED, FAILED, SKIPPED, CANCELLED):
+            if rec.status in TERMINAL:
                 continue
             if i == blocker:
                 rec.error, rec.error_type = reason, "HubBlocked"
