@@ -13,6 +13,18 @@ Format (the top of the built-in file says the same)::
           - {version: 2.3.4}                # one exact version
         source_url: https://...         # the advisory the entry was written from
         references: [https://...]
+        role: server                    # server, client or library (see catalog.Entry)
+        component: sshd                 # the program or part affected
+        kev: true                       # in CISA's Known Exploited Vulnerabilities catalog
+        distros:                        # what distributions say, per release
+          debian/12: {package: openssh, fixed: '1:9.2p1-2+deb12u3', advisory: DSA-5724-1}
+          debian/11: {package: openssh, status: not-affected, advisory: https://...}
+          ubuntu/22.04: {package: openssh, fixed: '1:8.9p1-3ubuntu0.10', advisory: USN-6859-1}
+
+A ``distros`` key is ``DISTRIBUTION/RELEASE`` (a ``kit.distro`` id and release number);
+``package`` is the distribution's source package; ``status`` is ``fixed`` (the default
+when ``fixed`` is given), ``not-affected`` or ``vulnerable`` (no fix released);
+``advisory`` names the distribution's advisory (DSA, DLA, USN, RHSA) or its tracker page.
 """
 
 from __future__ import annotations
@@ -21,15 +33,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pentora_plugins.cve.catalog import CatalogError, Entry, Range, product_key
+from pentora_plugins.cve.catalog import ROLES, CatalogError, Entry, Part, Range, product_key
 from pentora_plugins.cve.doc import Doc
+from pentora_plugins.cve.fixes import ECOSYSTEM, STATUSES, DistroFix
+from pentora_plugins.kit import distver
 
 from pentora import InputError, load_yaml, read_input
 
 BUILTIN_MAX_BYTES = 64 * 1024 * 1024
 
 ENTRY_FIELDS = ("id", "product", "title", "cvss", "affected", "source_url", "references",
-                "description")
+                "description", "role", "component", "kev", "distros")
+FIX_FIELDS = ("package", "fixed", "status", "advisory")
 RANGE_FIELDS = ("from", "after", "before", "through", "version")
 
 
@@ -37,7 +52,7 @@ def builtin_path() -> Path:
     return Path(str(resources.files("pentora_plugins").joinpath("data", "cve_catalog.yaml")))
 
 
-def builtin_entries() -> list[Entry]:
+def builtin_part() -> Part:
     path = builtin_path()
     name = f"builtin catalog {path}"
     try:
@@ -45,26 +60,41 @@ def builtin_entries() -> list[Entry]:
                          what="CVE catalog", max_bytes=BUILTIN_MAX_BYTES)
     except InputError as e:
         raise CatalogError(f"{name}: cannot load it: {e}") from None
-    return yaml_entries(data, Doc(f"builtin catalog {path}"), "builtin")
+    return yaml_part(data, Doc(f"builtin catalog {path}"), "builtin")
 
 
-def yaml_entries(data: Any, doc: Doc, source: str) -> list[Entry]:
-    """The entries of a YAML catalog (see the module docstring for the format)."""
+def builtin_entries() -> list[Entry]:
+    return list(builtin_part().entries)
+
+
+def yaml_part(data: Any, doc: Doc, source: str) -> Part:
+    """The entries and distribution statements of a YAML catalog (see the module docstring)."""
     doc.need(data, "$", dict)
     extra = sorted(set(data) - {"entries"})
     if extra:
         doc.fail(f"$.{extra[0]}", "unknown top-level field; a catalog holds 'entries:'")
     items = doc.field(data, "entries", "$", list)
-    entries = [_entry(item, f"$.entries[{i}]", doc, source) for i, item in enumerate(items)]
+    entries: list[Entry] = []
+    fixes: list[DistroFix] = []
+    for i, item in enumerate(items):
+        entry, entry_fixes = _entry(item, f"$.entries[{i}]", doc, source)
+        entries.append(entry)
+        fixes.extend(entry_fixes)
     seen: dict[tuple[str, str], int] = {}
     for i, e in enumerate(entries):
         first = seen.setdefault((e.id, e.product), i)
         if first != i:
             doc.fail(f"$.entries[{i}].id", f"{e.id} for {e.product} is already $.entries[{first}]")
-    return entries
+    return Part(entries=tuple(entries), fixes=tuple(fixes),
+                kev=frozenset(e.id for e in entries if e.kev))
 
 
-def _entry(item: Any, path: str, doc: Doc, source: str) -> Entry:
+def yaml_entries(data: Any, doc: Doc, source: str) -> list[Entry]:
+    """The entries of a YAML catalog."""
+    return list(yaml_part(data, doc, source).entries)
+
+
+def _entry(item: Any, path: str, doc: Doc, source: str) -> tuple[Entry, list[DistroFix]]:
     doc.need(item, path, dict)
     unknown = sorted(set(item) - set(ENTRY_FIELDS))
     if unknown:
@@ -83,11 +113,49 @@ def _entry(item: Any, path: str, doc: Doc, source: str) -> Entry:
     refs = doc.field(item, "references", path, list, required=False, default=[])
     refs = [doc.need(r, f"{path}.references[{i}]", str) for i, r in enumerate(refs)]
     ranges, versions = _affected(doc.field(item, "affected", path, list), f"{path}.affected", doc)
+    role = doc.field(item, "role", path, str, required=False, default="any")
+    if role not in ROLES:
+        doc.fail(f"{path}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+    component = doc.field(item, "component", path, str, required=False)
+    kev = doc.field(item, "kev", path, bool, required=False, default=False)
+    fixes = _fixes(doc.field(item, "distros", path, dict, required=False, default={}),
+                   f"{path}.distros", ident, doc, source)
     vendor, name = product.split(":")
-    return Entry(id=ident, product=product_key(vendor, name),
-                 title=doc.field(item, "title", path, str, required=False, default=""),
-                 cvss=float(cvss), ranges=tuple(ranges), versions=tuple(versions),
-                 references=tuple(dict.fromkeys([url, *refs])), source=source)
+    entry = Entry(id=ident, product=product_key(vendor, name),
+                  title=doc.field(item, "title", path, str, required=False, default=""),
+                  cvss=float(cvss), ranges=tuple(ranges), versions=tuple(versions),
+                  references=tuple(dict.fromkeys([url, *refs])), source=source,
+                  role=role, component=component, kev=kev)
+    return entry, fixes
+
+
+def _fixes(table: dict[str, Any], path: str, cve: str, doc: Doc, source: str) -> list[DistroFix]:
+    out = []
+    for key, raw in table.items():
+        where = f"{path}.{key}"
+        distribution, _, release = str(key).partition("/")
+        if distribution not in ECOSYSTEM or not release:
+            doc.fail(where, f"expected DISTRIBUTION/RELEASE such as debian/12 or ubuntu/22.04 "
+                            f"(distributions: {', '.join(sorted(ECOSYSTEM))}), got {key!r}")
+        doc.need(raw, where, dict)
+        unknown = sorted(set(raw) - set(FIX_FIELDS))
+        if unknown:
+            doc.fail(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(FIX_FIELDS)})")
+        package = doc.field(raw, "package", where, str)
+        fixed = doc.field(raw, "fixed", where, str, required=False)
+        status = doc.field(raw, "status", where, str, required=False,
+                           default="fixed" if fixed is not None else None)
+        if status not in STATUSES:
+            doc.fail(f"{where}.status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
+        if (status == "fixed") != (fixed is not None):
+            doc.fail(where, "'fixed: VERSION' goes with status fixed, and only with it")
+        if fixed is not None and not distver.is_valid(ECOSYSTEM[distribution], fixed):
+            doc.fail(f"{where}.fixed", f"{fixed!r} is not a valid {ECOSYSTEM[distribution]} "
+                                       f"version (quote it: '1:9.2p1-2+deb12u3')")
+        out.append(DistroFix(cve=cve, distribution=distribution, release=release,
+                             package=package, status=status, fixed=fixed,
+                             advisory=doc.field(raw, "advisory", where, str), source=source))
+    return out
 
 
 def _affected(items: list[Any], path: str, doc: Doc) -> tuple[list[Range], list[str]]:

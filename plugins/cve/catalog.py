@@ -19,9 +19,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pentora_plugins.cve.fixes import DistroFix, FixIndex
 from pentora_plugins.cve.version import VersionKey, same_release, upper_key, version_key
 
 ANY_VENDOR = "*"
+ROLES = ("server", "client", "library", "any")
 BLOCK = 32  # ranges per block of a product's index
 
 # Spellings of the same product in different sources → the fingerprinter's key.
@@ -119,6 +121,22 @@ class Entry:
     versions: tuple[str, ...] = ()    # exact affected versions
     references: tuple[str, ...] = ()
     source: str = ""                  # builtin, or the file it came from
+    # Where the flaw is: ``server`` (the daemon a scan reaches), ``client`` (a program
+    # the host runs towards others: ssh, ssh-agent: never reported against a server's
+    # banner), ``library`` (code the service links), ``any`` (not stated, as NVD and OSV say).
+    role: str = "any"
+    component: str | None = None      # the program or part: sshd, ssh-agent, mod_proxy
+    kev: bool = False                 # in CISA's Known Exploited Vulnerabilities catalog
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one catalog source holds: entries by upstream product, distributions'
+    statements about their packages, and CVE ids known to be exploited."""
+
+    entries: tuple[Entry, ...] = ()
+    fixes: tuple[DistroFix, ...] = ()
+    kev: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -170,10 +188,15 @@ class _ProductIndex:
 
 
 class Catalog:
-    """Entries indexed by product key; ``find`` evaluates one product version."""
+    """Entries indexed by product key; ``find`` evaluates one product version. ``fixes``
+    holds what distributions say of each CVE in their packages (``FixIndex``), ``kev``
+    the CVE ids known to be exploited (CISA's catalog), whichever source named them."""
 
-    def __init__(self, entries: Iterable[Entry], sources: tuple[str, ...] = ()) -> None:
+    def __init__(self, entries: Iterable[Entry], sources: tuple[str, ...] = (),
+                 fixes: FixIndex | None = None, kev: Iterable[str] = ()) -> None:
         self.sources = sources
+        self.fixes = fixes if fixes is not None else FixIndex()
+        self.kev = frozenset(kev)
         self.size = 0
         self._index: dict[str, _ProductIndex] = {}
         for entry in entries:

@@ -19,9 +19,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from pentora_plugins.cve.builtin import builtin_entries, builtin_path, yaml_entries
-from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry
+from pentora_plugins.cve.builtin import builtin_part, builtin_path, yaml_part
+from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry, Part
 from pentora_plugins.cve.doc import Doc
+from pentora_plugins.cve.fixes import FixIndex
 from pentora_plugins.cve.nvd import is_nvd, nvd_entries
 from pentora_plugins.cve.osv import is_osv, osv_entries
 
@@ -52,9 +53,14 @@ def load_catalog(sources: str | list[str] = BUILTIN) -> Catalog:
 def _indexed(stamped: tuple[tuple[str, int, int], ...]) -> Catalog:
     # validation and the run load the same catalog: index it once per set of file versions
     entries: list[Entry] = []
+    fixes = FixIndex()
+    kev: set[str] = set()
     for source, mtime, size in stamped:
-        entries.extend(_load_stamped(source, mtime, size))
-    return Catalog(entries, tuple(source for source, _, _ in stamped))
+        part = _load_stamped(source, mtime, size)
+        entries.extend(part.entries)
+        fixes.add(part.fixes)  # a later source's statement replaces an earlier one's
+        kev.update(part.kev)
+    return Catalog(entries, tuple(source for source, _, _ in stamped), fixes=fixes, kev=kev)
 
 
 def _stamp(source: str) -> tuple[int, int]:
@@ -71,24 +77,27 @@ def _stamp(source: str) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=32)
-def _load_stamped(source: str, mtime: int, size: int) -> tuple[Entry, ...]:
+def _load_stamped(source: str, mtime: int, size: int) -> Part:
     if source == BUILTIN:
-        return tuple(builtin_entries())
+        return builtin_part()
     path = Path(source)
     if path.is_dir():
-        return tuple(e for f in sorted(path.glob("*.json")) for e in _load_file(f))
+        parts = [_load_file(f) for f in sorted(path.glob("*.json"))]
+        return Part(entries=tuple(e for p in parts for e in p.entries),
+                    fixes=tuple(f for p in parts for f in p.fixes),
+                    kev=frozenset(k for p in parts for k in p.kev))
     if path.suffix in (".yaml", ".yml") or path.name.endswith((".yaml.gz", ".yml.gz")):
-        return tuple(yaml_entries(_read_yaml(path), Doc(str(path)), path.name))
-    return tuple(_load_file(path))
+        return yaml_part(_read_yaml(path), Doc(str(path)), path.name)
+    return _load_file(path)
 
 
-def _load_file(path: Path) -> list[Entry]:
+def _load_file(path: Path) -> Part:
     doc = Doc(str(path))
     data = _read_json(path)
     if is_nvd(data):
-        return nvd_entries(data, doc, path.name)
+        return Part(entries=tuple(nvd_entries(data, doc, path.name)))
     if is_osv(data):
-        return osv_entries(data, doc, path.name)
+        return Part(entries=tuple(osv_entries(data, doc, path.name)))
     if isinstance(data, dict) and "CVE_Items" in data:
         doc.fail("$", "an NVD JSON 1.1 feed (CVE_Items); pentora reads the NVD CVE JSON 2.0 "
                       "format ({\"vulnerabilities\": [{\"cve\": ...}]}) — fetch the 2.0 feed")

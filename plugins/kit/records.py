@@ -138,9 +138,36 @@ class Vulnerability(Record):
     evidence: str = ""
     references: list[str] = field(default_factory=list)
     source: str = ""
+    # How the finding was established (kit.quality: package, banner-distro, banner,
+    # banner-backport-prone, active) and its quality of detection 0-100; None: not stated
+    # (counted as verified, as before the scale existed).
+    quality: int | None = None
+    method: str | None = None
+    known_exploited: bool = False  # listed in CISA's Known Exploited Vulnerabilities
 
     def sort_key(self) -> tuple[Any, ...]:
         return (address_key(self.host), self.port or 0, self.id)
+
+
+@dataclass
+class InstalledPackages(Record):
+    """The packages installed on one host (``packages``), read by a credentialed check:
+    the distribution and release from ``/etc/os-release``, the package manager, and one
+    ``{"name", "version", "source", "source_version", "arch"}`` per package (``source``
+    the distribution's source package; ``source_version`` its version where it differs
+    from the binary's, as a binNMU's does)."""
+
+    kind: ClassVar[str] = "packages"
+    host: str
+    distribution: str | None = None  # kit.distro id: debian, ubuntu, rhel, alpine...
+    release: str | None = None       # release number: 12, 22.04, 9, 3.19
+    codename: str | None = None
+    manager: str = ""                # dpkg, rpm, apk
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    port: int | None = None          # the SSH port the inventory was read through
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (address_key(self.host),)
 
 
 @dataclass

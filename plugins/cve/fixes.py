@@ -1,0 +1,115 @@
+"""What distributions say of a CVE in their own packages: fixed in which version, or not affected.
+
+A distribution keeps the upstream version of a package while it backports fixes, so the
+question "is this build vulnerable?" is answered by the distribution's advisory, in its
+own version order (``kit.distver``): Debian's ``openssh`` in bookworm (12) is fixed
+against CVE-2024-6387 in ``1:9.2p1-2+deb12u3`` (DSA-5724-1), whatever the upstream
+version says.
+
+A ``DistroFix`` is one such statement, for one (distribution, release, source package,
+CVE). Distributions are named by their ``kit.distro`` id of the distribution whose
+packages they ship (``debian``, ``ubuntu``, ``rhel``, ``alpine``), releases by number
+(``12``, ``22.04``, ``9``, ``3.19``): the Debian Security Tracker's codenames and OSV's
+``Debian:12`` / ``Ubuntu:22.04:LTS`` / ``Alpine:v3.19`` meet there. ``FixIndex`` holds
+them, looked up per package, and keeps, for a CVE named twice, the statement of the later
+source (a downloaded feed is newer than the built-in catalog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from pentora_plugins.kit import distver
+
+Status = Literal["fixed", "not-affected", "vulnerable"]
+STATUSES: tuple[Status, ...] = ("fixed", "not-affected", "vulnerable")
+
+# The version order of each distribution's packages (kit.distver's ecosystems).
+ECOSYSTEM = {"debian": "deb", "ubuntu": "deb", "rhel": "rpm", "fedora": "rpm", "amazon": "rpm",
+             "suse": "rpm", "alpine": "apk"}
+
+PackageKey = tuple[str, str, str]  # (distribution, release, source package)
+
+
+@dataclass(frozen=True)
+class DistroFix:
+    """One distribution's statement about one CVE in one release's source package.
+
+    ``fixed`` is the first package version carrying the fix (status ``fixed``); None with
+    ``not-affected`` (the release never shipped the flaw: too old, or built without the
+    code) and with ``vulnerable`` (no fix released yet). ``advisory`` names the source
+    (``DSA-5724-1``, ``USN-6859-1``, a URL); ``title`` and ``severity`` are the
+    distribution's words when the CVE is not otherwise in the catalog."""
+
+    cve: str
+    distribution: str
+    release: str
+    package: str
+    status: Status
+    fixed: str | None = None
+    advisory: str = ""
+    source: str = ""
+    title: str = ""
+    severity: str | None = None
+
+    @property
+    def key(self) -> PackageKey:
+        return (self.distribution, self.release, self.package)
+
+    def covers(self, version: str) -> bool | None:
+        """Whether package ``version`` carries the fix (True), lacks it (False), or the
+        statement cannot say (None: a version the distribution's order refuses)."""
+        if self.status == "not-affected":
+            return True
+        if self.status == "vulnerable" or self.fixed is None:
+            return False
+        ecosystem = ECOSYSTEM.get(self.distribution)
+        if ecosystem is None:
+            return None
+        try:
+            return distver.compare(ecosystem, version, self.fixed) >= 0
+        except distver.VersionError:
+            return None
+
+
+class FixIndex:
+    """``DistroFix`` statements by (distribution, release, source package), then CVE."""
+
+    def __init__(self, fixes: Iterable[DistroFix] = ()) -> None:
+        self._by_package: dict[PackageKey, dict[str, DistroFix]] = {}
+        self.size = 0
+        self.add(fixes)
+
+    def add(self, fixes: Iterable[DistroFix]) -> None:
+        """Add statements; one about a (package, CVE) already held replaces it."""
+        for fix in fixes:
+            table = self._by_package.setdefault(fix.key, {})
+            if fix.cve not in table:
+                self.size += 1
+            table[fix.cve] = fix
+
+    def merged(self, other: FixIndex) -> FixIndex:
+        """A new index: this one's statements, then ``other``'s on top."""
+        out = FixIndex(self)
+        out.add(other)
+        return out
+
+    def __iter__(self) -> Iterator[DistroFix]:
+        for table in self._by_package.values():
+            yield from table.values()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def package(self, distribution: str, release: str, package: str) -> dict[str, DistroFix]:
+        """Every statement about the source package in that release, by CVE id."""
+        return self._by_package.get((distribution, release, package), {})
+
+    def get(self, distribution: str, release: str, package: str, cve: str) -> DistroFix | None:
+        return self.package(distribution, release, package).get(cve)
+
+    def releases(self) -> list[tuple[str, str]]:
+        """(distribution, release) pairs the index knows, sorted."""
+        return sorted({(d, r) for d, r, _ in self._by_package})
