@@ -52,15 +52,37 @@ def builtin_path() -> Path:
     return Path(str(resources.files("pentora_plugins").joinpath("data", "cve_catalog.yaml")))
 
 
+def builtin_paths() -> list[Path]:
+    """The built-in catalog's files: ``cve_catalog.yaml``, then ``cve_catalog/*.yaml`` by name
+    (one file per group of products, so that each stays readable)."""
+    main = builtin_path()
+    extra = main.with_suffix("")
+    return [main, *(sorted(extra.glob("*.yaml")) if extra.is_dir() else [])]
+
+
 def builtin_part() -> Part:
-    path = builtin_path()
+    paths = builtin_paths()
+    parts = [_builtin_file(path) for path in paths]
+    seen: dict[tuple[str, str], Path] = {}
+    for path, part in zip(paths, parts, strict=True):
+        for e in part.entries:
+            first = seen.setdefault((e.id, e.product), path)
+            if first != path:
+                raise CatalogError(f"builtin catalog {path}: {e.id} for {e.product} is already "
+                                   f"in {first.name}: keep one")
+    entries = [e for p in parts for e in p.entries]
+    return Part(entries=tuple(entries), fixes=tuple(f for p in parts for f in p.fixes),
+                kev=frozenset(k for p in parts for k in p.kev))
+
+
+def _builtin_file(path: Path) -> Part:
     name = f"builtin catalog {path}"
     try:
         data = load_yaml(read_input(path, what="CVE catalog", max_bytes=BUILTIN_MAX_BYTES), name,
                          what="CVE catalog", max_bytes=BUILTIN_MAX_BYTES)
     except InputError as e:
         raise CatalogError(f"{name}: cannot load it: {e}") from None
-    return yaml_part(data, Doc(f"builtin catalog {path}"), "builtin")
+    return yaml_part(data, Doc(name), "builtin")
 
 
 def builtin_entries() -> list[Entry]:

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from pentora_plugins.cve.builtin import builtin_part, builtin_path, yaml_part
+from pentora_plugins.cve.builtin import builtin_part, builtin_paths, yaml_part
 from pentora_plugins.cve.catalog import Catalog, CatalogError, Entry, Part
 from pentora_plugins.cve.doc import Doc
 from pentora_plugins.cve.fixes import FixIndex
@@ -64,7 +64,10 @@ def _indexed(stamped: tuple[tuple[str, int, int], ...]) -> Catalog:
 
 
 def _stamp(source: str) -> tuple[int, int]:
-    path = builtin_path() if source == BUILTIN else Path(source)
+    if source == BUILTIN:
+        stats = [p.stat() for p in builtin_paths()]
+        return max(st.st_mtime_ns for st in stats), sum(st.st_size for st in stats) + len(stats)
+    path = Path(source)
     try:
         if path.is_dir():
             files = sorted(path.glob("*.json"))
