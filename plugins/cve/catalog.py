@@ -199,14 +199,20 @@ class Catalog:
         self.kev = frozenset(kev)
         self.size = 0
         self._index: dict[str, _ProductIndex] = {}
+        self._by_id: dict[str, Entry] = {}
         for entry in entries:
             self._index.setdefault(entry.product, _ProductIndex()).add(entry)
+            self._by_id.setdefault(entry.id, entry)
             self.size += 1
         for index in self._index.values():
             index.freeze()
 
     def __len__(self) -> int:
         return self.size
+
+    def entry(self, ident: str) -> Entry | None:
+        """The first entry of that id (any product): its title, score and role."""
+        return self._by_id.get(ident)
 
     def products(self) -> list[str]:
         return sorted(self._index)

@@ -1,4 +1,4 @@
-"""Version order for real-world version strings, and distribution builds.
+"""Version order for real-world (upstream) version strings.
 
 ``version_key(text)`` maps a version to a tuple that Python compares in the order a
 security advisory means: ``9.2p1 < 9.8p1``, ``1.3.2rc3 < 1.3.2 < 1.3.2a``,
@@ -14,16 +14,14 @@ ProFTPD's ``1.3.5b``) ranking above it. Every key ends with an end-of-version ma
 sorts below any further token, which keeps plain dotted versions in tuple order
 (``1.2 < 1.2.0 < 1.2.1``) and pre-releases below their release.
 
-``distro_build(...)`` says whether a version (or the banner it came from) is a
-distribution's build, whose package may carry a backported fix that the upstream
-version does not show.
+Which distribution built a service, and its package's own version order, are
+``kit.distro`` and ``kit.distver``'s.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 
 Token = tuple[int, int, str]
 VersionKey = tuple[Token, ...]
@@ -40,21 +38,6 @@ _EPOCH = re.compile(r"^\s*\d+:(?=\d)")
 # package revision, a product tag, a distribution name) is not part of it.
 _UPSTREAM = re.compile(r"v?(\d[0-9A-Za-z]*(?:[._][0-9A-Za-z]+)*"
                        r"(?:-(?:alpha|beta|rc|pre|preview|dev)[0-9A-Za-z.]*)?)", re.I)
-
-# Distribution builds, as banners and package versions spell them.
-_DISTROS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("Debian", re.compile(r"(?i)(?:\bdebian\b[-\w.+~]*|[+~]?\bdeb\d+u\d+\b|\+dfsg[\w.]*)")),
-    ("Ubuntu", re.compile(r"(?i)\b\w*ubuntu[\w.+~-]*")),
-    ("Red Hat", re.compile(r"(?i)\.el\d+(?:_\d+)?\b|\brhel\b|\bred hat\b")),
-    ("Fedora", re.compile(r"(?i)\.fc\d+\b|\bfedora\b")),
-    ("SUSE", re.compile(r"(?i)\bsuse\b|\bsles\b")),
-    ("Amazon Linux", re.compile(r"(?i)\bamzn\d*\b")),
-    ("Alpine", re.compile(r"(?i)\balpine\b")),
-    ("Raspbian", re.compile(r"(?i)\braspbian\b")),
-)
-# distributions whose packages keep the upstream version while backporting fixes
-BACKPORTING = frozenset(name for name, _ in _DISTROS)
-
 
 def upstream(text: str) -> str:
     """The upstream release named by ``text``: ``1:9.2p1-2+deb12u3`` → ``9.2p1``."""
@@ -120,17 +103,3 @@ def compare(a: str, b: str) -> int:
 def is_version(text: str | None) -> bool:
     """Whether ``text`` names a release (starts with a digit after an optional ``v``)."""
     return bool(text) and bool(_UPSTREAM.match(_EPOCH.sub("", str(text).strip())))
-
-
-def distro_build(texts: Iterable[str | None]) -> tuple[str, str] | None:
-    """(distribution, the text that shows it) when any of ``texts`` reveals a
-    distribution's build (``9.2p1 Debian-2+deb12u3``, ``1.22.1-9+deb12u1``, ``deb12u10``,
-    ``8.0.36-0ubuntu0.22.04.1``), else None."""
-    for text in texts:
-        if not text:
-            continue
-        for name, pattern in _DISTROS:
-            m = pattern.search(text)
-            if m:
-                return name, m.group(0).strip("+~ ")
-    return None

@@ -1,5 +1,7 @@
-"""cve_matcher in a DAG: fingerprints (and web technologies) in, findings out, with the
-confidence of distribution builds lowered and the reason given; filters; config errors."""
+"""cve_matcher in a DAG: fingerprints (and web technologies, banners, installed packages)
+in, findings out, each with its method and quality: distribution builds judged by the
+distribution's own fixed version, client-side flaws never reported against a server;
+filters; config errors."""
 
 from __future__ import annotations
 
@@ -49,54 +51,200 @@ def by_key(result: Any) -> dict[tuple[str, int | None, str], Vulnerability]:
     return {(v.host, v.port, v.id): v for v in result.context.get("vulnerabilities")}
 
 
-def test_debian_build_is_reported_with_lower_confidence_and_the_reason() -> None:
-    found = by_key(run({"service_fingerprints": [DEBIAN_SSH, UPSTREAM_SSH]}))
-    v = found[("127.0.0.1", 22, "CVE-2024-6387")]
-    assert (v.cvss, v.severity, v.source) == (8.1, "high", "builtin")
-    assert v.title.startswith("regreSSHion")
-    assert "https://www.qualys.com/2024/07/01/cve-2024-6387/regresshion.txt" in v.references
-    assert v.evidence.startswith("OpenSSH 9.2p1 (openbsd:openssh) matches CVE-2024-6387: affected "
-                                 "range >=8.5p1, <9.8p1; confidence 0.47 (lowered: "
-                                 "Debian build (Debian-2+deb12u3): the distribution may have "
-                                 "backported the fix")
-    upstream = found[("127.0.0.2", 2222, "CVE-2024-6387")]
-    assert "confidence 0.95" in upstream.evidence and "lowered" not in upstream.evidence
+CATALOG = """
+entries:
+  - id: CVE-2099-0001
+    product: openbsd:openssh
+    title: sshd flaw fixed by Debian in a revision
+    cvss: 8.1
+    role: server
+    component: sshd
+    kev: true
+    affected: [{from: '8.5p1', before: '9.8p1'}]
+    source_url: https://example.invalid/0001
+    distros:
+      debian/12: {package: openssh, fixed: '1:9.2p1-2+deb12u3', advisory: DSA-9999-1}
+      debian/11: {package: openssh, status: not-affected, advisory: https://security-tracker.debian.org/tracker/CVE-2099-0001}
+  - id: CVE-2099-0002
+    product: openbsd:openssh
+    title: ssh-agent flaw
+    cvss: 9.8
+    role: client
+    component: ssh-agent
+    affected: [{before: '9.3p2'}]
+    source_url: https://example.invalid/0002
+    distros:
+      debian/12: {package: openssh, fixed: '1:9.2p1-2+deb12u1', advisory: DSA-9998-1}
+  - id: CVE-2099-0003
+    product: openbsd:openssh
+    title: sshd flaw Debian says nothing of
+    cvss: 5.9
+    role: server
+    affected: [{before: '9.6p1'}]
+    source_url: https://example.invalid/0003
+  - id: CVE-2099-0004
+    product: apache:http_server
+    title: httpd flaw Debian fixed with a new upstream release
+    cvss: 7.5
+    role: server
+    affected: [{before: '2.4.60'}]
+    source_url: https://example.invalid/0004
+    distros:
+      debian/12: {package: apache2, fixed: '2.4.62-1~deb12u1', advisory: DSA-9997-1}
+  - id: CVE-2099-0005
+    product: f5:nginx
+    title: nginx flaw
+    cvss: 5.3
+    role: server
+    affected: [{before: '1.26.2'}]
+    source_url: https://example.invalid/0005
+    distros:
+      debian/12: {package: nginx, fixed: '1.22.1-9+deb12u2', advisory: DSA-9996-1}
+"""
+
+
+def ssh(host: str, banner: str, port: int = 22) -> ServiceFingerprint:
+    version = banner.split("_", 1)[1].split(" ")[0]
+    return ServiceFingerprint(host, port, "tcp", "ssh", "OpenSSH", version,
+                              f"cpe:2.3:a:openbsd:openssh:{version}:*:*:*:*:*:*:*", 0.95, False,
+                              f'ssh-openssh [passive]: "{banner}"')
+
+
+def web(host: str, server: str, product: str, version: str, port: int = 80) -> ServiceFingerprint:
+    return ServiceFingerprint(host, port, "tcp", "http", product, version, None, 0.9, False,
+                              f'http-x [http_get]: "Server: {server}"')
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> str:
+    path = tmp_path / "trust.yaml"
+    path.write_text(CATALOG, encoding="utf-8")
+    return str(path)
+
+
+def test_a_debian_revision_is_judged_by_debians_fixed_version(catalog: str) -> None:
+    fps = [ssh("127.0.0.1", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u2"),
+           ssh("127.0.0.2", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"),
+           ssh("127.0.0.3", "SSH-2.0-OpenSSH_8.4p1 Debian-5+deb11u3"),
+           ssh("127.0.0.4", "SSH-2.0-OpenSSH_9.3")]
+    found = by_key(run({"service_fingerprints": fps}, {"catalog": catalog}))
+    older = found[("127.0.0.1", 22, "CVE-2099-0001")]
+    assert (older.method, older.quality, older.known_exploited) == ("banner-distro", 90, True)
+    assert "debian 12 openssh 1:9.2p1-2+deb12u2 is older than the fix 1:9.2p1-2+deb12u3 " \
+           "(DSA-9999-1)" in older.evidence
+    assert "https://security-tracker.debian.org/tracker/DSA-9999-1" in older.references
+    assert ("127.0.0.2", 22, "CVE-2099-0001") not in found  # the fixed revision itself
+    assert ("127.0.0.3", 22, "CVE-2099-0001") not in found  # bullseye: not affected
+    # Debian says nothing of 0003: it may be fixed, so it is not counted as verified
+    unknown = found[("127.0.0.2", 22, "CVE-2099-0003")]
+    assert (unknown.method, unknown.quality) == ("banner-backport-prone", 30)
+    # an upstream build: the upstream ranges, at full quality
+    upstream = found[("127.0.0.4", 22, "CVE-2099-0001")]
+    assert (upstream.method, upstream.quality) == ("banner", 80)
+    assert "no distribution build seen" in upstream.evidence
+
+
+def test_client_side_flaws_are_never_reported_against_a_server(catalog: str) -> None:
+    fps = [ssh("127.0.0.1", "SSH-2.0-OpenSSH_9.2p1 Debian-2"), ssh("127.0.0.4", "SSH-2.0-OpenSSH_9.3")]
+    found = by_key(run({"service_fingerprints": fps}, {"catalog": catalog}))
+    assert not [k for k in found if k[2] == "CVE-2099-0002"]
+    assert ("127.0.0.1", 22, "CVE-2099-0001") in found  # 1:9.2p1-2 is older than deb12u3
+
+
+def test_a_distribution_build_without_revision_is_backport_prone(catalog: str) -> None:
+    fps = [web("127.0.0.5", "Apache/2.4.59 (Debian)", "Apache httpd", "2.4.59"),
+           web("127.0.0.6", "Apache/2.4.59 (Unix)", "Apache httpd", "2.4.59"),
+           # nginx says no distribution, but the host's sshd does
+           ssh("127.0.0.7", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"),
+           web("127.0.0.7", "nginx/1.22.1", "nginx", "1.22.1", 8080),
+           web("127.0.0.8", "nginx/1.22.1", "nginx", "1.22.1", 8080)]
+    found = by_key(run({"service_fingerprints": fps}, {"catalog": catalog}))
+    # Debian fixed 0004 only with 2.4.62: no 2.4.59 package of bookworm has the fix... but
+    # the release is not known from "(Debian)" alone: backport-prone
+    debian = found[("127.0.0.5", 80, "CVE-2099-0004")]
+    assert (debian.method, debian.quality) == ("banner-backport-prone", 30)
+    assert "may have backported the fix" in debian.evidence
+    unix = found[("127.0.0.6", 80, "CVE-2099-0004")]
+    assert (unix.method, unix.quality) == ("banner", 80)
+    inferred = found[("127.0.0.7", 8080, "CVE-2099-0005")]
+    assert (inferred.method, inferred.quality) == ("banner-backport-prone", 30)
+    assert "host: debian 12" in inferred.evidence and "fixed in 1.22.1-9+deb12u2" in inferred.evidence
+    alone = found[("127.0.0.8", 8080, "CVE-2099-0005")]
+    assert (alone.method, alone.quality) == ("banner", 80)
+
+
+def test_a_later_upstream_fix_proves_an_older_distribution_build_vulnerable(catalog: str) -> None:
+    fps = [ssh("127.0.0.9", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"),
+           web("127.0.0.9", "Apache/2.4.59 (Debian)", "Apache httpd", "2.4.59")]
+    found = by_key(run({"service_fingerprints": fps}, {"catalog": catalog}))
+    v = found[("127.0.0.9", 80, "CVE-2099-0004")]
+    assert (v.method, v.quality) == ("banner-distro", 90)
+    assert "first fixed in 2.4.62-1~deb12u1 (DSA-9997-1), a later upstream release than 2.4.59" \
+        in v.evidence
+
+
+def test_banners_in_the_context_show_the_build(catalog: str) -> None:
+    fp = {"host": "127.0.0.1", "port": 2222, "product": "OpenSSH", "version": "9.2p1",
+          "cpe": "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*", "evidence": "ssh-openssh"}
+    banner = {"host": "127.0.0.1", "port": 2222, "probe": "passive",
+              "data": "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u2\r\n"}
+    found = by_key(run({"service_fingerprints": [fp], "banners": [banner]}, {"catalog": catalog}))
+    assert found[("127.0.0.1", 2222, "CVE-2099-0001")].method == "banner-distro"
+
+
+def test_installed_packages_make_findings_exact(catalog: str) -> None:
+    inventory = {"host": "127.0.0.7", "distribution": "debian", "release": "12",
+                 "codename": "bookworm", "manager": "dpkg",
+                 "packages": [{"name": "nginx", "version": "1.22.1-9+deb12u1", "source": "nginx",
+                               "source_version": "1.22.1-9+deb12u1"},
+                              {"name": "openssh-client", "version": "1:9.2p1-2",
+                               "source": "openssh", "source_version": "1:9.2p1-2"}]}
+    fps = [web("127.0.0.7", "nginx/1.22.1", "nginx", "1.22.1", 8080)]
+    found = by_key(run({"service_fingerprints": fps, "packages": [inventory]}, {"catalog": catalog}))
+    nginx = found[("127.0.0.7", 8080, "CVE-2099-0005")]
+    assert (nginx.method, nginx.quality) == ("package", 97)
+    assert "nginx 1.22.1-9+deb12u1 is older than the fix 1.22.1-9+deb12u2" in nginx.evidence
+    # the host's own programs, client side included, from the inventory alone
+    agent = found[("127.0.0.7", None, "CVE-2099-0002")]
+    assert (agent.method, agent.quality, agent.title) == ("package", 97, "ssh-agent flaw")
+    assert found[("127.0.0.7", None, "CVE-2099-0001")].method == "package"
+    # no statement of debian about 0003: the inventory alone reports nothing of it
+    assert ("127.0.0.7", None, "CVE-2099-0003") not in found
+    fixed = dict(inventory, packages=[{"name": "nginx", "version": "1.22.1-9+deb12u12",
+                                       "source": "nginx"}])
+    found = by_key(run({"service_fingerprints": fps, "packages": [fixed]}, {"catalog": catalog}))
+    assert not found
+
+
+def test_forged_revisions_are_not_trusted(catalog: str) -> None:
+    fps = [ssh("127.0.0.1", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u99;rm -rf"),
+           ssh("127.0.0.2", "SSH-2.0-OpenSSH_9.2p1 Debian-" + "9" * 300)]
+    found = by_key(run({"service_fingerprints": fps}, {"catalog": catalog}))
+    for host in ("127.0.0.1", "127.0.0.2"):
+        v = found[(host, 22, "CVE-2099-0001")]
+        assert v.quality is not None and v.quality < 70, (host, v.method, v.evidence)
+
+
+def test_builtin_catalog_on_upstream_and_named_products() -> None:
+    web_techs = [{"host": "127.0.0.6", "port": 80, "name": "Apache httpd", "version": "2.4.49"}]
+    found = by_key(run({"service_fingerprints": [UPSTREAM_SSH], "web_technologies": web_techs}))
     assert ("127.0.0.2", 2222, "CVE-2025-26466") in found  # 9.5p1 <= 9.7p1 < 9.9p2
-    assert ("127.0.0.1", 22, "CVE-2025-26466") not in found  # 9.2p1 is older than 9.5p1
-
-
-def test_other_services_of_a_debian_host_are_lowered_too() -> None:
-    found = by_key(run({"service_fingerprints": [DEBIAN_SSH, NGINX, UPSTREAM_NGINX]}))
-    lowered = found[("127.0.0.1", 8080, "CVE-2024-7347")]
-    assert "confidence 0.47 (lowered: the host runs Debian, from OpenSSH on port 22" in lowered.evidence
-    plain = found[("127.0.0.2", 80, "CVE-2024-7347")]
-    assert "confidence 0.93;" not in plain.evidence and plain.evidence.endswith("confidence 0.93")
-
-
-def test_version_with_a_debian_revision_and_asset_profile_os() -> None:
-    web = [{"host": "127.0.0.4", "port": 443, "name": "nginx", "version": "1.20.0-9+deb11u1"},
-           {"host": "127.0.0.5", "port": 80, "name": "nginx", "version": "1.20.0"},
-           {"host": "127.0.0.6", "port": 80, "name": "Apache httpd", "version": "2.4.49"}]
-    profiles = [{"host": "127.0.0.5", "os": {"family": "Linux", "distribution": "Ubuntu"}}]
-    found = by_key(run({"service_fingerprints": [], "web_technologies": web,
-                        "asset_profiles": profiles}))
-    assert "lowered: Debian build (deb11u1)" in found[("127.0.0.4", 443, "CVE-2021-23017")].evidence
-    assert "the host runs Ubuntu, from the asset profile" in \
-        found[("127.0.0.5", 80, "CVE-2021-23017")].evidence
     # no CPE: the product name is looked up the way the fingerprint catalog spells it
     assert ("127.0.0.6", 80, "CVE-2021-41773") in found and ("127.0.0.6", 80, "CVE-2021-42013") in found
+    assert found[("127.0.0.6", 80, "CVE-2021-41773")].quality == 80
 
 
 def test_filters_and_the_merge_with_earlier_findings() -> None:
     earlier = Vulnerability("127.0.0.3", 21, "PENTORA-FTP-ANONYMOUS", "anonymous FTP", "medium", 5.3,
                             source="check:services")
-    values = {"service_fingerprints": [DEBIAN_SSH, BACKDOOR], "vulnerabilities": [earlier]}
+    low = dict(BACKDOOR, host="127.0.0.4", confidence=0.3)
+    values = {"service_fingerprints": [BACKDOOR, low], "vulnerabilities": [earlier]}
     found = by_key(run(values, {"min_confidence": 0.5}))
-    assert not any(k[0] == "127.0.0.1" for k in found)  # Debian: 0.475 < 0.5
+    assert not any(k[0] == "127.0.0.4" for k in found)  # the fingerprint is below 0.5
     assert ("127.0.0.3", 21, "CVE-2011-2523") in found
     assert found[("127.0.0.3", 21, "PENTORA-FTP-ANONYMOUS")] == earlier
-    strong = by_key(run({"service_fingerprints": [DEBIAN_SSH]}, {"min_cvss": 9.0}))
-    assert set(strong) == {("127.0.0.1", 22, "CVE-2023-38408")}
+    strong = by_key(run({"service_fingerprints": [UPSTREAM_SSH, BACKDOOR]}, {"min_cvss": 9.0}))
+    assert set(strong) == {("127.0.0.3", 21, "CVE-2011-2523")}  # 9.8; 9.7p1's are below 9
 
 
 def test_findings_are_emitted_and_sorted() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pentora_plugins.cve.version import compare, distro_build, is_version, upstream, version_key
+from pentora_plugins.cve.version import compare, is_version, upstream, version_key
 
 # -- real-world versions ------------------------------------------------------------------------
 
@@ -96,30 +96,6 @@ def test_pre_releases_sort_below_and_patch_levels_above_their_release(nums: list
     release = ".".join(map(str, nums))
     expected = {"": 0, "p1": 1, "p2": 1, "a": 1, "b": 1, "c": 1}.get(suffix, -1)
     assert compare(release + suffix, release) == expected
-
-
-# -- distribution builds -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("text,distro,shown", [
-    ("9.2p1 Debian-2+deb12u3", "Debian", "Debian-2+deb12u3"),
-    ("1.22.1-9+deb12u1", "Debian", "deb12u1"),
-    ("deb12u10", "Debian", "deb12u10"),
-    ("7.0.15-1~deb12u10", "Debian", "deb12u10"),
-    ('ssh-openssh [passive]: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"', "Debian", "Debian-2+deb12u10"),
-    ("8.0.36-0ubuntu0.22.04.1", "Ubuntu", "0ubuntu0.22.04.1"),
-    ("SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.10", "Ubuntu", "Ubuntu-3ubuntu0.10"),
-    ("1.20.1-1.el8", "Red Hat", ".el8"),
-    ("2.4.62 (Debian)", "Debian", "Debian"),
-])
-def test_distribution_builds_are_recognised(text: str, distro: str, shown: str) -> None:
-    assert distro_build([None, text]) == (distro, shown)
-
-
-@pytest.mark.parametrize("text", ["9.2p1", "1.22.1", "10.11.19-MariaDB", "7.0.15", "2.4.71",
-                                  "Server: nginx/1.22.1", "debug build", "3.0.3"])
-def test_upstream_builds_are_not_distribution_builds(text: str) -> None:
-    assert distro_build([text]) is None
 
 
 def test_portable_releases_are_the_release_for_nvd_style_bounds() -> None:

@@ -1,0 +1,384 @@
+"""Deciding each finding: upstream ranges, the distribution's own statement, and how sure.
+
+A subject is a product version found on a port (a service fingerprint or a web
+technology) with the texts it was read from (its banners, its Server header). The
+catalog's upstream entries say which upstream versions a CVE affects; but a distribution
+keeps the upstream version while it backports the fix, so what a finding is worth depends
+on the build (``kit.distro.recognise``) and on what the distribution says (``FixIndex``):
+
+- **exact revision** (``OpenSSH_9.2p1 Debian-2+deb12u3``): the package version is compared,
+  in the distribution's own order, with the version the distribution fixed the CVE in.
+  Fixed or not affected: no finding. Older: ``banner-distro``. The distribution says
+  nothing of it: ``banner-backport-prone`` (it may well be fixed).
+- **distribution only** (``Apache/2.4.57 (Debian)``, or another service of the host, or
+  its installed packages, names the distribution): the upstream version alone cannot say;
+  ``banner-backport-prone``, unless the distribution's first fixed package is of a later
+  upstream release than the one shown (then no package of that upstream version has the
+  fix: ``banner-distro``), or the release is not affected (no finding).
+- **no distribution** (``SSH-2.0-OpenSSH_9.3``, ``Apache/2.4.49 (Unix)``): ``banner``.
+- **installed packages** (a credentialed check's ``packages`` of the host): the exact
+  package version, compared as above: ``package``. Every source package of the inventory
+  is checked against the distribution's statements, client programs included.
+
+Entries whose ``role`` is ``client`` (ssh-agent, the ssh client) are never reported from
+a server's banner: the daemon answering is not the program that is flawed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pentora_plugins.cve.catalog import Catalog, Entry, Hit, parse_cpe, product_key
+from pentora_plugins.cve.fixes import ECOSYSTEM, DistroFix
+from pentora_plugins.cve.version import is_version, version_key
+from pentora_plugins.kit import distro, quality
+from pentora_plugins.kit.catalog import CatalogError as RulesError
+from pentora_plugins.kit.catalog import load_catalog as load_rules
+from pentora_plugins.kit.findings import severity_of
+from pentora_plugins.kit.records import Vulnerability
+from pentora_plugins.kit.records import field_of as _get
+
+MAX_TEXTS = 4  # banners of one port read for its distribution build
+_QUOTED = re.compile(r': "((?:[^"\\]|\\.){0,400})"')
+_UPSTREAM_CUT = re.compile(r"[+~]")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A product version found on a port: from a fingerprint or a web technology.
+
+    ``texts`` are what the target said there (banners, a Server header), read for the
+    distribution build; ``os`` the fingerprint rule's OS hints."""
+
+    host: str
+    port: int | None
+    product: str | None
+    version: str | None
+    cpe: str | None
+    confidence: float
+    evidence: str
+    distro: str | None = None          # a distribution named by the fingerprint's OS hint
+    texts: tuple[str, ...] = ()
+    os: tuple[tuple[str, str], ...] = ()
+
+
+def quoted(evidence: str) -> list[str]:
+    """The banner texts a fingerprint's evidence quotes (``rule [probe]: "text"``), unescaped."""
+    out = []
+    for m in _QUOTED.finditer(evidence or ""):
+        try:
+            out.append(codecs.decode(m.group(1).encode("ascii", "replace"), "unicode_escape"))
+        except (UnicodeDecodeError, ValueError):
+            continue  # an escape cut in the middle: the text is not needed that much
+    return out
+
+
+def as_subject(record: Any, texts: Iterable[str] = ()) -> Subject | None:
+    """A fingerprint or web technology (record or dict) as a Subject; None without a host."""
+    host = _get(record, "host")
+    if not host:
+        return None
+    os_hint = _get(record, "os") or {}
+    os_items = tuple((str(k), str(v)) for k, v in os_hint.items()
+                     if isinstance(v, str | int))[:8] if isinstance(os_hint, dict) else ()
+    confidence = _get(record, "confidence")
+    evidence = " ".join(str(x) for x in (_get(record, "evidence"), _get(record, "info")) if x)
+    return Subject(host=str(host), port=_get(record, "port"),
+                   product=_get(record, "product") or _get(record, "name"),
+                   version=_get(record, "version"), cpe=_get(record, "cpe"),
+                   confidence=float(confidence) if confidence else 1.0, evidence=evidence,
+                   distro=os_hint.get("distribution") if isinstance(os_hint, dict) else None,
+                   texts=tuple([*texts, *quoted(evidence)][:MAX_TEXTS]), os=os_items)
+
+
+@functools.lru_cache(maxsize=1)
+def product_names() -> dict[str, tuple[str, str]]:
+    """Product names of the built-in fingerprint rules → CPE (vendor, product)."""
+    names: dict[str, tuple[str, str]] = {}
+    try:
+        rules = load_rules().rules
+    except RulesError:
+        return names
+    for rule in rules:
+        parsed = parse_cpe(rule.cpe) if rule.product and rule.cpe else None
+        if parsed and rule.product:
+            names.setdefault(rule.product.lower(), (parsed[0], parsed[1]))
+    return names
+
+
+def identify(subject: Subject) -> tuple[str, str, str] | None:
+    """(vendor, product, version) to look up, or None when the version is unknown."""
+    parsed = parse_cpe(subject.cpe) if subject.cpe else None
+    version = subject.version or (parsed[2] if parsed else None)
+    if not is_version(version):
+        return None
+    if parsed:
+        return parsed[0], parsed[1], str(version)
+    known = product_names().get((subject.product or "").lower())
+    if known:
+        return known[0], known[1], str(version)
+    if subject.product:
+        return "*", subject.product.lower().replace(" ", "_"), str(version)
+    return None
+
+
+# -- the build of each subject, and of each host ----------------------------------------------
+
+
+@dataclass
+class Inventory:
+    """A host's installed packages (``InstalledPackages``) by source package."""
+
+    distribution: str
+    release: str
+    sources: dict[str, str] = field(default_factory=dict)  # source package → its version
+    evidence: str = ""
+
+
+def inventories(records: Iterable[Any]) -> dict[str, Inventory]:
+    """Per host, its credentialed package inventory (the packages of base distributions only)."""
+    data = distro.load_data()
+    out: dict[str, Inventory] = {}
+    for r in records:
+        dist = data.distributions.get(str(_get(r, "distribution") or ""))
+        release = _get(r, "release")
+        if dist is None or not release or not _get(r, "host"):
+            continue
+        inv = Inventory(dist.packages, str(release),
+                        evidence=f"installed packages of {dist.id} {release}, read over SSH")
+        for p in _get(r, "packages") or ():
+            if not isinstance(p, dict):
+                continue
+            source = p.get("source") or p.get("name")
+            version = p.get("source_version") or p.get("version")
+            if isinstance(source, str) and isinstance(version, str):
+                inv.sources.setdefault(source, version)
+        out[str(_get(r, "host"))] = inv
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _recognise(product: str | None, version: str | None, texts: tuple[str, ...],
+               os: tuple[tuple[str, str], ...], host: distro.HostOS | None) -> distro.DistroBuild:
+    best: distro.DistroBuild | None = None
+    for text in texts or ("",):
+        build = distro.recognise(product, version, text, dict(os) or None, host=host)
+        if build.certainty == distro.EXACT:
+            return build
+        if best is None or (best.certainty == distro.NONE and build.certainty != distro.NONE):
+            best = build
+    assert best is not None
+    return best
+
+
+def builds(subjects: list[Subject], packages: Mapping[str, Inventory]) -> list[distro.DistroBuild]:
+    """Each subject's build; a subject whose own texts name no distribution takes its host's,
+    as the host's other services or its installed packages show it."""
+    alone = [_recognise(s.product, s.version, s.texts, s.os, None) for s in subjects]
+    by_host: dict[str, list[distro.DistroBuild]] = {}
+    for s, b in zip(subjects, alone, strict=True):
+        by_host.setdefault(s.host, []).append(b)
+    hosts: dict[str, distro.HostOS | None] = {h: distro.host_os(bs) for h, bs in by_host.items()}
+    for h, inv in packages.items():
+        hosts[h] = distro.HostOS(inv.distribution, inv.release, inv.evidence)
+    # Again with the host's evidence: for a build that names no distribution, and for one
+    # that names it without its release ("(Debian)"). recognise() keeps a build whose
+    # banner says it is no distribution's ("(Unix)") as it is.
+    out = []
+    for s, b in zip(subjects, alone, strict=True):
+        host = hosts.get(s.host)
+        if host is not None and (not b.distribution or (b.release is None
+                                                        and b.distribution == host.distribution)):
+            b = _recognise(s.product, s.version, s.texts, s.os, host)
+        out.append(b)
+    return out
+
+
+# -- the verdict on one CVE ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    method: str
+    why: str
+
+
+def upstream_of(package_version: str) -> str:
+    """The upstream release of a package version: ``1:2.4.62-1~deb12u1`` → ``2.4.62``; a
+    repack suffix (``1.3.8+dfsg``) is not part of it."""
+    text = package_version.split(":", 1)[1] if ":" in package_version else package_version
+    text = text.rsplit("-", 1)[0]
+    return _UPSTREAM_CUT.split(text, 1)[0]
+
+
+def _named(fix: DistroFix) -> str:
+    return f"{fix.distribution} {fix.release} {fix.package}"
+
+
+def judge(fix: DistroFix | None, build: distro.DistroBuild, package_version: str | None,
+          exact: str, upstream_hit: bool) -> Verdict | None:
+    """How a CVE stands on this build (None: not vulnerable, or nothing says it is).
+
+    ``package_version`` is the exact version (from the banner's revision, or the host's
+    installed packages, ``exact`` naming which); ``upstream_hit`` whether an upstream range
+    covers the upstream version shown."""
+    if package_version is not None:
+        if fix is None:
+            if not upstream_hit:
+                return None
+            return Verdict(quality.BANNER_BACKPORT_PRONE,
+                           f"the catalog has no statement of {build.distribution} {build.release or ''} "
+                           f"about this CVE in {build.source_package} {package_version}: the "
+                           f"distribution may have fixed it".replace("  ", " "))
+        covers = fix.covers(package_version)
+        if covers:
+            return None
+        if covers is None:  # a version the distribution's order refuses: a forged revision
+            return Verdict(quality.BANNER_BACKPORT_PRONE,
+                           f"{package_version} does not compare in {fix.distribution}'s version "
+                           f"order with the fix {fix.fixed}") if upstream_hit else None
+        if fix.status == "vulnerable":
+            return Verdict(exact, f"{_named(fix)} {package_version}: no fix released yet "
+                                  f"({fix.advisory})")
+        return Verdict(exact, f"{_named(fix)} {package_version} is older than the fix "
+                              f"{fix.fixed} ({fix.advisory})")
+    if build.distribution:
+        if fix is not None and fix.status == "not-affected":
+            return None
+        shown = build.upstream_version
+        if fix is not None and fix.status == "vulnerable":
+            return Verdict(quality.BANNER_DISTRO, f"{_named(fix)}: no fix released yet ({fix.advisory})")
+        if (fix is not None and fix.fixed and shown
+                and version_key(shown) < version_key(upstream_of(fix.fixed))):
+            return Verdict(quality.BANNER_DISTRO,
+                           f"{_named(fix)} was first fixed in {fix.fixed} ({fix.advisory}), a "
+                           f"later upstream release than {shown}: no {shown} package has the fix")
+        if not upstream_hit:
+            return None
+        fixed = f"; fixed in {fix.fixed} ({fix.advisory})" if fix is not None and fix.fixed else ""
+        return Verdict(quality.BANNER_BACKPORT_PRONE,
+                       f"a {build.distribution} build without its package revision "
+                       f"({build.evidence}): {build.distribution} may have backported the fix"
+                       f"{fixed}; a credentialed scan (--ssh-user) can tell")
+    if not upstream_hit:
+        return None
+    return Verdict(quality.BANNER, f"no distribution build seen ({build.evidence})")
+
+
+# -- the findings ------------------------------------------------------------------------------
+
+
+def advisory_url(advisory: str) -> str | None:
+    if advisory.startswith("https://"):
+        return advisory
+    if advisory.startswith(("DSA-", "DLA-")):
+        return f"https://security-tracker.debian.org/tracker/{advisory}"
+    if advisory.startswith("USN-"):
+        return f"https://ubuntu.com/security/notices/{advisory}"
+    if advisory.startswith("RHSA-"):
+        return f"https://access.redhat.com/errata/{advisory}"
+    return None
+
+
+def _record(catalog: Catalog, host: str, port: int | None, ident: str, entry: Entry | None,
+            fix: DistroFix | None, verdict: Verdict, evidence: str) -> Vulnerability:
+    refs = list(entry.references) if entry else []
+    url = advisory_url(fix.advisory) if fix else None
+    if url:
+        refs.append(url)
+    if entry is not None:
+        title = entry.title
+        severity = severity_of(entry.cvss) if entry.cvss is not None else entry.severity or "info"
+    else:
+        title = (fix.title if fix else "") or ident
+        severity = (fix.severity if fix else None) or "info"
+    return Vulnerability(host=host, port=port, id=ident, title=title, severity=severity,
+                         cvss=entry.cvss if entry else None, evidence=evidence,
+                         references=list(dict.fromkeys(refs)),
+                         source=entry.source if entry else (fix.source if fix else ""),
+                         quality=quality.QUALITY[verdict.method], method=verdict.method,
+                         known_exploited=bool(entry and entry.kev) or ident in catalog.kev)
+
+
+def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: float = 0.0,
+             min_cvss: float = 0.0, packages: Mapping[str, Inventory] | None = None
+             ) -> Iterator[Vulnerability]:
+    """The findings of every subject, in subject order (entries by id within one), then
+    those of the hosts' installed packages that no subject showed."""
+    packages = packages or {}
+    subjects = [s for s in subjects if s.confidence >= min_confidence]
+    data = distro.load_data()
+    memo: dict[tuple[str, str, str], list[Hit]] = {}
+    reported: set[tuple[str, str, str]] = set()  # (host, source package, CVE) of an inventory
+
+    def keep(entry: Entry | None) -> bool:
+        cvss = entry.cvss if entry else None
+        return min_cvss <= 0 or (cvss is not None and cvss >= min_cvss)
+
+    for subject, build in zip(subjects, builds(subjects, packages), strict=True):
+        what = identify(subject)
+        if what is None:
+            continue
+        hits = memo.get(what)
+        if hits is None:
+            hits = memo[what] = [h for h in catalog.find(*what) if h.entry.role != "client"]
+        dist = data.distributions.get(build.distribution or "")
+        base = dist.packages if dist else None
+        inventory = packages.get(subject.host)
+        version, exact = build.package_version, quality.BANNER_DISTRO
+        if inventory and base == inventory.distribution and build.source_package in inventory.sources:
+            version, exact = inventory.sources[build.source_package], quality.PACKAGE
+        release = build.release or (inventory.release if inventory and exact == quality.PACKAGE else None)
+        statements = catalog.fixes.package(base, release, build.source_package) \
+            if base and release and build.source_package else {}
+        if not hits and not statements:
+            continue
+        head = f"{subject.product or what[1]} {what[2]} ({product_key(what[0], what[1])})"
+        for hit in hits:
+            fix = statements.get(hit.entry.id)
+            verdict = judge(fix, build, version, exact, True)
+            if exact == quality.PACKAGE:
+                reported.add((subject.host, build.source_package or "", hit.entry.id))
+            if verdict is not None and keep(hit.entry):
+                yield _record(catalog, subject.host, subject.port, hit.entry.id, hit.entry, fix,
+                              verdict, f"{head} {hit.text}; {verdict.why}")
+        named = {h.entry.id for h in hits}
+        for ident, fix in sorted(statements.items()):
+            entry = catalog.entry(ident)
+            if ident in named or (entry is not None and entry.role == "client"):
+                continue
+            if exact == quality.PACKAGE:
+                reported.add((subject.host, fix.package, ident))
+            verdict = judge(fix, build, version, exact, False)
+            if verdict is not None and keep(entry):
+                yield _record(catalog, subject.host, subject.port, ident, entry, fix, verdict,
+                              f"{head}: {verdict.why}")
+    yield from _inventory_findings(catalog, packages, reported, keep)
+
+
+def _inventory_findings(catalog: Catalog, packages: Mapping[str, Inventory],
+                        reported: set[tuple[str, str, str]], keep: Any) -> Iterator[Vulnerability]:
+    """Every statement of the hosts' distributions about their installed source packages
+    that no service's finding covered: the host's own programs, clients included."""
+    for host, inv in sorted(packages.items()):
+        if inv.distribution not in ECOSYSTEM:
+            continue
+        for source, version in sorted(inv.sources.items()):
+            for ident, fix in sorted(catalog.fixes.package(inv.distribution, inv.release, source).items()):
+                if (host, source, ident) in reported or fix.covers(version) is not False:
+                    continue
+                entry = catalog.entry(ident)
+                if not keep(entry):
+                    continue
+                verdict = judge(fix, distro.DistroBuild(product=source, upstream_version=None,
+                                                        distribution=inv.distribution,
+                                                        release=inv.release, source_package=source),
+                                version, quality.PACKAGE, False)
+                if verdict is not None:
+                    yield _record(catalog, host, None, ident, entry, fix, verdict,
+                                  f"installed package {source} {version}: {verdict.why}")
