@@ -162,24 +162,44 @@ def inventories(records: Iterable[Any]) -> dict[str, Inventory]:
     return out
 
 
-@functools.lru_cache(maxsize=65536)
-def _recognise(product: str | None, version: str | None, texts: tuple[str, ...],
-               os: tuple[tuple[str, str], ...], host: distro.HostOS | None) -> distro.DistroBuild:
-    best: distro.DistroBuild | None = None
-    for text in texts or ("",):
-        build = distro.recognise(product, version, text, dict(os) or None, host=host)
-        if build.certainty == distro.EXACT:
-            return build
-        if best is None or (best.certainty == distro.NONE and build.certainty != distro.NONE):
-            best = build
-    assert best is not None
-    return best
+class _Recogniser:
+    """``kit.distro.recognise`` over a subject's texts, each answer kept for the evaluation:
+    the first text that shows the package revision wins, else the first that names a
+    distribution."""
+
+    def __init__(self, data: distro.DistroData) -> None:
+        self.data = data
+        self.memo: dict[tuple[Any, ...], distro.DistroBuild] = {}
+
+    def __call__(self, s: Subject, host: distro.HostOS | None) -> distro.DistroBuild:
+        if self.data.package(s.product) is None:  # no distribution ships it under that name
+            return distro.DistroBuild(product=s.product, upstream_version=s.version,
+                                      evidence="no distribution packages known for this product")
+        key = (s.product, s.version, s.texts, s.os, host)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = self._recognise(s, host)
+        return found
+
+    def _recognise(self, s: Subject, host: distro.HostOS | None) -> distro.DistroBuild:
+        best: distro.DistroBuild | None = None
+        for text in s.texts or ("",):
+            build = distro.recognise(s.product, s.version, text, dict(s.os) or None, host=host,
+                                     data=self.data)
+            if build.certainty == distro.EXACT:
+                return build
+            if best is None or (best.certainty == distro.NONE and build.certainty != distro.NONE):
+                best = build
+        assert best is not None
+        return best
 
 
-def builds(subjects: list[Subject], packages: Mapping[str, Inventory]) -> list[distro.DistroBuild]:
+def builds(subjects: list[Subject], packages: Mapping[str, Inventory],
+           data: distro.DistroData | None = None) -> list[distro.DistroBuild]:
     """Each subject's build; a subject whose own texts name no distribution takes its host's,
     as the host's other services or its installed packages show it."""
-    alone = [_recognise(s.product, s.version, s.texts, s.os, None) for s in subjects]
+    recognise = _Recogniser(data or distro.load_data())
+    alone = [recognise(s, None) for s in subjects]
     by_host: dict[str, list[distro.DistroBuild]] = {}
     for s, b in zip(subjects, alone, strict=True):
         by_host.setdefault(s.host, []).append(b)
@@ -194,7 +214,7 @@ def builds(subjects: list[Subject], packages: Mapping[str, Inventory]) -> list[d
         host = hosts.get(s.host)
         if host is not None and (not b.distribution or (b.release is None
                                                         and b.distribution == host.distribution)):
-            b = _recognise(s.product, s.version, s.texts, s.os, host)
+            b = recognise(s, host)
         out.append(b)
     return out
 
@@ -287,10 +307,10 @@ def advisory_url(advisory: str) -> str | None:
 
 def _record(catalog: Catalog, host: str, port: int | None, ident: str, entry: Entry | None,
             fix: DistroFix | None, verdict: Verdict, evidence: str) -> Vulnerability:
-    refs = list(entry.references) if entry else []
     url = advisory_url(fix.advisory) if fix else None
-    if url:
-        refs.append(url)
+    refs = list(dict.fromkeys([*(entry.references if entry else ()), url])) if url else []
+    if url is None and entry is not None:  # the common case, kept cheap
+        refs = list(entry.references)
     if entry is not None:
         title = entry.title
         severity = severity_of(entry.cvss) if entry.cvss is not None else entry.severity or "info"
@@ -299,7 +319,7 @@ def _record(catalog: Catalog, host: str, port: int | None, ident: str, entry: En
         severity = (fix.severity if fix else None) or "info"
     return Vulnerability(host=host, port=port, id=ident, title=title, severity=severity,
                          cvss=entry.cvss if entry else None, evidence=evidence,
-                         references=list(dict.fromkeys(refs)),
+                         references=refs,
                          source=entry.source if entry else (fix.source if fix else ""),
                          quality=quality.QUALITY[verdict.method], method=verdict.method,
                          known_exploited=bool(entry and entry.kev) or ident in catalog.kev)
@@ -320,7 +340,7 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
         cvss = entry.cvss if entry else None
         return min_cvss <= 0 or (cvss is not None and cvss >= min_cvss)
 
-    for subject, build in zip(subjects, builds(subjects, packages), strict=True):
+    for subject, build in zip(subjects, builds(subjects, packages, data), strict=True):
         what = identify(subject)
         if what is None:
             continue
@@ -339,9 +359,11 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
         if not hits and not statements:
             continue
         head = f"{subject.product or what[1]} {what[2]} ({product_key(what[0], what[1])})"
+        # without statements, every hit of the subject gets the same verdict
+        plain = None if statements else judge(None, build, version, exact, True)
         for hit in hits:
-            fix = statements.get(hit.entry.id)
-            verdict = judge(fix, build, version, exact, True)
+            fix = statements.get(hit.entry.id) if statements else None
+            verdict = plain if plain is not None else judge(fix, build, version, exact, True)
             if exact == quality.PACKAGE:
                 reported.add((subject.host, build.source_package or "", hit.entry.id))
             if verdict is not None and keep(hit.entry):

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import bisect
 import functools
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pentora_plugins.cve.fixes import DistroFix, FixIndex
-from pentora_plugins.cve.version import VersionKey, same_release, upper_key, version_key
+from pentora_plugins.cve.version import INFINITY, VersionKey, same_release, upper_key, version_key
 
 ANY_VENDOR = "*"
 ROLES = ("server", "client", "library", "any")
@@ -157,34 +158,45 @@ class _ProductIndex:
     ranges starting at or below the version and skips every block ending below it."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[VersionKey, int, Range, Hit]] = []
+        # (start key, order, fast upper key or None, range, hit); the fast upper key is set
+        # for the common shape "from X before Y" (or open ends), whose test is one
+        # comparison: the others take Range.contains and its portable-release rules
+        self.items: list[tuple[VersionKey, int, VersionKey | None, Range, Hit]] = []
         self.starts: list[VersionKey] = []
         self.block_ends: list[VersionKey] = []
         self.exact: dict[VersionKey, list[Hit]] = {}
 
     def add(self, entry: Entry) -> None:
         for r in entry.ranges:
-            self.items.append((r.start_key, len(self.items), r, Hit(entry, f"range {r.describe()}")))
+            fast = (r.end_key if r.end_key is not None else INFINITY) \
+                if r.start_inclusive and not r.end_inclusive else None
+            self.items.append((r.start_key, len(self.items), fast, r, Hit(entry, f"range {r.describe()}")))
         for v in entry.versions:
             self.exact.setdefault(version_key(v), []).append(Hit(entry, f"version {v}"))
 
     def freeze(self) -> None:
         self.items.sort(key=lambda item: (item[0], item[1]))
         self.starts = [item[0] for item in self.items]
-        self.block_ends = [max(upper_key(r.end_key, r.end_inclusive) for _, _, r, _ in
+        self.block_ends = [max(upper_key(r.end_key, r.end_inclusive) for _, _, _, r, _ in
                                self.items[i:i + BLOCK]) for i in range(0, len(self.items), BLOCK)]
 
-    def find(self, key: VersionKey) -> list[Hit]:
-        hits = list(self.exact.get(key, ()))
+    def find(self, key: VersionKey, hits: list[Hit]) -> None:
+        """Append to ``hits`` every hit covering ``key`` (an entry may come twice)."""
+        exact = self.exact.get(key)
+        if exact:
+            hits.extend(exact)
         stop = bisect.bisect_right(self.starts, key)
         items, ends = self.items, self.block_ends
         for b in range(0, (stop + BLOCK - 1) // BLOCK):
             if ends[b] < key:
                 continue  # every range of the block ends below the version
-            for _, _, r, hit in items[b * BLOCK:min(stop, (b + 1) * BLOCK)]:
-                if r.contains(key):
+            for _, _, fast, r, hit in items[b * BLOCK:min(stop, (b + 1) * BLOCK)]:
+                # the start is at or below the key (bisected): "from X before Y" needs key < Y
+                if (key < fast) if fast is not None else r.contains(key):
                     hits.append(hit)
-        return hits
+
+
+_ENTRY_ID = operator.attrgetter("entry.id")
 
 
 class Catalog:
@@ -221,10 +233,12 @@ class Catalog:
         """Every entry affecting ``version`` of the product, one hit per entry (the first
         range or exact version that covers it), in entry id order."""
         key = version_key(version)
-        hits: dict[str, Hit] = {}
+        found: list[Hit] = []
         for index_key in (product_key(vendor, product), f"{ANY_VENDOR}:{product.lower()}"):
             index = self._index.get(index_key)
             if index is not None:
-                for hit in index.find(key):
-                    hits.setdefault(hit.entry.id, hit)
-        return [hits[k] for k in sorted(hits)]
+                index.find(key, found)
+        if len(found) > 1:
+            found.sort(key=_ENTRY_ID)  # stable: an entry's first covering range stays first
+            found = [h for i, h in enumerate(found) if i == 0 or h.entry.id != found[i - 1].entry.id]
+        return found
