@@ -152,32 +152,36 @@ def _entry(item: Any, path: str, doc: Doc, source: str) -> tuple[Entry, list[Dis
 
 
 def _fixes(table: dict[str, Any], path: str, cve: str, doc: Doc, source: str) -> list[DistroFix]:
-    out = []
-    for key, raw in table.items():
-        where = f"{path}.{key}"
-        distribution, _, release = str(key).partition("/")
-        if distribution not in ECOSYSTEM or not release:
-            doc.fail(where, f"expected DISTRIBUTION/RELEASE such as debian/12 or ubuntu/22.04 "
-                            f"(distributions: {', '.join(sorted(ECOSYSTEM))}), got {key!r}")
-        doc.need(raw, where, dict)
-        unknown = sorted(set(raw) - set(FIX_FIELDS))
-        if unknown:
-            doc.fail(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(FIX_FIELDS)})")
-        package = doc.field(raw, "package", where, str)
-        fixed = doc.field(raw, "fixed", where, str, required=False)
-        status = doc.field(raw, "status", where, str, required=False,
-                           default="fixed" if fixed is not None else None)
-        if status not in STATUSES:
-            doc.fail(f"{where}.status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
-        if (status == "fixed") != (fixed is not None):
-            doc.fail(where, "'fixed: VERSION' goes with status fixed, and only with it")
-        if fixed is not None and not distver.is_valid(ECOSYSTEM[distribution], fixed):
-            doc.fail(f"{where}.fixed", f"{fixed!r} is not a valid {ECOSYSTEM[distribution]} "
-                                       f"version (quote it: '1:9.2p1-2+deb12u3')")
-        out.append(DistroFix(cve=cve, distribution=distribution, release=release,
-                             package=package, status=status, fixed=fixed,
-                             advisory=doc.field(raw, "advisory", where, str), source=source))
-    return out
+    # the path names the entry by its index; in a long file the CVE id is what finds it
+    try:
+        return [_fix(key, raw, f"{path}.{key}", cve, doc, source) for key, raw in table.items()]
+    except CatalogError as e:
+        raise CatalogError(f"{e} (entry {cve})") from None
+
+
+def _fix(key: str, raw: Any, where: str, cve: str, doc: Doc, source: str) -> DistroFix:
+    distribution, _, release = str(key).partition("/")
+    if distribution not in ECOSYSTEM or not release:
+        doc.fail(where, f"expected DISTRIBUTION/RELEASE such as debian/12 or ubuntu/22.04 "
+                        f"(distributions: {', '.join(sorted(ECOSYSTEM))}), got {key!r}")
+    doc.need(raw, where, dict)
+    unknown = sorted(set(raw) - set(FIX_FIELDS))
+    if unknown:
+        doc.fail(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(FIX_FIELDS)})")
+    package = doc.field(raw, "package", where, str)
+    fixed = doc.field(raw, "fixed", where, str, required=False)
+    status = doc.field(raw, "status", where, str, required=False,
+                       default="fixed" if fixed is not None else None)
+    if status not in STATUSES:
+        doc.fail(f"{where}.status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
+    if (status == "fixed") != (fixed is not None):
+        doc.fail(where, "'fixed: VERSION' goes with status fixed, and only with it")
+    if fixed is not None and not distver.is_valid(ECOSYSTEM[distribution], fixed):
+        doc.fail(f"{where}.fixed", f"{fixed!r} is not a valid {ECOSYSTEM[distribution]} "
+                                   f"version (quote it: '1:9.2p1-2+deb12u3')")
+    return DistroFix(cve=cve, distribution=distribution, release=release,
+                     package=package, status=status, fixed=fixed,
+                     advisory=doc.field(raw, "advisory", where, str), source=source)
 
 
 def _affected(items: list[Any], path: str, doc: Doc) -> tuple[list[Range], list[str]]:
