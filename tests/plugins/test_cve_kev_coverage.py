@@ -58,6 +58,14 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
 NOT_NAMEABLE: dict[tuple[str, str], str] = {
     ("Microsoft", "Windows"): "fingerprints name Windows (SMB, RDP, HTTPAPI, LDAP) without "
                               "a build or patch level, and NVD lists Windows by build",
+    ("WordPress", "File Manager Plugin"): "a WordPress plugin: its version is not WordPress's",
+    ("WordPress", "Snap Creek Duplicator Plugin"): "a WordPress plugin",
+    ("WordPress", "Social Warfare Plugin"): "a WordPress plugin",
+    ("Jenkins", "Matrix Project Plugin"): "a Jenkins plugin: its version is not Jenkins's",
+    ("Jenkins", "Script Security Plugin"): "a Jenkins plugin",
+    ("Laravel", "Ignition"): "facade/ignition, a package Laravel pulls in, has its own versions",
+    ("Redis", "Debian-specific Redis Servers"): "Debian's packaging, not an upstream Redis "
+                                                "version: a distribution statement, not a range",
 }
 
 # CVEs of mapped products that the catalog leaves out, and why.
