@@ -51,6 +51,8 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GitLab", "Community and Enterprise Editions"): ("gitlab:gitlab",),
     ("GitLab", "GitLab CE/EE"): ("gitlab:gitlab",),
     ("JQuery", "JQuery"): ("jquery:jquery",),
+    ("Roundcube", "Roundcube Webmail"): ("roundcube:webmail",),
+    ("Roundcube", "Webmail"): ("roundcube:webmail",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
