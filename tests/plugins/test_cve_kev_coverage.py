@@ -6,7 +6,8 @@ The ground truth is a copy of CISA's catalog in ``tests/data/kev``. ``KEV_PRODUC
 KEV's (vendorProject, product) names to the catalog's product keys; ``NOT_NAMEABLE`` names
 the KEV products a fingerprint reaches only through an operating system or a plugin, whose
 CVEs the catalog does not hold, and why; ``LEFT_OUT`` the single CVEs of mapped products
-that are not in it, and why.
+that are not in it, and why; ``PENDING`` the named products whose entries are still to be
+written.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("JQuery", "JQuery"): ("jquery:jquery",),
     ("Roundcube", "Roundcube Webmail"): ("roundcube:webmail",),
     ("Roundcube", "Webmail"): ("roundcube:webmail",),
+    ("Embedthis", "GoAhead"): ("embedthis:goahead",),
+    ("Webmin", "Webmin"): ("webmin:webmin",),
+    ("Grafana Labs", "Grafana"): ("grafana:grafana",),
+    ("Microsoft", "SQL Server"): ("microsoft:sql_server",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
@@ -71,7 +76,29 @@ NOT_NAMEABLE: dict[tuple[str, str], str] = {
 }
 
 # CVEs of mapped products that the catalog leaves out, and why.
-LEFT_OUT: dict[str, str] = {}
+LEFT_OUT: dict[str, str] = {
+    "CVE-2020-0618": "SQL Server Reporting Services, named by service pack (2012 SP4, 2014 SP3, "
+                     "2016 SP2), not by the build number the TDS pre-login gives",
+}
+
+# KEV products a fingerprint or web technology names whose CVEs the catalog does not hold
+# yet: their affected ranges are still to be written from NVD or the vendor. A product
+# moves from here to KEV_PRODUCTS with its entries.
+PENDING: dict[tuple[str, str], str] = {
+    ("Microsoft", "Exchange Server"): "microsoft:exchange_server",
+    ("Microsoft", "Exchange"): "microsoft:exchange_server",
+    ("Elastic", "Elasticsearch"): "elastic:elasticsearch",
+    ("Elastic", "Kibana"): "elastic:kibana",
+    ("Apache", "CouchDB"): "apache:couchdb",
+    ("Apache", "ActiveMQ"): "apache:activemq",
+    ("MinIO", "MinIO"): "minio:minio",
+    ("SolarWinds", "Serv-U"): "solarwinds:serv-u",
+    ("Samba", "Samba"): "samba:samba",
+    ("MikroTik", "RouterOS"): "mikrotik:routeros",
+    ("phpMyAdmin", "phpMyAdmin"): "phpmyadmin:phpmyadmin",
+    ("Laravel", "Laravel Framework"): "laravel:framework",
+    ("Rails", "Ruby on Rails"): "rubyonrails:rails",
+}
 
 
 @cache
@@ -124,6 +151,12 @@ def test_every_mapped_kev_product_is_in_the_kev_file() -> None:
     names = {(r["vendorProject"], r["product"]) for r in kev_records()}
     assert set(KEV_PRODUCTS) - names == set()
     assert set(NOT_NAMEABLE) - names == set()
+    assert set(PENDING) - names == set()
+
+
+def test_pending_products_are_nameable_and_not_also_mapped() -> None:
+    assert set(PENDING.values()) - set(nameable()) == set()
+    assert set(PENDING) & (set(KEV_PRODUCTS) | set(NOT_NAMEABLE)) == set()
 
 
 def test_every_mapped_product_key_is_one_a_fingerprint_or_web_technology_names() -> None:
