@@ -91,7 +91,9 @@ def cmd_update(args: argparse.Namespace) -> int:
         if o.status == "downloaded":
             line += f" ({_counts(o.counts)})"
         elif o.status == "failed":
-            line += f": {clean(o.message, 400)}; the previous copy is kept"
+            kept = "the previous copy is kept" if (folder / o.feed.file).is_file() else \
+                "nothing is cached for it yet"
+            line += f": {clean(o.message, 400)}; {kept}"
         echo(line)
     failed = [o.feed.name for o in outcomes if o.status == "failed"]
     if failed:

@@ -97,10 +97,16 @@ def _name(value: Any) -> str:
     return value
 
 
+def _checksum(value: Any) -> str | None:
+    if value is not None and value not in CHECKSUMS:
+        raise vol.Invalid(f"expected one of {', '.join(CHECKSUMS)} (or nothing), got "
+                          f"{str(value)[:40]!r}")
+    return value  # type: ignore[no-any-return]
+
+
 _CONFIG = vol.Schema({vol.Required("feeds"): {_name: {
     vol.Required("url"): _url,
-    vol.Optional("checksum", default=None): vol.Any(None, vol.In(CHECKSUMS, msg=f"expected "
-                                                                 f"one of {', '.join(CHECKSUMS)}")),
+    vol.Optional("checksum", default=None): _checksum,
 }}})
 
 
