@@ -97,6 +97,16 @@ def osv_zip() -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib would send even 127.0.0.1 through a proxy the environment names: the feeds
+    are asked of the local server directly, and nothing leaves the machine."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+
+
 @pytest.fixture
 def server() -> Iterator[FeedServer]:
     srv = FeedServer()
