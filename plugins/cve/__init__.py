@@ -3,7 +3,10 @@
 - ``version``: version order for real-world versions, distribution builds;
 - ``catalog``: entries, ranges and the index by product;
 - ``builtin``: the curated catalog ``data/cve_catalog.yaml`` (and YAML catalogs like it);
-- ``nvd`` / ``osv``: offline NVD CVE JSON 2.0 and OSV files; ``sources`` picks the reader;
+- ``nvd`` / ``osv`` / ``kev`` / ``debian_tracker``: offline NVD CVE JSON 2.0, OSV, CISA KEV
+  and Debian Security Tracker files; ``sources`` picks the reader;
+- ``fixes``: what distributions say of a CVE in their packages;
+- ``feeds`` / ``_update`` / ``_cli``: ``pentora catalog update | status``, the feed cache;
 - ``cve_matcher``: the module type.
 """
 
@@ -19,3 +22,10 @@ def pentora_register_modules(registry: Any) -> None:
     from pentora_plugins.cve.cve_matcher import CveMatcher  # when registering, not at start-up
 
     registry.register(CveMatcher)
+
+
+@hookimpl
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    from pentora_plugins.cve._cli import add_commands
+
+    add_commands(subparsers, common)

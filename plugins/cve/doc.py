@@ -40,6 +40,12 @@ class Doc:
         return self.need(obj[key], f"{path}.{key}", *kinds)
 
 
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters (``...`` where cut)."""
+    line = " ".join(text[:limit * 4].split())  # a feed's text may be of any length
+    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -17,6 +17,7 @@ source (a downloaded feed is newer than the built-in catalog).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,13 @@ ECOSYSTEM = {"debian": "deb", "ubuntu": "deb", "rhel": "rpm", "fedora": "rpm", "
              "suse": "rpm", "alpine": "apk"}
 
 PackageKey = tuple[str, str, str]  # (distribution, release, source package)
+
+# What a feed may name, bounded: feeds are read as untrusted text.
+CVE_ID = re.compile(r"CVE-\d{4}-\d{4,12}", re.ASCII)
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}", re.ASCII)
+# The severity words of distributions' trackers (Debian's urgency, OSV's labels).
+SEVERITIES = {"critical": "critical", "high": "high", "important": "high", "medium": "medium",
+              "moderate": "medium", "low": "low", "negligible": "low", "unimportant": "low"}
 
 
 @dataclass(frozen=True)

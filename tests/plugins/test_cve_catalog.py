@@ -286,8 +286,8 @@ def test_malformed_nvd_file_is_refused_naming_file_and_json_path(tmp_path: Path,
 @pytest.mark.parametrize("content,message", [
     ('{"vulnerabilities": [', "feed.json:1: invalid JSON: Expecting value (line 1, column 22)"),
     ('{"CVE_Items": []}', "an NVD JSON 1.1 feed (CVE_Items)"),
-    ('{"hello": 1}', "$: neither NVD CVE JSON 2.0"),
-    ('[1, 2]', "$: neither NVD CVE JSON 2.0"),
+    ('{"hello": 1}', "$: none of the formats a catalog file may have"),
+    ('[1, 2]', "$: none of the formats a catalog file may have"),
 ])
 def test_unreadable_or_unknown_files_are_refused(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "feed.json"
@@ -343,7 +343,7 @@ def test_osv_advisory_events_versions_and_scored_vector(tmp_path: Path) -> None:
 def test_osv_list_and_directory_and_qualitative_severity(tmp_path: Path) -> None:
     second = osv_doc() | {"id": "OSV-2024-1", "aliases": [], "severity": [],
                           "database_specific": {"severity": "MODERATE"}}
-    second["affected"] = [{"package": {"ecosystem": "Debian:12", "name": "openbsd:openssh"},
+    second["affected"] = [{"package": {"ecosystem": "OSS-Fuzz", "name": "openbsd:openssh"},
                            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]
     write_json(tmp_path / "list.json", [osv_doc(), second])
     catalog = load_catalog([str(tmp_path / "list.json")])
