@@ -1,6 +1,7 @@
 """Real daemons from Debian's packages, each started on 127.0.0.1 with a config of its own.
 
-Used by ``tests/integration/test_real_daemons.py`` and ``tests/benchmarks/bench_service_scan.py``::
+Used by ``tests/integration/test_real_daemons.py``, ``test_patched_daemons.py`` (with Exim and
+Apache httpd too) and ``tests/benchmarks/bench_service_scan.py``::
 
     reason = ensure_packages()          # None, or why the daemons cannot run here
     with all_daemons() as daemons:      # each a Daemon: name, port, expected service/product/version
@@ -14,7 +15,8 @@ port accepts, yields, then stops the daemon and removes the directory. No daemon
 names: reverse lookups are off wherever the daemon has them.
 
 Everything here needs root (sshd's privilege separation, vsftpd's chroot, running
-PostgreSQL as its own user); :func:`ensure_packages` says so when it is not.
+PostgreSQL, Exim and Apache's workers as their own users); :func:`ensure_packages` says so
+when it is not.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ PACKAGES = {
     "redis-server": "/usr/bin/redis-server",
     "vsftpd": "/usr/sbin/vsftpd",
     "postgresql": "/usr/lib/postgresql/*/bin/postgres",
+    "exim4-daemon-light": "/usr/sbin/exim4",
+    "apache2": "/usr/sbin/apache2",
 }
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
@@ -372,6 +376,62 @@ def postgresql() -> Iterator[Daemon]:
         with _run(argv, port=port, log=log, stop_signal=signal.SIGINT, user="postgres"):
             yield _daemon("postgresql", PACKAGES["postgresql"], port, log, service="postgresql",
                           product="PostgreSQL", reveals_version=False)
+
+
+@contextlib.contextmanager
+def exim() -> Iterator[Daemon]:
+    """Exim 4 as Debian builds it, in the foreground: no lookups (names, ident), no TLS, every
+    recipient refused, spool and logs in a tmp dir owned by ``Debian-exim``."""
+    binary = _binary(PACKAGES["exim4-daemon-light"])
+    with _workdir("exim") as tmp:
+        port, spool, logs = free_port(), tmp / "spool", tmp / "log"
+        tmp.chmod(0o711)  # Exim works as Debian-exim: it must reach its spool and logs
+        for folder in (spool, logs):
+            folder.mkdir()
+            shutil.chown(folder, "Debian-exim", "Debian-exim")
+        config = tmp / "exim.conf"
+        # A fixed primary_hostname: Exim would otherwise look its own name up. Root may name
+        # its own config with -C; Exim still drops to exim_user for each connection.
+        config.write_text(
+            f"primary_hostname = mail.pentora.test\ndaemon_smtp_ports = {port}\n"
+            f"local_interfaces = {HOST}\nexim_user = Debian-exim\nexim_group = Debian-exim\n"
+            "never_users = root\nkeep_environment =\nhost_lookup =\nrfc1413_hosts =\n"
+            f"tls_advertise_hosts =\nspool_directory = {spool}\nlog_file_path = {logs}/%slog\n"
+            f"pid_file_path = {tmp}/exim.pid\nacl_smtp_rcpt = refuse\n"
+            "begin acl\nrefuse:\n  deny message = relay not permitted\n")
+        with _run([binary, "-bdf", "-C", str(config)], port=port, log=tmp / "exim.out"):
+            yield _daemon("exim", PACKAGES["exim4-daemon-light"], port, logs / "mainlog",
+                          service="smtp", product="Exim")
+
+
+@contextlib.contextmanager
+def apache2() -> Iterator[Daemon]:
+    """Apache httpd (Debian's apache2) in the foreground with a config of its own: the event
+    MPM, one small process, ``ServerTokens OS`` as Debian ships it (``Apache/2.4.x (Debian)``),
+    a static page; no name lookups."""
+    binary = _binary(PACKAGES["apache2"])
+    modules = Path("/usr/lib/apache2/modules")
+    with _workdir("apache2") as tmp:
+        port, log, docs = free_port(), tmp / "error.log", tmp / "htdocs"
+        tmp.chmod(0o711)  # the workers run as www-data: they must reach the page
+        docs.mkdir(mode=0o755)
+        (docs / "index.html").write_text("<html><head><title>pentora test</title></head>"
+                                         "<body>It works</body></html>\n")
+        config = tmp / "httpd.conf"
+        loads = "".join(f"LoadModule {name}_module {modules}/mod_{name}.so\n"
+                        for name in ("mpm_event", "authz_core", "mime", "dir"))
+        config.write_text(
+            f"ServerRoot {tmp}\nServerName localhost\nListen {HOST}:{port}\nPidFile {tmp}/httpd.pid\n"
+            f"DefaultRuntimeDir {tmp}\n{loads}User www-data\nGroup www-data\nErrorLog {log}\n"
+            "LogLevel info\nHostnameLookups Off\nServerTokens OS\n"
+            "StartServers 1\nServerLimit 2\nThreadsPerChild 25\nMaxRequestWorkers 50\n"
+            "MinSpareThreads 5\nMaxSpareThreads 50\n"
+            "TypesConfig /dev/null\nAddType text/html .html\n"
+            f"DocumentRoot {docs}\nDirectoryIndex index.html\n"
+            "<Directory />\n  Require all granted\n</Directory>\n")
+        argv = [binary, "-f", str(config), "-DFOREGROUND"]
+        with _run(argv, port=port, log=tmp / "apache2.out"):
+            yield _daemon("apache2", PACKAGES["apache2"], port, log, service="http", product="Apache")
 
 
 DAEMONS: dict[str, Callable[[], contextlib.AbstractContextManager[Daemon]]] = {
