@@ -45,7 +45,7 @@ def _summary(report: Report) -> list[str]:
             ["Started", esc(s["started_at"] or "unknown")], ["Duration", duration],
             ["Hosts up", str(s["hosts_up"])], ["Open ports", str(s["open_ports"])],
             ["Findings", findings],
-            ["Unverified", f"{s['unverified']} (quality < {s['min_quality']})"], ["Nodes", nodes]]
+            ["Unverified", f"{s['unverified']} (quality below {s['min_quality']})"], ["Nodes", nodes]]
     return ["## Summary", "", *table(["", ""], rows)]
 
 
