@@ -321,7 +321,8 @@ def test_html_findings_have_a_quality_column_and_a_kev_badge(page):
     assert heads[:7] == ["Host", "Port", "ID", "Title", "CVSS", "Quality", "Evidence"]
     rows = {r["cells"][2]: r for r in _rows(page, "#findings table.findings")}
     assert set(rows) == {"Q-BANNER", "Q-PACKAGEKEV", "Q-NONE"}
-    assert rows["Q-PACKAGEKEV"]["cells"][5] == "97 (package)" and rows["Q-PACKAGEKEV"]["kev"] == ["inline-block"]
+    package = rows["Q-PACKAGEKEV"]
+    assert package["cells"][5] == "97 (package)" and package["kev"] == ["inline-block"]
     assert rows["Q-NONE"]["cells"][5] == "" and rows["Q-BANNER"]["cells"][5] == "80 (banner)"
     cards = page.evaluate('Array.from(document.querySelectorAll(".card")).map(c => c.textContent)')
     assert "3findings" in cards and "1unverified (quality < 70)" in cards

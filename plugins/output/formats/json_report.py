@@ -25,7 +25,8 @@ def document(report: Report) -> dict[str, Any]:
     scan = None
     if report.scan is not None:
         scan = {k: v for k, v in report.scan.items() if k != "kind"}
-    verified, unverified = [], []
+    verified: list[dict[str, Any]] = []
+    unverified: list[dict[str, Any]] = []
     for r in report.records:
         counts = r.get("kind") != "vulnerability" or quality.is_verified(r, report.min_quality)
         (verified if counts else unverified).append(r)
