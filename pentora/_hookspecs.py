@@ -289,6 +289,36 @@ def pentora_cli_scan_done(args: Any, orch: Orchestrator, result: ScanResult) -> 
     """
 
 
+@hookspec
+def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
+    """Scan options that a plugin's own ``pentora scan`` options set (added to
+    ``subparsers.choices["scan"]`` in ``pentora_cli_commands``). They are merged, in hook-call
+    order, into the ``options`` the scan runs with: every hook then reads them as
+    ``scan.options`` (an ``-o`` writer in its ``start(scan)``). Return None when the options
+    were not given. Options are not vars: they change what is shown or how it runs, not what
+    the DAG does, so a resumed scan takes them too::
+
+        @hookimpl
+        def pentora_cli_scan_options(args):
+            return {"min_quality": args.min_quality}
+    """
+
+
+@hookspec
+def pentora_cli_scan_exit(args: Any, result: ScanResult) -> int | None:
+    """An exit status for ``pentora scan`` other than the engine's (0, or 3 when nodes
+    failed), decided by a plugin's own option once the scan is over and its outputs are
+    written: ``--fail-on high`` exits 5 when a high or critical finding was made. 1:N; the
+    highest of the engine's status and the answers is the command's. Return None to leave it::
+
+        @hookimpl
+        def pentora_cli_scan_exit(args, result):
+            if args.fail_on_anything and result.context.get("vulnerabilities"):
+                return 5
+            return None
+    """
+
+
 @hookspec(firstresult=True)
 def pentora_scan_resume(scan_id: str) -> tuple[str, dict[str, Any]] | None:
     """The DAG and vars of the stored scan ``scan_id``, for ``pentora scan --resume ID``:

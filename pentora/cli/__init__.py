@@ -6,7 +6,8 @@ the parsed namespace and returns an exit code; it raises ``CliError`` for a user
 
 Exit codes: ``EXIT_OK`` 0, ``EXIT_INVALID`` 1 (invalid input), ``EXIT_USAGE`` 2 (usage
 error), ``EXIT_FAILED`` 3 (the run finished with failed nodes), ``EXIT_STORE`` 4 (a
-store the command needs, such as the scan store, is damaged).
+store the command needs, such as the scan store, is damaged), ``EXIT_FINDINGS`` 5 (the run
+found what ``--fail-on`` says to fail on).
 
 What a command prints for a person goes through ``echo``, which escapes anything a
 terminal would act on; each field of it through ``pentora.clean_text`` first.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from ._common import (
     EXIT_FAILED,
+    EXIT_FINDINGS,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_STORE,
@@ -29,12 +31,12 @@ from ._common import (
     profile_path,
 )
 from ._outputs import OutputSink, check_outputs, output_problems, resolve_outputs
-from ._scan_cmd import refuse_scan_options
+from ._scan_cmd import refuse_scan_options, scan_exit, scan_options
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE", "CliError",
-           "OutputSink", "check_outputs", "disabled_plugins", "echo", "list_profiles", "main",
+__all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
+           "CliError", "OutputSink", "check_outputs", "disabled_plugins", "echo", "list_profiles", "main",
            "make_orchestrator", "output_problems", "parse_sets", "profile_path", "refuse_scan_options",
-           "resolve_outputs"]
+           "resolve_outputs", "scan_exit", "scan_options"]
 
 
 def main(argv: list[str] | None = None) -> int:

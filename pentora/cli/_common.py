@@ -15,6 +15,8 @@ from .._text import clean
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_STORE = 4  # a store the run needs is damaged: a repair, not other input, fixes it
+# The run found what the command line said to fail on (``--fail-on SEVERITY``): a CI gate.
+EXIT_FINDINGS = 5
 
 
 class CliError(PentoraError):

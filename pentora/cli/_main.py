@@ -1,7 +1,8 @@
 """Entry point of the ``pentora`` command.
 
 Exit codes: 0 success, 1 invalid input, 2 usage error, 3 the run finished with failed
-(or cancelled, or timed-out) nodes. Bad input never shows a traceback.
+(or cancelled, or timed-out) nodes, 4 a store the command needs is damaged, 5 the run
+found what ``--fail-on`` says to fail on. Bad input never shows a traceback.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     orch.on_scan_abandoned(functools.partial(_abandoned, sink, args.outputs))
     result, unwritten = None, None
     try:
-        options = {"progress": args.progress, "resume": loaded is not None}
+        options = scan_options(orch, args, progress=args.progress, resume=loaded is not None)
         # A plugin may run the scan another way (sharded, distributed); None: run it here.
         result = orch.pm.hook.pentora_scan_execute(orch=orch, args=args, variables=variables,
                                                    options=options)
@@ -120,7 +120,23 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise unwritten
     for path in args.outputs:
         echo(f"results written to {path}", err=True)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return scan_exit(orch, args, result, EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def scan_options(orch: Any, args: argparse.Namespace, **options: Any) -> dict[str, Any]:
+    """``options`` and, over them, those the plugins' own command-line options set
+    (``pentora_cli_scan_options``): what ``orch.execute`` takes as ``options``."""
+    merged = dict(options)
+    for result in orch.pm.hook.pentora_cli_scan_options(args=args):
+        merged.update(result or {})
+    return merged
+
+
+def scan_exit(orch: Any, args: argparse.Namespace, result: Any, code: int) -> int:
+    """The command's exit status: the highest of ``code`` and the plugins' answers
+    (``pentora_cli_scan_exit``, e.g. ``--fail-on``)."""
+    answers = orch.pm.hook.pentora_cli_scan_exit(args=args, result=result)
+    return max([code, *(int(a) for a in answers if a is not None)])
 
 
 def _abandoned(sink: Any, outputs: list[str], result: Any) -> None:

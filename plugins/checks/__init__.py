@@ -1,4 +1,11 @@
-"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``."""
+"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``.
+
+Each finding is what the check saw the target do (a login accepted, an algorithm or a
+TLS version offered, a header missing from the answer), not a flaw inferred from a
+version string: method ``active``, quality 95 (``kit.quality``). ``ssh_checks``'
+``PENTORA-SSH-PROTOCOL-1`` reads the protocol version of the SSH identification line, which
+is the protocol the server will speak (RFC 4253, 5), not the version of its software.
+"""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from typing import Any
 import voluptuous as vol
 from pentora_plugins.kit.findings import add_vulnerabilities
 from pentora_plugins.kit.net.http_facts import OWASP_HEADERS, SECURITY_HEADERS
+from pentora_plugins.kit.quality import ACTIVE, QUALITY
 from pentora_plugins.kit.records import HttpResponse, Vulnerability, as_response
 from voluptuous import Optional
 
@@ -57,7 +58,8 @@ DEFAULT_PAGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile
 def _finding(r: HttpResponse, vid: str, title: str, severity: str, evidence: str,
              references: list[str]) -> Vulnerability:
     return Vulnerability(host=r.host, port=r.port, id=vid, title=title, severity=severity,
-                         evidence=evidence[:1000], references=references, source=SOURCE)
+                         evidence=evidence[:1000], references=references, source=SOURCE,
+                         method=ACTIVE, quality=QUALITY[ACTIVE])
 
 
 def missing_headers(r: HttpResponse) -> Vulnerability | None:

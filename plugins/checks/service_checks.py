@@ -27,6 +27,7 @@ from pentora_plugins.kit.cvss import base_score
 from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.net.fds import open_socket
 from pentora_plugins.kit.net.grab import Conn, tls_context
+from pentora_plugins.kit.quality import ACTIVE, QUALITY
 from pentora_plugins.kit.records import Vulnerability, address_key
 from pentora_plugins.kit.records import field_of as _get
 from voluptuous import Optional
@@ -173,7 +174,8 @@ def run_check(name: str, target: Any, timeout: float, password: str) -> Vulnerab
     return Vulnerability(host=target.host, port=target.port, id=check.id, title=check.title,
                          severity=severity_of(check.cvss), cvss=check.cvss,
                          evidence=f"{evidence} [{check.vector}]",
-                         references=list(check.references), source=SOURCE)
+                         references=list(check.references), source=SOURCE,
+                         method=ACTIVE, quality=QUALITY[ACTIVE])
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
 from pentora_plugins.kit.inputs import per_item
 from pentora_plugins.kit.net.talk import talk
+from pentora_plugins.kit.quality import ACTIVE, QUALITY
 from pentora_plugins.kit.records import ServiceFingerprint, Vulnerability
 from voluptuous import Optional
 
@@ -218,7 +219,7 @@ def findings(host: str, port: int, server: ServerAlgorithms) -> Iterator[Vulnera
                             title="SSH server speaks only protocol version 1", severity=severity_of(7.5),
                             cvss=7.5, evidence=f"identification: {server.ident}",
                             references=["CVE-2001-0572 (SSH 1 traffic analysis)", "RFC 4253"],
-                            source=SOURCE)
+                            source=SOURCE, method=ACTIVE, quality=QUALITY[ACTIVE])
         return
     for category, (suffix, title) in TITLES.items():
         weak = weak_algorithms(server.category(category), category)
@@ -228,4 +229,5 @@ def findings(host: str, port: int, server: ServerAlgorithms) -> Iterator[Vulnera
         evidence = "\n".join([f"identification: {server.ident}"] + [f"{a}: {why}" for a, _, why in weak])
         yield Vulnerability(host=host, port=port, id=f"PENTORA-SSH-{suffix}", title=title,
                             severity=severity_of(cvss), cvss=cvss, evidence=evidence,
-                            references=list(REFERENCES[category]), source=SOURCE)
+                            references=list(REFERENCES[category]), source=SOURCE,
+                            method=ACTIVE, quality=QUALITY[ACTIVE])

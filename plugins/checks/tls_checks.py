@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pentora_plugins.kit.findings import add_vulnerabilities, severity_of
+from pentora_plugins.kit.quality import ACTIVE, QUALITY
 from pentora_plugins.kit.records import TlsReport, Vulnerability
 from voluptuous import Optional
 
@@ -80,7 +81,8 @@ def _finding(report: TlsReport, suffix: str, title: str, cvss: float, evidence: 
              references: list[str]) -> Vulnerability:
     return Vulnerability(host=report.host, port=report.port, id=f"PENTORA-TLS-{suffix}", title=title,
                          severity=severity_of(cvss), cvss=cvss, evidence=evidence,
-                         references=list(references), source=SOURCE)
+                         references=list(references), source=SOURCE,
+                         method=ACTIVE, quality=QUALITY[ACTIVE])
 
 
 def _certificate(r: TlsReport, min_key_bits: int) -> Iterator[Vulnerability]:

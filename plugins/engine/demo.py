@@ -191,9 +191,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         variables = {"targets": "127.0.0.1", "ports": ",".join(str(p) for p in sorted(ports.values())),
                      "output": args.output or "", "icmp": False}
         result = orch.execute(vars=variables, options={"progress": args.progress})
-        fmt = orch.registry.output_formats.get("summary")
-        if fmt is not None:
-            fmt.open(sys.stdout).close(result)
+        # What `pentora scan` prints when it ends (the output area's summary, with the
+        # options it added to this command, such as --min-quality).
+        orch.pm.hook.pentora_cli_scan_done(args=args, orch=orch, result=result)
         if args.output:
             sys.stderr.write(f"results written to {args.output}\n")
         return 0 if result.ok else 3

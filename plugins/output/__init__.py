@@ -36,14 +36,28 @@ def pentora_register_modules(registry: Any) -> None:
     registry.register(JsonReporter)
 
 
-@hookimpl
+@hookimpl(trylast=True)  # after the other areas: `pentora demo` (engine) exists by then
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    from pentora_plugins.output import _views
     from pentora_plugins.output.formats import report_cmd
 
     report_cmd.add_parser(subparsers, common)
     scan = subparsers.choices.get("scan")
     if scan is not None:
         scan.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
+        _views.add_options(scan)
+    demo = subparsers.choices.get("demo")
+    if demo is not None:
+        _views.add_options(demo, fail_on=False)
+
+
+@hookimpl
+def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
+    """The quality threshold, for the -o writers (``start(scan)`` reads ``scan.options``)."""
+    from pentora_plugins.output import _views
+
+    value = getattr(args, "min_quality", None)
+    return None if value is None else {_views.OPTION: value}
 
 
 @hookimpl
@@ -51,6 +65,17 @@ def pentora_cli_scan_done(args: Any, orch: Any, result: Any) -> None:
     """The summary table on stdout once the scan is over (not with ``-q``)."""
     if getattr(args, "quiet", False):
         return
+    from pentora_plugins.kit.quality import DEFAULT_MIN_QUALITY
     from pentora_plugins.output.summary import SummaryWriter
 
-    SummaryWriter(sys.stdout).close(result)
+    SummaryWriter(sys.stdout, getattr(args, "min_quality", DEFAULT_MIN_QUALITY)).close(result)
+
+
+@hookimpl
+def pentora_cli_scan_exit(args: Any, result: Any) -> int | None:
+    """``--fail-on SEVERITY``: exit 5 when a verified finding that bad was made."""
+    if result is None or not getattr(args, "fail_on", None):
+        return None
+    from pentora_plugins.output import _views
+
+    return _views.gate(result.context.get("vulnerabilities", []), args.min_quality, args.fail_on)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from pentora_plugins.kit import quality
+from pentora_plugins.output._views import min_quality_of
+
 from pentora import OutputFormat, atomic_output
 from pentora import clean_text as clean  # the one terminal-safe helper
 
@@ -28,7 +31,9 @@ def table(rows: list[list[str]]) -> str:
 
 
 class SummaryWriter:
-    def __init__(self, target: str | IO[str] = "-") -> None:
+    def __init__(self, target: str | IO[str] = "-",
+                 min_quality: int = quality.DEFAULT_MIN_QUALITY) -> None:
+        self.min_quality = min_quality
         self.owned = isinstance(target, str) and target != "-"
         self.stream: IO[str]
         if not isinstance(target, str):
@@ -38,6 +43,10 @@ class SummaryWriter:
         else:
             self.stream = atomic_output(target)  # type: ignore[assignment]
 
+    def start(self, scan: Any) -> None:
+        """As an ``-o`` file: the scan's ``--min-quality`` (``scan.options``)."""
+        self.min_quality = min_quality_of(scan.options)
+
     def record(self, kind: str, record: Any) -> None:
         """The summary is drawn from the finished scan, not from the stream."""
 
@@ -45,13 +54,13 @@ class SummaryWriter:
         if result is not None:
             # The last safety pass, for a terminal or a file alike: this format is for reading,
             # and a field a future row forgets to clean must still not reach a terminal raw.
-            self.stream.write(clean(render(result), None, lines=True) + "\n")
+            self.stream.write(clean(render(result, self.min_quality), None, lines=True) + "\n")
             self.stream.flush()
         if self.owned:
             self.stream.close()
 
 
-def render(result: Any) -> str:
+def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> str:
     ctx = result.context
     services = {(_get(s, "host"), _get(s, "port"), _get(s, "protocol")): s
                 for s in ctx.get("service_fingerprints", [])}
@@ -74,7 +83,7 @@ def render(result: Any) -> str:
     elif ctx.has("open_ports"):
         lines.append("no open ports found")
     if ctx.has("vulnerabilities"):
-        lines.extend(findings(ctx.get("vulnerabilities")))
+        lines.extend(findings(ctx.get("vulnerabilities"), min_quality))
     failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]
     for r in failed:
         lines.append(f"node {clean(r.node, None)} {r.status}: {clean(r.error or r.reason, 200)}")
@@ -91,24 +100,60 @@ SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 MAX_FINDINGS = 40  # more would scroll the table away: the -o reports have them all
 
 
-def findings(vulns: list[Any]) -> list[str]:
-    """The findings block: a count by severity, then the worst first."""
+def findings(vulns: list[Any], min_quality: int = quality.DEFAULT_MIN_QUALITY) -> list[str]:
+    """The findings block: the verified ones (quality ``min_quality`` or more, or none
+    stated), counted by severity, worst first; then the unverified ones, apart."""
     if not vulns:
         return ["no findings"]
     rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
     ordered = sorted(vulns, key=lambda v: (rank.get(_get(v, "severity"), len(rank)),
                                            -(_get(v, "cvss") or 0), str(_get(v, "host")),
                                            _get(v, "port") or 0, str(_get(v, "id"))))
+    verified, unverified = quality.split(ordered, min_quality)
+    out = _verified(verified, min_quality)
+    if unverified:
+        out += _unverified(unverified, min_quality)
+    return out
+
+
+def _where(v: Any) -> str:
+    return clean(_get(v, "host")) + (f":{clean(_get(v, 'port'))}" if _get(v, "port") else "")
+
+
+def _quality(v: Any) -> str:
+    q = quality.quality_of(v)
+    return "-" if q is None else str(q)
+
+
+def _kev(v: Any) -> str:
+    return "KEV" if _get(v, "known_exploited") is True else ""
+
+
+def _verified(ordered: list[Any], min_quality: int) -> list[str]:
+    if not ordered:
+        return [f"no verified findings (quality >= {min_quality})"]
     counts: dict[str, int] = {}
     for v in ordered:
         counts[_get(v, "severity")] = counts.get(_get(v, "severity"), 0) + 1
     head = ", ".join(f"{n} {clean(s)}" for s, n in counts.items())
-    rows = [["SEVERITY", "WHERE", "FINDING", "TITLE"]]
+    rows = [["SEVERITY", "WHERE", "FINDING", "KEV", "QUALITY", "TITLE"]]
     for v in ordered[:MAX_FINDINGS]:
-        where = clean(_get(v, "host")) + (f":{clean(_get(v, 'port'))}" if _get(v, "port") else "")
-        rows.append([clean(_get(v, "severity")).upper(), where, clean(_get(v, "id")),
-                     clean(_get(v, "title"), 70)])
+        rows.append([clean(_get(v, "severity")).upper(), _where(v), clean(_get(v, "id")), _kev(v),
+                     _quality(v), clean(_get(v, "title"), 70)])
     out = [f"{len(ordered)} finding(s): {head}", table(rows)]
+    if len(ordered) > MAX_FINDINGS:
+        out.append(f"... and {len(ordered) - MAX_FINDINGS} more (write them with -o FILE.html|md|json)")
+    return out
+
+
+def _unverified(ordered: list[Any], min_quality: int) -> list[str]:
+    """Briefly: where, what, how sure, and why (the evidence: the banner it was read from)."""
+    rows = [["WHERE", "FINDING", "KEV", "QUALITY", "WHY"]]
+    for v in ordered[:MAX_FINDINGS]:
+        why = clean(_get(v, "evidence") or _get(v, "method") or "", 70)
+        rows.append([_where(v), clean(_get(v, "id")), _kev(v), _quality(v), why])
+    out = [f"{quality.UNVERIFIED_TITLE} ({len(ordered)}, quality < {min_quality}; "
+           "--min-quality 0 shows them as findings)", table(rows)]
     if len(ordered) > MAX_FINDINGS:
         out.append(f"... and {len(ordered) - MAX_FINDINGS} more (write them with -o FILE.html|md|json)")
     return out

@@ -355,20 +355,25 @@ def test_modules_and_plugins_of_a_hostile_plugin(world: World, args: tuple[str, 
 # -- reports ----------------------------------------------------------------------------------------
 
 TEXT_FORMATS = ("md",)  # for reading: controls shown as \\xNN
-MACHINE_FORMATS = ("jsonl", "json", "csv", "xml", "html")  # each escapes by its own rules
+MACHINE_FORMATS = ("jsonl", "json", "csv", "csv-findings", "xml", "html")  # each escapes by its own rules
 
 
 @pytest.fixture(scope="module")
 def hostile_jsonl(world: World) -> Path:
-    """The web scan's JSONL, with the hostile DAG's node lines and a service whose product
-    and version are hostile (no real fingerprint would take them), before its scan line."""
+    """The web scan's JSONL, with the hostile DAG's node lines, a service whose product
+    and version are hostile (no real fingerprint would take them) and an unverified finding
+    quoting them (shown apart, and in csv-findings), before its scan line."""
     lines = (world.root / "web1.jsonl").read_text().splitlines()
     dag_nodes = [line for line in (world.root / "dag.jsonl").read_text().splitlines()
                  if json.loads(line)["kind"] == "node"]
     service = next(json.loads(line) for line in lines if json.loads(line)["kind"] == "service")
     service.update(product="nginx" + HOSTILE, version="1" + HOSTILE)
+    finding = {"kind": "vulnerability", "host": service["host"], "port": service["port"],
+               "id": "CVE-0000-0001", "severity": "high", "title": "nginx" + HOSTILE,
+               "evidence": "nginx" + HOSTILE, "quality": 30, "method": "banner-backport-prone"}
     path = world.root / "hostile-report.jsonl"
-    path.write_text("\n".join([*lines[:-1], *dag_nodes, json.dumps(service), lines[-1]]) + "\n")
+    path.write_text("\n".join([*lines[:-1], *dag_nodes, json.dumps(service), json.dumps(finding),
+                               lines[-1]]) + "\n")
     return path
 
 

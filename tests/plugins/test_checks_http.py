@@ -141,6 +141,7 @@ def test_cookie_flags_and_risky_methods(tmp_path):
     methods = by_id["PENTORA-HTTP-RISKY-METHODS"]
     assert methods.title == "Risky HTTP methods allowed: PUT, DELETE, TRACE"
     assert "not tried" in methods.evidence
+    assert {(v.method, v.quality) for v in by_id.values()} == {("active", 95)}
 
 
 def test_findings_merge_with_what_other_checks_found_and_selected_checks_only():

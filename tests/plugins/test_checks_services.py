@@ -131,6 +131,7 @@ def test_anonymous_ftp_is_found_and_nothing_else_is_sent(tcp_server) -> None:
     found = ids(run([fingerprint(port, "ftp")], recorder=recorder))
     v = found[("PENTORA-FTP-ANONYMOUS", port)]
     assert (v.host, v.cvss, v.severity, v.source) == ("127.0.0.1", 5.3, "medium", "check:services")
+    assert (v.method, v.quality) == ("active", 95)  # it logged in: seen, not inferred
     assert v.evidence.startswith("USER anonymous → 331 Please specify the password.; "
                                  "PASS anonymous@example.com → 230 Login successful.")
     assert seen == ["USER anonymous", "PASS anonymous@example.com", "QUIT", "(closed)"]

@@ -79,6 +79,8 @@ def test_weak_algorithms_become_one_finding_per_category(tcp_server) -> None:
     assert "ssh-rsa: RSA signatures with SHA-1" in hostkey and "ssh-dss: DSA" in hostkey
     assert server.received[0] == checks_ssh.CLIENT_ID  # it said who it is, then nothing more
     assert len(collector.of("vulnerability")) == 4
+    # what the server offered, read off the wire: no version inference
+    assert {(v.method, v.quality) for v in found.values()} == {("active", 95)}
 
 
 def test_modern_server_gives_no_finding_and_lines_before_the_ident_are_skipped(tcp_server) -> None:
@@ -94,7 +96,8 @@ def test_modern_server_gives_no_finding_and_lines_before_the_ident_are_skipped(t
 def test_ssh1_only_server(tcp_server) -> None:
     server = tcp_server(banner=b"SSH-1.5-OldSSHd\r\n", close_after_banner=True)
     found, _ = run_checks([server.port])
-    assert found[(server.port, "PENTORA-SSH-PROTOCOL-1")].severity == "high"
+    v = found[(server.port, "PENTORA-SSH-PROTOCOL-1")]
+    assert v.severity == "high" and (v.method, v.quality) == ("active", 95)
 
 
 def test_servers_that_are_not_ssh_give_no_finding_and_no_failure(tcp_server, closed_tcp_port) -> None:

@@ -51,6 +51,7 @@ def test_expired_self_signed_mismatched_certificate(tcp_server, tmp_path: Path) 
     mismatch = found[(port, "PENTORA-TLS-HOSTNAME-MISMATCH")]
     assert "127.0.0.1 is not among old.pentora.test" in mismatch.evidence
     assert {v.id for v in collector.of("vulnerability")} == {i for _, i in found}  # emitted too
+    assert {(v.method, v.quality) for v in found.values()} == {("active", 95)}
 
 
 def test_a_good_certificate_and_server_give_no_finding(tcp_server, tmp_path: Path) -> None:

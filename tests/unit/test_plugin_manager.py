@@ -266,6 +266,51 @@ def test_pentora_cli_scan_done_prints_after_the_scan_and_replaces_the_engine_sum
     assert proc.returncode == 0 and proc.stdout.strip() == "done: hi"
 
 
+OPTION_HOOKS = textwrap.dedent('''
+    import pentora
+
+    @pentora.hookimpl
+    def pentora_cli_commands(subparsers):
+        subparsers.choices["scan"].add_argument("--shout", action="store_true")
+        subparsers.choices["scan"].add_argument("--fail-if-said")
+
+    @pentora.hookimpl
+    def pentora_cli_scan_options(args):
+        return {"shout": True} if args.shout else None
+
+    @pentora.hookimpl
+    def pentora_scan_start(scan):
+        print("options:", sorted(scan.options.items()))
+
+    @pentora.hookimpl
+    def pentora_cli_scan_exit(args, result):
+        return 5 if args.fail_if_said and result.context.get("said") == args.fail_if_said else None
+''')
+
+
+def _scan_with_option_hooks(run_cli: Any, tmp_path: Any, *args: str) -> Any:
+    hooks = tmp_path / "options.py"
+    hooks.write_text(OPTION_HOOKS)
+    return scan_with_hooks(run_cli, tmp_path, "--hooks", str(hooks), "-p", "no:output", "-p", "no:store",
+                           *args)
+
+
+def test_pentora_cli_scan_options_reach_scan_options(run_cli, tmp_path):
+    proc = _scan_with_option_hooks(run_cli, tmp_path, "--shout")
+    assert proc.returncode == 0, proc.stderr
+    assert "options: [('progress', False), ('resume', False), ('shout', True)]" in proc.stdout
+    proc = _scan_with_option_hooks(run_cli, tmp_path)
+    assert "options: [('progress', False), ('resume', False)]" in proc.stdout
+
+
+def test_pentora_cli_scan_exit_sets_the_exit_status(run_cli, tmp_path):
+    proc = _scan_with_option_hooks(run_cli, tmp_path, "--fail-if-said", "hi")
+    assert proc.returncode == 5, proc.stderr
+    assert "done: hi" in proc.stdout  # the summary is still printed
+    proc = _scan_with_option_hooks(run_cli, tmp_path, "--fail-if-said", "bye")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_pentora_cli_scan_load_runs_a_dag_from_elsewhere(run_cli, tmp_path):
     hooks = tmp_path / "hooks.py"
     hooks.write_text(textwrap.dedent('''

@@ -1,4 +1,5 @@
-"""Report formats: ``json``, ``csv``, ``md``, nmap ``xml`` and ``html``, and ``pentora report``.
+"""Report formats: ``json``, ``csv``, ``csv-findings``, ``md``, nmap ``xml`` and ``html``, and
+``pentora report``.
 
 Each format is an ``OutputFormat`` record registered by the ``output`` area through
 ``pentora_register_output_formats`` (``-o FILE --format F``, or the file's extension),
@@ -10,5 +11,5 @@ from __future__ import annotations
 
 from pentora_plugins.output.formats import csv_report, html_report, json_report, md_report, xml_report
 
-FORMATS = (json_report.FORMAT, csv_report.FORMAT, md_report.FORMAT, xml_report.FORMAT,
-           html_report.FORMAT)
+FORMATS = (json_report.FORMAT, csv_report.FORMAT, csv_report.FINDINGS_FORMAT, md_report.FORMAT,
+           xml_report.FORMAT, html_report.FORMAT)

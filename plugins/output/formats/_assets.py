@@ -45,6 +45,9 @@ svg text.label { text-anchor: end; }
 .st-cancelled { background: #f2d16b; } .st-skipped { background: #d0d0d0; }
 .st-running { background: #8ec1ef; } .st-pending { background: #fff; }
 .note { color: var(--muted); font-style: italic; }
+.kev { display: inline-block; border-radius: 4px; padding: 0 5px; margin-left: 6px; font-size: 11px;
+       font-weight: 700; background: #5a1a8a; color: #fff; }
+tr.unverified td { color: #8a90a0; background: #f1f2f4; }
 """
 
 # Sorts a table.sortable by the clicked column: by a cell's data-key when it has one

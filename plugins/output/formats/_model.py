@@ -5,6 +5,11 @@ from what modules emit, afterwards from a JSONL file (``pentora report``). Both 
 give the same ``Report``, so a file rendered live and one re-rendered later agree.
 Views are deduplicated (a port found by two scanners is one port) and sorted
 deterministically: the same records give the same report whatever their order.
+
+Findings are split by their quality of detection (``kit.quality``): ``findings`` and every
+count (by severity, per host, per port) hold the verified ones, of quality
+``min_quality`` or more or none stated; ``unverified`` the others, which each format lists
+apart ("may be fixed by a backport").
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from pentora_plugins.kit import quality
 from pentora_plugins.kit.findings import SEVERITIES as _ASCENDING
 from pentora_plugins.kit.records import address_key, record_dict
+from pentora_plugins.output._views import min_quality_of
 from pentora_plugins.output.jsonl import scan_facts, scan_line
 
 from pentora import PentoraError, atomic_output, try_plan
@@ -114,7 +121,8 @@ class GraphNode:
 class Report:
     """Everything a scan reported; ``add`` each record, then read the views."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> None:
+        self.min_quality = min_quality
         self.records: list[dict[str, Any]] = []
         self.scan: dict[str, Any] | None = None
         self.by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -136,21 +144,30 @@ class Report:
         return {key(r): r for r in self.by_kind.get(kind, [])}
 
     def vulnerabilities(self) -> list[dict[str, Any]]:
+        """Every finding, verified or not, worst first."""
         unique = self._latest("vulnerability", lambda r: (r.get("host"), r.get("port"), r.get("id")))
         return sorted(unique.values(), key=lambda r: (
             severity_rank(r.get("severity")), -(r.get("cvss") or 0), address_key(str(r.get("host"))),
             _int(r.get("port")), str(r.get("id"))))
 
+    def findings(self) -> list[dict[str, Any]]:
+        """The verified findings (quality ``min_quality`` or more, or none stated), worst first."""
+        return quality.split(self.vulnerabilities(), self.min_quality)[0]
+
+    def unverified(self) -> list[dict[str, Any]]:
+        """The findings below ``min_quality``: a backport may have fixed them. Worst first."""
+        return quality.split(self.vulnerabilities(), self.min_quality)[1]
+
     def by_severity(self) -> list[tuple[str, list[dict[str, Any]]]]:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for v in self.vulnerabilities():
+        for v in self.findings():
             groups[str(v.get("severity") or "info").lower()].append(v)
         return sorted(groups.items(), key=lambda kv: severity_rank(kv[0]))
 
     def open_ports(self) -> list[PortView]:
         services = self._latest("service", _port_key)
         findings: dict[tuple[str, int], int] = defaultdict(int)
-        for v in self.vulnerabilities():
+        for v in self.findings():
             if v.get("port") is not None:
                 findings[(str(v.get("host")), _int(v.get("port")))] += 1
         http = {(str(r.get("host")), _int(r.get("port"))): r for r in self.by_kind.get("http", [])}
@@ -206,7 +223,7 @@ class Report:
         records = self._host_records()
         assets = self._latest("asset", lambda r: str(r.get("host")))
         ports = self.open_ports()
-        vulns = self.vulnerabilities()
+        vulns = self.findings()
         port_count: dict[str, int] = defaultdict(int)
         finding_count: dict[str, int] = defaultdict(int)
         for p in ports:
@@ -271,12 +288,13 @@ class Report:
             "hosts_up": sum(1 for h in hosts if h.up), "hosts_down": sum(1 for h in hosts if not h.up),
             "open_ports": len(self.open_ports()),
             "findings": {sev: len(items) for sev, items in self.by_severity()},
+            "unverified": len(self.unverified()), "min_quality": self.min_quality,
             "nodes": dict(scan.get("counts") or counts),
         }
 
-    def sorted_records(self) -> list[dict[str, Any]]:
-        """Every record (the scan line aside) in a deterministic order: by kind, then
-        address, protocol, port, then content; node lines in DAG order."""
+    def sorted_records(self, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Every record (the scan line aside), or ``records``, in a deterministic order: by
+        kind, then address, protocol, port, then content; node lines in DAG order."""
         order = {nid: i for i, nid in enumerate(n.id for n in self.graph())}
 
         def key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -288,7 +306,7 @@ class Report:
             return (rank, kind, address_key(where), str(r.get("protocol") or ""), _int(r.get("port")),
                     json.dumps(r, sort_keys=True, default=str))
 
-        return sorted(self.records, key=key)
+        return sorted(self.records if records is None else records, key=key)
 
 
 class ReportWriter:
@@ -309,8 +327,18 @@ class ReportWriter:
         else:
             self.stream, self.owned = target, False
 
+    @property
+    def min_quality(self) -> int:
+        """The quality a finding needs to count (``--min-quality``); ``pentora report`` sets it."""
+        return self.report.min_quality
+
+    @min_quality.setter
+    def min_quality(self, value: int) -> None:
+        self.report.min_quality = value
+
     def start(self, scan: Any) -> None:
         self.facts = scan_facts(scan)
+        self.min_quality = min_quality_of(scan.options)
 
     def record(self, kind: str, record: Any) -> None:
         self.report.add(record_dict(kind, record))

@@ -1,6 +1,8 @@
 """The ``html`` format: one self-contained page a person reads in a browser.
 
-Summary, sortable hosts and services tables, findings by severity, the DAG drawn with
+Summary, sortable hosts and services tables, findings by severity (the verified ones:
+quality ``--min-quality`` or more, with a Quality column and a KEV badge on known-exploited
+ones), the unverified findings greyed in a section of their own, the DAG drawn with
 each node coloured by its status, a timeline of node start/end times, and the node
 table. No external script, font, stylesheet or image: the CSS and the small sorting
 script are inlined and pinned by hash in the page's Content-Security-Policy. Every
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pentora_plugins.kit import quality
 from pentora_plugins.kit.records import address_key
 from pentora_plugins.output.formats._assets import CSS, JS, csp
 from pentora_plugins.output.formats._model import STATUSES, PortView, Report, ReportWriter, epoch
@@ -41,6 +44,7 @@ def _summary(report: Report) -> str:
     cards = [("hosts up", s["hosts_up"]), ("open ports", s["open_ports"]),
              ("findings", sum(s["findings"].values())), ("duration", duration)]
     cards += [(f"{sev} findings", n) for sev, n in s["findings"].items()]
+    cards.append((f"unverified (quality < {s['min_quality']})", s["unverified"]))
     body = "".join(f'<div class="card"><b>{esc(v)}</b>{esc(k)}</div>' for k, v in cards)
     items = "".join(f"<li>target {esc(e.get('spec'))} not used: {esc(e.get('error'), 300)}</li>"
                     for e in report.by_kind.get("target_error", []))
@@ -92,22 +96,54 @@ def _services(report: Report) -> str:
     return f'<section id="services-section"><h2>Services</h2>{table}</section>'
 
 
+def _id_cell(v: dict[str, Any]) -> str:
+    kev = ('<span class="kev" title="listed in CISA\'s Known Exploited Vulnerabilities">KEV</span>'
+           if v.get("known_exploited") is True else "")
+    return f"<td>{esc(v.get('id'), 120)}{kev}</td>"
+
+
+def _quality_cell(v: dict[str, Any]) -> str:
+    q = quality.quality_of(v)
+    text = "" if q is None else str(q) + (f" ({v['method']})" if v.get("method") else "")
+    return _td(text, key=str(-1 if q is None else q), cls="quality")
+
+
+def _finding_row(v: dict[str, Any], cls: str = "") -> str:
+    attrs = f' class="{cls}"' if cls else ""
+    return (f"<tr{attrs}>" + _td(v.get("host"), key=address_sort_key(str(v.get("host"))))
+            + _td(v.get("port") if v.get("port") is not None else "host") + _id_cell(v)
+            + _td(v.get("title") or "", 200) + _td(v.get("cvss") if v.get("cvss") is not None else "")
+            + _quality_cell(v) + _td(v.get("evidence") or "", 300, cls="detail") + "</tr>")
+
+
+def _findings_head() -> str:
+    return ("<thead><tr>" + _th("Host") + _th("Port") + _th("ID") + _th("Title") + _th("CVSS", "num")
+            + _th("Quality", "num") + _th("Evidence") + "</tr></thead>")
+
+
 def _findings(report: Report) -> str:
     groups = report.by_severity()
     parts = ['<section id="findings"><h2>Findings by severity</h2>']
     if not groups:
-        parts.append('<p class="note">No findings.</p>')
+        parts.append(f'<p class="note">No verified findings (quality {report.min_quality} or more).</p>')
     for sev, items in groups:
-        rows = "".join(
-            "<tr>" + _td(v.get("host"), key=address_sort_key(str(v.get("host"))))
-            + _td(v.get("port") if v.get("port") is not None else "host") + _td(v.get("id"))
-            + _td(v.get("title") or "", 200) + _td(v.get("cvss") if v.get("cvss") is not None else "")
-            + _td(v.get("evidence") or "", 300, cls="detail") + "</tr>" for v in items)
+        rows = "".join(_finding_row(v) for v in items)
         parts.append(f'<h3><span class="sev sev-{esc(sev)}">{esc(sev)}</span> {len(items)}</h3>'
-                     '<table class="sortable findings"><thead><tr>' + _th("Host") + _th("Port")
-                     + _th("ID") + _th("Title") + _th("CVSS", "num") + _th("Evidence")
-                     + f"</tr></thead><tbody>{rows}</tbody></table>")
+                     f'<table class="sortable findings">{_findings_head()}<tbody>{rows}</tbody></table>')
     return "".join(parts) + "</section>"
+
+
+def _unverified(report: Report) -> str:
+    items = report.unverified()
+    if not items:
+        return ""
+    rows = "".join(_finding_row(v, "unverified") for v in items)
+    title = quality.UNVERIFIED_TITLE.capitalize()
+    return (f'<section id="unverified"><h2>{esc(title)} ({len(items)})</h2>'
+            f'<p class="note">Quality below {report.min_quality}: not counted above; '
+            "<code>--min-quality 0</code> shows them as findings.</p>"
+            f'<table id="unverified-table" class="sortable findings">{_findings_head()}'
+            f"<tbody>{rows}</tbody></table></section>")
 
 
 def _legend() -> str:
@@ -141,7 +177,7 @@ def render(report: Report) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>pentora report: {name}</title><style>{CSS}</style></head><body>"
         f'<header><h1>pentora report: {name}</h1></header>'
-        f"{_summary(report)}{_hosts(report)}{_services(report)}{_findings(report)}{dag}{timeline}"
+        f"{_summary(report)}{_hosts(report)}{_services(report)}{_findings(report)}{_unverified(report)}{dag}{timeline}"
         f"<footer>written by pentora {esc(__version__)}</footer><script>{JS}</script></body></html>\n")
 
 

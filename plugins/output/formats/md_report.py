@@ -1,6 +1,8 @@
 """The ``md`` format: a Markdown report to paste into a ticket.
 
-Summary, hosts, services, findings by severity, and the nodes that did not complete.
+Summary, hosts, services, findings by severity (the verified ones: quality
+``--min-quality`` or more), the unverified findings apart, and the nodes that did not
+complete.
 Every string from a target is escaped (``esc``): controls shown as ``\\xNN``, HTML
 special characters as entities, Markdown's inline syntax and table pipes backslashed,
 so a banner can neither format the ticket nor inject HTML into it.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pentora_plugins.kit import quality
 from pentora_plugins.output.formats._model import Report, ReportWriter
 
 from pentora import OutputFormat
@@ -41,7 +44,8 @@ def _summary(report: Report) -> list[str]:
             ["Targets", esc(s["targets"] or "unknown")], ["Status", esc(s["status"])],
             ["Started", esc(s["started_at"] or "unknown")], ["Duration", duration],
             ["Hosts up", str(s["hosts_up"])], ["Open ports", str(s["open_ports"])],
-            ["Findings", findings], ["Nodes", nodes]]
+            ["Findings", findings],
+            ["Unverified", f"{s['unverified']} (quality below {s['min_quality']})"], ["Nodes", nodes]]
     return ["## Summary", "", *table(["", ""], rows)]
 
 
@@ -66,19 +70,42 @@ def _services(report: Report) -> list[str]:
     return ["## Services", "", *body]
 
 
+def _quality(v: dict[str, Any]) -> str:
+    q = quality.quality_of(v)
+    return "" if q is None else str(q) + (f" ({esc(v['method'])})" if v.get("method") else "")
+
+
+def _id(v: dict[str, Any]) -> str:
+    return esc(v.get("id")) + (" **KEV**" if v.get("known_exploited") is True else "")
+
+
 def _findings(report: Report) -> list[str]:
     lines = ["## Findings by severity", ""]
     groups = report.by_severity()
     if not groups:
-        return [*lines, "No findings."]
+        return [*lines, f"No verified findings (quality {report.min_quality} or more)."]
     for severity, items in groups:
         lines += [f"### {esc(severity.capitalize())} ({len(items)})", ""]
         rows = [[esc(v.get("host")), str(v["port"]) if v.get("port") is not None else "host",
-                 esc(v.get("id")), esc(v.get("title") or ""),
-                 str(v["cvss"]) if v.get("cvss") is not None else "", esc(v.get("evidence") or "", 160)]
+                 _id(v), esc(v.get("title") or ""),
+                 str(v["cvss"]) if v.get("cvss") is not None else "", _quality(v),
+                 esc(v.get("evidence") or "", 160)]
                 for v in items]
-        lines += [*table(["Host", "Port", "ID", "Title", "CVSS", "Evidence"], rows), ""]
+        lines += [*table(["Host", "Port", "ID", "Title", "CVSS", "Quality", "Evidence"], rows), ""]
     return lines[:-1]
+
+
+def _unverified(report: Report) -> list[str]:
+    items = report.unverified()
+    if not items:
+        return []
+    rows = [[esc(v.get("host")), str(v["port"]) if v.get("port") is not None else "host", _id(v),
+             esc(v.get("severity") or "info"), _quality(v), esc(v.get("evidence") or "", 160)]
+            for v in items]
+    head = (f"## {quality.UNVERIFIED_TITLE.capitalize()} ({len(items)})")
+    note = (f"Quality below {report.min_quality}: not counted above; `--min-quality 0` shows them "
+            "as findings.")
+    return [head, "", note, "", *table(["Host", "Port", "ID", "Severity", "Quality", "Why"], rows)]
 
 
 def _problems(report: Report) -> list[str]:
@@ -100,7 +127,7 @@ def _target_errors(report: Report) -> list[str]:
 def render(report: Report) -> str:
     title = esc((report.scan or {}).get("dag") or "scan")
     sections = [[f"# pentora report: {title}"], _summary(report), _hosts(report), _services(report),
-                _findings(report), _problems(report), _target_errors(report)]
+                _findings(report), _unverified(report), _problems(report), _target_errors(report)]
     return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
 
 

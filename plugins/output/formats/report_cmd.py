@@ -12,6 +12,11 @@ command with its line number (exit 1), and nothing is written. A last line witho
 its newline that does not parse is a write cut short (the scan was killed): it is
 named as truncated. ``--skip-bad-lines`` renders the rest instead, warning about each
 line skipped, wherever it is (a resumed scan may have appended after a cut line).
+
+``--min-quality N`` is given to every writer that has a ``min_quality`` attribute (the
+report formats: their findings and counts hold the findings of quality N or more);
+``--fail-on SEVERITY`` exits 5 once the files are written when such a verified finding
+is in the file, as ``pentora scan --fail-on`` does.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from pentora_plugins.output import _views
 
 from pentora import InputError, input_lines, open_input
 from pentora.cli import (
@@ -140,11 +147,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     records = list(read_jsonl(args.file, args.skip_bad_lines))  # all checked before any file is written
     if not records:
         raise CliError(f"{args.file} holds no records: nothing to report")
-    _replay(records, OutputSink(orch.registry, targets))
+    sink = OutputSink(orch.registry, targets)
+    for writer in sink.writers:
+        if hasattr(writer, "min_quality"):  # a writer that shows findings by quality
+            writer.min_quality = args.min_quality
+    _replay(records, sink)
     for _, path in targets:
         if path != "-":
             echo(f"report written to {path}", err=True)
-    return EXIT_OK
+    vulns = [r for r in records if r["kind"] == "vulnerability"]
+    return _views.gate(vulns, args.min_quality, args.fail_on) or EXIT_OK
 
 
 def _replay(records: list[dict[str, Any]], sink: OutputSink) -> None:
@@ -170,4 +182,5 @@ def add_parser(subparsers: Any, common: Any) -> None:
                    help="output format (html, md, csv, xml, json, jsonl, or a plugin's)")
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip lines that are not valid records (warning on stderr) instead of stopping")
+    _views.add_options(p)
     p.set_defaults(func=cmd_report)

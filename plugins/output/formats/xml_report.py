@@ -4,7 +4,10 @@ Follows Debian nmap's ``nmap.dtd`` (``xmloutputversion`` 1.05): ``nmaprun`` with
 ``scaninfo``, ``verbose``, ``debugging``, a ``hosthint`` per live host, then ``host``
 elements (``status``, ``address``, ``hostnames``, ``ports/port/state/service/cpe``,
 findings as a ``pentora-findings`` script, the OS guess as ``os/osmatch``) and
-``runstats``. The DTD only admits ``scanner="nmap"``; ``args`` and a comment say that
+``runstats``. The DTD gives ``script``'s tables no attributes but ``key``, so each finding's
+quality, method and known-exploited flag are ``elem``s of its table; the unverified findings
+(quality below ``--min-quality``) are a script of their own, ``pentora-unverified``, beside
+``pentora-findings``. The DTD only admits ``scanner="nmap"``; ``args`` and a comment say that
 pentora wrote it. CPE 2.3 names are given in the 2.2 URI form nmap uses
 (``cpe:/a:nginx:nginx:1.22.1``). XML cannot hold most control characters even escaped,
 so target strings pass through ``clean`` first.
@@ -17,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from typing import Any
 
+from pentora_plugins.kit.quality import UNVERIFIED_TITLE, is_verified
 from pentora_plugins.output.formats._model import HostView, PortView, Report, ReportWriter, epoch
 
 from pentora import OutputFormat, __version__
@@ -78,18 +82,27 @@ def _hostnames(parent: ET.Element, host: HostView) -> None:
         ET.SubElement(names, "hostname", name=txt(host.hostname, 255), type="user")
 
 
-def _findings_script(parent: ET.Element, tag: str, vulns: list[dict[str, Any]]) -> None:
+FINDINGS, UNVERIFIED = "pentora-findings", "pentora-unverified"
+
+
+def _findings_script(holder: ET.Element, vulns: list[dict[str, Any]], script_id: str = FINDINGS,
+                     min_quality: int = 0) -> None:
     if not vulns:
         return
-    holder = parent if tag == "" else ET.SubElement(parent, tag)
-    summary = "; ".join(f"{v.get('id')} ({v.get('severity')}) {v.get('title') or ''}".strip()
-                        for v in vulns)
-    script = ET.SubElement(holder, "script", id="pentora-findings", output=txt(summary, 4000))
+    if script_id == UNVERIFIED:
+        summary = f"{UNVERIFIED_TITLE} (quality < {min_quality}): " + "; ".join(
+            f"{v.get('id')} (quality {v.get('quality')})" for v in vulns)
+    else:
+        summary = "; ".join(f"{v.get('id')} ({v.get('severity')}) {v.get('title') or ''}".strip()
+                            for v in vulns)
+    script = ET.SubElement(holder, "script", id=script_id, output=txt(summary, 4000))
     for v in vulns:
         table = ET.SubElement(script, "table", key=txt(v.get("id"), 200))
-        for key in ("id", "title", "severity", "cvss", "evidence", "source"):
+        for key in ("id", "title", "severity", "cvss", "evidence", "source", "quality", "method"):
             if v.get(key) is not None:
                 ET.SubElement(table, "elem", key=key).text = txt(v.get(key), 1000)
+        if v.get("known_exploited") is True:
+            ET.SubElement(table, "elem", key="known_exploited").text = "true"
         refs = ET.SubElement(table, "table", key="references")
         for ref in v.get("references") or []:
             ET.SubElement(refs, "elem").text = txt(ref, 500)
@@ -115,7 +128,15 @@ def _service(parent: ET.Element, p: PortView) -> None:
         ET.SubElement(service, "cpe").text = txt(cpe, 256)
 
 
-def _ports(parent: ET.Element, ports: list[PortView], vulns: dict[int, list[dict[str, Any]]]) -> None:
+def _scripts(holder: ET.Element, vulns: list[dict[str, Any]], min_quality: int) -> None:
+    """The verified findings, then the unverified ones, as two scripts."""
+    _findings_script(holder, [v for v in vulns if is_verified(v, min_quality)])
+    _findings_script(holder, [v for v in vulns if not is_verified(v, min_quality)], UNVERIFIED,
+                     min_quality)
+
+
+def _ports(parent: ET.Element, ports: list[PortView], vulns: dict[int, list[dict[str, Any]]],
+           min_quality: int) -> None:
     holder = ET.SubElement(parent, "ports")
     for p in ports:
         if p.protocol not in ("tcp", "udp", "sctp", "ip"):
@@ -124,7 +145,7 @@ def _ports(parent: ET.Element, ports: list[PortView], vulns: dict[int, list[dict
         ET.SubElement(port, "state", state=txt(p.state, 32), reason=txt(p.reason or "unknown", 64),
                       reason_ttl="0")
         _service(port, p)
-        _findings_script(port, "", vulns.get(p.port, []))
+        _scripts(port, vulns.get(p.port, []), min_quality)
 
 
 def _os(parent: ET.Element, asset: dict[str, Any] | None) -> None:
@@ -150,6 +171,7 @@ class _Index:
         for v in report.vulnerabilities():
             self.vulns[str(v.get("host"))].append(v)
         self.assets = {str(a.get("host")): a for a in report.by_kind.get("asset", [])}
+        self.min_quality = report.min_quality
 
 
 def _host(root: ET.Element, index: _Index, host: HostView, times: dict[str, str]) -> None:
@@ -162,9 +184,11 @@ def _host(root: ET.Element, index: _Index, host: HostView, times: dict[str, str]
     for v in mine:
         if v.get("port") is not None:
             by_port[int(v["port"])].append(v)
-    _ports(elem, index.ports.get(host.address, []), by_port)
+    _ports(elem, index.ports.get(host.address, []), by_port, index.min_quality)
     _os(elem, index.assets.get(host.address))
-    _findings_script(elem, "hostscript", [v for v in mine if v.get("port") is None])
+    on_host = [v for v in mine if v.get("port") is None]
+    if on_host:
+        _scripts(ET.SubElement(elem, "hostscript"), on_host, index.min_quality)
 
 
 def build(report: Report) -> ET.Element:
