@@ -30,7 +30,7 @@ from pentora_plugins.cve._match import (
     product_names,
 )
 from pentora_plugins.cve.catalog import CatalogError
-from pentora_plugins.cve.sources import BUILTIN, load_catalog, normalise_sources
+from pentora_plugins.cve.sources import BUILTIN, FEEDS, load_catalog, normalise_sources
 from pentora_plugins.kit.catalog import catalog_option as shared_catalog_option
 from pentora_plugins.kit.findings import add_vulnerabilities
 from pentora_plugins.kit.records import Vulnerability
@@ -71,7 +71,8 @@ def port_texts(banners: Any, responses: Any) -> dict[tuple[str, int], list[str]]
 # -- the module -----------------------------------------------------------------------------
 
 
-catalog_option = shared_catalog_option(load_catalog, normalise_sources, CatalogError)
+catalog_option = shared_catalog_option(load_catalog, normalise_sources, CatalogError,
+                                       "builtin | feeds | PATH | [...]")
 
 
 def score_option(value: object) -> float:
@@ -91,9 +92,11 @@ class CveMatcher(Module):
     requires = ("service_fingerprints",)
     produces = ("vulnerabilities",)
     config_schema = {
-        Optional("catalog", default=BUILTIN,
-                 description="vulnerability catalog: builtin, an NVD CVE JSON 2.0 / OSV / YAML "
-                             "file or OSV directory, or a list of them"): catalog_option,
+        Optional("catalog", default=[BUILTIN, FEEDS],
+                 description="vulnerability catalog: builtin, feeds (what `pentora catalog "
+                             "update` downloaded; nothing before the first update), an NVD CVE "
+                             "JSON 2.0 / OSV / Debian Security Tracker / KEV / YAML file or a "
+                             "directory of them, or a list"): catalog_option,
         Optional("min_confidence", default=0.0,
                  description="skip fingerprints below this confidence (0-1)"): Fraction(),
         Optional("min_cvss", default=0.0,

@@ -388,7 +388,8 @@ def render_cpe(template: str, version: str | None, m: linear_re.Match[str]) -> s
 
 def catalog_option(load: Callable[[list[str]], Any],
                    normalise: Callable[[object], list[str]] = normalise_sources,
-                   errors: type[Exception] | tuple[type[Exception], ...] = CatalogError
+                   errors: type[Exception] | tuple[type[Exception], ...] = CatalogError,
+                   type_name: str = "builtin | PATH | [builtin/PATH, ...]"
                    ) -> Callable[[object], list[str]]:
     """A config validator for a ``catalog`` option (``builtin | PATH | [list]``): the
     sources are loaded (and so checked) when the DAG is validated, not when it runs."""
@@ -400,5 +401,5 @@ def catalog_option(load: Callable[[list[str]], Any],
             raise vol.Invalid(str(e)) from e
         return sources
 
-    validate.__name__ = "builtin | PATH | [builtin/PATH, ...]"
+    validate.__name__ = type_name
     return validate
