@@ -89,7 +89,7 @@ def _stamp(source: str) -> tuple[int, int]:
         stats = [p.stat() for p in builtin_paths()]
         return max(st.st_mtime_ns for st in stats), sum(st.st_size for st in stats) + len(stats)
     if source == FEEDS:
-        return _stamp_files(feeds.data_files(feeds.cache_dir()))
+        return _stamp_files(_feed_files())
     path = Path(source)
     try:
         if path.is_dir():
@@ -119,13 +119,22 @@ def _load_stamped(source: str, mtime: int, size: int) -> Part:
     if source == BUILTIN:
         return builtin_part()
     if source == FEEDS:
-        return _joined([load_part(f) for f in feeds.data_files(feeds.cache_dir())])
+        return _joined([load_part(f) for f in _feed_files()])
     path = Path(source)
     if path.is_dir():
         return _joined([load_part(f) for f in _data_files(path)])
     if path.suffix in (".yaml", ".yml") or path.name.endswith((".yaml.gz", ".yml.gz")):
         return yaml_part(_read_yaml(path), Doc(str(path)), path.name)
     return load_part(path)
+
+
+def _feed_files() -> list[Path]:
+    """The downloaded feeds' files; none when the cache is another user's (a HOME shared
+    by a process that dropped privileges): nothing was downloaded for this one."""
+    try:
+        return feeds.data_files(feeds.cache_dir())
+    except PermissionError:
+        return []
 
 
 def _joined(parts: list[Part]) -> Part:

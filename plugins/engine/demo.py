@@ -68,7 +68,9 @@ def http(sock: Any, _addr: Any) -> None:
 
 
 def ssh(sock: Any, _addr: Any) -> None:
-    _lines(sock, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", lambda line: None)
+    # Debian 12's OpenSSH two security updates before its regreSSHion fix (deb12u3): the
+    # revision in the banner is what proves the finding
+    _lines(sock, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u1\r\n", lambda line: None)
 
 
 def smtp(sock: Any, _addr: Any) -> None:

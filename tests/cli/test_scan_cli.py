@@ -50,6 +50,9 @@ def test_demo_runs_the_standard_profile_and_finds_its_misconfigurations(run_cli,
                          ("ssl/http", "PENTORA-TLS-SELF-SIGNED"), ("http", "PENTORA-HTTP-MISSING-HEADERS"),
                          ("ssh", "CVE-2024-6387")]:
         assert (ports[service], vid) in found, (service, vid, sorted(found))
+    regresshion = next(r for r in records if r["kind"] == "vulnerability" and r["id"] == "CVE-2024-6387")
+    # the banner's Debian revision is older than Debian's fix: a verified finding
+    assert (regresshion["method"], regresshion["quality"]) == ("banner-distro", 90), regresshion
     vulns = [(r["host"], r["port"], r["id"]) for r in records if r["kind"] == "vulnerability"]
     assert len(vulns) == len(set(vulns))  # each finding announced once
     assert {r["kind"] for r in records} >= {"http", "tls", "webtech", "vulnerability"}
