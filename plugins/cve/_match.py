@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import codecs
 import functools
+import gc
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from pentora_plugins.kit.findings import severity_of
 from pentora_plugins.kit.records import Vulnerability
 from pentora_plugins.kit.records import field_of as _get
 
+BATCH = 4096  # findings made at a time, the garbage collector paused
 MAX_TEXTS = 4  # banners of one port read for its distribution build
 _QUOTED = re.compile(r': "((?:[^"\\]|\\.){0,400})"')
 _UPSTREAM_CUT = re.compile(r"[+~]")
@@ -305,24 +308,34 @@ def advisory_url(advisory: str) -> str | None:
     return None
 
 
-def _record(catalog: Catalog, host: str, port: int | None, ident: str, entry: Entry | None,
-            fix: DistroFix | None, verdict: Verdict, evidence: str) -> Vulnerability:
+# What a finding holds besides its host and port, in Vulnerability's field order after them:
+# id, title, severity, cvss, evidence, references, source, quality, method, known_exploited.
+Fields = tuple[str, str, str, "float | None", str, tuple[str, ...], str, int, str, bool]
+
+
+def _fields(catalog: Catalog, ident: str, entry: Entry | None, fix: DistroFix | None,
+            verdict: Verdict, evidence: str) -> Fields:
     url = advisory_url(fix.advisory) if fix else None
-    refs = list(dict.fromkeys([*(entry.references if entry else ()), url])) if url else []
-    if url is None and entry is not None:  # the common case, kept cheap
-        refs = list(entry.references)
+    refs = tuple(entry.references) if entry else ()
+    if url and url not in refs:
+        refs = (*refs, url)
     if entry is not None:
         title = entry.title
         severity = severity_of(entry.cvss) if entry.cvss is not None else entry.severity or "info"
     else:
         title = (fix.title if fix else "") or ident
         severity = (fix.severity if fix else None) or "info"
-    return Vulnerability(host=host, port=port, id=ident, title=title, severity=severity,
-                         cvss=entry.cvss if entry else None, evidence=evidence,
-                         references=refs,
-                         source=entry.source if entry else (fix.source if fix else ""),
-                         quality=quality.QUALITY[verdict.method], method=verdict.method,
-                         known_exploited=bool(entry and entry.kev) or ident in catalog.kev)
+    return (ident, title, severity, entry.cvss if entry else None, evidence, refs,
+            entry.source if entry else (fix.source if fix else ""), quality.QUALITY[verdict.method],
+            verdict.method, bool(entry and entry.kev) or ident in catalog.kev)
+
+
+def _record(host: str, port: int | None, f: Fields) -> Vulnerability:
+    # positional: a finding is made for every host of a fleet, and this is the cheap call
+    return Vulnerability(host, port, f[0], f[1], f[2], f[3], f[4], list(f[5]), f[6], f[7], f[8], f[9])
+
+
+Judged = tuple["Entry | None", Fields]  # the entry (for min_cvss), the finding's fields
 
 
 def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: float = 0.0,
@@ -334,16 +347,23 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
     subjects = [s for s in subjects if s.confidence >= min_confidence]
     data = distro.load_data()
     memo: dict[tuple[str, str, str], list[Hit]] = {}
+    # the same build on many hosts (a fleet of one distribution's sshd) is judged once
+    judged_memo: dict[tuple[Any, ...], tuple[list[Judged], set[str]]] = {}
     reported: set[tuple[str, str, str]] = set()  # (host, source package, CVE) of an inventory
 
     def keep(entry: Entry | None) -> bool:
         cvss = entry.cvss if entry else None
         return min_cvss <= 0 or (cvss is not None and cvss >= min_cvss)
 
-    for subject, build in zip(subjects, builds(subjects, packages, data), strict=True):
+    def findings() -> Iterator[Vulnerability]:
+        for subject, build in zip(subjects, builds(subjects, packages, data), strict=True):
+            yield from subject_findings(subject, build)
+        yield from _inventory_findings(catalog, packages, reported, keep)
+
+    def subject_findings(subject: Subject, build: distro.DistroBuild) -> Iterator[Vulnerability]:
         what = identify(subject)
         if what is None:
-            continue
+            return
         hits = memo.get(what)
         if hits is None:
             hits = memo[what] = [h for h in catalog.find(*what) if h.entry.role != "client"]
@@ -354,33 +374,75 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
         if inventory and base == inventory.distribution and build.source_package in inventory.sources:
             version, exact = inventory.sources[build.source_package], quality.PACKAGE
         release = build.release or (inventory.release if inventory and exact == quality.PACKAGE else None)
-        statements = catalog.fixes.package(base, release, build.source_package) \
-            if base and release and build.source_package else {}
-        if not hits and not statements:
+        where = (base, release, build.source_package) if base and release and build.source_package \
+            else None
+        if not hits and (where is None or not catalog.fixes.package(*where)):
+            return
+        key = (what, subject.product, build, version, exact)
+        done = judged_memo.get(key)
+        if done is None:
+            done = judged_memo[key] = _judge_subject(catalog, subject.product or what[1], what, hits,
+                                                     build, where, version, exact)
+        judged, considered = done
+        if exact == quality.PACKAGE:
+            reported.update((subject.host, build.source_package or "", i) for i in considered)
+        for entry, fields in judged:
+            if keep(entry):
+                yield _record(subject.host, subject.port, fields)
+
+    # The findings are made in batches with the cyclic garbage collector paused: they are
+    # acyclic (reference counting frees them), and a full collection would walk the whole
+    # catalog (millions of objects) for nothing, which costs as much as the evaluation.
+    # It is never paused while the caller holds a batch.
+    made = findings()
+    while True:
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            batch = list(itertools.islice(made, BATCH))
+        finally:
+            if paused:
+                gc.enable()
+        yield from batch
+        if len(batch) < BATCH:
+            return
+
+
+def _judge_subject(catalog: Catalog, name: str, what: tuple[str, str, str], hits: list[Hit],
+                   build: distro.DistroBuild, where: tuple[str, str, str] | None,
+                   version: str | None, exact: str) -> tuple[list[Judged], set[str]]:
+    """The findings of one product version on one build, and the CVE ids considered."""
+    head = f"{name} {what[2]} ({product_key(what[0], what[1])})"
+    statements = catalog.fixes.package(*where) if where else {}
+    out: list[Judged] = []
+    # without statements, every hit of the subject gets the same verdict
+    plain = None if statements else judge(None, build, version, exact, True)
+    for hit in hits:
+        fix = statements.get(hit.entry.id) if statements else None
+        verdict = plain if plain is not None else judge(fix, build, version, exact, True)
+        if verdict is not None:
+            out.append((hit.entry, _fields(catalog, hit.entry.id, hit.entry, fix, verdict,
+                                           f"{head} {hit.text}; {verdict.why}")))
+    considered = {h.entry.id for h in hits}
+    if where is None or not statements:
+        return out, considered
+    # The distribution's statements of CVEs no upstream range names: only those the build
+    # does not satisfy can prove anything (a distribution build without its revision is
+    # probed with its upstream version alone, below every revision of it).
+    probe = version
+    if probe is None and build.upstream_version:
+        probe = f"{build.epoch}:{build.upstream_version}" if build.epoch else build.upstream_version
+    named = set(considered)
+    for fix in catalog.fixes.open_for(*where, probe) if probe else ():
+        entry = catalog.entry(fix.cve)
+        if fix.cve in named or (entry is not None and entry.role == "client"):
             continue
-        head = f"{subject.product or what[1]} {what[2]} ({product_key(what[0], what[1])})"
-        # without statements, every hit of the subject gets the same verdict
-        plain = None if statements else judge(None, build, version, exact, True)
-        for hit in hits:
-            fix = statements.get(hit.entry.id) if statements else None
-            verdict = plain if plain is not None else judge(fix, build, version, exact, True)
-            if exact == quality.PACKAGE:
-                reported.add((subject.host, build.source_package or "", hit.entry.id))
-            if verdict is not None and keep(hit.entry):
-                yield _record(catalog, subject.host, subject.port, hit.entry.id, hit.entry, fix,
-                              verdict, f"{head} {hit.text}; {verdict.why}")
-        named = {h.entry.id for h in hits}
-        for ident, fix in sorted(statements.items()):
-            entry = catalog.entry(ident)
-            if ident in named or (entry is not None and entry.role == "client"):
-                continue
-            if exact == quality.PACKAGE:
-                reported.add((subject.host, fix.package, ident))
-            verdict = judge(fix, build, version, exact, False)
-            if verdict is not None and keep(entry):
-                yield _record(catalog, subject.host, subject.port, ident, entry, fix, verdict,
-                              f"{head}: {verdict.why}")
-    yield from _inventory_findings(catalog, packages, reported, keep)
+        considered.add(fix.cve)
+        verdict = judge(fix, build, version, exact, False)
+        if verdict is not None:
+            out.append((entry, _fields(catalog, fix.cve, entry, fix, verdict, f"{head}: {verdict.why}")))
+    out.sort(key=lambda j: j[1][0])
+    return out, considered
 
 
 def _inventory_findings(catalog: Catalog, packages: Mapping[str, Inventory],
@@ -391,8 +453,9 @@ def _inventory_findings(catalog: Catalog, packages: Mapping[str, Inventory],
         if inv.distribution not in ECOSYSTEM:
             continue
         for source, version in sorted(inv.sources.items()):
-            for ident, fix in sorted(catalog.fixes.package(inv.distribution, inv.release, source).items()):
-                if (host, source, ident) in reported or fix.covers(version) is not False:
+            for fix in catalog.fixes.open_for(inv.distribution, inv.release, source, version):
+                ident = fix.cve
+                if (host, source, ident) in reported:
                     continue
                 entry = catalog.entry(ident)
                 if not keep(entry):
@@ -402,5 +465,6 @@ def _inventory_findings(catalog: Catalog, packages: Mapping[str, Inventory],
                                                         release=inv.release, source_package=source),
                                 version, quality.PACKAGE, False)
                 if verdict is not None:
-                    yield _record(catalog, host, None, ident, entry, fix, verdict,
-                                  f"installed package {source} {version}: {verdict.why}")
+                    yield _record(host, None, _fields(catalog, ident, entry, fix, verdict,
+                                                      f"installed package {source} {version}: "
+                                                      f"{verdict.why}"))

@@ -17,10 +17,11 @@ source (a downloaded feed is newer than the built-in catalog).
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pentora_plugins.kit import distver
 
@@ -87,11 +88,13 @@ class FixIndex:
 
     def __init__(self, fixes: Iterable[DistroFix] = ()) -> None:
         self._by_package: dict[PackageKey, dict[str, DistroFix]] = {}
+        self._ordered: dict[PackageKey, _Ordered] = {}
         self.size = 0
         self.add(fixes)
 
     def add(self, fixes: Iterable[DistroFix]) -> None:
         """Add statements; one about a (package, CVE) already held replaces it."""
+        self._ordered.clear()
         for fix in fixes:
             table = self._by_package.setdefault(fix.key, {})
             if fix.cve not in table:
@@ -118,6 +121,51 @@ class FixIndex:
     def get(self, distribution: str, release: str, package: str, cve: str) -> DistroFix | None:
         return self.package(distribution, release, package).get(cve)
 
+    def open_for(self, distribution: str, release: str, package: str, version: str) -> list[DistroFix]:
+        """The statements about the package that ``version`` does not satisfy: fixed in a
+        later version, or not fixed at all (in CVE order). A bisection in the statements
+        sorted by fixed version, not a walk over every CVE the package ever had."""
+        key = (distribution, release, package)
+        ordered = self._ordered.get(key)
+        if ordered is None:
+            ordered = self._ordered[key] = _Ordered(self.package(*key).values())
+        return ordered.open_for(version)
+
     def releases(self) -> list[tuple[str, str]]:
         """(distribution, release) pairs the index knows, sorted."""
         return sorted({(d, r) for d, r, _ in self._by_package})
+
+
+class _Ordered:
+    """One package's statements, the fixed ones sorted by fixed version in the
+    distribution's order; those no order can place are kept apart and judged one by one."""
+
+    def __init__(self, fixes: Iterable[DistroFix]) -> None:
+        self.keys: list[Any] = []
+        self.fixed: list[DistroFix] = []
+        self.always: list[DistroFix] = []  # vulnerable: no fix yet
+        self.loose: list[DistroFix] = []   # a fixed version the order refuses
+        self.ecosystem: str | None = None
+        pairs = []
+        for fix in fixes:
+            self.ecosystem = ECOSYSTEM.get(fix.distribution)
+            if fix.status == "vulnerable" or (fix.status == "fixed" and fix.fixed is None):
+                self.always.append(fix)
+            elif fix.status == "fixed" and fix.fixed is not None:
+                try:
+                    pairs.append((distver.parse(self.ecosystem or "", fix.fixed), fix))
+                except distver.VersionError:
+                    self.loose.append(fix)
+        pairs.sort(key=lambda p: p[0])
+        self.keys = [k for k, _ in pairs]
+        self.fixed = [f for _, f in pairs]
+
+    def open_for(self, version: str) -> list[DistroFix]:
+        try:
+            key = distver.parse(self.ecosystem or "", version)
+        except distver.VersionError:
+            return []  # a version the order refuses: nothing can be said of it
+        out = [*self.always, *self.fixed[bisect.bisect_right(self.keys, key):],
+               *(f for f in self.loose if f.covers(version) is False)]
+        out.sort(key=lambda f: f.cve)
+        return out

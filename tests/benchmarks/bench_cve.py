@@ -134,17 +134,23 @@ def real_range(rng: random.Random, shipped: tuple[Shipped, ...]) -> Range:
     return Range(start=lower if lower and lower <= up else None, end=up + ".99")
 
 
-def statement(rng: random.Random, cve: str, shipped: Shipped) -> DistroFix:
-    """A distribution's word on one CVE in one release: mostly fixed in some update."""
+def statement(rng: random.Random, cve: str, shipped: Shipped, ranges: list[Range]) -> DistroFix:
+    """A distribution's word on one CVE in one release, as its tracker gives one for every
+    CVE of the package: a CVE of an older release line was fixed before the release
+    shipped (or never affected it); one in the shipped version's range is mostly fixed in
+    some security update, sometimes not yet."""
+    common = {"cve": cve, "distribution": shipped.distribution, "release": shipped.release,
+              "package": shipped.source, "advisory": "DSA-0000-1", "source": "bench"}
+    if not any(r.contains(version_key(shipped.upstream)) for r in ranges):
+        if rng.random() < 0.85:
+            return DistroFix(**common, status="fixed",
+                             fixed=f"{shipped.epoch}0.{rng.randrange(100)}-{rng.randint(1, 9)}")
+        return DistroFix(**common, status="not-affected")
     roll = rng.random()
-    if roll < 0.7:
-        return DistroFix(cve=cve, distribution=shipped.distribution, release=shipped.release,
-                         package=shipped.source, status="fixed",
-                         fixed=shipped.package_version(rng.randint(1, MAX_UPDATE)), advisory="DSA-0000-1",
-                         source="bench")
-    return DistroFix(cve=cve, distribution=shipped.distribution, release=shipped.release,
-                     package=shipped.source, status="not-affected" if roll < 0.85 else "vulnerable",
-                     source="bench")
+    if roll < 0.8:
+        return DistroFix(**common, status="fixed",
+                         fixed=shipped.package_version(rng.randint(1, MAX_UPDATE)))
+    return DistroFix(**common, status="vulnerable" if roll < 0.9 else "not-affected")
 
 
 def synthetic_statements(rng: random.Random, cve: str, product: str) -> list[DistroFix]:
@@ -168,7 +174,7 @@ def make_entries(rng: random.Random, count: int,
         shipped = REAL.get((vendor, product))
         if shipped:
             ranges = [real_range(rng, shipped) for _ in range(rng.randint(1, 2))]
-            fixes.extend(statement(rng, cve, s) for s in shipped)
+            fixes.extend(statement(rng, cve, s, ranges) for s in shipped)
         elif rng.random() < 0.15:
             versions = (rand_version(rng),)
         else:
