@@ -1,4 +1,6 @@
-"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``."""
+"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``;
+the credentialed ``package_inventory`` and its ``--ssh-user``/``--ssh-key``/``--ssh-password-env``
+options of ``pentora scan``."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ pentora_former_names = {"checks_http": "checks", "checks_services": "checks", "c
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
     from pentora_plugins.checks.http_checks import HttpChecks
+    from pentora_plugins.checks.package_inventory import PackageInventory
     from pentora_plugins.checks.service_checks import ServiceChecks
     from pentora_plugins.checks.ssh_checks import SshChecks
     from pentora_plugins.checks.tls_checks import TlsChecks
-    for cls in (HttpChecks, ServiceChecks, SshChecks, TlsChecks):
+    for cls in (HttpChecks, PackageInventory, ServiceChecks, SshChecks, TlsChecks):
         registry.register(cls)
