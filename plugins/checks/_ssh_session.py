@@ -42,6 +42,7 @@ APK_LIST = "apk list --installed"
 # The only commands a login may run: each reads, none writes, none takes an argument
 # from a target or a config.
 COMMANDS = {"os-release": OS_RELEASE, "dpkg": DPKG_QUERY, "rpm": RPM_QUERY, "apk": APK_LIST}
+SHORT = {OS_RELEASE: OS_RELEASE, DPKG_QUERY: "dpkg-query -W", RPM_QUERY: "rpm -qa", APK_LIST: APK_LIST}
 _ALLOWED = frozenset(COMMANDS.values())
 NOT_FOUND = 127  # the shell's exit status for a command it cannot find
 
@@ -111,7 +112,19 @@ def run_blocking(fn: Any) -> Any:
     pool, so that the event loop runs while it waits."""
     if monkey.is_module_patched("socket") and monkey.is_module_patched("threading"):
         return fn()
-    return gevent.get_hub().threadpool.apply(fn)
+
+    def caught() -> tuple[bool, Any]:
+        # The pool's hub prints a traceback for an exception escaping the thread: it is
+        # carried back and raised here instead.
+        try:
+            return True, fn()
+        except Exception as e:
+            return False, e
+
+    ok, value = gevent.get_hub().threadpool.apply(caught)
+    if not ok:
+        raise value
+    return value
 
 
 def quiet_paramiko() -> None:
@@ -197,7 +210,7 @@ class Session:
         if command not in _ALLOWED:
             raise CommandRefused(f"{self.scrub(command, 80)!r} is not one of the read-only commands "
                                  f"package_inventory runs ({', '.join(sorted(COMMANDS))})")
-        name = command.split()[0]
+        name = SHORT[command]
         channel = self.transport.open_session(timeout=self.limits.timeout)
         try:
             channel.settimeout(_SLICE)

@@ -69,7 +69,6 @@ def _needs() -> str | None:
 
 
 NEEDS = _needs()
-pytestmark = pytest.mark.skipif(NEEDS is not None, reason=NEEDS or "")
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,8 @@ def fingerprint_of(key: Path) -> str:
 
 @pytest.fixture(scope="module")
 def work() -> Iterator[Path]:
+    if NEEDS is not None:
+        pytest.skip(NEEDS)
     folder = Path(tempfile.mkdtemp(prefix="pentora-inventory-"))
     folder.chmod(0o755)  # sshd's StrictModes checks every folder above a home
     yield folder
@@ -216,3 +217,139 @@ def test_inventory_over_ssh_equals_the_local_dpkg_database(server: int, user: Us
     assert record.distribution == osr["ID"]
     assert record.release == osr.get("VERSION_ID")
     assert record.codename == osr.get("VERSION_CODENAME")
+
+
+def _error(result: Any) -> str:
+    record = result.nodes["inventory"]
+    assert record.status == "failed", f"expected a failure, got {record.status}"
+    return str(record.error)
+
+
+def test_host_key_is_recorded_then_enforced_and_a_changed_one_fails_the_host(
+        work: Path, user: User, log_messages: list[str]) -> None:
+    known = work / "known_tofu"
+    config = {"user": user.name, "key": str(user.key), "known_hosts": str(known)}
+    port = free_port()
+    with sshd(work, user, port=port) as (_, first_key):
+        result, _ = run_inventory([port], config)
+        assert result.ok, result.nodes["inventory"].error
+        lines = known.read_text().splitlines()
+        public = Path(f"{first_key}.pub").read_text().split()[:2]
+        assert lines == [f"[{HOST}]:{port} {public[0]} {public[1]}"]
+        assert any("recorded the host key" in m and fingerprint_of(first_key) in m for m in log_messages)
+        result, _ = run_inventory([port], config)  # known now: logged into, nothing added
+        assert result.ok and known.read_text().splitlines() == lines
+    other = _keygen(Path(tempfile.mkdtemp(dir=work)) / "other_host_key")
+    with sshd(work, user, port=port, host_key=other):
+        result, _ = run_inventory([port], config)
+    error = _error(result)
+    print(error)
+    assert f"the host key of {HOST}:{port} has changed" in error
+    assert fingerprint_of(first_key) in error and fingerprint_of(other) in error
+    assert "ssh-keygen -R" in error
+    assert result.context.get("packages") == []
+    assert known.read_text().splitlines() == lines  # the recorded key stays
+
+
+def test_without_trust_on_first_use_an_unknown_host_is_refused(server: int, user: User, work: Path) -> None:
+    known = work / "known_strict"
+    result, _ = run_inventory([server], {"user": user.name, "key": str(user.key),
+                                         "known_hosts": str(known), "trust_on_first_use": False})
+    error = _error(result)
+    assert f"the host key of {HOST}:{server}" in error and "is not in" in error
+    assert "trust_on_first_use" in error and not known.exists()
+
+
+def test_password_from_the_environment_logs_in_and_a_wrong_one_is_refused_without_showing_it(
+        server: int, user: User, work: Path, monkeypatch: pytest.MonkeyPatch,
+        log_messages: list[str]) -> None:
+    config = {"user": user.name, "password_env": "INVENTORY_PASSWORD", "known_hosts": str(work / "known_pw")}
+    monkeypatch.setenv("INVENTORY_PASSWORD", user.password)
+    result, _ = run_inventory([server], config)
+    assert result.ok, result.nodes["inventory"].error
+    (record,) = result.context.get("packages")
+    assert record.packages == local_packages()
+    wrong = "wrong-" + secrets.token_urlsafe(12)
+    monkeypatch.setenv("INVENTORY_PASSWORD", wrong)
+    result, _ = run_inventory([server], config)
+    error = _error(result)
+    assert f"logging in as '{user.name}' with the password in $INVENTORY_PASSWORD was refused" in error
+    seen = "\n".join([*log_messages, error, repr(result.nodes["inventory"].to_dict())])
+    assert user.password not in seen and wrong not in seen
+
+
+def test_a_key_the_server_refuses_fails_with_the_key_path_only(server: int, user: User, work: Path) -> None:
+    stranger = _keygen(Path(tempfile.mkdtemp(dir=work)) / "stranger")
+    result, _ = run_inventory([server], {"user": user.name, "key": str(stranger),
+                                         "known_hosts": str(work / "known_stranger")})
+    error = _error(result)
+    assert f"with the key {stranger} was refused" in error
+    for line in stranger.read_text().splitlines()[1:-1]:
+        assert line not in error
+
+
+def test_only_allow_listed_commands_run(server: int, user: User, work: Path) -> None:
+    marker = work / "marker"
+    auth, scrub = load_auth({"user": user.name, "key": str(user.key), "password_env": ""})
+    known = KnownHosts(work / "known_runner", True)
+    limits = Limits(10, 30, 1 << 20, 10000)
+    with _ssh_session.login(HOST, server, auth, known, limits, scrub, []) as session:
+        for command in (f"touch {marker}", "cat /etc/os-release; touch " + str(marker),
+                        "cat /etc/shadow", "dpkg-query -W", " cat /etc/os-release"):
+            with pytest.raises(CommandRefused, match="is not one of the read-only commands"):
+                session.run(command)
+        status, text, _ = session.run(_ssh_session.OS_RELEASE)
+    assert status == 0 and text == Path("/etc/os-release").read_text()
+    assert not marker.exists()
+
+
+def test_the_runner_refuses_before_sending_anything() -> None:
+    # No transport at all: a refused command never reaches one.
+    session = _ssh_session.Session(None, "nowhere", Limits(1, 1, 1, 1), Scrubber([]))
+    with pytest.raises(CommandRefused):
+        session.run("rm -rf /")
+
+
+# -- hostile hosts: a ForceCommand answers every command -----------------------------------------
+
+
+def _forced(work: Path, name: str, script: str) -> str:
+    path = work / name
+    path.write_text(script)
+    path.chmod(0o755)
+    return f"ForceCommand {path}\n"
+
+
+def test_a_host_printing_garbage_gets_its_good_lines_kept_and_the_rest_refused(
+        work: Path, user: User, log_messages: list[str]) -> None:
+    with sshd(work, user, extra=_forced(work, "garbage.sh", GARBAGE_SHELL)) as (port, _):
+        result, _ = run_inventory([port], {"user": user.name, "key": str(user.key),
+                                           "known_hosts": str(work / "known_garbage")})
+    assert result.ok, result.nodes["inventory"].error
+    (record,) = result.context.get("packages")
+    assert (record.distribution, record.release, record.codename) == ("debian", "12", "bookworm")
+    assert record.packages == [{"name": "bash", "version": "5.2.15-2+b7", "source": "bash",
+                                "source_version": "5.2.15-2", "arch": "amd64"}]
+    (warning,) = [m for m in log_messages if "were refused" in m]
+    print(warning)
+    assert warning.startswith("WARNING") and "4 lines of the dpkg package list were refused" in warning
+    assert "\x1b" not in warning and "\\x1b" in warning  # the escape shown, not sent to the terminal
+    assert "'$(reboot)' is not a deb version" in warning
+    assert "listed twice" in warning
+
+
+@pytest.mark.parametrize(("name", "script", "config", "expected"), [
+    ("flood.sh", FLOOD_SHELL, {"max_output": "256KB"}, "'cat /etc/os-release' passed 256000 bytes (max_output)"),
+    ("flood_lines.sh", FLOOD_SHELL, {"max_lines": 100}, "passed 100 lines (max_lines)"),
+    ("slow.sh", SLOW_SHELL, {"command_timeout": "1s"}, "did not finish within 1s"),
+    ("binary.sh", BINARY_SHELL, {}, "the dpkg package list is refused: none of its"),
+])
+def test_hostile_output_is_refused_cleanly(work: Path, user: User, name: str, script: str,
+                                           config: dict[str, Any], expected: str) -> None:
+    with sshd(work, user, extra=_forced(work, name, script)) as (port, _):
+        result, _ = run_inventory([port], {"user": user.name, "key": str(user.key),
+                                           "known_hosts": str(work / f"known_{name}"), **config})
+    error = _error(result)
+    print(error)
+    assert f"{HOST}:{port}" in error and expected in error
+    assert "Traceback" not in error and "\x1b" not in error
