@@ -22,3 +22,37 @@ def pentora_register_modules(registry: Any) -> None:
     from pentora_plugins.checks.tls_checks import TlsChecks
     for cls in (HttpChecks, PackageInventory, ServiceChecks, SshChecks, TlsChecks):
         registry.register(cls)
+
+
+# ``pentora scan`` option → the DAG var it sets (the profiles' package_inventory reads them).
+SSH_OPTIONS = {"ssh_user": "--ssh-user", "ssh_key": "--ssh-key", "ssh_password_env": "--ssh-password-env"}
+
+
+@hookimpl
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    scan = subparsers.choices.get("scan")
+    if scan is None:
+        return
+    group = scan.add_argument_group(
+        "credentialed checks", "log in to each SSH host to read its installed packages "
+        "(package_inventory); off unless --ssh-user is given")
+    group.add_argument("--ssh-user", dest="ssh_user", metavar="USER", help="the user to log in as")
+    group.add_argument("--ssh-key", dest="ssh_key", metavar="FILE",
+                       help="an unencrypted private key file (Ed25519, ECDSA, RSA)")
+    group.add_argument("--ssh-password-env", dest="ssh_password_env", metavar="VAR",
+                       help="the NAME of the environment variable holding the password "
+                            "(never the password itself)")
+
+
+@hookimpl
+def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
+    from pentora_plugins.checks.package_inventory import check_cli_credentials
+
+    given = {var: getattr(args, var, None) for var in SSH_OPTIONS}
+    given = {var: value for var, value in given.items() if value is not None}
+    if not given:
+        return None
+    if resuming:
+        return given  # refused, named: a resumed scan keeps the credentials it started with
+    check_cli_credentials(given, dag, SSH_OPTIONS)
+    return given

@@ -191,7 +191,7 @@ def read_host(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limit
             if status == _ssh_session.NOT_FOUND and system.manager is None:
                 continue
             if status != 0:
-                raise LoginError(f"{where}: {_ssh_session.COMMANDS[manager].split()[0]} exited with "
+                raise LoginError(f"{where}: '{_ssh_session.SHORT[_ssh_session.COMMANDS[manager]]}' exited with "
                                  f"{status}: {scrub(err.strip().splitlines()[-1] if err.strip() else 'no message')}")
             return _record(host, port, system, manager, text, notes)
     raise LoginError(f"{where}: none of dpkg-query, rpm and apk is installed, and /etc/os-release "
@@ -219,3 +219,33 @@ def _lines(text: str) -> Iterator[str]:
         if line:
             yield line
 
+
+
+def check_cli_credentials(given: dict[str, str], dag: Any, options: dict[str, str]) -> None:
+    """The ``pentora scan`` SSH options make sense together and reach the DAG; CliError
+    (a usage error, before anything runs) naming the option otherwise."""
+    from pentora.cli import EXIT_USAGE, CliError
+
+    missing = [options[var] for var in given if var not in dag.vars]
+    if missing:
+        raise CliError(f"DAG '{dag.name}' declares no '{missing[0].lstrip('-').replace('-', '_')}' "
+                       f"var, so {missing[0]} cannot reach it; use the standard or vuln-scan "
+                       "profile, or set package_inventory's config in the DAG", EXIT_USAGE)
+    if not given.get("ssh_user"):
+        raise CliError("--ssh-key and --ssh-password-env need --ssh-user USER", EXIT_USAGE)
+    if not given.get("ssh_key") and not given.get("ssh_password_env"):
+        raise CliError("--ssh-user needs a credential: --ssh-key FILE or --ssh-password-env VAR",
+                       EXIT_USAGE)
+    key = given.get("ssh_key")
+    if key is not None and not os.access(os.path.expanduser(key), os.R_OK):
+        raise CliError(f"--ssh-key {key}: no readable file there", EXIT_USAGE)
+    env = given.get("ssh_password_env")
+    if env is not None:
+        if not _ENV_NAME.fullmatch(env):
+            # Not echoed: what was given may be the password itself.
+            raise CliError("--ssh-password-env takes the NAME of an environment variable "
+                           "(letters, digits, _); put the password in that variable, never on "
+                           "the command line", EXIT_USAGE)
+        if not os.environ.get(env):
+            raise CliError(f"--ssh-password-env {env}: that environment variable is not set "
+                           f"(export {env}=... first)", EXIT_USAGE)
