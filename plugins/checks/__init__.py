@@ -48,8 +48,8 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
 def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
     from pentora_plugins.checks.package_inventory import check_cli_credentials
 
-    given = {var: getattr(args, var, None) for var in SSH_OPTIONS}
-    given = {var: value for var, value in given.items() if value is not None}
+    given: dict[str, str] = {var: getattr(args, var) for var in SSH_OPTIONS
+                             if getattr(args, var, None) is not None}
     if not given:
         return None
     if resuming:

@@ -114,7 +114,7 @@ def system_of(osr: OsRelease) -> System:
     (``3.19.1`` → ``3.19``).
     """
     data = distro.load_data()
-    own = _OS_RELEASE_IDS.get(osr.id or "", osr.id)
+    own = _OS_RELEASE_IDS.get(osr.id or "", osr.id or "")
     if own in data.distributions:
         dist, release = data.distributions[own], osr.version_id
     else:

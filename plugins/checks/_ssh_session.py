@@ -57,11 +57,11 @@ class LoginError(Exception):
     escape) and says what to do."""
 
 
-class CommandRefused(LoginError):
+class CommandNotAllowedError(LoginError):
     """A command outside ``COMMANDS``: it is never sent."""
 
 
-class OutputRefused(LoginError):
+class OutputRefusedError(LoginError):
     """A command's output went past a bound, or did not end in time."""
 
 
@@ -107,10 +107,15 @@ class Auth:
         return " or ".join(ways)
 
 
+def cooperative() -> bool:
+    """Whether paramiko's sockets and transport thread are gevent's (``patch_all``)."""
+    return monkey.is_module_patched("socket") and monkey.is_module_patched("threading")
+
+
 def run_blocking(fn: Any) -> Any:
     """``fn()`` here when sockets and threads are cooperative, else on gevent's thread
     pool, so that the event loop runs while it waits."""
-    if monkey.is_module_patched("socket") and monkey.is_module_patched("threading"):
+    if cooperative():
         return fn()
 
     def caught() -> tuple[bool, Any]:
@@ -208,7 +213,7 @@ class Session:
     def run(self, command: str) -> tuple[int, str, str]:
         """(exit status, stdout, stderr) of ``command``, one of ``COMMANDS``."""
         if command not in _ALLOWED:
-            raise CommandRefused(f"{self.scrub(command, 80)!r} is not one of the read-only commands "
+            raise CommandNotAllowedError(f"{self.scrub(command, 80)!r} is not one of the read-only commands "
                                  f"package_inventory runs ({', '.join(sorted(COMMANDS))})")
         name = SHORT[command]
         channel = self.transport.open_session(timeout=self.limits.timeout)
@@ -227,7 +232,7 @@ class Session:
         out, err, lines = bytearray(), bytearray(), 0
         while True:
             if time.monotonic() > deadline:
-                raise OutputRefused(f"{self.where}: '{name}' did not finish within "
+                raise OutputRefusedError(f"{self.where}: '{name}' did not finish within "
                                     f"{limits.command_time:g}s; its output is refused")
             while channel.recv_stderr_ready():
                 chunk = channel.recv_stderr(4096)
@@ -241,15 +246,15 @@ class Session:
             out += chunk
             lines += chunk.count(b"\n")
             if len(out) > limits.max_bytes:
-                raise OutputRefused(f"{self.where}: the output of '{name}' passed "
+                raise OutputRefusedError(f"{self.where}: the output of '{name}' passed "
                                     f"{limits.max_bytes} bytes (max_output); it is refused")
             if lines > limits.max_lines:
-                raise OutputRefused(f"{self.where}: the output of '{name}' passed "
+                raise OutputRefusedError(f"{self.where}: the output of '{name}' passed "
                                     f"{limits.max_lines} lines (max_lines); it is refused")
 
     def _status(self, channel: Any, name: str) -> int:
         if not channel.status_event.wait(self.limits.timeout):
-            raise OutputRefused(f"{self.where}: '{name}' closed its output but gave no exit "
+            raise OutputRefusedError(f"{self.where}: '{name}' closed its output but gave no exit "
                                 f"status within {self.limits.timeout:g}s")
         return int(channel.exit_status)
 

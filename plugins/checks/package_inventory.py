@@ -19,6 +19,7 @@ What the host prints is hostile text: bounded (``max_output``, ``max_lines``,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -89,6 +90,8 @@ class PackageInventory(Module):
                         config["max_lines"])
         targets = ssh_targets(ctx.get("service_fingerprints"), config["port"])
         _ssh_session.quiet_paramiko()
+        ctx.log.debug("package_inventory: logins run {}", "in the node's greenlets (monkey-patched)"
+                      if _ssh_session.cooperative() else "on gevent's thread pool (not monkey-patched)")
 
         def inventory(item: tuple[str, list[int]]) -> InstalledPackages | list[str]:
             host, ports = item
@@ -97,7 +100,7 @@ class PackageInventory(Module):
                 notes: list[tuple[str, str]] = []
                 try:
                     record = _ssh_session.run_blocking(
-                        lambda: read_host(host, port, auth, known, limits, scrub, notes))
+                        functools.partial(read_host, host, port, auth, known, limits, scrub, notes))
                 except LoginError as e:
                     errors.append(str(e))
                     ctx.log.warning("package_inventory: {}", e)
@@ -145,10 +148,14 @@ def load_auth(config: dict[str, Any]) -> tuple[Auth, Scrubber]:
         except OSError as e:
             raise ModuleError(f"package_inventory: cannot read the key file {key_path} (key): "
                               f"{e.strerror or type(e).__name__}") from None
-        except paramiko.PasswordRequiredException:
-            raise ModuleError(f"package_inventory: the key file {key_path} (key) is encrypted: give "
-                              "a key without a passphrase, or a password (password_env)") from None
-        except (paramiko.SSHException, ValueError, TypeError):
+        except (paramiko.SSHException, ValueError, TypeError) as e:
+            # An encrypted key: paramiko's own exception for PEM keys, cryptography's
+            # TypeError ("password-protected") for OpenSSH ones.
+            if isinstance(e, paramiko.PasswordRequiredException) or (
+                    isinstance(e, TypeError) and "password" in str(e)):
+                raise ModuleError(f"package_inventory: the key file {key_path} (key) is encrypted: "
+                                  "give a key without a passphrase, or a password "
+                                  "(password_env)") from None
             raise ModuleError(f"package_inventory: {key_path} (key) is not a private key paramiko "
                               "reads (OpenSSH or PEM format: Ed25519, ECDSA or RSA)") from None
     if env:
@@ -191,8 +198,9 @@ def read_host(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limit
             if status == _ssh_session.NOT_FOUND and system.manager is None:
                 continue
             if status != 0:
-                raise LoginError(f"{where}: '{_ssh_session.SHORT[_ssh_session.COMMANDS[manager]]}' exited with "
-                                 f"{status}: {scrub(err.strip().splitlines()[-1] if err.strip() else 'no message')}")
+                said = err.strip().splitlines()[-1] if err.strip() else "no message"
+                command = _ssh_session.SHORT[_ssh_session.COMMANDS[manager]]
+                raise LoginError(f"{where}: '{command}' exited with {status}: {scrub(said)}")
             return _record(host, port, system, manager, text, notes)
     raise LoginError(f"{where}: none of dpkg-query, rpm and apk is installed, and /etc/os-release "
                      "names no distribution package_inventory knows")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -27,7 +27,7 @@ import pentora_plugins.checks
 import pentora_plugins.engine
 import pytest
 from pentora_plugins.checks import _packages, _ssh_session
-from pentora_plugins.checks._ssh_session import CommandRefused, KnownHosts, Limits, Scrubber
+from pentora_plugins.checks._ssh_session import CommandNotAllowedError, KnownHosts, Limits, Scrubber
 from pentora_plugins.checks.package_inventory import load_auth
 from pentora_plugins.kit.records import InstalledPackages, ServiceFingerprint
 
@@ -201,7 +201,8 @@ def os_release() -> dict[str, str]:
 # -- against the real sshd ---------------------------------------------------------------------
 
 
-def test_inventory_over_ssh_equals_the_local_dpkg_database(server: int, user: User, work: Path) -> None:
+def test_inventory_over_ssh_equals_the_local_dpkg_database(server: int, user: User, work: Path,
+                                                            log_messages: list[str]) -> None:
     known = work / "known_truth"
     result, collector = run_inventory([server], {"user": user.name, "key": str(user.key),
                                                  "known_hosts": str(known)})
@@ -217,6 +218,8 @@ def test_inventory_over_ssh_equals_the_local_dpkg_database(server: int, user: Us
     assert record.distribution == osr["ID"]
     assert record.release == osr.get("VERSION_ID")
     assert record.codename == osr.get("VERSION_CODENAME")
+    # This process is not monkey-patched: the login ran on a thread, the loop kept running.
+    assert any("logins run on gevent's thread pool" in m for m in log_messages)
 
 
 def _error(result: Any) -> str:
@@ -296,7 +299,7 @@ def test_only_allow_listed_commands_run(server: int, user: User, work: Path) -> 
     with _ssh_session.login(HOST, server, auth, known, limits, scrub, []) as session:
         for command in (f"touch {marker}", "cat /etc/os-release; touch " + str(marker),
                         "cat /etc/shadow", "dpkg-query -W", " cat /etc/os-release"):
-            with pytest.raises(CommandRefused, match="is not one of the read-only commands"):
+            with pytest.raises(CommandNotAllowedError, match="is not one of the read-only commands"):
                 session.run(command)
         status, text, _ = session.run(_ssh_session.OS_RELEASE)
     assert status == 0 and text == Path("/etc/os-release").read_text()
@@ -306,7 +309,7 @@ def test_only_allow_listed_commands_run(server: int, user: User, work: Path) -> 
 def test_the_runner_refuses_before_sending_anything() -> None:
     # No transport at all: a refused command never reaches one.
     session = _ssh_session.Session(None, "nowhere", Limits(1, 1, 1, 1), Scrubber([]))
-    with pytest.raises(CommandRefused):
+    with pytest.raises(CommandNotAllowedError):
         session.run("rm -rf /")
 
 
@@ -339,7 +342,8 @@ def test_a_host_printing_garbage_gets_its_good_lines_kept_and_the_rest_refused(
 
 
 @pytest.mark.parametrize(("name", "script", "config", "expected"), [
-    ("flood.sh", FLOOD_SHELL, {"max_output": "256KB"}, "'cat /etc/os-release' passed 256000 bytes (max_output)"),
+    ("flood.sh", FLOOD_SHELL, {"max_output": "256KB"},
+     "'cat /etc/os-release' passed 256000 bytes (max_output)"),
     ("flood_lines.sh", FLOOD_SHELL, {"max_lines": 100}, "passed 100 lines (max_lines)"),
     ("slow.sh", SLOW_SHELL, {"command_timeout": "1s"}, "did not finish within 1s"),
     ("binary.sh", BINARY_SHELL, {}, "the dpkg package list is refused: none of its"),
@@ -353,3 +357,203 @@ def test_hostile_output_is_refused_cleanly(work: Path, user: User, name: str, sc
     print(error)
     assert f"{HOST}:{port}" in error and expected in error
     assert "Traceback" not in error and "\x1b" not in error
+
+
+# -- the real engine: `pentora scan`, monkey-patched, with the store and the JSONL ---------------
+
+
+def scan_cli(port: int, home: Path, out: Path, *args: str, env: dict[str, str] | None = None,
+             profile: str = "standard") -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "HOME": str(home), "PENTORA_STORE": str(home / "store" / "scans.db"),
+            **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pentora", "scan", "--log-level", "DEBUG",
+                           "--profile", profile, "--targets", HOST, "-p", str(port), "-o", str(out),
+                           *args], capture_output=True, text=True, env=full, timeout=240)
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def node_status(lines: list[dict[str, Any]], node: str) -> str:
+    (found,) = [r for r in lines if r["kind"] == "node" and r.get("node") == node]
+    return str(found["status"])
+
+
+def test_a_scan_with_credentials_reads_the_packages_and_leaks_none_of_them(
+        server: int, user: User, work: Path) -> None:
+    home = work / "cli-home"
+    home.mkdir()
+    wrong = "wrong-" + secrets.token_urlsafe(12)
+    runs = {
+        "key": scan_cli(server, home, home / "key.jsonl", "--ssh-user", user.name,
+                        "--ssh-key", str(user.key)),
+        "password": scan_cli(server, home, home / "password.jsonl", "--ssh-user", user.name,
+                             "--ssh-password-env", "SCAN_PW", env={"SCAN_PW": user.password},
+                             profile="vuln-scan"),
+        "wrong": scan_cli(server, home, home / "wrong.jsonl", "--ssh-user", user.name,
+                          "--ssh-password-env", "SCAN_PW", env={"SCAN_PW": wrong}),
+    }
+    for name, done in runs.items():
+        print(name, done.returncode, done.stderr[-3000:])
+    for name in ("key", "password"):
+        lines = jsonl(home / f"{name}.jsonl")
+        (record,) = [r for r in lines if r["kind"] == "packages"]
+        assert record["packages"] == local_packages() and record["port"] == server
+        assert node_status(lines, "package_inventory") == "completed"
+        assert node_status(lines, "cve") == "completed"
+    wrong_lines = jsonl(home / "wrong.jsonl")
+    assert node_status(wrong_lines, "package_inventory") == "failed"
+    assert node_status(wrong_lines, "cve") == "completed"  # the banners are still matched
+    assert runs["wrong"].returncode == 3
+    # The CLI monkey-patches: paramiko ran in the scan's greenlets, not on threads.
+    assert "logins run in the node's greenlets (monkey-patched)" in runs["key"].stderr
+    assert "was refused" in runs["wrong"].stderr
+    # The known_hosts file of the user running the scan got the server's key, once.
+    assert len((home / ".config" / "pentora" / "known_hosts").read_text().splitlines()) == 1
+
+    haystack = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    haystack += "".join(d.stdout + d.stderr for d in runs.values()).encode()
+    assert any(p.name.startswith("scans.db") for p in (home / "store").iterdir())
+    key_lines = [line for line in user.key.read_text().splitlines() if "PRIVATE KEY" not in line]
+    assert key_lines
+    for secret in [user.password, wrong, *key_lines]:
+        assert secret.encode() not in haystack, "a credential was written to a log, the JSONL or the store"
+    assert user.name.encode() in haystack  # the user name is not secret: the haystack is real
+
+
+def test_without_credentials_the_inventory_is_skipped_and_the_banners_still_matched(
+        server: int, work: Path) -> None:
+    home = work / "cli-nocreds"
+    home.mkdir()
+    done = scan_cli(server, home, home / "out.jsonl")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = jsonl(home / "out.jsonl")
+    assert node_status(lines, "package_inventory") == "skipped"
+    assert node_status(lines, "cve") == "completed"
+    assert not [r for r in lines if r["kind"] == "packages"]
+    assert not (home / ".config").exists()  # nothing logged into, no known_hosts made
+
+
+# -- what the host says, parsed as hostile text (no network) ------------------------------------
+
+OS_RELEASES = [
+    ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
+     'VERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n', ("debian", "12", "bookworm", "dpkg")),
+    ('NAME="Ubuntu"\nVERSION_ID="22.04"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=jammy\n',
+     ("ubuntu", "22.04", "jammy", "dpkg")),
+    ('NAME="Rocky Linux"\nVERSION="9.3 (Blue Onyx)"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'
+     'VERSION_ID="9.3"\n', ("rocky", "9", None, "rpm")),
+    ('NAME="AlmaLinux"\nID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="8.9"\n',
+     ("alma", "8", None, "rpm")),
+    ('NAME="Red Hat Enterprise Linux"\nID="rhel"\nVERSION_ID="9.4"\n', ("rhel", "9", None, "rpm")),
+    ('NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.19.1\n', ("alpine", "3.19", None, "apk")),
+    # a derivative: the family is known, its own release numbers are not the family's
+    ('NAME="Linux Mint"\nID=linuxmint\nID_LIKE="ubuntu debian"\nVERSION_ID="21.3"\n'
+     'VERSION_CODENAME=virginia\n', ("ubuntu", None, "virginia", "dpkg")),
+    ('ID=plan9\nVERSION_ID=4\n', (None, None, None, None)),
+    # hostile: quotes left open, injected words, escapes, a huge value
+    ('ID="debian\nVERSION_ID=12; rm -rf /\nVERSION_CODENAME="\x1b[2J"\n', (None, None, None, None)),
+    ("ID=debian\nVERSION_ID=" + "1" * 5000 + "\n", ("debian", None, None, "dpkg")),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), OS_RELEASES)
+def test_os_release_names_the_distribution_as_kit_distro_does(text: str, expected: tuple[Any, ...]) -> None:
+    system = _packages.system_of(_packages.parse_os_release(text))
+    assert (system.distribution, system.release, system.codename, system.manager) == expected
+
+
+def test_rpm_lines_from_a_real_rpm_query() -> None:
+    lines = ["openssh-server\t(none)\t8.7p1-38.el9_4.1\topenssh-8.7p1-38.el9_4.1.src.rpm\tx86_64",
+             "nginx\t2\t1.20.1-14.el9_2.1\tnginx-1.20.1-14.el9_2.1.src.rpm\tx86_64",
+             "gpg-pubkey\t(none)\t350d275d-6279464b\t(none)\t(none)",
+             "bash\t(none)\t5.1.8-9.el9\tnot-a-source-rpm\tx86_64",
+             "evil name\t(none)\t1.0-1\tevil-1.0-1.src.rpm\tx86_64"]
+    parsed = _packages.parse_rpm(lines)
+    assert parsed.packages == [
+        {"name": "openssh-server", "version": "8.7p1-38.el9_4.1", "source": "openssh",
+         "source_version": "8.7p1-38.el9_4.1", "arch": "x86_64"},
+        {"name": "nginx", "version": "2:1.20.1-14.el9_2.1", "source": "nginx",
+         "source_version": "2:1.20.1-14.el9_2.1", "arch": "x86_64"}]
+    assert parsed.refused == 2 and "is not NAME-VERSION-RELEASE.src.rpm" in parsed.reasons[0]
+
+
+def test_apk_lines_from_a_real_apk_list() -> None:
+    lines = ["musl-1.2.4_git20230717-r4 x86_64 {musl} (MIT) [installed]",
+             "openssh-server-9.6_p1-r0 x86_64 {openssh} (SSH-OpenSSH) [installed]",
+             "libcrypto3-3.1.4-r5 x86_64 {openssl} (Apache-2.0) [installed]",
+             "py3-setuptools-68.0.0-r0 noarch {py3-setuptools} (MIT AND (Apache-2.0 OR BSD)) [installed]",
+             "WARNING: opening from cache https://dl-cdn.alpinelinux.org: No such file",
+             "busybox-1.36.1-r15 x86_64 {busybox} (GPL-2.0-only) [upgradable from: busybox-1.36.1-r14]"]
+    parsed = _packages.parse_apk(lines)
+    assert [(p["name"], p["version"], p["source"]) for p in parsed.packages] == [
+        ("musl", "1.2.4_git20230717-r4", "musl"), ("openssh-server", "9.6_p1-r0", "openssh"),
+        ("libcrypto3", "3.1.4-r5", "openssl"), ("py3-setuptools", "68.0.0-r0", "py3-setuptools")]
+    assert parsed.refused == 2
+
+
+def test_dpkg_lines_keep_installed_packages_and_refuse_the_rest() -> None:
+    lines = ["libc6\t2.36-9+deb12u9\tglibc\t2.36-9+deb12u9\tamd64\tii ",
+             "libc6\t2.36-9+deb12u9\tglibc\t2.36-9+deb12u9\ti386\tii ",
+             "gone\t1.0-1\tgone\t1.0-1\tamd64\trc ",  # removed, its configuration kept
+             "held\t1.0-1\theld\t1.0-1\tamd64\thi ",
+             "Upper\t1.0-1\tupper\t1.0-1\tamd64\tii ",
+             "x" * 5000]
+    parsed = _packages.parse_dpkg(lines)
+    assert [(p["name"], p["arch"]) for p in parsed.packages] == [("libc6", "amd64"), ("libc6", "i386"),
+                                                                  ("held", "amd64")]
+    assert parsed.packages[0]["source"] == "glibc" and parsed.refused == 2
+
+
+def test_credentials_that_cannot_be_used_are_named_without_their_content(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pentora import ModuleError
+
+    encrypted = tmp_path / "encrypted"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(encrypted)],
+                   check=True)
+    not_a_key = tmp_path / "not_a_key"
+    not_a_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LW1hdGVyaWFsLWxpbmU=\n"
+                         "-----END OPENSSH PRIVATE KEY-----\n")
+    monkeypatch.delenv("NO_SUCH_PASSWORD_VAR", raising=False)
+    cases = [({"key": str(tmp_path / "missing")}, "cannot read the key file"),
+             ({"key": str(encrypted)}, "is encrypted"),
+             ({"key": str(not_a_key)}, "is not a private key paramiko reads"),
+             ({"password_env": "NO_SUCH_PASSWORD_VAR"}, "NO_SUCH_PASSWORD_VAR (password_env) is not set"),
+             ({}, "needs a credential")]
+    for given, expected in cases:
+        config = {"user": "someone", "key": "", "password_env": "", **given}
+        with pytest.raises(ModuleError, match=re.escape(expected)) as e:
+            load_auth(config)
+        assert "c2VjcmV0" not in str(e.value)
+    with pytest.raises(ModuleError, match="needs a user"):
+        load_auth({"user": "", "key": str(encrypted), "password_env": ""})
+
+
+def test_scrubber_takes_secrets_out_and_escapes_the_rest() -> None:
+    scrub = Scrubber(["hunter2-password", "AAAAC3NzaC1lZDI1NTE5"])
+    assert scrub("bad auth hunter2-password \x1b[2J AAAAC3NzaC1lZDI1NTE5xyz") == \
+        "bad auth [secret] \\x1b[2J [secret]xyz"
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (["--ssh-key", "/etc/hostname"], {}, "--ssh-key and --ssh-password-env need --ssh-user USER"),
+    (["--ssh-user", "u"], {}, "--ssh-user needs a credential"),
+    (["--ssh-user", "u", "--ssh-key", "/nonexistent/key"], {},
+     "--ssh-key /nonexistent/key: no readable file"),
+    (["--ssh-user", "u", "--ssh-password-env", "UNSET_PW_VAR"], {},
+     "UNSET_PW_VAR: that environment variable is not set"),
+    (["--ssh-user", "u", "--ssh-password-env", "p@ss w0rd!"], {},
+     "takes the NAME of an environment variable"),
+    (["--ssh-user", "u", "--ssh-key", "/etc/hostname", "--profile", "port-scan"], {},
+     "DAG 'port-scan' declares no 'ssh_user' var"),
+])
+def test_cli_misuse_is_a_usage_error_before_anything_runs(run_cli: Any, args: list[str],
+                                                          env: dict[str, str], expected: str) -> None:
+    done = run_cli("scan", "--targets", HOST, *args, env=env)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert "p@ss w0rd!" not in done.stderr
