@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.checks import _packages, _ssh_session
-from pentora_plugins.checks._ssh_session import Auth, KnownHosts, Limits, LoginError, Scrubber
+from pentora_plugins.checks import _packages, _ssh_login
+from pentora_plugins.checks._ssh_login import Auth, KnownHosts, Limits, LoginError, Scrubber
 from pentora_plugins.kit.inputs import per_item, publish
 from pentora_plugins.kit.records import InstalledPackages, ServiceFingerprint
 
@@ -89,9 +89,9 @@ class PackageInventory(Module):
         limits = Limits(config["timeout"], config["command_timeout"], config["max_output"],
                         config["max_lines"])
         targets = ssh_targets(ctx.get("service_fingerprints"), config["port"])
-        _ssh_session.quiet_paramiko()
+        _ssh_login.quiet_paramiko()
         ctx.log.debug("package_inventory: logins run {}", "in the node's greenlets (monkey-patched)"
-                      if _ssh_session.cooperative() else "on gevent's thread pool (not monkey-patched)")
+                      if _ssh_login.cooperative() else "on gevent's thread pool (not monkey-patched)")
 
         def inventory(item: tuple[str, list[int]]) -> InstalledPackages | list[str]:
             host, ports = item
@@ -99,7 +99,7 @@ class PackageInventory(Module):
             for port in ports:
                 notes: list[tuple[str, str]] = []
                 try:
-                    record = _ssh_session.run_blocking(
+                    record = _ssh_login.run_blocking(
                         functools.partial(read_host, host, port, auth, known, limits, scrub, notes))
                 except LoginError as e:
                     errors.append(str(e))
@@ -188,18 +188,18 @@ def ssh_targets(fingerprints: Iterable[Any], port: int | None) -> list[tuple[str
 def read_host(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limits,
               scrub: Scrubber, notes: list[tuple[str, str]]) -> InstalledPackages:
     """Log in to host:port and read its distribution and packages (blocking: see
-    ``_ssh_session.run_blocking``)."""
+    ``_ssh_login.run_blocking``)."""
     where = f"{host}:{port}"
-    with _ssh_session.login(host, port, auth, known, limits, scrub, notes) as session:
-        status, text, _ = session.run(_ssh_session.OS_RELEASE)
+    with _ssh_login.login(host, port, auth, known, limits, scrub, notes) as session:
+        status, text, _ = session.run(_ssh_login.OS_RELEASE)
         system = _packages.system_of(_packages.parse_os_release(text if status == 0 else ""))
         for manager in [system.manager] if system.manager else list(_FALLBACK):
-            status, text, err = session.run(_ssh_session.COMMANDS[manager])
-            if status == _ssh_session.NOT_FOUND and system.manager is None:
+            status, text, err = session.run(_ssh_login.COMMANDS[manager])
+            if status == _ssh_login.NOT_FOUND and system.manager is None:
                 continue
             if status != 0:
                 said = err.strip().splitlines()[-1] if err.strip() else "no message"
-                command = _ssh_session.SHORT[_ssh_session.COMMANDS[manager]]
+                command = _ssh_login.SHORT[_ssh_login.COMMANDS[manager]]
                 raise LoginError(f"{where}: '{command}' exited with {status}: {scrub(said)}")
             return _record(host, port, system, manager, text, notes)
     raise LoginError(f"{where}: none of dpkg-query, rpm and apk is installed, and /etc/os-release "

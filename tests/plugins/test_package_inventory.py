@@ -26,8 +26,8 @@ from typing import Any
 import pentora_plugins.checks
 import pentora_plugins.engine
 import pytest
-from pentora_plugins.checks import _packages, _ssh_session
-from pentora_plugins.checks._ssh_session import CommandNotAllowedError, KnownHosts, Limits, Scrubber
+from pentora_plugins.checks import _packages, _ssh_login
+from pentora_plugins.checks._ssh_login import CommandNotAllowedError, KnownHosts, Limits, Scrubber
 from pentora_plugins.checks.package_inventory import load_auth
 from pentora_plugins.kit.records import InstalledPackages, ServiceFingerprint
 
@@ -296,19 +296,19 @@ def test_only_allow_listed_commands_run(server: int, user: User, work: Path) -> 
     auth, scrub = load_auth({"user": user.name, "key": str(user.key), "password_env": ""})
     known = KnownHosts(work / "known_runner", True)
     limits = Limits(10, 30, 1 << 20, 10000)
-    with _ssh_session.login(HOST, server, auth, known, limits, scrub, []) as session:
+    with _ssh_login.login(HOST, server, auth, known, limits, scrub, []) as session:
         for command in (f"touch {marker}", "cat /etc/os-release; touch " + str(marker),
                         "cat /etc/shadow", "dpkg-query -W", " cat /etc/os-release"):
             with pytest.raises(CommandNotAllowedError, match="is not one of the read-only commands"):
                 session.run(command)
-        status, text, _ = session.run(_ssh_session.OS_RELEASE)
+        status, text, _ = session.run(_ssh_login.OS_RELEASE)
     assert status == 0 and text == Path("/etc/os-release").read_text()
     assert not marker.exists()
 
 
 def test_the_runner_refuses_before_sending_anything() -> None:
     # No transport at all: a refused command never reaches one.
-    session = _ssh_session.Session(None, "nowhere", Limits(1, 1, 1, 1), Scrubber([]))
+    session = _ssh_login.Session(None, "nowhere", Limits(1, 1, 1, 1), Scrubber([]))
     with pytest.raises(CommandNotAllowedError):
         session.run("rm -rf /")
 
