@@ -204,7 +204,7 @@ class KnownHosts:
         return out
 
 
-class Session:
+class Runner:
     """A logged-in SSH connection that runs allow-listed commands only."""
 
     def __init__(self, transport: Any, where: str, limits: Limits, scrub: Scrubber) -> None:
@@ -261,8 +261,8 @@ class Session:
 
 @contextmanager
 def login(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limits,
-          scrub: Scrubber, notes: list[tuple[str, str]]) -> Iterator[Session]:
-    """A session on host:port, its host key checked, authenticated; LoginError otherwise.
+          scrub: Scrubber, notes: list[tuple[str, str]]) -> Iterator[Runner]:
+    """A runner on host:port, its host key checked, authenticated; LoginError otherwise.
     A note (a recorded host key) is appended to ``notes``."""
     import paramiko
 
@@ -290,7 +290,7 @@ def login(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limits,
         if note:
             notes.append(("info", note))
         _authenticate(transport, auth, where)
-        yield Session(transport, where, limits, scrub)
+        yield Runner(transport, where, limits, scrub)
     except LoginError:
         raise
     except Exception as e:  # paramiko's and the socket's: rewritten, cleaned of secrets

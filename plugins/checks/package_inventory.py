@@ -190,11 +190,11 @@ def read_host(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limit
     """Log in to host:port and read its distribution and packages (blocking: see
     ``_ssh_login.run_blocking``)."""
     where = f"{host}:{port}"
-    with _ssh_login.login(host, port, auth, known, limits, scrub, notes) as session:
-        status, text, _ = session.run(_ssh_login.OS_RELEASE)
+    with _ssh_login.login(host, port, auth, known, limits, scrub, notes) as runner:
+        status, text, _ = runner.run(_ssh_login.OS_RELEASE)
         system = _packages.system_of(_packages.parse_os_release(text if status == 0 else ""))
         for manager in [system.manager] if system.manager else list(_FALLBACK):
-            status, text, err = session.run(_ssh_login.COMMANDS[manager])
+            status, text, err = runner.run(_ssh_login.COMMANDS[manager])
             if status == _ssh_login.NOT_FOUND and system.manager is None:
                 continue
             if status != 0:

@@ -296,21 +296,21 @@ def test_only_allow_listed_commands_run(server: int, user: User, work: Path) -> 
     auth, scrub = load_auth({"user": user.name, "key": str(user.key), "password_env": ""})
     known = KnownHosts(work / "known_runner", True)
     limits = Limits(10, 30, 1 << 20, 10000)
-    with _ssh_login.login(HOST, server, auth, known, limits, scrub, []) as session:
+    with _ssh_login.login(HOST, server, auth, known, limits, scrub, []) as runner:
         for command in (f"touch {marker}", "cat /etc/os-release; touch " + str(marker),
                         "cat /etc/shadow", "dpkg-query -W", " cat /etc/os-release"):
             with pytest.raises(CommandNotAllowedError, match="is not one of the read-only commands"):
-                session.run(command)
-        status, text, _ = session.run(_ssh_login.OS_RELEASE)
+                runner.run(command)
+        status, text, _ = runner.run(_ssh_login.OS_RELEASE)
     assert status == 0 and text == Path("/etc/os-release").read_text()
     assert not marker.exists()
 
 
 def test_the_runner_refuses_before_sending_anything() -> None:
     # No transport at all: a refused command never reaches one.
-    session = _ssh_login.Session(None, "nowhere", Limits(1, 1, 1, 1), Scrubber([]))
+    runner = _ssh_login.Runner(None, "nowhere", Limits(1, 1, 1, 1), Scrubber([]))
     with pytest.raises(CommandNotAllowedError):
-        session.run("rm -rf /")
+        runner.run("rm -rf /")
 
 
 # -- hostile hosts: a ForceCommand answers every command -----------------------------------------
