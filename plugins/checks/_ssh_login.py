@@ -167,7 +167,8 @@ class KnownHosts:
             return {}
         except (OSError, UnicodeDecodeError) as e:
             raise LoginError(f"cannot read the known_hosts file {self.path}: "
-                             f"{getattr(e, 'strerror', None) or e}") from None
+                             f"{getattr(e, 'strerror', None) or e}; choose a readable file "
+                             "(known_hosts)") from None
         return dict(keys.lookup(self.name(host, port)) or {})
 
     def check(self, host: str, port: int, key: Any) -> str | None:
@@ -190,9 +191,13 @@ class KnownHosts:
                     f"the host key of {host}:{port} ({fingerprint(key)}) is not in {self.path} "
                     f"and trust_on_first_use is off: add it (`ssh-keyscan -p {port} {host} >> "
                     f"{self.path}`, after checking it) or turn trust_on_first_use on")
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with self.path.open("a", encoding="ascii") as f:
-                f.write(f"{self.name(host, port)} {key.get_name()} {key.get_base64()}\n")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with self.path.open("a", encoding="ascii") as f:
+                    f.write(f"{self.name(host, port)} {key.get_name()} {key.get_base64()}\n")
+            except OSError as e:  # not logged in: a key that cannot be recorded cannot be enforced
+                raise LoginError(f"cannot record the host key of {host}:{port} in {self.path}: "
+                                 f"{e.strerror or e}; choose a writable file (known_hosts)") from None
             return f"recorded the host key of {host}:{port} ({fingerprint(key)}) in {self.path}"
 
     def algorithms(self, host: str, port: int) -> list[str]:
@@ -234,7 +239,7 @@ class Runner:
             if time.monotonic() > deadline:
                 raise OutputRefusedError(f"{self.where}: '{name}' did not finish within "
                                     f"{limits.command_time:g}s; its output is refused")
-            while channel.recv_stderr_ready():
+            if channel.recv_stderr_ready():  # one chunk a turn: a flood of it meets the deadline
                 chunk = channel.recv_stderr(4096)
                 err += chunk[:max(0, MAX_STDERR - len(err))]
             try:

@@ -88,6 +88,10 @@ class PackageInventory(Module):
         known = KnownHosts(Path(os.path.expanduser(config["known_hosts"])), config["trust_on_first_use"])
         limits = Limits(config["timeout"], config["command_timeout"], config["max_output"],
                         config["max_lines"])
+        try:
+            known.recorded("", 0)  # a file that cannot be read fails the node once, not each host
+        except LoginError as e:
+            raise ModuleError(f"package_inventory: {e}") from None
         targets = ssh_targets(ctx.get("service_fingerprints"), config["port"])
         _ssh_login.quiet_paramiko()
         ctx.log.debug("package_inventory: logins run {}", "in the node's greenlets (monkey-patched)"

@@ -263,6 +263,22 @@ def test_without_trust_on_first_use_an_unknown_host_is_refused(server: int, user
     assert "trust_on_first_use" in error and not known.exists()
 
 
+def test_a_known_hosts_file_that_cannot_be_used_stops_the_login(server: int, user: User, work: Path) -> None:
+    not_a_folder = work / "known_is_a_file"
+    not_a_folder.write_text("")
+    unreadable = str(not_a_folder / "known_hosts")
+    result, _ = run_inventory([server], {"user": user.name, "key": str(user.key), "known_hosts": unreadable})
+    error = _error(result)
+    assert f"cannot read the known_hosts file {unreadable}: Not a directory" in error
+    assert "choose a readable file (known_hosts)" in error
+    # /sys takes no new files, even from root: the key cannot be recorded, so no login
+    result, _ = run_inventory([server], {"user": user.name, "key": str(user.key),
+                                         "known_hosts": "/sys/pentora_known_hosts"})
+    error = _error(result)
+    assert f"cannot record the host key of {HOST}:{server} in /sys/pentora_known_hosts" in error
+    assert "choose a writable file (known_hosts)" in error
+
+
 def test_password_from_the_environment_logs_in_and_a_wrong_one_is_refused_without_showing_it(
         server: int, user: User, work: Path, monkeypatch: pytest.MonkeyPatch,
         log_messages: list[str]) -> None:
