@@ -220,6 +220,7 @@ def test_inventory_over_ssh_equals_the_local_dpkg_database(server: int, user: Us
     assert record.codename == osr.get("VERSION_CODENAME")
     # This process is not monkey-patched: the login ran on a thread, the loop kept running.
     assert any("logins run on gevent's thread pool" in m for m in log_messages)
+    assert not [m for m in log_messages if "blocked the event loop" in m]  # the watchdog's
 
 
 def _error(result: Any) -> str:
@@ -426,6 +427,7 @@ def test_a_scan_with_credentials_reads_the_packages_and_leaks_none_of_them(
     assert runs["wrong"].returncode == 3
     # The CLI monkey-patches: paramiko ran in the scan's greenlets, not on threads.
     assert "logins run in the node's greenlets (monkey-patched)" in runs["key"].stderr
+    assert not [d for d in runs.values() if "blocked the event loop" in d.stderr]  # the watchdog's
     assert "was refused" in runs["wrong"].stderr
     # The known_hosts file of the user running the scan got the server's key, once.
     assert len((home / ".config" / "pentora" / "known_hosts").read_text().splitlines()) == 1
