@@ -342,8 +342,8 @@ def _forced(work: Path, name: str, script: str) -> str:
     return f"ForceCommand {path}\n"
 
 
-def test_a_host_printing_garbage_gets_its_good_lines_kept_and_the_rest_refused(
-        work: Path, user: User, log_messages: list[str]) -> None:
+def run_ticking(ports: list[int], config: dict[str, Any]) -> tuple[Any, int]:
+    """``run_inventory``, and how many turns a greenlet ticking every 50 ms got meanwhile."""
     ticks = [0]
 
     def tick() -> None:
@@ -351,18 +351,27 @@ def test_a_host_printing_garbage_gets_its_good_lines_kept_and_the_rest_refused(
             gevent.sleep(0.05)
             ticks[0] += 1
 
+    ticker = gevent.spawn(tick)
+    try:
+        result, _ = run_inventory(ports, config)
+    finally:
+        ticker.kill()
+    return result, ticks[0]
+
+
+BASH = [{"name": "bash", "version": "5.2.15-2+b7", "source": "bash", "source_version": "5.2.15-2",
+         "arch": "amd64"}]
+
+
+def test_a_host_printing_garbage_gets_its_good_lines_kept_and_the_rest_refused(
+        work: Path, user: User, log_messages: list[str]) -> None:
     with sshd(work, user, extra=_forced(work, "garbage.sh", GARBAGE_SHELL)) as (port, _):
-        ticker = gevent.spawn(tick)
-        try:
-            result, _ = run_inventory([port], {"user": user.name, "key": str(user.key),
-                                               "known_hosts": str(work / "known_garbage")})
-        finally:
-            ticker.kill()
+        result, ticks = run_ticking([port], {"user": user.name, "key": str(user.key),
+                                             "known_hosts": str(work / "known_garbage")})
     assert result.ok, result.nodes["inventory"].error
     (record,) = result.context.get("packages")
     assert (record.distribution, record.release, record.codename) == ("debian", "12", "bookworm")
-    assert record.packages == [{"name": "bash", "version": "5.2.15-2+b7", "source": "bash",
-                                "source_version": "5.2.15-2", "arch": "amd64"}]
+    assert record.packages == BASH
     (warning,) = [m for m in log_messages if "were refused" in m]
     print(warning)
     assert warning.startswith("WARNING") and "4 lines of the dpkg package list were refused" in warning
@@ -370,7 +379,33 @@ def test_a_host_printing_garbage_gets_its_good_lines_kept_and_the_rest_refused(
     assert "'$(reboot)' is not a deb version" in warning
     assert "listed twice" in warning
     # The login waited 2 s for the host on the thread pool: the event loop ran meanwhile.
-    assert ticks[0] >= 5, f"the event loop ran {ticks[0]} times while the host was slow"
+    assert ticks >= 5, f"the event loop ran {ticks} times while the host was slow"
+
+
+PATCHED = """
+import json, sys
+from gevent import monkey
+monkey.patch_all()  # as the CLI does, before anything else is imported
+from pentora_plugins.checks._ssh_login import cooperative
+from tests.plugins.test_package_inventory import run_ticking
+result, ticks = run_ticking([int(sys.argv[1])], json.loads(sys.argv[2]))
+print(json.dumps({"error": result.nodes["inventory"].error, "ticks": ticks, "cooperative": cooperative(),
+                  "packages": [r.packages for r in result.context.get("packages", [])]}))
+"""
+
+
+def test_monkey_patched_logins_run_in_greenlets_and_leave_the_loop_running(work: Path, user: User) -> None:
+    import json
+
+    config = {"user": user.name, "key": str(user.key), "known_hosts": str(work / "known_patched")}
+    with sshd(work, user, extra=_forced(work, "garbage_patched.sh", GARBAGE_SHELL)) as (port, _):
+        done = subprocess.run([sys.executable, "-c", PATCHED, str(port), json.dumps(config)],
+                              cwd=daemons.ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["error"] is None and out["packages"] == [BASH]
+    assert out["cooperative"]  # paramiko ran in the node's greenlets, not on the thread pool
+    assert out["ticks"] >= 5, f"the event loop ran {out['ticks']} times while the host was slow"
 
 
 @pytest.mark.parametrize(("name", "script", "config", "expected"), [
