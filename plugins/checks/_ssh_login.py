@@ -218,8 +218,8 @@ class Runner:
     def run(self, command: str) -> tuple[int, str, str]:
         """(exit status, stdout, stderr) of ``command``, one of ``COMMANDS``."""
         if command not in _ALLOWED:
-            raise CommandNotAllowedError(f"{self.scrub(command, 80)!r} is not one of the read-only commands "
-                                 f"package_inventory runs ({', '.join(sorted(COMMANDS))})")
+            raise CommandNotAllowedError(f"{self.scrub(command, 80)!r} is not one of the read-only "
+                                         f"commands package_inventory runs ({', '.join(sorted(COMMANDS))})")
         name = SHORT[command]
         channel = self.transport.open_session(timeout=self.limits.timeout)
         try:
@@ -238,7 +238,7 @@ class Runner:
         while True:
             if time.monotonic() > deadline:
                 raise OutputRefusedError(f"{self.where}: '{name}' did not finish within "
-                                    f"{limits.command_time:g}s; its output is refused")
+                                         f"{limits.command_time:g}s; its output is refused")
             if channel.recv_stderr_ready():  # one chunk a turn: a flood of it meets the deadline
                 chunk = channel.recv_stderr(4096)
                 err += chunk[:max(0, MAX_STDERR - len(err))]
@@ -252,15 +252,15 @@ class Runner:
             lines += chunk.count(b"\n")
             if len(out) > limits.max_bytes:
                 raise OutputRefusedError(f"{self.where}: the output of '{name}' passed "
-                                    f"{limits.max_bytes} bytes (max_output); it is refused")
+                                         f"{limits.max_bytes} bytes (max_output); it is refused")
             if lines > limits.max_lines:
                 raise OutputRefusedError(f"{self.where}: the output of '{name}' passed "
-                                    f"{limits.max_lines} lines (max_lines); it is refused")
+                                         f"{limits.max_lines} lines (max_lines); it is refused")
 
     def _status(self, channel: Any, name: str) -> int:
         if not channel.status_event.wait(self.limits.timeout):
             raise OutputRefusedError(f"{self.where}: '{name}' closed its output but gave no exit "
-                                f"status within {self.limits.timeout:g}s")
+                                     f"status within {self.limits.timeout:g}s")
         return int(channel.exit_status)
 
 
@@ -286,10 +286,9 @@ def login(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limits,
             transport.start_client(timeout=limits.timeout)
         except paramiko.SSHException as e:
             if offered and "host key" in str(e):
-                raise LoginError(f"{where} offers none of the host key types {known.path} holds "
-                                 f"for it ({', '.join(offered)}): its host key has changed, or it "
-                                 "is another server; check it, then remove its line from that "
-                                 "file") from None
+                # It has none of the recorded key types any more: ask for any key, so that
+                # the refusal names the one it now shows beside the recorded one.
+                known.check(host, port, _any_host_key(host, port, limits))
             raise
         note = known.check(host, port, transport.get_remote_server_key())
         if note:
@@ -303,6 +302,20 @@ def login(host: str, port: int, auth: Auth, known: KnownHosts, limits: Limits,
     finally:
         if transport is not None:
             transport.close()
+
+
+def _any_host_key(host: str, port: int, limits: Limits) -> Any:
+    """The host key the server proves when offered every type paramiko knows (no login)."""
+    import paramiko
+
+    sock = socket.create_connection((host, port), timeout=limits.timeout)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = transport.handshake_timeout = limits.timeout
+        transport.start_client(timeout=limits.timeout)
+        return transport.get_remote_server_key()
+    finally:
+        transport.close()
 
 
 def _authenticate(transport: Any, auth: Auth, where: str) -> None:

@@ -255,6 +255,15 @@ def test_host_key_is_recorded_then_enforced_and_a_changed_one_fails_the_host(
     assert "ssh-keygen -R" in error
     assert result.context.get("packages") == []
     assert known.read_text().splitlines() == lines  # the recorded key stays
+    # Another type of key (it no longer has an Ed25519 one): the same refusal, both named.
+    ecdsa = Path(tempfile.mkdtemp(dir=work)) / "ecdsa_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-C", "", "-f", str(ecdsa)], check=True)
+    with sshd(work, user, port=port, host_key=ecdsa):
+        result, _ = run_inventory([port], config)
+    error = _error(result)
+    assert f"the host key of {HOST}:{port} has changed" in error
+    assert fingerprint_of(first_key) in error and fingerprint_of(ecdsa) in error
+    assert known.read_text().splitlines() == lines
 
 
 def test_without_trust_on_first_use_an_unknown_host_is_refused(server: int, user: User, work: Path) -> None:
