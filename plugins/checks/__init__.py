@@ -1,8 +1,10 @@
-"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``.
+"""Misconfiguration checks: ``http_checks``, ``service_checks``, ``ssh_checks``, ``tls_checks``;
+the credentialed ``package_inventory`` and its ``--ssh-user``/``--ssh-key``/``--ssh-password-env``
+options of ``pentora scan``.
 
-Each finding is what the check saw the target do (a login accepted, an algorithm or a
-TLS version offered, a header missing from the answer), not a flaw inferred from a
-version string: method ``active``, quality 95 (``kit.quality``). ``ssh_checks``'
+Each misconfiguration finding is what the check saw the target do (a login accepted, an
+algorithm or a TLS version offered, a header missing from the answer), not a flaw inferred
+from a version string: method ``active``, quality 95 (``kit.quality``). ``ssh_checks``'
 ``PENTORA-SSH-PROTOCOL-1`` reads the protocol version of the SSH identification line, which
 is the protocol the server will speak (RFC 4253, 5), not the version of its software.
 """
@@ -21,8 +23,43 @@ pentora_former_names = {"checks_http": "checks", "checks_services": "checks", "c
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
     from pentora_plugins.checks.http_checks import HttpChecks
+    from pentora_plugins.checks.package_inventory import PackageInventory
     from pentora_plugins.checks.service_checks import ServiceChecks
     from pentora_plugins.checks.ssh_checks import SshChecks
     from pentora_plugins.checks.tls_checks import TlsChecks
-    for cls in (HttpChecks, ServiceChecks, SshChecks, TlsChecks):
+    for cls in (HttpChecks, PackageInventory, ServiceChecks, SshChecks, TlsChecks):
         registry.register(cls)
+
+
+# ``pentora scan`` option → the DAG var it sets (the profiles' package_inventory reads them).
+SSH_OPTIONS = {"ssh_user": "--ssh-user", "ssh_key": "--ssh-key", "ssh_password_env": "--ssh-password-env"}
+
+
+@hookimpl
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    scan = subparsers.choices.get("scan")
+    if scan is None:
+        return
+    group = scan.add_argument_group(
+        "credentialed checks", "log in to each SSH host to read its installed packages "
+        "(package_inventory); off unless --ssh-user is given")
+    group.add_argument("--ssh-user", dest="ssh_user", metavar="USER", help="the user to log in as")
+    group.add_argument("--ssh-key", dest="ssh_key", metavar="FILE",
+                       help="an unencrypted private key file (Ed25519, ECDSA, RSA)")
+    group.add_argument("--ssh-password-env", dest="ssh_password_env", metavar="VAR",
+                       help="the NAME of the environment variable holding the password "
+                            "(never the password itself)")
+
+
+@hookimpl
+def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
+    from pentora_plugins.checks.package_inventory import check_cli_credentials
+
+    given: dict[str, str] = {var: getattr(args, var) for var in SSH_OPTIONS
+                             if getattr(args, var, None) is not None}
+    if not given:
+        return None
+    if resuming:
+        return given  # refused, named: a resumed scan keeps the credentials it started with
+    check_cli_credentials(given, dag, SSH_OPTIONS)
+    return given

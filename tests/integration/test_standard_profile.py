@@ -146,6 +146,9 @@ def accepts(port: int, protocol: str) -> bool:
         return False
 
 
+NO_CREDENTIALS = {"package_inventory": "condition '${ssh_user}' is false"}
+
+
 def assert_nodes_completed(scan: Scan, profile: str, skipped: dict[str, str]) -> None:
     """Every node of the planned graph left one record, completed (or skipped as expected)."""
     (record,) = scan.of("scan")
@@ -177,8 +180,10 @@ def test_standard_scan_succeeds(standard: Scan) -> None:
 
 
 def test_every_node_of_the_standard_profile_completed(standard: Scan) -> None:
-    # --set icmp=false turns the discovery fragment's ICMP node off by its condition.
-    assert_nodes_completed(standard, "standard", {"discover.icmp": "condition '${icmp}' is false"})
+    # --set icmp=false turns the discovery fragment's ICMP node off by its condition; without
+    # --ssh-user the credentialed package inventory is off too.
+    assert_nodes_completed(standard, "standard", {"discover.icmp": "condition '${icmp}' is false",
+                                                  **NO_CREDENTIALS})
 
 
 def test_only_the_daemons_ports_are_open(standard: Scan) -> None:
@@ -273,7 +278,8 @@ def web(request: pytest.FixtureRequest, running: Lab, tmp_path_factory: pytest.T
 def test_web_profiles_run_every_node(web: Scan) -> None:
     assert web.done.returncode == 0, web.why()
     (record,) = web.of("scan")
-    skipped = {"discover.icmp": "condition '${icmp}' is false"} if record["dag"] == "vuln-scan" else {}
+    skipped = ({"discover.icmp": "condition '${icmp}' is false", **NO_CREDENTIALS}
+               if record["dag"] == "vuln-scan" else {})
     assert_nodes_completed(web, record["dag"], skipped)
     assert_unique_findings(web)
 
