@@ -58,6 +58,8 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Webmin", "Webmin"): ("webmin:webmin",),
     ("Grafana Labs", "Grafana"): ("grafana:grafana",),
     ("Microsoft", "SQL Server"): ("microsoft:sql_server",),
+    ("Elastic", "Elasticsearch"): ("elastic:elasticsearch",),
+    ("Elastic", "Kibana"): ("elastic:kibana",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
@@ -87,8 +89,6 @@ LEFT_OUT: dict[str, str] = {
 PENDING: dict[tuple[str, str], str] = {
     ("Microsoft", "Exchange Server"): "microsoft:exchange_server",
     ("Microsoft", "Exchange"): "microsoft:exchange_server",
-    ("Elastic", "Elasticsearch"): "elastic:elasticsearch",
-    ("Elastic", "Kibana"): "elastic:kibana",
     ("Apache", "CouchDB"): "apache:couchdb",
     ("Apache", "ActiveMQ"): "apache:activemq",
     ("MinIO", "MinIO"): "minio:minio",
