@@ -60,6 +60,7 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Microsoft", "SQL Server"): ("microsoft:sql_server",),
     ("Elastic", "Elasticsearch"): ("elastic:elasticsearch",),
     ("Elastic", "Kibana"): ("elastic:kibana",),
+    ("Apache", "ActiveMQ"): ("apache:activemq",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
@@ -90,7 +91,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("Microsoft", "Exchange Server"): "microsoft:exchange_server",
     ("Microsoft", "Exchange"): "microsoft:exchange_server",
     ("Apache", "CouchDB"): "apache:couchdb",
-    ("Apache", "ActiveMQ"): "apache:activemq",
     ("MinIO", "MinIO"): "minio:minio",
     ("SolarWinds", "Serv-U"): "solarwinds:serv-u",
     ("Samba", "Samba"): "samba:samba",
