@@ -61,6 +61,7 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Elastic", "Elasticsearch"): ("elastic:elasticsearch",),
     ("Elastic", "Kibana"): ("elastic:kibana",),
     ("Apache", "ActiveMQ"): ("apache:activemq",),
+    ("Samba", "Samba"): ("samba:samba",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
@@ -93,7 +94,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("Apache", "CouchDB"): "apache:couchdb",
     ("MinIO", "MinIO"): "minio:minio",
     ("SolarWinds", "Serv-U"): "solarwinds:serv-u",
-    ("Samba", "Samba"): "samba:samba",
     ("MikroTik", "RouterOS"): "mikrotik:routeros",
     ("phpMyAdmin", "phpMyAdmin"): "phpmyadmin:phpmyadmin",
     ("Laravel", "Laravel Framework"): "laravel:framework",
