@@ -65,6 +65,7 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Elastic", "Kibana"): ("elastic:kibana",),
     ("Apache", "ActiveMQ"): ("apache:activemq",),
     ("Samba", "Samba"): ("samba:samba",),
+    ("Apache", "CouchDB"): ("apache:couchdb",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
@@ -92,7 +93,6 @@ LEFT_OUT: dict[str, str] = {
 # yet: their affected ranges are still to be written from NVD or the vendor. A product
 # moves from here to KEV_PRODUCTS with its entries.
 PENDING: dict[tuple[str, str], str] = {
-    ("Apache", "CouchDB"): "apache:couchdb",
     ("SolarWinds", "Serv-U"): "solarwinds:serv-u",
 }
 
