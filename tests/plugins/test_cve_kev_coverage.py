@@ -7,8 +7,7 @@ KEV's (vendorProject, product) names to the catalog's product keys; ``NOT_NAMEAB
 the KEV products a fingerprint reaches only through an operating system or a plugin, whose
 CVEs the catalog does not hold, and why; ``VERSION_UNSEEN`` the named products whose version
 no fingerprint reads, so that no entry of theirs could match; ``LEFT_OUT`` the single CVEs
-of mapped products that are not in it, and why; ``PENDING`` the named products whose
-entries are still to be written.
+of mapped products that are not in it, and why.
 """
 
 from __future__ import annotations
@@ -66,6 +65,7 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Apache", "ActiveMQ"): ("apache:activemq",),
     ("Samba", "Samba"): ("samba:samba",),
     ("Apache", "CouchDB"): ("apache:couchdb",),
+    ("SolarWinds", "Serv-U"): ("solarwinds:serv-u",),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
@@ -87,13 +87,6 @@ NOT_NAMEABLE: dict[tuple[str, str], str] = {
 LEFT_OUT: dict[str, str] = {
     "CVE-2020-0618": "SQL Server Reporting Services, named by service pack (2012 SP4, 2014 SP3, "
                      "2016 SP2), not by the build number the TDS pre-login gives",
-}
-
-# KEV products a fingerprint or web technology names whose CVEs the catalog does not hold
-# yet: their affected ranges are still to be written from NVD or the vendor. A product
-# moves from here to KEV_PRODUCTS with its entries.
-PENDING: dict[tuple[str, str], str] = {
-    ("SolarWinds", "Serv-U"): "solarwinds:serv-u",
 }
 
 # KEV products a fingerprint or web technology names, but never with a version: no rule or
@@ -170,12 +163,6 @@ def test_every_mapped_kev_product_is_in_the_kev_file() -> None:
     assert set(KEV_PRODUCTS) - names == set()
     assert set(NOT_NAMEABLE) - names == set()
     assert set(VERSION_UNSEEN) - names == set()
-    assert set(PENDING) - names == set()
-
-
-def test_pending_products_are_nameable_and_not_also_mapped() -> None:
-    assert set(PENDING.values()) - set(nameable()) == set()
-    assert set(PENDING) & (set(KEV_PRODUCTS) | set(NOT_NAMEABLE) | set(VERSION_UNSEEN)) == set()
 
 
 def test_version_unseen_products_are_nameable_and_not_also_mapped() -> None:
