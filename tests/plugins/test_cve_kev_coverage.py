@@ -66,6 +66,9 @@ KEV_PRODUCTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Samba", "Samba"): ("samba:samba",),
     ("Apache", "CouchDB"): ("apache:couchdb",),
     ("SolarWinds", "Serv-U"): ("solarwinds:serv-u",),
+    # the servers GitHub's reviewed advisory gives ranges for; not nginx: nginx.org's
+    # security advisories do not list CVE-2023-44487, so no upstream range can be written
+    ("IETF", "HTTP/2"): ("eclipse:jetty", "apache:tomcat"),
 }
 
 # KEV products that a fingerprint names only through something else, and why the catalog
