@@ -104,7 +104,7 @@ VERSION_UNSEEN: dict[tuple[str, str], tuple[str, str]] = {
         "rubyonrails:rails",
         "known by the authenticity_token csrf-param and Passenger's header: no Rails version"),
     ("Laravel", "Laravel Framework"): (
-        "laravel:framework", "known by its laravel_session cookie, which carries no version"),
+        "laravel:framework", "known by the cookie the framework sets, which carries no version"),
     ("MikroTik", "RouterOS"): (
         "mikrotik:routeros", "known by its sshd's ROSSSH greeting, which carries no RouterOS version"),
     ("Microsoft", "Exchange Server"): (
