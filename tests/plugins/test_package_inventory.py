@@ -498,6 +498,33 @@ def test_a_scan_with_credentials_reads_the_packages_and_leaks_none_of_them(
     for secret in [user.password, wrong, *key_lines]:
         assert secret.encode() not in haystack, "a credential was written to a log, the JSONL or the store"
     assert user.name.encode() in haystack  # the user name is not secret: the haystack is real
+    assert_exact_findings(jsonl(home / "key.jsonl"), server)
+
+
+def assert_exact_findings(lines: list[dict[str, Any]], ssh_port: int) -> None:
+    """A credentialed scan is exact: the sshd's CVEs are judged by the installed package
+    (method ``package``), and no finding is a CVE that the package's own changelog marks
+    fixed at or below the installed version (the changelogs are the truth, read apart)."""
+    from ..integration.changelog import fixed_cves
+
+    vulns = [r for r in lines if r["kind"] == "vulnerability" and r["id"].startswith("CVE-")]
+    print("\n".join(f"{v['port']} {v['id']} {v['method']} {v['quality']} {v['evidence'][:120]}"
+                    for v in vulns))
+    on_sshd = [v for v in vulns if v["port"] == ssh_port]
+    assert all(v["method"] == "package" for v in on_sshd), on_sshd
+    binaries: dict[str, list[tuple[str, str]]] = {}
+    for p in local_packages():
+        binaries.setdefault(p["source"], []).append((p["name"], p["version"]))
+    for v in vulns:
+        m = re.search(r"debian 12 (\S+) (\S+?):? (?:is older than|no fix released)", v["evidence"])
+        assert v["method"] == "package" and m, v
+        source = m.group(1)
+        for binary, installed in binaries.get(source, []):
+            with contextlib.suppress(FileNotFoundError):  # a binary shipping no changelog of its own
+                fixed = fixed_cves(binary, installed)
+                assert v["id"] not in fixed, \
+                    f"{v['id']} is reported, but {binary} {installed}'s changelog fixed it in " \
+                    f"{fixed[v['id']]}"
 
 
 def test_without_credentials_the_inventory_is_skipped_and_the_banners_still_matched(
