@@ -27,9 +27,9 @@ a server's banner: the daemon answering is not the program that is flawed.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import gc
-import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +45,7 @@ from pentora_plugins.kit.findings import severity_of
 from pentora_plugins.kit.records import Vulnerability
 from pentora_plugins.kit.records import field_of as _get
 
-BATCH = 4096  # findings made at a time, the garbage collector paused
+BATCH = 256  # subjects whose findings are made before they are handed on
 MAX_TEXTS = 4  # banners of one port read for its distribution build
 _QUOTED = re.compile(r': "((?:[^"\\]|\\.){0,400})"')
 _UPSTREAM_CUT = re.compile(r"[+~]")
@@ -338,6 +338,57 @@ def _record(host: str, port: int | None, f: Fields) -> Vulnerability:
 Judged = tuple["Entry | None", Fields]  # the entry (for min_cvss), the finding's fields
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (and resumed after, if it ran before)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class _Evaluation:
+    """One evaluation's memos: the hits of a product version, and the judged findings of a
+    build (the same build on many hosts, a fleet of one distribution's sshd, judged once)."""
+
+    def __init__(self, catalog: Catalog, packages: Mapping[str, Inventory], data: distro.DistroData) -> None:
+        self.catalog, self.packages, self.data = catalog, packages, data
+        self.hits: dict[tuple[str, str, str], list[Hit]] = {}
+        self.judged_memo: dict[tuple[Any, ...], tuple[list[Judged], set[str]]] = {}
+        self.reported: set[tuple[str, str, str]] = set()  # (host, source package, CVE) of an inventory
+
+    def judged(self, subject: Subject, build: distro.DistroBuild) -> list[Judged]:
+        what = identify(subject)
+        if what is None:
+            return []
+        hits = self.hits.get(what)
+        if hits is None:
+            hits = self.hits[what] = [h for h in self.catalog.find(*what) if h.entry.role != "client"]
+        dist = self.data.distributions.get(build.distribution or "")
+        base = dist.packages if dist else None
+        inventory = self.packages.get(subject.host)
+        version, exact = build.package_version, quality.BANNER_DISTRO
+        if inventory and base == inventory.distribution and build.source_package in inventory.sources:
+            version, exact = inventory.sources[build.source_package], quality.PACKAGE
+        release = build.release or (inventory.release if inventory and exact == quality.PACKAGE else None)
+        where = (base, release, build.source_package) if base and release and build.source_package \
+            else None
+        if not hits and (where is None or not self.catalog.fixes.package(*where)):
+            return []
+        key = (what, subject.product, build, version, exact)
+        done = self.judged_memo.get(key)
+        if done is None:
+            done = self.judged_memo[key] = _judge_subject(
+                self.catalog, subject.product or what[1], what, hits, build, where, version, exact)
+        judged, considered = done
+        if exact == quality.PACKAGE:
+            self.reported.update((subject.host, build.source_package or "", i) for i in considered)
+        return judged
+
+
 def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: float = 0.0,
              min_cvss: float = 0.0, packages: Mapping[str, Inventory] | None = None
              ) -> Iterator[Vulnerability]:
@@ -346,66 +397,30 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
     packages = packages or {}
     subjects = [s for s in subjects if s.confidence >= min_confidence]
     data = distro.load_data()
-    memo: dict[tuple[str, str, str], list[Hit]] = {}
-    # the same build on many hosts (a fleet of one distribution's sshd) is judged once
-    judged_memo: dict[tuple[Any, ...], tuple[list[Judged], set[str]]] = {}
-    reported: set[tuple[str, str, str]] = set()  # (host, source package, CVE) of an inventory
+    run = _Evaluation(catalog, packages, data)
 
     def keep(entry: Entry | None) -> bool:
         cvss = entry.cvss if entry else None
         return min_cvss <= 0 or (cvss is not None and cvss >= min_cvss)
 
-    def findings() -> Iterator[Vulnerability]:
-        for subject, build in zip(subjects, builds(subjects, packages, data), strict=True):
-            yield from subject_findings(subject, build)
-        yield from _inventory_findings(catalog, packages, reported, keep)
-
-    def subject_findings(subject: Subject, build: distro.DistroBuild) -> Iterator[Vulnerability]:
-        what = identify(subject)
-        if what is None:
-            return
-        hits = memo.get(what)
-        if hits is None:
-            hits = memo[what] = [h for h in catalog.find(*what) if h.entry.role != "client"]
-        dist = data.distributions.get(build.distribution or "")
-        base = dist.packages if dist else None
-        inventory = packages.get(subject.host)
-        version, exact = build.package_version, quality.BANNER_DISTRO
-        if inventory and base == inventory.distribution and build.source_package in inventory.sources:
-            version, exact = inventory.sources[build.source_package], quality.PACKAGE
-        release = build.release or (inventory.release if inventory and exact == quality.PACKAGE else None)
-        where = (base, release, build.source_package) if base and release and build.source_package \
-            else None
-        if not hits and (where is None or not catalog.fixes.package(*where)):
-            return
-        key = (what, subject.product, build, version, exact)
-        done = judged_memo.get(key)
-        if done is None:
-            done = judged_memo[key] = _judge_subject(catalog, subject.product or what[1], what, hits,
-                                                     build, where, version, exact)
-        judged, considered = done
-        if exact == quality.PACKAGE:
-            reported.update((subject.host, build.source_package or "", i) for i in considered)
-        for entry, fields in judged:
-            if keep(entry):
-                yield _record(subject.host, subject.port, fields)
-
-    # The findings are made in batches with the cyclic garbage collector paused: they are
-    # acyclic (reference counting frees them), and a full collection would walk the whole
-    # catalog (millions of objects) for nothing, which costs as much as the evaluation.
-    # It is never paused while the caller holds a batch.
-    made = findings()
-    while True:
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            batch = list(itertools.islice(made, BATCH))
-        finally:
-            if paused:
-                gc.enable()
-        yield from batch
-        if len(batch) < BATCH:
-            return
+    # The whole evaluation runs with the cyclic garbage collector paused, across the yields
+    # too: the findings are acyclic (reference counting frees them), and the collections
+    # their numbers set off would walk the catalog's millions of objects for nothing, at a
+    # cost near the evaluation's own. Closing the generator (or its end) resumes it.
+    with _collector_paused():
+        pairs = list(zip(subjects, builds(subjects, packages, data), strict=True))
+        for start in range(0, len(pairs), BATCH):
+            batch: list[Vulnerability] = []
+            for subject, build in pairs[start:start + BATCH]:
+                judged = run.judged(subject, build)
+                if min_cvss > 0:
+                    judged = [j for j in judged if keep(j[0])]
+                host, port = subject.host, subject.port
+                # positional: a finding is made for every host of a fleet, and this is the cheap call
+                batch.extend([Vulnerability(host, port, f[0], f[1], f[2], f[3], f[4], list(f[5]), f[6],
+                                            f[7], f[8], f[9]) for _, f in judged])
+            yield from batch
+        yield from _inventory_findings(catalog, packages, run.reported, keep)
 
 
 def _judge_subject(catalog: Catalog, name: str, what: tuple[str, str, str], hits: list[Hit],

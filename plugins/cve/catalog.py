@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import operator
 import re
 from collections.abc import Iterable
@@ -146,6 +147,10 @@ class Hit:
 
     entry: Entry
     matched: str
+    id: str = field(init=False, repr=False, compare=False)  # the entry's: sorted on, read often
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.entry.id)
 
     @functools.cached_property
     def text(self) -> str:
@@ -153,9 +158,11 @@ class Hit:
 
 
 class _ProductIndex:
-    """The entries of one product: exact versions hashed; ranges sorted by lower bound in
-    blocks that know the highest upper bound among them, so that a look-up bisects to the
-    ranges starting at or below the version and skips every block ending below it."""
+    """The entries of one product: exact versions hashed; ranges with a lower bound sorted
+    by it, in blocks that know the highest upper bound among them (and among all blocks
+    before, which only grows: the blocks ending below a version are skipped by one
+    bisection); ranges open below ("before X") sorted by their upper bound apart, so that
+    a look-up visits only those reaching the version."""
 
     def __init__(self) -> None:
         # (start key, order, fast upper key or None, range, hit); the fast upper key is set
@@ -164,13 +171,18 @@ class _ProductIndex:
         self.items: list[tuple[VersionKey, int, VersionKey | None, Range, Hit]] = []
         self.starts: list[VersionKey] = []
         self.block_ends: list[VersionKey] = []
+        self.reach: list[VersionKey] = []  # the highest upper bound up to each block
+        self.below: list[tuple[VersionKey, int, VersionKey | None, Range, Hit]] = []
+        self.below_ends: list[VersionKey] = []
         self.exact: dict[VersionKey, list[Hit]] = {}
 
     def add(self, entry: Entry) -> None:
         for r in entry.ranges:
             fast = (r.end_key if r.end_key is not None else INFINITY) \
                 if r.start_inclusive and not r.end_inclusive else None
-            self.items.append((r.start_key, len(self.items), fast, r, Hit(entry, f"range {r.describe()}")))
+            item = (r.start_key, len(self.items) + len(self.below), fast, r,
+                    Hit(entry, f"range {r.describe()}"))
+            (self.items if r.start is not None else self.below).append(item)
         for v in entry.versions:
             self.exact.setdefault(version_key(v), []).append(Hit(entry, f"version {v}"))
 
@@ -179,15 +191,22 @@ class _ProductIndex:
         self.starts = [item[0] for item in self.items]
         self.block_ends = [max(upper_key(r.end_key, r.end_inclusive) for _, _, _, r, _ in
                                self.items[i:i + BLOCK]) for i in range(0, len(self.items), BLOCK)]
+        self.reach = list(itertools.accumulate(self.block_ends, max))
+        self.below.sort(key=lambda item: (upper_key(item[3].end_key, item[3].end_inclusive), item[1]))
+        self.below_ends = [upper_key(item[3].end_key, item[3].end_inclusive) for item in self.below]
 
     def find(self, key: VersionKey, hits: list[Hit]) -> None:
         """Append to ``hits`` every hit covering ``key`` (an entry may come twice)."""
         exact = self.exact.get(key)
         if exact:
             hits.extend(exact)
+        # open below: those whose upper bound reaches the key (the rest end below it)
+        for _, _, fast, r, hit in self.below[bisect.bisect_left(self.below_ends, key):]:
+            if (key < fast) if fast is not None else r.contains(key):
+                hits.append(hit)
         stop = bisect.bisect_right(self.starts, key)
         items, ends = self.items, self.block_ends
-        for b in range(0, (stop + BLOCK - 1) // BLOCK):
+        for b in range(bisect.bisect_left(self.reach, key), (stop + BLOCK - 1) // BLOCK):
             if ends[b] < key:
                 continue  # every range of the block ends below the version
             for _, _, fast, r, hit in items[b * BLOCK:min(stop, (b + 1) * BLOCK)]:
@@ -196,7 +215,7 @@ class _ProductIndex:
                     hits.append(hit)
 
 
-_ENTRY_ID = operator.attrgetter("entry.id")
+_HIT_ID = operator.attrgetter("id")
 
 
 class Catalog:
@@ -239,6 +258,12 @@ class Catalog:
             if index is not None:
                 index.find(key, found)
         if len(found) > 1:
-            found.sort(key=_ENTRY_ID)  # stable: an entry's first covering range stays first
-            found = [h for i, h in enumerate(found) if i == 0 or h.entry.id != found[i - 1].entry.id]
+            found.sort(key=_HIT_ID)  # stable: an entry's first covering range stays first
+            last = ""
+            unique = []
+            for h in found:
+                if h.id != last:
+                    unique.append(h)
+                    last = h.id
+            return unique
         return found

@@ -147,15 +147,20 @@ class _Ordered:
         self.loose: list[DistroFix] = []   # a fixed version the order refuses
         self.ecosystem: str | None = None
         pairs = []
+        parsed: dict[str, Any] = {}  # one advisory fixes many CVEs in the same version
         for fix in fixes:
             self.ecosystem = ECOSYSTEM.get(fix.distribution)
             if fix.status == "vulnerable" or (fix.status == "fixed" and fix.fixed is None):
                 self.always.append(fix)
             elif fix.status == "fixed" and fix.fixed is not None:
-                try:
-                    pairs.append((distver.parse(self.ecosystem or "", fix.fixed), fix))
-                except distver.VersionError:
-                    self.loose.append(fix)
+                key = parsed.get(fix.fixed)
+                if key is None:
+                    try:
+                        key = parsed[fix.fixed] = distver.parse(self.ecosystem or "", fix.fixed)
+                    except distver.VersionError:
+                        self.loose.append(fix)
+                        continue
+                pairs.append((key, fix))
         pairs.sort(key=lambda p: p[0])
         self.keys = [k for k, _ in pairs]
         self.fixed = [f for _, f in pairs]

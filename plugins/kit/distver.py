@@ -165,6 +165,11 @@ def _deb_order(c: str) -> int:
     return ord(c) + 256
 
 
+# every character a checked upstream version or revision may hold → its order value
+_DEB_ORDERS = {c: _deb_order(c) for c in
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+~:-"}.__getitem__
+
+
 def _deb_part(text: str) -> tuple[Any, ...]:
     pairs = []
     for m in _DEB_RUNS.finditer(text):
@@ -172,7 +177,7 @@ def _deb_part(text: str) -> tuple[Any, ...]:
             continue
         # a run's order values end with 0, the value of the end: "a" vs "a~" compares
         # the end (0) with '~' (-1), as dpkg does
-        nondigits = (*map(_deb_order, m.group(1)), 0)
+        nondigits = (*map(_DEB_ORDERS, m.group(1)), 0)
         pairs.append((nondigits, int(m.group(2) or "0")))
     # the end of a part compares as an endless series of empty runs and zeros: drop those
     # it ends with, then end it with two. Only a first pair ("0" of "0.5") can equal one,
