@@ -118,7 +118,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = time.time()
     for name in [*chosen, *sorted(set(state) - set(chosen))]:
         info = state.get(name, {})
-        url = chosen[name].url if name in chosen else f"{info.get('url', '?')} (not configured)"
+        seen_url = info.get("url") or info.get("last_error_url") or "?"
+        url = chosen[name].url if name in chosen else f"{seen_url} (not configured)"
         echo(f"{name}  {clean(url, 200)}")
         updated = info.get("updated_at")
         if not isinstance(updated, int | float) or not (folder / str(info.get("file"))).is_file():
@@ -132,6 +133,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if info.get("last_error"):
             when = info.get("last_error_at")
             at = f" ({iso_time(when)})" if isinstance(when, int | float) else ""
+            failed_url = info.get("last_error_url")
+            if failed_url and failed_url != info.get("url"):
+                at += f" from {clean(str(failed_url), 200)}"
             echo(f"  last update failed{at}: {clean(str(info['last_error']), 400)}")
     return EXIT_OK
 
