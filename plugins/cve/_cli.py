@@ -33,7 +33,8 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser("update", parents=[common, where],
                        help="download the feeds that changed, check them, keep the old ones "
                             "when that fails")
-    c.add_argument("names", nargs="*", metavar="NAME", help="only these feeds (default: all)")
+    c.add_argument("names", nargs="*", metavar="NAME",
+                   help="only these feeds (default: those of --source, else all)")
     c.add_argument("--timeout", type=_seconds, default=60.0, metavar="SECONDS",
                    help="longest wait for the server at any one time (default 60)")
     c.add_argument("--max-time", type=_seconds, default=1800.0, metavar="SECONDS",
@@ -78,7 +79,10 @@ def cmd_update(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in chosen]
     if unknown:
         raise CliError(f"no feed named {unknown[0]!r} (feeds: {', '.join(chosen)})", EXIT_USAGE)
-    todo = [chosen[n] for n in dict.fromkeys(args.names)] if args.names else list(chosen.values())
+    # --source NAME=URL without names updates those feeds only: pointing one feed at a mirror
+    # must not send the others to their default servers on the internet.
+    names = args.names or [item.partition("=")[0] for item in args.source]
+    todo = [chosen[n] for n in dict.fromkeys(names)] if names else list(chosen.values())
     folder = feeds.cache_dir(args.cache_dir)
     limits = _update.Limits(timeout=args.timeout, max_time=args.max_time)
     try:

@@ -298,6 +298,16 @@ def test_a_failed_update_from_another_url_keeps_saying_where_the_copy_came_from(
     assert block[2].startswith("  last update failed (") and f" from {mirror}: HTTP 404" in block[2]
 
 
+def test_source_alone_updates_only_its_feeds(run_cli: Any, tmp_path: Path, server: FeedServer) -> None:
+    """--source kev=MIRROR without names: the other feeds (here on the same local server) are
+    not asked; by default they are on the internet."""
+    done = run_cli("catalog", "update", "--config", str(config(tmp_path, server)),
+                   "--source", f"kev={server.base}/kev.json", "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["kev: downloaded (0 entries, 0 statements, 3 KEV ids)"]
+    assert [p for p, _ in server.requests] == ["/kev.json"]
+
+
 @pytest.mark.parametrize("argv,code,message", [
     (["--source", "kev"], 2, "--source 'kev': expected NAME=URL"),
     (["--source", "kev=file:///etc/passwd"], 2, "expected an http:// or https:// URL"),
