@@ -33,7 +33,8 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser("update", parents=[common, where],
                        help="download the feeds that changed, check them, keep the old ones "
                             "when that fails")
-    c.add_argument("names", nargs="*", metavar="NAME", help="only these feeds (default: all)")
+    c.add_argument("names", nargs="*", metavar="NAME",
+                   help="only these feeds (default: those of --source, else all)")
     c.add_argument("--timeout", type=_seconds, default=60.0, metavar="SECONDS",
                    help="longest wait for the server at any one time (default 60)")
     c.add_argument("--max-time", type=_seconds, default=1800.0, metavar="SECONDS",
@@ -78,7 +79,10 @@ def cmd_update(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in chosen]
     if unknown:
         raise CliError(f"no feed named {unknown[0]!r} (feeds: {', '.join(chosen)})", EXIT_USAGE)
-    todo = [chosen[n] for n in dict.fromkeys(args.names)] if args.names else list(chosen.values())
+    # --source NAME=URL without names updates those feeds only: pointing one feed at a mirror
+    # must not send the others to their default servers on the internet.
+    names = args.names or [item.partition("=")[0] for item in args.source]
+    todo = [chosen[n] for n in dict.fromkeys(names)] if names else list(chosen.values())
     folder = feeds.cache_dir(args.cache_dir)
     limits = _update.Limits(timeout=args.timeout, max_time=args.max_time)
     try:
@@ -118,7 +122,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = time.time()
     for name in [*chosen, *sorted(set(state) - set(chosen))]:
         info = state.get(name, {})
-        url = chosen[name].url if name in chosen else f"{info.get('url', '?')} (not configured)"
+        seen_url = info.get("url") or info.get("last_error_url") or "?"
+        url = chosen[name].url if name in chosen else f"{seen_url} (not configured)"
         echo(f"{name}  {clean(url, 200)}")
         updated = info.get("updated_at")
         if not isinstance(updated, int | float) or not (folder / str(info.get("file"))).is_file():
@@ -132,6 +137,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if info.get("last_error"):
             when = info.get("last_error_at")
             at = f" ({iso_time(when)})" if isinstance(when, int | float) else ""
+            failed_url = info.get("last_error_url")
+            if failed_url and failed_url != info.get("url"):
+                at += f" from {clean(str(failed_url), 200)}"
             echo(f"  last update failed{at}: {clean(str(info['last_error']), 400)}")
     return EXIT_OK
 

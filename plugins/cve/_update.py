@@ -87,11 +87,13 @@ def update(chosen: list[Feed], folder: Path, limits: Limits) -> list[Outcome]:
         info = dict(state.get(feed.name, {}))
         outcome = _update_one(feed, folder, info, limits)
         now = time.time()
-        info.update(url=feed.url, checked_at=now)
+        info.update(checked_at=now)
         if outcome.status == "failed":
-            info.update(last_error=outcome.message, last_error_at=now)
+            # `url` stays the one the cached copy came from: the copy kept is not the failed
+            # URL's, and a later update of that URL must not ask with the old copy's ETag
+            info.update(last_error=outcome.message, last_error_at=now, last_error_url=feed.url)
         else:
-            info.update(last_error=None, last_error_at=None)
+            info.update(url=feed.url, last_error=None, last_error_at=None, last_error_url=None)
         if outcome.status == "downloaded":
             info.update(file=feed.file, updated_at=now, counts=outcome.counts)
         state[feed.name] = info

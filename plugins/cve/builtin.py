@@ -29,6 +29,7 @@ when ``fixed`` is given), ``not-affected`` or ``vulnerable`` (no fix released);
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from pentora_plugins.cve.catalog import ROLES, CatalogError, Entry, Part, Range, product_key
 from pentora_plugins.cve.doc import Doc
 from pentora_plugins.cve.fixes import ECOSYSTEM, STATUSES, DistroFix
-from pentora_plugins.kit import distver
+from pentora_plugins.kit import distro, distver
 
 from pentora import InputError, load_yaml, read_input
 
@@ -45,6 +46,7 @@ BUILTIN_MAX_BYTES = 64 * 1024 * 1024
 ENTRY_FIELDS = ("id", "product", "title", "cvss", "affected", "source_url", "references",
                 "description", "role", "component", "kev", "distros")
 FIX_FIELDS = ("package", "fixed", "status", "advisory")
+RELEASE = re.compile(r"\d{1,4}(?:\.\d{1,2})?")  # 12, 22.04, 3.19, 2023
 RANGE_FIELDS = ("from", "after", "before", "through", "version")
 
 
@@ -164,6 +166,7 @@ def _fix(key: str, raw: Any, where: str, cve: str, doc: Doc, source: str) -> Dis
     if distribution not in ECOSYSTEM or not release:
         doc.fail(where, f"expected DISTRIBUTION/RELEASE such as debian/12 or ubuntu/22.04 "
                         f"(distributions: {', '.join(sorted(ECOSYSTEM))}), got {key!r}")
+    _check_release(distribution, release, where, doc)
     doc.need(raw, where, dict)
     unknown = sorted(set(raw) - set(FIX_FIELDS))
     if unknown:
@@ -182,6 +185,21 @@ def _fix(key: str, raw: Any, where: str, cve: str, doc: Doc, source: str) -> Dis
     return DistroFix(cve=cve, distribution=distribution, release=release,
                      package=package, status=status, fixed=fixed,
                      advisory=doc.field(raw, "advisory", where, str), source=source)
+
+
+def _check_release(distribution: str, release: str, where: str, doc: Doc) -> None:
+    """A release is its number, as a host's /etc/os-release gives it: a codename or any other
+    word would be accepted and never match a host, leaving every finding there unverified."""
+    if RELEASE.fullmatch(release):
+        return
+    known = distro.load_data().distributions.get(distribution)
+    numbers = {codename: number for number, codename in (known.releases.items() if known else ())
+               if codename}
+    if release.lower() in numbers:
+        doc.fail(where, f"a release is its number, not its codename: {distribution}/"
+                        f"{numbers[release.lower()]} for {release}")
+    doc.fail(where, f"expected a release number such as debian/12, ubuntu/22.04 or alpine/3.19, "
+                    f"got {release[:40]!r}")
 
 
 def _affected(items: list[Any], path: str, doc: Doc) -> tuple[list[Range], list[str]]:

@@ -175,8 +175,14 @@ class DemoServices:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pentora.cli import check_outputs, make_orchestrator, profile_path
+    from pentora.cli import EXIT_USAGE, CliError, check_outputs, make_orchestrator, profile_path
 
+    # The demo's report is the profile's json_reporter, which writes JSONL whatever the
+    # name: a report.html would hold JSON lines. Other formats come from `pentora report`.
+    if args.output and args.output != "-" and not args.output.lower().endswith(".jsonl"):
+        raise CliError(f"-o {args.output}: pentora demo writes JSONL only; use -o demo.jsonl, "
+                       f"then `pentora report demo.jsonl -o {os.path.basename(args.output)}`",
+                       EXIT_USAGE)
     check_outputs([args.output] if args.output else [])  # before any server starts
     services = DemoServices()
     ports = services.start()

@@ -44,6 +44,16 @@ QUALITY: dict[str, int] = {
     BANNER_BACKPORT_PRONE: 30,
 }
 METHODS = tuple(QUALITY)
+# Why a finding of each method may be wrong, in a few words: what a list of unverified
+# findings shows, where the evidence (which starts with the version matched) would be cut
+# before it says why.
+WHY: dict[str, str] = {
+    PACKAGE: "installed package version below the distribution's fix",
+    ACTIVE: "observed by a check",
+    BANNER_DISTRO: "package revision read from the banner",
+    BANNER: "upstream version read from a banner",
+    BANNER_BACKPORT_PRONE: "distribution build without its revision: a backport may fix it",
+}
 DEFAULT_MIN_QUALITY = 70
 UNVERIFIED_TITLE = "unverified: may be fixed by a backport"
 

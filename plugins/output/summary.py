@@ -147,10 +147,11 @@ def _verified(ordered: list[Any], min_quality: int) -> list[str]:
 
 
 def _unverified(ordered: list[Any], min_quality: int) -> list[str]:
-    """Briefly: where, what, how sure, and why (the evidence: the banner it was read from)."""
+    """Briefly: where, what, how sure, and why it is unsure (the method's reason; the
+    evidence for a method the scale does not know)."""
     rows = [["WHERE", "FINDING", "KEV", "QUALITY", "WHY"]]
     for v in ordered[:MAX_FINDINGS]:
-        why = clean(_get(v, "evidence") or _get(v, "method") or "", 70)
+        why = clean(quality.WHY.get(_get(v, "method")) or _get(v, "evidence") or _get(v, "method") or "", 70)
         rows.append([_where(v), clean(_get(v, "id")), _kev(v), _quality(v), why])
     out = [f"{quality.UNVERIFIED_TITLE} ({len(ordered)}, quality < {min_quality}; "
            "--min-quality 0 shows them as findings)", table(rows)]

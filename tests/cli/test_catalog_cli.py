@@ -279,6 +279,35 @@ def test_source_overrides_and_env_cache_dir(run_cli: Any, tmp_path: Path, server
     assert added.returncode == 0 and "mine: downloaded" in added.stdout
 
 
+def test_a_failed_update_from_another_url_keeps_saying_where_the_copy_came_from(
+        run_cli: Any, tmp_path: Path, server: FeedServer) -> None:
+    cache = tmp_path / "cache"
+    conf = ("--config", str(config(tmp_path, server)), "--cache-dir", str(cache))
+    assert run_cli("catalog", "update", "kev", *conf).returncode == 0
+    mirror = f"{server.base}/mirror/kev.json"  # not served yet: 404
+    for _ in range(2):
+        failed = run_cli("catalog", "update", "kev", "--source", f"kev={mirror}", *conf)
+        assert failed.returncode == 3 and "kev: failed: HTTP 404" in failed.stdout, failed.stdout
+    # the copy kept came from the configured URL: the mirror is asked unconditionally, as
+    # the old copy's ETag is no answer of its
+    assert [h.get("If-None-Match") for h in server.headers_of("/mirror/kev.json")] == [None, None]
+    status = run_cli("catalog", "status", *conf)
+    block = status.stdout.split(f"\nkev  {server.base}/kev.json\n", 1)[1].split("\n", 4)
+    assert block[1] == "  0 entries, 0 statements, 3 KEV ids", status.stdout
+    assert "downloaded from" not in status.stdout  # it came from the configured URL
+    assert block[2].startswith("  last update failed (") and f" from {mirror}: HTTP 404" in block[2]
+
+
+def test_source_alone_updates_only_its_feeds(run_cli: Any, tmp_path: Path, server: FeedServer) -> None:
+    """--source kev=MIRROR without names: the other feeds (here on the same local server) are
+    not asked; by default they are on the internet."""
+    done = run_cli("catalog", "update", "--config", str(config(tmp_path, server)),
+                   "--source", f"kev={server.base}/kev.json", "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["kev: downloaded (0 entries, 0 statements, 3 KEV ids)"]
+    assert [p for p, _ in server.requests] == ["/kev.json"]
+
+
 @pytest.mark.parametrize("argv,code,message", [
     (["--source", "kev"], 2, "--source 'kev': expected NAME=URL"),
     (["--source", "kev=file:///etc/passwd"], 2, "expected an http:// or https:// URL"),

@@ -105,6 +105,16 @@ def test_report_and_demo_check_their_outputs_too(run_cli, tmp_path):
     assert "its folder" in proc.stderr and "demo services" not in proc.stderr  # none started
 
 
+def test_demo_refuses_an_output_it_would_fill_with_jsonl(run_cli, tmp_path):
+    """The demo writes JSONL only: a report.html must not silently hold JSON lines."""
+    for name in ("report.html", "report.json", "report.csv"):
+        proc = run_cli("demo", "-o", str(tmp_path / name))
+        assert proc.returncode == 2, proc.stderr
+        assert "pentora demo writes JSONL only" in proc.stderr, proc.stderr
+        assert f"pentora report demo.jsonl -o {name}" in proc.stderr  # the way to get it
+        assert "demo services" not in proc.stderr and not (tmp_path / name).exists()
+
+
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
     yield from run_scan(tmp_path_factory)

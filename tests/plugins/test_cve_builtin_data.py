@@ -83,6 +83,14 @@ def test_kev_flags_are_those_of_the_catalog() -> None:
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("debian12", {"package": "openssh", "fixed": "1:9.2p1-2+deb12u3", "advisory": "DSA-5724-1"},
      "$.entries[0].distros.debian12: expected DISTRIBUTION/RELEASE such as debian/12"),
+    # a codename (or any word) would never match a host's release number
+    ("debian/bookworm", {"package": "openssh", "fixed": "1:9.2p1-2+deb12u3", "advisory": "DSA-5724-1"},
+     "$.entries[0].distros.debian/bookworm: a release is its number, not its codename: debian/12 "
+     "for bookworm"),
+    ("ubuntu/jammy", {"package": "openssh", "status": "vulnerable", "advisory": "USN-6859-1"},
+     "$.entries[0].distros.ubuntu/jammy: a release is its number, not its codename: ubuntu/22.04"),
+    ("debian/latest", {"package": "openssh", "status": "vulnerable", "advisory": "DSA-5724-1"},
+     "$.entries[0].distros.debian/latest: expected a release number such as debian/12"),
     ("debian/12", {"package": "openssh", "fixed": "9.2p1 patched", "advisory": "DSA-5724-1"},
      "$.entries[0].distros.debian/12.fixed: '9.2p1 patched' is not a valid deb version"),
     ("debian/12", {"package": "openssh", "status": "not-affected", "fixed": "1:9.2p1-2",
