@@ -340,12 +340,20 @@ Judged = tuple["Entry | None", Fields]  # the entry (for min_cvss), the finding'
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused (and resumed after, if it ran before)."""
+    """The cyclic garbage collector paused (and resumed after, if it ran before).
+
+    On resuming, what was made meanwhile joins the oldest generation (``gc.freeze`` then
+    ``gc.unfreeze``: two list splices) instead of setting off a collection of the youngest
+    that walks every finding at once; the next full collection sees it as usual. Skipped
+    when the program froze objects itself (``unfreeze`` would release them)."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if was:
             gc.enable()
 
@@ -430,17 +438,26 @@ def _judge_subject(catalog: Catalog, name: str, what: tuple[str, str, str], hits
     head = f"{name} {what[2]} ({product_key(what[0], what[1])})"
     statements = catalog.fixes.package(*where) if where else {}
     out: list[Judged] = []
-    # without statements, every hit of the subject gets the same verdict
-    plain = None if statements else judge(None, build, version, exact, True)
+    if not statements:
+        # every hit gets the same verdict: the findings differ by their entry alone (the
+        # common case, and the hot loop of a large evaluation: kept to tuple building)
+        plain = judge(None, build, version, exact, True)
+        if plain is None:
+            return out, {h.id for h in hits}
+        method, level, tail, kev = plain.method, quality.QUALITY[plain.method], f"; {plain.why}", catalog.kev
+        for hit in hits:
+            e = hit.entry
+            severity = severity_of(e.cvss) if e.cvss is not None else e.severity or "info"
+            out.append((e, (e.id, e.title, severity, e.cvss, f"{head} {hit.text}{tail}", e.references,
+                            e.source, level, method, e.kev or e.id in kev)))
+        return out, {h.id for h in hits}
     for hit in hits:
-        fix = statements.get(hit.entry.id) if statements else None
-        verdict = plain if plain is not None else judge(fix, build, version, exact, True)
+        fix = statements.get(hit.entry.id)
+        verdict = judge(fix, build, version, exact, True)
         if verdict is not None:
             out.append((hit.entry, _fields(catalog, hit.entry.id, hit.entry, fix, verdict,
                                            f"{head} {hit.text}; {verdict.why}")))
-    considered = {h.entry.id for h in hits}
-    if where is None or not statements:
-        return out, considered
+    considered = {h.id for h in hits}
     # The distribution's statements of CVEs no upstream range names: only those the build
     # does not satisfy can prove anything (a distribution build without its revision is
     # probed with its upstream version alone, below every revision of it).
@@ -448,7 +465,7 @@ def _judge_subject(catalog: Catalog, name: str, what: tuple[str, str, str], hits
     if probe is None and build.upstream_version:
         probe = f"{build.epoch}:{build.upstream_version}" if build.epoch else build.upstream_version
     named = set(considered)
-    for fix in catalog.fixes.open_for(*where, probe) if probe else ():
+    for fix in catalog.fixes.open_for(*where, probe) if probe and where else ():
         entry = catalog.entry(fix.cve)
         if fix.cve in named or (entry is not None and entry.role == "client"):
             continue
