@@ -309,3 +309,35 @@ def test_requires_fingerprints() -> None:
     orch.load_dag(DagBuilder().add_node("cve", "cve_matcher").build())
     with pytest.raises(ValidationError, match="requires 'service_fingerprints'"):
         orch.validate()
+
+
+def test_the_evaluation_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    from pentora_plugins.cve._match import as_subject, evaluate
+    from pentora_plugins.cve.sources import load_catalog
+
+    subjects = [as_subject(UPSTREAM_SSH), as_subject(BACKDOOR)]
+    catalog = load_catalog()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    findings = evaluate(catalog, [s for s in subjects if s])
+    next(findings)
+    assert not gc.isenabled()  # paused while the evaluation runs
+    rest = list(findings)
+    assert rest and gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        assert list(evaluate(catalog, [s for s in subjects if s])) and not gc.isenabled()
+    finally:
+        gc.enable()
+    gc.freeze()  # a program that froze its own objects keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        assert list(evaluate(catalog, [s for s in subjects if s]))
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+    finally:
+        gc.unfreeze()
+    abandoned = evaluate(catalog, [s for s in subjects if s])
+    next(abandoned)
+    abandoned.close()  # a consumer that stops early resumes it too
+    assert gc.isenabled()
