@@ -65,10 +65,22 @@ class Parsed:
     refused: int = 0
     reasons: list[str] = field(default_factory=list)
 
+    _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
+
     def refuse(self, number: int, line: str, why: str) -> None:
         self.refused += 1
         if len(self.reasons) < MAX_REASONS:
             self.reasons.append(f"line {number} '{clean_text(line)}': {why}")
+
+    def add(self, number: int, line: str, name: str, version: str, source: str,
+            source_version: str, arch: str) -> None:
+        """Keep a checked package; one already listed for its architecture is refused."""
+        if (name, arch) in self._seen:
+            self.refuse(number, line, "the same package and architecture listed twice")
+            return
+        self._seen.add((name, arch))
+        self.packages.append({"name": name, "version": version, "source": source,
+                              "source_version": source_version, "arch": arch})
 
 
 def parse_os_release(text: str) -> OsRelease:
@@ -135,7 +147,7 @@ def parse_dpkg(lines: Iterable[str]) -> Parsed:
     """``PACKAGE\\tVERSION\\tSOURCE\\tSOURCE-VERSION\\tARCH\\tSTATUS`` lines (the format of
     ``DPKG_QUERY``); packages dpkg knows of but has not installed (removed with their
     configuration files kept, ``rc``) are not installed packages and are left out."""
-    out, seen = Parsed(), set()
+    out = Parsed()
     for number, line in enumerate(lines, 1):
         fields = line[:MAX_LINE].split("\t")
         if len(fields) != 6:
@@ -152,12 +164,7 @@ def parse_dpkg(lines: Iterable[str]) -> Parsed:
             continue
         if status[1] in "nc":
             continue
-        if (name, arch) in seen:
-            out.refuse(number, line, "the same package and architecture listed twice")
-            continue
-        seen.add((name, arch))
-        out.packages.append({"name": name, "version": version, "source": source,
-                             "source_version": source_version, "arch": arch})
+        out.add(number, line, name, version, source, source_version, arch)
     return out
 
 
@@ -166,7 +173,7 @@ def parse_rpm(lines: Iterable[str]) -> Parsed:
     source package and its version come from the source rpm's file name
     (``openssh-8.7p1-38.el9.src.rpm``); gpg-pubkey entries have none and are not
     software."""
-    out, seen = Parsed(), set()
+    out = Parsed()
     for number, line in enumerate(lines, 1):
         fields = line[:MAX_LINE].split("\t")
         if len(fields) != 5:
@@ -185,12 +192,7 @@ def parse_rpm(lines: Iterable[str]) -> Parsed:
         if why or source is None or source_version is None:
             out.refuse(number, line, why or "no source package")
             continue
-        if (name, arch) in seen:
-            out.refuse(number, line, "the same package and architecture listed twice")
-            continue
-        seen.add((name, arch))
-        out.packages.append({"name": name, "version": version, "source": source,
-                             "source_version": source_version, "arch": arch})
+        out.add(number, line, name, version, source, source_version, arch)
     return out
 
 
@@ -207,7 +209,7 @@ def _source_rpm(srpm: str, epoch: str) -> tuple[str | None, str | None]:
 def parse_apk(lines: Iterable[str]) -> Parsed:
     """``apk list --installed`` lines: ``NAME-VERSION-rN ARCH {ORIGIN} (LICENSE)
     [installed]``; the origin is the source package (aports' directory)."""
-    out, seen = Parsed(), set()
+    out = Parsed()
     for number, line in enumerate(lines, 1):
         m = _APK_LINE.fullmatch(line[:MAX_LINE])
         if m is None:
@@ -225,12 +227,7 @@ def parse_apk(lines: Iterable[str]) -> Parsed:
         if why:
             out.refuse(number, line, why)
             continue
-        if (name, arch) in seen:
-            out.refuse(number, line, "the same package and architecture listed twice")
-            continue
-        seen.add((name, arch))
-        out.packages.append({"name": name, "version": version, "source": origin,
-                             "source_version": version, "arch": arch})
+        out.add(number, line, name, version, origin, version, arch)
     return out
 
 
