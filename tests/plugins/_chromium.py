@@ -10,6 +10,7 @@ violations, failed loads) and every network request, and takes screenshots.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -18,12 +19,28 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextlib.contextmanager
+def page_of(path: str | Path) -> Iterator[Chromium]:
+    """A browser with ``path`` open, closed after; skips (saying why) without chromium."""
+    import pytest
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (Debian's chromium package; .ci/setup installs it)")
+    browser = Chromium()
+    try:
+        browser.open(Path(path))
+        yield browser
+    finally:
+        browser.close()
 
 
 class Chromium:

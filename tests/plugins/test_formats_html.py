@@ -20,7 +20,7 @@ from pentora_plugins.output.formats import html_report
 from pentora_plugins.output.formats._model import Report
 from pentora_plugins.output.formats._svg import MAX_DRAWN, STATUS_COLORS
 
-from ._chromium import Chromium, chromium_path
+from ._chromium import Chromium, page_of
 from ._formats_scan import Scan, run_scan
 
 
@@ -32,14 +32,8 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
 
 @pytest.fixture(scope="module")
 def page(scan) -> Iterator[Chromium]:  # noqa: F811
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (Debian's chromium package; .ci/setup installs it)")
-    browser = Chromium()
-    try:
-        browser.open(scan.out("html"))
+    with page_of(scan.out("html")) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def _column(page: Chromium, table: str, col: int) -> list[str]:

@@ -22,7 +22,7 @@ from pentora_plugins.output.formats import csv_report
 
 from pentora.testing import TcpServer
 
-from ._chromium import Chromium, chromium_path
+from ._chromium import Chromium, page_of
 from ._formats_scan import CONNECT_NODES, NMAP_DTD, pentora, schema_errors
 
 # The scan's -o files, each format from the extension (csv-findings has none: it is replayed)
@@ -301,14 +301,8 @@ def test_a_bad_fail_on_is_a_usage_error_naming_the_choices(run):
 
 @pytest.fixture(scope="module")
 def page(run) -> Iterator[Chromium]:
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (Debian's chromium package; .ci/setup installs it)")
-    browser = Chromium()
-    try:
-        browser.open(run.out("html"))
+    with page_of(run.out("html")) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def _rows(page: Chromium, selector: str) -> list[dict[str, Any]]:
