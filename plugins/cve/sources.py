@@ -97,7 +97,8 @@ def _stamp(source: str) -> tuple[int, int]:
         st = path.stat()
     except OSError as e:
         raise CatalogError(f"catalog {source}: cannot read it ({e.strerror or e}); catalog takes "
-                           f"'builtin' or the path of an NVD CVE JSON 2.0, OSV or YAML file") from e
+                           f"'builtin', 'feeds' or the path of an NVD CVE JSON 2.0, OSV, KEV, "
+                           f"Debian Security Tracker or YAML file (or a directory of them)") from e
     return st.st_mtime_ns, st.st_size
 
 

@@ -19,6 +19,8 @@ from pentora_plugins.output.formats._model import Report, ReportWriter
 from pentora import OutputFormat
 from pentora import clean_text as clean
 
+# a finding's evidence ends with how it was judged (the distribution's fixed version): keep it
+EVIDENCE_CHARS = 400
 _MD = re.compile(r"([\\`*_\[\]#@|~])")
 
 
@@ -89,7 +91,7 @@ def _findings(report: Report) -> list[str]:
         rows = [[esc(v.get("host")), str(v["port"]) if v.get("port") is not None else "host",
                  _id(v), esc(v.get("title") or ""),
                  str(v["cvss"]) if v.get("cvss") is not None else "", _quality(v),
-                 esc(v.get("evidence") or "", 160)]
+                 esc(v.get("evidence") or "", EVIDENCE_CHARS)]
                 for v in items]
         lines += [*table(["Host", "Port", "ID", "Title", "CVSS", "Quality", "Evidence"], rows), ""]
     return lines[:-1]
@@ -100,7 +102,7 @@ def _unverified(report: Report) -> list[str]:
     if not items:
         return []
     rows = [[esc(v.get("host")), str(v["port"]) if v.get("port") is not None else "host", _id(v),
-             esc(v.get("severity") or "info"), _quality(v), esc(v.get("evidence") or "", 160)]
+             esc(v.get("severity") or "info"), _quality(v), esc(v.get("evidence") or "", EVIDENCE_CHARS)]
             for v in items]
     head = (f"## {quality.UNVERIFIED_TITLE.capitalize()} ({len(items)})")
     note = (f"Quality below {report.min_quality}: not counted above; `--min-quality 0` shows them "
