@@ -334,7 +334,8 @@ def test_the_evaluation_leaves_the_garbage_collector_as_it_found_it() -> None:
     try:
         frozen = gc.get_freeze_count()
         assert list(evaluate(catalog, [s for s in subjects if s]))
-        assert gc.get_freeze_count() == frozen and gc.isenabled()
+        # still frozen (an unfreeze would leave none); some may have been freed meanwhile
+        assert 0 < gc.get_freeze_count() <= frozen and gc.isenabled()
     finally:
         gc.unfreeze()
     abandoned = evaluate(catalog, [s for s in subjects if s])
