@@ -299,7 +299,7 @@ def test_unreadable_or_unknown_files_are_refused(tmp_path: Path, content: str, m
 
 def test_missing_file_is_refused_with_the_fix() -> None:
     with pytest.raises(CatalogError, match=r"catalog /nonexistent/cves.json: cannot read it .*"
-                                           r"'builtin' or the path of an NVD"):
+                                           r"'builtin', 'feeds' or the path of an NVD"):
         load_catalog(["/nonexistent/cves.json"])
 
 
