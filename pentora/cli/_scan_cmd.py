@@ -114,12 +114,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 unwritten = e
     if orch.pm.hook.pentora_cli_scan_done.get_hookimpls():
         orch.pm.hook.pentora_cli_scan_done(args=args, orch=orch, result=result)
-    else:  # no plugin prints a summary: the engine's own, node by node
-        echo(summary(result))
+    else:  # no plugin prints a summary: the engine's own, node by node (stderr when -o - has stdout)
+        echo(summary(result), err="-" in args.outputs)
     if unwritten is not None:
         raise unwritten
     for path in args.outputs:
-        echo(f"results written to {path}", err=True)
+        if path != "-":
+            echo(f"results written to {path}", err=True)
     return scan_exit(orch, args, result, EXIT_OK if result.ok else EXIT_FAILED)
 
 

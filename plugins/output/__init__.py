@@ -62,13 +62,15 @@ def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
 
 @hookimpl
 def pentora_cli_scan_done(args: Any, orch: Any, result: Any) -> None:
-    """The summary table on stdout once the scan is over (not with ``-q``)."""
+    """The summary table once the scan is over (not with ``-q``): on stdout, or on stderr
+    when an output (``-o -``) has stdout, so that ``| jq`` reads machine output alone."""
     if getattr(args, "quiet", False):
         return
     from pentora_plugins.kit.quality import DEFAULT_MIN_QUALITY
     from pentora_plugins.output.summary import SummaryWriter
 
-    SummaryWriter(sys.stdout, getattr(args, "min_quality", DEFAULT_MIN_QUALITY)).close(result)
+    stream = sys.stderr if "-" in (getattr(args, "outputs", None) or ()) else sys.stdout
+    SummaryWriter(stream, getattr(args, "min_quality", DEFAULT_MIN_QUALITY)).close(result)
 
 
 @hookimpl

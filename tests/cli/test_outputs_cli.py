@@ -5,6 +5,7 @@ mounts; the scans (when one runs) go to servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -205,3 +206,20 @@ def test_a_format_that_takes_a_path_still_gets_one_after_the_checks(run_cli, tmp
     proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--dag", connect_dag(tmp_path),
                    "--no-store", "--hooks", "fmt.py", "-o", "no/open.ports", cwd=tmp_path)
     assert proc.returncode == 2 and "-o no/open.ports: its folder no does not exist" in proc.stderr
+
+
+def test_machine_output_on_stdout_is_not_mixed_with_the_summary(run_cli, tcp_server, tmp_path):
+    """``-o - --format jsonl | jq``: stdout holds the records alone; the summary, for a
+    person, goes to stderr then."""
+    server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.3\r\n")
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "service-scan",
+                   "--no-store", "-o", "-", "--format", "jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is JSON
+    assert {"port", "service", "scan"} <= {r["kind"] for r in records}
+    assert "1 host(s) up" in proc.stderr or f"{server.port}/tcp" in proc.stderr  # the summary
+    assert "results written to -" not in proc.stderr
+    with_file = run_cli("scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile",
+                        "service-scan", "--no-store", "-o", "out.jsonl", cwd=tmp_path)
+    assert f"{server.port}/tcp" in with_file.stdout  # no -o -: the summary stays on stdout
+    assert "results written to out.jsonl" in with_file.stderr
