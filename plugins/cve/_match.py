@@ -37,7 +37,7 @@ from typing import Any
 
 from pentora_plugins.cve.catalog import Catalog, Entry, Hit, parse_cpe, product_key
 from pentora_plugins.cve.fixes import ECOSYSTEM, DistroFix
-from pentora_plugins.cve.version import is_version, version_key
+from pentora_plugins.cve.version import is_version, upstream, version_key
 from pentora_plugins.kit import distro, quality
 from pentora_plugins.kit.catalog import CatalogError as RulesError
 from pentora_plugins.kit.catalog import load_catalog as load_rules
@@ -48,7 +48,6 @@ from pentora_plugins.kit.records import field_of as _get
 BATCH = 256  # subjects whose findings are made before they are handed on
 MAX_TEXTS = 4  # banners of one port read for its distribution build
 _QUOTED = re.compile(r': "((?:[^"\\]|\\.){0,400})"')
-_UPSTREAM_CUT = re.compile(r"[+~]")
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,6 @@ class Subject:
     cpe: str | None
     confidence: float
     evidence: str
-    distro: str | None = None          # a distribution named by the fingerprint's OS hint
     texts: tuple[str, ...] = ()
     os: tuple[tuple[str, str], ...] = ()
 
@@ -95,7 +93,6 @@ def as_subject(record: Any, texts: Iterable[str] = ()) -> Subject | None:
                    product=_get(record, "product") or _get(record, "name"),
                    version=_get(record, "version"), cpe=_get(record, "cpe"),
                    confidence=float(confidence) if confidence else 1.0, evidence=evidence,
-                   distro=os_hint.get("distribution") if isinstance(os_hint, dict) else None,
                    texts=tuple([*texts, *quoted(evidence)][:MAX_TEXTS]), os=os_items)
 
 
@@ -231,14 +228,6 @@ class Verdict:
     why: str
 
 
-def upstream_of(package_version: str) -> str:
-    """The upstream release of a package version: ``1:2.4.62-1~deb12u1`` → ``2.4.62``; a
-    repack suffix (``1.3.8+dfsg``) is not part of it."""
-    text = package_version.split(":", 1)[1] if ":" in package_version else package_version
-    text = text.rsplit("-", 1)[0]
-    return _UPSTREAM_CUT.split(text, 1)[0]
-
-
 def _named(fix: DistroFix) -> str:
     return f"{fix.distribution} {fix.release} {fix.package}"
 
@@ -277,7 +266,7 @@ def judge(fix: DistroFix | None, build: distro.DistroBuild, package_version: str
         if fix is not None and fix.status == "vulnerable":
             return Verdict(quality.BANNER_DISTRO, f"{_named(fix)}: no fix released yet ({fix.advisory})")
         if (fix is not None and fix.fixed and shown
-                and version_key(shown) < version_key(upstream_of(fix.fixed))):
+                and version_key(shown) < version_key(upstream(fix.fixed))):
             return Verdict(quality.BANNER_DISTRO,
                            f"{_named(fix)} was first fixed in {fix.fixed} ({fix.advisory}), a "
                            f"later upstream release than {shown}: no {shown} package has the fix")
@@ -424,9 +413,7 @@ def evaluate(catalog: Catalog, subjects: Iterable[Subject], *, min_confidence: f
                 if min_cvss > 0:
                     judged = [j for j in judged if keep(j[0])]
                 host, port = subject.host, subject.port
-                # positional: a finding is made for every host of a fleet, and this is the cheap call
-                batch.extend([Vulnerability(host, port, f[0], f[1], f[2], f[3], f[4], list(f[5]), f[6],
-                                            f[7], f[8], f[9]) for _, f in judged])
+                batch.extend([_record(host, port, f) for _, f in judged])
             yield from batch
         yield from _inventory_findings(catalog, packages, run.reported, keep)
 
