@@ -113,11 +113,6 @@ def yaml_part(data: Any, doc: Doc, source: str) -> Part:
                 kev=frozenset(e.id for e in entries if e.kev))
 
 
-def yaml_entries(data: Any, doc: Doc, source: str) -> list[Entry]:
-    """The entries of a YAML catalog."""
-    return list(yaml_part(data, doc, source).entries)
-
-
 def _entry(item: Any, path: str, doc: Doc, source: str) -> tuple[Entry, list[DistroFix]]:
     doc.need(item, path, dict)
     unknown = sorted(set(item) - set(ENTRY_FIELDS))

@@ -101,12 +101,6 @@ class FixIndex:
                 self.size += 1
             table[fix.cve] = fix
 
-    def merged(self, other: FixIndex) -> FixIndex:
-        """A new index: this one's statements, then ``other``'s on top."""
-        out = FixIndex(self)
-        out.add(other)
-        return out
-
     def __iter__(self) -> Iterator[DistroFix]:
         for table in self._by_package.values():
             yield from table.values()
