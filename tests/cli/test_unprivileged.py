@@ -164,3 +164,24 @@ def test_demo_exits_0_unprivileged(unprivileged: UnprivilegedUser):
     assert len(lines_with(done.stderr, FALLBACK)) == 1, done.stderr
     assert "Traceback" not in done.stderr and " ERROR " not in done.stderr, done.stderr
     assert "Redis    7.0.15" in done.stdout and "failed" not in done.stdout
+
+
+def host_allows_ping_sockets(gid: int) -> bool:
+    with open("/proc/sys/net/ipv4/ping_group_range") as f:
+        low, high = map(int, f.read().split())
+    return low <= gid <= high
+
+
+def test_service_scan_of_a_host_list_in_the_hosts_namespace(tcp_server, unprivileged: UnprivilegedUser):
+    """The shape of a new user's first scan, against a listener of the test's own process:
+    a host list file in the working directory, outputs written there."""
+    server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+    (unprivileged.home / "hosts.txt").write_text("127.0.0.1\n", encoding="utf-8")
+    done = run_as_unprivileged(["scan", "-t", "@hosts.txt", "--profile", "service-scan",
+                                "--ports", str(server.port), "-o", "out.jsonl"], unprivileged)
+    assert done.returncode == 0, done.stderr
+    assert open_ports(unprivileged.home / "out.jsonl") == {server.port}
+    assert "OpenSSH" in done.stdout
+    # the host's own sysctl, read and never changed, decides which of the two it is
+    skipped = lines_with(done.stderr, ICMP_SKIPPED)
+    assert len(skipped) == (0 if host_allows_ping_sockets(unprivileged.gid) else 1), done.stderr
