@@ -94,7 +94,7 @@ def unprivileged_user(name: str = USER) -> UnprivilegedUser:
 def _drop(user: UnprivilegedUser) -> list[str]:
     # setpriv keeps its own capabilities until it executes the program (it needs them to
     # clear the inheritable and bounding sets), so the interpreter's path is resolved as
-    # root: an interpreter behind a 0700 directory (pyenv under /root) still starts. The
+    # root: an interpreter behind a 0700 directory (pyenv in root's home) still starts. The
     # program itself runs with none, and may read only what the user may.
     return ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--"]
