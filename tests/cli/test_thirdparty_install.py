@@ -2,7 +2,7 @@
 ``pentora`` entry-point group, with no repository on ``sys.path``.
 
 The venv tests build one fresh virtual environment for the whole module and install
-pentora (not editable), ``pentora-hello-plugin`` and ``pentora-broken-plugin`` into it.
+pentora (not editable), ``examples/pentora-hello-plugin`` and ``pentora-broken-plugin`` into it.
 The ``--target`` tests are the quick variant: the hello plugin on ``PYTHONPATH`` next to
 the development install.
 """
@@ -24,7 +24,7 @@ import pentora
 
 ROOT = Path(__file__).resolve().parents[2]
 THIRDPARTY = ROOT / "tests" / "thirdparty"
-HELLO = THIRDPARTY / "pentora-hello-plugin"
+HELLO = ROOT / "examples" / "pentora-hello-plugin"
 BROKEN = THIRDPARTY / "pentora-broken-plugin"
 BUILTIN_TYPES = {"noop", "sleep", "set"}
 PIP_TIMEOUT = 240

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 WRITING_PLUGINS = DOCS / "writing-plugins.md"
-HELLO = ROOT / "tests" / "thirdparty" / "pentora-hello-plugin"
+HELLO = ROOT / "examples" / "pentora-hello-plugin"
 PAGES = sorted([README, ROOT / "CONTRIBUTING.md", *DOCS.rglob("*.md")])
 REGENERATE = f"run `{docgen.REGENERATE}` from the repository root"
 
