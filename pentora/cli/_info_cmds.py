@@ -26,7 +26,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_modules_show)
 
     # "plugin new" reads as naturally as "plugins list": either spelling works.
-    plugs = sub.add_parser("plugins", aliases=["plugin"], help="installed plugins; a new one")
+    plugs = sub.add_parser("plugins", aliases=["plugin"], help="installed plugins: list, new")
     psub = plugs.add_subparsers(dest="plugins_cmd", metavar="COMMAND", required=True)
     p = psub.add_parser("list", parents=[common], help="plugins, their versions and hooks")
     p.add_argument("--format", choices=["text", "json"], default="text")
