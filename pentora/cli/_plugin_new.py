@@ -26,8 +26,8 @@ MAX_NAME = 40
 FILES = {
     "pyproject.toml.tmpl": "pyproject.toml",
     "README.md.tmpl": "README.md",
-    "package/__init__.py.tmpl": "$package/__init__.py",
-    "tests/test_module.py.tmpl": "tests/test_$name.py",
+    "module.py.tmpl": "$package/__init__.py",
+    "test_module.py.tmpl": "tests/test_$name.py",
 }
 
 
