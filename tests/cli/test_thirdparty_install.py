@@ -217,6 +217,18 @@ def test_shipped_example_dag_plans_from_the_installed_package(venv: Venv) -> Non
 
 
 @pytest.mark.slow
+def test_plugins_new_writes_from_the_installed_templates(venv: Venv) -> None:
+    # The templates are package data: a wheel without them would fail here, not in the
+    # development install.
+    proc = venv.run("plugins", "new", "greet_check", "--dir", "greet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = {p.relative_to(venv.workdir / "greet").as_posix()
+               for p in (venv.workdir / "greet").rglob("*") if p.is_file()}
+    assert written == {"pyproject.toml", "README.md", "pentora_greet_check/__init__.py",
+                       "tests/test_greet_check.py"}
+
+
+@pytest.mark.slow
 def test_broken_plugin_is_reported_and_skipped(venv: Venv) -> None:
     proc = venv.run("plugins", "list")
     assert proc.returncode == 0, proc.stderr
