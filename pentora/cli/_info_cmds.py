@@ -1,4 +1,4 @@
-"""``pentora modules list|show`` and ``pentora plugins list``."""
+"""``pentora modules list|show`` and ``pentora plugins list|new``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from .._docgen import config_keys, module_markdown
 from .._text import clean
+from . import _plugin_new as plugin_new
 from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
 
 
@@ -24,11 +25,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="markdown: the page of docs/modules/ that is generated")
     p.set_defaults(func=cmd_modules_show)
 
-    plugs = sub.add_parser("plugins", help="installed plugins")
+    # "plugin new" reads as naturally as "plugins list": either spelling works.
+    plugs = sub.add_parser("plugins", aliases=["plugin"], help="installed plugins: list, new")
     psub = plugs.add_subparsers(dest="plugins_cmd", metavar="COMMAND", required=True)
     p = psub.add_parser("list", parents=[common], help="plugins, their versions and hooks")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_plugins_list)
+    plugin_new.add_parser(psub, common)
 
     prof = sub.add_parser("profiles", parents=[common], help="list built-in DAG profiles")
     prof.set_defaults(func=cmd_profiles)

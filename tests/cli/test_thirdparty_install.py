@@ -2,7 +2,7 @@
 ``pentora`` entry-point group, with no repository on ``sys.path``.
 
 The venv tests build one fresh virtual environment for the whole module and install
-pentora (not editable), ``pentora-hello-plugin`` and ``pentora-broken-plugin`` into it.
+pentora (not editable), ``examples/pentora-hello-plugin`` and ``pentora-broken-plugin`` into it.
 The ``--target`` tests are the quick variant: the hello plugin on ``PYTHONPATH`` next to
 the development install.
 """
@@ -24,7 +24,7 @@ import pentora
 
 ROOT = Path(__file__).resolve().parents[2]
 THIRDPARTY = ROOT / "tests" / "thirdparty"
-HELLO = THIRDPARTY / "pentora-hello-plugin"
+HELLO = ROOT / "examples" / "pentora-hello-plugin"
 BROKEN = THIRDPARTY / "pentora-broken-plugin"
 BUILTIN_TYPES = {"noop", "sleep", "set"}
 PIP_TIMEOUT = 240
@@ -214,6 +214,18 @@ def test_shipped_example_dag_plans_from_the_installed_package(venv: Venv) -> Non
     plan = json.loads(proc.stdout)
     assert plan["layers"] == [["seed"], ["stage_a", "stage_b", "slow_stage"], ["join"]]
     assert plan["order"] == ["seed", "stage_a", "stage_b", "slow_stage", "join"]
+
+
+@pytest.mark.slow
+def test_plugins_new_writes_from_the_installed_templates(venv: Venv) -> None:
+    # The templates are package data: a wheel without them would fail here, not in the
+    # development install.
+    proc = venv.run("plugins", "new", "greet_check", "--dir", "greet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = {p.relative_to(venv.workdir / "greet").as_posix()
+               for p in (venv.workdir / "greet").rglob("*") if p.is_file()}
+    assert written == {"pyproject.toml", "README.md", "pentora_greet_check/__init__.py",
+                       "tests/test_greet_check.py"}
 
 
 @pytest.mark.slow
