@@ -303,13 +303,14 @@ class HttpScanner(Module):
 
         names = hostnames(ctx)  # a target named by the user is asked for by that name (vhosts)
 
-        def one(item: tuple[str, int, bool | None]) -> HttpResponse:
+        def one(item: tuple[str, int, bool | None]) -> HttpResponse | None:
             record = scan_port(*item, hostname=names.get(item[0]), opts=opts)
+            if guessed and record.status is None:
+                return None  # a port guessed from a live host that is not a web port
             ctx.emit(record)
             return record
 
-        found = [r for r in per_item(ctx, one, items, config["concurrency"])
-                 if not (guessed and r.status is None)]
+        found = [r for r in per_item(ctx, one, items, config["concurrency"]) if r is not None]
         ctx.log.info(f"http_scanner: {sum(r.status is not None for r in found)} of {len(items)} "
                      f"port(s) answered HTTP")
         publish(ctx, "http_responses", found)
