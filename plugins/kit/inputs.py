@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import gevent.pool
 import voluptuous as vol
 from pentora_plugins.kit.net.connect import fd_budget
-from pentora_plugins.kit.records import Host, Target, sorted_records
+from pentora_plugins.kit.records import Host, Target, field_of, sorted_records
 
 from pentora import NodeContext
 

@@ -1,5 +1,5 @@
-"""Port scanning: ``connect_scanner``, ``syn_scanner`` (also as ``port_scanner``), ``udp_scanner``; ``-p``/``--ports`` on
-``pentora scan``."""
+"""Port scanning: ``connect_scanner``, ``syn_scanner`` (also as ``port_scanner``),
+``udp_scanner``; ``-p``/``--ports`` on ``pentora scan``."""
 
 from __future__ import annotations
 

@@ -75,10 +75,11 @@ class SslAnalyzer(Module):
             items = list(_select(ctx.get("service_fingerprints"), every,
                                  _tls_banner_ports(ctx.get("banners", None) or [])))
         else:
-            source, found = unfingerprinted_ports(ctx)
+            source, unfingerprinted = unfingerprinted_ports(ctx)
             # a port only guessed from a live host must prove it speaks TLS to be reported
             sure = source == "open_ports"
-            items = [(h, p, bool(tls) and sure) for h, p, tls in found if tls is not False or every]
+            items = [(h, p, bool(tls) and sure) for h, p, tls in unfingerprinted
+                     if tls is not False or every]
 
         def analyze(item: tuple[str, int, bool]) -> TlsReport | None:
             host, port, known_tls = item

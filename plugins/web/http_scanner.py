@@ -297,9 +297,9 @@ class HttpScanner(Module):
             items = list(web_ports(ctx.get("service_fingerprints") or [], open_ports or [],
                                    config["all_ports"], config["ports"], tls_ports))
         else:
-            source, found = unfingerprinted_ports(ctx, config["ports"])
+            source, unfingerprinted = unfingerprinted_ports(ctx, config["ports"])
             guessed = source == "discovered_hosts"
-            items = [(h, p, True if (h, p) in tls_ports else tls) for h, p, tls in found]
+            items = [(h, p, True if (h, p) in tls_ports else tls) for h, p, tls in unfingerprinted]
 
         names = hostnames(ctx)  # a target named by the user is asked for by that name (vhosts)
 
