@@ -71,7 +71,13 @@ def test_every_example_dag_validates(name: str, tmp_path: Path) -> None:
 def test_the_examples_are_all_tested() -> None:
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == {
         "hello.yaml", "pipeline.yaml", "custom-scan.yaml", "discovery-subdag.yaml", "main-dag.yaml",
-        "conditional.yaml"}, "a new example: run it in a test here"
+        "conditional.yaml", "web-application-scan.yaml"}, "a new example: run it in a test here"
+
+
+def test_the_dag_format_example_is_the_file_it_names() -> None:
+    page = (ROOT / "docs" / "dag-format.md").read_text(encoding="utf-8")
+    text = (EXAMPLES / "web-application-scan.yaml").read_text(encoding="utf-8")
+    assert f"```yaml\n{text}```" in page, "docs/dag-format.md's first example differs from its file"
 
 
 def test_pipeline_example_scans_a_lab_address_and_keeps_loopback_out(netns: NetNs, tmp_path: Path) -> None:
