@@ -267,7 +267,9 @@ def hook_reference() -> str:
         if hook.group != group:
             group = hook.group
             parts.append(f"### {group.capitalize()} hooks")
-        parts += [f"#### `{hook.name}`", f"```python\n{hook.signature}\n```",
+        # the marker tells tests/docs/test_doc_blocks.py not to run a bare signature
+        parts += [f"#### `{hook.name}`",
+                  f"<!-- not-run: the hook's signature, not a program -->\n```python\n{hook.signature}\n```",
                   _results(hook), rst_to_markdown(hook.doc)]
     return "\n\n".join(parts)
 

@@ -155,7 +155,13 @@ def _check_contract(dag: Dag, plan: Plan, out: Validated, initial: set[str],
         visible[i] = seen
         node = dag.nodes[i]
         for key in out.requires.get(node.instance_id, ()):
-            if not has(seen, key):
+            choices = alternatives(key)
+            if len(choices) > 1 and not any(has(seen, k) for k in choices):
+                named = ", ".join(f"'{k}'" for k in choices)
+                out.problems.append(_p(node, f"Node '{node.instance_id}' requires one of {named} "
+                                             "but no upstream node produces any: add a node that "
+                                             "does to its depends_on"))
+            elif len(choices) == 1 and not has(seen, key):
                 out.problems.append(_p(node, f"Node '{node.instance_id}' requires '{key}' but no "
                                              f"upstream node produces it{_producer_hint(key, producers)}"))
         if node.for_each and not has(seen, node.for_each):
@@ -165,6 +171,12 @@ def _check_contract(dag: Dag, plan: Plan, out: Validated, initial: set[str],
         if node.condition is not None:
             names = frozenset(k for k, b in bit.items() if seen >> b & 1)
             _check_condition(node, names, known_vars, out)
+
+
+def alternatives(key: str) -> tuple[str, ...]:
+    """The keys a required entry accepts: ``a|b`` is met by either (the module reads the
+    best one there is, e.g. fingerprints when upstream, else open ports)."""
+    return tuple(k for k in key.split("|") if k)
 
 
 def _producer_hint(key: str, producers: dict[str, list[str]]) -> str:
