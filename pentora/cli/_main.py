@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from gevent import monkey
 from loguru import logger
@@ -23,11 +24,31 @@ from . import _scan_cmd as scan_cmd
 from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, plugin_options
 
 
+_USAGE_PARSER = "_usage_parser"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         echo(f"{self.prog}: error: {message}", err=True)  # it quotes the argument given
         raise SystemExit(EXIT_USAGE)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # argparse hands a subcommand's unknown arguments up to the top parser, which would
+        # print its own usage: the deepest parser that ran (it returns first) marks itself,
+        # so that the error shows the usage of the command the user typed.
+        ns, extras = super().parse_known_args(args, namespace)
+        if not hasattr(ns, _USAGE_PARSER):
+            setattr(ns, _USAGE_PARSER, self)
+        return ns, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        parser = getattr(ns, _USAGE_PARSER, self)
+        delattr(ns, _USAGE_PARSER)
+        if extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
 
 
 def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentParser:

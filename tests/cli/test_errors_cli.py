@@ -1,0 +1,65 @@
+"""What the command line says about what the user typed: an unknown flag, a bad option
+value, a plugin name that does not exist. One message naming the option, the subcommand's
+own usage, a did-you-mean, and the documented exit code; never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.cli.test_cli import assert_no_traceback
+
+# Runs in a child (importing pentora.cli._main monkey-patches the interpreter): every leaf
+# command of the parser, plugin-added ones included, given an unknown flag.
+_UNKNOWN_FLAG_EVERYWHERE = """\
+import argparse, contextlib, io, json
+from pentora._plugins import get_plugin_manager
+from pentora.cli._main import build_parser
+
+def leaves(parser, words, out):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        out.append((words, parser.prog))
+    for action in subs:
+        for name, child in action.choices.items():
+            leaves(child, [*words, name], out)
+    return out
+
+answers = {}
+for words, prog in leaves(build_parser(get_plugin_manager()), [], []):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            build_parser(get_plugin_manager()).parse_args([*words, "--no-such-flag"])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    answers[" ".join(words)] = [prog, code, err.getvalue()]
+print(json.dumps(answers))
+"""
+
+
+def test_unknown_flag_shows_the_usage_of_the_command_typed() -> None:
+    """argparse hands a subcommand's unknown arguments to the top parser, whose usage
+    (``pentora [-h] COMMAND``) says nothing about the command that was typed."""
+    proc = subprocess.run([sys.executable, "-c", _UNKNOWN_FLAG_EVERYWHERE], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = json.loads(proc.stdout)
+    # Core, nested, and plugin-added commands are all walked.
+    assert {"scan", "dag validate", "plugins list", "scans list"} <= set(answers), sorted(answers)
+    for words, (prog, code, err) in answers.items():
+        assert code == 2, (words, err)
+        assert err.startswith(f"usage: {prog} "), (words, err)
+        # A command missing its positional argument says so first, in its own usage too.
+        assert "--no-such-flag" in err or "arguments are required" in err, (words, err)
+
+
+def test_unknown_flag_after_scan_options(run_cli) -> None:
+    proc = run_cli("scan", "-t", "127.0.0.1", "--bogus")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: pentora scan ")
+    assert "pentora scan: error: unrecognized arguments: --bogus" in proc.stderr
+    assert proc.stdout == ""
+    assert_no_traceback(proc)
