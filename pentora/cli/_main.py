@@ -23,7 +23,6 @@ from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
 from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, plugin_options
 
-
 _USAGE_PARSER = "_usage_parser"
 
 
