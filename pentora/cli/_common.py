@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from .._condition import Condition
 from .._errors import DagParseError, PentoraError, Problem
 from .._input import InputError
+from .._interpolate import VAR_REFERENCE
 from .._orchestrator import Orchestrator
 from .._parse import load_dag
 from .._text import clean
@@ -141,3 +145,15 @@ def echo(text: str, err: bool = False) -> None:
 
 
 out = echo
+
+
+def names_used(dag: Any) -> set[str]:
+    """The names a ``--set`` can reach: declared vars, and names the conditions and
+    ``${var}`` references in node configs use (a var may be left undeclared there)."""
+    names = set(dag.vars)
+    for node in dag.nodes:
+        if node.condition:
+            with contextlib.suppress(PentoraError):
+                names |= Condition(node.condition).names
+        names |= set(VAR_REFERENCE.findall(json.dumps(node.config, default=str)))
+    return names

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import json
 import sys
 from typing import Any
 
-from .._condition import Condition
-from .._errors import PentoraError
-from .._interpolate import VAR_REFERENCE
 from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,
@@ -22,6 +17,7 @@ from ._common import (
     list_profiles,
     load_dag_arg,
     make_orchestrator,
+    names_used,
     parse_sets,
     plugin_options,
     profile_path,
@@ -186,21 +182,9 @@ def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"-p {args.p_values[0]}: no installed plugin takes -p values (only "
                        "-p no:NAME, which disables a plugin)", EXIT_USAGE)
     sets = parse_sets(args.set)
-    unused = sorted(set(sets) - _names_used(dag))
+    unused = sorted(set(sets) - names_used(dag))
     if unused:
         raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
                        f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed")
     variables.update(sets)
     return variables
-
-
-def _names_used(dag: Any) -> set[str]:
-    """The names a ``--set`` can reach: declared vars, and names the conditions and
-    ``${var}`` references in node configs use (a var may be left undeclared there)."""
-    names = set(dag.vars)
-    for node in dag.nodes:
-        if node.condition:
-            with contextlib.suppress(PentoraError):
-                names |= Condition(node.condition).names
-        names |= set(VAR_REFERENCE.findall(json.dumps(node.config, default=str)))
-    return names
