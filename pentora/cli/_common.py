@@ -93,6 +93,18 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def checked_sets(dag: Any, items: list[str]) -> dict[str, Any]:
+    """``parse_sets(items)``, refusing a KEY that ``dag`` never uses (a usage error): a typo
+    would otherwise run the scan with the default unnoticed."""
+    sets = parse_sets(items)
+    unused = sorted(set(sets) - names_used(dag))
+    if unused:
+        raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
+                       f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed",
+                       EXIT_USAGE)
+    return sets
+
+
 def _cut(text: str, limit: int = 80) -> str:
     """A command-line argument quoted in a message: at most ``limit`` characters of it."""
     return text if len(text) <= limit else text[:limit] + "…"

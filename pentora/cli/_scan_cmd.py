@@ -13,12 +13,11 @@ from ._common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    checked_sets,
     echo,
     list_profiles,
     load_dag_arg,
     make_orchestrator,
-    names_used,
-    parse_sets,
     plugin_options,
     profile_path,
 )
@@ -181,10 +180,5 @@ def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.p_values:
         raise CliError(f"-p {args.p_values[0]}: no installed plugin takes -p values (only "
                        "-p no:NAME, which disables a plugin)", EXIT_USAGE)
-    sets = parse_sets(args.set)
-    unused = sorted(set(sets) - names_used(dag))
-    if unused:
-        raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
-                       f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed")
-    variables.update(sets)
+    variables.update(checked_sets(dag, args.set))
     return variables

@@ -7,8 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.cli.test_cli import assert_no_traceback
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Runs in a child (importing pentora.cli._main monkey-patches the interpreter): every leaf
 # command of the parser, plugin-added ones included, given an unknown flag.
@@ -63,3 +68,28 @@ def test_unknown_flag_after_scan_options(run_cli) -> None:
     assert "pentora scan: error: unrecognized arguments: --bogus" in proc.stderr
     assert proc.stdout == ""
     assert_no_traceback(proc)
+
+
+HELLO = str(ROOT / "dags" / "examples" / "hello.yaml")
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(["scan", "-t", "127.0.0.1", "--profile", "port-scan", "--no-store"], id="scan"),
+    pytest.param(["dag", "run", HELLO], id="dag-run"),
+    pytest.param(["dag", "validate", HELLO], id="dag-validate"),
+    pytest.param(["dag", "plan", HELLO], id="dag-plan"),
+])
+def test_set_of_a_var_the_dag_does_not_use_is_a_usage_error(run_cli, command: list[str]) -> None:
+    """docs/cli.md: exit 2, naming the var and the ones the DAG has; nothing runs."""
+    proc = run_cli(*command, "--set", "slow_enabeld=true")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: --set slow_enabeld: DAG '")
+    assert "has no var named 'slow_enabeld' (its vars: " in proc.stderr
+    assert proc.stdout == ""
+    assert_no_traceback(proc)
+
+
+def test_set_of_a_var_the_dag_uses_runs(run_cli) -> None:
+    proc = run_cli("dag", "run", HELLO, "--set", "slow_enabled=false", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"

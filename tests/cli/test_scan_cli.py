@@ -83,7 +83,7 @@ def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp
     (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x", "--format", "nope"], 2,
      "unknown output format 'nope'"),
     (["--profile", "port-scan"], 2, "--targets"),
-    (["--targets", "127.0.0.1", "--profile", "port-scan", "--set", "rtae=10"], 1,
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "--set", "rtae=10"], 2,
      "DAG 'port-scan' has no var named 'rtae' (its vars: icmp, ports, rate, targets)"),
 ])
 def test_scan_bad_input_is_a_message_not_a_traceback(run_cli, tmp_path, args, code, message):
