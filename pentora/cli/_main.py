@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"error: {e}", err=True)
             return EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
+    args.argv = argv  # an error about an option's value quotes the option as typed
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:

@@ -7,6 +7,7 @@ import functools
 import sys
 from typing import Any
 
+from .._errors import ValidationError
 from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,
@@ -22,6 +23,7 @@ from ._common import (
     profile_path,
 )
 from ._dag_cmds import install_signal_handlers, summary
+from ._option_errors import option_errors
 from ._outputs import check_outputs, open_outputs, resolve_outputs
 
 
@@ -88,7 +90,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         variables, scan_id = _new_scan(orch, args), None
     dag = orch.dag
     assert dag is not None
-    orch.validate(vars={**dag.vars, **variables})
+    try:
+        orch.validate(vars={**dag.vars, **variables})
+    except ValidationError as e:
+        if loaded is not None:
+            raise
+        raise option_errors(e, dag, variables, getattr(args, "argv", [])) from None
     sink = open_outputs(orch, outputs)
     install_signal_handlers(orch)
     orch.on_scan_abandoned(functools.partial(_abandoned, sink, args.outputs))

@@ -93,3 +93,68 @@ def test_set_of_a_var_the_dag_uses_runs(run_cli) -> None:
     proc = run_cli("dag", "run", HELLO, "--set", "slow_enabled=false", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "completed"
+
+
+# -- a bad option value is that option's error ---------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    pytest.param(["-t", "300.1.1.1"],
+                 "error: -t 300.1.1.1: invalid target '300.1.1.1': Octet 300 (> 255) not permitted",
+                 id="target"),
+    pytest.param(["-t127.0.0.1,300.1.1.1"],
+                 "error: -t 127.0.0.1,300.1.1.1: invalid target '300.1.1.1': Octet 300", id="glued"),
+    pytest.param(["-t", "127.0.0.1", "-p", "1-65536"],
+                 "error: -p 1-65536: port 65536 in '1-65536' is out of range (1-65535)", id="ports"),
+    pytest.param(["-t", "127.0.0.1", "--ports=1-65536"],
+                 "error: --ports 1-65536: port 65536", id="ports-equals"),
+    pytest.param(["-t", "127.0.0.1", "--set", "rate=fast"],
+                 "error: --set rate=fast: expected an integer, got 'fast'", id="set"),
+])
+def test_bad_option_value_is_one_message_naming_the_option(run_cli, args: list[str],
+                                                           said: str) -> None:
+    """Not the node of the profile that reads the var, nor the nodes downstream of it."""
+    proc = run_cli("scan", *args, "--no-store")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(said), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    for noise in ("problem", "Node '", ".yaml", "upstream", "(got"):
+        assert noise not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+    assert_no_traceback(proc)
+
+
+def test_every_bad_option_value_is_named_at_once(run_cli) -> None:
+    proc = run_cli("scan", "-t", "300.1.1.1", "-p", "0", "--set", "rate=fast", "--no-store")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == \
+        ["-t 300.1.1.1", "-p 0", "--set rate=fast"], lines
+
+
+OWN_DAG = """\
+name: own
+vars: {targets: 127.0.0.1}
+nodes:
+  - {instance_id: parse, module_type: target_parser, config: {targets: "${targets}"}}
+  - {instance_id: nap, module_type: sleep, config: {duration: forever}}
+"""
+
+
+def test_bad_option_value_and_a_broken_dag_are_both_said(run_cli, tmp_path: Path) -> None:
+    """The DAG's own problem is invalid input (exit 1), still named by file and node."""
+    (tmp_path / "own.yaml").write_text(OWN_DAG)
+    proc = run_cli("scan", "-t", "300.1.1.1", "--dag", str(tmp_path / "own.yaml"), "--no-store")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: -t 300.1.1.1: invalid target '300.1.1.1'")
+    assert "error: 1 problem in DAG:" in proc.stderr
+    assert "own.yaml:5: Node 'nap' (sleep): config.duration:" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_dag_problem_in_a_var_no_option_set_stays_the_nodes(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "own.yaml").write_text(OWN_DAG.replace("127.0.0.1}", "300.1.1.1, other: 1}")
+                                       .replace("duration: forever", "duration: 1ms"))
+    proc = run_cli("dag", "validate", str(tmp_path / "own.yaml"))
+    assert proc.returncode == 1, proc.stderr
+    assert "Node 'parse' (target_parser): config.targets: invalid target '300.1.1.1'" in proc.stderr

@@ -75,8 +75,8 @@ def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--targets", "127.0.0.300", "--profile", "port-scan"], 1, "invalid target '127.0.0.300'"),
-    (["--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1-70000"], 1, "70000"),
+    (["--targets", "127.0.0.300", "--profile", "port-scan"], 2, "invalid target '127.0.0.300'"),
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1-70000"], 2, "70000"),
     (["--targets", "127.0.0.1", "--profile", "nosuch"], 1, "no profile named 'nosuch'"),
     (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x.weird"], 2,
      "cannot tell the output format"),
