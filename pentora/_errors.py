@@ -57,6 +57,10 @@ class PluginError(PentoraError):
     """A plugin could not be loaded or registered something twice."""
 
 
+class UnknownPluginError(PluginError):
+    """A plugin named to be disabled does not exist (a typo, or a former name)."""
+
+
 class ModuleError(PentoraError):
     """A module failed while running. ``node`` names the node it ran as."""
 

@@ -19,7 +19,7 @@ import pluggy
 from loguru import logger
 
 from . import _hookspecs as hookspecs
-from ._errors import PluginError
+from ._errors import PluginError, UnknownPluginError
 from ._notify import contain_notifications, culprit, impl_codes
 from ._registry import Registry, load_python_file
 
@@ -151,12 +151,15 @@ def _check_disabled(pm: PentoraPluginManager, disabled: list[str], ep_names: set
             continue
         now = pm.former_names.get(name)
         if now is not None:
-            raise PluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
+            raise UnknownPluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
                               f"(-p no:{now}); the changelog lists every former name")
-        near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
-        hint = (" (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)") if near else ""
-        raise PluginError(f"no plugin named '{name}' to disable{hint}; `pentora plugins list` "
-                          "shows the plugins")
+        # A near miss of a former name suggests the plugin's name now.
+        near = difflib.get_close_matches(name, sorted(known | set(pm.former_names)), n=3, cutoff=0.6)
+        said = list(dict.fromkeys(f"'{pm.former_names[n]}' (once '{n}')" if n in pm.former_names
+                                  and pm.former_names[n] != n else f"'{n}'" for n in near))
+        hint = (" (did you mean " + " or ".join(said) + "?)") if said else ""
+        raise UnknownPluginError(f"no plugin named '{name}' to disable{hint}; `pentora plugins "
+                                 "list` shows the plugins")
 
 
 def _default_name(plugin: Any) -> str:

@@ -15,7 +15,7 @@ from gevent import monkey
 from loguru import logger
 
 from .. import __version__
-from .._errors import PentoraError, ValidationError
+from .._errors import PentoraError, UnknownPluginError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _dag_cmds as dag_cmds
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             pm = None  # help and version still answer; the message comes with a command
         else:
             echo(f"error: {e}", err=True)
-            return EXIT_INVALID
+            # -p no:NAME of no plugin is a bad option value; a plugin that fails is not.
+            return EXIT_USAGE if isinstance(e, UnknownPluginError) else EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
     args.argv = argv  # an error about an option's value quotes the option as typed
     try:

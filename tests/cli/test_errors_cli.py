@@ -158,3 +158,14 @@ def test_dag_problem_in_a_var_no_option_set_stays_the_nodes(run_cli, tmp_path: P
     proc = run_cli("dag", "validate", str(tmp_path / "own.yaml"))
     assert proc.returncode == 1, proc.stderr
     assert "Node 'parse' (target_parser): config.targets: invalid target '300.1.1.1'" in proc.stderr
+
+
+# -- -p no:NAME of no plugin --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["scan", "-t", "127.0.0.1"], ["modules", "list"]])
+def test_disabling_an_unknown_plugin_is_a_usage_error_with_the_nearest(run_cli, command) -> None:
+    proc = run_cli(*command, "-p", "no:portscann")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("error: no plugin named 'portscann' to disable (did you mean "
+                           "'portscan'?); `pentora plugins list` shows the plugins\n")
