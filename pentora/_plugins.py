@@ -67,6 +67,9 @@ class PentoraPluginManager(pluggy.PluginManager):
         self.distributions: dict[str, tuple[str, str]] = {}
         self.former_names: dict[str, str] = {}  # a plugin's old name → its name now
         self.seen_names: set[str] = set()
+        # Plugins passed by the caller (``plugins=``), not installed: their
+        # registrations win over an installed plugin's of the same name.
+        self.explicit: set[str] = set()
         # Contained notification-hook failures, in order: a scan's result takes its own.
         self.hook_failures: list[dict[str, str]] = []
         self._registry: Registry | None = None
@@ -82,6 +85,14 @@ class PentoraPluginManager(pluggy.PluginManager):
             contain_notifications(self, plugin, registered)
             self.former_names.update(getattr(plugin, "pentora_former_names", {}))
             self._registry = None
+        return registered
+
+    def register_explicit(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a plugin the caller passed (not an installed one): on a name clash
+        with an installed plugin, its module types, policies and formats win."""
+        registered = self.register(plugin, name)
+        if registered is not None:
+            self.explicit.add(registered)
         return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
@@ -127,9 +138,11 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = N
         if pm.is_registered(plugin):
             continue
         name = getattr(plugin, "pentora_plugin_name", None) or _default_name(plugin)
-        pm.register(plugin, name=name)
+        pm.register_explicit(plugin, name)
     for path in hook_files:
         module = load_python_file(path)
+        # A hooks file clashing with an installed plugin stays an error: the command line
+        # has -p no:NAME to choose, and a format silently replaced would surprise.
         pm.register(module, name=f"hooks:{path}")
     try:
         pm.check_pending()
@@ -211,7 +224,10 @@ def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
 
 def _build_registry(pm: PentoraPluginManager) -> Registry:
     """Call the registration hooks through pluggy; each registration names its plugin."""
-    registry = Registry()
+    loaded = set(pm.load_report.loaded)
+    installed = frozenset(name for name, _ in pm.list_name_plugin()
+                          if name.split(".")[0] in loaded and name not in pm.explicit)
+    registry = Registry(explicit=frozenset(pm.explicit), installed=installed)
     codes = impl_codes(impl for name in REGISTRATION_HOOKS
                        for impl in getattr(pm.hook, name).get_hookimpls())
     with registry.attributing(codes):

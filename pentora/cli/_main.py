@@ -15,7 +15,7 @@ from gevent import monkey
 from loguru import logger
 
 from .. import __version__
-from .._errors import PentoraError, UnknownPluginError, ValidationError
+from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _dag_cmds as dag_cmds
@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         echo(f"error: {e}", err=True)
         return e.code
+    except PluginClashError as e:
+        old, new = e.providers
+        echo(f"error: {e.clash}; leave one out with -p no:{old} or -p no:{new}", err=True)
+        return EXIT_INVALID
     except PentoraError as e:
         echo(f"error: {e}", err=True)
         return EXIT_INVALID

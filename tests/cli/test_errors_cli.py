@@ -169,3 +169,48 @@ def test_disabling_an_unknown_plugin_is_a_usage_error_with_the_nearest(run_cli, 
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == ("error: no plugin named 'portscann' to disable (did you mean "
                            "'portscan'?); `pentora plugins list` shows the plugins\n")
+
+
+# -- installed plugins: faked .dist-info on PYTHONPATH -------------------------------------
+
+
+def fake_installed(folder: Path, name: str, code: str, entry: str | None = None) -> Path:
+    """``pentora-NAME`` 0.1, installed as far as importlib.metadata can tell: a package and
+    a .dist-info with the entry point ``NAME = entry`` of group ``pentora``."""
+    (folder / f"pentora_{name}").mkdir(parents=True)
+    (folder / f"pentora_{name}" / "__init__.py").write_text(code)
+    info = folder / f"pentora_{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: pentora-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[pentora]\n{name} = {entry or f'pentora_{name}'}\n")
+    return folder
+
+
+CLASHING = '''\
+import pentora
+
+
+class Noop(pentora.Module):
+    """Another noop."""
+
+    module_type = "noop"
+
+
+@pentora.hookimpl
+def pentora_register_modules(registry):
+    registry.register(Noop)
+'''
+
+
+def test_two_installed_plugins_clashing_say_which_to_leave_out(run_cli, tmp_path: Path) -> None:
+    env = {"PYTHONPATH": str(fake_installed(tmp_path, "clash", CLASHING)),
+           "PENTORA_DISABLE_PLUGIN_AUTOLOAD": ""}
+    proc = run_cli("modules", "list", env=env)
+    assert proc.returncode == 1
+    assert proc.stderr == ("error: module type 'noop' registered twice: by plugin 'engine' "
+                           "(pentora_plugins.engine.modules.Noop) and by plugin 'clash' "
+                           "(pentora_clash.Noop); leave one out with -p no:engine or -p no:clash\n")
+    # The way out it names works.
+    proc = run_cli("modules", "list", "--format", "json", "-p", "no:clash", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "noop" in {m["name"] for m in json.loads(proc.stdout)}
