@@ -10,6 +10,7 @@ nothing is refused, with the plugin it most likely meant (a former name included
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pluggy
 from loguru import logger
 
 from . import _hookspecs as hookspecs
-from ._errors import PluginError, UnknownPluginError
+from ._errors import PluginClashError, PluginError, UnknownPluginError
 from ._notify import contain_notifications, culprit, impl_codes
 from ._registry import Registry, load_python_file
 
@@ -192,13 +193,17 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
         plugin = None
         try:
             plugin = ep.load()
+            mistake = _class_not_instance(plugin)
+            if mistake:
+                _broken(pm, ep, mistake)
+                continue
             pm.register(plugin, name=ep.name)
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # a broken package (even one calling exit) must not take the CLI down
             if plugin is not None and pm.is_registered(plugin):
                 pm.unregister(plugin)  # it failed half-way (adding its parts): none of it stays
-            _broken(pm, ep, f"{type(e).__name__}: {e}")
+            _broken(pm, ep, _one_line(f"{type(e).__name__}: {e}"))
             continue
         unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if not hc.has_spec())
         if unknown:
@@ -215,18 +220,73 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
     return eps
 
 
+def _class_not_instance(plugin: Any) -> str | None:
+    """An entry point naming a class whose hooks are methods: pluggy would register the
+    class, and every call of its hooks would fail for want of ``self``."""
+    if not inspect.isclass(plugin):
+        return None
+    for name in dir(plugin):
+        fn = inspect.getattr_static(plugin, name, None)
+        if name.startswith("pentora_") and inspect.isfunction(fn):
+            params = list(inspect.signature(fn).parameters)
+            if params[:1] == ["self"]:
+                return (f"the entry point names the class {plugin.__qualname__}, whose hooks are "
+                        f"methods: point it at an instance (plugin = {plugin.__qualname__}()) instead")
+    return None
+
+
+def _one_line(text: str) -> str:
+    """pluggy's messages span lines; a load report and a table cell are one line."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
-    pm.load_report.broken.append((ep.name, msg))
-    warning = f"plugin '{ep.name}' ({ep.value}) failed to load and was skipped: {msg}"
+    dist = getattr(ep, "dist", None)
+    if dist is not None:  # `plugins list` names the package to fix or remove
+        pm.distributions[ep.name] = (dist.name, dist.version)
+    _report_broken(pm, ep.name, f"({ep.value}) failed to load", msg)
+
+
+def _report_broken(pm: PentoraPluginManager, name: str, what: str, msg: str) -> None:
+    pm.load_report.broken.append((name, msg))
+    warning = f"plugin '{name}' {what} and was skipped: {msg}"
     pm.load_report.warnings.append(warning)
     logger.warning("{}", warning)
 
 
 def _build_registry(pm: PentoraPluginManager) -> Registry:
-    """Call the registration hooks through pluggy; each registration names its plugin."""
-    loaded = set(pm.load_report.loaded)
-    installed = frozenset(name for name, _ in pm.list_name_plugin()
-                          if name.split(".")[0] in loaded and name not in pm.explicit)
+    """Call the registration hooks through pluggy; each registration names its plugin.
+
+    An installed plugin whose registration fails (it raises, or registers something that
+    is not a module) is reported broken and left out, and the registry is built without
+    it: one broken package must not take every command down. A plugin passed explicitly,
+    and a clash between two plugins, stay errors."""
+    while True:
+        try:
+            return _registry_of(pm)
+        except PluginError as e:
+            name = getattr(e, "plugin_name", None)
+            if isinstance(e, PluginClashError) or name is None or not _is_installed(pm, name):
+                raise
+            _drop(pm, name, f"in {e.hook}: {e.detail}")  # type: ignore[attr-defined]
+
+
+def _is_installed(pm: PentoraPluginManager, name: str) -> bool:
+    return name.split(".")[0] in pm.load_report.loaded and name not in pm.explicit
+
+
+def _drop(pm: PentoraPluginManager, name: str, msg: str) -> None:
+    """Unregister the installed plugin ``name`` belongs to, with its parts, as broken."""
+    top = name.split(".")[0]
+    for part, plugin in list(pm.list_name_plugin()):
+        if plugin is not None and (part == top or part.startswith(top + ".")):
+            pm.unregister(plugin)
+    pm.load_report.loaded.remove(top)
+    _report_broken(pm, top, "failed", msg)
+
+
+def _registry_of(pm: PentoraPluginManager) -> Registry:
+    installed = frozenset(name for name, _ in pm.list_name_plugin() if _is_installed(pm, name))
     registry = Registry(explicit=frozenset(pm.explicit), installed=installed)
     codes = impl_codes(impl for name in REGISTRATION_HOOKS
                        for impl in getattr(pm.hook, name).get_hookimpls())
@@ -234,11 +294,12 @@ def _build_registry(pm: PentoraPluginManager) -> Registry:
         for hook_name in REGISTRATION_HOOKS:
             try:
                 getattr(pm.hook, hook_name)(registry=registry)
-            except (PluginError, KeyboardInterrupt):
+            except (PluginClashError, KeyboardInterrupt):
                 raise
             except BaseException as e:  # SystemExit from a registration hook is its failure too
-                name = culprit(e, codes) or "?"
-                raise PluginError(f"plugin '{name}' failed in {hook_name}: "
-                                  f"{type(e).__name__}: {e}") from e
+                name = culprit(e, codes)
+                detail = str(e) if isinstance(e, PluginError) else f"{type(e).__name__}: {e}"
+                error = PluginError(f"plugin '{name or '?'}' failed in {hook_name}: {detail}")
+                error.plugin_name, error.hook, error.detail = name, hook_name, detail  # type: ignore[attr-defined]
+                raise error from e
     return registry
-

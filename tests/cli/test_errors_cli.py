@@ -214,3 +214,69 @@ def test_two_installed_plugins_clashing_say_which_to_leave_out(run_cli, tmp_path
     proc = run_cli("modules", "list", "--format", "json", "-p", "no:clash", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "noop" in {m["name"] for m in json.loads(proc.stdout)}
+
+
+# -- broken plugins never break another command --------------------------------------------
+
+BROKEN_PLUGINS = {
+    # name: (code, entry point, what `plugins list` says)
+    "noimport": ('raise ImportError("needs libnothing.so")\n', None,
+                 "ImportError: needs libnothing.so"),
+    "classy": ("import pentora\n\n\nclass Plugin:\n    @pentora.hookimpl\n"
+               "    def pentora_register_modules(self, registry):\n        pass\n",
+               "pentora_classy:Plugin",
+               "the entry point names the class Plugin, whose hooks are methods: point it at an "
+               "instance (plugin = Plugin()) instead"),
+    "wrongsig": ("import pentora\n\n\n@pentora.hookimpl\n"
+                 "def pentora_node_complete(node, record, when):\n    pass\n", None,
+                 "PluginValidationError: Plugin 'wrongsig' for hook 'pentora_node_complete'; "
+                 "hookimpl definition: pentora_node_complete(node, record, when); Argument(s) "
+                 "{'when'} are declared in the hookimpl but can not be found in the hookspec"),
+    "regboom": ("import pentora\n\n\n@pentora.hookimpl\ndef pentora_register_modules(registry):\n"
+                "    raise RuntimeError('boom')\n", None,
+                "in pentora_register_modules: RuntimeError: boom"),
+    "notamodule": ("import pentora\n\n\n@pentora.hookimpl\n"
+                   "def pentora_register_modules(registry):\n    registry.register(dict)\n", None,
+                   "in pentora_register_modules: plugin 'notamodule' registered <class 'dict'>, "
+                   "which is not a pentora.Module subclass"),
+}
+
+
+@pytest.fixture
+def broken_env(tmp_path: Path) -> dict[str, str]:
+    for name, (code, entry, _) in BROKEN_PLUGINS.items():
+        fake_installed(tmp_path, name, code, entry)
+    return {"PYTHONPATH": str(tmp_path), "PENTORA_DISABLE_PLUGIN_AUTOLOAD": ""}
+
+
+def test_plugins_list_shows_each_broken_plugin_and_why(run_cli, broken_env) -> None:
+    proc = run_cli("plugins", "list", env=broken_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].split()[:2] == ["NAME", "STATUS"]
+    rows = {line.split()[0]: line.split(None, 4) for line in proc.stdout.splitlines()[1:]}
+    for name, (_, _, why) in BROKEN_PLUGINS.items():
+        assert rows[name] == [name, "broken", f"pentora-{name}", "0.1", why], rows[name]
+    assert rows["engine"][1] == "ok"
+
+    proc = run_cli("plugins", "list", "--format", "json", env=broken_env)
+    data = json.loads(proc.stdout)
+    assert {b["name"]: (b["status"], b["distribution"], b["error"]) for b in data["broken"]} == \
+        {name: ("broken", f"pentora-{name}", why) for name, (_, _, why) in BROKEN_PLUGINS.items()}
+    assert {p["status"] for p in data["plugins"]} == {"ok"}
+    assert not set(BROKEN_PLUGINS) & {p["name"] for p in data["plugins"]}
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(["modules", "list", "--format", "json"], id="modules-list"),
+    pytest.param(["dag", "run", HELLO, "--format", "json"], id="dag-run"),
+    pytest.param(["profiles"], id="profiles"),
+])
+def test_other_commands_work_and_warn_once_per_broken_plugin(run_cli, broken_env, command) -> None:
+    proc = run_cli(*command, env=broken_env)
+    assert proc.returncode == 0, proc.stderr
+    assert_no_traceback(proc)
+    for name in BROKEN_PLUGINS:
+        said = [line for line in proc.stderr.splitlines() if f"plugin '{name}' " in line]
+        assert len(said) == 1 and "WARNING" in said[0], proc.stderr
+    if command[0] == "modules":
+        assert {"noop", "sleep", "syn_scanner"} <= {m["name"] for m in json.loads(proc.stdout)}

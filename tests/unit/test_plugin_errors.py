@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from loguru import logger
 
 from pentora import DagBuilder, Module, Orchestrator, hookimpl
-from pentora._errors import PluginClashError, UnknownPluginError
+from pentora._errors import PluginClashError, PluginError, UnknownPluginError
 from pentora._plugins import get_plugin_manager
+from tests.cli.test_errors_cli import BROKEN_PLUGINS, fake_installed
 
 
 @pytest.mark.parametrize(("typed", "hint"), [
@@ -100,3 +103,37 @@ def test_disabled_leaves_the_installed_one_out() -> None:
     orch = Orchestrator(plugins=[MyPlugin()], disabled=["engine"])
     assert orch.registry.modules["noop"].cls is MyNoop
     assert "sleep" not in orch.registry.modules
+
+
+# -- broken installed plugins: reported and left out ----------------------------------------
+
+
+@pytest.fixture
+def installed_broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broken plugins of the CLI tests, installed (faked .dist-info) on sys.path."""
+    for name, (code, entry, _) in BROKEN_PLUGINS.items():
+        fake_installed(tmp_path, name, code, entry)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("PENTORA_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    importlib.invalidate_caches()
+
+
+def test_broken_installed_plugins_are_reported_and_left_out(installed_broken: None) -> None:
+    pm = get_plugin_manager()
+    registry = pm.registry  # registering fails for two of them: built without those
+    assert {"noop", "sleep", "syn_scanner"} <= set(registry.modules)
+    assert dict(pm.load_report.broken) == {name: why for name, (_, _, why) in BROKEN_PLUGINS.items()}
+    names = {name for name, plugin in pm.list_name_plugin() if plugin is not None}
+    assert not names & set(BROKEN_PLUGINS)
+    assert not set(pm.load_report.loaded) & set(BROKEN_PLUGINS)
+
+
+def test_a_broken_plugin_passed_explicitly_stays_an_error() -> None:
+    class Boom:
+        @hookimpl
+        def pentora_register_modules(self, registry: Any) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(PluginError, match=r"plugin '.*Boom' failed in pentora_register_modules: "
+                                          r"RuntimeError: boom"):
+        Orchestrator(plugins=[Boom()])
