@@ -28,22 +28,28 @@ def option_errors(error: ValidationError, dag: Any, variables: dict[str, Any],
     nodes = {node.instance_id: node for node in dag.nodes}
     said: list[str] = []
     rest: list[Problem] = []
+    in_a_file = False
     for problem in error.problems:
-        line = _as_option_error(problem, nodes, options)
-        if line is None:
+        found = _as_option_error(problem, nodes, options)
+        if found is None:
             rest.append(problem)
-        elif line not in said:  # two nodes reading the same var fail the same way
+            continue
+        line, var = found
+        # ``-t @FILE``: what is wrong is in the file, invalid input like any file (exit 1).
+        in_a_file = in_a_file or str(variables[var]).startswith("@")
+        if line not in said:  # two nodes reading the same var fail the same way
             said.append(line)
     if not said:
         return error
     text = "\nerror: ".join(said)
     if rest:
         text += "\nerror: " + str(ValidationError(rest))
-    return CliError(text, EXIT_INVALID if rest else EXIT_USAGE)
+    return CliError(text, EXIT_INVALID if rest or in_a_file else EXIT_USAGE)
 
 
 def _as_option_error(problem: Problem, nodes: dict[str, Any],
-                     options: dict[str, str]) -> str | None:
+                     options: dict[str, str]) -> tuple[str, str] | None:
+    """The problem as the error of the option that set the var it is about, and the var."""
     node = nodes.get(problem.node or "")
     if node is None or not problem.key or not problem.key.startswith("config."):
         return None
@@ -54,7 +60,7 @@ def _as_option_error(problem: Problem, nodes: dict[str, Any],
     prefix = f"Node '{node.instance_id}' ({node.module_type}): {problem.key}: "
     # The option as typed shows the value: the validator's "(got …)" would repeat it.
     message = _GOT.sub("", problem.message.removeprefix(prefix))
-    return f"{options[hit[0]]}: {message}"
+    return f"{options[hit[0]]}: {message}", hit[0]
 
 
 def _vars_at(config: Any, key: str) -> list[str]:

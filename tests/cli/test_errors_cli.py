@@ -280,3 +280,13 @@ def test_other_commands_work_and_warn_once_per_broken_plugin(run_cli, broken_env
         assert len(said) == 1 and "WARNING" in said[0], proc.stderr
     if command[0] == "modules":
         assert {"noop", "sleep", "syn_scanner"} <= {m["name"] for m in json.loads(proc.stdout)}
+
+
+def test_a_bad_line_of_a_target_file_is_invalid_input_named_by_the_option(run_cli,
+                                                                         tmp_path: Path) -> None:
+    """What is wrong is inside the file (exit 1, as for any file), said once, by the option."""
+    (tmp_path / "hosts.txt").write_text("127.0.0.1\n300.1.1.1\n")
+    proc = run_cli("scan", "-t", f"@{tmp_path / 'hosts.txt'}", "--profile", "port-scan", "--no-store")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: -t @{tmp_path / 'hosts.txt'}: "), proc.stderr
+    assert proc.stderr.count("\n") == 1 and "upstream" not in proc.stderr, proc.stderr
