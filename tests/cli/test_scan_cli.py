@@ -101,7 +101,7 @@ def test_scan_p_no_disables_a_plugin(run_cli):
 def test_scan_p_no_former_name_says_what_it_is_now(run_cli):
     proc = run_cli("scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1",
                    "-p", "no:syn_scan")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad option value: a usage error
     assert "no plugin 'syn_scan' any more: it is now 'portscan' (-p no:portscan)" in proc.stderr
 
 
