@@ -224,8 +224,9 @@ def _results(hook: Hook) -> str:
                 "contained (the scan goes on).")
     if hook.name.startswith("pentora_register_"):
         return ("**Results:** every implementation is called once, what it registers "
-                "attributed to its plugin; an exception stops loading with a `PluginError` "
-                "naming the plugin.")
+                "attributed to its plugin; an exception from an installed plugin makes it "
+                "broken (reported by `pentora plugins list`, left out, the rest loads), from a "
+                "plugin passed explicitly it stops loading with a `PluginError` naming it.")
     if hook.signature.endswith("-> None"):
         return "**Results:** every implementation is called; return values are ignored."
     return "**Results:** every implementation is called; the results are collected in a list."

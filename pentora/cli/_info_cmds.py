@@ -96,17 +96,21 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
     plugins = [p for p in orch.pm.plugin_infos() if not p.name.startswith("pentora.")]
     broken = orch.pm.load_report.broken
     if args.format == "json":
-        out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks)} for p in plugins],
-                        "broken": [{"name": n, "error": e} for n, e in broken]}, indent=2))
+        out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks), "status": "ok"}
+                                    for p in plugins],
+                        "broken": [{"name": n, "status": "broken", "error": e,
+                                    "distribution": (orch.pm.distributions.get(n) or (None,))[0]}
+                                   for n, e in broken]},
+                       indent=2))
         return EXIT_OK
-    rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
+    rows = [("NAME", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS / ERROR")]
     for p in plugins:
-        rows.append((p.name, p.distribution or "-", p.version or "-",
+        rows.append((p.name, "ok", p.distribution or "-", p.version or "-",
                      ", ".join(h.removeprefix("pentora_") for h in p.hooks)))
-    text = _table(rows)
-    for name, err in broken:
-        text += f"\nBROKEN  {clean(name, None)}: {clean(err, None)} (skipped)"
-    out(text)
+    # Skipped, every other command works without them: the error says what to fix.
+    dists = orch.pm.distributions
+    rows += [(name, "broken", *(dists.get(name) or ("-", "-")), err) for name, err in broken]
+    out(_table(rows))
     return EXIT_OK
 
 

@@ -140,14 +140,16 @@ def test_modules_list_shows_builtins_and_thirdparty_type(venv: Venv) -> None:
 def test_plugins_list_shows_hello_with_its_version(venv: Venv) -> None:
     proc = venv.run("plugins", "list")
     assert proc.returncode == 0, proc.stderr
-    hello = [line.split(None, 3) for line in proc.stdout.splitlines() if line.startswith("hello ")]
-    assert hello == [["hello", "pentora-hello-plugin", "0.3.0", "node_complete, register_modules"]]
+    hello = [line.split(None, 4) for line in proc.stdout.splitlines() if line.startswith("hello ")]
+    assert hello == [["hello", "ok", "pentora-hello-plugin", "0.3.0",
+                      "node_complete, register_modules"]]
 
     data = json.loads(venv.run("plugins", "list", "--format", "json").stdout)
     by_name = {p["name"]: p for p in data["plugins"]}
     assert by_name["hello"] == {"name": "hello", "distribution": "pentora-hello-plugin",
                                 "version": "0.3.0",
-                                "hooks": ["pentora_node_complete", "pentora_register_modules"]}
+                                "hooks": ["pentora_node_complete", "pentora_register_modules"],
+                                "status": "ok"}
     assert (by_name["engine"]["distribution"], by_name["engine"]["version"]) == (
         "pentora", pentora.__version__)
 
@@ -233,8 +235,10 @@ def test_broken_plugin_is_reported_and_skipped(venv: Venv) -> None:
     proc = venv.run("plugins", "list")
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
-    assert ("BROKEN  broken: ImportError: pentora-broken-plugin needs libpentora-broken.so, "
-            "which is not installed (skipped)") in proc.stdout.splitlines()
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("broken "))
+    assert row.split(None, 4) == ["broken", "broken", "pentora-broken-plugin", "0.0.1",
+                                  "ImportError: pentora-broken-plugin needs libpentora-broken.so, "
+                                  "which is not installed"]
     assert "plugin 'broken' (pentora_broken) failed to load and was skipped" in proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
     assert "hello" in names and "engine" in names
