@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"error: {e}", err=True)
             return EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
+    args.argv = argv  # as typed: what an output records as the command line (nmap's args)
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:

@@ -3,6 +3,7 @@ xml, html), the ``json_reporter`` module and ``pentora report``."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Any
 
@@ -48,16 +49,25 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
         _views.add_options(scan)
     demo = subparsers.choices.get("demo")
     if demo is not None:
+        demo.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
         _views.add_options(demo, fail_on=False)
 
 
 @hookimpl
 def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
-    """The quality threshold, for the -o writers (``start(scan)`` reads ``scan.options``)."""
+    """The quality threshold and the command line, for the -o writers (``start(scan)``
+    reads ``scan.options``)."""
     from pentora_plugins.output import _views
+    from pentora_plugins.output.jsonl import COMMAND_LINE
 
+    options: dict[str, Any] = {}
     value = getattr(args, "min_quality", None)
-    return None if value is None else {_views.OPTION: value}
+    if value is not None:
+        options[_views.OPTION] = value
+    argv = getattr(args, "argv", None)
+    if argv is not None:  # shell-quoted, as nmap's args: it can be pasted to run it again
+        options[COMMAND_LINE] = shlex.join(["pentora", *argv])
+    return options or None
 
 
 @hookimpl

@@ -62,7 +62,7 @@ def test_every_bad_output_is_named_at_once(run_cli, tmp_path):
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "old.jsonl")
     (tmp_path / "plain").write_text("a file, not a folder\n")
     proc = run_cli("scan", "-t", "127.0.0.1", "-p", "80", "--profile", "port-scan", "--no-store",
-                   "-o", "old.jsonl", "-o", "adir", "-o", "fifo.jsonl", "-o", "/dev/null",
+                   "-o", "old.jsonl", "-o", "jsonl:adir", "-o", "fifo.jsonl", "-o", "jsonl:/dev/null",
                    "-o", "missing/x.csv", "-o", "plain/x.md", "-o", "./old.jsonl", "-o", "link.jsonl",
                    "-o", "-", "--format", "jsonl", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -99,21 +99,24 @@ def test_a_folder_that_cannot_take_a_file_is_refused_before_the_run(run_cli, tmp
 def test_report_and_demo_check_their_outputs_too(run_cli, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_bytes(OLD)
-    proc = run_cli("report", str(src), "-o", str(tmp_path), "--format", "md")
+    proc = run_cli("report", str(src), "-o", f"md:{tmp_path}")
     assert proc.returncode == 2 and f"-o {tmp_path}: is a directory" in proc.stderr
     proc = run_cli("demo", "-o", str(tmp_path / "no" / "x.jsonl"))
     assert proc.returncode == 2, proc.stderr
     assert "its folder" in proc.stderr and "demo services" not in proc.stderr  # none started
 
 
-def test_demo_refuses_an_output_it_would_fill_with_jsonl(run_cli, tmp_path):
-    """The demo writes JSONL only: a report.html must not silently hold JSON lines."""
-    for name in ("report.html", "report.json", "report.csv"):
-        proc = run_cli("demo", "-o", str(tmp_path / name))
-        assert proc.returncode == 2, proc.stderr
-        assert "pentora demo writes JSONL only" in proc.stderr, proc.stderr
-        assert f"pentora report demo.jsonl -o {name}" in proc.stderr  # the way to get it
-        assert "demo services" not in proc.stderr and not (tmp_path / name).exists()
+def test_demo_writes_each_output_in_the_format_its_name_says(run_cli, tmp_path):
+    """``pentora demo -o demo.html`` once wrote JSON lines into demo.html."""
+    proc = run_cli("demo", "-o", "demo.html", "-o", "demo.jsonl", "-oN", "demo.nmap", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "demo.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
+    records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "scan" and records[-1]["command_line"].startswith("pentora demo -o ")
+    normal = (tmp_path / "demo.nmap").read_text()
+    assert "Nmap scan report for 127.0.0.1" in normal and "PORT " in normal
+    assert {"results written to demo.html", "results written to demo.nmap"} <= set(proc.stderr.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +149,8 @@ def test_the_summary_file_is_the_terminal_summary_and_modes_follow_the_umask(run
         os.umask(0o027)
 
     proc = subprocess.run([sys.executable, "-m", "pentora", "scan", "-t", "127.0.0.1", "-p",
-                           str(server.port), "--dag", connect_dag(tmp_path), "--no-store", "-o", "s.txt",
+                           str(server.port), "--dag", connect_dag(tmp_path), "--no-store", "-o",
+                           "summary:s.txt",
                            "-o", "kept.jsonl"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=60, preexec_fn=umask_027)
     assert proc.returncode == 0, proc.stderr
