@@ -163,3 +163,14 @@ def schema_validator() -> Any:
 def schema_errors(instance: Any) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
             for e in schema_validator().iter_errors(instance)]
+
+
+def validate_nmap_xml(path_or_text: Path | str) -> None:
+    """Assert that an nmap XML file (a path) or text is valid against Debian nmap's DTD."""
+    if not NMAP_DTD.is_file():
+        pytest.skip(f"{NMAP_DTD} is absent: install Debian's nmap package (.ci/setup does)")
+    etree = pytest.importorskip("lxml.etree", reason="lxml (the test extra) is not installed")
+    dtd = etree.DTD(str(NMAP_DTD))
+    doc = etree.parse(str(path_or_text)) if not isinstance(path_or_text, str) else etree.fromstring(
+        path_or_text.encode())
+    assert dtd.validate(doc), dtd.error_log.filter_from_errors()
