@@ -1,5 +1,5 @@
 """One real scan, shared by the report-format tests: hostile loopback servers scanned
-through the CLI, written in every format at once (``-o`` six times).
+through the CLI, written in every format at once (``-o`` once per format).
 
 The servers (pentora.testing's threaded TcpServer, on 127.0.0.1) send banners carrying
 ``<script>``, ANSI escapes, an OSC window-title sequence, Markdown and a spreadsheet
@@ -24,7 +24,7 @@ from pentora.testing import TcpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "plugins" / "data" / "pentora-records.schema.json"
-FORMATS = ("jsonl", "json", "csv", "md", "xml", "html")
+FORMATS = ("jsonl", "json", "csv", "md", "xml", "html", "nmap", "gnmap")
 NMAP_DTD = Path("/usr/share/nmap/nmap.dtd")
 TARGETS = "127.0.0.1,nosuch.invalid"
 
