@@ -158,7 +158,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         row = scan_row(conn, scan_id)
         nodes = conn.execute("SELECT node, module_type, status, record, run FROM nodes WHERE "
                              "scan_id = ? ORDER BY rowid", (scan_id,)).fetchall()
-        findings = _diff.load_findings(conn, scan_id)
+        findings = _diff.load_records(conn, scan_id)
     if args.format == "json":
         info = {k: v for k, v in row.items() if k != "dag"}
         info.update(status=shown_status(row), vars=json.loads(row["vars"]), dag=json.loads(row["dag"]),
@@ -202,7 +202,7 @@ def _ports_table(findings: list[dict[str, Any]]) -> None:
 def cmd_diff(args: argparse.Namespace) -> int:
     with _store(args) as conn:
         old, new = resolve_id(conn, args.old), resolve_id(conn, args.new)
-        changes = _diff.diff(_diff.load_findings(conn, old), _diff.load_findings(conn, new))
+        changes = _diff.diff(_diff.load_records(conn, old), _diff.load_records(conn, new))
     if args.format == "json":
         _json({"old": old, "new": new, **changes})
     else:

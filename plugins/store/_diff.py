@@ -33,7 +33,7 @@ ASPECTS = {
 }
 
 
-def load_findings(conn: sqlite3.Connection, scan_id: str) -> list[dict[str, Any]]:
+def load_records(conn: sqlite3.Connection, scan_id: str) -> list[dict[str, Any]]:
     return [json.loads(d) for (d,) in conn.execute(
         "SELECT data FROM results WHERE scan_id = ? ORDER BY id", (scan_id,))]
 
