@@ -15,7 +15,7 @@ from typing import IO, Any
 from pentora_plugins.kit import quality
 from pentora_plugins.kit.records import record_dict
 from pentora_plugins.output._views import min_quality_of
-from pentora_plugins.output.formats._model import Report
+from pentora_plugins.output.formats import Report
 
 from pentora import OutputFormat, atomic_output
 from pentora import clean_text as clean  # the one terminal-safe helper

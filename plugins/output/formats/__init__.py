@@ -4,7 +4,7 @@ normal ``nmap`` and grepable ``gnmap`` outputs, and ``pentora report``.
 Each format is an ``OutputFormat`` record registered by the ``output`` area through
 ``pentora_register_output_formats`` (``-o FILE``, its format from the extension, or ``-o FORMAT:FILE``),
 exactly as a third-party package adds its own. They share one report model
-(``_model.Report``), built from the records a scan streams or from a JSONL file.
+(``Report``), built from the records a scan streams or from a JSONL file.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pentora_plugins.output.formats import (
     nmap_text,
     xml_report,
 )
+from pentora_plugins.output.formats._model import Report
+
+__all__ = ["FORMATS", "Report"]
 
 FORMATS = (json_report.FORMAT, csv_report.FORMAT, csv_report.FINDINGS_FORMAT, md_report.FORMAT,
            xml_report.FORMAT, html_report.FORMAT, nmap_text.NORMAL, nmap_text.GREPABLE)
