@@ -130,6 +130,9 @@ def output_problems(paths: list[str], option: str = "-o") -> list[str]:
     opening anything: a missing folder, a directory, a device or FIFO, a path given twice."""
     problems: list[str] = []
     seen: dict[str, str] = {}
+    if paths.count("-") > 1:  # two writers interleaved on one stream: neither would parse
+        problems.append(f"{option} -: stdout is given to {paths.count('-')} outputs; give all but one "
+                        "a file")
     for path in paths:
         if path == "-":
             continue

@@ -268,6 +268,7 @@ def test_oa_and_several_outputs_each_in_its_format_and_xml_on_stdout(run_cli, tm
     (["-o", "b.dat"], "name it: -o FORMAT:b.dat (e.g. json:b.dat)"),
     (["-o", "pdf:b.dat"], "cannot tell the output format of 'pdf:b.dat'"),  # not a format: a path
     (["-oA", "-"], "-oA writes three files named after a base name"),
+    (["-oX", "-", "-o", "-"], "-o -: stdout is given to 2 outputs; give all but one a file"),
 ])
 def test_output_options_that_would_surprise_are_refused_before_the_run(run_cli, tmp_path, argv, message):
     proc = run_cli("scan", "-t", "127.0.0.1", "-p", "80", "--profile", "port-scan", "--no-store", *argv,
