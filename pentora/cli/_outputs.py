@@ -61,9 +61,10 @@ def add_output_options(parser: argparse.ArgumentParser, what: str = "results") -
     parser.add_argument("--format", dest="output_format", metavar="FORMAT",
                         help=f"format of -o - (stdout; default {DEFAULT_STDOUT_FORMAT}): jsonl, json, "
                              "csv, md, html, xml, nmap, gnmap, summary, or a plugin's")
-    for option, name in NMAP_OPTIONS.items():
+    for option, kind in (("-oN", "normal"), ("-oX", "XML"), ("-oG", "grepable")):
         parser.add_argument(option, dest="outputs", action=_NmapOutput, metavar="FILE",
-                            help=f"write {what} as {name} (as nmap {option}; '-' is stdout)")
+                            help=f"write {what} to FILE as nmap's {kind} output (format "
+                                 f"{NMAP_OPTIONS[option]}); '-' is stdout")
     parser.add_argument("-oA", dest="outputs", action=_NmapOutput, metavar="BASE",
                         help="write BASE.nmap, BASE.xml and BASE.gnmap (as nmap -oA)")
 

@@ -175,8 +175,10 @@ def _replay(records: list[dict[str, Any]], sink: OutputSink) -> None:
 
 def add_parser(subparsers: Any, common: Any) -> None:
     p = subparsers.add_parser(
-        "report", parents=[common], help="render an earlier scan's JSONL again (html, md, csv, xml, json…)",
-        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another format.")
+        "report", parents=[common],
+        help="render an earlier scan's JSONL again (summary, html, md, csv, xml, nmap, json…)",
+        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another "
+                    "format; without an output, print its summary.")
     p.add_argument("file", metavar="FILE.jsonl", help="the JSONL of an earlier scan ('-' for stdin)")
     add_output_options(p, "the report")
     p.add_argument("--skip-bad-lines", action="store_true",
