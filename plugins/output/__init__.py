@@ -3,6 +3,7 @@ xml, html), the ``json_reporter`` module and ``pentora report``."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from typing import Any
@@ -66,8 +67,18 @@ def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
         options[_views.OPTION] = value
     argv = getattr(args, "argv", None)
     if argv is not None:  # shell-quoted, as nmap's args: it can be pasted to run it again
-        options[COMMAND_LINE] = shlex.join(["pentora", *argv])
+        options[COMMAND_LINE] = command_line(argv)
     return options or None
+
+
+# The password of a URL (--broker redis://:secret@host): reports are shared, the broker's
+# password must not travel with them.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^/@\s]+@")
+
+
+def command_line(argv: list[str]) -> str:
+    """``pentora ARGV`` shell-quoted, with the password of any URL in it replaced by ``***``."""
+    return shlex.join(["pentora", *(_URL_PASSWORD.sub(r"\g<head>***@", a) for a in argv)])
 
 
 @hookimpl

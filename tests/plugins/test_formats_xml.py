@@ -59,3 +59,13 @@ def test_cpe_23_names_become_nmaps_22_uris():
     assert xml_report.cpe22("cpe:2.3:a:postfix:postfix:*:*:*:*:*:*:*:*") == "cpe:/a:postfix:postfix"
     assert xml_report.cpe22("cpe:/o:linux:linux_kernel") == "cpe:/o:linux:linux_kernel"
     assert xml_report.cpe22(None) is None
+
+
+def test_the_command_line_is_shell_quoted_without_url_passwords():
+    from pentora_plugins.output import command_line
+
+    argv = ["scan", "-t", "127.0.0.1", "--set", "note=two words", "--broker", "redis://:s3cr3t@127.0.0.1:6379/0",
+            "--backend", "redis://user:pw@127.0.0.1/1", "-oX", "-"]
+    assert command_line(argv) == ("pentora scan -t 127.0.0.1 --set 'note=two words' --broker "
+                                  "'redis://:***@127.0.0.1:6379/0' --backend "
+                                  "'redis://user:***@127.0.0.1/1' -oX -")
