@@ -93,9 +93,10 @@ def pentora_register_retry_policies(registry: Registry) -> None:
 
 @hookspec
 def pentora_register_output_formats(registry: Registry) -> None:
-    """Register ``OutputFormat`` records (reporters that ``-o FILE --format X`` uses).
-    Called once, when the registry is built. ``open(target)`` returns a writer with
-    ``record(kind, data)`` and ``close(result)``, and optionally ``start(scan)``.
+    """Register ``OutputFormat`` records (what ``-o FILE``, ``-o X:FILE``, ``-o - --format X`` write).
+    Called once, when the registry is built: ``-o FILE`` finds a format by the extension of
+    FILE, the others by its name. ``open(target)`` returns a writer with ``record(kind,
+    data)`` and ``close(result)``, and optionally ``start(scan)``.
 
     With ``takes_stream=True``, ``target`` is an open text stream, and the format never
     opens a file: for ``-o FILE`` the CLI checks the path before the run, gives the writer

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             # -p no:NAME of no plugin is a bad option value; a plugin that fails is not.
             return EXIT_USAGE if isinstance(e, UnknownPluginError) else EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
-    args.argv = argv  # an error about an option's value quotes the option as typed
+    args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:

@@ -24,7 +24,7 @@ from ._common import (
 )
 from ._dag_cmds import install_signal_handlers, summary
 from ._option_errors import option_errors
-from ._outputs import check_outputs, open_outputs, resolve_outputs
+from ._outputs import add_output_options, check_outputs, open_outputs, output_targets
 
 
 class _PluginFlagOrValue(argparse.Action):
@@ -49,10 +49,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     src.add_argument("--dag", metavar="FILE", help="a custom DAG file")
     p.add_argument("-p", dest="p_values", action=_PluginFlagOrValue, metavar="VALUE|no:PLUGIN",
                    help="no:NAME disables the plugin NAME; other values go to plugins (ports)")
-    p.add_argument("-o", "--output", dest="outputs", action="append", default=[], metavar="FILE",
-                   help="write results to FILE (repeatable); format from --format or the extension")
-    p.add_argument("--format", dest="output_format", metavar="FORMAT",
-                   help="output format of -o files (jsonl, …)")
+    add_output_options(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a DAG var (repeatable)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
@@ -80,8 +77,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
     # Before anything is read, run or opened for writing (the store included): a bad -o
     # is a usage error, every one named at once.
-    outputs = resolve_outputs(orch.registry, args.outputs, args.output_format)
-    check_outputs([path for _, path in outputs])
+    outputs = output_targets(orch.registry, args)
+    args.outputs = [path for _, path in outputs]  # json:out.dat, -oX -: the paths alone from here
+    check_outputs(args.outputs)
     loaded = orch.pm.hook.pentora_cli_scan_load(orch=orch, args=args)
     if loaded is not None:
         variables, scan_id = loaded

@@ -80,7 +80,7 @@ def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp
     (["--targets", "127.0.0.1", "--profile", "nosuch"], 1, "no profile named 'nosuch'"),
     (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x.weird"], 2,
      "cannot tell the output format"),
-    (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x", "--format", "nope"], 2,
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "-", "--format", "nope"], 2,
      "unknown output format 'nope'"),
     (["--profile", "port-scan"], 2, "--targets"),
     (["--targets", "127.0.0.1", "--profile", "port-scan", "--set", "rtae=10"], 2,

@@ -274,8 +274,7 @@ def test_cli_scan_streams_merged_discovery(tmp_path, run_cli, closed_tcp_port):
     dag = tmp_path / "discover.yaml"
     dag.write_text(json.dumps({"name": "discover", "vars": {"targets": "127.0.0.1"}, "nodes": nodes}))
     out = tmp_path / "out.jsonl"
-    proc = run_cli("scan", "--targets", "127.0.0.1,127.0.0.2", "--dag", str(dag), "-o", str(out),
-                   "--format", "jsonl")
+    proc = run_cli("scan", "--targets", "127.0.0.1,127.0.0.2", "--dag", str(dag), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     hosts = [line for line in lines if line["kind"] == "host"]
