@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(f"pentora {__version__}\n")
         return 0
+    # Run from a shell's start-up file: answered without the plugins, which add nothing
+    # to the script (the completions themselves come from the full parser, on TAB).
+    if len(args) == 2 and args[0] == "completion" and args[1] in ("bash", "zsh"):
+        from ._complete import shellcode
+
+        sys.stdout.write(shellcode(args[1]))
+        return 0
     from ._main import main as run
 
     return run(args)
