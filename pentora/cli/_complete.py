@@ -66,8 +66,10 @@ def add_completers(parser: argparse.ArgumentParser, pm: Any) -> None:
     one, in the core's commands and the plugins' alike (matched by ``dest``)."""
     if pm is None:
         return
+    from ._common import profile_names  # the engine: not for ``pentora completion SHELL``
+
     by_dest: dict[str, Callable[..., Iterable[str]]] = {
-        "profile": lambda **_: _profiles(pm),
+        "profile": lambda **_: profile_names(pm),
         "output_format": lambda **_: sorted(pm.registry.output_formats),
     }
     for action, path in _actions(parser, ()):
@@ -75,13 +77,6 @@ def add_completers(parser: argparse.ArgumentParser, pm: Any) -> None:
             action.completer = by_dest[action.dest]  # type: ignore[attr-defined]
         elif action.dest == "type" and path[-2:] == ("modules", "show"):
             action.completer = lambda **_: sorted(pm.registry.modules)  # type: ignore[attr-defined]
-
-
-def _profiles(pm: Any) -> list[str]:
-    from .._orchestrator import Orchestrator
-    from ._common import list_profiles
-
-    return list_profiles(Orchestrator(pm=pm))
 
 
 def _actions(parser: argparse.ArgumentParser,
