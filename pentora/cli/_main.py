@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from gevent import monkey
 from loguru import logger
 
 from .. import __version__
@@ -96,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     # completions (every TAB): nothing runs then, and patching is a tenth of the time.
     completing = complete.completing()
     if not completing:
-        from gevent import monkey
-
         monkey.patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
     disabled, hooks = _early_options(complete.completion_argv() if completing else argv)
