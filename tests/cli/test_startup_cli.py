@@ -123,12 +123,12 @@ def test_profiles_none_installed(run_cli) -> None:
 BIN = Path(sys.executable).parent
 
 
-def complete(line: str, tmp_path: Path) -> list[str]:
+def complete(line: str, tmp_path: Path, shell: str = "bash") -> list[str]:
     """What TAB offers after ``line``: ``pentora`` run as the shell script runs it
     (argcomplete's variables, the answer in a file), the candidates one a line."""
     answer = tmp_path / "candidates"
     env = {k: v for k, v in os.environ.items() if not k.startswith("_ARC")}
-    env.update({"_ARGCOMPLETE": "1", "_ARGCOMPLETE_SHELL": "bash", "COMP_LINE": line,
+    env.update({"_ARGCOMPLETE": "1", "_ARGCOMPLETE_SHELL": shell, "COMP_LINE": line,
                 "COMP_POINT": str(len(line)), "_ARGCOMPLETE_IFS": "\n",
                 "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)})
     proc = subprocess.run([str(BIN / "pentora")], env=env, capture_output=True, text=True,
@@ -167,6 +167,15 @@ def test_completes_output_formats(tmp_path: Path) -> None:
     assert {"jsonl", "html", "csv", "xml", "md"} <= set(complete("pentora scan --format ", tmp_path))
     assert {"jsonl", "html"} <= set(complete("pentora report x.jsonl --format ", tmp_path))
     assert complete("pentora modules list --format ", tmp_path) == ["text", "json"]
+
+
+def test_zsh_completions_carry_the_help_text(tmp_path: Path) -> None:
+    # zsh's protocol: NAME:DESCRIPTION, shown beside each candidate.
+    offered = complete("pentora scan --pro", tmp_path, shell="zsh")
+    assert offered == ["--profile:built-in profile (see `pentora profiles`)",
+                       "--progress:show progress on stderr"]
+    offered = complete("pentora scan --profile st", tmp_path, shell="zsh")
+    assert [c.partition(":")[0].strip() for c in offered] == ["standard"]
 
 
 def test_completion_of_an_open_quote_still_answers(tmp_path: Path) -> None:
