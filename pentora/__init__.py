@@ -1,47 +1,12 @@
 """pentora: a network scanner whose heart is a DAG execution engine."""
 
+# ruff: noqa: F405
+
 from __future__ import annotations
 
-from ._atomic import AtomicOutput, atomic_output
-from ._builder import DagBuilder
-from ._condition import Condition
-from ._context import DataContext
-from ._dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
-from ._errors import (
-                     ConditionError,
-                     ContextFullError,
-                     ContextKeyError,
-                     DagParseError,
-                     ModuleError,
-                     NodeTimeout,
-                     PentoraError,
-                     PluginError,
-                     Problem,
-                     TransientError,
-                     ValidationError,
-)
-from ._hookspecs import hookimpl, hookspec
-from ._input import InputError, input_lines, load_json, load_yaml, open_input, read_input
-from ._interpolate import interpolate
-from ._module import Module
-from ._nodectx import NodeContext, NodeRestore, record_kind
-from ._orchestrator import Orchestrator
-from ._parse import load_dag
-from ._plan import Plan, plan, try_plan
-from ._plugins import PentoraPluginManager, get_plugin_manager
-from ._records import NodeRecord, ScanInfo, ScanResult
-from ._records import iso as iso_time
-from ._registry import ModuleType, OutputFormat, Registry, RetryPolicy
-from ._sinks import RecordRouter
-from ._text import clean as clean_text
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-
-from ._logging import quiet_logs  # noqa: E402
-
-# A library stays quiet until its user asks: the CLI, or ``pentora._logging.configure()``,
-# enables pentora's logs and every plugin package's.
-quiet_logs("pentora")
 
 __all__ = [
     "AtomicOutput", "Condition", "ConditionError", "ContextFullError", "ContextKeyError", "Dag",
@@ -54,3 +19,25 @@ __all__ = [
     "load_dag", "load_json", "load_yaml", "open_input", "plan", "quiet_logs", "read_input",
     "record_kind", "try_plan",
 ]
+
+if TYPE_CHECKING:
+    from ._api import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    # The API (``pentora._api``) is imported on first use, not with the package:
+    # ``pentora --version`` and shell completion answer before gevent, loguru and the
+    # engine are imported. The first public name asked for brings in all of them, and
+    # with them ``quiet_logs("pentora")``. Any other name is no attribute, so that
+    # ``from . import schema`` imports the submodule.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _api
+
+    namespace = globals()
+    namespace.update({n: getattr(_api, n) for n in __all__ if n != "__version__"})
+    return namespace[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,3 +1,3 @@
-from pentora.cli._main import main
+from pentora.cli import main
 
 raise SystemExit(main())

@@ -13,33 +13,12 @@ What a command prints for a person goes through ``echo``, which escapes anything
 terminal would act on; each field of it through ``pentora.clean_text`` first.
 """
 
+# ruff: noqa: F405
+
 from __future__ import annotations
 
-from ._common import (
-    EXIT_FAILED,
-    EXIT_FINDINGS,
-    EXIT_INVALID,
-    EXIT_OK,
-    EXIT_STORE,
-    EXIT_USAGE,
-    CliError,
-    disabled_plugins,
-    echo,
-    list_profiles,
-    make_orchestrator,
-    parse_sets,
-    profile_path,
-)
-from ._outputs import (
-    OutputSink,
-    add_output_options,
-    check_outputs,
-    open_outputs,
-    output_problems,
-    output_targets,
-    resolve_outputs,
-)
-from ._scan_cmd import refuse_scan_options, scan_exit, scan_options
+import sys
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
            "CliError", "OutputSink", "add_output_options", "check_outputs", "disabled_plugins", "echo",
@@ -47,9 +26,43 @@ __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STOR
            "output_targets", "parse_sets", "profile_path", "refuse_scan_options", "resolve_outputs",
            "scan_exit", "scan_options"]
 
+if TYPE_CHECKING:
+    from ._api import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, as ``pentora``'s own API: see ``main``.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _api
+
+    namespace = globals()
+    namespace.update({n: getattr(_api, n) for n in __all__ if n != "main"})
+    return namespace[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pentora`` command with ``argv`` (default ``sys.argv[1:]``); the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Answered before gevent, the engine and the plugins are imported: what argparse's
+    # version action would print, in a tenth of the time. Anything else after it is
+    # ignored by argparse as well.
+    if args[:1] == ["--version"]:
+        from .. import __version__
+
+        sys.stdout.write(f"pentora {__version__}\n")
+        return 0
+    # Run from a shell's start-up file: answered without the plugins, which add nothing
+    # to the script (the completions themselves come from the full parser, on TAB).
+    if len(args) == 2 and args[0] == "completion" and args[1] in ("bash", "zsh"):
+        from ._complete import shellcode
+
+        sys.stdout.write(shellcode(args[1]))
+        return 0
     from ._main import main as run
 
-    return run(argv)
+    return run(args)

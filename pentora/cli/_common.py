@@ -15,6 +15,7 @@ from .._input import InputError
 from .._interpolate import VAR_REFERENCE
 from .._orchestrator import Orchestrator
 from .._parse import load_dag
+from .._plugins import PentoraPluginManager
 from .._text import clean
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -112,8 +113,12 @@ def _cut(text: str, limit: int = 80) -> str:
 
 def _profile_dirs(orch: Orchestrator) -> list[Path]:
     """Every directory the ``pentora_profile_dirs`` hook names, in hook-call order."""
+    return profile_dirs(orch.pm)
+
+
+def profile_dirs(pm: PentoraPluginManager) -> list[Path]:
     dirs: list[Path] = []
-    for result in orch.pm.hook.pentora_profile_dirs():
+    for result in pm.hook.pentora_profile_dirs():
         dirs += [Path(d) for d in (result if isinstance(result, list) else [result])]
     return dirs
 
@@ -139,7 +144,13 @@ def load_dag_arg(orch: Orchestrator, arg: str) -> Any:
 
 
 def list_profiles(orch: Orchestrator) -> list[str]:
-    return sorted({p.stem for d in _profile_dirs(orch) for p in d.glob("*.yaml")})
+    return profile_names(orch.pm)
+
+
+def profile_names(pm: PentoraPluginManager) -> list[str]:
+    """The profiles' names from the plugin manager alone: shell completion lists them
+    without building the registry (which imports every module type)."""
+    return sorted({p.stem for d in profile_dirs(pm) for p in d.glob("*.yaml")})
 
 
 def echo(text: str, err: bool = False) -> None:

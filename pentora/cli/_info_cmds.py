@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._docgen import config_keys, module_markdown
+from .._errors import ValidationError
+from .._orchestrator import Orchestrator
+from .._parse import load_dag
 from .._text import clean
 from . import _plugin_new as plugin_new
-from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
+from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out, profile_path
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,6 +37,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     plugin_new.add_parser(psub, common)
 
     prof = sub.add_parser("profiles", parents=[common], help="list built-in DAG profiles")
+    prof.add_argument("--format", choices=["text", "json"], default="text")
     prof.set_defaults(func=cmd_profiles)
 
 
@@ -114,7 +118,30 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _profile_description(orch: Orchestrator, name: str) -> tuple[str, str]:
+    """A profile's file and the ``description:`` of its DAG; a profile that does not
+    parse is still listed, its description saying so (``dag validate`` names every
+    problem)."""
+    path = profile_path(orch, name)
+    if path is None:  # listed, then gone: another process removed it meanwhile
+        return "", "(no longer installed)"
+    try:
+        return str(path), load_dag(path).description
+    except ValidationError as e:
+        count = len(e.problems)
+        return str(path), (f"(does not parse: {count} problem{'s' if count != 1 else ''}, "
+                           f"the first: {e.problems[0].message}; see `pentora dag validate {name}`)")
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    out("\n".join(list_profiles(orch)) or "no profiles installed")
+    profiles = [(name, *_profile_description(orch, name)) for name in list_profiles(orch)]
+    if args.format == "json":
+        out(json.dumps([{"name": n, "description": d, "path": p} for n, p, d in profiles],
+                       indent=2))
+        return EXIT_OK
+    if not profiles:
+        out("no profiles installed")
+        return EXIT_OK
+    out(_table([("NAME", "DESCRIPTION"), *((n, d) for n, _, d in profiles)]))
     return EXIT_OK

@@ -18,6 +18,7 @@ from .. import __version__
 from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
+from . import _complete as complete
 from . import _dag_cmds as dag_cmds
 from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
@@ -61,11 +62,13 @@ def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentPar
     scan_cmd.add_parsers(sub, common)
     dag_cmds.add_parsers(sub, common)
     info_cmds.add_parsers(sub, common)
+    complete.add_parsers(sub, common)
     if pm is not None:
         # Contained per implementation: a plugin's broken command must not take the CLI down.
         pm.hook.pentora_cli_commands(subparsers=sub, common=common)
         for subparser in sub.choices.values():
             subparser.set_defaults(plugin_manager=pm)
+        complete.add_completers(parser, pm)
     return parser
 
 
@@ -90,20 +93,26 @@ def main(argv: list[str] | None = None) -> int:
     # Modules block on sockets, DNS, sleeps and threads: make the standard library
     # cooperative before any plugin is imported. Done here, when pentora is the program,
     # not when this module is imported: a process that only builds the parser (a test,
-    # a tool) must not have its threading patched under it.
-    monkey.patch_all()
+    # a tool) must not have its threading patched under it. Nor when the shell asks for
+    # completions (every TAB): nothing runs then, and patching is a tenth of the time.
+    completing = complete.completing()
+    if not completing:
+        monkey.patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
-    disabled, hooks = _early_options(argv)
+    disabled, hooks = _early_options(complete.completion_argv() if completing else argv)
     try:
         pm = get_plugin_manager(disabled=disabled, hook_files=hooks)
     except PentoraError as e:
-        if "--version" in argv or "-h" in argv or "--help" in argv:
+        if completing or "--version" in argv or "-h" in argv or "--help" in argv:
             pm = None  # help and version still answer; the message comes with a command
         else:
             echo(f"error: {e}", err=True)
             # -p no:NAME of no plugin is a bad option value; a plugin that fails is not.
             return EXIT_USAGE if isinstance(e, UnknownPluginError) else EXIT_INVALID
-    args = build_parser(pm).parse_args(argv)
+    parser = build_parser(pm)
+    if completing:
+        complete.autocomplete(parser)  # answers the shell and exits
+    args = parser.parse_args(argv)
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     try:
         configure(args.log_level, args.log_format, args.log_file)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
-
-from pentora_plugins.cve import _update, feeds
-from pentora_plugins.cve.catalog import CatalogError
-from pentora_plugins.cve.feeds import Feed
+from typing import TYPE_CHECKING, Any
 
 from pentora import clean_text as clean
 from pentora import iso_time
 from pentora.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, CliError, echo
+
+if TYPE_CHECKING:
+    from pentora_plugins.cve.feeds import Feed
+
+# The feeds, the catalog readers and the downloader are imported by the commands that use
+# them: every pentora command, and every TAB of shell completion, builds this parser.
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -56,6 +58,10 @@ def _seconds(text: str) -> float:
 
 
 def _feeds(args: argparse.Namespace) -> dict[str, Feed]:
+    from pentora_plugins.cve import feeds
+    from pentora_plugins.cve.catalog import CatalogError
+    from pentora_plugins.cve.feeds import Feed
+
     try:
         chosen = feeds.load_config(args.config)
     except CatalogError as e:
@@ -75,6 +81,8 @@ def _feeds(args: argparse.Namespace) -> dict[str, Feed]:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    from pentora_plugins.cve import _update, feeds
+
     chosen = _feeds(args)
     unknown = [n for n in args.names if n not in chosen]
     if unknown:
@@ -112,6 +120,9 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pentora_plugins.cve import feeds
+    from pentora_plugins.cve.catalog import CatalogError
+
     chosen = _feeds(args)
     folder = feeds.cache_dir(args.cache_dir)
     try:

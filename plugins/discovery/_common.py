@@ -53,6 +53,9 @@ def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000) ->
             Nullable(PositiveInt()),
         vol.Optional("include_down", default=False,
                      description="also list hosts that did not answer, with alive: false"): Bool(),
+        vol.Optional("emit", default=True,
+                     description="emit each live host as it answers (false when a discovery_merger "
+                                 "emits the merged hosts)"): Bool(),
     }
 
 
@@ -71,8 +74,9 @@ class DiscoveryModule(Module):
     """Base of the sweeping discovery modules: probe each host once through a transport.
 
     A subclass sets ``method`` and builds its transport in ``transport()``; this class
-    reads the hosts lazily, runs the ``Sweep``, emits each live host as it answers and
-    publishes the sorted list under config ``output``.
+    reads the hosts lazily, runs the ``Sweep``, emits each live host as it answers (unless
+    config ``emit`` is false: a merger downstream emits them) and publishes the sorted list
+    under config ``output``.
     """
 
     requires = ("targets",)
@@ -145,6 +149,7 @@ class Results:
         self.ctx = ctx
         self.key = config["output"]
         self.include_down = config["include_down"]
+        self.emit = config["emit"]
         self.method = method
         self.total = total
         self.hosts: dict[str, Host] = {}
@@ -155,13 +160,15 @@ class Results:
         self.done += 1
         if answer is not None:
             host = Host(address=probe.address, hostname=probe.hostname, alive=True,
-                        method=self.method, latency_ms=answer.latency_ms, ttl=answer.ttl,
-                        mac=answer.mac, reason=reason)
+                        method=self.method, methods=[self.method], latency_ms=answer.latency_ms,
+                        ttl=answer.ttl, mac=answer.mac, reason=reason)
             self.hosts[probe.address] = host
-            self.ctx.emit(host)
+            if self.emit:
+                self.ctx.emit(host)
         elif self.include_down and probe.address not in self.hosts:
             self.hosts[probe.address] = Host(address=probe.address, hostname=probe.hostname,
-                                             alive=False, method=self.method, reason=reason)
+                                             alive=False, method=self.method, methods=[self.method],
+                                             reason=reason)
         now = monotonic()
         if now - self._reported >= 0.2:
             self._reported = now

@@ -54,11 +54,14 @@ def _merge(records: list[Host]) -> Host:
     alive = [r for r in records if r.alive]
     told = alive or records  # what the merged host is made of: the answers, if any
     latencies = [r.latency_ms for r in alive if r.latency_ms is not None]
+    # A record read back from JSON may carry methods only, or (older) method only.
+    method = _joined("+".join(r.methods) or r.method for r in told)
     return Host(
         address=records[0].address,
         hostname=_first(r.hostname for r in records),
         alive=bool(alive),
-        method=_joined(r.method for r in told),
+        method=method,
+        methods=method.split("+") if method else [],
         latency_ms=min(latencies) if latencies else None,
         ttl=_first(r.ttl for r in told + records),
         mac=_first(r.mac for r in told + records),
@@ -85,7 +88,8 @@ class DiscoveryMerger(Module):
         vol.Optional("include_down", default=False,
                      description="keep hosts that no input reports alive (alive: false)"): Bool(),
         vol.Optional("emit", default=False,
-                     description="emit the merged live hosts (the inputs emitted each already)"):
+                     description="emit the merged live hosts, one record each (set emit: false "
+                                 "on the inputs then)"):
             Bool(),
     }
 

@@ -54,6 +54,9 @@ class Host(Record):
     hostname: str | None = None
     alive: bool = True
     method: str = ""
+    # The discovery methods that found it (``["icmp", "tcp_probe"]`` once merged);
+    # ``method`` is the same joined by ``+``.
+    methods: list[str] = field(default_factory=list)
     latency_ms: float | None = None
     ttl: int | None = None
     mac: str | None = None

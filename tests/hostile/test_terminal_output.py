@@ -234,9 +234,9 @@ def test_scan_summary_of_the_web_profile_and_of_a_hostile_dag_is_clean(world: Wo
 
 
 def test_every_built_in_profile_prints_a_clean_summary_and_log(world: World) -> None:
-    proc = world.run("profiles")
+    proc = world.run("profiles", "--format", "json")
     out, _ = text(proc, "profiles")
-    profiles = out.split()
+    profiles = [p["name"] for p in json.loads(out)]
     assert "web-scan" in profiles and "standard" in profiles, profiles
     read_hostile = []
     for profile in profiles:

@@ -13,9 +13,11 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
+import pentora_plugins
 import pentora_plugins.discovery
 import pentora_plugins.engine.modules
 import pytest
@@ -189,7 +191,17 @@ def test_tcp_probe_open_port_answers_syn_ack(tcp_server):
     assert (host.address, host.alive, host.method, host.reason) == ("127.0.0.1", True, "tcp_probe",
                                                                     "syn-ack")
     assert host.latency_ms is not None
+    assert host.methods == ["tcp_probe"]
     assert recorder.records == [("host", host)]
+
+
+def test_discovery_emit_false_publishes_without_emitting(closed_tcp_port):
+    recorder = Recorder()
+    result, hosts = run_discovery("tcp_probe_discovery", {"ports": [closed_tcp_port], "emit": False},
+                                  [Target("127.0.0.1")], recorder)
+    assert result.ok, result.nodes["discover"].error
+    assert [(h.address, h.alive) for h in hosts] == [("127.0.0.1", True)]
+    assert recorder.records == []  # a merger downstream emits them
 
 
 def test_tcp_probe_closed_port_rst_means_up(closed_tcp_port):
@@ -284,6 +296,29 @@ def test_cli_scan_streams_merged_discovery(tmp_path, run_cli, closed_tcp_port):
     first_host = next(i for i, line in enumerate(lines) if line["kind"] == "host")
     tcp_done = next(i for i, line in enumerate(lines) if line.get("node") == "tcp")
     assert first_host < tcp_done  # streamed as found, before the node's own line
+
+
+def test_discovery_profile_gives_one_host_record_per_address(tmp_path, run_cli):
+    # ICMP echo and TCP probes both find each loopback address; the JSONL holds one host
+    # line for each, its methods merged, valid against the records' JSON Schema.
+    need_raw_sockets()
+    jsonschema = pytest.importorskip("jsonschema", reason="the test extra installs jsonschema")
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("scan", "--targets", "127.0.0.1,127.0.0.2,127.0.0.3", "--profile", "discovery-only",
+                   "-o", str(out), "--no-store")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    hosts = [line for line in lines if line["kind"] == "host"]
+    assert sorted(h["address"] for h in hosts) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    for host in hosts:
+        assert (host["alive"], host["methods"], host["method"]) == (
+            True, ["icmp", "tcp_probe"], "icmp+tcp_probe"), host
+        assert host["ttl"] is not None  # ICMP's fact, kept by the merge
+    schema = json.loads((Path(pentora_plugins.__file__).parent / "data"
+                         / "pentora-records.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for host in hosts:
+        validator.validate(host)
 
 
 # -- silence: nothing answers inside a namespace -------------------------------------------
@@ -392,17 +427,27 @@ def test_merge_hosts_per_address():
     assert (one.alive, one.method, one.latency_ms, one.ttl, one.mac) == (
         True, "icmp+arp", 0.4, 64, "02:00:00:00:00:01")
     assert one.reason == "echo-reply+arp-response"
+    assert one.methods == ["icmp", "arp"]
     two = merged["10.0.0.2"]  # alive if any says alive; methods of the answers only
     assert (two.alive, two.method, two.hostname, two.mac, two.latency_ms) == (
         True, "arp", "b.lab", "02:00:00:00:00:02", 0.7)
     three = merged["10.0.0.3"]
     assert (three.alive, three.method, three.latency_ms) == (False, "icmp+arp", None)
+    assert two.methods == ["arp"]
 
 
 def test_merge_hosts_flattens_already_merged_methods():
     merged = merge_hosts([[Host("10.0.0.1", method="icmp+arp")], [Host("10.0.0.1", method="arp")],
                           ["10.0.0.1"]])
-    assert [(h.address, h.method) for h in merged] == [("10.0.0.1", "icmp+arp")]
+    assert [(h.address, h.method, h.methods) for h in merged] == [
+        ("10.0.0.1", "icmp+arp", ["icmp", "arp"])]
+
+
+def test_merge_hosts_reads_methods_of_records_read_back():
+    merged = merge_hosts([[{"address": "10.0.0.1", "methods": ["icmp", "arp"]}],
+                          [{"address": "10.0.0.1", "method": "tcp_probe"}]])
+    assert [(h.method, h.methods) for h in merged] == [("icmp+arp+tcp_probe",
+                                                         ["icmp", "arp", "tcp_probe"])]
 
 
 def merger_dag(config: dict[str, Any]) -> Any:
