@@ -5,6 +5,9 @@ from __future__ import annotations
 from ._atomic import AtomicOutput, atomic_output
 from ._builder import DagBuilder
 from ._condition import Condition
+from ._console import console as terminal_console
+from ._console import set_live as set_live_console
+from ._console import use_color
 from ._context import DataContext
 from ._dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
 from ._errors import (
@@ -52,5 +55,5 @@ __all__ = [
     "ScanResult", "TransientError", "ValidationError", "__version__", "atomic_output", "clean_text",
     "get_plugin_manager", "hookimpl", "hookspec", "input_lines", "interpolate", "iso_time",
     "load_dag", "load_json", "load_yaml", "open_input", "plan", "quiet_logs", "read_input",
-    "record_kind", "try_plan",
+    "record_kind", "set_live_console", "terminal_console", "try_plan", "use_color",
 ]

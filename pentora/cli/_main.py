@@ -14,6 +14,7 @@ from gevent import monkey
 from loguru import logger
 
 from .. import __version__
+from .._console import set_no_color
 from .._errors import PentoraError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"error: {e}", err=True)
             return EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
+    set_no_color(getattr(args, "no_color", False))
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:
