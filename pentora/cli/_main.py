@@ -37,6 +37,8 @@ def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentPar
     common = plugin_options()
     parser = _Parser(prog="pentora", description="pentora: a network scanner built on a DAG engine")
     parser.add_argument("--version", action="version", version=f"pentora {__version__}")
+    parser.add_argument("--no-color", action="store_true",
+                        help="no colour in logs, progress and tables (also: NO_COLOR set to anything)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
     scan_cmd.add_parsers(sub, common)

@@ -121,8 +121,8 @@ def test_progress_on_a_terminal_counts_items_with_rate_and_eta_and_keeps_a_warni
     assert any(line.startswith("scan ") and " completed in " in line for line in shown), shown
 
 
-def colour_run(*args: str, env: dict[str, str] | None = None) -> str:
-    code, out = run_in_pty("dag", "run", HELLO, "--log-level", "info", *args, env=env)
+def colour_run(*args: str, env: dict[str, str] | None = None, before: tuple[str, ...] = ()) -> str:
+    code, out = run_in_pty(*before, "dag", "run", HELLO, "--log-level", "info", *args, env=env)
     assert code == 0, out
     assert "Node execution completed" in out  # the logs were there to colour
     return out
@@ -135,13 +135,14 @@ def test_a_terminal_gets_colour_in_logs_and_progress() -> None:
     assert SGR.search(out)
 
 
-@pytest.mark.parametrize("how", [{"env": {"NO_COLOR": "1"}}, {"flag": "--no-color"}],
-                         ids=["NO_COLOR", "--no-color"])
+@pytest.mark.parametrize("how", [{"env": {"NO_COLOR": "1"}}, {"flag": ("--no-color",)},
+                                 {"before": ("--no-color",)}],
+                         ids=["NO_COLOR", "--no-color", "--no-color before the command"])
 def test_no_color_means_no_colour_escapes_on_a_terminal(how: dict) -> None:
-    extra = [how["flag"]] if "flag" in how else []
-    out = colour_run(*extra, env=how.get("env"))
+    kw = {"env": how.get("env"), "before": how.get("before", ())}
+    out = colour_run(*how.get("flag", ()), **kw)
     assert "\x1b" not in out, repr(out[:500])  # no progress: nothing to redraw, no escape at all
-    out = colour_run("--progress", *extra, env=how.get("env"))
+    out = colour_run("--progress", *how.get("flag", ()), **kw)
     assert not SGR.search(out), repr(SGR.search(out))
     assert "\r\x1b[2K" in out and re.search(r"100% .* nodes 5/5", out)  # still redrawn in place
 
