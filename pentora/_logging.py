@@ -44,8 +44,7 @@ def _json_sink(stream: TextIO) -> Any:
         if rec["exception"] is not None:
             out["exception"] = "".join(traceback.format_exception(
                 rec["exception"].type, rec["exception"].value, rec["exception"].traceback))
-        stream.write(json.dumps(out, default=str) + "\n")
-        stream.flush()
+        write_text(stream, json.dumps(out, default=str) + "\n")  # above a live --progress bar
 
     return sink
 

@@ -156,6 +156,26 @@ def test_progress_redraws_in_place_on_a_tty():
     assert "100%" in out and "10/10" in out and "running: a " in out
 
 
+def test_json_logs_print_whole_above_a_live_bar():
+    from pentora_plugins.engine.progress import Progress
+
+    stream = _Tty()
+    configure("INFO", "json", stream=stream)
+    try:
+        orch = make_orch(Slow, plugins=(_logging_plugin(), Progress(stream)))
+        orch.load_dag(DagBuilder().add_node("a", "slow").add_node("b", "slow", ["a"]).build())
+        orch.execute(options={"progress": True})
+    finally:
+        configure("WARNING")
+    out = stream.getvalue()
+    assert out.count("\r\x1b[2K") >= 2  # the bar was redrawn
+    # Each record on a line of its own once the bar's cursor movements are taken out:
+    # not written after the bar, on its line.
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in re.split(r"[\r\n]", out)]
+    records = [json.loads(line) for line in lines if '"level"' in line]
+    assert any(r.get("node") == "b" and r["message"] == "Node execution started" for r in records)
+
+
 def test_progress_is_silent_unless_asked():
     from pentora_plugins.engine.progress import Progress
 
