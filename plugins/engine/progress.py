@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any, TextIO
 
 import gevent
-from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
 from rich.progress import Progress as Bar
 from rich.table import Column
 
@@ -73,12 +73,14 @@ class Progress:
         # measures its rate over samples of its own timing); rich draws and redraws.
         self.bar = Bar(SpinnerColumn(), TextColumn("{task.fields[pct]:>3}%"), BarColumn(bar_width=24),
                        MofNCompleteColumn(), TextColumn("items  {task.fields[rate]}", style="cyan"),
-                       TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}", style="cyan"),
+                       TextColumn("{task.fields[elapsed]}", style="yellow"),
+                       TextColumn("eta {task.fields[eta]}", style="cyan"),
                        TextColumn("{task.fields[nodes]}"),
                        TextColumn("{task.fields[running]}", markup=False,
                                   table_column=Column(no_wrap=True, overflow="ellipsis")),
-                       console=self.console, auto_refresh=False, redirect_stdout=False,
-                       redirect_stderr=False)
+                       # stdout may carry the records (-o -): only stderr's other writers
+                       # (warnings, messages) go through the console, above the bar.
+                       console=self.console, auto_refresh=False, redirect_stdout=False)
         self.task = self.bar.add_task("scan", total=self.nodes, **self._fields(0, self.nodes))
         self._update()
         if self.tty:
@@ -194,6 +196,7 @@ class Progress:
         eta = 0.0 if not left else left / rate if rate else None
         return {"pct": 100 * done // total if total else 100,  # 100 only when all is done
                 "rate": f"{rate:,.0f}/s" if rate is not None else "-/s", "eta": clock(eta),
+                "elapsed": clock(time.monotonic() - self.started),
                 "nodes": f"nodes {len(self.finished)}/{self.nodes}", "running": self.running_text()}
 
     def _update(self) -> None:
@@ -206,7 +209,7 @@ class Progress:
         task = self.bar.tasks[0]
         f = task.fields
         text = (f"progress: {f['pct']}% {task.completed:.0f}/{task.total:.0f} items, {f['rate']}, "
-                f"elapsed {clock(time.monotonic() - self.started)}, eta {f['eta']}, {f['nodes']}")
+                f"elapsed {f['elapsed']}, eta {f['eta']}, {f['nodes']}")
         return text + (f", {f['running']}" if f["running"] else "")
 
     def _plain(self) -> None:

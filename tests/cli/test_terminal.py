@@ -104,7 +104,7 @@ def test_progress_on_a_terminal_counts_items_with_rate_and_eta_and_keeps_a_warni
     assert running, out[-2000:]
     m = None
     for frame in running:  # a frame in the middle of the port scan: items, rate, elapsed, ETA
-        m = re.search(r"(\d+)% .* (\d+)/(\d+) items\s+([\d,]+)/s\s+\d:\d\d:\d\d\s+eta (\d+):(\d\d)\s+"
+        m = re.search(r"(\d+)% .* (\d+)/(\d+) items\s+([\d,]+)/s\s+\d+:\d\d\s+eta (\d+):(\d\d)\s+"
                       r"nodes \d/5 running: port_scan (\d+)/3000", frame)
         if m and 0 < int(m.group(1)) < 100 and int(m.group(7)) > 0:
             break
