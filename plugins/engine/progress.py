@@ -43,6 +43,13 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
 
 
+def _planned(count: tuple[int, int | None] | None, ended: bool) -> int:
+    """A node's planned items: its total, or what it did (and one more while it runs)
+    when it states none; one for a node that counts nothing."""
+    done, total = count or (0, None)
+    return max(total if total is not None else done + (0 if ended else 1), done, 1)
+
+
 class Progress:
     def __init__(self, stream: TextIO | None = None, plain_every: float = PLAIN_EVERY) -> None:
         self.stream = stream
@@ -64,9 +71,9 @@ class Progress:
         self.console = terminal_console(self.out)
         self.tty = self.console.is_terminal
         self.nodes = len(scan.dag.nodes)
-        self.finished: dict[str, bool] = {}  # node id → ended (value unused)
-        self.items: dict[str, tuple[int, int | None]] = {}
-        self.running: dict[str, None] = {}  # insertion-ordered set
+        # Kept as they change, so that a redraw costs the running nodes, not the DAG's size.
+        self.ended = self.ended_items = 0  # nodes ended, and their items
+        self.running: dict[str, tuple[int, int | None] | None] = {}  # node id → its count
         self.started = self.last_plain = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
         # Percent, rate and ETA are this plugin's own (rich rounds 99.6% up to 100%, and
@@ -98,17 +105,17 @@ class Progress:
     @hookimpl
     def pentora_node_start(self, node: Any) -> None:
         if self.active:
-            self.running[node.instance_id] = None
+            self.running.setdefault(node.instance_id, None)  # a retry keeps its count
 
     @hookimpl
     def pentora_node_progress(self, node: Any, done: int, total: int | None) -> None:
         if self.active:
-            self.items[node.instance_id] = (done, total)
+            self.running[node.instance_id] = (done, total)
 
     def _finish(self, node: Any) -> None:
         if self.active:
-            self.running.pop(node.instance_id, None)
-            self.finished[node.instance_id] = True
+            self.ended += 1
+            self.ended_items += _planned(self.running.pop(node.instance_id, None), ended=True)
             if not self.tty:
                 self._update()
                 self._plain()
@@ -159,22 +166,22 @@ class Progress:
     def work(self) -> tuple[int, int]:
         """Items done and planned: each node's reported count, or 1 for a node that
         reports none; an ended node's count is all done."""
-        done = total = 0
-        for node_id in set(self.finished) | set(self.running) | set(self.items):
-            ended = node_id in self.finished
-            d, t = self.items.get(node_id, (0, None))
-            t = max(t if t is not None else d + (0 if ended else 1), d, 1)
-            done += t if ended else d
-            total += t
-        unstarted = self.nodes - len(set(self.finished) | set(self.running) | set(self.items))
+        done = total = self.ended_items
+        for count in self.running.values():
+            done += count[0] if count else 0
+            total += _planned(count, ended=False)
+        unstarted = self.nodes - self.ended - len(self.running)
         return done, total + max(unstarted, 0)
 
     def running_text(self) -> str:
         parts = []
         for node_id in list(self.running)[:SHOWN_RUNNING]:
             name = clean(node_id, 40)  # a node id from the DAG file, drawn on a terminal
-            d, t = self.items.get(node_id, (None, None))
-            parts.append(name if d is None else f"{name} {d}/{t}" if t else f"{name} {d}")
+            count = self.running[node_id]
+            if count is None:
+                parts.append(name)
+            else:
+                parts.append(f"{name} {count[0]}/{count[1]}" if count[1] else f"{name} {count[0]}")
         more = len(self.running) - SHOWN_RUNNING
         return ("running: " + ", ".join(parts) + (f" +{more} more" if more > 0 else "")) if parts else ""
 
@@ -197,7 +204,7 @@ class Progress:
         return {"pct": 100 * done // total if total else 100,  # 100 only when all is done
                 "rate": f"{rate:,.0f}/s" if rate is not None else "-/s", "eta": clock(eta),
                 "elapsed": clock(time.monotonic() - self.started),
-                "nodes": f"nodes {len(self.finished)}/{self.nodes}", "running": self.running_text()}
+                "nodes": f"nodes {self.ended}/{self.nodes}", "running": self.running_text()}
 
     def _update(self) -> None:
         done, total = self.work()
