@@ -73,6 +73,7 @@ class Progress:
         self.nodes = len(scan.dag.nodes)
         # Kept as they change, so that a redraw costs the running nodes, not the DAG's size.
         self.ended = self.ended_items = 0  # nodes ended, and their items
+        self.undone = 0  # planned items of failed and cancelled nodes that were never done
         self.running: dict[str, tuple[int, int | None] | None] = {}  # node id → its count
         self.started = self.last_plain = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
@@ -112,10 +113,16 @@ class Progress:
         if self.active:
             self.running[node.instance_id] = (done, total)
 
-    def _finish(self, node: Any) -> None:
+    def _finish(self, node: Any, done: bool = True) -> None:
+        """A node ended: its planned items are done, unless it failed or was cancelled
+        (an interrupted scan then ends below 100%, showing how far it came)."""
         if self.active:
             self.ended += 1
-            self.ended_items += _planned(self.running.pop(node.instance_id, None), ended=True)
+            count = self.running.pop(node.instance_id, None)
+            planned = _planned(count, ended=True)
+            self.ended_items += planned
+            if not done:
+                self.undone += planned - (count[0] if count else 0)
             if not self.tty:
                 self._update()
                 self._plain()
@@ -126,7 +133,7 @@ class Progress:
 
     @hookimpl
     def pentora_node_failed(self, node: Any) -> None:
-        self._finish(node)
+        self._finish(node, done=False)
 
     @hookimpl
     def pentora_node_skipped(self, node: Any) -> None:
@@ -134,7 +141,7 @@ class Progress:
 
     @hookimpl
     def pentora_node_cancelled(self, node: Any) -> None:
-        self._finish(node)
+        self._finish(node, done=False)
 
     @hookimpl
     def pentora_scan_complete(self, scan: Any) -> None:
@@ -166,7 +173,7 @@ class Progress:
     def work(self) -> tuple[int, int]:
         """Items done and planned: each node's reported count, or 1 for a node that
         reports none; an ended node's count is all done."""
-        done = total = self.ended_items
+        done, total = self.ended_items - self.undone, self.ended_items
         for count in self.running.values():
             done += count[0] if count else 0
             total += _planned(count, ended=False)
@@ -200,7 +207,8 @@ class Progress:
     def _fields(self, done: int, total: int) -> dict[str, Any]:
         rate = self.rate(done)
         left = total - done
-        eta = 0.0 if not left else left / rate if rate else None
+        # All nodes ended: nothing is left to wait for, whatever was not done.
+        eta = 0.0 if not left or self.ended >= self.nodes else left / rate if rate else None
         return {"pct": 100 * done // total if total else 100,  # 100 only when all is done
                 "rate": f"{rate:,.0f}/s" if rate is not None else "-/s", "eta": clock(eta),
                 "elapsed": clock(time.monotonic() - self.started),

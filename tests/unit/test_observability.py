@@ -176,6 +176,29 @@ def test_json_logs_print_whole_above_a_live_bar():
     assert any(r.get("node") == "b" and r["message"] == "Node execution started" for r in records)
 
 
+class HalfThenFail(Module):
+    module_type = "half_then_fail"
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        ctx.progress(0, 4)
+        gevent.sleep(0.001)
+        ctx.progress(2, 4)
+        raise OSError("disk on fire")
+
+
+def test_progress_of_a_failed_node_stays_as_far_as_it_came():
+    from pentora_plugins.engine.progress import Progress
+
+    stream = io.StringIO()
+    orch = make_orch(Steps, HalfThenFail, plugins=(Progress(stream),))
+    orch.load_dag(DagBuilder().engine(fail_fast=False).add_node("ok", "steps")
+                  .add_node("half", "half_then_fail").build())
+    orch.execute(options={"progress": True})
+    last = stream.getvalue().splitlines()[-1]
+    # 3 of ok's 3, 2 of half's 4: the scan ended, 5 of 7 items done
+    assert last.startswith("progress: 71% 5/7 items,") and "eta 0:00, nodes 2/2" in last, last
+
+
 def test_progress_is_silent_unless_asked():
     from pentora_plugins.engine.progress import Progress
 
