@@ -51,6 +51,9 @@ def _planned(count: tuple[int, int | None] | None, ended: bool) -> int:
 
 
 class Progress:
+    """The ``engine.progress`` plugin: draws on ``stream`` (stderr when None) while a scan
+    run with the ``progress`` option goes on."""
+
     def __init__(self, stream: TextIO | None = None, plain_every: float = PLAIN_EVERY) -> None:
         self.stream = stream
         self.plain_every = plain_every
@@ -165,6 +168,7 @@ class Progress:
                 self._plain()
 
     def _stop(self) -> None:
+        atexit.unregister(self._stop)
         if self.bar.live.is_started:
             self.bar.refresh()
             self.bar.stop()
@@ -172,7 +176,8 @@ class Progress:
 
     def work(self) -> tuple[int, int]:
         """Items done and planned: each node's reported count, or 1 for a node that
-        reports none; an ended node's count is all done."""
+        reports none; an ended node's planned items are all done unless it failed or was
+        cancelled."""
         done, total = self.ended_items - self.undone, self.ended_items
         for count in self.running.values():
             done += count[0] if count else 0
