@@ -62,7 +62,9 @@ def pentora_plugin_added(pm: PentoraPluginManager) -> None:
 def pentora_register_modules(registry: Registry) -> None:
     """Register module types: called once per plugin manager, when the registry is built
     (``Orchestrator()``, every CLI command). A module type registered twice, by two plugins,
-    stops loading with a ``PluginError`` naming both.
+    stops loading with a ``PluginError`` naming both, unless one was passed explicitly
+    (``Orchestrator(plugins=[…])``) and the other is installed: the one passed wins, and
+    an INFO log names both.
 
     Example::
 
@@ -91,9 +93,10 @@ def pentora_register_retry_policies(registry: Registry) -> None:
 
 @hookspec
 def pentora_register_output_formats(registry: Registry) -> None:
-    """Register ``OutputFormat`` records (reporters that ``-o FILE --format X`` uses).
-    Called once, when the registry is built. ``open(target)`` returns a writer with
-    ``record(kind, data)`` and ``close(result)``, and optionally ``start(scan)``.
+    """Register ``OutputFormat`` records (what ``-o FILE``, ``-o X:FILE``, ``-o - --format X`` write).
+    Called once, when the registry is built: ``-o FILE`` finds a format by the extension of
+    FILE, the others by its name. ``open(target)`` returns a writer with ``record(kind,
+    data)`` and ``close(result)``, and optionally ``start(scan)``.
 
     With ``takes_stream=True``, ``target`` is an open text stream, and the format never
     opens a file: for ``-o FILE`` the CLI checks the path before the run, gives the writer

@@ -30,13 +30,22 @@ from ._common import (
     parse_sets,
     profile_path,
 )
-from ._outputs import OutputSink, check_outputs, output_problems, resolve_outputs
+from ._outputs import (
+    OutputSink,
+    add_output_options,
+    check_outputs,
+    open_outputs,
+    output_problems,
+    output_targets,
+    resolve_outputs,
+)
 from ._scan_cmd import refuse_scan_options, scan_exit, scan_options
 
 __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
-           "CliError", "OutputSink", "check_outputs", "disabled_plugins", "echo", "list_profiles", "main",
-           "make_orchestrator", "output_problems", "parse_sets", "profile_path", "refuse_scan_options",
-           "resolve_outputs", "scan_exit", "scan_options"]
+           "CliError", "OutputSink", "add_output_options", "check_outputs", "disabled_plugins", "echo",
+           "list_profiles", "main", "make_orchestrator", "open_outputs", "output_problems",
+           "output_targets", "parse_sets", "profile_path", "refuse_scan_options", "resolve_outputs",
+           "scan_exit", "scan_options"]
 
 
 def main(argv: list[str] | None = None) -> int:

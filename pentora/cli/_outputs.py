@@ -1,4 +1,5 @@
-"""Output files for a run: ``-o FILE [--format F]``, several at once, streamed as found.
+"""Output files for a run: ``-o [FORMAT:]FILE``, ``-oN/-oX/-oG/-oA``, several at once,
+streamed as found.
 
 The formats are registry records (``pentora_register_output_formats``); the core only
 routes findings and node records to them. Every ``-o`` path is checked before any file
@@ -9,6 +10,7 @@ or is killed leaves the file it would have replaced as it was.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass
@@ -26,22 +28,101 @@ from ._common import EXIT_INVALID, EXIT_USAGE, CliError
 log = logger.bind(component="output")
 
 
+# nmap's output options: each writes one format; -oA BASE writes the three to BASE.EXT.
+NMAP_OPTIONS = {"-oN": "nmap", "-oX": "xml", "-oG": "gnmap"}
+ALL_FORMATS = (("nmap", ".nmap"), ("xml", ".xml"), ("gnmap", ".gnmap"))
+DEFAULT_STDOUT_FORMAT = "jsonl"  # -o - without --format: the records, one a line
+
+
+class _NmapOutput(argparse.Action):
+    """``-oN/-oX/-oG FILE``: one more output, written ``FORMAT:FILE`` so that it keeps its
+    place among the ``-o`` options; ``-oA BASE``: the three of them, named after BASE."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, option: Any = None) -> None:
+        given = list(getattr(ns, self.dest, None) or [])
+        if option == "-oA":
+            if value == "-":
+                parser.error("-oA writes three files named after a base name (-oA scan gives "
+                             "scan.nmap, scan.xml, scan.gnmap); for stdout use -oN -, -oX - or -oG -")
+            given += [f"{name}:{value}{ext}" for name, ext in ALL_FORMATS]
+        else:
+            given.append(f"{NMAP_OPTIONS[option]}:{value}")
+        setattr(ns, self.dest, given)
+
+
+def add_output_options(parser: argparse.ArgumentParser, what: str = "results") -> None:
+    """``-o FILE`` (repeatable), ``--format`` for ``-o -``, and nmap's ``-oN/-oX/-oG/-oA``:
+    what ``output_targets`` reads back. ``pentora scan``, ``report`` and ``demo`` share them."""
+    parser.add_argument(
+        "-o", "--output", dest="outputs", action="append", default=[], metavar="[FORMAT:]FILE",
+        help=f"write {what} to FILE (repeatable), in the format its extension names (.jsonl "
+             ".json .csv .md .html .xml .nmap/.txt .gnmap), or in FORMAT (json:out.dat); "
+             "'-' is stdout")
+    parser.add_argument("--format", dest="output_format", metavar="FORMAT",
+                        help=f"format of -o - (stdout; default {DEFAULT_STDOUT_FORMAT}): jsonl, json, "
+                             "csv, md, html, xml, nmap, gnmap, summary, or a plugin's")
+    for option, kind in (("-oN", "normal"), ("-oX", "XML"), ("-oG", "grepable")):
+        parser.add_argument(option, dest="outputs", action=_NmapOutput, metavar="FILE",
+                            help=f"write {what} to FILE as nmap's {kind} output (format "
+                                 f"{NMAP_OPTIONS[option]}); '-' is stdout")
+    parser.add_argument("-oA", dest="outputs", action=_NmapOutput, metavar="BASE",
+                        help="write BASE.nmap, BASE.xml and BASE.gnmap (as nmap -oA)")
+
+
+def split_format(registry: Registry, spec: str) -> tuple[str | None, str]:
+    """``FORMAT:FILE`` → (FORMAT, FILE) when FORMAT is the name of an installed format and
+    FILE is not empty; anything else is a path as it is (``a:b.jsonl``, ``./json:x``)."""
+    name, sep, path = spec.partition(":")
+    if sep and path and name in registry.output_formats:
+        return name, path
+    return None, spec
+
+
+def _attached(argv: list[str]) -> list[str]:
+    """Tokens such as ``-oXf.xml``: argparse reads them as ``-o Xf.xml`` (a file named
+    Xf.xml), which is never what an nmap user meant."""
+    return [a for a in argv if len(a) > 3 and a[:3] in ("-oN", "-oX", "-oG", "-oA") and a[3] != "="]
+
+
+def output_targets(registry: Registry, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(format name, path) for each output of the command line (``add_output_options``)."""
+    attached = _attached(list(getattr(args, "argv", None) or []))
+    if attached:
+        a = attached[0]
+        raise CliError(f"{a}: give {a[:3]} and its file apart ({a[:3]} {a[3:]}), or write "
+                       f"-o {a[2:]} if a file named {a[2:]} is meant", EXIT_USAGE)
+    return resolve_outputs(registry, list(args.outputs), getattr(args, "output_format", None))
+
+
 def resolve_outputs(registry: Registry, files: list[str], fmt: str | None) -> list[tuple[str, str]]:
-    """(format name, path) for each ``-o``; the format comes from ``--format`` or the extension."""
-    out = []
+    """(format name, path) for each ``-o``: ``FORMAT:FILE`` names its format; ``-`` (stdout)
+    is in ``fmt`` (``--format``, default jsonl); a file is in the format of its extension."""
     by_ext = {ext: f.name for f in registry.output_formats.values() for ext in f.extensions}
-    for path in files:
-        name = fmt
-        if name is None:
+    out = []
+    specs = [split_format(registry, spec) for spec in files]
+    if fmt is not None and not any(name is None and path == "-" for name, path in specs):
+        raise CliError(f"--format {fmt} applies to -o - (stdout) only: a file is written in the "
+                       f"format of its extension; to choose another, write -o {fmt}:FILE",
+                       EXIT_USAGE)
+    problems = []
+    for name, path in specs:
+        if name is None and path == "-":
+            name = fmt or DEFAULT_STDOUT_FORMAT
+        elif name is None:
             name = by_ext.get(Path(path).suffix.lower())
             if name is None:
                 known = ", ".join(sorted(by_ext)) or "none"
-                raise CliError(f"cannot tell the output format of '{path}' from its extension "
-                               f"(known: {known}); add --format", EXIT_USAGE)
+                problems.append(f"cannot tell the output format of '{path}' from its extension "
+                                f"(known: {known}); name it: -o FORMAT:{path} (e.g. json:{path})")
+                continue
         if name not in registry.output_formats:
             known = ", ".join(sorted(registry.output_formats)) or "none installed"
-            raise CliError(f"unknown output format '{name}' (available: {known})", EXIT_USAGE)
+            problems.append(f"unknown output format '{name}' (available: {known})")
+            continue
         out.append((name, path))
+    if problems:  # every one at once, as the paths' problems are
+        raise CliError("\n  ".join(problems) if len(problems) == 1 else
+                       "the outputs' formats:\n  " + "\n  ".join(problems), EXIT_USAGE)
     return out
 
 
@@ -50,6 +131,9 @@ def output_problems(paths: list[str], option: str = "-o") -> list[str]:
     opening anything: a missing folder, a directory, a device or FIFO, a path given twice."""
     problems: list[str] = []
     seen: dict[str, str] = {}
+    if paths.count("-") > 1:  # two writers interleaved on one stream: neither would parse
+        problems.append(f"{option} -: stdout is given to {paths.count('-')} outputs; give all but one "
+                        "a file")
     for path in paths:
         if path == "-":
             continue

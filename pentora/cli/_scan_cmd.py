@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import json
 import sys
 from typing import Any
 
-from .._condition import Condition
-from .._errors import PentoraError
-from .._interpolate import VAR_REFERENCE
+from .._errors import ValidationError
 from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    checked_sets,
     echo,
     list_profiles,
     load_dag_arg,
     make_orchestrator,
-    parse_sets,
     plugin_options,
     profile_path,
 )
 from ._dag_cmds import install_signal_handlers, summary
-from ._outputs import check_outputs, open_outputs, resolve_outputs
+from ._option_errors import option_errors
+from ._outputs import add_output_options, check_outputs, open_outputs, output_targets
 
 
 class _PluginFlagOrValue(argparse.Action):
@@ -52,10 +49,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     src.add_argument("--dag", metavar="FILE", help="a custom DAG file")
     p.add_argument("-p", dest="p_values", action=_PluginFlagOrValue, metavar="VALUE|no:PLUGIN",
                    help="no:NAME disables the plugin NAME; other values go to plugins (ports)")
-    p.add_argument("-o", "--output", dest="outputs", action="append", default=[], metavar="FILE",
-                   help="write results to FILE (repeatable); format from --format or the extension")
-    p.add_argument("--format", dest="output_format", metavar="FORMAT",
-                   help="output format of -o files (jsonl, …)")
+    add_output_options(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a DAG var (repeatable)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
@@ -83,8 +77,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
     # Before anything is read, run or opened for writing (the store included): a bad -o
     # is a usage error, every one named at once.
-    outputs = resolve_outputs(orch.registry, args.outputs, args.output_format)
-    check_outputs([path for _, path in outputs])
+    outputs = output_targets(orch.registry, args)
+    args.outputs = [path for _, path in outputs]  # json:out.dat, -oX -: the paths alone from here
+    check_outputs(args.outputs)
     loaded = orch.pm.hook.pentora_cli_scan_load(orch=orch, args=args)
     if loaded is not None:
         variables, scan_id = loaded
@@ -93,7 +88,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         variables, scan_id = _new_scan(orch, args), None
     dag = orch.dag
     assert dag is not None
-    orch.validate(vars={**dag.vars, **variables})
+    try:
+        orch.validate(vars={**dag.vars, **variables})
+    except ValidationError as e:
+        if loaded is not None:
+            raise
+        raise option_errors(e, dag, variables, getattr(args, "argv", [])) from None
     sink = open_outputs(orch, outputs)
     install_signal_handlers(orch)
     orch.on_scan_abandoned(functools.partial(_abandoned, sink, args.outputs))
@@ -185,22 +185,5 @@ def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.p_values:
         raise CliError(f"-p {args.p_values[0]}: no installed plugin takes -p values (only "
                        "-p no:NAME, which disables a plugin)", EXIT_USAGE)
-    sets = parse_sets(args.set)
-    unused = sorted(set(sets) - _names_used(dag))
-    if unused:
-        raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
-                       f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed")
-    variables.update(sets)
+    variables.update(checked_sets(dag, args.set))
     return variables
-
-
-def _names_used(dag: Any) -> set[str]:
-    """The names a ``--set`` can reach: declared vars, and names the conditions and
-    ``${var}`` references in node configs use (a var may be left undeclared there)."""
-    names = set(dag.vars)
-    for node in dag.nodes:
-        if node.condition:
-            with contextlib.suppress(PentoraError):
-                names |= Condition(node.condition).names
-        names |= set(VAR_REFERENCE.findall(json.dumps(node.config, default=str)))
-    return names

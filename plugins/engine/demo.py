@@ -175,44 +175,60 @@ class DemoServices:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pentora.cli import EXIT_USAGE, CliError, check_outputs, make_orchestrator, profile_path
+    from pentora.cli import (
+        check_outputs,
+        make_orchestrator,
+        open_outputs,
+        output_targets,
+        profile_path,
+        scan_options,
+    )
 
-    # The demo's report is the profile's json_reporter, which writes JSONL whatever the
-    # name: a report.html would hold JSON lines. Other formats come from `pentora report`.
-    if args.output and args.output != "-" and not args.output.lower().endswith(".jsonl"):
-        raise CliError(f"-o {args.output}: pentora demo writes JSONL only; use -o demo.jsonl, "
-                       f"then `pentora report demo.jsonl -o {os.path.basename(args.output)}`",
-                       EXIT_USAGE)
-    check_outputs([args.output] if args.output else [])  # before any server starts
+    orch: Orchestrator = make_orchestrator(args)
+    # The outputs are pentora scan's (-o, -oA…): each in its own format, checked before any
+    # server starts.
+    outputs = output_targets(orch.registry, args)
+    args.outputs = [path for _, path in outputs]
+    check_outputs(args.outputs)
+    path = profile_path(orch, "standard")
+    if path is None:
+        sys.stderr.write("error: the standard profile is not installed\n")
+        return 1
+    orch.load_dag(path)
     services = DemoServices()
     ports = services.start()
+    sink = None
     try:
         sys.stderr.write("demo services on 127.0.0.1: " + ", ".join(
             f"{name} {port}" for name, port in ports.items()) + "\n")
-        orch: Orchestrator = make_orchestrator(args)
-        path = profile_path(orch, "standard")
-        if path is None:
-            sys.stderr.write("error: the standard profile is not installed\n")
-            return 1
-        orch.load_dag(path)
         # Loopback needs no ICMP sweep (the TCP probes find it), and the demo runs unprivileged.
         variables = {"targets": "127.0.0.1", "ports": ",".join(str(p) for p in sorted(ports.values())),
-                     "output": args.output or "", "icmp": False}
-        result = orch.execute(vars=variables, options={"progress": args.progress})
+                     "icmp": False}
+        # as pentora scan's: --min-quality and the command line, for the outputs
+        options = scan_options(orch, args, progress=args.progress)
+        sink = open_outputs(orch, outputs)
+        result = orch.execute(vars=variables, options=options)
+        if sink is not None:
+            sink.close(result)
         # What `pentora scan` prints when it ends (the output area's summary, with the
         # options it added to this command, such as --min-quality).
         orch.pm.hook.pentora_cli_scan_done(args=args, orch=orch, result=result)
-        if args.output:
-            sys.stderr.write(f"results written to {args.output}\n")
+        for out in args.outputs:
+            if out != "-":
+                sys.stderr.write(f"results written to {out}\n")
         return 0 if result.ok else 3
     finally:
+        if sink is not None:
+            sink.close(None, commit=False)  # no-op once closed; else the run died: nothing replaced
         services.stop()
 
 
 def add_command(subparsers: Any, common: Any) -> None:
+    from pentora.cli import add_output_options
+
     p = subparsers.add_parser("demo", parents=[common],
                               help="start demo services on loopback and scan them")
-    p.add_argument("-o", "--output", metavar="FILE.jsonl", help="also write the JSONL report")
+    add_output_options(p)
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
     p.set_defaults(func=cmd_demo)
 

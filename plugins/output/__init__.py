@@ -3,6 +3,8 @@ xml, html), the ``json_reporter`` module and ``pentora report``."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import sys
 from typing import Any
 
@@ -48,16 +50,35 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
         _views.add_options(scan)
     demo = subparsers.choices.get("demo")
     if demo is not None:
+        demo.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
         _views.add_options(demo, fail_on=False)
 
 
 @hookimpl
 def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
-    """The quality threshold, for the -o writers (``start(scan)`` reads ``scan.options``)."""
+    """The quality threshold and the command line, for the -o writers (``start(scan)``
+    reads ``scan.options``)."""
     from pentora_plugins.output import _views
+    from pentora_plugins.output.jsonl import COMMAND_LINE
 
+    options: dict[str, Any] = {}
     value = getattr(args, "min_quality", None)
-    return None if value is None else {_views.OPTION: value}
+    if value is not None:
+        options[_views.OPTION] = value
+    argv = getattr(args, "argv", None)
+    if argv is not None:  # shell-quoted, as nmap's args: it can be pasted to run it again
+        options[COMMAND_LINE] = command_line(argv)
+    return options or None
+
+
+# The password of a URL (--broker redis://:secret@host): reports are shared, the broker's
+# password must not travel with them.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^/@\s]+@")
+
+
+def command_line(argv: list[str]) -> str:
+    """``pentora ARGV`` shell-quoted, with the password of any URL in it replaced by ``***``."""
+    return shlex.join(["pentora", *(_URL_PASSWORD.sub(r"\g<head>***@", a) for a in argv)])
 
 
 @hookimpl

@@ -15,13 +15,20 @@ from pentora_plugins.kit.records import record_dict
 
 from pentora import OutputFormat, atomic_output
 
+COMMAND_LINE = "command_line"  # the scan option (and scan line field) holding it
+
 
 def scan_facts(scan: Any) -> dict[str, Any]:
-    """What the ``scan`` line adds to the result: the vars and the DAG's shape (``graph``:
-    each node's id, module type and dependencies), so a report can draw the DAG later."""
+    """What the ``scan`` line adds to the result: the vars, the DAG's shape (``graph``:
+    each node's id, module type and dependencies), so a report can draw the DAG later, and
+    the command line that ran it (``command_line``) when the CLI ran it."""
     nodes = [{"node": n.instance_id, "module_type": n.module_type, "depends_on": list(n.depends_on)}
              for n in scan.dag.nodes]
-    return {"vars": dict(scan.vars), "graph": {"nodes": nodes}}
+    facts: dict[str, Any] = {"vars": dict(scan.vars), "graph": {"nodes": nodes}}
+    command = (scan.options or {}).get(COMMAND_LINE)
+    if isinstance(command, str):  # the command line, for reports that show it (nmap's args)
+        facts[COMMAND_LINE] = command
+    return facts
 
 
 def scan_line(result: Any, facts: dict[str, Any] | None) -> dict[str, Any]:

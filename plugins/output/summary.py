@@ -1,9 +1,11 @@
 """The ``summary`` format: the readable table ``pentora scan`` prints to the terminal.
 
 Reads the finished scan's DataContext (hosts, open ports, services) and the node
-records. Every string from a target or the DAG file passes through ``clean`` first:
-control characters and ANSI escapes from a hostile banner never reach the terminal raw.
-The whole text is cleaned once more as it is written, line breaks kept.
+records; replaying a JSONL (``pentora report FILE``), the same from its lines. Every
+string from a target or the DAG file passes through ``clean`` first: control characters
+and ANSI escapes from a hostile banner never reach the terminal raw. Written to a file or
+a pipe, the whole text is cleaned once more, line breaks kept; on a terminal, rich draws
+cells and lines given as text (never markup), cleaned once more too.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import sys
 from typing import IO, Any
 
 from pentora_plugins.kit import quality
+from pentora_plugins.kit.records import record_dict
 from pentora_plugins.output._views import min_quality_of
+from pentora_plugins.output.formats import Report
 from rich.table import Table
 from rich.text import Text
 
 from pentora import OutputFormat, atomic_output, terminal_console
 from pentora import clean_text as clean  # the one terminal-safe helper
 
-__all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
+__all__ = ["FORMAT", "SummaryWriter", "clean", "render", "render_report", "table"]
 
 # Colours of a cell by its column and text, on a terminal that takes colour.
 CELL_STYLES = {
@@ -78,6 +82,8 @@ class SummaryWriter:
     def __init__(self, target: str | IO[str] = "-",
                  min_quality: int = quality.DEFAULT_MIN_QUALITY) -> None:
         self.min_quality = min_quality
+        self.live = False
+        self.report = Report(min_quality)
         self.owned = isinstance(target, str) and target != "-"
         self.stream: IO[str]
         if not isinstance(target, str):
@@ -90,17 +96,27 @@ class SummaryWriter:
     def start(self, scan: Any) -> None:
         """As an ``-o`` file: the scan's ``--min-quality`` (``scan.options``)."""
         self.min_quality = min_quality_of(scan.options)
+        self.live = True
 
     def record(self, kind: str, record: Any) -> None:
-        """The summary is drawn from the finished scan, not from the stream."""
+        """A live scan's summary is drawn from its result; a replayed JSONL's (``pentora
+        report``, no ``start``) from its lines."""
+        if not self.live:
+            self.report.add(record if isinstance(record, dict) else record_dict(kind, record))
 
     def close(self, result: Any) -> None:
-        if result is not None and not self.owned and terminal_console(self.stream).is_terminal:  # type: ignore[arg-type]
-            show(blocks(result, self.min_quality), self.stream)
-        elif result is not None:
+        drawn = None
+        if result is not None:
+            drawn = blocks(result, self.min_quality)
+        elif not self.live:
+            self.report.min_quality = self.min_quality
+            drawn = report_blocks(self.report)
+        if drawn is not None and not self.owned and terminal_console(self.stream).is_terminal:  # type: ignore[arg-type]
+            show(drawn, self.stream)
+        elif drawn is not None:
             # The last safety pass: this format is for reading, and a field a future row
             # forgets to clean must still not reach a terminal raw.
-            self.stream.write(clean(render(result, self.min_quality), None, lines=True) + "\n")
+            self.stream.write(clean(plain(drawn), None, lines=True) + "\n")
             self.stream.flush()
         if self.owned:
             self.stream.close()
@@ -145,6 +161,37 @@ def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> list[
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
     lines.append((f"scan {clean(result.scan_id)} {result.status} in {result.duration_ms / 1000:.2f}s "
                   f"({counts})", "bold"))
+    return lines
+
+
+def render_report(report: Report) -> str:
+    """The summary of a JSONL's records (``pentora report FILE``) as plain text."""
+    return plain(report_blocks(report))
+
+
+def report_blocks(report: Report) -> list[Block]:
+    """What ``blocks`` shows of the finished scan, drawn from a JSONL's lines."""
+    rows = [["HOST", "PORT", "STATE", "SERVICE", "PRODUCT", "VERSION"]]
+    for p in report.open_ports():
+        rows.append([clean(p.host), f"{p.port}/{clean(p.protocol)}", clean(p.state),
+                     clean(p.service_name), clean(p.get("product")), clean(p.get("version"))])
+    lines: list[Block] = []
+    hosts = report.hosts()
+    if report.by_kind.get("host"):
+        lines.append((f"{sum(1 for h in hosts if h.up)} host(s) up", ""))
+    lines.append(table(rows) if len(rows) > 1 else ("no open ports found", ""))
+    lines.extend(findings(report.vulnerabilities(), report.min_quality))
+    for n in report.graph():
+        if n.status in ("failed", "cancelled"):
+            lines.append((f"node {clean(n.id, None)} {n.status}: {clean(n.detail, 200)}", PROBLEM))
+    scan = report.scan
+    if scan is None:
+        lines.append(("scan incomplete: the file has no scan line (the scan was interrupted?)", PROBLEM))
+    else:
+        counts = ", ".join(f"{n} {clean(s)}" for s, n in sorted((scan.get("counts") or {}).items()))
+        seconds = float(scan.get("duration_ms") or 0) / 1000
+        lines.append((f"scan {clean(scan.get('scan_id'))} {clean(scan.get('status'))} in {seconds:.2f}s "
+                      f"({counts})", "bold"))
     return lines
 
 
@@ -213,4 +260,4 @@ def _unverified(ordered: list[Any], min_quality: int) -> list[Block]:
 
 
 FORMAT = OutputFormat("summary", "readable table of hosts, ports and services (the terminal view)",
-                      open=SummaryWriter, extensions=(".txt",), takes_stream=True)
+                      open=SummaryWriter, takes_stream=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pentora_plugins.kit.findings import SEVERITIES
 from pentora_plugins.store import _diff, _repair
 from pentora_plugins.store._db import (
     StoreDamagedError,
@@ -51,11 +52,12 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) 
     parents = [common, store, fmt]
     c = sub.add_parser("list", parents=parents, help="stored scans, newest first")
     c.set_defaults(func=cmd_list)
-    c = sub.add_parser("show", parents=parents, help="one scan: nodes and findings")
+    c = sub.add_parser("show", parents=parents, help="one scan: nodes, records and findings")
     c.add_argument("id", help="scan ID (or a unique prefix)")
     c.set_defaults(func=cmd_show)
     c = sub.add_parser("diff", parents=parents,
-                       help="hosts, ports, services and findings that appeared, went or changed")
+                       help="hosts, ports, services, findings and other records that appeared, went or "
+                            "changed")
     c.add_argument("old", help="the earlier scan's ID")
     c.add_argument("new", help="the later scan's ID")
     c.set_defaults(func=cmd_diff)
@@ -129,16 +131,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         conn.row_factory = sqlite3.Row
         rows = [dict(r) for r in conn.execute("SELECT * FROM scans ORDER BY started_at DESC, id")]
         counts = dict(conn.execute("SELECT scan_id, count(*) FROM results GROUP BY scan_id").fetchall())
+        vulns = dict(conn.execute("SELECT scan_id, count(*) FROM results WHERE kind = 'vulnerability' "
+                                  "GROUP BY scan_id").fetchall())
+    # "findings" are vulnerability records, as in every report; "records" counts them all
     items = [{"id": r["id"], "dag": r["dag_name"], "status": shown_status(r),
               "started_at": iso(r["started_at"]), "finished_at": iso(r["finished_at"]),
-              "runs": r["runs"], "targets": _targets(r), "findings": counts.get(r["id"], 0)}
+              "runs": r["runs"], "targets": _targets(r), "records": counts.get(r["id"], 0),
+              "findings": vulns.get(r["id"], 0)}
              for r in rows]
     if args.format == "json":
         _json(items)
         return 0
-    table = [("ID", "STARTED", "STATUS", "RUNS", "FINDINGS", "DAG", "TARGETS")]
-    table += [(i["id"], i["started_at"] or "", i["status"], str(i["runs"]), str(i["findings"]),
-               i["dag"], i["targets"][:40]) for i in items]
+    table = [("ID", "STARTED", "STATUS", "RUNS", "RECORDS", "FINDINGS", "DAG", "TARGETS")]
+    table += [(i["id"], i["started_at"] or "", i["status"], str(i["runs"]), str(i["records"]),
+               str(i["findings"]), i["dag"], i["targets"][:40]) for i in items]
     _table(table)
     if not items:
         echo("no scans stored")
@@ -158,14 +164,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         row = scan_row(conn, scan_id)
         nodes = conn.execute("SELECT node, module_type, status, record, run FROM nodes WHERE "
                              "scan_id = ? ORDER BY rowid", (scan_id,)).fetchall()
-        findings = _diff.load_findings(conn, scan_id)
+        records = _diff.load_records(conn, scan_id)
     if args.format == "json":
         info = {k: v for k, v in row.items() if k != "dag"}
         info.update(status=shown_status(row), vars=json.loads(row["vars"]), dag=json.loads(row["dag"]),
                     started_at=iso(row["started_at"]), finished_at=iso(row["finished_at"]))
         _json({"scan": info, "nodes": [
             {"node": n, "module_type": m, "status": s, "run": r, "record": json.loads(rec or "null")}
-            for n, m, s, rec, r in nodes], "findings": findings})
+            for n, m, s, rec, r in nodes], "records": records})
         return 0
     echo(f"scan {scan_id}  {clean(row['dag_name'], None)}  {shown_status(row)}  runs: {row['runs']}")
     echo(f"started {iso(row['started_at'])}  finished {iso(row['finished_at']) or '-'}")
@@ -179,15 +185,20 @@ def cmd_show(args: argparse.Namespace) -> int:
         table.append((n, m, s, str(r), str(record.get("error") or record.get("reason") or "")[:80]))
     _table(table)
     echo("")
-    kinds = Counter(str(f.get("kind")) for f in findings)
-    echo("findings: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
-    _ports_table(findings)
+    kinds = Counter(str(f.get("kind")) for f in records)
+    echo("records: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
+    severities = Counter(str(f.get("severity") or "info") for f in records
+                         if f.get("kind") == "vulnerability")
+    worst_first = sorted(severities.items(),
+                         key=lambda kv: -SEVERITIES.index(kv[0]) if kv[0] in SEVERITIES else 1)
+    echo("findings: " + (", ".join(f"{n} {clean(s)}" for s, n in worst_first) or "none"))
+    _ports_table(records)
     return 0
 
 
-def _ports_table(findings: list[dict[str, Any]]) -> None:
-    services = {(f["host"], f["port"]): f for f in findings if f.get("kind") == "service"}
-    ports = [f for f in findings if f.get("kind") == "port"]
+def _ports_table(records: list[dict[str, Any]]) -> None:
+    services = {(f["host"], f["port"]): f for f in records if f.get("kind") == "service"}
+    ports = [f for f in records if f.get("kind") == "port"]
     if not ports:
         return
     table = [("HOST", "PORT", "STATE", "SERVICE", "PRODUCT", "VERSION")]
@@ -202,7 +213,7 @@ def _ports_table(findings: list[dict[str, Any]]) -> None:
 def cmd_diff(args: argparse.Namespace) -> int:
     with _store(args) as conn:
         old, new = resolve_id(conn, args.old), resolve_id(conn, args.new)
-        changes = _diff.diff(_diff.load_findings(conn, old), _diff.load_findings(conn, new))
+        changes = _diff.diff(_diff.load_records(conn, old), _diff.load_records(conn, new))
     if args.format == "json":
         _json({"old": old, "new": new, **changes})
     else:
@@ -249,5 +260,5 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-_NOUNS = {"scans": "scans", "nodes": "node records", "results": "findings",
+_NOUNS = {"scans": "scans", "nodes": "node records", "results": "records",
           "checkpoints": "checkpoints"}

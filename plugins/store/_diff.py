@@ -2,7 +2,8 @@
 
 Compared per host: the host itself (up or gone), its ports (by protocol and number: open
 or another state), the service on each port (service, product, version), and the other
-findings — vulnerabilities by id (severity compared), web technologies by name (version),
+records (``records`` in the JSON) — findings (vulnerabilities) by id (severity compared),
+web technologies by name (version),
 the TLS certificate (subject, issuer, expiry), HTTP answers by URL (status, server, title),
 anything else by its whole content.
 Banners and asset profiles are left out: they restate ports and services.
@@ -33,23 +34,23 @@ ASPECTS = {
 }
 
 
-def load_findings(conn: sqlite3.Connection, scan_id: str) -> list[dict[str, Any]]:
+def load_records(conn: sqlite3.Connection, scan_id: str) -> list[dict[str, Any]]:
     return [json.loads(d) for (d,) in conn.execute(
         "SELECT data FROM results WHERE scan_id = ? ORDER BY id", (scan_id,))]
 
 
 def _where(f: dict[str, Any]) -> tuple[str, str]:
-    """(host, ``port/proto`` or '') a finding belongs to."""
+    """(host, ``port/proto`` or '') a record belongs to."""
     host = str(f.get("host") or f.get("address") or "")
     port = f.get("port")
     return host, (f"{port}/{f.get('protocol') or 'tcp'}" if port not in (None, "") else "")
 
 
-def index(findings: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...], str]]:
-    """Per aspect (hosts, ports, services, findings): identity → what is shown of it."""
+def index(records: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...], str]]:
+    """Per aspect (hosts, ports, services, the other records): identity → what is shown of it."""
     out: dict[str, dict[tuple[Any, ...], str]] = {"hosts": {}, "ports": {}, "services": {},
-                                                   "findings": {}}
-    for f in findings:
+                                                   "records": {}}
+    for f in records:
         kind = f.get("kind")
         host, port = _where(f)
         if kind == "host":
@@ -62,10 +63,10 @@ def index(findings: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...],
             out["services"][(host, port)] = shown
         elif kind in ASPECTS:
             name, shown = ASPECTS[kind](f)
-            out["findings"][(host, port, f"{kind} {name}".strip())] = shown
+            out["records"][(host, port, f"{kind} {name}".strip())] = shown
         elif kind not in SKIPPED_KINDS:
             body = {k: v for k, v in f.items() if k not in ("kind", "host", "address", "port")}
-            out["findings"][(host, port, f"{kind} {json.dumps(body, sort_keys=True)[:200]}")] = ""
+            out["records"][(host, port, f"{kind} {json.dumps(body, sort_keys=True)[:200]}")] = ""
     return out
 
 
@@ -108,13 +109,13 @@ def render(changes: dict[str, dict[str, list[Any]]], old: str, new: str) -> str:
             put(host, (1, _port_key(port)), f"{sign} {port} {state}")
         for host, port, shown in changes["services"][key]:
             put(host, (2, _port_key(port)), f"{sign} {port} service {shown or 'unknown'}")
-        for host, port, what, extra in changes["findings"][key]:
+        for host, port, what, extra in changes["records"][key]:
             put(host, (3, _port_key(port)), f"{sign} {port + ' ' if port else ''}{what} {extra}".rstrip())
     for host, port, before, after in changes["ports"]["changed"]:
         put(host, (1, _port_key(port)), f"~ {port} {before} -> {after}")
     for host, port, before, after in changes["services"]["changed"]:
         put(host, (2, _port_key(port)), f"~ {port} service {before or 'unknown'} -> {after or 'unknown'}")
-    for host, port, what, before, after in changes["findings"]["changed"]:
+    for host, port, what, before, after in changes["records"]["changed"]:
         put(host, (3, _port_key(port)), f"~ {port + ' ' if port else ''}{what} {before} -> {after}")
     out = [f"--- scan {old}", f"+++ scan {new}"]
     if not lines:

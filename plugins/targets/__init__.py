@@ -34,7 +34,13 @@ def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any]
             return None
         raise CliError("the following arguments are required: --targets (or --resume SCAN_ID)",
                        EXIT_USAGE)
-    if not resuming and "targets" not in dag.vars:
+    if not resuming and "targets" not in dag.vars and not _reads_scan_targets(dag):
         raise CliError(f"DAG '{dag.name}' declares no 'targets' var, so --targets cannot reach it; "
                        "add `vars: {targets: ...}` and use ${targets} in its target_parser config")
     return {"targets": targets}
+
+
+def _reads_scan_targets(dag: Any) -> bool:
+    """Whether a target_parser of ``dag`` has no ``targets`` of its own: it reads --targets."""
+    return any(node.module_type == "target_parser" and "targets" not in (node.config or {})
+               for node in dag.nodes)

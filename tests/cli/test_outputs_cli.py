@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 
 from tests.conftest import mounted_tmpfs
-from tests.plugins._formats_scan import CONNECT_NODES, FORMATS, Scan, pentora, run_scan
+from tests.plugins._formats_scan import CONNECT_NODES, FORMATS, Scan, pentora, run_scan, validate_nmap_xml
 
 OLD = b'{"kind": "scan", "scan_id": "earlier", "status": "completed"}\n'
 
@@ -62,7 +65,7 @@ def test_every_bad_output_is_named_at_once(run_cli, tmp_path):
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "old.jsonl")
     (tmp_path / "plain").write_text("a file, not a folder\n")
     proc = run_cli("scan", "-t", "127.0.0.1", "-p", "80", "--profile", "port-scan", "--no-store",
-                   "-o", "old.jsonl", "-o", "adir", "-o", "fifo.jsonl", "-o", "/dev/null",
+                   "-o", "old.jsonl", "-o", "jsonl:adir", "-o", "fifo.jsonl", "-o", "jsonl:/dev/null",
                    "-o", "missing/x.csv", "-o", "plain/x.md", "-o", "./old.jsonl", "-o", "link.jsonl",
                    "-o", "-", "--format", "jsonl", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -99,21 +102,24 @@ def test_a_folder_that_cannot_take_a_file_is_refused_before_the_run(run_cli, tmp
 def test_report_and_demo_check_their_outputs_too(run_cli, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_bytes(OLD)
-    proc = run_cli("report", str(src), "-o", str(tmp_path), "--format", "md")
+    proc = run_cli("report", str(src), "-o", f"md:{tmp_path}")
     assert proc.returncode == 2 and f"-o {tmp_path}: is a directory" in proc.stderr
     proc = run_cli("demo", "-o", str(tmp_path / "no" / "x.jsonl"))
     assert proc.returncode == 2, proc.stderr
     assert "its folder" in proc.stderr and "demo services" not in proc.stderr  # none started
 
 
-def test_demo_refuses_an_output_it_would_fill_with_jsonl(run_cli, tmp_path):
-    """The demo writes JSONL only: a report.html must not silently hold JSON lines."""
-    for name in ("report.html", "report.json", "report.csv"):
-        proc = run_cli("demo", "-o", str(tmp_path / name))
-        assert proc.returncode == 2, proc.stderr
-        assert "pentora demo writes JSONL only" in proc.stderr, proc.stderr
-        assert f"pentora report demo.jsonl -o {name}" in proc.stderr  # the way to get it
-        assert "demo services" not in proc.stderr and not (tmp_path / name).exists()
+def test_demo_writes_each_output_in_the_format_its_name_says(run_cli, tmp_path):
+    """``pentora demo -o demo.html`` once wrote JSON lines into demo.html."""
+    proc = run_cli("demo", "-o", "demo.html", "-o", "demo.jsonl", "-oN", "demo.nmap", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "demo.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
+    records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "scan" and records[-1]["command_line"].startswith("pentora demo -o ")
+    normal = (tmp_path / "demo.nmap").read_text()
+    assert "Nmap scan report for 127.0.0.1" in normal and "PORT " in normal
+    assert {"results written to demo.html", "results written to demo.nmap"} <= set(proc.stderr.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +152,8 @@ def test_the_summary_file_is_the_terminal_summary_and_modes_follow_the_umask(run
         os.umask(0o027)
 
     proc = subprocess.run([sys.executable, "-m", "pentora", "scan", "-t", "127.0.0.1", "-p",
-                           str(server.port), "--dag", connect_dag(tmp_path), "--no-store", "-o", "s.txt",
+                           str(server.port), "--dag", connect_dag(tmp_path), "--no-store", "-o",
+                           "summary:s.txt",
                            "-o", "kept.jsonl"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=60, preexec_fn=umask_027)
     assert proc.returncode == 0, proc.stderr
@@ -223,3 +230,68 @@ def test_machine_output_on_stdout_is_not_mixed_with_the_summary(run_cli, tcp_ser
                         "service-scan", "--no-store", "-o", "out.jsonl", cwd=tmp_path)
     assert f"{server.port}/tcp" in with_file.stdout  # no -o -: the summary stays on stdout
     assert "results written to out.jsonl" in with_file.stderr
+
+
+def test_oa_and_several_outputs_each_in_its_format_and_xml_on_stdout(run_cli, tmp_path, tcp_server):
+    """nmap's -oA BASE (three files), -o FILE by extension, -o FORMAT:FILE, and -oX - on
+    stdout, all in one scan; the summary goes to stderr then."""
+    server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.2p1\r\n")
+    argv = ["scan", "-t", "127.0.0.1", "-p", str(server.port), "--profile", "service-scan",
+            "--no-store", "-oA", "base", "-o", "r.html", "-o", "json:out.dat", "-oX", "-"]
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("base.nmap", "base.xml", "base.gnmap", "r.html", "out.dat"):
+        assert f"results written to {name}" in proc.stderr
+    assert f"{server.port}/tcp" in proc.stderr  # the summary, off stdout
+    validate_nmap_xml(proc.stdout)
+    validate_nmap_xml(tmp_path / "base.xml")
+    args = ET.parse(tmp_path / "base.xml").getroot().get("args")
+    assert args == shlex.join(["pentora", *argv]) == ET.fromstring(proc.stdout).get("args")
+    normal = (tmp_path / "base.nmap").read_text()
+    assert re.search(rf"^PORT +STATE SERVICE +VERSION\n{server.port}/tcp +open +ssh +OpenSSH 9.2p1 "
+                     r"\(protocol 2.0\)$",
+                     normal, re.M), normal
+    grepable = (tmp_path / "base.gnmap").read_text().splitlines()
+    assert grepable[1] == "Host: 127.0.0.1 ()\tStatus: Up"
+    assert grepable[2] == (f"Host: 127.0.0.1 ()\tPorts: {server.port}/open/tcp//ssh//OpenSSH 9.2p1 "
+                           "(protocol 2.0)/\tOS: Linux|Unix")
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert json.loads((tmp_path / "out.dat").read_text())["scan"]["command_line"] == args
+    assert partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-oXf.xml"], "error: -oXf.xml: give -oX and its file apart (-oX f.xml), or write -o Xf.xml"),
+    (["-o", "a.jsonl", "-o", "b.html", "--format", "json"],
+     "error: --format json applies to -o - (stdout) only: a file is written in the format of its "
+     "extension; to choose another, write -o json:FILE"),
+    (["-o", "b.dat"], "name it: -o FORMAT:b.dat (e.g. json:b.dat)"),
+    (["-o", "pdf:b.dat"], "cannot tell the output format of 'pdf:b.dat'"),  # not a format: a path
+    (["-oA", "-"], "-oA writes three files named after a base name"),
+    (["-oX", "-", "-o", "-"], "-o -: stdout is given to 2 outputs; give all but one a file"),
+])
+def test_output_options_that_would_surprise_are_refused_before_the_run(run_cli, tmp_path, argv, message):
+    proc = run_cli("scan", "-t", "127.0.0.1", "-p", "80", "--profile", "port-scan", "--no-store", *argv,
+                   cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even Xf.xml
+
+
+def test_jsonl_on_stdout_pipes_into_a_json_reader_without_q(tcp_server, tmp_path):
+    """``pentora scan … -o - --format jsonl | python -m json.tool --json-lines``: a real pipe,
+    the summary on stderr, not in the reader's way."""
+    server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.3\r\n")
+    scan = subprocess.Popen([sys.executable, "-m", "pentora", "scan", "-t", "127.0.0.1", "-p",
+                             str(server.port), "--dag", connect_dag(tmp_path), "--no-store", "-o", "-",
+                             "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path)
+    assert scan.stdout is not None
+    reader = subprocess.run([sys.executable, "-m", "json.tool", "--json-lines", "--compact"],
+                            stdin=scan.stdout, capture_output=True, text=True, timeout=60)
+    scan.stdout.close()
+    _, err = scan.communicate(timeout=60)
+    assert scan.returncode == 0 and reader.returncode == 0, (err, reader.stderr)
+    kinds = [json.loads(line)["kind"] for line in reader.stdout.splitlines()]
+    assert "port" in kinds and kinds[-1] == "scan"
+    assert f"{server.port}/tcp" in err.decode()

@@ -28,13 +28,39 @@ def test_report_renders_what_the_live_scan_wrote(scan, fmt, tmp_path: Path):
     assert out.read_text() == scan.out(fmt).read_text()
 
 
-def test_several_outputs_at_once_and_format_over_extension(scan, tmp_path: Path):
-    a, b = tmp_path / "a.html", tmp_path / "b.txt"
-    proc = pentora("report", str(scan.out("jsonl")), "-o", str(a), "-o", str(b), "--format", "md")
+def test_each_output_takes_its_own_format_and_format_names_stdouts(scan, tmp_path: Path):
+    """Several -o at once: each in the format of its extension, or the FORMAT: it names;
+    --format is the format of -o - alone."""
+    a, b, c = tmp_path / "a.html", tmp_path / "b.txt", tmp_path / "c.dat"
+    proc = pentora("report", str(scan.out("jsonl")), "-o", str(a), "-o", f"md:{b}", "-o", f"json:{c}",
+                   "-o", "-", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
-    assert a.read_text() == b.read_text() == scan.out("md").read_text()
-    proc = pentora("report", str(scan.out("jsonl")), "--format", "json")
+    assert a.read_text() == scan.out("html").read_text()
+    assert b.read_text() == scan.out("md").read_text()
+    assert schema_errors(json.loads(c.read_text())) == []
+    assert proc.stdout == scan.out("csv").read_text()
+    proc = pentora("report", str(scan.out("jsonl")), "--format", "json")  # no -o: stdout
     assert proc.returncode == 0 and schema_errors(json.loads(proc.stdout)) == []
+
+
+def test_format_with_files_only_is_refused_naming_the_way(scan, tmp_path: Path):
+    """``-o a.jsonl -o b.html --format json`` once wrote JSON into b.html."""
+    b = tmp_path / "b.html"
+    proc = pentora("report", str(scan.out("jsonl")), "-o", str(tmp_path / "a.jsonl"), "-o", str(b),
+                   "--format", "json")
+    assert proc.returncode == 2, proc.stderr
+    assert "--format json applies to -o - (stdout) only" in proc.stderr
+    assert "write -o json:FILE" in proc.stderr and not b.exists()
+
+
+def test_report_without_an_output_prints_the_summary(scan):
+    """What the scan printed when it ended, drawn again from its JSONL."""
+    proc = pentora("report", str(scan.out("jsonl")))
+    assert proc.returncode == 0, proc.stderr
+    live = scan.proc.stdout.splitlines()
+    assert proc.stdout.splitlines() == live, proc.stdout
+    assert any(f"{scan.ports['ssh']}/tcp" in line for line in live)
+    assert proc.stderr == ""
 
 
 def test_report_reads_stdin(scan):
@@ -124,16 +150,21 @@ def test_unknown_kinds_pass_through(tmp_path: Path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["missing.jsonl", "--format", "md"], 1, "JSONL report file not found: missing.jsonl (resolved to "),
-    (["in.jsonl"], 2, "say what to write: -o FILE"),
     (["in.jsonl", "-o", "in.jsonl"], 2, "would overwrite the JSONL being read"),
     (["in.jsonl", "-o", "out.weird"], 2, "cannot tell the output format of 'out.weird'"),
     (["in.jsonl", "--format", "pdf"], 2, "unknown output format 'pdf'"),
-    (["in.jsonl", "--format", "summary"], 2, "the summary format is drawn from a live scan"),
+    (["in.jsonl", "-o", "out.html", "--format", "md"], 2, "--format md applies to -o - (stdout) only"),
+    (["in.jsonl", "-oXout.xml"], 2, "-oXout.xml: give -oX and its file apart (-oX out.xml)"),
+    (["in.jsonl", "-oA", "-"], 2, "-oA writes three files named after a base name"),
+    (["in.jsonl", "-o", "md:in.jsonl"], 2, "-o in.jsonl would overwrite the JSONL being read"),
     (["in.jsonl", "-o", "no/such/dir/out.md"], 2,
      "-o no/such/dir/out.md: its folder no/such/dir does not exist; create it (mkdir -p)"),
     (["in.jsonl", "-o", "out.md", "-o", "./out.md"], 2, "-o ./out.md: the same file as -o out.md"),
-    (["in.jsonl", "-o", ".", "--format", "md"], 2, "-o .: is a directory; give a file name inside it"),
-    (["in.jsonl", "-o", "/dev/null", "--format", "md"], 2, "-o /dev/null: is a character device"),
+    (["in.jsonl", "-o", "md:."], 2, "-o .: is a directory; give a file name inside it"),
+    (["in.jsonl", "-o", "x.weird", "-o", "y.dat"], 2,
+     "cannot tell the output format of 'x.weird' from its extension (known: .csv, .gnmap, "),
+    (["in.jsonl", "-o", "x.weird", "-o", "y.dat"], 2, "name it: -o FORMAT:y.dat (e.g. json:y.dat)"),
+    (["in.jsonl", "-o", "md:/dev/null"], 2, "-o /dev/null: is a character device"),
 ])
 def test_usage_errors(tmp_path: Path, args, code, message):
     _write(tmp_path, HOST)

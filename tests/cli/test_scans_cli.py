@@ -54,11 +54,19 @@ def test_list_show_diff_and_rm(run_cli, tcp_server, tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert first in listed.stdout and second in listed.stdout and "completed" in listed.stdout
     as_json = json.loads(run_cli("scans", "list", "--store", str(db), "--format", "json").stdout)
-    assert [s["id"] for s in as_json] == [second, first] and as_json[0]["findings"] > 0
+    assert [s["id"] for s in as_json] == [second, first] and as_json[0]["records"] > 0
 
+    # "findings" are vulnerability records, as in every report; "records" counts them all
+    assert listed.stdout.splitlines()[0].split() == ["ID", "STARTED", "STATUS", "RUNS", "RECORDS",
+                                                     "FINDINGS", "DAG", "TARGETS"]
+    stored = json.loads(run_cli("scans", "show", first, "--store", str(db), "--format", "json").stdout)
+    assert as_json[1]["records"] == len(stored["records"]) > 0
+    assert as_json[1]["findings"] == sum(r["kind"] == "vulnerability" for r in stored["records"])
     shown = run_cli("scans", "show", first[:6], "--store", str(db))
     assert shown.returncode == 0, shown.stderr
     assert f"{ftp.port}/tcp" in shown.stdout and "vsftpd" in shown.stdout
+    kinds = [line for line in shown.stdout.splitlines() if line.startswith(("records: ", "findings: "))]
+    assert len(kinds) == 2 and "port" in kinds[0], shown.stdout
     assert "banner_grab" in shown.stdout and "completed" in shown.stdout
 
     diff = run_cli("scans", "diff", first, second, "--store", str(db))
@@ -245,7 +253,7 @@ def test_a_store_locked_by_another_pentora_is_a_message_and_loses_nothing(run_cl
     services = []
     for s in scans:
         found = json.loads(run_cli("scans", "show", s["id"], "--store", str(db), "--format",
-                                   "json").stdout)["findings"]
+                                   "json").stdout)["records"]
         services.append(sorted((f["kind"], f["port"], f.get("product"), f.get("version"))
                                for f in found if f["kind"] in ("port", "service")))
     assert services[0] == services[1]

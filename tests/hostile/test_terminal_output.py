@@ -354,7 +354,7 @@ def test_modules_and_plugins_of_a_hostile_plugin(world: World, args: tuple[str, 
 
 # -- reports ----------------------------------------------------------------------------------------
 
-TEXT_FORMATS = ("md",)  # for reading: controls shown as \\xNN
+TEXT_FORMATS = ("md", "nmap", "gnmap", "summary")  # for reading: controls shown as \\xNN
 MACHINE_FORMATS = ("jsonl", "json", "csv", "csv-findings", "xml", "html")  # each escapes by its own rules
 
 
@@ -393,5 +393,5 @@ def test_report_to_stdout_in_each_format(world: World, hostile_jsonl: Path, fmt:
 def test_every_registered_report_format_is_checked() -> None:
     from pentora import Orchestrator
 
-    formats = set(Orchestrator().registry.output_formats) - {"summary"}  # report refuses summary
+    formats = set(Orchestrator().registry.output_formats)
     assert formats == set(TEXT_FORMATS + MACHINE_FORMATS)

@@ -103,7 +103,7 @@ def test_schema_documents_node_and_scan_lines():
     failure = {"hook": "pentora_record", "plugin": "p", "error_type": "E", "error": "e"}
     result = ScanResult("id", "dag", "completed", nodes={}, context=None, started_at=0.0,  # type: ignore[arg-type]
                         finished_at=1.0, hook_errors=[failure])
-    line = set(result.to_dict()) - {"nodes"} | {"kind", "vars", "graph"}  # what the JSONL writer adds
+    line = set(result.to_dict()) - {"nodes"} | {"kind", "vars", "graph", "command_line"}  # JSONL adds these
     assert line == set(spec["scan"]["properties"])
 
 

@@ -56,7 +56,11 @@ def test_builtin_formats_are_registered_with_their_extensions():
     files = ["a.jsonl", "b.JSON", "c.csv", "d.md", "e.xml", "f.html", "g.htm", "h.markdown"]
     assert [name for name, _ in resolve_outputs(registry, files, None)] == [
         "jsonl", "json", "csv", "md", "xml", "html", "html", "md"]
-    assert [name for name, _ in resolve_outputs(registry, ["x.txt", "y.out"], "xml")] == ["xml", "xml"]
+    files = ["i.nmap", "j.txt", "k.gnmap", "xml:x.txt", "md:y.out", "a:b.json", "-"]
+    assert resolve_outputs(registry, files, "csv") == [
+        ("nmap", "i.nmap"), ("nmap", "j.txt"), ("gnmap", "k.gnmap"), ("xml", "x.txt"), ("md", "y.out"),
+        ("json", "a:b.json"), ("csv", "-")]  # a: is no format's name: part of the path
+    assert resolve_outputs(registry, ["-"], None) == [("jsonl", "-")]
 
 
 def test_a_plugin_format_is_used_by_scan_and_by_report(tcp_server, tmp_path: Path):

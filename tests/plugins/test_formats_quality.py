@@ -27,7 +27,7 @@ from ._formats_scan import CONNECT_NODES, NMAP_DTD, pentora, schema_errors
 
 # The scan's -o files, each format from the extension (csv-findings has none: it is replayed)
 EXTENSIONS = {"jsonl": "jsonl", "json": "json", "csv": "csv", "md": "md", "xml": "xml", "html": "html",
-              "summary": "txt"}
+              "nmap": "nmap", "summary": "txt"}
 DAG = """
 name: quality-e2e
 vars: {targets: "", ports: ""}
@@ -104,7 +104,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         (directory / "scan.yaml").write_text(DAG)
         (directory / "hooks.py").write_text(HOOKS)
         r = Run(directory, None, directory / "hooks.py", directory / "scan.yaml", server.port)
-        r.proc = r.scan(*[a for fmt in EXTENSIONS for a in ("-o", str(r.out(fmt)))])
+        # .txt is nmap's normal output: the summary is named (summary:FILE)
+        r.proc = r.scan(*[a for fmt in EXTENSIONS
+                          for a in ("-o", f"summary:{r.out(fmt)}" if fmt == "summary" else str(r.out(fmt)))])
         yield r
     finally:
         server.stop()
@@ -129,7 +131,7 @@ def _summary_blocks(text: str) -> tuple[str, str]:
 
 
 def test_summary_counts_the_verified_and_lists_the_unverified_apart(run):
-    for text in (run.proc.stdout, run.out("summary").read_text()):  # the terminal and -o FILE.txt
+    for text in (run.proc.stdout, run.out("summary").read_text()):  # the terminal and -o summary:FILE
         head, unverified = _summary_blocks(text)
         assert "3 finding(s): 1 high, 1 medium, 1 low" in head
         assert "QUALITY" in head and "Q-BACKPORT" not in head
@@ -254,6 +256,19 @@ def test_xml_unverified_in_their_own_script_and_quality_in_each_finding(run, min
         assert dtd.validate(etree.fromstring(text.encode())), dtd.error_log.filter_from_errors()
     else:
         print(f"{NMAP_DTD} is absent: the DTD check is left out (install Debian's nmap package)")
+
+
+@pytest.mark.parametrize("min_quality", [None, 90, 0])
+def test_nmap_normal_output_has_the_unverified_in_their_own_script(run, min_quality):
+    if min_quality is None:
+        text, expected = run.out("nmap").read_text(), 70
+    else:
+        text, expected = run.report("nmap", "--min-quality", str(min_quality)).stdout, min_quality
+    findings, _, unverified = text.partition("| pentora-unverified:")
+    assert (_ids_in(findings), _ids_in(unverified)) == SPLITS[expected]
+    assert "Q-PACKAGE (medium, KEV)" in text
+    if SPLITS[expected][1]:
+        assert f"| pentora-unverified: unverified: may be fixed by a backport (quality < {expected})" in text
 
 
 # -- --fail-on and bad values ------------------------------------------------------------------

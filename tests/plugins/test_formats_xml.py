@@ -9,7 +9,7 @@ import pytest
 from pentora_plugins.output.formats import xml_report
 from pentora_plugins.output.formats._model import Report
 
-from ._formats_scan import NMAP_DTD, Scan, run_scan
+from ._formats_scan import Scan, run_scan, validate_nmap_xml
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +18,8 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
 
 
 
-def _validate(path_or_text) -> None:
-    if not NMAP_DTD.is_file():
-        pytest.skip(f"{NMAP_DTD} is absent: install Debian's nmap package (.ci/setup does)")
-    etree = pytest.importorskip("lxml.etree", reason="lxml (the test extra) is not installed")
-    dtd = etree.DTD(str(NMAP_DTD))
-    doc = etree.parse(str(path_or_text)) if not isinstance(path_or_text, str) else etree.fromstring(
-        path_or_text.encode())
-    assert dtd.validate(doc), dtd.error_log.filter_from_errors()
-
-
 def test_real_scan_validates_against_nmaps_dtd(scan):
-    _validate(scan.out("xml"))
+    validate_nmap_xml(scan.out("xml"))
 
 
 def test_nmap_parser_reads_hosts_ports_services_and_cpes(scan):
@@ -60,7 +50,7 @@ def test_control_characters_and_markup_from_targets_stay_valid_xml():
     report.add({"kind": "vulnerability", "host": "127.0.0.1", "port": 22, "id": "X\x07",
                 "severity": "high", "title": "<script>", "references": ["a\x01"]})
     text = xml_report.render(report)
-    _validate(text)
+    validate_nmap_xml(text)
     assert "Open\\x1b[31mSSH\\x00&lt;/service&gt;" in text and "\\ufffe9" in text
 
 
@@ -69,3 +59,13 @@ def test_cpe_23_names_become_nmaps_22_uris():
     assert xml_report.cpe22("cpe:2.3:a:postfix:postfix:*:*:*:*:*:*:*:*") == "cpe:/a:postfix:postfix"
     assert xml_report.cpe22("cpe:/o:linux:linux_kernel") == "cpe:/o:linux:linux_kernel"
     assert xml_report.cpe22(None) is None
+
+
+def test_the_command_line_is_shell_quoted_without_url_passwords():
+    from pentora_plugins.output import command_line
+
+    argv = ["scan", "-t", "127.0.0.1", "--set", "note=two words", "--broker", "redis://:s3cr3t@127.0.0.1:6379/0",
+            "--backend", "redis://user:pw@127.0.0.1/1", "-oX", "-"]
+    assert command_line(argv) == ("pentora scan -t 127.0.0.1 --set 'note=two words' --broker "
+                                  "'redis://:***@127.0.0.1:6379/0' --backend "
+                                  "'redis://user:***@127.0.0.1/1' -oX -")

@@ -1,5 +1,8 @@
 """``pentora report FILE.jsonl``: render an earlier scan's JSONL again, in any format.
 
+Without an output it prints the summary a scan prints (``--format F``: format F) on
+stdout; ``-o``, ``-oN``/``-oX``/``-oG``/``-oA`` write files as ``pentora scan``'s do.
+
 The JSONL is replayed through the same writers a live scan uses (``record`` for each
 line, the ``scan`` line included, then ``close(None)``), so a report rendered later
 equals the one the scan would have written.
@@ -38,9 +41,11 @@ from pentora.cli import (
     EXIT_USAGE,
     CliError,
     OutputSink,
+    add_output_options,
     check_outputs,
     echo,
     make_orchestrator,
+    output_targets,
     resolve_outputs,
 )
 
@@ -130,19 +135,16 @@ def read_jsonl(path: str, skip_bad: bool = False) -> Iterator[dict[str, Any]]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    if not args.outputs and not args.output_format:
-        raise CliError("say what to write: -o FILE (format from its extension) or --format F "
-                       "(written to stdout)", EXIT_USAGE)
+    orch = make_orchestrator(args)
+    if args.outputs:
+        targets = output_targets(orch.registry, args)
+    else:  # nothing to write: the summary, or --format F, on stdout
+        targets = resolve_outputs(orch.registry, ["-"], args.output_format or "summary")
     source = Path(args.file).resolve() if args.file != "-" else None
-    for out in args.outputs:
+    for _, out in targets:
         if source is not None and out != "-" and Path(out).resolve() == source:
             raise CliError(f"-o {out} would overwrite the JSONL being read; choose another file",
                            EXIT_USAGE)
-    orch = make_orchestrator(args)
-    targets = resolve_outputs(orch.registry, args.outputs or ["-"], args.output_format)
-    if any(name == "summary" for name, _ in targets):
-        raise CliError("the summary format is drawn from a live scan; use --format md for a text "
-                       "report of a JSONL file", EXIT_USAGE)
     check_outputs([path for _, path in targets])
     records = list(read_jsonl(args.file, args.skip_bad_lines))  # all checked before any file is written
     if not records:
@@ -173,13 +175,12 @@ def _replay(records: list[dict[str, Any]], sink: OutputSink) -> None:
 
 def add_parser(subparsers: Any, common: Any) -> None:
     p = subparsers.add_parser(
-        "report", parents=[common], help="render an earlier scan's JSONL again (html, md, csv, xml, json…)",
-        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another format.")
+        "report", parents=[common],
+        help="render an earlier scan's JSONL again (summary, html, md, csv, xml, nmap, json…)",
+        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another "
+                    "format; without an output, print its summary.")
     p.add_argument("file", metavar="FILE.jsonl", help="the JSONL of an earlier scan ('-' for stdin)")
-    p.add_argument("-o", "--output", dest="outputs", action="append", default=[], metavar="OUT",
-                   help="write to OUT (repeatable); format from --format or the extension; '-' is stdout")
-    p.add_argument("--format", dest="output_format", metavar="FORMAT",
-                   help="output format (html, md, csv, xml, json, jsonl, or a plugin's)")
+    add_output_options(p, "the report")
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip lines that are not valid records (warning on stderr) instead of stopping")
     _views.add_options(p)

@@ -8,13 +8,15 @@ findings as a ``pentora-findings`` script, the OS guess as ``os/osmatch``) and
 quality, method and known-exploited flag are ``elem``s of its table; the unverified findings
 (quality below ``--min-quality``) are a script of their own, ``pentora-unverified``, beside
 ``pentora-findings``. The DTD only admits ``scanner="nmap"``; ``args`` and a comment say that
-pentora wrote it. CPE 2.3 names are given in the 2.2 URI form nmap uses
+pentora wrote it; ``args`` is the command line that ran the scan, shell-quoted
+(the JSONL scan line's ``command_line``). CPE 2.3 names are given in the 2.2 URI form nmap uses
 (``cpe:/a:nginx:nginx:1.22.1``). XML cannot hold most control characters even escaped,
 so target strings pass through ``clean`` first.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -191,12 +193,21 @@ def _host(root: ET.Element, index: _Index, host: HostView, times: dict[str, str]
         _scripts(ET.SubElement(elem, "hostscript"), on_host, index.min_quality)
 
 
+def command_line(report: Report) -> str:
+    """The command that ran the scan, shell-quoted (the scan line's ``command_line``); for a
+    file written by a library caller, which has none, the scan its targets describe."""
+    scan = report.scan or {}
+    if isinstance(scan.get("command_line"), str):
+        return txt(scan["command_line"], 4000)
+    targets = (scan.get("vars") or {}).get("targets")
+    return "pentora scan" + (f" --targets {shlex.quote(txt(targets, 500))}" if targets else "")
+
+
 def build(report: Report) -> ET.Element:
     scan = report.scan or {}
     start = epoch(scan.get("started_at")) or time.time()
     end = epoch(scan.get("finished_at")) or start
-    targets = (scan.get("vars") or {}).get("targets")
-    args = f"pentora {__version__} scan" + (f" --targets {txt(targets, 500)}" if targets else "")
+    args = command_line(report)
     root = ET.Element("nmaprun", scanner="nmap", args=args, start=str(int(start)),
                       startstr=time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(start)),
                       version=__version__, xmloutputversion=XML_OUTPUT_VERSION)
