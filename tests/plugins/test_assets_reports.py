@@ -188,7 +188,7 @@ def test_summary_on_a_terminal_is_coloured_and_still_neutralises_control_charact
 
     from pentora_plugins.kit.records import Vulnerability
 
-    dag = (DagBuilder().add_node("seed", "set", config={"values": {
+    dag = (DagBuilder().add_node("given", "set", config={"values": {
         "open_ports": [Port("127.0.0.1", 80)],
         # [bold red] would be markup to rich: a target's text must stay text
         "service_fingerprints": [fp("127.0.0.1", 80, "http", "evil\x1b[31mred\x07[bold red]x", "1.0\r\n")],
