@@ -8,6 +8,9 @@ from __future__ import annotations
 from ._atomic import AtomicOutput, atomic_output
 from ._builder import DagBuilder
 from ._condition import Condition
+from ._console import console as terminal_console
+from ._console import set_live as set_live_console
+from ._console import use_color
 from ._context import DataContext
 from ._dag import Dag, DataContextSpec, EngineConfig, NodeSpec, RetrySpec
 from ._errors import (

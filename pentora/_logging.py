@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from ._console import use_color, write_text
 from ._text import clean
 
 _STANDARD = ("component", "node")
@@ -43,8 +44,7 @@ def _json_sink(stream: TextIO) -> Any:
         if rec["exception"] is not None:
             out["exception"] = "".join(traceback.format_exception(
                 rec["exception"].type, rec["exception"].value, rec["exception"].traceback))
-        stream.write(json.dumps(out, default=str) + "\n")
-        stream.flush()
+        write_text(stream, json.dumps(out, default=str) + "\n")  # above a live --progress bar
 
     return sink
 
@@ -96,5 +96,14 @@ def configure(level: str = "WARNING", fmt: str = "text", file: str | None = None
         logger.add(_json_sink(target), level=level, format="{message}", enqueue=False)
     else:
         logger.configure(patcher=_patch)
-        logger.add(target, level=level, format=_text_format, colorize=target.isatty()
-                   if hasattr(target, "isatty") else False, backtrace=False, diagnose=False)
+        logger.add(_text_sink(target), level=level, format=_text_format, colorize=use_color(target),
+                   backtrace=False, diagnose=False)
+
+
+def _text_sink(stream: TextIO) -> Any:
+    # Through write_text: while --progress draws its bar on this stream, a log line is
+    # printed above the bar rather than across it.
+    def sink(message: Any) -> None:
+        write_text(stream, str(message))
+
+    return sink

@@ -46,6 +46,9 @@ def plugin_options(plugin_flag: bool = True) -> argparse.ArgumentParser:
                    choices=["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"])
     g.add_argument("--log-format", default="text", choices=["text", "json"])
     g.add_argument("--log-file", metavar="FILE", help="write logs to FILE instead of stderr")
+    # SUPPRESS: not given after the command, it leaves the value `pentora --no-color CMD` set.
+    g.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS,
+                   help="no colour in logs, progress and tables (also: NO_COLOR set to anything)")
     return p
 
 

@@ -15,6 +15,7 @@ from gevent import monkey
 from loguru import logger
 
 from .. import __version__
+from .._console import set_no_color
 from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
@@ -57,6 +58,8 @@ def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentPar
     common = plugin_options()
     parser = _Parser(prog="pentora", description="pentora: a network scanner built on a DAG engine")
     parser.add_argument("--version", action="version", version=f"pentora {__version__}")
+    parser.add_argument("--no-color", action="store_true",
+                        help="no colour in logs, progress and tables (also: NO_COLOR set to anything)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
     scan_cmd.add_parsers(sub, common)
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         complete.autocomplete(parser)  # answers the shell and exits
     args = parser.parse_args(argv)
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
+    set_no_color(getattr(args, "no_color", False))
     try:
         configure(args.log_level, args.log_format, args.log_file)
     except OSError as e:

@@ -226,5 +226,6 @@ class ServiceChecks(Module):
             ctx.progress(done, len(targets))
             return found
 
+        ctx.progress(0, len(targets))  # the planned checks, before the first ends (--progress)
         found = [v for v in ctx.map(one, targets) if v is not None]
         add_vulnerabilities(ctx, found)

@@ -114,6 +114,7 @@ class CveMatcher(Module):
         subjects = [s for s in (as_subject(r, texts.get((str(_get(r, "host")), _get(r, "port")), ()))
                                 for r in records) if s is not None]
         found: list[Vulnerability] = []
+        ctx.progress(0, len(subjects))
         matches = evaluate(catalog, subjects, min_confidence=config["min_confidence"],
                            min_cvss=config["min_cvss"],
                            packages=inventories(ctx.get("packages", None) or ()))

@@ -155,6 +155,7 @@ class Results:
         self.hosts: dict[str, Host] = {}
         self.done = 0
         self._reported = 0.0
+        ctx.progress(0, total)  # the planned probes, before the first answer (--progress)
 
     def add(self, probe: Probe, answer: Answer | None, reason: str) -> None:
         self.done += 1

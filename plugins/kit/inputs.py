@@ -84,6 +84,7 @@ def per_item(ctx: NodeContext, fn: Callable[[T], R], items: Sequence[T],
     file descriptors this process may open, which ends with the loop."""
     own = gevent.pool.Pool(fd_budget(concurrency)) if concurrency is not None else None
     pool = own if own is not None else ctx.pool
+    ctx.progress(0, len(items))  # the planned items, before the first ends (--progress)
     try:
         for done, result in enumerate(pool.imap_unordered(fn, items), 1):
             yield result

@@ -395,6 +395,7 @@ class SynScanner(Module):
             publish(ctx, "port_states", filtered if config["record_filtered"] else [])
             return
         scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config))
+        ctx.progress(0, scan.total)  # the planned probes, before the first is sent (--progress)
         for record in ctx.restored_records():  # hosts a killed run of this scan finished (resume)
             scan.report_open(record, emit=False)
         done = ctx.done_items()

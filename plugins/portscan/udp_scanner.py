@@ -171,6 +171,7 @@ class UdpScanner(Module):
 
         pool = gevent.pool.Pool(fd_budget(config["concurrency"]))
         total = self._total(ctx, config, len(ports))
+        ctx.progress(0, total)  # the planned probes, before the first answer (--progress)
         for done, record in enumerate(pool.imap_unordered(probe, self._items(ctx, config, ports)), 1):
             counts[record.state] += 1
             if record.state.startswith("open"):

@@ -640,7 +640,8 @@ def test_unwritable_log_file_is_an_error_not_a_traceback(run_cli, tmp_path: Path
 def test_progress_lines_when_not_a_tty(run_cli) -> None:
     proc = run_cli("dag", "run", EXAMPLE, "--progress")
     assert proc.returncode == 0, proc.stderr
-    pattern = re.compile(r"^\[[=> ]{25}\]\s+(\d+)% \((\d)/5 nodes completed\)")
+    pattern = re.compile(r"^progress: (\d+)% \d+/\d+ items, [-\d,]+/s, elapsed \d:\d\d, eta [-:\d]+, "
+                         r"nodes (\d)/5")
     progress = [pattern.match(line) for line in proc.stderr.splitlines()]
     progress = [(int(m.group(1)), int(m.group(2))) for m in progress if m]
     assert progress[0] == (0, 0)
@@ -653,7 +654,7 @@ def test_progress_lines_when_not_a_tty(run_cli) -> None:
 
 def test_no_progress_without_flag(run_cli) -> None:
     proc = run_cli("dag", "run", EXAMPLE)
-    assert "nodes completed)" not in proc.stderr
+    assert "progress: " not in proc.stderr
 
 
 # -- signals --------------------------------------------------------------------------------

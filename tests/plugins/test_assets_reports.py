@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,33 @@ def test_summary_lists_findings_worst_first_cleaned_and_capped():
     assert "\x1b" not in stream.getvalue() and "\x07" not in stream.getvalue()
     assert sum(1 for line in lines if line.startswith("INFO")) == 40 - 3
     assert "... and 8 more" in stream.getvalue()
+
+
+def test_summary_on_a_terminal_is_coloured_and_still_neutralises_control_characters(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    from pentora_plugins.kit.records import Vulnerability
+
+    dag = (DagBuilder().add_node("given", "set", config={"values": {
+        "open_ports": [Port("127.0.0.1", 80)],
+        # [bold red] would be markup to rich: a target's text must stay text
+        "service_fingerprints": [fp("127.0.0.1", 80, "http", "evil\x1b[31mred\x07[bold red]x", "1.0\r\n")],
+        "vulnerabilities": [Vulnerability("127.0.0.1", 80, "CRIT-1", "t\x1b]0;pwned\x07\u202e",
+                                          "critical", 9.8)]}})
+        .build())
+    orch = Orchestrator(plugins=[pentora_plugins.engine], autoload=False)
+    orch.load_dag(dag)
+    stream = Tty()
+    output_table.SummaryWriter(stream).close(orch.execute())
+    text = stream.getvalue()
+    assert "\x1b[1mHOST" in text and "\x1b[1;31mCRITICAL" in text  # bold header, severity in red
+    escapes = set(re.findall(r"\x1b[^m]*m?", text))
+    assert all(re.fullmatch(r"\x1b\[[0-9;]*m", e) for e in escapes), escapes  # colour only, from rich
+    for raw in ("\x07", "\r", "\u202e", "\x1b[31m", "\x1b]"):
+        assert raw not in text
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "evil\\x1b[31mred\\x07[bold red]x" in plain and "t\\x1b]0;pwned\\x07\\u202e" in plain

@@ -623,6 +623,14 @@ def test_a_wait_for_a_descriptor_does_not_count_against_the_port_deadline(
     assert by_probe(banners) == {("http_get", False): HTTP_OK.decode()}
 
 
+def test_progress_counts_the_ports_from_the_start(tcp_server: Callable[..., Any]) -> None:
+    # A silent server holds its port for the passive wait: --progress knows the total
+    # before that port ends, not only after the first one does.
+    servers = [tcp_server(banner=b"SSH-2.0-OpenSSH_9.2p1\r\n"), tcp_server()]
+    _, emitted, _ = grab([port(s) for s in servers])
+    assert emitted.progress[0] == (0, 2)
+    assert emitted.progress[-1] == (2, 2)
+
 
 def test_timeout_is_the_deadline_under_the_name_other_scanners_use(tcp_server):
     """A banner dripped a byte every 100 ms, never pausing as long as idle_timeout: only

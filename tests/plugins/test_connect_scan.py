@@ -62,6 +62,7 @@ def test_finds_open_ports_and_not_closed_ones(tcp_server, closed_tcp_port):
     assert ports == [Port(host="127.0.0.1", port=p, protocol="tcp", state="open",
                           method="connect", reason="syn-ack") for p in wanted]
     assert sorted(r.port for kind, r in recorder.records if kind == "port") == wanted
+    assert recorder.progress[0] == (0, 4)  # the planned probes, before the first (--progress)
     assert recorder.progress[-1] == (4, 4)
 
 

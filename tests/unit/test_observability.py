@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import gevent
@@ -107,10 +108,35 @@ def test_progress_plain_lines_when_not_a_tty():
     orch.load_dag(DagBuilder().add_node("a", "steps").add_node("b", "steps", ["a"]).build())
     orch.execute(options={"progress": True})
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("[") and "0% (0/2 nodes completed)" in lines[0]
-    assert any("50% (1/2 nodes completed)" in line for line in lines)
-    assert lines[-1].endswith("100% (2/2 nodes completed)")
-    assert "\r" not in stream.getvalue()
+    assert lines[0].startswith("progress: 0% 0/2 items, -/s, elapsed 0:00, eta -:--, nodes 0/2")
+    # a's 3 steps done, b not started (one item until it counts its own): 3 of 4
+    assert any(line.startswith("progress: 75% 3/4 items,") and "nodes 1/2" in line for line in lines)
+    assert re.fullmatch(r"progress: 100% 6/6 items, [\d,]+/s, elapsed 0:00, eta 0:00, nodes 2/2",
+                        lines[-1]), lines[-1]
+    assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
+
+
+class Slow(Module):
+    module_type = "slow"
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        for i in range(1, 11):
+            gevent.sleep(0.1)
+            ctx.progress(i, 10)
+
+
+def test_progress_plain_lines_come_periodically_during_a_long_node():
+    from pentora_plugins.engine.progress import Progress
+
+    stream = io.StringIO()
+    orch = make_orch(Slow, plugins=(Progress(stream, plain_every=0.25),))
+    orch.load_dag(DagBuilder().add_node("a", "slow").build())
+    orch.execute(options={"progress": True})
+    during = [line for line in stream.getvalue().splitlines() if "running: a " in line]
+    assert len(during) >= 2, stream.getvalue()
+    m = re.match(r"progress: (\d+)% (\d+)/10 items, ([\d,]+)/s, elapsed 0:0\d, eta 0:0\d, nodes 0/1, "
+                 r"running: a \2/10$", during[-1])
+    assert m and 0 < int(m.group(1)) < 100 and int(m.group(3)) > 0, during
 
 
 def test_progress_redraws_in_place_on_a_tty():
@@ -122,12 +148,55 @@ def test_progress_redraws_in_place_on_a_tty():
 
     stream = Tty()
     progress = Progress(stream)
-    orch = make_orch(Steps, plugins=(progress,))
-    orch.load_dag(DagBuilder().add_node("a", "steps").build())
+    orch = make_orch(Slow, plugins=(progress,))
+    orch.load_dag(DagBuilder().add_node("a", "slow").build())
     orch.execute(options={"progress": True})
     out = stream.getvalue()
-    assert out.count("\r\x1b[K") >= 2 and out.endswith("\n")
-    assert "100% (1/1 nodes completed)" in out
+    assert out.count("\r\x1b[2K") >= 2 and out.endswith("\n\x1b[?25h")  # cursor shown again
+    assert "100%" in out and "10/10" in out and "running: a " in out
+
+
+def test_json_logs_print_whole_above_a_live_bar():
+    from pentora_plugins.engine.progress import Progress
+
+    stream = _Tty()
+    configure("INFO", "json", stream=stream)
+    try:
+        orch = make_orch(Slow, plugins=(_logging_plugin(), Progress(stream)))
+        orch.load_dag(DagBuilder().add_node("a", "slow").add_node("b", "slow", ["a"]).build())
+        orch.execute(options={"progress": True})
+    finally:
+        configure("WARNING")
+    out = stream.getvalue()
+    assert out.count("\r\x1b[2K") >= 2  # the bar was redrawn
+    # Each record on a line of its own once the bar's cursor movements are taken out:
+    # not written after the bar, on its line.
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in re.split(r"[\r\n]", out)]
+    records = [json.loads(line) for line in lines if '"level"' in line]
+    assert any(r.get("node") == "b" and r["message"] == "Node execution started" for r in records)
+
+
+class HalfThenFail(Module):
+    module_type = "half_then_fail"
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        ctx.progress(0, 4)
+        gevent.sleep(0.001)
+        ctx.progress(2, 4)
+        raise OSError("disk on fire")
+
+
+def test_progress_of_a_failed_node_stays_as_far_as_it_came():
+    from pentora_plugins.engine.progress import Progress
+
+    stream = io.StringIO()
+    orch = make_orch(Steps, HalfThenFail, plugins=(Progress(stream),))
+    orch.load_dag(DagBuilder().engine(fail_fast=False).add_node("ok", "steps")
+                  .add_node("half", "half_then_fail").build())
+    orch.execute(options={"progress": True})
+    last = stream.getvalue().splitlines()[-1]
+    # 3 of ok's 3, 2 of half's 4: the scan ended, 5 of 7 items done
+    assert last.startswith("progress: 71% 5/7 items,") and "eta 0:00, nodes 2/2" in last, last
 
 
 def test_progress_is_silent_unless_asked():

@@ -149,6 +149,7 @@ class ConnectEngine:
         self.ep = with_descriptor(_epoll)  # a busy process may hold every descriptor now
         watcher = gevent.get_hub().loop.io(self.ep.fileno(), 1)
         start = self.last_yield = self.last_report = self.clock()
+        self._report(force=True)  # the planned probes, before the first is sent (--progress)
         try:
             self._loop(watcher)
         finally:
