@@ -20,7 +20,7 @@ from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _dag_cmds as dag_cmds
 from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
-from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, plugin_options
+from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, log_level, plugin_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
     try:
-        configure(args.log_level, args.log_format, args.log_file)
+        configure(log_level(args), args.log_format, args.log_file)
     except OSError as e:
         echo(f"error: cannot open log file '{args.log_file}': {e.strerror}", err=True)
         return EXIT_USAGE
