@@ -17,7 +17,10 @@ from pentora_plugins.output._views import min_quality_of
 from pentora import OutputFormat, atomic_output
 from pentora import clean_text as clean  # the one terminal-safe helper
 
-__all__ = ["FORMAT", "SummaryWriter", "clean", "render", "table"]
+__all__ = ["FORMAT", "OPEN_ONLY", "REASON", "SummaryWriter", "clean", "render", "table"]
+
+# The scan options (``scan.options``) of nmap's --open and --reason, for every writer.
+OPEN_ONLY, REASON = "open_only", "reason"
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -32,8 +35,10 @@ def table(rows: list[list[str]]) -> str:
 
 class SummaryWriter:
     def __init__(self, target: str | IO[str] = "-",
-                 min_quality: int = quality.DEFAULT_MIN_QUALITY) -> None:
+                 min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
+                 reason: bool = False) -> None:
         self.min_quality = min_quality
+        self.open_only, self.reason = open_only, reason
         self.owned = isinstance(target, str) and target != "-"
         self.stream: IO[str]
         if not isinstance(target, str):
@@ -46,6 +51,8 @@ class SummaryWriter:
     def start(self, scan: Any) -> None:
         """As an ``-o`` file: the scan's ``--min-quality`` (``scan.options``)."""
         self.min_quality = min_quality_of(scan.options)
+        self.open_only = bool((scan.options or {}).get(OPEN_ONLY))
+        self.reason = bool((scan.options or {}).get(REASON))
 
     def record(self, kind: str, record: Any) -> None:
         """The summary is drawn from the finished scan, not from the stream."""
@@ -54,24 +61,29 @@ class SummaryWriter:
         if result is not None:
             # The last safety pass, for a terminal or a file alike: this format is for reading,
             # and a field a future row forgets to clean must still not reach a terminal raw.
-            self.stream.write(clean(render(result, self.min_quality), None, lines=True) + "\n")
+            text = render(result, self.min_quality, open_only=self.open_only, reason=self.reason)
+            self.stream.write(clean(text, None, lines=True) + "\n")
             self.stream.flush()
         if self.owned:
             self.stream.close()
 
 
-def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> str:
+def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
+           reason: bool = False) -> str:
+    """The summary; ``open_only`` (nmap's ``--open``) leaves out the count of ports that
+    did not answer, ``reason`` (``--reason``) adds the REASON column: what the port said."""
     ctx = result.context
     services = {(_get(s, "host"), _get(s, "port"), _get(s, "protocol")): s
                 for s in ctx.get("service_fingerprints", [])}
-    rows = [["HOST", "PORT", "STATE", "SERVICE", "PRODUCT", "VERSION"]]
+    rows = [["HOST", "PORT", "STATE", *(["REASON"] if reason else []), "SERVICE", "PRODUCT", "VERSION"]]
     for p in ctx.get("open_ports", []):
         key = (_get(p, "host"), _get(p, "port"), _get(p, "protocol"))
         svc = services.get(key)
         service = clean(_get(svc, "service") if svc else "")
         if svc and _get(svc, "tls") and service:
             service = f"ssl/{service}"  # as nmap writes a service found inside TLS
-        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")), service,
+        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")),
+                     *([clean(_get(p, "reason") or "")] if reason else []), service,
                      clean(_get(svc, "product") if svc else ""),
                      clean(_get(svc, "version") if svc else "")])
     lines = []
@@ -82,6 +94,9 @@ def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> str:
         lines.append(table(rows))
     elif ctx.has("open_ports"):
         lines.append("no open ports found")
+    silent = ctx.get("port_states", [])
+    if silent and not open_only:  # as nmap's "Not shown:" line, which --open drops
+        lines.append(f"not shown: {len(silent)} filtered port(s) (no answer)")
     if ctx.has("vulnerabilities"):
         lines.extend(findings(ctx.get("vulnerabilities"), min_quality))
     failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]
