@@ -66,6 +66,8 @@ class PentoraPluginManager(pluggy.PluginManager):
         self.load_report = LoadReport()
         self.distributions: dict[str, tuple[str, str]] = {}
         self.former_names: dict[str, str] = {}  # a plugin's old name → its name now
+        # a former name → what a user disabling it most likely meant ("use -sT")
+        self.former_hints: dict[str, str] = {}
         self.seen_names: set[str] = set()
         # Contained notification-hook failures, in order: a scan's result takes its own.
         self.hook_failures: list[dict[str, str]] = []
@@ -81,6 +83,7 @@ class PentoraPluginManager(pluggy.PluginManager):
         if registered is not None:
             contain_notifications(self, plugin, registered)
             self.former_names.update(getattr(plugin, "pentora_former_names", {}))
+            self.former_hints.update(getattr(plugin, "pentora_former_hints", {}))
             self._registry = None
         return registered
 
@@ -151,8 +154,10 @@ def _check_disabled(pm: PentoraPluginManager, disabled: list[str], ep_names: set
             continue
         now = pm.former_names.get(name)
         if now is not None:
+            hint = pm.former_hints.get(name)
             raise PluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
-                              f"(-p no:{now}); the changelog lists every former name")
+                              f"(-p no:{now}); " + (f"{hint}; " if hint else "")
+                              + "the changelog lists every former name")
         near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
         hint = (" (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)") if near else ""
         raise PluginError(f"no plugin named '{name}' to disable{hint}; `pentora plugins list` "

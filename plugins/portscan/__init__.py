@@ -9,6 +9,14 @@ from pentora import hookimpl
 
 # Names this area's parts had as plugins of their own (``-p no:NAME`` says what they are now).
 pentora_former_names = {"connect_scan": "portscan", "syn_scan": "portscan", "udp_scan": "portscan"}
+# -p no:portscan would leave no scanner at all: what turning one scanner off meant.
+pentora_former_hints = {
+    "syn_scan": "-p no:portscan turns off every port scanner; for a connect scan instead of "
+                "a SYN scan use -sT, for no port scan -sn",
+    "connect_scan": "-p no:portscan turns off every port scanner; for a SYN scan use -sS, "
+                    "for no port scan -sn",
+    "udp_scan": "-p no:portscan turns off every port scanner; UDP is scanned only with -sU",
+}
 
 
 @hookimpl
