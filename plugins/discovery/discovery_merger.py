@@ -101,7 +101,8 @@ class DiscoveryMerger(Module):
                 Host(address=t.address, hostname=t.hostname, method="assumed", reason="user-set")
                 for t in ctx.get("targets")])
             ctx.log.info("discovery_merger: {} targets taken as up, unprobed (assume_up)", len(hosts))
-            self._emit(ctx, config, hosts)
+            for host in hosts:  # no probe emitted them: the outputs list them here
+                ctx.emit(host)
             return
         if not any(ctx.has(key) for key in config["inputs"]):
             # Every method was switched off or failed: no host is known to be up, and
@@ -122,10 +123,6 @@ class DiscoveryMerger(Module):
             groups.append(value)
         hosts = [h for h in merge_hosts(groups) if h.alive or config["include_down"]]
         hosts = publish(ctx, config["output"], hosts)
-        self._emit(ctx, config, hosts)
-
-    @staticmethod
-    def _emit(ctx: NodeContext, config: dict[str, Any], hosts: list[Host]) -> None:
         if config["emit"]:
             for host in hosts:
                 if host.alive:
