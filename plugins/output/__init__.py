@@ -61,7 +61,6 @@ def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
     """The quality threshold, --open and --reason, for the -o writers (``start(scan)`` reads
     ``scan.options``)."""
     from pentora_plugins.output import _views
-
     from pentora_plugins.output.summary import OPEN_ONLY, REASON
 
     options: dict[str, Any] = {OPEN_ONLY: bool(getattr(args, "open_only", False)),

@@ -43,7 +43,7 @@ def test_p_repeated_scans_every_port_given(run_cli, tcp_server, tmp_path):
     assert ports(out) == {(a.port, "tcp"), (b.port, "tcp")}
 
 
-def test_sU_scans_the_U_ports_of_a_real_udp_socket_beside_the_T_ports(run_cli, tcp_server,
+def test_udp_scan_reaches_the_u_ports_of_a_real_udp_socket_beside_the_t_ports(run_cli, tcp_server,
                                                                        udp_server, tmp_path):
     tcp, udp = tcp_server(), udp_server(reply=b"pong")
     out = tmp_path / "out.jsonl"
@@ -57,7 +57,7 @@ def test_sU_scans_the_U_ports_of_a_real_udp_socket_beside_the_T_ports(run_cli, t
     assert row.split()[2:4] == ["open", "udp-response"], proc.stdout
 
 
-def test_sU_alone_scans_no_tcp(run_cli, tcp_server, udp_server, tmp_path):
+def test_udp_scan_alone_scans_no_tcp(run_cli, tcp_server, udp_server, tmp_path):
     tcp, udp = tcp_server(), udp_server(reply=b"pong")
     out = tmp_path / "out.jsonl"
     proc = run_cli(*BASE, "-t", "127.0.0.1", "-sU", "-p", f"{tcp.port},{udp.port}", "-o", str(out))
@@ -85,7 +85,7 @@ def test_misused_nmap_options_are_usage_errors(run_cli, args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_sT_runs_the_connect_scanner_and_not_the_syn_scanner(run_cli, tcp_server, tmp_path):
+def test_connect_scan_option_runs_the_connect_scanner_and_not_the_syn_scanner(run_cli, tcp_server, tmp_path):
     server = tcp_server()
     out = tmp_path / "out.jsonl"
     proc = run_cli(*BASE, "-t", "127.0.0.1", "-sT", "-p", str(server.port), "-o", str(out))
@@ -94,7 +94,7 @@ def test_sT_runs_the_connect_scanner_and_not_the_syn_scanner(run_cli, tcp_server
     assert nodes(out)["connect_scan"] == "completed" and nodes(out)["port_scan"] == "skipped"
 
 
-def test_scan_types_without_sV_run_the_port_scan_profile_and_sV_the_service_scan(run_cli, tcp_server,
+def test_scan_types_without_version_detection_run_port_scan_and_with_it_service_scan(run_cli, tcp_server,
                                                                                    tmp_path):
     server = tcp_server(banner=b"SSH-2.0-OpenSSH_9.2p1\r\n")
     plain, versions = tmp_path / "plain.jsonl", tmp_path / "versions.jsonl"
@@ -107,7 +107,7 @@ def test_scan_types_without_sV_run_the_port_scan_profile_and_sV_the_service_scan
     assert (service["service"], service["product"]) == ("ssh", "OpenSSH")
 
 
-def test_top_ports_and_F_scan_the_ranking(run_cli):
+def test_top_ports_and_fast_scan_the_ranking(run_cli):
     proc = run_cli(*BASE, "-t", "127.0.0.1", "-sT", "--top-ports", "3", "--log-level", "DEBUG")
     assert proc.returncode == 0, proc.stderr
     assert "'ports': 'top-3'" in scan_vars(proc.stderr)
@@ -136,7 +136,7 @@ def test_exclude_and_excludefile_leave_targets_out(run_cli, tmp_path):
     assert {r["address"] for r in records(out) if r["kind"] == "host"} == {"127.0.0.1", "127.0.0.6"}
 
 
-def test_iL_reads_a_file_with_comments_and_standard_input(run_cli, tmp_path):
+def test_input_list_reads_a_file_with_comments_and_standard_input(run_cli, tmp_path):
     listed = tmp_path / "targets.txt"
     listed.write_text("# lab\n127.0.0.1 127.0.0.2  # two on a line\n\n127.0.0.3\n")
     out = tmp_path / "file.jsonl"
@@ -163,7 +163,7 @@ def test_a_bad_target_list_is_named_with_its_option(run_cli, tmp_path, args, mes
 
 
 @pytest.mark.parametrize("level", sorted(TEMPLATES))
-def test_T_sets_the_rate_timeout_and_retry_vars_of_its_row(run_cli, level):
+def test_timing_template_sets_the_rate_timeout_and_retry_vars_of_its_row(run_cli, level):
     proc = run_cli(*BASE, "-t", "127.0.0.1", f"-T{level}", "-sT", "-p", "1", "--log-level", "DEBUG")
     assert proc.returncode == 0, proc.stderr
     line = scan_vars(proc.stderr)
@@ -220,7 +220,7 @@ def silent_host():
             listener.wait()
 
 
-def test_Pn_scans_a_host_that_answers_no_discovery_probe(silent_host, tmp_path):
+def test_no_ping_scans_a_host_that_answers_no_discovery_probe(silent_host, tmp_path):
     without = silent_host("-sT", "-p", "5555", "-o", str(tmp_path / "without.jsonl"))
     with_pn = silent_host("-sT", "-p", "5555", "-Pn", "-o", str(tmp_path / "with.jsonl"))
     assert without.returncode == 0 and with_pn.returncode == 0, without.stderr + with_pn.stderr
