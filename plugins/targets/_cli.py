@@ -34,8 +34,8 @@ def scan_vars(args: argparse.Namespace, dag: Any, resuming: bool) -> dict[str, A
     if targets is None:
         if resuming:
             return {"exclude": exclude} if exclude else None
-        raise CliError("the following arguments are required: --targets or -iL (or --resume "
-                       "SCAN_ID)", EXIT_USAGE)
+        raise CliError("the following arguments are required: --targets (or --resume SCAN_ID), "
+                       "or -iL FILE", EXIT_USAGE)
     out: dict[str, Any] = {"targets": targets}
     if exclude:
         out["exclude"] = exclude
