@@ -78,6 +78,8 @@ def test_udp_scan_alone_scans_no_tcp(run_cli, tcp_server, udp_server, tmp_path):
     (["--host-timeout", "5m"], "pentora does not give up on a host after a time"),
     (["-T", "6"], "expected 0-5 or paranoid"),
     (["--max-rate", "10", "-sn"], "declares no 'rate' var, so --max-rate cannot reach it"),
+    (["-Pn", "--profile", "web-scan"], "DAG 'web-scan' declares no 'assume_up' var, so -Pn"),
+    (["-sV", "--dag", "discovery-only"], "-sV: DAG 'discovery-only' has no fingerprint_parser node"),
 ])
 def test_misused_nmap_options_are_usage_errors(run_cli, args, message):
     proc = run_cli(*BASE, "-t", "127.0.0.1", *args)
@@ -124,6 +126,14 @@ def test_sn_finds_hosts_and_scans_no_port(run_cli, tcp_server, tmp_path):
     kinds = {r["kind"] for r in records(out)}
     assert "host" in kinds and "port" not in kinds, kinds
     assert f"{server.port}/tcp" not in proc.stdout and "1 host(s) up" in proc.stdout
+
+
+def test_no_dns_still_resolves_a_target_name(run_cli, tcp_server, tmp_path):
+    server = tcp_server()
+    out = tmp_path / "out.jsonl"
+    proc = run_cli(*BASE, "-t", "localhost", "-n", "-sT", "-p", str(server.port), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (server.port, "tcp") in ports(out)
 
 
 def test_exclude_and_excludefile_leave_targets_out(run_cli, tmp_path):
