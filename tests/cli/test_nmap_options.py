@@ -52,6 +52,8 @@ def test_udp_scan_reaches_the_u_ports_of_a_real_udp_socket_beside_the_t_ports(ru
     assert proc.returncode == 0, proc.stderr
     assert ports(out) == {(tcp.port, "tcp"), (udp.port, "udp")}
     assert udp.received, "the UDP scanner sent nothing to the socket"
+    # the summary reads open_ports: both scanners' ports are there, neither replaced the other
+    assert f"{tcp.port}/tcp" in proc.stdout and f"{udp.port}/udp" in proc.stdout, proc.stdout
     # --reason: the summary says what each port answered
     row = next(line for line in proc.stdout.splitlines() if f"{udp.port}/udp" in line)
     assert row.split()[2:4] == ["open", "udp-response"], proc.stdout
