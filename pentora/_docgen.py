@@ -224,8 +224,9 @@ def _results(hook: Hook) -> str:
                 "contained (the scan goes on).")
     if hook.name.startswith("pentora_register_"):
         return ("**Results:** every implementation is called once, what it registers "
-                "attributed to its plugin; an exception stops loading with a `PluginError` "
-                "naming the plugin.")
+                "attributed to its plugin; an exception from an installed plugin makes it "
+                "broken (reported by `pentora plugins list`, left out, the rest loads), from a "
+                "plugin passed explicitly it stops loading with a `PluginError` naming it.")
     if hook.signature.endswith("-> None"):
         return "**Results:** every implementation is called; return values are ignored."
     return "**Results:** every implementation is called; the results are collected in a list."
@@ -267,7 +268,9 @@ def hook_reference() -> str:
         if hook.group != group:
             group = hook.group
             parts.append(f"### {group.capitalize()} hooks")
-        parts += [f"#### `{hook.name}`", f"```python\n{hook.signature}\n```",
+        # the marker tells tests/docs/test_doc_blocks.py not to run a bare signature
+        parts += [f"#### `{hook.name}`",
+                  f"<!-- not-run: the hook's signature, not a program -->\n```python\n{hook.signature}\n```",
                   _results(hook), rst_to_markdown(hook.doc)]
     return "\n\n".join(parts)
 

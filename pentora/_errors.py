@@ -57,6 +57,21 @@ class PluginError(PentoraError):
     """A plugin could not be loaded or registered something twice."""
 
 
+class PluginClashError(PluginError):
+    """Two plugins registered the same name; ``providers`` names both, ``clash`` says what
+    clashed (the message without its hint: the CLI gives its own, ``-p no:NAME``)."""
+
+    def __init__(self, clash: str, providers: tuple[str, str]) -> None:
+        self.clash, self.providers = clash, providers
+        old, new = providers
+        super().__init__(f"{clash}; leave one out: Orchestrator(disabled=['{old}']) or "
+                         f"Orchestrator(disabled=['{new}'])")
+
+
+class UnknownPluginError(PluginError):
+    """A plugin named to be disabled does not exist (a typo, or a former name)."""
+
+
 class ModuleError(PentoraError):
     """A module failed while running. ``node`` names the node it ran as."""
 

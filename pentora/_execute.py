@@ -45,7 +45,7 @@ from ._records import (
 from ._registry import ModuleType, Registry
 from ._schedule import Scheduler
 from ._units import format_duration
-from ._validate import Validated
+from ._validate import Validated, alternatives
 from ._watchdog import Watchdog
 
 __all__ = ["CoreExecute", "ExecOptions", "Executor"]
@@ -73,7 +73,7 @@ class Executor:
         self.notify = Notifier(pm)
         self.pending_needs: dict[str, int] = {}
         for nd in self.nodes:
-            for key in validated.requires.get(nd.instance_id, ()):
+            for key in _needed_keys(validated.requires.get(nd.instance_id, ())):
                 self.pending_needs[key] = self.pending_needs.get(key, 0) + 1
 
         # Resuming: progress saved by pentora_node_restore or ctx.checkpoint, per node index.
@@ -207,7 +207,7 @@ class Executor:
 
     def release(self, i: int) -> None:
         """Node ``i`` will read nothing more: its required keys may be spilled first."""
-        for key in self.validated.requires.get(self.nodes[i].instance_id, ()):
+        for key in _needed_keys(self.validated.requires.get(self.nodes[i].instance_id, ())):
             self.pending_needs[key] -= 1
 
     # -- resuming ------------------------------------------------------------------------
@@ -271,3 +271,8 @@ class Executor:
             g.kill(block=True, timeout=1)
             err = NodeTimeout(f"reporter timeout after {format_duration(self.engine.reporter_timeout)}")
             self.attempts.fail(i, err)
+
+
+def _needed_keys(requires: tuple[str, ...]) -> list[str]:
+    """Every key a node may read: each choice of an ``a|b`` entry is one it could read."""
+    return [k for key in requires for k in alternatives(key)]

@@ -62,7 +62,9 @@ def pentora_plugin_added(pm: PentoraPluginManager) -> None:
 def pentora_register_modules(registry: Registry) -> None:
     """Register module types: called once per plugin manager, when the registry is built
     (``Orchestrator()``, every CLI command). A module type registered twice, by two plugins,
-    stops loading with a ``PluginError`` naming both.
+    stops loading with a ``PluginError`` naming both, unless one was passed explicitly
+    (``Orchestrator(plugins=[…])``) and the other is installed: the one passed wins, and
+    an INFO log names both.
 
     Example::
 

@@ -15,6 +15,10 @@ class Module:
     DataContext keys read, ``produces`` the keys written: the validator checks that
     every required key has an upstream producer before anything runs. ``run`` writes
     outputs with ``ctx.set(key, value)`` or returns a ``{key: value}`` dict.
+    ``description`` is the line ``pentora modules list`` shows (default: the docstring's
+    first line); ``config_schema`` a voluptuous mapping of the node's config, each key
+    with a default and a ``description``. docs/writing-plugins.md has the full table, and
+    ``pentora plugins new NAME`` writes a module to start from.
     """
 
     module_type: ClassVar[str] = ""

@@ -60,6 +60,11 @@ class Orchestrator:
     even when nodes failed (``result.ok`` is then False). Blocking calls in modules
     must be cooperative: the CLI monkey-patches the standard library; a library user
     should call ``gevent.monkey.patch_all()`` first or use gevent's sockets.
+
+    A plugin in ``plugins`` that registers a module type (retry policy, output format) an
+    installed plugin also registers wins: its own is used, and an INFO log names both.
+    Two installed plugins registering one name raise ``PluginError`` naming both; pass
+    ``disabled=["NAME"]`` to leave one out.
     """
 
     def __init__(self, plugins: Iterable[Any] = (), *, autoload: bool | None = None,
@@ -73,7 +78,7 @@ class Orchestrator:
         else:  # the run's manager (the CLI builds one per run), with any extra plugins
             for plugin in plugins:
                 if not pm.is_registered(plugin):
-                    pm.register(plugin)
+                    pm.register_explicit(plugin)
         self.pm: PentoraPluginManager = pm
         if not pm.has_plugin("pentora.core"):
             pm.register(CoreExecute(), name="pentora.core")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ def humanize(err: vol.MultipleInvalid, schema: Any, data: Any) -> list[tuple[str
             continue
         value = _value_at(data, path)
         msg = e.error_message
-        if value is not _MISSING and repr(value) not in msg:
+        if value is not _MISSING and not _mentions(msg, value):
             msg += f" (got {_short(value)})"
         out.append((text, msg))
     return out
@@ -207,6 +208,18 @@ def _value_at(data: Any, path: list[Any]) -> Any:
         except (KeyError, IndexError, TypeError):
             return _MISSING
     return data
+
+
+def _mentions(msg: str, value: Any) -> bool:
+    """Whether the validator's message already shows ``value``: quoted its own way (``'it's'``
+    rather than repr's ``"it's"``), or a list as its items (``'80,70000'``)."""
+    if isinstance(value, (list, tuple)) and value:
+        return all(_mentions(msg, item) for item in value)
+    if isinstance(value, (dict, set)) or value is None:
+        return repr(value) in msg
+    # As a whole word: a 1 is not shown by "between 2 and 10".
+    return repr(value) in msg or re.search(rf"(?<![\w.-]){re.escape(str(value))}(?![\w.-])",
+                                          msg) is not None
 
 
 def _short(value: Any) -> str:

@@ -10,6 +10,7 @@ nothing is refused, with the plugin it most likely meant (a former name included
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pluggy
 from loguru import logger
 
 from . import _hookspecs as hookspecs
-from ._errors import PluginError
+from ._errors import PluginClashError, PluginError, UnknownPluginError
 from ._notify import contain_notifications, culprit, impl_codes
 from ._registry import Registry, load_python_file
 
@@ -69,6 +70,9 @@ class PentoraPluginManager(pluggy.PluginManager):
         # a former name → what a user disabling it most likely meant ("use -sT")
         self.former_hints: dict[str, str] = {}
         self.seen_names: set[str] = set()
+        # Plugins passed by the caller (``plugins=``), not installed: their
+        # registrations win over an installed plugin's of the same name.
+        self.explicit: set[str] = set()
         # Contained notification-hook failures, in order: a scan's result takes its own.
         self.hook_failures: list[dict[str, str]] = []
         self._registry: Registry | None = None
@@ -85,6 +89,14 @@ class PentoraPluginManager(pluggy.PluginManager):
             self.former_names.update(getattr(plugin, "pentora_former_names", {}))
             self.former_hints.update(getattr(plugin, "pentora_former_hints", {}))
             self._registry = None
+        return registered
+
+    def register_explicit(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a plugin the caller passed (not an installed one): on a name clash
+        with an installed plugin, its module types, policies and formats win."""
+        registered = self.register(plugin, name)
+        if registered is not None:
+            self.explicit.add(registered)
         return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
@@ -130,9 +142,11 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = N
         if pm.is_registered(plugin):
             continue
         name = getattr(plugin, "pentora_plugin_name", None) or _default_name(plugin)
-        pm.register(plugin, name=name)
+        pm.register_explicit(plugin, name)
     for path in hook_files:
         module = load_python_file(path)
+        # A hooks file clashing with an installed plugin stays an error: the command line
+        # has -p no:NAME to choose, and a format silently replaced would surprise.
         pm.register(module, name=f"hooks:{path}")
     try:
         pm.check_pending()
@@ -155,13 +169,16 @@ def _check_disabled(pm: PentoraPluginManager, disabled: list[str], ep_names: set
         now = pm.former_names.get(name)
         if now is not None:
             hint = pm.former_hints.get(name)
-            raise PluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
-                              f"(-p no:{now}); " + (f"{hint}; " if hint else "")
-                              + "the changelog lists every former name")
-        near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
-        hint = (" (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)") if near else ""
-        raise PluginError(f"no plugin named '{name}' to disable{hint}; `pentora plugins list` "
-                          "shows the plugins")
+            raise UnknownPluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
+                                     f"(-p no:{now}); " + (f"{hint}; " if hint else "")
+                                     + "the changelog lists every former name")
+        # A near miss of a former name suggests the plugin's name now.
+        near = difflib.get_close_matches(name, sorted(known | set(pm.former_names)), n=3, cutoff=0.6)
+        said = list(dict.fromkeys(f"'{pm.former_names[n]}' (once '{n}')" if n in pm.former_names
+                                  and pm.former_names[n] != n else f"'{n}'" for n in near))
+        hint = (" (did you mean " + " or ".join(said) + "?)") if said else ""
+        raise UnknownPluginError(f"no plugin named '{name}' to disable{hint}; `pentora plugins "
+                                 "list` shows the plugins")
 
 
 def _default_name(plugin: Any) -> str:
@@ -181,13 +198,17 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
         plugin = None
         try:
             plugin = ep.load()
+            mistake = _class_not_instance(plugin)
+            if mistake:
+                _broken(pm, ep, mistake)
+                continue
             pm.register(plugin, name=ep.name)
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # a broken package (even one calling exit) must not take the CLI down
             if plugin is not None and pm.is_registered(plugin):
                 pm.unregister(plugin)  # it failed half-way (adding its parts): none of it stays
-            _broken(pm, ep, f"{type(e).__name__}: {e}")
+            _broken(pm, ep, _one_line(f"{type(e).__name__}: {e}"))
             continue
         unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if not hc.has_spec())
         if unknown:
@@ -204,27 +225,86 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
     return eps
 
 
+def _class_not_instance(plugin: Any) -> str | None:
+    """An entry point naming a class whose hooks are methods: pluggy would register the
+    class, and every call of its hooks would fail for want of ``self``."""
+    if not inspect.isclass(plugin):
+        return None
+    for name in dir(plugin):
+        fn = inspect.getattr_static(plugin, name, None)
+        if name.startswith("pentora_") and inspect.isfunction(fn):
+            params = list(inspect.signature(fn).parameters)
+            if params[:1] == ["self"]:
+                return (f"the entry point names the class {plugin.__qualname__}, whose hooks are "
+                        f"methods: point it at an instance (plugin = {plugin.__qualname__}()) instead")
+    return None
+
+
+def _one_line(text: str) -> str:
+    """pluggy's messages span lines; a load report and a table cell are one line."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
-    pm.load_report.broken.append((ep.name, msg))
-    warning = f"plugin '{ep.name}' ({ep.value}) failed to load and was skipped: {msg}"
+    dist = getattr(ep, "dist", None)
+    if dist is not None:  # `plugins list` names the package to fix or remove
+        pm.distributions[ep.name] = (dist.name, dist.version)
+    _report_broken(pm, ep.name, f"({ep.value}) failed to load", msg)
+
+
+def _report_broken(pm: PentoraPluginManager, name: str, what: str, msg: str) -> None:
+    pm.load_report.broken.append((name, msg))
+    warning = f"plugin '{name}' {what} and was skipped: {msg}"
     pm.load_report.warnings.append(warning)
     logger.warning("{}", warning)
 
 
 def _build_registry(pm: PentoraPluginManager) -> Registry:
-    """Call the registration hooks through pluggy; each registration names its plugin."""
-    registry = Registry()
+    """Call the registration hooks through pluggy; each registration names its plugin.
+
+    An installed plugin whose registration fails (it raises, or registers something that
+    is not a module) is reported broken and left out, and the registry is built without
+    it: one broken package must not take every command down. A plugin passed explicitly,
+    and a clash between two plugins, stay errors."""
+    while True:
+        try:
+            return _registry_of(pm)
+        except PluginError as e:
+            name = getattr(e, "plugin_name", None)
+            if isinstance(e, PluginClashError) or name is None or not _is_installed(pm, name):
+                raise
+            _drop(pm, name, f"in {e.hook}: {e.detail}")  # type: ignore[attr-defined]
+
+
+def _is_installed(pm: PentoraPluginManager, name: str) -> bool:
+    return name.split(".")[0] in pm.load_report.loaded and name not in pm.explicit
+
+
+def _drop(pm: PentoraPluginManager, name: str, msg: str) -> None:
+    """Unregister the installed plugin ``name`` belongs to, with its parts, as broken."""
+    top = name.split(".")[0]
+    for part, plugin in list(pm.list_name_plugin()):
+        if plugin is not None and (part == top or part.startswith(top + ".")):
+            pm.unregister(plugin)
+    pm.load_report.loaded.remove(top)
+    _report_broken(pm, top, "failed", msg)
+
+
+def _registry_of(pm: PentoraPluginManager) -> Registry:
+    installed = frozenset(name for name, _ in pm.list_name_plugin() if _is_installed(pm, name))
+    registry = Registry(explicit=frozenset(pm.explicit), installed=installed)
     codes = impl_codes(impl for name in REGISTRATION_HOOKS
                        for impl in getattr(pm.hook, name).get_hookimpls())
     with registry.attributing(codes):
         for hook_name in REGISTRATION_HOOKS:
             try:
                 getattr(pm.hook, hook_name)(registry=registry)
-            except (PluginError, KeyboardInterrupt):
+            except (PluginClashError, KeyboardInterrupt):
                 raise
             except BaseException as e:  # SystemExit from a registration hook is its failure too
-                name = culprit(e, codes) or "?"
-                raise PluginError(f"plugin '{name}' failed in {hook_name}: "
-                                  f"{type(e).__name__}: {e}") from e
+                name = culprit(e, codes)
+                detail = str(e) if isinstance(e, PluginError) else f"{type(e).__name__}: {e}"
+                error = PluginError(f"plugin '{name or '?'}' failed in {hook_name}: {detail}")
+                error.plugin_name, error.hook, error.detail = name, hook_name, detail  # type: ignore[attr-defined]
+                raise error from e
     return registry
-

@@ -1,7 +1,8 @@
 """The registry of module types, retry policies and output formats.
 
 Everything is registered as a small frozen record naming its provider, so that a
-duplicate name fails loudly with both providers named.
+duplicate name fails loudly with both providers named; but a plugin passed explicitly
+(``Orchestrator(plugins=[…])``, ``--hooks FILE``) wins over an installed one, with a notice.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from types import CodeType, FrameType
 from typing import Any
 
 import voluptuous as vol
+from loguru import logger
 
 from ._dag import RetrySpec
-from ._errors import PluginError
+from ._errors import PluginClashError, PluginError
 from ._module import Module
 
 
@@ -96,6 +98,11 @@ class Registry:
     # pluggy calls the implementations, and each registration is attributed to the one
     # whose frame is on the stack (see ``_provider``).
     _codes: dict[CodeType, str] = field(default_factory=dict)
+    # Providers the caller passed explicitly, and those installed (entry points and their
+    # parts): on a name clash between one of each, the explicit one wins, since asking for
+    # a plugin by hand is asking for its registrations.
+    explicit: frozenset[str] = frozenset()
+    installed: frozenset[str] = frozenset()
 
     @contextlib.contextmanager
     def providing(self, name: str) -> Iterator[None]:
@@ -139,12 +146,10 @@ class Registry:
         if existing is not None:
             if existing.cls is cls:
                 return existing
-            raise PluginError(
-                f"module type '{name}' registered twice: by plugin '{existing.provider}' "
-                f"({existing.cls.__module__}.{existing.cls.__qualname__}) and by plugin "
-                f"'{self._provider}' ({cls.__module__}.{cls.__qualname__}); "
-                "disable one with -p no:NAME"
-            )
+            if not self._replaces("module type", name, existing.provider, self._provider,
+                                  f" ({existing.cls.__module__}.{existing.cls.__qualname__})",
+                                  f" ({cls.__module__}.{cls.__qualname__})"):
+                return existing
         try:
             vol.Schema(cls.config_schema or {})
         except vol.SchemaError as e:
@@ -166,9 +171,24 @@ class Registry:
             object.__setattr__(record, "provider", self._provider)
         existing = table.get(record.name)
         if existing is not None and existing is not record:
-            raise PluginError(f"{kind} '{record.name}' registered twice: by plugin "
-                              f"'{existing.provider}' and by plugin '{record.provider}'")
+            if not self._replaces(kind, record.name, existing.provider, record.provider):
+                return
         table[record.name] = record
+
+    def _replaces(self, kind: str, name: str, old: str, new: str, old_what: str = "",
+                  new_what: str = "") -> bool:
+        """``name`` is registered by ``old`` and now by ``new``: whether ``new``'s replaces
+        it (``new`` explicit, ``old`` installed), or ``old``'s stays (the reverse). Any
+        other pair clashes: ``PluginClashError`` naming both."""
+        if not ({old, new} & self.explicit and {old, new} & self.installed
+                and (old in self.explicit) != (new in self.explicit)):
+            raise PluginClashError(
+                f"{kind} '{name}' registered twice: by plugin '{old}'{old_what} and by plugin "
+                f"'{new}'{new_what}", providers=(old, new))
+        winner, loser = (new, old) if new in self.explicit else (old, new)
+        logger.info("{} '{}': plugin '{}', passed explicitly, is used instead of installed "
+                    "plugin '{}'", kind, name, winner, loser)
+        return winner == new
 
     def get(self, name: str) -> ModuleType:
         try:

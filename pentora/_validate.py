@@ -35,6 +35,10 @@ class Validated:
     conditions: dict[str, Condition] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     plan: Plan | None = None  # set when the graph has no cycle
+    # Nodes found invalid themselves, with what they would produce when fixed (the class's
+    # static ``produces``; None for an unknown module type, which could produce anything):
+    # a key missing downstream of them is a follow-on of their problem, not one of its own.
+    invalid: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
 
 
 def _p(node: NodeSpec, message: str, key: str | None = None) -> Problem:
@@ -91,7 +95,9 @@ def _check_modules(dag: Dag, registry: Registry, out: Validated, known_vars: dic
             out.problems.append(_p(node, f"Node '{node.instance_id}': unknown module_type "
                                          f"'{node.module_type}'{registry.nearest_hint(node.module_type)}",
                                    key="module_type"))
+            out.invalid[node.instance_id] = None
             continue
+        out.invalid[node.instance_id] = tuple(mtype.cls.produces)  # until its config passes
         try:
             raw = interpolate(dict(node.config), known_vars)
         except UnknownVariableError as e:
@@ -120,11 +126,15 @@ def _check_modules(dag: Dag, registry: Registry, out: Validated, known_vars: dic
             continue
         out.requires[node.instance_id] = tuple(requires)
         out.produces[node.instance_id] = tuple(produces)
+        del out.invalid[node.instance_id]
 
 
 def _check_contract(dag: Dag, plan: Plan, out: Validated, initial: set[str],
                     known_vars: dict[str, Any]) -> None:
     """Every required key (and for_each key, and condition name) has an upstream producer.
+
+    A key that an invalid upstream node would produce once fixed is not reported: that
+    node's own problem says what to fix, and a second message about it would mislead.
 
     Key sets are int bitmasks over the DAG's key vocabulary: one OR per edge, in
     topological order, O(V + E) for any realistic number of keys.
@@ -143,28 +153,49 @@ def _check_contract(dag: Dag, plan: Plan, out: Validated, initial: set[str],
 
     base = mask(initial)
     produced = [mask(out.produces.get(n.instance_id, ())) for n in dag.nodes]
+    would = [mask(out.invalid.get(n.instance_id) or ()) for n in dag.nodes]
     visible = [0] * len(dag.nodes)  # keys available to node i from its upstream
+    # Keys invalid upstream nodes would add, and whether one of unknown type is upstream.
+    follow = [0] * len(dag.nodes)
+    anything = [False] * len(dag.nodes)
     producers: dict[str, list[str]] = {}
     for node in dag.nodes:
         for key in out.produces.get(node.instance_id, ()):
             producers.setdefault(key, []).append(node.instance_id)
     for i in range(len(dag.nodes)) if plan.definition_is_topological else plan.order:
-        seen = base
+        seen, maybe, wild = base, 0, False
         for p in plan.parents[i]:
             seen |= visible[p] | produced[p]
-        visible[i] = seen
+            maybe |= follow[p] | would[p]
+            wild = wild or anything[p] or (out.invalid.get(dag.nodes[p].instance_id, ()) is None)
+        visible[i], follow[i], anything[i] = seen, maybe, wild
+        seen_or_follow = seen | maybe
         node = dag.nodes[i]
+        if wild:
+            continue  # an upstream node of unknown type: what it produces is unknown
         for key in out.requires.get(node.instance_id, ()):
-            if not has(seen, key):
+            choices = alternatives(key)
+            if len(choices) > 1 and not any(has(seen_or_follow, k) for k in choices):
+                named = ", ".join(f"'{k}'" for k in choices)
+                out.problems.append(_p(node, f"Node '{node.instance_id}' requires one of {named} "
+                                             "but no upstream node produces any: add a node that "
+                                             "does to its depends_on"))
+            elif len(choices) == 1 and not has(seen_or_follow, key):
                 out.problems.append(_p(node, f"Node '{node.instance_id}' requires '{key}' but no "
                                              f"upstream node produces it{_producer_hint(key, producers)}"))
-        if node.for_each and not has(seen, node.for_each):
+        if node.for_each and not has(seen_or_follow, node.for_each):
             out.problems.append(_p(node, f"Node '{node.instance_id}' maps over '{node.for_each}' "
                                          f"(for_each) but no upstream node produces it"
                                          f"{_producer_hint(node.for_each, producers)}"))
         if node.condition is not None:
-            names = frozenset(k for k, b in bit.items() if seen >> b & 1)
+            names = frozenset(k for k, b in bit.items() if seen_or_follow >> b & 1)
             _check_condition(node, names, known_vars, out)
+
+
+def alternatives(key: str) -> tuple[str, ...]:
+    """The keys a required entry accepts: ``a|b`` is met by either (the module reads the
+    best one there is, e.g. fingerprints when upstream, else open ports)."""
+    return tuple(k for k in key.split("|") if k)
 
 
 def _producer_hint(key: str, producers: dict[str, list[str]]) -> str:

@@ -88,4 +88,18 @@ def tiny_disk(tmp_path):
     yield from mounted_tmpfs(tmp_path / "tiny", "size=4k", "to fill")
 
 
+@pytest.fixture
+def unprivileged():
+    """The system user ``pentora-test`` (made when missing) with a fresh home of its own,
+    removed after the test; run pentora as it with ``tests.unprivileged.run_as_unprivileged``
+    (root only: skipped, saying why, otherwise)."""
+    import shutil
+
+    from tests.unprivileged import unprivileged_user
+
+    user = unprivileged_user()
+    yield user
+    shutil.rmtree(user.home, ignore_errors=True)
+
+
 __all__ = ["ModulesPlugin", "make_orch", "pentora"]

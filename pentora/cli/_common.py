@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from .._condition import Condition
 from .._errors import DagParseError, PentoraError, Problem
 from .._input import InputError
+from .._interpolate import VAR_REFERENCE
 from .._orchestrator import Orchestrator
 from .._parse import load_dag
 from .._text import clean
@@ -102,6 +106,18 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def checked_sets(dag: Any, items: list[str]) -> dict[str, Any]:
+    """``parse_sets(items)``, refusing a KEY that ``dag`` never uses (a usage error): a typo
+    would otherwise run the scan with the default unnoticed."""
+    sets = parse_sets(items)
+    unused = sorted(set(sets) - names_used(dag))
+    if unused:
+        raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
+                       f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed",
+                       EXIT_USAGE)
+    return sets
+
+
 def _cut(text: str, limit: int = 80) -> str:
     """A command-line argument quoted in a message: at most ``limit`` characters of it."""
     return text if len(text) <= limit else text[:limit] + "…"
@@ -154,3 +170,15 @@ def echo(text: str, err: bool = False) -> None:
 
 
 out = echo
+
+
+def names_used(dag: Any) -> set[str]:
+    """The names a ``--set`` can reach: declared vars, and names the conditions and
+    ``${var}`` references in node configs use (a var may be left undeclared there)."""
+    names = set(dag.vars)
+    for node in dag.nodes:
+        if node.condition:
+            with contextlib.suppress(PentoraError):
+                names |= Condition(node.condition).names
+        names |= set(VAR_REFERENCE.findall(json.dumps(node.config, default=str)))
+    return names

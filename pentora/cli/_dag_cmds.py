@@ -15,7 +15,16 @@ from .. import _render as render
 from .._errors import ValidationError
 from .._records import ScanResult
 from .._text import clean
-from ._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_dag_arg, make_orchestrator, out, parse_sets
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    checked_sets,
+    load_dag_arg,
+    make_orchestrator,
+    out,
+    parse_sets,
+)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -52,7 +61,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def _validated(args: argparse.Namespace) -> tuple[Any, Any]:
     orch = make_orchestrator(args)
     orch.load_dag(load_dag_arg(orch, args.file))
-    orch.validate(vars={**orch.dag.vars, **parse_sets(getattr(args, "set", []))})  # type: ignore[union-attr]
+    orch.validate(vars={**orch.dag.vars, **checked_sets(orch.dag, getattr(args, "set", []))})  # type: ignore[union-attr]
     return orch, orch.dag
 
 

@@ -1,4 +1,4 @@
-"""``pentora modules list|show`` and ``pentora plugins list``."""
+"""``pentora modules list|show`` and ``pentora plugins list|new``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from .._docgen import config_keys, module_markdown
 from .._text import clean
+from . import _plugin_new as plugin_new
 from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out
 
 
@@ -24,11 +25,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="markdown: the page of docs/modules/ that is generated")
     p.set_defaults(func=cmd_modules_show)
 
-    plugs = sub.add_parser("plugins", help="installed plugins")
+    # "plugin new" reads as naturally as "plugins list": either spelling works.
+    plugs = sub.add_parser("plugins", aliases=["plugin"], help="installed plugins: list, new")
     psub = plugs.add_subparsers(dest="plugins_cmd", metavar="COMMAND", required=True)
     p = psub.add_parser("list", parents=[common], help="plugins, their versions and hooks")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_plugins_list)
+    plugin_new.add_parser(psub, common)
 
     prof = sub.add_parser("profiles", parents=[common], help="list built-in DAG profiles")
     prof.set_defaults(func=cmd_profiles)
@@ -93,17 +96,21 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
     plugins = [p for p in orch.pm.plugin_infos() if not p.name.startswith("pentora.")]
     broken = orch.pm.load_report.broken
     if args.format == "json":
-        out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks)} for p in plugins],
-                        "broken": [{"name": n, "error": e} for n, e in broken]}, indent=2))
+        out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks), "status": "ok"}
+                                    for p in plugins],
+                        "broken": [{"name": n, "status": "broken", "error": e,
+                                    "distribution": (orch.pm.distributions.get(n) or (None,))[0]}
+                                   for n, e in broken]},
+                       indent=2))
         return EXIT_OK
-    rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
+    rows = [("NAME", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS / ERROR")]
     for p in plugins:
-        rows.append((p.name, p.distribution or "-", p.version or "-",
+        rows.append((p.name, "ok", p.distribution or "-", p.version or "-",
                      ", ".join(h.removeprefix("pentora_") for h in p.hooks)))
-    text = _table(rows)
-    for name, err in broken:
-        text += f"\nBROKEN  {clean(name, None)}: {clean(err, None)} (skipped)"
-    out(text)
+    # Skipped, every other command works without them: the error says what to fix.
+    dists = orch.pm.distributions
+    rows += [(name, "broken", *(dists.get(name) or ("-", "-")), err) for name, err in broken]
+    out(_table(rows))
     return EXIT_OK
 
 

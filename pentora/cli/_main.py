@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from gevent import monkey
 from loguru import logger
 
 from .. import __version__
-from .._errors import PentoraError, ValidationError
+from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _dag_cmds as dag_cmds
@@ -22,12 +23,31 @@ from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
 from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, log_level, plugin_options
 
+_USAGE_PARSER = "_usage_parser"
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         echo(f"{self.prog}: error: {message}", err=True)  # it quotes the argument given
         raise SystemExit(EXIT_USAGE)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # argparse hands a subcommand's unknown arguments up to the top parser, which would
+        # print its own usage: the deepest parser that ran (it returns first) marks itself,
+        # so that the error shows the usage of the command the user typed.
+        ns, extras = super().parse_known_args(args, namespace)
+        if not hasattr(ns, _USAGE_PARSER):
+            setattr(ns, _USAGE_PARSER, self)
+        return ns, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        parser = getattr(ns, _USAGE_PARSER, self)
+        delattr(ns, _USAGE_PARSER)
+        if extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
 
 
 def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentParser:
@@ -81,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             pm = None  # help and version still answer; the message comes with a command
         else:
             echo(f"error: {e}", err=True)
-            return EXIT_INVALID
+            # -p no:NAME of no plugin is a bad option value; a plugin that fails is not.
+            return EXIT_USAGE if isinstance(e, UnknownPluginError) else EXIT_INVALID
     args = build_parser(pm).parse_args(argv)
+    args.argv = argv  # an error about an option's value quotes the option as typed
     try:
         configure(log_level(args), args.log_format, args.log_file)
     except OSError as e:
@@ -98,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         echo(f"error: {e}", err=True)
         return e.code
+    except PluginClashError as e:
+        old, new = e.providers
+        echo(f"error: {e.clash}; leave one out with -p no:{old} or -p no:{new}", err=True)
+        return EXIT_INVALID
     except PentoraError as e:
         echo(f"error: {e}", err=True)
         return EXIT_INVALID

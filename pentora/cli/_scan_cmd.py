@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import json
 import sys
 from typing import Any
 
 from loguru import logger
 
-from .._condition import Condition
-from .._errors import PentoraError
-from .._interpolate import VAR_REFERENCE
+from .._errors import ValidationError
 from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    checked_sets,
     echo,
     list_profiles,
     load_dag_arg,
     make_orchestrator,
-    parse_sets,
     plugin_options,
     profile_path,
 )
 from ._dag_cmds import install_signal_handlers, summary
+from ._option_errors import option_errors
 from ._outputs import check_outputs, open_outputs, resolve_outputs
 
 
@@ -116,7 +113,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         variables, scan_id = _new_scan(orch, args), None
     dag = orch.dag
     assert dag is not None
-    orch.validate(vars={**dag.vars, **variables})
+    try:
+        orch.validate(vars={**dag.vars, **variables})
+    except ValidationError as e:
+        if loaded is not None:
+            raise
+        raise option_errors(e, dag, variables, getattr(args, "argv", [])) from None
     sink = open_outputs(orch, outputs)
     install_signal_handlers(orch)
     orch.on_scan_abandoned(functools.partial(_abandoned, sink, args.outputs))
@@ -208,24 +210,7 @@ def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.p_values:
         raise CliError(f"-p {args.p_values[0]}: no installed plugin takes -p values (only "
                        "-p no:NAME, which disables a plugin)", EXIT_USAGE)
-    sets = parse_sets(args.set)
-    unused = sorted(set(sets) - _names_used(dag))
-    if unused:
-        raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
-                       f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed")
-    variables.update(sets)
+    variables.update(checked_sets(dag, args.set))
     # What the options (nmap's -T4, -Pn, -sU… included) set, for a person to check.
     logger.debug("scan vars from the command line: {}", variables)
     return variables
-
-
-def _names_used(dag: Any) -> set[str]:
-    """The names a ``--set`` can reach: declared vars, and names the conditions and
-    ``${var}`` references in node configs use (a var may be left undeclared there)."""
-    names = set(dag.vars)
-    for node in dag.nodes:
-        if node.condition:
-            with contextlib.suppress(PentoraError):
-                names |= Condition(node.condition).names
-        names |= set(VAR_REFERENCE.findall(json.dumps(node.config, default=str)))
-    return names

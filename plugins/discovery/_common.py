@@ -169,7 +169,16 @@ class Results:
 
     def publish(self) -> list[Host]:
         self.ctx.progress(self.done, self.total)
-        return publish(self.ctx, self.key, self.hosts.values())
+        hosts: Any = self.hosts.values()
+        earlier = self.ctx.get(self.key, None)
+        if isinstance(earlier, list) and earlier:
+            # Another discovery node of this scan wrote the same key (two methods left at the
+            # default output, merged by a discovery_merger without inputs): add to its
+            # hosts, per address, rather than replace them.
+            from pentora_plugins.discovery.discovery_merger import merge_hosts  # it imports this module
+
+            hosts = merge_hosts([earlier, hosts])
+        return publish(self.ctx, self.key, hosts)
 
 
 def latency_ms(sent_at: float, received_at: float) -> float:

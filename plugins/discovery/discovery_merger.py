@@ -76,7 +76,10 @@ class DiscoveryMerger(Module):
     requires = ()
     produces = (DEFAULT_OUTPUT,)
     config_schema = {
-        vol.Required("inputs", description="DataContext keys of the host lists to merge"):
+        vol.Optional("inputs", default=[DEFAULT_OUTPUT],
+                     description="DataContext keys of the host lists to merge (default: "
+                                 "discovered_hosts, which discovery nodes left at their default "
+                                 "output add to)"):
             vol.All(StrList(), vol.Length(min=1)),
         **OUTPUT_OPTION,
         vol.Optional("include_down", default=False,
@@ -93,7 +96,8 @@ class DiscoveryMerger(Module):
     def contract(cls, config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if config.get("assume_up") is True:
             return ("targets",), (config.get("output", DEFAULT_OUTPUT),)
-        return tuple(dict.fromkeys(config.get("inputs", ()))), (config.get("output", DEFAULT_OUTPUT),)
+        return (tuple(dict.fromkeys(config.get("inputs", (DEFAULT_OUTPUT,)))),
+                (config.get("output", DEFAULT_OUTPUT),))
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         if config["assume_up"]:

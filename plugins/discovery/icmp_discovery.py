@@ -21,6 +21,7 @@ import voluptuous as vol
 from gevent import socket as gsocket
 from pentora_plugins.discovery._common import DiscoveryModule, discovery_schema, family_of, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
+from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.rawtcp import checksum
 
@@ -51,13 +52,42 @@ def ping_group_range() -> tuple[int, int] | None:
         return None
 
 
-def dgram_help() -> str:
+def _groups_and_range() -> tuple[str, str]:
+    """This process's groups and the ping_group_range they are held to, as shown in messages."""
     groups = sorted({os.getegid(), *os.getgroups()})
     current = ping_group_range()
     shown = f"'{current[0]} {current[1]}'" if current else "unreadable"
+    return ", ".join(map(str, groups)), shown
+
+
+def dgram_help() -> str:
+    groups, shown = _groups_and_range()
     return ("an unprivileged ICMP datagram socket needs one of this process's groups "
-            f"({', '.join(map(str, groups))}) inside net.ipv4.ping_group_range, which is {shown} "
+            f"({groups}) inside net.ipv4.ping_group_range, which is {shown} "
             "(allow every group with `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`)")
+
+
+ENABLE_HELP = ("to enable it: `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` (every group), "
+               "or `setcap cap_net_raw+ep` on the Python interpreter, or run as root")
+
+
+def icmp_unavailable() -> str | None:
+    """Why this process may open no ICMP socket at all, neither raw nor datagram (None: it can).
+
+    Only a refusal counts: another error (no IPv4 on this system, say) is left to the sweep,
+    which reports it as a failure of the node.
+    """
+    for kind in ("raw", "dgram"):
+        try:
+            EchoSocket(4, kind).close()
+            return None
+        except PermissionError:
+            continue
+        except OSError:
+            return None
+    groups, shown = _groups_and_range()
+    return ("no raw ICMP socket (not root, no CAP_NET_RAW) and no datagram one (groups "
+            f"{groups} outside net.ipv4.ping_group_range {shown})")
 
 
 class EchoSocket:
@@ -224,9 +254,20 @@ class IcmpDiscovery(DiscoveryModule):
         **discovery_schema(),
         vol.Optional("mode", default="auto",
                      description="raw (needs CAP_NET_RAW), dgram (ping_group_range) or auto: "
-                                 "raw, else dgram"):
+                                 "raw, else dgram, else skipped with a warning"):
             vol.In(("auto", "raw", "dgram")),
     }
+
+    def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        if config["mode"] == "auto":
+            # Without privilege ICMP is an extra, not a failure: the TCP probes beside it in
+            # the profiles find the hosts, so the scan goes on and says how to get ICMP back.
+            reason = icmp_unavailable()
+            if reason is not None:
+                ctx.log.warning("icmp_discovery: ICMP echo skipped: {}; {}", reason, ENABLE_HELP)
+                publish(ctx, config["output"], [])
+                return
+        super().run(ctx, config)
 
     def transport(self, ctx: NodeContext, config: dict[str, Any]) -> IcmpTransport:
         return IcmpTransport(config["mode"], ctx.node_id, ctx.log)

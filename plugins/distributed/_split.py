@@ -21,7 +21,8 @@ from pentora import Dag, NodeSpec, PentoraError
 
 SHARD_SAFE = frozenset({
     "target_parser", "icmp_discovery", "tcp_probe_discovery", "arp_discovery", "discovery_merger",
-    "connect_scanner", "syn_scanner", "udp_scanner", "banner_grabber", "fingerprint_parser",
+    "connect_scanner", "syn_scanner", "port_scanner", "udp_scanner", "banner_grabber",
+    "fingerprint_parser",
     "noop", "sleep", "set",
 })
 DISPATCH_ID = "shards"

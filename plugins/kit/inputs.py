@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import gevent.pool
 import voluptuous as vol
 from pentora_plugins.kit.net.connect import fd_budget
-from pentora_plugins.kit.records import Host, Target, sorted_records
+from pentora_plugins.kit.records import Host, Target, field_of, sorted_records
 
 from pentora import NodeContext
 
@@ -106,3 +106,28 @@ def per_item(ctx: NodeContext, fn: Callable[[T], R], items: Sequence[T],
     finally:
         if own is not None:
             own.kill()
+
+
+# Where a DAG has no fingerprints upstream, the well-known web ports tell how to speak to a
+# port: plain HTTP on 80 and 8080, TLS on 443 and 8443; any other port is tried both ways.
+WEB_PORTS: dict[int, bool] = {80: False, 8080: False, 443: True, 8443: True}
+UNFINGERPRINTED = ("open_ports", "discovered_hosts")
+
+
+def unfingerprinted_ports(ctx: NodeContext, ports: Any = None
+                          ) -> tuple[str, list[tuple[str, int, bool | None]]]:
+    """(the key read, [(host, port, speaks TLS or None when unknown)]) for a module that
+    wants fingerprinted ports and has none upstream: each open TCP port of ``open_ports``,
+    else each live host of ``discovered_hosts`` on ``WEB_PORTS`` (a guess: callers drop the
+    ports that refuse). ``ports`` (a port set or None) narrows either."""
+    if ctx.has("open_ports"):
+        found = [(str(field_of(p, "host")), int(field_of(p, "port"))) for p in ctx.get("open_ports")
+                 if field_of(p, "protocol", "tcp") == "tcp" and field_of(p, "state", "open") == "open"]
+        key = "open_ports"
+    else:
+        found = [(host, port) for host, _ in iter_hosts(ctx, {"input": "discovered_hosts"})
+                 for port in WEB_PORTS]
+        key = "discovered_hosts"
+    items = [(host, port, WEB_PORTS.get(port)) for host, port in dict.fromkeys(found)
+             if ports is None or port in ports]
+    return key, items

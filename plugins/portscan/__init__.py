@@ -1,5 +1,6 @@
-"""Port scanning: ``connect_scanner``, ``syn_scanner``, ``udp_scanner``; ``-p``/``--ports``, ``-sS``,
-``-sT``, ``-sU``, ``--top-ports`` and ``-F`` on ``pentora scan``."""
+"""Port scanning: ``connect_scanner``, ``syn_scanner`` (also as ``port_scanner``),
+``udp_scanner``; ``-p``/``--ports``, ``-sS``, ``-sT``, ``-sU``, ``--top-ports`` and ``-F`` on
+``pentora scan``."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ pentora_former_hints = {
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
     from pentora_plugins.portscan.connect_scanner import ConnectScanner
+    from pentora_plugins.portscan.port_scanner import PortScanner
     from pentora_plugins.portscan.syn_scanner import SynScanner
     from pentora_plugins.portscan.udp_scanner import UdpScanner
-    for cls in (ConnectScanner, SynScanner, UdpScanner):
+    for cls in (ConnectScanner, PortScanner, SynScanner, UdpScanner):
         registry.register(cls)
 
 

@@ -385,8 +385,10 @@ class SynScanner(Module):
                 recv_sock.close()
                 raise
         except PermissionError as e:
-            ctx.log.warning(f"syn_scanner: raw sockets need root or CAP_NET_RAW ({e}; euid "
-                            f"{os.geteuid()}): falling back to a TCP connect scan")
+            # One line, not an error: the connect scan finds the same open ports.
+            ctx.log.warning(f"syn_scanner: raw sockets need root or CAP_NET_RAW (euid {os.geteuid()}: "
+                            f"{e.strerror}): falling back to a TCP connect scan, which finds the "
+                            "same open ports")
             filtered: list[Port] = []
             opened = connect_fallback(ctx, config, (a for a, _ in hosts), filtered)
             publish_ports(ctx, "open_ports", opened, "tcp")

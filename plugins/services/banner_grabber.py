@@ -73,6 +73,9 @@ class BannerGrabber(Module):
             Duration(min=0.001),
         Optional("deadline", default="10s", description="total time for one port, all probes included"):
             Duration(min=0.001),
+        # The name DAGs written for other scanners use; it bounds what a user waits for per port.
+        Optional("timeout", description="another name for deadline; when given, it is the deadline"):
+            Duration(min=0.001),
         Optional("max_bytes", default=8192, description="bytes read from one port, all reads together"):
             PositiveInt(),
         Optional("concurrency", default=None,
@@ -98,7 +101,8 @@ class BannerGrabber(Module):
             raise ModuleError(f"banner_grabber: {e}", ctx.node_id) from e
         opts = GrabOptions(**{k: config[k] for k in (
             "connect_timeout", "read_timeout", "passive_timeout", "short_passive_timeout",
-            "idle_timeout", "deadline", "max_bytes", "tls", "race_probes", "race_delay")})
+            "idle_timeout", "max_bytes", "tls", "race_probes", "race_delay")},
+                           deadline=config.get("timeout", config["deadline"]))
         names = hostnames(ctx)
         done = ctx.done_items()  # ports a killed run of this scan finished (resume)
         items = [(h, p, n or names.get(h)) for h, p, n in _open_tcp(ctx.get("open_ports"))

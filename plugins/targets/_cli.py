@@ -40,15 +40,21 @@ def scan_vars(args: argparse.Namespace, dag: Any, resuming: bool) -> dict[str, A
     if exclude:
         out["exclude"] = exclude
     if not resuming:
-        if "targets" not in dag.vars:
+        if "targets" not in dag.vars and not _reads_scan_targets(dag):
             raise CliError(f"DAG '{dag.name}' declares no 'targets' var, so --targets cannot reach "
                            "it; add `vars: {targets: ...}` and use ${targets} in its target_parser "
-                           "config", EXIT_USAGE)
+                           "config")
         if exclude and "exclude" not in dag.vars:
             raise CliError(f"DAG '{dag.name}' declares no 'exclude' var, so --exclude/--excludefile "
                            "cannot reach it; add `vars: {exclude: []}` and use ${exclude} as its "
                            "target_parser's blocklists", EXIT_USAGE)
     return out
+
+
+def _reads_scan_targets(dag: Any) -> bool:
+    """Whether a target_parser of ``dag`` has no ``targets`` of its own: it reads --targets."""
+    return any(node.module_type == "target_parser" and "targets" not in (node.config or {})
+               for node in dag.nodes)
 
 
 def _targets(args: argparse.Namespace) -> str | list[str] | None:

@@ -89,7 +89,7 @@ class TargetParser(Module):
     config_schema = {
         vol.Optional("targets", default=[],
                      description="addresses, CIDRs, ranges (a-b), hostnames or @file; "
-                                 "string (comma/space separated) or list"):
+                                 "string (comma/space separated) or list (default: --targets)"):
             _checked(iter_specs, "target specs"),
         vol.Optional("blocklists", default=[],
                      description="addresses, CIDR blocks or ranges never to scan"):
@@ -150,8 +150,10 @@ class TargetParser(Module):
         intervals: list[tuple[int, int, str]] = []
         hostnames: dict[str, str] = {}  # name -> source, first mention wins
         rank: dict[str, int] = {}  # source -> position in the specs
+        # A DAG that names no targets scans those of the command line (--targets).
+        specs = config["targets"] or ctx.vars.get("targets") or []
         try:
-            for spec in iter_specs(config["targets"]):
+            for spec in iter_specs(specs):
                 rank.setdefault(spec.source, len(rank))
                 if spec.hostname is not None:
                     hostnames.setdefault(spec.hostname, spec.source)

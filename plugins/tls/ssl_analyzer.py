@@ -3,6 +3,10 @@
 Input: ``service_fingerprints``; the ports that speak TLS (``tls`` true, a TLS service name
 such as https or imaps, or a TLS banner in ``banners`` when that key is there), or with
 ``ports: all`` every fingerprinted port (those that do not answer TLS are left out).
+Without fingerprints upstream, the open TCP ports of ``open_ports`` are analysed (443 and
+8443 must speak TLS; 80 and 8080 are left out, but with ``ports: all``; any other port
+is tried), or, without a port scan either, ports 443 and 8443 of each live host of
+``discovered_hosts`` (those that do not answer TLS are left out).
 Host names (for SNI and the hostname check) come from ``server_name``, else from
 ``discovered_hosts``; without one the certificate is checked against the IP address, as
 a client that was given the address would.
@@ -24,7 +28,7 @@ from typing import Any
 
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit.inputs import hostnames, per_item, publish
+from pentora_plugins.kit.inputs import UNFINGERPRINTED, hostnames, per_item, publish, unfingerprinted_ports
 from pentora_plugins.kit.net.talk import talk
 from pentora_plugins.kit.net.tls import client_context
 from pentora_plugins.kit.records import ServiceFingerprint, TlsReport
@@ -45,7 +49,7 @@ class SslAnalyzer(Module):
 
     module_type = "ssl_analyzer"
     description = "TLS certificate chain, protocol versions (SSLv3-TLS 1.3) and accepted cipher suites"
-    requires = ("service_fingerprints",)
+    requires = ("|".join(("service_fingerprints", *UNFINGERPRINTED)),)
     produces = ("tls_results",)
     config_schema = {
         Optional("check_cert", default=True,
@@ -66,8 +70,16 @@ class SslAnalyzer(Module):
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         names = hostnames(ctx)
-        items = list(_select(ctx.get("service_fingerprints"), config["ports"] == "all",
-                             _tls_banner_ports(ctx.get("banners", None) or [])))
+        every = config["ports"] == "all"
+        if ctx.has("service_fingerprints"):
+            items = list(_select(ctx.get("service_fingerprints"), every,
+                                 _tls_banner_ports(ctx.get("banners", None) or [])))
+        else:
+            source, unfingerprinted = unfingerprinted_ports(ctx)
+            # a port only guessed from a live host must prove it speaks TLS to be reported
+            sure = source == "open_ports"
+            items = [(h, p, bool(tls) and sure) for h, p, tls in unfingerprinted
+                     if tls is not False or every]
 
         def analyze(item: tuple[str, int, bool]) -> TlsReport | None:
             host, port, known_tls = item

@@ -5,6 +5,11 @@ http-alt, a fingerprint found inside TLS included) are requested; with ``all_por
 fingerprinted port and every open TCP port of ``open_ports`` too (TLS tried where plain
 HTTP gets no HTTP answer). ``ports`` narrows that to a port spec.
 
+Without fingerprints upstream, every open TCP port of ``open_ports`` is requested, or,
+without a port scan either, ports 80, 443, 8080 and 8443 of each live host of
+``discovered_hosts`` (those that give no HTTP answer are left out): plain HTTP on 80 and
+8080, TLS on 443 and 8443, any other port plain first, then TLS.
+
 Per port, each of ``methods`` is sent to ``path`` with ``headers``: GET follows redirects
 (at most ``max_redirects``, and only on the same host and port: a Location naming another
 host is recorded, never fetched) and gives the status, server, title, headers, cookies and
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import voluptuous as vol
-from pentora_plugins.kit.inputs import hostnames, per_item, publish
+from pentora_plugins.kit.inputs import UNFINGERPRINTED, hostnames, per_item, publish, unfingerprinted_ports
 from pentora_plugins.kit.net.http import (
     Endpoint,
     Followed,
@@ -255,7 +260,7 @@ class HttpScanner(Module):
 
     module_type = "http_scanner"
     description = "HTTP(S) requests to each web port: status, headers, title, cookies, methods"
-    requires = ("service_fingerprints",)
+    requires = ("|".join(("service_fingerprints", *UNFINGERPRINTED)),)
     produces = ("http_responses",)
     config_schema = {
         Optional("methods", default=list(METHODS),
@@ -287,17 +292,25 @@ class HttpScanner(Module):
         # HTTPS port"): banners read through TLS tell which ports speak it
         tls_ports = frozenset((_get(b, "host"), int(_get(b, "port"))) for b in ctx.get("banners", None) or ()
                               if _get(b, "tls"))
-        items = list(web_ports(ctx.get("service_fingerprints") or [], open_ports or [],
-                               config["all_ports"], config["ports"], tls_ports))
+        guessed = False
+        if ctx.has("service_fingerprints"):
+            items = list(web_ports(ctx.get("service_fingerprints") or [], open_ports or [],
+                                   config["all_ports"], config["ports"], tls_ports))
+        else:
+            source, unfingerprinted = unfingerprinted_ports(ctx, config["ports"])
+            guessed = source == "discovered_hosts"
+            items = [(h, p, True if (h, p) in tls_ports else tls) for h, p, tls in unfingerprinted]
 
         names = hostnames(ctx)  # a target named by the user is asked for by that name (vhosts)
 
-        def one(item: tuple[str, int, bool | None]) -> HttpResponse:
+        def one(item: tuple[str, int, bool | None]) -> HttpResponse | None:
             record = scan_port(*item, hostname=names.get(item[0]), opts=opts)
+            if guessed and record.status is None:
+                return None  # a port guessed from a live host that is not a web port
             ctx.emit(record)
             return record
 
-        found = list(per_item(ctx, one, items, config["concurrency"]))
+        found = [r for r in per_item(ctx, one, items, config["concurrency"]) if r is not None]
         ctx.log.info(f"http_scanner: {sum(r.status is not None for r in found)} of {len(items)} "
                      f"port(s) answered HTTP")
         publish(ctx, "http_responses", found)

@@ -466,9 +466,9 @@ def test_plugins_list(run_cli) -> None:
     proc = run_cli("plugins", "list")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS"]
-    rows = {line.split(None, 3)[0]: line.split(None, 3)[1:] for line in lines[1:]
-            if not line.startswith("BROKEN")}
+    assert lines[0].split() == ["NAME", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS", "/", "ERROR"]
+    rows = {line.split(None, 4)[0]: line.split(None, 4)[2:] for line in lines[1:]
+            if line.split()[1] == "ok"}
     assert rows["engine"][:2] == ["pentora", pentora.__version__]
     assert "register_modules" in rows["engine"][2] and "register_retry_policies" in rows["engine"][2]
     assert rows["engine.profiles"] == ["pentora", pentora.__version__, "default_profiles, profile_dirs"]

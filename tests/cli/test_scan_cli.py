@@ -75,15 +75,15 @@ def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--targets", "127.0.0.300", "--profile", "port-scan"], 1, "invalid target '127.0.0.300'"),
-    (["--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1-70000"], 1, "70000"),
+    (["--targets", "127.0.0.300", "--profile", "port-scan"], 2, "invalid target '127.0.0.300'"),
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1-70000"], 2, "70000"),
     (["--targets", "127.0.0.1", "--profile", "nosuch"], 1, "no profile named 'nosuch'"),
     (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x.weird"], 2,
      "cannot tell the output format"),
     (["--targets", "127.0.0.1", "--profile", "port-scan", "-o", "x", "--format", "nope"], 2,
      "unknown output format 'nope'"),
     (["--profile", "port-scan"], 2, "--targets"),
-    (["--targets", "127.0.0.1", "--profile", "port-scan", "--set", "rtae=10"], 1,
+    (["--targets", "127.0.0.1", "--profile", "port-scan", "--set", "rtae=10"], 2,
      "DAG 'port-scan' has no var named 'rtae' (its vars: assume_up, discovery_timeout, exclude, icmp, "
      "ports, rate, scan_retries, scan_timeout, targets, tcp_scan, udp_ports, udp_rate, udp_scan)"),
 ])
@@ -102,7 +102,7 @@ def test_scan_p_no_disables_a_plugin(run_cli):
 def test_scan_p_no_former_name_says_what_it_is_now(run_cli):
     proc = run_cli("scan", "--targets", "127.0.0.1", "--profile", "port-scan", "-p", "1",
                    "-p", "no:syn_scan")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad option value: a usage error
     assert "no plugin 'syn_scan' any more: it is now 'portscan' (-p no:portscan)" in proc.stderr
 
 

@@ -2,7 +2,7 @@
 ``pentora`` entry-point group, with no repository on ``sys.path``.
 
 The venv tests build one fresh virtual environment for the whole module and install
-pentora (not editable), ``pentora-hello-plugin`` and ``pentora-broken-plugin`` into it.
+pentora (not editable), ``examples/pentora-hello-plugin`` and ``pentora-broken-plugin`` into it.
 The ``--target`` tests are the quick variant: the hello plugin on ``PYTHONPATH`` next to
 the development install.
 """
@@ -24,7 +24,7 @@ import pentora
 
 ROOT = Path(__file__).resolve().parents[2]
 THIRDPARTY = ROOT / "tests" / "thirdparty"
-HELLO = THIRDPARTY / "pentora-hello-plugin"
+HELLO = ROOT / "examples" / "pentora-hello-plugin"
 BROKEN = THIRDPARTY / "pentora-broken-plugin"
 BUILTIN_TYPES = {"noop", "sleep", "set"}
 PIP_TIMEOUT = 240
@@ -140,14 +140,16 @@ def test_modules_list_shows_builtins_and_thirdparty_type(venv: Venv) -> None:
 def test_plugins_list_shows_hello_with_its_version(venv: Venv) -> None:
     proc = venv.run("plugins", "list")
     assert proc.returncode == 0, proc.stderr
-    hello = [line.split(None, 3) for line in proc.stdout.splitlines() if line.startswith("hello ")]
-    assert hello == [["hello", "pentora-hello-plugin", "0.3.0", "node_complete, register_modules"]]
+    hello = [line.split(None, 4) for line in proc.stdout.splitlines() if line.startswith("hello ")]
+    assert hello == [["hello", "ok", "pentora-hello-plugin", "0.3.0",
+                      "node_complete, register_modules"]]
 
     data = json.loads(venv.run("plugins", "list", "--format", "json").stdout)
     by_name = {p["name"]: p for p in data["plugins"]}
     assert by_name["hello"] == {"name": "hello", "distribution": "pentora-hello-plugin",
                                 "version": "0.3.0",
-                                "hooks": ["pentora_node_complete", "pentora_register_modules"]}
+                                "hooks": ["pentora_node_complete", "pentora_register_modules"],
+                                "status": "ok"}
     assert (by_name["engine"]["distribution"], by_name["engine"]["version"]) == (
         "pentora", pentora.__version__)
 
@@ -217,12 +219,26 @@ def test_shipped_example_dag_plans_from_the_installed_package(venv: Venv) -> Non
 
 
 @pytest.mark.slow
+def test_plugins_new_writes_from_the_installed_templates(venv: Venv) -> None:
+    # The templates are package data: a wheel without them would fail here, not in the
+    # development install.
+    proc = venv.run("plugins", "new", "greet_check", "--dir", "greet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = {p.relative_to(venv.workdir / "greet").as_posix()
+               for p in (venv.workdir / "greet").rglob("*") if p.is_file()}
+    assert written == {"pyproject.toml", "README.md", "pentora_greet_check/__init__.py",
+                       "tests/test_greet_check.py"}
+
+
+@pytest.mark.slow
 def test_broken_plugin_is_reported_and_skipped(venv: Venv) -> None:
     proc = venv.run("plugins", "list")
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
-    assert ("BROKEN  broken: ImportError: pentora-broken-plugin needs libpentora-broken.so, "
-            "which is not installed (skipped)") in proc.stdout.splitlines()
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("broken "))
+    assert row.split(None, 4) == ["broken", "broken", "pentora-broken-plugin", "0.0.1",
+                                  "ImportError: pentora-broken-plugin needs libpentora-broken.so, "
+                                  "which is not installed"]
     assert "plugin 'broken' (pentora_broken) failed to load and was skipped" in proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
     assert "hello" in names and "engine" in names

@@ -621,3 +621,24 @@ def test_a_wait_for_a_descriptor_does_not_count_against_the_port_deadline(
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert by_probe(banners) == {("http_get", False): HTTP_OK.decode()}
+
+
+
+def test_timeout_is_the_deadline_under_the_name_other_scanners_use(tcp_server):
+    """A banner dripped a byte every 100 ms, never pausing as long as idle_timeout: only
+    the port's deadline ends the conversation. ``timeout: 500ms`` is that deadline: the
+    connection is closed after a few bytes (the 8s deadline given beside it would have
+    taken some 80)."""
+    sent: list[int] = []
+
+    def drip(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            for byte in itertools.cycle(b"SSH-2.0-dripping\r\n"):
+                conn.sendall(bytes([byte]))
+                sent.append(byte)
+                time.sleep(0.1)
+
+    server = tcp_server(handler=drip)
+    grab([port(server)], timeout="500ms", race_probes=False)
+    time.sleep(0.3)  # the handler notices the closed connection at its next send
+    assert 0 < len(sent) < 30, f"{len(sent)} bytes sent before the grab gave up"

@@ -158,11 +158,17 @@ def test_icmp_auto_mode_falls_back_to_datagram_socket_without_cap_net_raw(netns)
     assert [(h["address"], h["alive"], h["ttl"]) for h in out["hosts"]] == [("127.0.0.1", True, 64)]
 
 
-def test_icmp_says_what_is_missing_without_privilege_or_ping_group_range(netns):
+def test_icmp_auto_mode_skips_icmp_without_privilege_or_ping_group_range(netns):
+    # the warning line it logs is checked, as a user sees it, by tests/cli/test_unprivileged.py
     netns.run("sysctl", "-w", "net.ipv4.ping_group_range=1 0")
     out = run_in_ns(netns, "icmp_discovery", {}, ["127.0.0.1"], unprivileged=True)
+    assert (out["status"], out["error"], out["hosts"]) == ("completed", None, [])
+
+
+def test_icmp_says_what_is_missing_when_its_mode_is_asked_for(netns):
+    netns.run("sysctl", "-w", "net.ipv4.ping_group_range=1 0")
+    out = run_in_ns(netns, "icmp_discovery", {"mode": "dgram"}, ["127.0.0.1"], unprivileged=True)
     assert out["status"] == "failed"
-    assert "root or CAP_NET_RAW" in out["error"]
     assert "net.ipv4.ping_group_range, which is '1 0'" in out["error"]
     assert "tcp_probe_discovery" in out["error"]
 
@@ -450,6 +456,27 @@ def test_discovery_output_option_feeds_a_merger(closed_tcp_port):
     assert result.ok, result.failures()
     [host] = result.context.get("discovered_hosts")
     assert (host.method, host.mac, host.reason) == ("tcp_probe+arp", "02:00:00:00:00:09", "rst")
+
+
+
+def test_discovery_nodes_at_the_default_output_add_to_it_and_a_merger_needs_no_inputs(closed_tcp_port):
+    """Two methods left at the default output (as ICMP and ARP side by side in a sub-DAG):
+    the second adds its hosts to the first's, per address, and a merger without inputs
+    reads the one key."""
+    orch = Orchestrator(plugins=PLUGINS, autoload=False)
+    orch.load_dag(DagBuilder()
+                  .add_node("seed", "set", config={"values": {
+                      "targets": [Target("127.0.0.1")],
+                      "discovered_hosts": [Host("127.0.0.1", method="arp", mac="02:00:00:00:00:09"),
+                                           Host("127.0.0.9", method="arp", mac="02:00:00:00:00:0a")]}})
+                  .add_node("tcp", "tcp_probe_discovery", ["seed"], config={"ports": [closed_tcp_port]})
+                  .add_node("merge", "discovery_merger", ["tcp"]).build())
+    assert orch.validate().requires["merge"] == ("discovered_hosts",)
+    result = orch.execute()
+    assert result.ok, result.failures()
+    hosts = by_address(result.context.get("discovered_hosts"))
+    assert (hosts["127.0.0.1"].method, hosts["127.0.0.1"].mac) == ("arp+tcp_probe", "02:00:00:00:00:09")
+    assert hosts["127.0.0.9"].method == "arp"  # kept, though the TCP probes never asked it
 
 
 # -- configuration -------------------------------------------------------------------------

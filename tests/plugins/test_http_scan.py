@@ -346,3 +346,35 @@ def test_all_ports_asks_a_named_plain_service_only_in_plain_text():
     got = list(web_ports(fps, [{"host": "127.0.0.1", "port": 9000}], True, None))
     assert got == [("127.0.0.1", 6379, False), ("127.0.0.1", 8443, None), ("127.0.0.1", 993, True),
                    ("127.0.0.1", 9000, None)]
+
+
+def test_without_fingerprints_every_open_port_is_requested_tls_tried_on_others(tmp_path, closed_tcp_port):
+    """A DAG with a port scan and no fingerprint_parser: http_scanner reads open_ports
+    (plain first, then TLS, on ports other than 80/8080/443/8443), and a closed port still
+    gets its record saying why, as a port scanned says it is open."""
+    plain = serving({"/": html_route("<title>Plain</title>")})
+    tls = serving({"/": html_route("<title>Secret</title>")}, tls=tls_context(tmp_path))
+    with plain as a, tls as b:
+        ports = [{"host": "127.0.0.1", "port": p} for p in (a.port, b.port, closed_tcp_port)]
+        collector = RecordCollector()
+        orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine, collector],
+                            autoload=False)
+        orch.load_dag(DagBuilder()
+                      .add_node("seed", "set", config={"values": {"open_ports": ports}})
+                      .add_node("http", "http_scanner", ["seed"], config={"timeout": "3s"}).build())
+        result = orch.execute()
+    assert result.ok, result.nodes["http"].error
+    got = {r.port: r for r in result.context.get("http_responses")}
+    assert (got[a.port].title, got[a.port].tls) == ("Plain", False)
+    assert (got[b.port].title, got[b.port].tls) == ("Secret", True)
+    assert got[closed_tcp_port].status is None and "refused" in got[closed_tcp_port].error
+
+
+def test_without_fingerprints_nor_ports_upstream_the_dag_is_refused():
+    orch = Orchestrator(plugins=[pentora_plugins.web, pentora_plugins.engine], autoload=False)
+    orch.load_dag(DagBuilder().add_node("seed", "set", config={"values": {"x": 1}})
+                  .add_node("http", "http_scanner", ["seed"]).build())
+    with pytest.raises(ValidationError) as e:
+        orch.validate()
+    assert ("Node 'http' requires one of 'service_fingerprints', 'open_ports', 'discovered_hosts' "
+            "but no upstream node produces any") in str(e.value)

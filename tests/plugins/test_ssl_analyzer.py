@@ -264,3 +264,20 @@ def test_bad_config_is_refused_naming_the_key() -> None:
     orch.load_dag(dag)
     with pytest.raises(ValidationError, match=r"(?s)tls.*check_ciphers.*true or false"):
         orch.validate()
+
+
+def test_without_fingerprints_the_open_ports_are_tried_and_plain_ones_left_out(tcp_server,
+                                                                               tmp_path: Path) -> None:
+    """A DAG with a port scan and no fingerprint_parser: every open TCP port is tried; a
+    port that does not speak TLS is left out, as it was not known to."""
+    tls_port = serve(tcp_server, openssl_handler(write(tmp_path, issue("localhost", names=(HOST,)))))
+    plain_port = serve(tcp_server, lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n"))
+    ports = [{"host": HOST, "port": p} for p in (tls_port, plain_port)]
+    dag = (DagBuilder().add_node("seed", "set", config={"values": {"open_ports": ports}})
+           .add_node("tls", "ssl_analyzer", ["seed"], config={"timeout": "3s"}).build())
+    orch = Orchestrator(plugins=[pentora_plugins.engine, pentora_plugins.tls], autoload=False)
+    orch.load_dag(dag)
+    result = orch.execute()
+    assert result.ok, result.nodes["tls"].error
+    [report] = result.context.get("tls_results")
+    assert (report.port, report.error, report.sans) == (tls_port, None, [HOST])

@@ -49,13 +49,14 @@ needs_raw = pytest.mark.skipif(raw_sockets_unavailable() is not None,
 Emitted = RecordCollector  # what the scan emits, as (kind, record) pairs
 
 
-def run_scan(config: dict[str, Any], targets: list[str]) -> tuple[pentora.ScanResult, Emitted]:
+def run_scan(config: dict[str, Any], targets: list[str], module_type: str = "syn_scanner"
+             ) -> tuple[pentora.ScanResult, Emitted]:
     emitted = Emitted()
     orch = Orchestrator(plugins=[pentora_plugins.portscan, pentora_plugins.engine, emitted],
                         autoload=False)
     orch.load_dag(DagBuilder("syn")
                   .add_node("targets", "set", config={"values": {"targets": targets}})
-                  .add_node("scan", "syn_scanner", ["targets"], {**config, "input": "targets"})
+                  .add_node("scan", module_type, ["targets"], {**config, "input": "targets"})
                   .build())
     result = orch.execute()
     assert result.nodes["scan"].status == "completed", result.nodes["scan"].stack_trace
@@ -181,6 +182,17 @@ def test_bad_config_is_rejected_naming_the_key(key: str, value: Any) -> None:
 
 
 # -- scans ---------------------------------------------------------------------------
+
+
+def test_port_scanner_is_the_syn_scanner_under_a_generic_name(tcp_server: Any, closed_tcp_port: int) -> None:
+    server = tcp_server()
+    result, _ = run_scan({"ports": f"{server.port},{closed_tcp_port}", "timeout": "500ms"},
+                         ["127.0.0.1"], module_type="port_scanner")
+    # SYN with raw sockets, else the connect scan it falls back to
+    method = "syn" if raw_sockets_unavailable() is None else "connect"
+    assert [(p.port, p.state, p.method) for p in result.context.get("open_ports")] == [
+        (server.port, "open", method)]
+    assert result.nodes["scan"].module_type == "port_scanner"
 
 
 @needs_raw

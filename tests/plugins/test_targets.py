@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import os
 import pickle
 import socket
@@ -487,3 +488,20 @@ def test_index_of_is_the_inverse_of_getitem():
     for i in range(ts.size):
         assert ts.index_of(ipaddress.ip_address(ts[i].address)) == i
     assert ts.index_of(ipaddress.ip_address("127.0.0.9")) is None
+
+
+def test_scan_targets_reach_a_target_parser_without_targets_of_its_own(tmp_path, run_cli):
+    """A DAG written as other scanners' are: no vars, a target_parser without targets."""
+    dag = tmp_path / "scan.yaml"
+    dag.write_text("nodes:\n  - instance_id: targets\n    module_type: target_parser\n"
+                   "    config: {blocklists: [127.0.0.2]}\n")
+    done = run_cli("scan", "--dag", str(dag), "--targets", "127.0.0.1-3", "-o",
+                   str(tmp_path / "out.jsonl"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scan = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()][-1]
+    assert scan["kind"] == "scan" and scan["vars"]["targets"] == "127.0.0.1-3"
+    # one whose target_parser names its own targets is told where --targets cannot go
+    dag.write_text("nodes:\n  - instance_id: targets\n    module_type: target_parser\n"
+                   "    config: {targets: 127.0.0.1}\n")
+    done = run_cli("scan", "--dag", str(dag), "--targets", "127.0.0.1", cwd=tmp_path)
+    assert done.returncode == 1 and "declares no 'targets' var" in done.stderr

@@ -20,12 +20,13 @@ import yaml
 
 from pentora import Orchestrator, load_dag
 from pentora import _docgen as docgen
+from pentora.cli import _plugin_new as plugin_new
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 WRITING_PLUGINS = DOCS / "writing-plugins.md"
-HELLO = ROOT / "tests" / "thirdparty" / "pentora-hello-plugin"
+HELLO = ROOT / "examples" / "pentora-hello-plugin"
 PAGES = sorted([README, ROOT / "CONTRIBUTING.md", *DOCS.rglob("*.md")])
 REGENERATE = f"run `{docgen.REGENERATE}` from the repository root"
 
@@ -161,6 +162,24 @@ def test_the_hello_plugin_in_writing_plugins_is_the_one_the_tests_install() -> N
     assert source in blocks(WRITING_PLUGINS, "python")
 
 
+def test_the_generated_plugin_in_writing_plugins_is_what_plugins_new_writes() -> None:
+    files = plugin_new.render(plugin_new.substitutions("banner_match"))
+    assert files["pyproject.toml"] in blocks(WRITING_PLUGINS, "toml")
+    for name in ("pentora_banner_match/__init__.py", "tests/test_banner_match.py"):
+        assert files[name] in blocks(WRITING_PLUGINS, "python"), name
+
+
+def test_the_kit_table_in_writing_plugins_matches_the_records() -> None:
+    import pentora_plugins.kit as kit
+
+    text = WRITING_PLUGINS.read_text(encoding="utf-8")
+    table = text.split("### The kit's public API", 1)[1].split("\n\n| name |", 1)[1]
+    rows = re.findall(r"^\| `(\w+)[^`]*` \| ?(?:`(\w+)`)? ?\|", table, re.M)
+    assert {name for name, _ in rows} == set(kit.__all__)
+    for name, kind in rows:
+        assert kind == getattr(getattr(kit, name), "kind", ""), name
+
+
 def complete_dags() -> list[tuple[str, str]]:
     return [(f"{path.relative_to(ROOT)}#{i}", code) for path in PAGES
             for i, code in enumerate(blocks(path, "yaml")) if re.search(r"^nodes:", code, re.M)]
@@ -174,7 +193,7 @@ def test_dags_in_the_docs_validate(where: str, text: str) -> None:
     finally:
         sys.path.remove(str(HELLO))
     orch = Orchestrator(plugins=[pentora_hello], autoload=True)
-    orch.load_dag(load_dag(text, base_dir=ROOT / "dags"))
+    orch.load_dag(load_dag(text, base_dir=ROOT / "dags" / "examples"))  # where the docs' DAGs sit
     orch.validate(vars={"targets": "127.0.0.1"})
 
 
