@@ -205,7 +205,7 @@ def test_v_raises_the_log_level(run_cli):
 
 def test_p_no_syn_scan_names_the_option_that_was_meant(run_cli):
     proc = run_cli(*BASE, "-t", "127.0.0.1", "-p", "no:syn_scan")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "for a connect scan instead of a SYN scan use -sT" in proc.stderr
 
 
