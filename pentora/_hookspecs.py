@@ -261,6 +261,24 @@ def pentora_cli_scan_vars(args: Any, dag: Dag | None, resuming: bool) -> dict[st
     """
 
 
+@hookspec
+def pentora_cli_scan_profile(args: Any) -> tuple[str, list[str]] | None:
+    """The profiles a plugin's own ``pentora scan`` option can run in: ``(option,
+    profiles)``, the profiles best first (``-sn`` takes ``discovery-only``; ``-sV`` a
+    profile with service detection). Return None when the option was not given. 1:N:
+    without ``--profile`` or ``--dag``, the scan runs the first profile of the shortest
+    answer that every answer names (ahead of ``pentora_default_profiles``); answers with
+    no profile in common, or a ``--profile`` one of them does not name, are a usage
+    error naming the options. ``--dag`` is left to ``pentora_cli_scan_vars`` to check::
+
+        @hookimpl
+        def pentora_cli_scan_profile(args):
+            if not args.service_version:
+                return None
+            return ("-sV", ["service-scan", "standard", "vuln-scan"])
+    """
+
+
 @hookspec(firstresult=True)
 def pentora_cli_scan_load(orch: Orchestrator, args: Any) -> tuple[dict[str, Any], str] | None:
     """Load the DAG ``pentora scan`` runs from somewhere else than ``--profile``/``--dag``

@@ -67,6 +67,8 @@ class PentoraPluginManager(pluggy.PluginManager):
         self.load_report = LoadReport()
         self.distributions: dict[str, tuple[str, str]] = {}
         self.former_names: dict[str, str] = {}  # a plugin's old name → its name now
+        # a former name → what a user disabling it most likely meant ("use -sT")
+        self.former_hints: dict[str, str] = {}
         self.seen_names: set[str] = set()
         # Plugins passed by the caller (``plugins=``), not installed: their
         # registrations win over an installed plugin's of the same name.
@@ -85,6 +87,7 @@ class PentoraPluginManager(pluggy.PluginManager):
         if registered is not None:
             contain_notifications(self, plugin, registered)
             self.former_names.update(getattr(plugin, "pentora_former_names", {}))
+            self.former_hints.update(getattr(plugin, "pentora_former_hints", {}))
             self._registry = None
         return registered
 
@@ -165,8 +168,10 @@ def _check_disabled(pm: PentoraPluginManager, disabled: list[str], ep_names: set
             continue
         now = pm.former_names.get(name)
         if now is not None:
+            hint = pm.former_hints.get(name)
             raise UnknownPluginError(f"there is no plugin '{name}' any more: it is now '{now}' "
-                              f"(-p no:{now}); the changelog lists every former name")
+                                     f"(-p no:{now}); " + (f"{hint}; " if hint else "")
+                                     + "the changelog lists every former name")
         # A near miss of a former name suggests the plugin's name now.
         near = difflib.get_close_matches(name, sorted(known | set(pm.former_names)), n=3, cutoff=0.6)
         said = list(dict.fromkeys(f"'{pm.former_names[n]}' (once '{n}')" if n in pm.former_names

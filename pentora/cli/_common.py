@@ -22,6 +22,7 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_STORE = 4  # a store the run needs is damaged: a repair, not other input, fixes it
 # The run found what the command line said to fail on (``--fail-on SEVERITY``): a CI gate.
 EXIT_FINDINGS = 5
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 class CliError(PentoraError):
@@ -43,13 +44,25 @@ def plugin_options(plugin_flag: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--hooks", action="append", default=[], metavar="FILE",
                    help="load @pentora.hookimpl functions from a .py file (repeatable)")
     g.add_argument("--log-level", default="WARNING", type=str.upper,
-                   choices=["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"])
+                   choices=LOG_LEVELS)
+    g.add_argument("-v", dest="verbose", action="count", default=0,
+                   help="more log output: -v INFO, -vv DEBUG (as nmap's -v; --log-level is the same)")
     g.add_argument("--log-format", default="text", choices=["text", "json"])
     g.add_argument("--log-file", metavar="FILE", help="write logs to FILE instead of stderr")
     # SUPPRESS: not given after the command, it leaves the value `pentora --no-color CMD` set.
     g.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS,
                    help="no colour in logs, progress and tables (also: NO_COLOR set to anything)")
     return p
+
+
+def log_level(args: argparse.Namespace) -> str:
+    """``--log-level``, or what ``-v``/``-vv`` ask for when that says more."""
+    level = str(args.log_level)
+    verbose = getattr(args, "verbose", 0)
+    if verbose:
+        asked = "INFO" if verbose == 1 else "DEBUG"
+        level = min(level, asked, key=LOG_LEVELS.index)
+    return level
 
 
 def disabled_plugins(args: argparse.Namespace) -> list[str]:

@@ -23,7 +23,7 @@ from . import _complete as complete
 from . import _dag_cmds as dag_cmds
 from . import _info_cmds as info_cmds
 from . import _scan_cmd as scan_cmd
-from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, plugin_options
+from ._common import EXIT_INVALID, EXIT_USAGE, CliError, echo, log_level, plugin_options
 
 _USAGE_PARSER = "_usage_parser"
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     set_no_color(getattr(args, "no_color", False))
     try:
-        configure(args.log_level, args.log_format, args.log_file)
+        configure(log_level(args), args.log_format, args.log_file)
     except OSError as e:
         echo(f"error: cannot open log file '{args.log_file}': {e.strerror}", err=True)
         return EXIT_USAGE

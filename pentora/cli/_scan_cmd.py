@@ -7,6 +7,8 @@ import functools
 import sys
 from typing import Any
 
+from loguru import logger
+
 from .._errors import ValidationError
 from .._parse import load_dag
 from ._common import (
@@ -59,18 +61,39 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
     if args.dag:
         return load_dag_arg(orch, args.dag)
+    wanted = [answer for answer in orch.pm.hook.pentora_cli_scan_profile(args=args) if answer]
     if args.profile:
+        for option, names in wanted:
+            if args.profile not in names:
+                raise CliError(f"{option} runs with the profiles {', '.join(names)}, not "
+                               f"'{args.profile}': drop --profile or {option}", EXIT_USAGE)
         path = profile_path(orch, args.profile)
         if path is None:
             raise CliError(f"no profile named '{args.profile}'; profiles: "
                            + (", ".join(list_profiles(orch)) or "none installed"))
         return load_dag(path)
+    if wanted:
+        return load_dag(_profile_for(orch, wanted))
     for result in orch.pm.hook.pentora_default_profiles():
         for name in result:
             path = profile_path(orch, name)
             if path is not None:
                 return load_dag(path)
     raise CliError("no scan profile is installed; pass --dag FILE")
+
+
+def _profile_for(orch: Any, wanted: list[tuple[str, list[str]]]) -> Any:
+    """The profile the options' answers (``pentora_cli_scan_profile``) agree on: the first
+    of the shortest answer (the most specific) that every answer names and is installed."""
+    shortest = min(wanted, key=lambda answer: len(answer[1]))
+    for name in shortest[1]:
+        path = profile_path(orch, name)
+        if path is not None and all(name in names for _, names in wanted):
+            return path
+    options = " and ".join(option for option, _ in wanted)
+    raise CliError(f"{options} ask for profiles that differ ("
+                   + "; ".join(f"{option}: {', '.join(names)}" for option, names in wanted)
+                   + "): drop one of them", EXIT_USAGE)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -186,4 +209,6 @@ def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"-p {args.p_values[0]}: no installed plugin takes -p values (only "
                        "-p no:NAME, which disables a plugin)", EXIT_USAGE)
     variables.update(checked_sets(dag, args.set))
+    # What the options (nmap's -T4, -Pn, -sU… included) set, for a person to check.
+    logger.debug("scan vars from the command line: {}", variables)
     return variables

@@ -1,5 +1,5 @@
 """Host discovery: ``icmp_discovery``, ``tcp_probe_discovery``, ``arp_discovery`` and
-``discovery_merger``.
+``discovery_merger``; ``-Pn`` and ``-sn`` on ``pentora scan``.
 
 Each discovery module reads ``targets`` lazily (config ``input``), emits every live host
 as it answers and writes a sorted list of ``Host`` records under config ``output``
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pentora import hookimpl
+from pentora.cli import EXIT_USAGE, CliError
 
 
 @hookimpl
@@ -28,3 +29,33 @@ def pentora_register_modules(registry: Any) -> None:
 
     for cls in (IcmpDiscovery, TcpProbeDiscovery, ArpDiscovery, DiscoveryMerger):
         registry.register(cls)
+
+
+@hookimpl
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    scan = subparsers.choices.get("scan")
+    if scan is None:
+        return
+    g = scan.add_argument_group("host discovery (nmap-compatible)")
+    g.add_argument("-Pn", dest="assume_up", action="store_true",
+                   help="no host discovery: take every target as up and scan it")
+    g.add_argument("-sn", dest="discovery_only", action="store_true",
+                   help="host discovery only, no port scan (the discovery-only profile)")
+
+
+@hookimpl
+def pentora_cli_scan_profile(args: Any) -> tuple[str, list[str]] | None:
+    if not getattr(args, "discovery_only", False):
+        return None
+    return "-sn", ["discovery-only"]
+
+
+@hookimpl
+def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
+    if not getattr(args, "assume_up", False):
+        return None
+    if not resuming and "assume_up" not in dag.vars:
+        raise CliError(f"DAG '{dag.name}' declares no 'assume_up' var, so -Pn cannot reach it; "
+                       "include the discovery fragment (fragments/discovery.yaml) or run a "
+                       "profile that does (port-scan, service-scan, standard, vuln-scan)", EXIT_USAGE)
+    return {"assume_up": True}

@@ -10,7 +10,7 @@ from pentora_plugins.discovery._common import DEFAULT_OUTPUT, OUTPUT_OPTION
 from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import Host
 
-from pentora import Module, NodeContext
+from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, StrList
 
 
@@ -87,6 +87,9 @@ class DiscoveryMerger(Module):
         **OUTPUT_OPTION,
         vol.Optional("include_down", default=False,
                      description="keep hosts that no input reports alive (alive: false)"): Bool(),
+        vol.Optional("assume_up", default=False,
+                     description="take every target as up, unprobed (nmap's -Pn): reads targets, "
+                                 "not the inputs"): Bool(),
         vol.Optional("emit", default=False,
                      description="emit the merged live hosts, one record each (set emit: false "
                                  "on the inputs then)"):
@@ -95,10 +98,27 @@ class DiscoveryMerger(Module):
 
     @classmethod
     def contract(cls, config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if config.get("assume_up") is True:
+            return ("targets",), (config.get("output", DEFAULT_OUTPUT),)
         return (tuple(dict.fromkeys(config.get("inputs", (DEFAULT_OUTPUT,)))),
                 (config.get("output", DEFAULT_OUTPUT),))
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
+        if config["assume_up"]:
+            hosts = publish(ctx, config["output"], [
+                Host(address=t.address, hostname=t.hostname, method="assumed", methods=["assumed"],
+                     reason="user-set")
+                for t in ctx.get("targets")])
+            ctx.log.info("discovery_merger: {} targets taken as up, unprobed (assume_up)", len(hosts))
+            for host in hosts:  # no probe emitted them: the outputs list them here
+                ctx.emit(host)
+            return
+        if not any(ctx.has(key) for key in config["inputs"]):
+            # Every method was switched off or failed: no host is known to be up, and
+            # scanning none would look like a clean result.
+            raise ModuleError(f"none of {', '.join(config['inputs'])} was written (every "
+                              "discovery node was skipped or failed); to scan the targets "
+                              "without discovery, set assume_up (nmap's -Pn)", node=ctx.node_id)
         groups = []
         for key in config["inputs"]:
             value = ctx.get(key, None)

@@ -1,5 +1,5 @@
 """General-purpose modules (``noop``, ``sleep``, ``set``), the retry policies, and the engine's
-parts: lifecycle logging, progress, profiles, ``--resume``, and ``pentora demo``."""
+parts: lifecycle logging, progress, profiles, ``--resume``, timing (``-T``), and ``pentora demo``."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ pentora_former_names = {"core_modules": "engine", "retry": "engine", "demo": "en
 
 @hookimpl
 def pentora_plugin_added(pm: Any) -> None:
-    from pentora_plugins.engine import logging, profiles, resume
+    from pentora_plugins.engine import logging, profiles, resume, timing
     from pentora_plugins.engine.progress import Progress
 
     pm.register(logging, name="engine.logging")
     pm.register(Progress(), name="engine.progress")
     pm.register(profiles, name="engine.profiles")
     pm.register(resume, name="engine.resume")
+    pm.register(timing, name="engine.timing")
 
 
 @hookimpl

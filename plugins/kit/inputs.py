@@ -62,6 +62,21 @@ def publish(ctx: NodeContext, key: str, records: Iterable[Any]) -> list[Any]:
     return out
 
 
+def publish_ports(ctx: NodeContext, key: str, records: Iterable[Any], protocol: str) -> list[Any]:
+    """Store port records of ``protocol`` under ``key``, beside those of the other protocols
+    already there: a TCP and a UDP scanner (nmap's ``-sS -sU``) run side by side and both
+    write ``open_ports``. A retry of the same node replaces its own protocol's records."""
+    others = [r for r in ctx.get(key, None) or () if _protocol(r) != protocol]
+    # No yield between the read and the write: on one hub, a parallel scanner cannot
+    # publish in between and be lost.
+    return publish(ctx, key, [*others, *records])
+
+
+def _protocol(record: Any) -> str:
+    return str(record.get("protocol", "tcp") if isinstance(record, dict)
+               else getattr(record, "protocol", "tcp"))
+
+
 def hostnames(ctx: NodeContext) -> dict[str, str]:
     """address → host name from ``discovered_hosts`` (when upstream): the name a service
     is asked for (HTTP Host header, TLS server name)."""

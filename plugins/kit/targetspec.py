@@ -159,12 +159,14 @@ def _file_error(path: str, number: int, part: str, error: TargetSpecError) -> Ta
     return TargetSpecError(f"{path}:{number}: {error}")
 
 
-def file_specs(path: str, source: str | None = None, what: str = "target file") -> Iterator[Spec]:
+def file_specs(path: str, source: str | None = None, what: str = "target file",
+               stdin: bool = False) -> Iterator[Spec]:
     """Specs of a target file, read lazily; ``source`` defaults to ``@path``. Errors name
-    ``path`` and the line and quote at most the token at fault (see ``quotable``)."""
+    ``path`` and the line and quote at most the token at fault (see ``quotable``). With
+    ``stdin``, ``-`` is standard input (nmap's ``-iL -``): read it once."""
     token = source or f"@{path}"
     try:
-        with open_input(path, what=what, max_bytes=FILE_MAX_BYTES) as stream:
+        with open_input(path, what=what, max_bytes=FILE_MAX_BYTES, stdin=stdin) as stream:
             for number, raw in input_lines(stream, what=what, source=path, max_line=LINE_MAX_BYTES):
                 try:
                     line = raw.decode("utf-8-sig" if number == 1 else "utf-8")

@@ -47,6 +47,11 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     scan = subparsers.choices.get("scan")
     if scan is not None:
         scan.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
+        g = scan.add_argument_group("output (nmap-compatible)")
+        g.add_argument("--open", dest="open_only", action="store_true",
+                       help="only open (or open|filtered) ports: no count of the silent ones")
+        g.add_argument("--reason", action="store_true",
+                       help="say why each port has its state (syn-ack, udp-response…)")
         _views.add_options(scan)
     demo = subparsers.choices.get("demo")
     if demo is not None:
@@ -56,19 +61,21 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
 
 @hookimpl
 def pentora_cli_scan_options(args: Any) -> dict[str, Any] | None:
-    """The quality threshold and the command line, for the -o writers (``start(scan)``
-    reads ``scan.options``)."""
+    """The quality threshold, --open, --reason and the command line, for the -o writers
+    (``start(scan)`` reads ``scan.options``)."""
     from pentora_plugins.output import _views
     from pentora_plugins.output.jsonl import COMMAND_LINE
+    from pentora_plugins.output.summary import OPEN_ONLY, REASON
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {OPEN_ONLY: bool(getattr(args, "open_only", False)),
+                               REASON: bool(getattr(args, "reason", False))}
     value = getattr(args, "min_quality", None)
     if value is not None:
         options[_views.OPTION] = value
     argv = getattr(args, "argv", None)
     if argv is not None:  # shell-quoted, as nmap's args: it can be pasted to run it again
         options[COMMAND_LINE] = command_line(argv)
-    return options or None
+    return options
 
 
 # The password of a URL (--broker redis://:secret@host): reports are shared, the broker's
@@ -91,7 +98,9 @@ def pentora_cli_scan_done(args: Any, orch: Any, result: Any) -> None:
     from pentora_plugins.output.summary import SummaryWriter
 
     stream = sys.stderr if "-" in (getattr(args, "outputs", None) or ()) else sys.stdout
-    SummaryWriter(stream, getattr(args, "min_quality", DEFAULT_MIN_QUALITY)).close(result)
+    SummaryWriter(stream, getattr(args, "min_quality", DEFAULT_MIN_QUALITY),
+                  open_only=getattr(args, "open_only", False),
+                  reason=getattr(args, "reason", False)).close(result)
 
 
 @hookimpl

@@ -24,7 +24,11 @@ from rich.text import Text
 from pentora import OutputFormat, atomic_output, terminal_console
 from pentora import clean_text as clean  # the one terminal-safe helper
 
-__all__ = ["FORMAT", "SummaryWriter", "clean", "render", "render_report", "table"]
+__all__ = ["FORMAT", "OPEN_ONLY", "REASON", "SummaryWriter", "clean", "render", "render_report",
+           "table"]
+
+# The scan options (``scan.options``) of nmap's --open and --reason, for every writer.
+OPEN_ONLY, REASON = "open_only", "reason"
 
 # Colours of a cell by its column and text, on a terminal that takes colour.
 CELL_STYLES = {
@@ -80,8 +84,10 @@ def show(blocks: list[Block], stream: IO[str]) -> None:
 
 class SummaryWriter:
     def __init__(self, target: str | IO[str] = "-",
-                 min_quality: int = quality.DEFAULT_MIN_QUALITY) -> None:
+                 min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
+                 reason: bool = False) -> None:
         self.min_quality = min_quality
+        self.open_only, self.reason = open_only, reason
         self.live = False
         self.report = Report(min_quality)
         self.owned = isinstance(target, str) and target != "-"
@@ -96,6 +102,8 @@ class SummaryWriter:
     def start(self, scan: Any) -> None:
         """As an ``-o`` file: the scan's ``--min-quality`` (``scan.options``)."""
         self.min_quality = min_quality_of(scan.options)
+        self.open_only = bool((scan.options or {}).get(OPEN_ONLY))
+        self.reason = bool((scan.options or {}).get(REASON))
         self.live = True
 
     def record(self, kind: str, record: Any) -> None:
@@ -107,7 +115,7 @@ class SummaryWriter:
     def close(self, result: Any) -> None:
         drawn = None
         if result is not None:
-            drawn = blocks(result, self.min_quality)
+            drawn = blocks(result, self.min_quality, open_only=self.open_only, reason=self.reason)
         elif not self.live:
             self.report.min_quality = self.min_quality
             drawn = report_blocks(self.report)
@@ -122,23 +130,28 @@ class SummaryWriter:
             self.stream.close()
 
 
-def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> str:
+def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
+           reason: bool = False) -> str:
     """The summary as plain text."""
-    return plain(blocks(result, min_quality))
+    return plain(blocks(result, min_quality, open_only=open_only, reason=reason))
 
 
-def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> list[Block]:
+def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
+           reason: bool = False) -> list[Block]:
+    """The summary's blocks; ``open_only`` (nmap's ``--open``) leaves out the count of ports
+    that did not answer, ``reason`` (``--reason``) adds the REASON column: what the port said."""
     ctx = result.context
     services = {(_get(s, "host"), _get(s, "port"), _get(s, "protocol")): s
                 for s in ctx.get("service_fingerprints", [])}
-    rows = [["HOST", "PORT", "STATE", "SERVICE", "PRODUCT", "VERSION"]]
+    rows = [["HOST", "PORT", "STATE", *(["REASON"] if reason else []), "SERVICE", "PRODUCT", "VERSION"]]
     for p in ctx.get("open_ports", []):
         key = (_get(p, "host"), _get(p, "port"), _get(p, "protocol"))
         svc = services.get(key)
         service = clean(_get(svc, "service") if svc else "")
         if svc and _get(svc, "tls") and service:
             service = f"ssl/{service}"  # as nmap writes a service found inside TLS
-        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")), service,
+        rows.append([clean(key[0]), f"{key[1]}/{key[2]}", clean(_get(p, "state")),
+                     *([clean(_get(p, "reason") or "")] if reason else []), service,
                      clean(_get(svc, "product") if svc else ""),
                      clean(_get(svc, "version") if svc else "")])
     lines: list[Block] = []
@@ -149,6 +162,9 @@ def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY) -> list[
         lines.append(table(rows))
     elif ctx.has("open_ports"):
         lines.append(("no open ports found", ""))
+    silent = ctx.get("port_states", [])
+    if silent and not open_only:  # as nmap's "Not shown:" line, which --open drops
+        lines.append((f"not shown: {len(silent)} filtered port(s) (no answer)", ""))
     if ctx.has("vulnerabilities"):
         lines.extend(findings(ctx.get("vulnerabilities"), min_quality))
     failed = [r for r in result.nodes.values() if r.status in ("failed", "cancelled")]

@@ -1,15 +1,23 @@
 """Port scanning: ``connect_scanner``, ``syn_scanner`` (also as ``port_scanner``),
-``udp_scanner``; ``-p``/``--ports`` on ``pentora scan``."""
+``udp_scanner``; ``-p``/``--ports``, ``-sS``, ``-sT``, ``-sU``, ``--top-ports`` and ``-F`` on
+``pentora scan``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pentora import hookimpl
-from pentora.cli import CliError
 
 # Names this area's parts had as plugins of their own (``-p no:NAME`` says what they are now).
 pentora_former_names = {"connect_scan": "portscan", "syn_scan": "portscan", "udp_scan": "portscan"}
+# -p no:portscan would leave no scanner at all: what turning one scanner off meant.
+pentora_former_hints = {
+    "syn_scan": "-p no:portscan turns off every port scanner; for a connect scan instead of "
+                "a SYN scan use -sT, for no port scan -sn",
+    "connect_scan": "-p no:portscan turns off every port scanner; for a SYN scan use -sS, "
+                    "for no port scan -sn",
+    "udp_scan": "-p no:portscan turns off every port scanner; UDP is scanned only with -sU",
+}
 
 
 @hookimpl
@@ -26,18 +34,17 @@ def pentora_register_modules(registry: Any) -> None:
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     scan = subparsers.choices.get("scan")
     if scan is not None:
-        scan.add_argument("--ports", dest="ports", metavar="PORTS",
-                          help="ports to scan: 1-1000, 22,80, -, top-100 (-p PORTS is the same)")
+        from pentora_plugins.portscan._cli import add_options
+        add_options(scan)
+
+
+@hookimpl
+def pentora_cli_scan_profile(args: Any) -> tuple[str, list[str]] | None:
+    from pentora_plugins.portscan._cli import scan_profile
+    return scan_profile(args)
 
 
 @hookimpl
 def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
-    ports = getattr(args, "ports", None)
-    if args.p_values:  # -p PORTS, nmap's spelling: the last one given wins
-        ports = args.p_values[-1]
-        args.p_values.clear()
-    if ports is None:
-        return None
-    if not resuming and "ports" not in dag.vars:
-        raise CliError(f"DAG '{dag.name}' declares no 'ports' var, so -p/--ports cannot reach it")
-    return {"ports": ports}
+    from pentora_plugins.portscan._cli import scan_vars
+    return scan_vars(args, dag, resuming)

@@ -26,7 +26,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.connect import DEFAULT_CONCURRENCY, ConnectEngine, ScanStats, fd_budget
 from pentora_plugins.kit.portspec import parse_ports, port_spec_validator
 from pentora_plugins.kit.records import Port
@@ -146,4 +146,4 @@ class ConnectScanner(Module):
                 per_host.setdefault(port.host, []).append(port)
             for host in batch:
                 ctx.checkpoint(host, per_host.get(host, []))
-        publish(ctx, "open_ports", found)
+        publish_ports(ctx, "open_ports", found, "tcp")

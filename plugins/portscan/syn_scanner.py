@@ -40,7 +40,7 @@ from typing import Any
 import gevent
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
@@ -391,8 +391,8 @@ class SynScanner(Module):
                             "same open ports")
             filtered: list[Port] = []
             opened = connect_fallback(ctx, config, (a for a, _ in hosts), filtered)
-            publish(ctx, "open_ports", opened)
-            publish(ctx, "port_states", filtered if config["record_filtered"] else [])
+            publish_ports(ctx, "open_ports", opened, "tcp")
+            publish_ports(ctx, "port_states", filtered if config["record_filtered"] else [], "tcp")
             return
         scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config))
         ctx.progress(0, scan.total)  # the planned probes, before the first is sent (--progress)
@@ -419,8 +419,8 @@ class SynScanner(Module):
         pps = scan.sent / scan.send_time if scan.send_time else 0.0
         ctx.log.info(f"syn_scanner: {scan.sent} probes ({pps:,.0f}/s while sending), {len(scan.open)} "
                      f"open, {scan.closed} closed, {scan.silent} filtered")
-        publish(ctx, "open_ports", scan.open)
-        publish(ctx, "port_states", scan.filtered)
+        publish_ports(ctx, "open_ports", scan.open, "tcp")
+        publish_ports(ctx, "port_states", scan.filtered, "tcp")
 
     @staticmethod
     def _ipv4(ctx: NodeContext, scan: SynScan, hosts: Iterable[tuple[str, str | None]],

@@ -30,7 +30,7 @@ import gevent
 import gevent.pool
 import voluptuous as vol
 from gevent import socket
-from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish
+from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.fds import open_socket
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 from pentora_plugins.kit.portspec import port_spec_validator
@@ -181,8 +181,8 @@ class UdpScanner(Module):
                 filtered.append(record)
             ctx.progress(done, total)
         ctx.log.info("udp_scanner: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
-        publish(ctx, "open_ports", opened)
-        publish(ctx, "port_states", filtered if config["record_filtered"] else [])
+        publish_ports(ctx, "open_ports", opened, "udp")
+        publish_ports(ctx, "port_states", filtered if config["record_filtered"] else [], "udp")
 
     @staticmethod
     def _items(ctx: NodeContext, config: dict[str, Any], ports: list[int]) -> Iterator[tuple[str, int]]:

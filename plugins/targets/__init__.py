@@ -1,11 +1,11 @@
-"""Target parsing: ``target_parser``, and ``--targets`` on ``pentora scan``."""
+"""Target parsing: ``target_parser``, and ``--targets``, ``-iL``, ``--exclude``,
+``--excludefile`` and ``-n`` on ``pentora scan``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pentora import hookimpl
-from pentora.cli import EXIT_USAGE, CliError
 
 # Names this area's parts had as plugins of their own (``-p no:NAME`` says what they are now).
 pentora_former_names = {"targets": "targets"}
@@ -22,25 +22,11 @@ def pentora_register_modules(registry: Any) -> None:
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     scan = subparsers.choices.get("scan")
     if scan is not None:
-        scan.add_argument("--targets", "-t", metavar="SPEC",
-                          help="addresses, CIDRs, ranges, hostnames, or @FILE (required unless --resume)")
+        from pentora_plugins.targets._cli import add_options
+        add_options(scan)
 
 
 @hookimpl
 def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
-    targets = getattr(args, "targets", None)
-    if targets is None:
-        if resuming:
-            return None
-        raise CliError("the following arguments are required: --targets (or --resume SCAN_ID)",
-                       EXIT_USAGE)
-    if not resuming and "targets" not in dag.vars and not _reads_scan_targets(dag):
-        raise CliError(f"DAG '{dag.name}' declares no 'targets' var, so --targets cannot reach it; "
-                       "add `vars: {targets: ...}` and use ${targets} in its target_parser config")
-    return {"targets": targets}
-
-
-def _reads_scan_targets(dag: Any) -> bool:
-    """Whether a target_parser of ``dag`` has no ``targets`` of its own: it reads --targets."""
-    return any(node.module_type == "target_parser" and "targets" not in (node.config or {})
-               for node in dag.nodes)
+    from pentora_plugins.targets._cli import scan_vars
+    return scan_vars(args, dag, resuming)

@@ -221,12 +221,13 @@ def test_asset_profiles_and_reporters_stay_on_the_submitting_side() -> None:
     orch.validate(vars={"targets": "127.0.0.1", "icmp": False})
     remote = remote_nodes(orch.dag, orch.registry)
     assert remote == ["target_ingestion", "discover.icmp", "discover.tcp_probe", "discover.merge",
-                      "port_scan", "banner_grab", "fingerprint"]
+                      "port_scan", "connect_scan", "udp_scan", "banner_grab", "fingerprint"]
     shipped = remote_dag(orch.dag, remote, 60.0)
     assert [n["instance_id"] for n in shipped["nodes"]] == remote
     assert shipped["engine"]["global_timeout"] == 60.0
     local = local_dag(orch.dag, remote, orch.validated.produces, orch.registry)
-    assert local.node_map()["discover.merge"].trigger_rule == "one_success"  # as the merger's class says
+    # as the discovery fragment says: it runs when -Pn switched both probes off
+    assert local.node_map()["discover.merge"].trigger_rule == "all_done"
     assert [(n.instance_id, n.module_type) for n in local.nodes][:2] == [
         ("shards", "celery_shards"), ("target_ingestion", "shard_result")]
     assert local.node_map()["asset_profile"].module_type == "asset_profiler"

@@ -3,6 +3,7 @@ of an area; former plugin names."""
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from typing import Any
 
@@ -257,6 +258,40 @@ def test_pentora_cli_scan_vars_sets_a_var_from_a_plugin_option(run_cli, tmp_path
     assert "done: bonjour" in proc.stdout
     proc = scan_with_hooks(run_cli, tmp_path, "-p", "80", "-p", "no:portscan")
     assert proc.returncode == 2 and "-p 80: no installed plugin takes -p values" in proc.stderr
+
+
+PROFILE_HOOKS = textwrap.dedent('''
+    import pentora
+
+    @pentora.hookimpl
+    def pentora_cli_commands(subparsers):
+        subparsers.choices["scan"].add_argument("--OPTION", action="store_true")
+
+    @pentora.hookimpl
+    def pentora_cli_scan_profile(args):
+        return ("--OPTION", PROFILES) if args.OPTION else None
+''')
+
+
+def test_pentora_cli_scan_profile_chooses_the_profile_or_refuses_a_mismatch(run_cli, tmp_path):
+    hooks = []
+    for option, profiles in (("loud", ["hello", "loud"]), ("quietly", ["quiet"])):
+        hooks += ["--hooks", str(tmp_path / f"{option}.py")]
+        (tmp_path / f"{option}.py").write_text(PROFILE_HOOKS.replace("OPTION", option)
+                                               .replace("PROFILES", repr(profiles)))
+    (tmp_path / "loud.yaml").write_text(HELLO.replace("name: hello", "name: loud")
+                                        .replace("greeting: hi", "greeting: HI"))
+    run = functools.partial(scan_with_hooks, run_cli, tmp_path, *hooks, "-p", "no:output")
+    assert "done: hi" in run().stdout  # no option: the default profile (hello)
+    assert "done: hi" in run("--loud").stdout  # the first the option names
+    proc = run("--loud", "--profile", "loud")
+    assert proc.returncode == 0 and "done: HI" in proc.stdout, proc.stderr
+    proc = run("--loud", "--quietly")
+    assert proc.returncode == 2, proc.stderr
+    assert "ask for profiles that differ" in proc.stderr and "--quietly: quiet" in proc.stderr
+    proc = run("--quietly", "--profile", "hello")
+    assert proc.returncode == 2, proc.stderr
+    assert "--quietly runs with the profiles quiet, not 'hello': drop --profile or --quietly" in proc.stderr
 
 
 def test_pentora_cli_scan_done_prints_after_the_scan_and_replaces_the_engine_summary(run_cli, tmp_path):

@@ -1,0 +1,107 @@
+"""nmap's timing options on ``pentora scan``: ``-T0``…``-T5``, ``--max-rate``, ``--min-rate``
+and ``--max-retries``, turned into the profiles' timing vars (``rate``, ``udp_rate``,
+``scan_timeout``, ``scan_retries``, ``discovery_timeout``). ``--set`` goes on top."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pentora import hookimpl
+from pentora.cli import EXIT_USAGE, CliError
+
+NAMES = ("paranoid", "sneaky", "polite", "normal", "aggressive", "insane")
+# Per template: TCP rate (probes or connects a second, 0 = unlimited), UDP rate, the wait
+# for an answer, the extra tries, the discovery probes' wait. Modelled on nmap's: T3 is the
+# profiles' own values; T0-T2 slow down by rate (nmap by a delay between probes, which a
+# rate of a probe a second, ten or a hundred gives on one host), T4-T5 wait less and retry
+# less. docs/cli.md has this table; tests/cli/test_nmap_options.py holds it to the vars.
+TEMPLATES: dict[int, dict[str, Any]] = {
+    0: {"rate": 1, "udp_rate": 1, "scan_timeout": "5s", "scan_retries": 2, "discovery_timeout": "5s"},
+    1: {"rate": 10, "udp_rate": 10, "scan_timeout": "3s", "scan_retries": 2, "discovery_timeout": "3s"},
+    2: {"rate": 100, "udp_rate": 100, "scan_timeout": "2s", "scan_retries": 2,
+        "discovery_timeout": "2s"},
+    3: {"rate": 0, "udp_rate": 1000, "scan_timeout": "1s", "scan_retries": 1, "discovery_timeout": "1s"},
+    4: {"rate": 0, "udp_rate": 5000, "scan_timeout": "500ms", "scan_retries": 1,
+        "discovery_timeout": "500ms"},
+    5: {"rate": 0, "udp_rate": 0, "scan_timeout": "250ms", "scan_retries": 0,
+        "discovery_timeout": "250ms"},
+}
+
+
+def _template(text: str) -> int:
+    if text.isdigit() and int(text) in TEMPLATES:
+        return int(text)
+    if text.lower() in NAMES:
+        return NAMES.index(text.lower())
+    raise argparse.ArgumentTypeError(f"expected 0-5 or {', '.join(NAMES)}, got '{text}'")
+
+
+def _rate(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected packets a second, a whole number of at least "
+                                         f"1, got '{text}'")
+    return int(text)
+
+
+def _retries(text: str) -> int:
+    if not text.isdigit() or int(text) > 10:
+        raise argparse.ArgumentTypeError(f"expected 0 to 10 extra tries, got '{text}'")
+    return int(text)
+
+
+@hookimpl
+def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    scan = subparsers.choices.get("scan")
+    if scan is None:
+        return
+    g = scan.add_argument_group("timing (nmap-compatible; table in docs/cli.md)")
+    g.add_argument("-T", dest="timing", type=_template, metavar="0-5",
+                   help="timing template: -T0 paranoid … -T3 normal (the profile's) … -T5 insane")
+    g.add_argument("--max-rate", dest="max_rate", type=_rate, metavar="N",
+                   help="at most N probes a second (TCP and UDP)")
+    g.add_argument("--min-rate", dest="min_rate", type=_rate, metavar="N",
+                   help="a rate limit of at least N a second (pentora's rates are limits only)")
+    g.add_argument("--max-retries", dest="max_retries", type=_retries, metavar="N",
+                   help="extra tries of a port that stayed silent (0-10)")
+    g.add_argument("--host-timeout", dest="host_timeout", metavar="TIME",
+                   help="refused: pentora has no per-host limit (see docs/nmap-cheatsheet.md)")
+
+
+@hookimpl
+def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
+    if getattr(args, "host_timeout", None) is not None:
+        raise CliError(f"--host-timeout {args.host_timeout}: pentora does not give up on a host "
+                       "after a time; each probe waits scan_timeout (-T5 or --set "
+                       "scan_timeout=250ms shortens it), and a DAG's engine.global_timeout bounds "
+                       "the whole scan", EXIT_USAGE)
+    timing = getattr(args, "timing", None)
+    given = {} if timing is None else dict(TEMPLATES[timing])
+    if getattr(args, "max_rate", None) is not None:
+        given.update(rate=args.max_rate, udp_rate=args.max_rate)
+    if getattr(args, "min_rate", None) is not None:
+        given.update(_at_least(given, dag, args.min_rate, args))
+    if getattr(args, "max_retries", None) is not None:
+        given["scan_retries"] = args.max_retries
+    if not given or resuming:
+        return given or None
+    # -T sets what the DAG has (-sn has no port scan to time); an explicit option must land.
+    explicit = {"rate": "--max-rate" if args.max_rate is not None else
+                "--min-rate" if args.min_rate is not None else None,
+                "scan_retries": "--max-retries" if args.max_retries is not None else None}
+    for var, option in explicit.items():
+        if option is not None and var not in dag.vars:
+            raise CliError(f"DAG '{dag.name}' declares no '{var}' var, so {option} cannot reach "
+                           "it; run a profile that scans ports", EXIT_USAGE)
+    return {k: v for k, v in given.items() if k in dag.vars}
+
+
+def _at_least(given: dict[str, Any], dag: Any, floor: int, args: Any) -> dict[str, Any]:
+    """``--min-rate N``: each rate limit raised to N; an unlimited one (0) stays unlimited."""
+    if args.max_rate is not None and args.max_rate < floor:
+        raise CliError(f"--min-rate {floor} is above --max-rate {args.max_rate}", EXIT_USAGE)
+    out = {}
+    for var in ("rate", "udp_rate"):
+        current = given.get(var, dag.vars.get(var, 0) if dag is not None else 0)
+        out[var] = current if current == 0 else max(int(current), floor)
+    return out
