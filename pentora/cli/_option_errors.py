@@ -37,7 +37,9 @@ def option_errors(error: ValidationError, dag: Any, variables: dict[str, Any],
         line, var = found
         # ``-t @FILE``: what is wrong is in the file, invalid input like any file (exit 1).
         in_a_file = in_a_file or str(variables[var]).startswith("@")
-        if line not in said:  # two nodes reading the same var fail the same way
+        # One message an option: two nodes reading the same var fail the same way, or say
+        # it in their own words (a rate the SYN and the connect scanner both take).
+        if not any(line.startswith(options[var] + ": ") for line in said):
             said.append(line)
     if not said:
         return error
