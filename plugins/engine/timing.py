@@ -1,6 +1,7 @@
-"""nmap's timing options on ``pentora scan``: ``-T0``…``-T5``, ``--max-rate``, ``--min-rate``
-and ``--max-retries``, turned into the profiles' timing vars (``rate``, ``udp_rate``,
-``scan_timeout``, ``scan_retries``, ``discovery_timeout``). ``--set`` goes on top."""
+"""nmap's timing options on ``pentora scan``: ``-T0``…``-T5``, ``--max-rate``, ``--min-rate``,
+``--max-retries`` and ``--host-timeout``, turned into the profiles' timing vars (``rate``,
+``udp_rate``, ``scan_timeout``, ``scan_retries``, ``discovery_timeout``, ``host_timeout``).
+``--set`` goes on top."""
 
 from __future__ import annotations
 
@@ -65,16 +66,12 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     g.add_argument("--max-retries", dest="max_retries", type=_retries, metavar="N",
                    help="extra tries of a port that stayed silent (0-10)")
     g.add_argument("--host-timeout", dest="host_timeout", metavar="TIME",
-                   help="refused: pentora has no per-host limit (see docs/nmap-cheatsheet.md)")
+                   help="stop probing a host TIME (30m, 90s, 500ms) after its first probe; what "
+                        "was found is kept")
 
 
 @hookimpl
 def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
-    if getattr(args, "host_timeout", None) is not None:
-        raise CliError(f"--host-timeout {args.host_timeout}: pentora does not give up on a host "
-                       "after a time; each probe waits scan_timeout (-T5 or --set "
-                       "scan_timeout=250ms shortens it), and a DAG's engine.global_timeout bounds "
-                       "the whole scan", EXIT_USAGE)
     timing = getattr(args, "timing", None)
     given = {} if timing is None else dict(TEMPLATES[timing])
     if getattr(args, "max_rate", None) is not None:
@@ -83,12 +80,16 @@ def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any]
         given.update(_at_least(given, dag, args.min_rate, args))
     if getattr(args, "max_retries", None) is not None:
         given["scan_retries"] = args.max_retries
+    if getattr(args, "host_timeout", None) is not None:
+        # as typed: the scanners' schema reads it, and a bad one is this option's error
+        given["host_timeout"] = args.host_timeout
     if not given or resuming:
         return given or None
     # -T sets what the DAG has (-sn has no port scan to time); an explicit option must land.
     explicit = {"rate": "--max-rate" if args.max_rate is not None else
                 "--min-rate" if args.min_rate is not None else None,
-                "scan_retries": "--max-retries" if args.max_retries is not None else None}
+                "scan_retries": "--max-retries" if args.max_retries is not None else None,
+                "host_timeout": "--host-timeout" if args.host_timeout is not None else None}
     for var, option in explicit.items():
         if option is not None and var not in dag.vars:
             raise CliError(f"DAG '{dag.name}' declares no '{var}' var, so {option} cannot reach "

@@ -28,6 +28,7 @@ from typing import Any
 
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.connect import DEFAULT_CONCURRENCY, ConnectEngine, ScanStats, fd_budget
+from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION, HostClock
 from pentora_plugins.kit.portspec import parse_ports, port_spec_validator
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import port_selector, share
@@ -69,8 +70,9 @@ def scan_hosts(ctx: NodeContext, config: dict[str, Any], hosts: Iterable[str],
     """Connect-scan ``hosts`` (IP addresses) on ``config['ports']``; returns the open
     ports (each also emitted as found), and appends filtered ones to ``filtered``.
 
-    Reads ``ports``, ``timeout``, ``retries``, ``rate`` and ``concurrency`` from
-    ``config``, with this module's defaults: the syn_scanner's fallback calls it too.
+    Reads ``ports``, ``timeout``, ``retries``, ``rate``, ``concurrency`` and
+    ``host_timeout`` from ``config``, with this module's defaults: the syn_scanner's
+    fallback calls it too.
     """
     ports = tuple(parse_ports(config.get("ports", "top-1000"), "tcp"))
     found: list[Port] = []
@@ -84,16 +86,20 @@ def scan_hosts(ctx: NodeContext, config: dict[str, Any], hosts: Iterable[str],
         elif filtered is not None:
             filtered.append(record)
 
+    clock = HostClock(config.get("host_timeout", 0))
     engine = ConnectEngine(timeout=config.get("timeout", 1.0), retries=config.get("retries", 1),
                            rate=config.get("rate", 0),
                            concurrency=config.get("concurrency", DEFAULT_CONCURRENCY),
-                           on_result=on_result, on_progress=ctx.progress)
+                           on_result=on_result, on_progress=ctx.progress, host_timeout=clock)
     total = total_hosts * len(ports) if total_hosts is not None else None
     select = port_selector(ctx, ports)  # a sharded scan (--shard K/N) probes its own share only
     total = share(ctx, total)
     work = ((address, ports if select is None else select(address)) for address in _addresses(ctx, hosts))
     stats = engine.scan(work, total)
     ctx.log.info(f"connect_scanner: {stats.summary()}")
+    late = clock.summary("connect_scanner")
+    if late:
+        ctx.log.warning(late)
     return found
 
 
@@ -123,6 +129,7 @@ class ConnectScanner(Module):
         Optional("concurrency", default=DEFAULT_CONCURRENCY,
                  description="connects in flight at most (capped by the open-file limit)"):
             PositiveInt(),
+        **HOST_TIMEOUT_OPTION,
         **INPUT_OPTION,
     }
 

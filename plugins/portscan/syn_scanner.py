@@ -42,6 +42,7 @@ import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.fds import with_descriptor
+from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION, HostClock
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
     PORTS_SEQ,
@@ -144,6 +145,12 @@ class _Chunk:
         self.index = {h.dst4: i for i, h in enumerate(hosts)}
         self.states = bytearray(len(hosts) * nports)
         self.pending = len(self.states)
+        # --host-timeout: the chunk's hosts are probed together, port by port, so their
+        # clocks start together, when the chunk's first pass does.
+        self.deadline: float | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 class SynScan:
@@ -161,6 +168,7 @@ class SynScan:
         self.timeout: float = config["timeout"]
         self.tries = config["retries"] + 1
         self.record_filtered: bool = config["record_filtered"]
+        self.late = HostClock(config["host_timeout"])
         base = config["source_port"] or random.randrange(SPORT_LOW, SPORT_HIGH - self.tries)
         self.sports = range(base, base + self.tries)
         self.hasher = SeqHasher()
@@ -233,18 +241,28 @@ class SynScan:
 
     def scan_chunk(self, hosts: list[_Dst]) -> None:
         chunk = self.chunk = _Chunk(hosts, len(self.ports))
+        if self.late:
+            chunk.deadline = time.monotonic() + self.late.limit
         if self.select is not None:  # another shard's items: never sent, never listed
             chunk.pending -= mark_foreign(chunk.states, [h.address for h in hosts], self.ports,
                                           self.select, FOREIGN)
         for sport in self.sports:
-            if not chunk.pending:
+            if not chunk.pending or chunk.out_of_time():
                 break
             began = time.monotonic()
             self._send_pass(chunk, sport, first=sport == self.sports[0])
             self.send_time += time.monotonic() - began
             self._wait(chunk)
-        self.silent += chunk.pending
         nports = len(self.ports)
+        if chunk.pending and chunk.out_of_time():
+            # Not every try was sent, or its replies not all awaited: the unanswered ports
+            # are unknown, not filtered.
+            for i, state in enumerate(chunk.states):
+                if not state:
+                    self.late.skip(hosts[i // nports].address)
+            self.chunk = None
+            return
+        self.silent += chunk.pending
         for i, state in enumerate(chunk.states if self.record_filtered else ()):
             if not state:
                 self.filtered.append(Port(host=hosts[i // nports].address, port=self.ports[i % nports],
@@ -287,6 +305,7 @@ class SynScan:
     def _job(self, chunk: _Chunk, sport: int, hosts: list[tuple[int, _Dst]],
              ports: list[tuple[int, int]]) -> Job:
         states, nports, port_mask = chunk.states, len(self.ports), self.hasher.port_mask
+        deadline, monotonic = chunk.deadline, time.monotonic
         size = SynTemplate.LENGTH
         pack_ports_seq, pack_csum = PORTS_SEQ.pack_into, CSUM.pack_into
 
@@ -310,6 +329,8 @@ class SynScan:
                     n += 1
                     if n == limit:
                         out.flush(n, result)
+                        if deadline is not None and monotonic() > deadline:
+                            return  # --host-timeout: the chunk's hosts are out of time
                         n, limit = 0, pace()
             out.flush(n, result)
         return job
@@ -323,6 +344,8 @@ class SynScan:
     def _wait(self, chunk: _Chunk) -> None:
         """Until every probe of the chunk is answered, at most ``timeout`` after the last send."""
         deadline = time.monotonic() + self.timeout
+        if chunk.deadline is not None:
+            deadline = min(deadline, chunk.deadline)
         gevent.sleep(0)
         while chunk.pending:
             left = deadline - time.monotonic()
@@ -368,6 +391,7 @@ class SynScanner(Module):
                  description="first source port (one per try); 0 = random in 61000-65000"): _source_port,
         Optional("record_filtered", default=True,
                  description="list silent ports as filtered in port_states (off for huge scans)"): Bool(),
+        **HOST_TIMEOUT_OPTION,
         **INPUT_OPTION,
     }
 
@@ -419,6 +443,9 @@ class SynScanner(Module):
         pps = scan.sent / scan.send_time if scan.send_time else 0.0
         ctx.log.info(f"syn_scanner: {scan.sent} probes ({pps:,.0f}/s while sending), {len(scan.open)} "
                      f"open, {scan.closed} closed, {scan.silent} filtered")
+        late = scan.late.summary("syn_scanner")
+        if late:
+            ctx.log.warning(late)
         publish_ports(ctx, "open_ports", scan.open, "tcp")
         publish_ports(ctx, "port_states", scan.filtered, "tcp")
 

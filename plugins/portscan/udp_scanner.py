@@ -27,11 +27,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import gevent.lock
 import gevent.pool
 import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.fds import open_socket
+from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION, HostClock
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
@@ -147,6 +149,7 @@ class UdpScanner(Module):
             _payload_map,
         Optional("record_filtered", default=True,
                  description="list ICMP-filtered ports in port_states"): Bool(),
+        **HOST_TIMEOUT_OPTION,
         **INPUT_OPTION,
     }
 
@@ -161,8 +164,21 @@ class UdpScanner(Module):
         filtered: list[Port] = []
         counts = {"open": 0, "open|filtered": 0, CLOSED: 0, FILTERED: 0}
 
-        def probe(item: tuple[str, int]) -> Port:
+        def probe(item: tuple[str, int]) -> Port | None:
             host, port = item
+            if hosts:
+                # The pool admits its fill of probes at once: they wait for their turn of
+                # the rate here, one at a time in the order they came (the semaphore's
+                # waiters are woken first come first served), and then the host may be
+                # out of time. The token goes back to the probe's first send, which takes
+                # it before this greenlet yields.
+                with turn:
+                    while not bucket.take(1):
+                        gevent.sleep(bucket.delay())
+                    bucket.give_back(1)
+                if hosts.expired(host):
+                    hosts.skip(host)
+                    return None
             name = payload_name(port, config["payloads"])
             state, reason, _ = UdpProbe(host, port, name, config["timeout"], config["retries"] + 1,
                                         bucket).run()
@@ -170,9 +186,14 @@ class UdpScanner(Module):
                         reason=reason)
 
         pool = gevent.pool.Pool(fd_budget(config["concurrency"]))
+        hosts = HostClock(config["host_timeout"])
+        turn = gevent.lock.Semaphore()
         total = self._total(ctx, config, len(ports))
         ctx.progress(0, total)  # the planned probes, before the first answer (--progress)
         for done, record in enumerate(pool.imap_unordered(probe, self._items(ctx, config, ports)), 1):
+            if record is None:  # its host was out of time
+                ctx.progress(done, total)
+                continue
             counts[record.state] += 1
             if record.state.startswith("open"):
                 opened.append(record)
@@ -181,6 +202,9 @@ class UdpScanner(Module):
                 filtered.append(record)
             ctx.progress(done, total)
         ctx.log.info("udp_scanner: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        late = hosts.summary("udp_scanner")
+        if late:
+            ctx.log.warning(late)
         publish_ports(ctx, "open_ports", opened, "udp")
         publish_ports(ctx, "port_states", filtered if config["record_filtered"] else [], "udp")
 

@@ -77,7 +77,8 @@ def test_udp_scan_alone_scans_no_tcp(run_cli, tcp_server, udp_server, tmp_path):
     (["-sn", "-sT"], "-sT and -sn ask for profiles that differ"),
     (["-sV", "--profile", "port-scan"], "-sV runs with the profiles service-scan"),
     (["--exclude", "127.0.0.1,,127.0.0.2"], "--exclude 127.0.0.1,,127.0.0.2: an empty item"),
-    (["--host-timeout", "5m"], "pentora does not give up on a host after a time"),
+    (["--host-timeout", "soon"], "--host-timeout soon: expected a duration such as '2s'"),
+    (["--host-timeout", "5m", "-sn"], "declares no 'host_timeout' var, so --host-timeout cannot"),
     (["-T", "6"], "expected 0-5 or paranoid"),
     (["--max-rate", "10", "-sn"], "declares no 'rate' var, so --max-rate cannot reach it"),
     (["-Pn", "--profile", "web-scan"], "DAG 'web-scan' declares no 'assume_up' var, so -Pn"),
@@ -192,6 +193,15 @@ def test_rate_and_retry_options_override_the_template(run_cli, closed_tcp_port):
     proc = run_cli(*BASE, "-t", "127.0.0.1", "-T1", "--min-rate", "40", "-sT",
                    "-p", str(closed_tcp_port), "-vv")
     assert "'rate': 40" in scan_vars(proc.stderr)
+
+
+def test_host_timeout_reaches_every_port_scanner(run_cli, closed_tcp_port, tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = run_cli(*BASE, "-t", "127.0.0.1", "--host-timeout", "90s", "-sT", "-sU", "-p",
+                   f"T:{closed_tcp_port},U:{closed_tcp_port}", "-vv", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "'host_timeout': '90s'" in scan_vars(proc.stderr)
+    assert {"connect_scan", "udp_scan"} <= {n for n, status in nodes(out).items() if status == "completed"}
 
 
 def test_v_raises_the_log_level(run_cli):

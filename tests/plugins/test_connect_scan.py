@@ -172,7 +172,8 @@ def test_schema_defaults_and_descriptions():
     schema = connect_scan.ConnectScanner.config_schema
     defaults = {k.schema: k.default() for k in schema if isinstance(k, vol.Optional)}
     assert defaults == {"ports": "top-1000", "timeout": "1s", "retries": 1, "rate": 0,
-                        "concurrency": connect_scan.DEFAULT_CONCURRENCY, "input": "discovered_hosts"}
+                        "concurrency": connect_scan.DEFAULT_CONCURRENCY, "input": "discovered_hosts",
+                        "host_timeout": 0}
     assert all(k.description for k in schema)
 
 

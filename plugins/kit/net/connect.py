@@ -25,6 +25,7 @@ import gevent
 import gevent.socket
 from gevent.monkey import get_original
 from pentora_plugins.kit.net.fds import FD_PATIENCE, RESOURCE_ERRNOS, with_descriptor
+from pentora_plugins.kit.net.hosttime import HostClock
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 from pentora import ModuleError
@@ -64,6 +65,7 @@ class ScanStats:
     closed: int = 0
     filtered: int = 0
     retried: int = 0
+    timed_out: int = 0  # probes left out: their host's --host-timeout had passed
     self_connects: int = 0
     fd_waits: int = 0
     peak_inflight: int = 0
@@ -73,7 +75,7 @@ class ScanStats:
 
     @property
     def done(self) -> int:
-        return self.open + self.closed + self.filtered
+        return self.open + self.closed + self.filtered + self.timed_out
 
     def rate(self) -> float:
         if self.first_probe is None or self.last_probe is None or self.probes < 2:
@@ -82,8 +84,9 @@ class ScanStats:
         return (self.probes - 1) / span if span > 0 else float("inf")
 
     def summary(self) -> str:
+        late = f", {self.timed_out} not probed (host timeout)" if self.timed_out else ""
         return (f"{self.probes} connects, {self.open} open, {self.closed} closed, "
-                f"{self.filtered} filtered ({self.retried} retried, {self.self_connects} "
+                f"{self.filtered} filtered{late} ({self.retried} retried, {self.self_connects} "
                 f"self-connects, {self.fd_waits} waits for descriptors) in {self.elapsed:.2f}s")
 
 
@@ -107,11 +110,19 @@ def fd_budget(concurrency: int) -> int:
     return max(1, min(concurrency, spare))
 
 
-def _probes(targets: Iterable[tuple[str, Iterable[int]]]) -> Iterator[tuple[int, str, int]]:
+def _probes(targets: Iterable[tuple[str, Iterable[int]]],
+            hosts: HostClock | None = None) -> Iterator[tuple[int, str, int]]:
     for host, ports in targets:
         fam = _socket.AF_INET6 if ":" in host else _socket.AF_INET
-        for port in ports:
-            yield fam, host, port
+        if not hosts:
+            for port in ports:
+                yield fam, host, port
+            continue
+        for port in ports:  # the host's clock starts with its first probe
+            if hosts.expired(host):
+                hosts.skip(host)
+            else:
+                yield fam, host, port
 
 
 class ConnectEngine:
@@ -121,8 +132,10 @@ class ConnectEngine:
     def __init__(self, timeout: float = 1.0, retries: int = 1, rate: float = 0,
                  concurrency: int = DEFAULT_CONCURRENCY, on_result: Result | None = None,
                  on_progress: Callable[[int, int | None], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 host_timeout: HostClock | None = None) -> None:
         self.timeout, self.retries = timeout, retries
+        self.hosts = host_timeout if host_timeout else None  # nmap's --host-timeout
         self.limit = self.window = fd_budget(concurrency)
         # Up to 0.1 s of tokens saved: a scan that stalled (the process not scheduled)
         # catches up, and any second of it still stays within 10% of ``rate``.
@@ -138,7 +151,7 @@ class ConnectEngine:
 
     def scan(self, targets: Iterable[tuple[str, Iterable[int]]], total: int | None = None) -> ScanStats:
         """Scan every (host, ports) pair; hosts are IP address strings."""
-        self.work, self.total, self.exhausted = _probes(targets), total, False
+        self.work, self.total, self.exhausted = _probes(targets, self.hosts), total, False
         self.retry: deque[tuple[int, str, int, int]] = deque()
         self.inflight: dict[int, _Probe] = {}
         self.dests: dict[tuple[str, int], _Probe] = {}
@@ -197,6 +210,8 @@ class ConnectEngine:
         self._report()
 
     def _report(self, force: bool = False) -> None:
+        if self.hosts is not None:
+            self.stats.timed_out = self.hosts.total
         now = self.clock()
         if self.on_progress and (force or now - self.last_report >= PROGRESS_EVERY):
             self.last_report = now
@@ -219,6 +234,9 @@ class ConnectEngine:
         while started < want:
             if retry:
                 fam, host, port, attempt = retry.popleft()
+                if self.hosts is not None and self.hosts.expired(host):
+                    self.hosts.skip(host)  # its time ran out while the port stayed silent
+                    continue
             else:
                 item = next(work, None)
                 if item is None:
