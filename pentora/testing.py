@@ -276,9 +276,9 @@ while True:
 """
 
 # The /30 joining the two namespaces, kept out of the prefixes a test may simulate.
-_LINK = ipaddress.ip_network("198.19.255.0/30")
+_LINK = ipaddress.IPv4Network("198.19.255.0/30")
 _SCANNER_ADDRESS, _TARGET_ADDRESS = "198.19.255.1", "198.19.255.2"
-_BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
+_BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 @dataclass
