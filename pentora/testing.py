@@ -13,6 +13,9 @@ installed gets them, third-party plugin authors included:
 - ``netns``: a fresh network namespace with its own loopback (root only; skipped with
   the reason otherwise) in which to run whole-range scans, so that only the test's
   own listeners answer.
+- ``simnet`` / ``simulated_network()``: a scanner namespace and a target namespace joined
+  by a veth pair, the target answering for a whole 198.18.0.0/15 prefix on chosen ports
+  (root only; skipped with the reason otherwise), for sweeps over many addresses.
 
 Servers run in OS threads with blocking sockets, independent of the gevent hub that
 runs the scan, and are closed when the test ends. They bind loopback only.
@@ -21,6 +24,7 @@ runs the scan, and are closed when the test ends. They bind loopback only.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import socket
@@ -238,6 +242,154 @@ def network_namespace(prefix: str = "pentora-test") -> Iterator[NetNs]:
 def netns() -> Iterator[NetNs]:
     with network_namespace() as ns:
         yield ns
+
+
+# Runs inside the target namespace: accepts and closes for as long as its stdin is open.
+# Accepting matters: a listener whose queue fills makes the kernel drop further SYNs, and
+# a sweep would then see filtered ports where the network has open ones.
+_ACCEPT_AND_CLOSE = """
+import select, socket, sys
+listeners = []
+for port in map(int, sys.argv[1:]):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(65535)
+    s.setblocking(False)
+    listeners.append(s)
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select([sys.stdin, *listeners], [], [])
+    if sys.stdin in ready and not sys.stdin.readline():
+        break
+    for s in ready:
+        if s is sys.stdin:
+            continue
+        while True:
+            try:
+                conn, _ = s.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # ECONNABORTED and the like: the peer is gone already
+            conn.close()
+"""
+
+# The /30 joining the two namespaces, kept out of the prefixes a test may simulate.
+_LINK = ipaddress.IPv4Network("198.19.255.0/30")
+_SCANNER_ADDRESS, _TARGET_ADDRESS = "198.19.255.1", "198.19.255.2"
+_BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+
+
+@dataclass
+class SimNet:
+    """A simulated network: commands run (``run``/``popen``/``python``) in the scanner
+    namespace ``name``; every address of ``prefix`` answers on ``ports`` (open) and
+    refuses every other port (closed, RST)."""
+
+    scanner: NetNs
+    target: NetNs
+    prefix: str
+    ports: tuple[int, ...]
+    scanner_address: str = _SCANNER_ADDRESS
+
+    @property
+    def name(self) -> str:
+        return self.scanner.name
+
+    def run(self, *cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.scanner.run(*cmd, check=check, **kw)
+
+    def popen(self, *cmd: str, **kw: Any) -> subprocess.Popen[Any]:
+        return self.scanner.popen(*cmd, **kw)
+
+    def python(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.scanner.python(*args, **kw)
+
+    def addresses(self) -> list[str]:
+        """Every address of the prefix, network and broadcast addresses included: a
+        local route answers for all of them."""
+        return [str(a) for a in ipaddress.ip_network(self.prefix)]
+
+    def expected(self) -> set[tuple[str, int]]:
+        """The exact set of open (address, port) pairs."""
+        return {(a, p) for a in self.addresses() for p in self.ports}
+
+
+def _check_simulated_prefix(prefix: str) -> str:
+    try:
+        net = ipaddress.ip_network(prefix)
+    except ValueError as e:
+        raise ValueError(f"simulated_network: prefix {prefix!r} is not a network ({e}); "
+                         "give one such as 198.18.0.0/20") from e
+    if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(_BENCHMARK_RANGE):
+        raise ValueError(f"simulated_network: prefix {prefix} is outside 198.18.0.0/15, the "
+                         "range reserved for benchmarks; pick one inside it")
+    if net.overlaps(_LINK):
+        raise ValueError(f"simulated_network: prefix {prefix} overlaps {_LINK}, the link "
+                         "between the namespaces; pick one that does not")
+    return str(net)
+
+
+def _start_listeners(target: NetNs, ports: tuple[int, ...]) -> subprocess.Popen[str]:
+    proc = target.popen(sys.executable, "-c", _ACCEPT_AND_CLOSE, *map(str, ports),
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"simulated_network: the listeners on ports {list(ports)} did not "
+                           f"start in namespace {target.name} (exit code {proc.returncode})")
+    return proc
+
+
+def _stop_listeners(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.close()  # the listeners' signal to exit
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def simulated_network(prefix: str = "198.18.0.0/20",
+                      ports: tuple[int, ...] = (22, 80, 443)) -> Iterator[SimNet]:
+    """Two fresh namespaces, scanner and target, joined by a veth pair on 198.19.255.0/30;
+    the target answers for every address of ``prefix`` (inside 198.18.0.0/15) through a
+    local route, with accept-and-close listeners on ``ports``. Both namespaces and the
+    listeners are gone when the block exits, on error too. Skips without root or ``ip``."""
+    prefix = _check_simulated_prefix(prefix)
+    ports = tuple(ports)
+    with contextlib.ExitStack() as stack:
+        scanner = stack.enter_context(network_namespace("pentora-simnet-scan"))
+        target = stack.enter_context(network_namespace("pentora-simnet-target"))
+        # Made inside the scanner namespace with its peer sent straight to the target one:
+        # the veth pair never exists in the namespace the tests run in.
+        scanner.run("ip", "link", "add", "sim0", "type", "veth", "peer", "name", "sim1",
+                    "netns", target.name)
+        scanner.run("ip", "addr", "add", f"{_SCANNER_ADDRESS}/30", "dev", "sim0")
+        scanner.run("ip", "link", "set", "sim0", "up")
+        scanner.run("ip", "route", "add", prefix, "via", _TARGET_ADDRESS)
+        target.run("ip", "addr", "add", f"{_TARGET_ADDRESS}/30", "dev", "sim1")
+        target.run("ip", "link", "set", "sim1", "up")
+        target.run("ip", "route", "add", "local", prefix, "dev", "lo")
+        # Sweeps open thousands of handshakes at once: room in the queues so that none
+        # is dropped for the target's sake.
+        target.run("sysctl", "-q", "-w", "net.core.somaxconn=65535",
+                   "net.ipv4.tcp_max_syn_backlog=65535")
+        listeners = _start_listeners(target, ports)
+        stack.callback(_stop_listeners, listeners)
+        yield SimNet(scanner, target, prefix, ports)
+
+
+@pytest.fixture
+def simnet() -> Iterator[SimNet]:
+    """A :func:`simulated_network` with its defaults: 198.18.0.0/20, ports 22, 80, 443."""
+    with simulated_network() as net:
+        yield net
 
 
 @pytest.fixture
