@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_api
 
 __version__ = "0.1.0"
 
@@ -24,20 +26,6 @@ if TYPE_CHECKING:
     from ._api import *  # noqa: F403
 
 
-def __getattr__(name: str) -> Any:
-    # The API (``pentora._api``) is imported on first use, not with the package:
-    # ``pentora --version`` and shell completion answer before gevent, loguru and the
-    # engine are imported. The first public name asked for brings in all of them, and
-    # with them ``quiet_logs("pentora")``. Any other name is no attribute, so that
-    # ``from . import schema`` imports the submodule.
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _api
-
-    namespace = globals()
-    namespace.update({n: getattr(_api, n) for n in __all__ if n != "__version__"})
-    return namespace[name]
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# The API (``pentora._api``) is imported on first use, not with the package, and with
+# it ``quiet_logs("pentora")``: see ``pentora._lazy``.
+__getattr__, __dir__ = lazy_api(__name__, __all__, own={"__version__"})

@@ -18,7 +18,9 @@ terminal would act on; each field of it through ``pentora.clean_text`` first.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_api
 
 __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
            "CliError", "OutputSink", "add_output_options", "check_outputs", "disabled_plugins", "echo",
@@ -30,19 +32,8 @@ if TYPE_CHECKING:
     from ._api import *  # noqa: F403
 
 
-def __getattr__(name: str) -> Any:
-    # Imported on first use, as ``pentora``'s own API: see ``main``.
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _api
-
-    namespace = globals()
-    namespace.update({n: getattr(_api, n) for n in __all__ if n != "main"})
-    return namespace[name]
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Imported on first use, as ``pentora``'s own API (``pentora._lazy``): see ``main``.
+__getattr__, __dir__ = lazy_api(__name__, __all__, own={"main"})
 
 
 def main(argv: list[str] | None = None) -> int:
