@@ -32,11 +32,7 @@ def use_color(stream: Any) -> bool:
     """Whether to colour what is written to ``stream``."""
     if _no_color_flag or os.environ.get("NO_COLOR"):
         return False
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # a closed stream
-        return False
+    return _isatty(stream)
 
 
 def console(stream: TextIO | None = None) -> Console:
@@ -61,6 +57,7 @@ def console(stream: TextIO | None = None) -> Console:
 
 
 def _isatty(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal; a closed stream, or no stream at all, is not."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):

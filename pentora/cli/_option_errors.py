@@ -26,7 +26,7 @@ def option_errors(error: ValidationError, dag: Any, variables: dict[str, Any],
     options = {var: text for var, value in variables.items()
                if (text := option_given(argv, var, value)) is not None}
     nodes = {node.instance_id: node for node in dag.nodes}
-    said: list[str] = []
+    said: dict[str, str] = {}  # option as typed -> its one message
     rest: list[Problem] = []
     in_a_file = False
     for problem in error.problems:
@@ -39,11 +39,10 @@ def option_errors(error: ValidationError, dag: Any, variables: dict[str, Any],
         in_a_file = in_a_file or str(variables[var]).startswith("@")
         # One message an option: two nodes reading the same var fail the same way, or say
         # it in their own words (a rate the SYN and the connect scanner both take).
-        if not any(line.startswith(options[var] + ": ") for line in said):
-            said.append(line)
+        said.setdefault(options[var], line)
     if not said:
         return error
-    text = "\nerror: ".join(said)
+    text = "\nerror: ".join(said.values())
     if rest:
         text += "\nerror: " + str(ValidationError(rest))
     return CliError(text, EXIT_INVALID if rest or in_a_file else EXIT_USAGE)
