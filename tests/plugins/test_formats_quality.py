@@ -225,12 +225,17 @@ def test_csv_counts_verified_per_port_and_csv_findings_has_quality_and_verified(
     assert _csv_split(findings) == (verified, unverified)
 
 
+def rendered(run, fmt: str, min_quality: int | None) -> tuple[str, int]:
+    """The ``fmt`` output and the threshold it was drawn at: the file the scan wrote (at
+    the default, 70) when ``min_quality`` is None, else ``pentora report`` at it."""
+    if min_quality is None:
+        return run.out(fmt).read_text(), 70
+    return run.report(fmt, "--min-quality", str(min_quality)).stdout, min_quality
+
+
 @pytest.mark.parametrize("min_quality", [None, 90, 0])
 def test_markdown_findings_and_a_separate_unverified_section(run, min_quality):
-    if min_quality is None:
-        text, expected = run.out("md").read_text(), 70
-    else:
-        text, expected = run.report("md", "--min-quality", str(min_quality)).stdout, min_quality
+    text, expected = rendered(run, "md", min_quality)
     verified, unverified = SPLITS[expected]
     assert _md_split(text) == (verified, unverified)
     assert f"| Unverified | {len(unverified)} (quality below {expected}) |" in text
@@ -241,10 +246,7 @@ def test_markdown_findings_and_a_separate_unverified_section(run, min_quality):
 
 @pytest.mark.parametrize("min_quality", [None, 90, 0])
 def test_xml_unverified_in_their_own_script_and_quality_in_each_finding(run, min_quality):
-    if min_quality is None:
-        text, expected = run.out("xml").read_text(), 70
-    else:
-        text, expected = run.report("xml", "--min-quality", str(min_quality)).stdout, min_quality
+    text, expected = rendered(run, "xml", min_quality)
     assert _xml_split(text) == SPLITS[expected]
     root = ET.fromstring(text)
     package = next(t for t in root.iter("table") if t.get("key") == "Q-PACKAGE")
@@ -260,10 +262,7 @@ def test_xml_unverified_in_their_own_script_and_quality_in_each_finding(run, min
 
 @pytest.mark.parametrize("min_quality", [None, 90, 0])
 def test_nmap_normal_output_has_the_unverified_in_their_own_script(run, min_quality):
-    if min_quality is None:
-        text, expected = run.out("nmap").read_text(), 70
-    else:
-        text, expected = run.report("nmap", "--min-quality", str(min_quality)).stdout, min_quality
+    text, expected = rendered(run, "nmap", min_quality)
     findings, _, unverified = text.partition("| pentora-unverified:")
     assert (_ids_in(findings), _ids_in(unverified)) == SPLITS[expected]
     assert "Q-PACKAGE (medium, KEV)" in text

@@ -7,25 +7,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pentora_plugins.portscan.syn_scanner import open_receive_socket
 
 from pentora.testing import SimNet, simulated_network
+from tests.plugins.test_syn_scan import RUNNER, raw_sockets_unavailable
 
-RUNNER = str(Path(__file__).with_name("_netns_scan.py"))
 # the listened ports plus neighbours nobody listens on: those must come back closed
 SCANNED = "21,22,23,80,443,8080"
-
-
-def raw_sockets_unavailable() -> str | None:
-    try:
-        open_receive_socket().close()
-    except PermissionError as e:
-        return f"raw sockets need root or CAP_NET_RAW ({e})"
-    return None
 
 
 def namespaces() -> set[str]:
