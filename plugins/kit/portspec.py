@@ -91,6 +91,25 @@ def _port(text: str, spec: str) -> int:
     return value
 
 
+def by_protocol(spec: str) -> tuple[dict[str, list[str]], frozenset[str]]:
+    """nmap's port syntax per protocol: the items of ``spec`` for ``tcp`` and for ``udp``
+    (an item before any ``T:``/``U:`` prefix is for both, one after ``T:`` TCP, after
+    ``U:`` UDP), and the protocols a prefix named. The items themselves are not checked."""
+    items: dict[str, list[str]] = {"tcp": [], "udp": []}
+    named: set[str] = set()
+    current: str | None = None  # the protocol a T:/U: prefix selected
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            raise PortSpecError(f"empty item in port spec '{spec}'")
+        if part[:2].upper() in ("T:", "U:"):
+            current = "tcp" if part[0].upper() == "T" else "udp"
+            named.add(current)
+            part = part[2:]
+        for protocol in (current,) if current else ("tcp", "udp"):
+            items[protocol].append(part)
+    return items, frozenset(named)
+
+
 def parse_ports(spec: Any, protocol: str = "tcp") -> PortSet:
     """Parse a port spec for ``protocol``; ``U:``/``T:`` prefixes pick ports per protocol."""
     if isinstance(spec, PortSet):
@@ -103,18 +122,11 @@ def parse_ports(spec: Any, protocol: str = "tcp") -> PortSet:
         spec = ",".join(str(s) for s in spec)
     if not isinstance(spec, str) or not spec.strip():
         raise PortSpecError(f"expected a port spec such as '1-1000' or 'top-100', got {spec!r}")
-    text = spec.replace(" ", "")
+    items, _ = by_protocol(spec)
     ranges: list[tuple[int, int]] = []
     order: list[int] | None = None
-    current = None  # protocol selected by a T:/U: prefix
-    for part in text.split(","):
-        if not part:
-            raise PortSpecError(f"empty item in port spec '{spec}'")
-        if part[:2].upper() in ("T:", "U:"):
-            current = "tcp" if part[0].upper() == "T" else "udp"
-            part = part[2:]
-        if current is not None and current != protocol:
-            continue
+    single = spec.replace(" ", "").count(",") == 0  # top-N alone keeps its ranking order
+    for part in items[protocol]:
         if part == "-":
             ranges.append((1, MAX_PORT))
         elif part.lower().startswith("top-"):
@@ -123,7 +135,7 @@ def parse_ports(spec: Any, protocol: str = "tcp") -> PortSet:
                 raise PortSpecError(f"'{part}' in port spec '{spec}': expected top-N, e.g. top-100")
             ranked = list(top_ports(protocol)[:count])
             ranges += [(p, p) for p in ranked]
-            order = ranked if len(text.split(",")) == 1 else None
+            order = ranked if single else None
         elif "-" in part:
             first, _, last = part.partition("-")
             a = _port(first, spec) if first else 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pentora_plugins.kit.portspec import PortSpecError, by_protocol
+
 from pentora.cli import EXIT_USAGE, CliError
 
 # The profiles that scan ports, most specific first: what -sS/-sT/-sU run without --profile.
@@ -105,25 +107,23 @@ def _port_specs(args: argparse.Namespace) -> tuple[list[str], str]:
 
 
 def split_protocols(specs: list[str]) -> tuple[list[str], list[str], bool, bool]:
-    """nmap's port syntax per protocol: items before any ``T:``/``U:`` are for both, those
-    after ``T:`` TCP, after ``U:`` UDP, in each spec given. Returns (TCP items, UDP items,
+    """nmap's port syntax per protocol (``kit.portspec.by_protocol``) over each spec given,
+    a ``T:``/``U:`` prefix holding within its own spec. Returns (TCP items, UDP items,
     whether U: was named, whether T: was named). The items themselves are checked by the
     scanners' schemas."""
     tcp: list[str] = []
     udp: list[str] = []
     named_udp = named_tcp = False
     for spec in specs:
-        current = None
-        for item in spec.replace(" ", "").split(","):
-            if item[:2].upper() in ("T:", "U:"):
-                current, item = item[0].upper(), item[2:]
-                named_udp |= current == "U"
-                named_tcp |= current == "T"
-            if not item:
-                raise CliError(f"-p {spec}: an empty item; expected e.g. 22,80 or U:53,T:80",
-                               EXIT_USAGE)
-            if current in (None, "T"):
-                tcp.append(item)
-            if current in (None, "U"):
-                udp.append(item)
+        try:
+            items, named = by_protocol(spec)
+            if "" in items["tcp"] + items["udp"]:  # a prefix with nothing after it: T:
+                raise PortSpecError(spec)
+        except PortSpecError:
+            raise CliError(f"-p {spec}: an empty item; expected e.g. 22,80 or U:53,T:80",
+                           EXIT_USAGE) from None
+        tcp += items["tcp"]
+        udp += items["udp"]
+        named_udp |= "udp" in named
+        named_tcp |= "tcp" in named
     return tcp, udp, named_udp, named_tcp
