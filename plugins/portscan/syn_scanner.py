@@ -7,7 +7,7 @@ The only per-probe state is one byte per (host, port) of the current chunk of ho
 needed to retry the silent ones and to call them filtered in the end.
 
 Packets come from ``SynTemplate`` (IPv4 + TCP, checksums patched incrementally) and go
-out on an ``IPPROTO_RAW`` socket from forked sender processes (``_synio``), 256 to a
+out on an ``IPPROTO_RAW`` socket from forked sender processes (``kit.net.rawsend``), 256 to a
 ``sendmmsg`` call, while this process's receiver greenlet reads the replies. They come
 in on an ``IPPROTO_TCP`` raw socket with a BPF filter that keeps only segments with ACK
 set addressed to our source ports. On loopback that socket also sees our own SYNs (no
@@ -43,6 +43,7 @@ from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION, HostClock
+from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendPass, SendResult, open_send_socket
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
     PORTS_SEQ,
@@ -58,7 +59,6 @@ from pentora_plugins.kit.net.rawtcp import (
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector, share
-from pentora_plugins.portscan._synio import BatchSender, Job, SendPass, SendResult, open_send_socket
 from voluptuous import Optional
 
 from pentora import Module, NodeContext

@@ -19,9 +19,9 @@ import pentora_plugins.engine.modules
 import pentora_plugins.portscan.connect_scanner
 import pentora_plugins.portscan.syn_scanner
 import pytest
+from pentora_plugins.kit.net.rawsend import EXIT_SWITCHED, SendPass, open_send_socket
 from pentora_plugins.kit.net.rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
 from pentora_plugins.kit.records import Port
-from pentora_plugins.portscan._synio import EXIT_SWITCHED, SendPass, open_send_socket
 from pentora_plugins.portscan.syn_scanner import CLOSED, OPEN, ReplyMatcher, open_receive_socket
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum

@@ -1,4 +1,5 @@
-"""The sending side of ``syn_scanner``, in forked processes.
+"""Raw packets sent from forked processes, a batch per system call: the sending side
+of ``syn_scanner``.
 
 Why processes: on loopback (and on any fast link) most of a SYN scan's cost is the
 kernel's — each ``sendto`` on a raw socket runs the whole receive path of the probed
