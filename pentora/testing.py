@@ -251,12 +251,15 @@ _ACCEPT_AND_CLOSE = """
 import select, socket, sys
 listeners = []
 for port in map(int, sys.argv[1:]):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
-    s.listen(65535)
-    s.setblocking(False)
-    listeners.append(s)
+    for family, anywhere in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        s = socket.socket(family)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((anywhere, port))
+        s.listen(65535)
+        s.setblocking(False)
+        listeners.append(s)
 print("ready", flush=True)
 while True:
     ready, _, _ = select.select([sys.stdin, *listeners], [], [])
@@ -275,10 +278,14 @@ while True:
             conn.close()
 """
 
-# The /30 joining the two namespaces, kept out of the prefixes a test may simulate.
+# The links joining the two namespaces, kept out of the prefixes a test may simulate.
 _LINK = ipaddress.IPv4Network("198.19.255.0/30")
 _SCANNER_ADDRESS, _TARGET_ADDRESS = "198.19.255.1", "198.19.255.2"
+_LINK6 = ipaddress.IPv6Network("2001:2:0:ffff::/126")
+_SCANNER_ADDRESS6, _TARGET_ADDRESS6 = "2001:2:0:ffff::1", "2001:2:0:ffff::2"
+# The ranges reserved for benchmarking networks: 198.18.0.0/15 and, for IPv6, 2001:2::/48.
 _BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+_BENCHMARK_RANGE6 = ipaddress.IPv6Network("2001:2::/48")
 
 
 @dataclass
@@ -292,6 +299,7 @@ class SimNet:
     prefix: str
     ports: tuple[int, ...]
     scanner_address: str = _SCANNER_ADDRESS
+    scanner_address6: str = _SCANNER_ADDRESS6
 
     @property
     def name(self) -> str:
@@ -307,9 +315,11 @@ class SimNet:
         return self.scanner.python(*args, **kw)
 
     def addresses(self) -> list[str]:
-        """Every address of the prefix, network and broadcast addresses included: a
-        local route answers for all of them."""
-        return [str(a) for a in ipaddress.ip_network(self.prefix)]
+        """Every address the prefix answers on: for IPv4 all of them, network and
+        broadcast addresses included (a local route answers for every one); for IPv6 all
+        but the first, the subnet-router anycast address, which Linux never takes as local."""
+        net = ipaddress.ip_network(self.prefix)
+        return [str(a) for a in net][net.version == 6:]
 
     def expected(self) -> set[tuple[str, int]]:
         """The exact set of open (address, port) pairs."""
@@ -322,11 +332,13 @@ def _check_simulated_prefix(prefix: str) -> str:
     except ValueError as e:
         raise ValueError(f"simulated_network: prefix {prefix!r} is not a network ({e}); "
                          "give one such as 198.18.0.0/20") from e
-    if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(_BENCHMARK_RANGE):
-        raise ValueError(f"simulated_network: prefix {prefix} is outside 198.18.0.0/15, the "
+    reserved, link = ((_BENCHMARK_RANGE, _LINK) if isinstance(net, ipaddress.IPv4Network)
+                      else (_BENCHMARK_RANGE6, _LINK6))
+    if not net.subnet_of(reserved):  # type: ignore[arg-type]
+        raise ValueError(f"simulated_network: prefix {prefix} is outside {reserved}, the "
                          "range reserved for benchmarks; pick one inside it")
-    if net.overlaps(_LINK):
-        raise ValueError(f"simulated_network: prefix {prefix} overlaps {_LINK}, the link "
+    if net.overlaps(link):  # type: ignore[arg-type]
+        raise ValueError(f"simulated_network: prefix {prefix} overlaps {link}, the link "
                          "between the namespaces; pick one that does not")
     return str(net)
 
@@ -357,9 +369,10 @@ def _stop_listeners(proc: subprocess.Popen[str]) -> None:
 @contextlib.contextmanager
 def simulated_network(prefix: str = "198.18.0.0/20",
                       ports: tuple[int, ...] = (22, 80, 443)) -> Iterator[SimNet]:
-    """Two fresh namespaces, scanner and target, joined by a veth pair on 198.19.255.0/30;
-    the target answers for every address of ``prefix`` (inside 198.18.0.0/15) through a
-    local route, with accept-and-close listeners on ``ports``. Both namespaces and the
+    """Two fresh namespaces, scanner and target, joined by a veth pair on 198.19.255.0/30
+    and 2001:2:0:ffff::/126; the target answers for every address of ``prefix`` (inside
+    198.18.0.0/15, or 2001:2::/48 for IPv6) through a local route, with accept-and-close
+    listeners on ``ports``. Both namespaces and the
     listeners are gone when the block exits, on error too. Skips without root or ``ip``."""
     prefix = _check_simulated_prefix(prefix)
     ports = tuple(ports)
@@ -370,12 +383,16 @@ def simulated_network(prefix: str = "198.18.0.0/20",
         # the veth pair never exists in the namespace the tests run in.
         scanner.run("ip", "link", "add", "sim0", "type", "veth", "peer", "name", "sim1",
                     "netns", target.name)
-        scanner.run("ip", "addr", "add", f"{_SCANNER_ADDRESS}/30", "dev", "sim0")
-        scanner.run("ip", "link", "set", "sim0", "up")
-        scanner.run("ip", "route", "add", prefix, "via", _TARGET_ADDRESS)
-        target.run("ip", "addr", "add", f"{_TARGET_ADDRESS}/30", "dev", "sim1")
-        target.run("ip", "link", "set", "sim1", "up")
-        target.run("ip", "route", "add", "local", prefix, "dev", "lo")
+        for ns, dev, address, address6 in ((scanner, "sim0", _SCANNER_ADDRESS, _SCANNER_ADDRESS6),
+                                           (target, "sim1", _TARGET_ADDRESS, _TARGET_ADDRESS6)):
+            ns.run("ip", "addr", "add", f"{address}/30", "dev", dev)
+            # nodad: usable at once, not after duplicate address detection's second
+            ns.run("ip", "-6", "addr", "add", f"{address6}/126", "dev", dev, "nodad")
+            ns.run("ip", "link", "set", dev, "up")
+        v6 = ":" in prefix
+        scanner.run("ip", "-6" if v6 else "-4", "route", "add", prefix, "via",
+                    _TARGET_ADDRESS6 if v6 else _TARGET_ADDRESS)
+        target.run("ip", "-6" if v6 else "-4", "route", "add", "local", prefix, "dev", "lo")
         # Sweeps open thousands of handshakes at once: room in the queues so that none
         # is dropped for the target's sake.
         target.run("sysctl", "-q", "-w", "net.core.somaxconn=65535",

@@ -80,6 +80,14 @@ def test_connect_sweep_of_a_slash_20_finds_exactly_the_listeners(simnet: SimNet)
     assert "12288 open, 12288 closed, 0 filtered" in log, log[-2000:]
 
 
+def test_connect_sweep_of_an_ipv6_prefix_finds_exactly_the_listeners() -> None:
+    with simulated_network("2001:2::/120", ports=(22, 80)) as net:
+        found, _ = sweep(net, "connect_scanner", {"timeout": "2s"})
+    # the subnet-router anycast address (2001:2::) is not among the addresses swept
+    assert len(net.addresses()) == 255 and "2001:2::" not in net.addresses()
+    assert_exactly_expected(net, found)
+
+
 def test_namespaces_are_removed_when_the_block_fails() -> None:
     with pytest.raises(RuntimeError, match="inside"), simulated_network("198.18.2.0/28") as net:
         names = {net.name, net.target.name}
@@ -92,6 +100,8 @@ def test_namespaces_are_removed_when_the_block_fails() -> None:
     ("10.0.0.0/24", "outside 198.18.0.0/15"),
     ("198.19.255.0/24", "overlaps 198.19.255.0/30"),
     ("198.18.0.0/33", "is not a network"),
+    ("2001:db8::/120", "outside 2001:2::/48"),
+    ("2001:2:0:ffff::/120", "overlaps 2001:2:0:ffff::/126"),
 ])
 def test_a_prefix_outside_the_benchmark_range_is_refused(prefix: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)), simulated_network(prefix):
