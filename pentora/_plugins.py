@@ -111,6 +111,26 @@ class PentoraPluginManager(pluggy.PluginManager):
             self._registry = _build_registry(self)
         return self._registry
 
+    def load_module_types(self) -> Registry:
+        """The registry, every module type's class imported (they are imported on first use:
+        see ``ModuleType``). An installed plugin whose class fails to import is reported
+        broken and left out, as one whose entry point fails: for what lists every type or
+        every plugin (``pentora modules list``, ``pentora plugins list``)."""
+        while True:
+            registry = self.registry
+            for m in list(registry.modules.values()):
+                try:
+                    m.cls  # noqa: B018 - imported for the check
+                except PluginError as e:
+                    if not _is_installed(self, m.provider):
+                        raise
+                    cause = e.__cause__ or e
+                    _drop(self, m.provider, f"to load module type '{m.name}' ({m.target}): "
+                          + _one_line(f"{type(cause).__name__}: {cause}"))
+                    break
+            else:
+                return registry
+
     def plugin_infos(self) -> list[PluginInfo]:
         """Name, distribution, version and hooks of each registered plugin, by name."""
         out = []

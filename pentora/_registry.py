@@ -28,12 +28,41 @@ from ._errors import PluginClashError, PluginError
 from ._module import Module
 
 
-@dataclass(frozen=True)
 class ModuleType:
-    name: str
-    cls: type[Module]
-    provider: str
-    description: str = ""
+    """A registered module type: its name, the plugin that provides it, and its class.
+
+    The class is given, or named as ``"package.module:Class"`` and imported the first time
+    it is needed (a scan that uses the type, ``pentora modules show``): a command that uses
+    none of a plugin's module types never imports their code. A class that fails to import
+    raises ``PluginError`` naming the plugin, the type and what failed."""
+
+    __slots__ = ("_cls", "_description", "name", "provider", "target")
+
+    def __init__(self, name: str, cls: type[Module] | str, provider: str, description: str = "") -> None:
+        self.name, self.provider = name, provider
+        self.target = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
+        self._cls: type[Module] | None = None if isinstance(cls, str) else cls
+        self._description = description
+
+    def __repr__(self) -> str:
+        return f"ModuleType({self.name!r}, {self.target!r}, provider={self.provider!r})"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the class has been imported."""
+        return self._cls is not None
+
+    @property
+    def cls(self) -> type[Module]:
+        if self._cls is None:
+            self._cls = _import_module_class(self.name, self.target, self.provider)
+        return self._cls
+
+    @property
+    def description(self) -> str:
+        if not self._description:
+            self._description = _summary(self.cls)
+        return self._description
 
     @property
     def always_run(self) -> bool:
@@ -47,6 +76,38 @@ class ModuleType:
             compiled = raw if isinstance(raw, vol.Schema) else vol.Schema(raw or {}, extra=vol.PREVENT_EXTRA)
             _COMPILED[self.cls] = compiled
         return compiled
+
+
+def _summary(cls: type[Module]) -> str:
+    return cls.description or (inspect.getdoc(cls) or "").split("\n")[0]
+
+
+def _import_module_class(name: str, target: str, provider: str) -> type[Module]:
+    """The class ``"package.module:Class"`` names, checked as ``Registry.register`` checks
+    a class given directly; any failure is the plugin's ``PluginError``, never a trace."""
+    where = f"module type '{name}' of plugin '{provider}' ({target})"
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # its import may raise anything, even SystemExit
+        raise PluginError(f"{where} failed to load: {type(e).__name__}: {e}; `pentora plugins "
+                          f"list` shows the plugins, -p no:{provider.split('.')[0]} leaves it out"
+                          ) from e
+    _check_module_class(obj, where)
+    return obj  # type: ignore[no-any-return]
+
+
+def _check_module_class(cls: Any, where: str) -> None:
+    if not (inspect.isclass(cls) and issubclass(cls, Module)):
+        raise PluginError(f"{where} is {cls!r}, which is not a pentora.Module subclass")
+    try:
+        vol.Schema(cls.config_schema or {})
+    except vol.SchemaError as e:
+        raise PluginError(f"{where} has an invalid config_schema: {e}") from e
 
 
 # Compiling a voluptuous schema costs more than validating with it: once per class.
@@ -134,31 +195,51 @@ class Registry:
                 frame = frame.f_back
         return self._default_provider
 
-    def register(self, cls: type[Module], name: str | None = None) -> ModuleType:
-        """Register a ``Module`` subclass under ``name`` (default: its ``module_type``)."""
+    def register(self, cls: type[Module] | str, name: str | None = None) -> ModuleType:
+        """Register a ``Module`` subclass under ``name`` (default: its ``module_type``).
+
+        ``cls`` may name the class instead, ``"package.module:Class"`` with ``name``
+        given: it is imported when the type is first used, so that registering costs
+        no import (see ``ModuleType``)."""
+        if isinstance(cls, str):
+            return self._register_named(cls, name)
         if not (inspect.isclass(cls) and issubclass(cls, Module)):
             raise PluginError(f"plugin '{self._provider}' registered {cls!r}, which is not a "
                               "pentora.Module subclass")
         name = name or cls.module_type
         if not name:
             raise PluginError(f"plugin '{self._provider}': {cls.__qualname__} has no module_type")
-        existing = self.modules.get(name)
+        record = ModuleType(name=name, cls=cls, provider=self._provider)
+        existing = self._existing(record)
         if existing is not None:
-            if existing.cls is cls:
-                return existing
-            if not self._replaces("module type", name, existing.provider, self._provider,
-                                  f" ({existing.cls.__module__}.{existing.cls.__qualname__})",
-                                  f" ({cls.__module__}.{cls.__qualname__})"):
-                return existing
-        try:
-            vol.Schema(cls.config_schema or {})
-        except vol.SchemaError as e:
-            raise PluginError(f"module type '{name}' of plugin '{self._provider}' has an invalid "
-                              f"config_schema: {e}") from e
-        doc = cls.description or (inspect.getdoc(cls) or "").split("\n")[0]
-        record = ModuleType(name=name, cls=cls, provider=self._provider, description=doc)
+            return existing
+        _check_module_class(cls, f"module type '{name}' of plugin '{self._provider}'")
         self.modules[name] = record
         return record
+
+    def _register_named(self, target: str, name: str | None) -> ModuleType:
+        module_name, colon, attr = target.partition(":")
+        if not (name and module_name and colon and attr):
+            raise PluginError(f"plugin '{self._provider}' registered {target!r}: a class named by "
+                              "a string is 'package.module:Class', with name='module_type'")
+        record = ModuleType(name=name, cls=target, provider=self._provider)
+        existing = self._existing(record)
+        if existing is None:
+            self.modules[name] = record
+        return existing or record
+
+    def _existing(self, record: ModuleType) -> ModuleType | None:
+        """The registration of ``record.name`` that stays: the one there (the same class
+        again, or an explicit plugin's over an installed one), or None for ``record``."""
+        existing = self.modules.get(record.name)
+        if existing is None:
+            return None
+        if existing.target == record.target:
+            return existing
+        if self._replaces("module type", record.name, existing.provider, record.provider,
+                          f" ({existing.target.replace(':', '.')})", f" ({record.target.replace(':', '.')})"):
+            return None
+        return existing
 
     def register_retry_policy(self, policy: RetryPolicy) -> None:
         self._add(self.retry_policies, "retry policy", policy)

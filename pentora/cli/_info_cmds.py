@@ -50,7 +50,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 def cmd_modules_list(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    mods = sorted(orch.registry.modules.values(), key=lambda m: m.name)
+    mods = sorted(orch.pm.load_module_types().modules.values(), key=lambda m: m.name)
     if args.format == "json":
         out(json.dumps([{"name": m.name, "provider": m.provider, "description": m.description,
                          "requires": list(m.cls.requires), "produces": list(m.cls.produces),
@@ -97,6 +97,7 @@ def cmd_modules_show(args: argparse.Namespace) -> int:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
+    orch.pm.load_module_types()  # a plugin whose module type fails to import is broken
     plugins = [p for p in orch.pm.plugin_infos() if not p.name.startswith("pentora.")]
     broken = orch.pm.load_report.broken
     if args.format == "json":
