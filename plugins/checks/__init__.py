@@ -22,13 +22,12 @@ pentora_former_names = {"checks_http": "checks", "checks_services": "checks", "c
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.checks.http_checks import HttpChecks
-    from pentora_plugins.checks.package_inventory import PackageInventory
-    from pentora_plugins.checks.service_checks import ServiceChecks
-    from pentora_plugins.checks.ssh_checks import SshChecks
-    from pentora_plugins.checks.tls_checks import TlsChecks
-    for cls in (HttpChecks, PackageInventory, ServiceChecks, SshChecks, TlsChecks):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.checks.http_checks:HttpChecks", name="http_checks")
+    registry.register("pentora_plugins.checks.package_inventory:PackageInventory", name="package_inventory")
+    registry.register("pentora_plugins.checks.service_checks:ServiceChecks", name="service_checks")
+    registry.register("pentora_plugins.checks.ssh_checks:SshChecks", name="ssh_checks")
+    registry.register("pentora_plugins.checks.tls_checks:TlsChecks", name="tls_checks")
 
 
 # ``pentora scan`` option → the DAG var it sets (the profiles' package_inventory reads them).

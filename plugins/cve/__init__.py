@@ -19,9 +19,8 @@ from pentora import hookimpl
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.cve.cve_matcher import CveMatcher  # when registering, not at start-up
-
-    registry.register(CveMatcher)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.cve.cve_matcher:CveMatcher", name="cve_matcher")
 
 
 @hookimpl

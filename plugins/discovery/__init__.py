@@ -21,14 +21,11 @@ from pentora.cli import EXIT_USAGE, CliError
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    # Imported when registering, not when the plugin loads (``pentora --version``).
-    from pentora_plugins.discovery.arp_discovery import ArpDiscovery
-    from pentora_plugins.discovery.discovery_merger import DiscoveryMerger
-    from pentora_plugins.discovery.icmp_discovery import IcmpDiscovery
-    from pentora_plugins.discovery.tcp_probe_discovery import TcpProbeDiscovery
-
-    for cls in (IcmpDiscovery, TcpProbeDiscovery, ArpDiscovery, DiscoveryMerger):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.discovery.arp_discovery:ArpDiscovery", name="arp_discovery")
+    registry.register("pentora_plugins.discovery.discovery_merger:DiscoveryMerger", name="discovery_merger")
+    registry.register("pentora_plugins.discovery.icmp_discovery:IcmpDiscovery", name="icmp_discovery")
+    registry.register("pentora_plugins.discovery.tcp_probe_discovery:TcpProbeDiscovery", name="tcp_probe_discovery")
 
 
 @hookimpl

@@ -150,8 +150,9 @@ def scan_execute(orch: Any, args: argparse.Namespace, variables: dict[str, Any],
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    registry.register(CeleryShards)
-    registry.register(ShardResult)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.distributed.celery_shards:CeleryShards", name="celery_shards")
+    registry.register("pentora_plugins.distributed.celery_shards:ShardResult", name="shard_result")
 
 
 @hookimpl

@@ -33,9 +33,8 @@ def pentora_register_output_formats(registry: Any) -> None:
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.output.json_reporter import JsonReporter
-
-    registry.register(JsonReporter)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.output.json_reporter:JsonReporter", name="json_reporter")
 
 
 @hookimpl(trylast=True)  # after the other areas: `pentora demo` (engine) exists by then

@@ -22,12 +22,11 @@ pentora_former_hints = {
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.portscan.connect_scanner import ConnectScanner
-    from pentora_plugins.portscan.port_scanner import PortScanner
-    from pentora_plugins.portscan.syn_scanner import SynScanner
-    from pentora_plugins.portscan.udp_scanner import UdpScanner
-    for cls in (ConnectScanner, PortScanner, SynScanner, UdpScanner):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.portscan.connect_scanner:ConnectScanner", name="connect_scanner")
+    registry.register("pentora_plugins.portscan.port_scanner:PortScanner", name="port_scanner")
+    registry.register("pentora_plugins.portscan.syn_scanner:SynScanner", name="syn_scanner")
+    registry.register("pentora_plugins.portscan.udp_scanner:UdpScanner", name="udp_scanner")
 
 
 @hookimpl

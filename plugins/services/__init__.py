@@ -14,11 +14,10 @@ pentora_former_names = {"banners": "services", "fingerprint": "services", "asset
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.services.asset_profiler import AssetProfiler
-    from pentora_plugins.services.banner_grabber import BannerGrabber
-    from pentora_plugins.services.fingerprint_parser import FingerprintParser
-    for cls in (BannerGrabber, FingerprintParser, AssetProfiler):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.services.asset_profiler:AssetProfiler", name="asset_profiler")
+    registry.register("pentora_plugins.services.banner_grabber:BannerGrabber", name="banner_grabber")
+    registry.register("pentora_plugins.services.fingerprint_parser:FingerprintParser", name="fingerprint_parser")
 
 
 # The profiles that grab banners and name services, most specific first.

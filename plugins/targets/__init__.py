@@ -13,9 +13,8 @@ pentora_former_names = {"targets": "targets"}
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.targets.target_parser import TargetParser
-    for cls in (TargetParser,):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.targets.target_parser:TargetParser", name="target_parser")
 
 
 @hookimpl

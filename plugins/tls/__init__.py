@@ -12,6 +12,5 @@ pentora_former_names = {"ssl_analyzer": "tls"}
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.tls.ssl_analyzer import SslAnalyzer
-    for cls in (SslAnalyzer,):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.tls.ssl_analyzer:SslAnalyzer", name="ssl_analyzer")

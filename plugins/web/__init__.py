@@ -12,7 +12,6 @@ pentora_former_names = {"http_scan": "web", "webapp": "web"}
 
 @hookimpl
 def pentora_register_modules(registry: Any) -> None:
-    from pentora_plugins.web.http_scanner import HttpScanner
-    from pentora_plugins.web.webapp_fingerprinter import WebappFingerprinter
-    for cls in (HttpScanner, WebappFingerprinter):
-        registry.register(cls)
+    # Named, not imported: a module type's code is imported when a scan first uses it.
+    registry.register("pentora_plugins.web.http_scanner:HttpScanner", name="http_scanner")
+    registry.register("pentora_plugins.web.webapp_fingerprinter:WebappFingerprinter", name="webapp_fingerprinter")
