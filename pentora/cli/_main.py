@@ -11,11 +11,11 @@ import argparse
 import sys
 from typing import Any
 
-from gevent import monkey
 from loguru import logger
 
 from .. import __version__
 from .._console import set_no_color
+from .._cooperative import patch_all
 from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
 from .._logging import configure
 from .._plugins import PentoraPluginManager, get_plugin_manager
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     # completions (every TAB): nothing runs then, and patching is a tenth of the time.
     completing = complete.completing()
     if not completing:
-        monkey.patch_all()
+        patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
     disabled, hooks = _early_options(complete.completion_argv() if completing else argv)
     try:
