@@ -25,7 +25,8 @@ def pentora_register_modules(registry: Any) -> None:
     registry.register("pentora_plugins.discovery.arp_discovery:ArpDiscovery", name="arp_discovery")
     registry.register("pentora_plugins.discovery.discovery_merger:DiscoveryMerger", name="discovery_merger")
     registry.register("pentora_plugins.discovery.icmp_discovery:IcmpDiscovery", name="icmp_discovery")
-    registry.register("pentora_plugins.discovery.tcp_probe_discovery:TcpProbeDiscovery", name="tcp_probe_discovery")
+    registry.register("pentora_plugins.discovery.tcp_probe_discovery:TcpProbeDiscovery",
+                      name="tcp_probe_discovery")
 
 
 @hookimpl

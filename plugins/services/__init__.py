@@ -17,7 +17,8 @@ def pentora_register_modules(registry: Any) -> None:
     # Named, not imported: a module type's code is imported when a scan first uses it.
     registry.register("pentora_plugins.services.asset_profiler:AssetProfiler", name="asset_profiler")
     registry.register("pentora_plugins.services.banner_grabber:BannerGrabber", name="banner_grabber")
-    registry.register("pentora_plugins.services.fingerprint_parser:FingerprintParser", name="fingerprint_parser")
+    registry.register("pentora_plugins.services.fingerprint_parser:FingerprintParser",
+                      name="fingerprint_parser")
 
 
 # The profiles that grab banners and name services, most specific first.

@@ -14,4 +14,5 @@ pentora_former_names = {"http_scan": "web", "webapp": "web"}
 def pentora_register_modules(registry: Any) -> None:
     # Named, not imported: a module type's code is imported when a scan first uses it.
     registry.register("pentora_plugins.web.http_scanner:HttpScanner", name="http_scanner")
-    registry.register("pentora_plugins.web.webapp_fingerprinter:WebappFingerprinter", name="webapp_fingerprinter")
+    registry.register("pentora_plugins.web.webapp_fingerprinter:WebappFingerprinter",
+                      name="webapp_fingerprinter")
