@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent import GreenletExit
-from loguru import logger
 
 from ._dag import NodeSpec, RetrySpec
 from ._errors import HubBlocked, HubInterrupt, ModuleError, ModuleExit, NodeTimeout, module_failure
 from ._fanout import FanOut
 from ._hookspecs import hookimpl
+from ._log import logger
 from ._nodectx import NodeContext, NodeRestore, record_kind
 from ._records import CANCELLED, COMPLETED, FAILED, ScanInfo
 from ._retry import should_retry

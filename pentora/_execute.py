@@ -23,11 +23,11 @@ from typing import Any
 
 import gevent
 from gevent import GreenletExit
-from loguru import logger
 
 from ._attempts import Attempts, CoreExecute, ExecOptions
 from ._dag import Dag
 from ._errors import NodeTimeout
+from ._log import logger
 from ._nodectx import NodeRestore
 from ._notify import Notifier
 from ._plan import Plan

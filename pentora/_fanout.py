@@ -13,10 +13,10 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from gevent import GreenletExit
-from loguru import logger
 
 from ._dag import RetrySpec
 from ._errors import ModuleError, module_failure
+from ._log import logger
 from ._nodectx import NodeContext
 from ._records import COMPLETED, FAILED, RUNNING, BranchRecord
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gevent
 import gevent.pool
 from gevent import GreenletExit
-from loguru import logger
 
 from ._errors import ContextKeyError, HubInterrupt, ModuleExit
+from ._log import logger
 
 if TYPE_CHECKING:
     from ._context import DataContext

@@ -22,9 +22,9 @@ from types import CodeType
 from typing import Any
 
 from greenlet import GreenletExit
-from loguru import logger
 
 from ._errors import module_failure
+from ._log import logger
 
 log = logger.bind(component="hooks")
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from loguru import logger
 
 from ._context import DataContext
 from ._dag import Dag, NodeSpec
 from ._errors import PentoraError, ValidationError
 from ._execute import CoreExecute, ExecOptions, Executor
 from ._hookspecs import hookimpl
+from ._log import logger
 from ._parse import load_dag
 from ._plan import Plan
 from ._plugins import PentoraPluginManager, get_plugin_manager

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-from loguru import logger
 
 from . import _hookspecs as hookspecs
 from ._errors import PluginClashError, PluginError, UnknownPluginError
+from ._log import logger
 from ._notify import contain_notifications, culprit, impl_codes
 from ._registry import Registry, load_python_file
 

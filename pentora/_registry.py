@@ -21,10 +21,10 @@ from types import CodeType, FrameType
 from typing import Any
 
 import voluptuous as vol
-from loguru import logger
 
 from ._dag import RetrySpec
 from ._errors import PluginClashError, PluginError
+from ._log import logger
 from ._module import Module
 
 

@@ -24,9 +24,9 @@ import gevent
 import gevent.event
 import gevent.queue
 from gevent import GreenletExit
-from loguru import logger
 
 from ._errors import ConditionError
+from ._log import logger
 from ._records import CANCELLED, COMPLETED, FAILED, RUNNING, SKIPPED, TERMINAL
 from ._units import format_duration
 

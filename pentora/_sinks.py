@@ -13,9 +13,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from loguru import logger
-
 from ._hookspecs import hookimpl
+from ._log import logger
 
 
 def writer_name(writer: Any) -> str:

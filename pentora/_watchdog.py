@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent import GreenletExit
 from gevent.monkey import get_original
-from loguru import logger
 
 from ._errors import HubInterrupt
+from ._log import logger
 from ._units import format_duration
 
 if TYPE_CHECKING:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
 from .._atomic import AtomicOutput, output_problem
 from .._errors import PentoraError
+from .._log import logger
 from .._registry import Registry
 from .._sinks import RecordRouter, write_error
 from ._common import EXIT_INVALID, EXIT_USAGE, CliError

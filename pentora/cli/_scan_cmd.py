@@ -7,9 +7,8 @@ import functools
 import sys
 from typing import Any
 
-from loguru import logger
-
 from .._errors import ValidationError
+from .._log import logger
 from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,

@@ -1,0 +1,37 @@
+"""pentora's logger: loguru's, imported when something is first logged.
+
+loguru brings asyncio with it, a fifth of a Python start; ``pentora --help`` and shell
+completion log nothing and must not pay for it. Code in the core logs through this
+``logger`` exactly as through loguru's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+
+class _Logger:
+    """loguru's ``logger`` (bound to ``extra``, as ``logger.bind(**extra)`` would be),
+    imported on first use. ``bind`` itself imports nothing: modules bind theirs at import.
+    loguru's ``remove()`` and ``add()`` change its one core in place, so a logger resolved
+    once never goes stale."""
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self._extra = extra
+        self._resolved: Any = None
+
+    def bind(self, **extra: Any) -> Any:
+        return _Logger({**(self._extra or {}), **extra})
+
+    def __getattr__(self, name: str) -> Any:
+        if self._resolved is None:
+            from loguru import logger
+
+            self._resolved = logger.bind(**self._extra) if self._extra is not None else logger
+        return getattr(self._resolved, name)
+
+
+logger: Logger = _Logger()  # type: ignore[assignment]
