@@ -28,4 +28,7 @@ if TYPE_CHECKING:
 
 # The API (``pentora._api``) is imported on first use, not with the package, and with
 # it ``quiet_logs("pentora")``: see ``pentora._lazy``.
-__getattr__, __dir__ = lazy_api(__name__, __all__, own={"__version__"})
+# ``hookimpl`` alone does not bring in the API: every plugin's module imports it, and
+# ``pentora --help`` imports every plugin's module.
+__getattr__, __dir__ = lazy_api(__name__, __all__, own={"__version__"},
+                                light={"hookimpl": "_hookspecs", "hookspec": "_hookspecs"})

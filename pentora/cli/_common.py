@@ -7,16 +7,14 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._condition import Condition
 from .._errors import DagParseError, PentoraError, Problem
-from .._input import InputError
-from .._interpolate import VAR_REFERENCE
-from .._orchestrator import Orchestrator
-from .._parse import load_dag
-from .._plugins import PentoraPluginManager
 from .._text import clean
+
+if TYPE_CHECKING:  # the engine is imported when a command runs, not to build the parser
+    from .._orchestrator import Orchestrator
+    from .._plugins import PentoraPluginManager
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 EXIT_STORE = 4  # a store the run needs is damaged: a repair, not other input, fixes it
@@ -77,6 +75,8 @@ def disabled_plugins(args: argparse.Namespace) -> list[str]:
 def make_orchestrator(args: argparse.Namespace) -> Orchestrator:
     """An Orchestrator on the run's plugin manager (``args.plugin_manager``, built once by
     ``main``), or on a new one honouring ``-p no:NAME`` and ``--hooks``."""
+    from .._orchestrator import Orchestrator
+
     pm = getattr(args, "plugin_manager", None)
     if pm is not None:
         disabled_plugins(args)  # still refuse a malformed -p
@@ -88,6 +88,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     """``--set KEY=VALUE``: VALUE read as YAML (true, 3, 1.5, [a, b], text) with the bounds of
     a DAG file; what does not parse as YAML is text. A value YAML refuses (an alias bomb, a
     tag, an integer of over 4,300 digits, a duplicate key) is a usage error naming KEY."""
+    from .._input import InputError
     from .._yaml import YamlSyntaxError, load_yaml  # PyYAML only when a value is given
 
     out: dict[str, Any] = {}
@@ -149,6 +150,8 @@ def profile_path(orch: Orchestrator, name: str) -> Path | None:
 
 def load_dag_arg(orch: Orchestrator, arg: str) -> Any:
     """A DAG file path, or the name of a profile (``standard`` → ``standard.yaml``)."""
+    from .._parse import load_dag
+
     path = Path(arg)
     if not path.exists() and "/" not in arg and not arg.endswith((".yaml", ".yml", ".json")):
         found = profile_path(orch, arg)
@@ -189,6 +192,9 @@ out = echo
 def names_used(dag: Any) -> set[str]:
     """The names a ``--set`` can reach: declared vars, and names the conditions and
     ``${var}`` references in node configs use (a var may be left undeclared there)."""
+    from .._condition import Condition
+    from .._interpolate import VAR_REFERENCE
+
     names = set(dag.vars)
     for node in dag.nodes:
         if node.condition:

@@ -7,13 +7,9 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gevent
-
-from .. import _render as render
 from .._errors import ValidationError
-from .._records import ScanResult
 from .._text import clean
 from ._common import (
     EXIT_FAILED,
@@ -25,6 +21,9 @@ from ._common import (
     out,
     parse_sets,
 )
+
+if TYPE_CHECKING:  # the engine is imported when a command runs, not to build the parser
+    from .._records import ScanResult
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -83,12 +82,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .. import _render as render
+
     orch, dag = _validated(args)
     out(render.plan_json(dag, orch.plan) if args.format == "json" else render.plan_text(dag, orch.plan))
     return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from .. import _render as render
+
     _, dag = _validated(args)
     out(render.dot(dag) if args.format == "dot" else render.mermaid(dag))
     return EXIT_OK
@@ -117,6 +120,8 @@ def install_signal_handlers(orch: Any) -> None:
     Python-level handlers, not libev's: Python runs them even while a module blocks the
     event loop, and their numbers reach the engine's watchdog through the wakeup fd, so
     a spinning module is interrupted too (see ``Orchestrator.on_scan_abandoned``)."""
+    import gevent
+
     if threading.current_thread() is not threading.main_thread():
         return
     hits = [0]

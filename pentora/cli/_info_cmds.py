@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._docgen import config_keys, module_markdown
 from .._errors import ValidationError
-from .._orchestrator import Orchestrator
-from .._parse import load_dag
 from .._text import clean
 from . import _plugin_new as plugin_new
 from ._common import EXIT_OK, CliError, list_profiles, make_orchestrator, out, profile_path
+
+if TYPE_CHECKING:  # the engine is imported when a command runs, not to build the parser
+    from .._orchestrator import Orchestrator
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -63,6 +63,8 @@ def cmd_modules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_modules_show(args: argparse.Namespace) -> int:
+    from .._docgen import config_keys, module_markdown
+
     orch = make_orchestrator(args)
     if args.type not in orch.registry.modules:
         raise CliError(f"unknown module type '{args.type}'{orch.registry.nearest_hint(args.type)}")
@@ -123,6 +125,8 @@ def _profile_description(orch: Orchestrator, name: str) -> tuple[str, str]:
     """A profile's file and the ``description:`` of its DAG; a profile that does not
     parse is still listed, its description saying so (``dag validate`` names every
     problem)."""
+    from .._parse import load_dag
+
     path = profile_path(orch, name)
     if path is None:  # listed, then gone: another process removed it meanwhile
         return "", "(no longer installed)"

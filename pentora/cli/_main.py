@@ -11,13 +11,11 @@ import argparse
 import sys
 from typing import Any
 
-from loguru import logger
-
 from .. import __version__
 from .._console import set_no_color
 from .._cooperative import patch_all
 from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
-from .._logging import configure
+from .._log import logger
 from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _complete as complete
 from . import _dag_cmds as dag_cmds
@@ -118,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     set_no_color(getattr(args, "no_color", False))
+    from .._logging import configure  # loguru: once a command runs, not for --help
+
     try:
         configure(log_level(args), args.log_format, args.log_file)
     except OSError as e:
