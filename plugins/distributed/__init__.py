@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pentora_plugins.distributed._cli import add_scan_options, add_worker_command, scan_execute
-
 from pentora import hookimpl
 
 pentora_former_names = {"celery_exec": "distributed"}
@@ -31,6 +29,8 @@ def pentora_register_modules(registry: Any) -> None:
 
 @hookimpl
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
+    from pentora_plugins.distributed._cli import add_scan_options, add_worker_command
+
     add_worker_command(subparsers, common)
     scan = subparsers.choices.get("scan")
     if scan is not None:
@@ -41,4 +41,6 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
 def pentora_scan_execute(orch: Any, args: Any, variables: dict[str, Any], options: dict[str, Any]) -> Any:
     if not hasattr(args, "executor"):
         return None  # the scan command was built without this plugin's options
+    from pentora_plugins.distributed._cli import scan_execute
+
     return scan_execute(orch, args, variables, options)
