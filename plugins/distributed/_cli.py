@@ -7,7 +7,6 @@ import argparse
 from typing import Any
 
 from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nodes
-from pentora_plugins.distributed.celery_shards import JOB_OPTION
 from pentora_plugins.kit.shard import SHARD_OPTION, Shard
 
 from pentora import PentoraError
@@ -132,6 +131,8 @@ def scan_execute(orch: Any, args: argparse.Namespace, variables: dict[str, Any],
                             scan_id=scan_id)
     if shard is not None:
         raise CliError("--shard K/N runs one shard here; with --executor celery give --shards N", EXIT_USAGE)
+    from pentora_plugins.distributed.celery_shards import JOB_OPTION  # the module type's code
+
     job = celery_job(orch, args, variables)
     _check_cluster(job)
     return orch.execute(vars=variables, options={**options, JOB_OPTION: job}, scan_id=scan_id)

@@ -224,3 +224,68 @@ def test_zsh_registers_the_completion(tmp_path: Path) -> None:
                           env=_shell_env(), cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "registered:_python_argcomplete" in proc.stdout
+
+
+# -- what the start-up path imports ----------------------------------------------------------
+
+# Imported by the module types and checks that use them, never to start or to print help.
+NEVER_AT_START = ("scapy", "cryptography", "paramiko", "celery", "jinja2")
+
+
+def _imports_of(*args: str) -> set[str]:
+    """Every module ``pentora ARGS`` imports (``-X importtime`` lists them on stderr)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pentora", *args],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def _module_type_modules() -> set[str]:
+    """The modules the installed plugins' module types live in, as registered (by name:
+    reading them imports none), but for those that also hold a part of a plugin (an object
+    with hooks, registered when the plugin loads, as ``output.json_reporter``'s streams)."""
+    pm = pentora.get_plugin_manager()
+    parts = {getattr(p, "__name__", None) or type(p).__module__ for _, p in pm.list_name_plugin()}
+    return {m.target.partition(":")[0] for m in pm.registry.modules.values()} - parts
+
+
+@pytest.mark.parametrize("args", [["--help"], ["scan", "--help"], ["--version"], ["modules", "--help"]])
+def test_start_up_imports_no_module_type_and_no_heavy_library(args: list[str]) -> None:
+    imported = _imports_of(*args)
+    assert "argparse" in imported or args == ["--version"]  # the listing itself works
+    heavy = {m for m in imported if m.split(".")[0] in NEVER_AT_START}
+    assert not heavy, f"pentora {' '.join(args)} imported {sorted(heavy)}"
+    types = _module_type_modules() & imported
+    assert not types, f"pentora {' '.join(args)} imported module types' code: {sorted(types)}"
+
+
+def test_version_imports_no_engine_nor_plugin() -> None:
+    imported = _imports_of("--version")
+    assert not {"gevent", "loguru", "pluggy", "pentora._orchestrator"} & imported
+    assert not {m for m in imported if m.startswith("pentora_plugins")}
+
+
+def test_a_scan_imports_the_module_types_it_uses_only(tmp_path: Path) -> None:
+    dag = tmp_path / "only_noop.yaml"
+    dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
+    imported = _imports_of("dag", "run", str(dag), "-q")
+    assert "pentora_plugins.engine.modules" in imported
+    unused = (_module_type_modules() - {"pentora_plugins.engine.modules"}) & imported
+    assert not unused, f"a DAG of one noop imported {sorted(unused)}"
+
+
+def test_a_module_type_that_fails_to_import_names_its_plugin(run_cli, tmp_path: Path) -> None:
+    hooks = tmp_path / "ghost.py"
+    hooks.write_text("import pentora\n\n\n@pentora.hookimpl\ndef pentora_register_modules(registry):\n"
+                     "    registry.register('no_such_package_here.scanner:Ghost', name='ghost')\n")
+    dag = tmp_path / "ghost.yaml"
+    dag.write_text("name: g\nnodes:\n  - instance_id: a\n    module_type: ghost\n")
+    proc = run_cli("dag", "run", str(dag), "--hooks", str(hooks))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"module type 'ghost' of plugin 'hooks:{hooks}'" in proc.stderr
+    assert "ModuleNotFoundError: No module named 'no_such_package_here'" in proc.stderr
+    # Listed without it, by name, until it is used.
+    proc = run_cli("modules", "show", "noop", "--hooks", str(hooks))
+    assert proc.returncode == 0, proc.stderr
