@@ -269,7 +269,11 @@ def test_version_imports_no_engine_nor_plugin() -> None:
 def test_a_scan_imports_the_module_types_it_uses_only(tmp_path: Path) -> None:
     dag = tmp_path / "only_noop.yaml"
     dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
-    imported = _imports_of("dag", "run", str(dag), "-q")
+    code = (f"from pentora.cli import main\nimport sys\nassert main(['dag', 'run', {str(dag)!r}]) == 0\n"
+            "print('loaded:' + ','.join(sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = set(proc.stdout.strip().splitlines()[-1].removeprefix("loaded:").split(","))
     assert "pentora_plugins.engine.modules" in imported
     unused = (_module_type_modules() - {"pentora_plugins.engine.modules"}) & imported
     assert not unused, f"a DAG of one noop imported {sorted(unused)}"
