@@ -16,6 +16,10 @@ table says it is missing.
                     to the floor any Python command has
 * ``--help``        ``pentora --help`` (every plugin loaded, the whole parser built)
                     against ``nmap --help``
+* ``probe/py``      ``pentora scan -t 127.0.0.1 -p PORT -sT -Pn -q``: from the process's
+                    start to its first probe, the connection a listener of this script's
+                    on 127.0.0.1 accepts, against a whole ``python -c pass``; its own
+                    line gives the milliseconds against the target, 300 ms
 * ``TAB``           one completion, ``pentora scan --profile <TAB>`` as the shell runs it
                     (argcomplete's variables; the plugins loaded, no monkey-patching),
                     against ``nmap --version``: what a TAB costs next to starting nmap
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +45,25 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 TARGETS = {"--version/py": 1.5}
+FIRST_PROBE_MS = 300
+
+
+def first_probe(pentora: str) -> float:
+    """Seconds from starting a connect scan of a listener on 127.0.0.1 to the scanner's
+    first connection to it (discovery skipped: the port scan's probe is the first)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        listener.settimeout(30)  # a hang guard: a scan that never probes stops the benchmark
+        start = time.perf_counter()
+        proc = subprocess.Popen([pentora, "scan", "-t", "127.0.0.1", "-p", str(port), "-sT", "-Pn",
+                                 "-q"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            conn, _ = listener.accept()
+            took = time.perf_counter() - start
+            conn.close()
+        finally:
+            proc.wait(timeout=60)
+    return took
 
 
 def wall(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -104,6 +128,14 @@ def main(argv: list[str] | None = None) -> None:
             verdict = "" if target is None else (
                 f"{'PASS' if ours / theirs <= target else 'MISS'} (at most {target:g})")
             print(f"{name:<14} {ours / theirs:34.2f}  {verdict}")
+        probes, floor = [], []
+        for _ in range(args.runs):
+            probes.append(first_probe(pentora))
+            floor.append(wall([sys.executable, "-c", "pass"]))
+        ours, theirs = statistics.median(probes), statistics.median(floor)
+        print(f"{'probe/py':<14} {ours / theirs:34.2f}")
+        verdict = "PASS" if ours * 1000 <= FIRST_PROBE_MS else "MISS"
+        print(f"{'probe (ms)':<14} {ours * 1000:34.0f}  {verdict} (at most {FIRST_PROBE_MS})")
         if "standard" not in answer.read_text().split():
             raise SystemExit(f"the completion did not offer the profile 'standard': {answer.read_text()!r}")
 
