@@ -200,7 +200,7 @@ def test_one_plugin_manager_per_cli_run(monkeypatch, capsys):
         return built[-1]
 
     monkeypatch.setattr(_main, "get_plugin_manager", counting)
-    monkeypatch.setattr(_main.monkey, "patch_all", lambda: None)  # this test process stays as it is
+    monkeypatch.setattr(_main, "patch_all", lambda: None)  # this test process stays as it is
     monkeypatch.setattr("pentora._plugins.get_plugin_manager", counting)
     monkeypatch.setattr("pentora._orchestrator.get_plugin_manager", counting)
     assert _main.main(["modules", "list", "-p", "no:engine.progress"]) == 0
