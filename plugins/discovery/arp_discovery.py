@@ -36,6 +36,7 @@ PACKET_OUTGOING = 4
 FRAME_LEN = 60  # the Ethernet minimum; requests are padded to it
 _TPA = slice(38, 42)  # target protocol address inside an Ethernet + ARP frame
 ICMPV6_NA = 136
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PRIVILEGE_HELP = ("arp_discovery needs root or CAP_NET_RAW to open a raw packet socket "
                   "(run as root, or use icmp_discovery / tcp_probe_discovery)")
 
@@ -105,7 +106,7 @@ class NdLink(ArpLink):
         self.sock.bind((iface, ETH_P_IPV6))
 
     def send(self, address: str) -> None:
-        from scapy.layers.inet6 import IPv6, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr
+        from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
         from scapy.layers.l2 import Ether
         from scapy.utils6 import in6_getnsma, in6_getnsmac
 
@@ -171,6 +172,7 @@ class ArpTransport:
                                   "neighbour discovery cannot run on it; name an Ethernet "
                                   "one, or leave interface unset", node=node)
         self.links: dict[tuple[str, int], ArpLink] = {}
+        self._connected_cache: dict[int, list[tuple[IPNetwork, str]]] = {}
         self._sweep: Sweep | None = None
 
     def skip_reason(self, address: str, family: int) -> str | None:
@@ -198,19 +200,29 @@ class ArpTransport:
     def _connected(self, address: str, family: int) -> str | None:
         """The source address of the most specific connected route of ``interface`` that
         holds ``address``, if any."""
-        ip, best = ipaddress.ip_address(address), (-1, None)
-        if family == 4:
-            routes = [(ipaddress.IPv4Network((net, bin(mask).count("1"))), gw, name, src)
-                      for net, mask, gw, name, src, _ in self.conf.route.routes]
-        else:
-            routes = [(ipaddress.IPv6Network((net, plen), strict=False), gw, name,
-                       (srcs or [None])[0])
-                      for net, plen, gw, name, srcs, _ in self.conf.route6.routes]
-        for net, gw, name, src in routes:
-            if (name == self.interface and gw in ("0.0.0.0", "::") and src
-                    and ip in net and net.prefixlen > best[0]):
+        ip = ipaddress.ip_address(address)
+        best: tuple[int, str | None] = (-1, None)
+        for net, src in self._connected_routes(family):
+            if ip in net and net.prefixlen > best[0]:
                 best = (net.prefixlen, src)
         return best[1]
+
+    def _connected_routes(self, family: int) -> list[tuple[IPNetwork, str]]:
+        """(network, source address) of each route of ``interface`` without a gateway,
+        read once per family (a sweep asks for every host)."""
+        if family not in self._connected_cache:
+            routes: list[tuple[IPNetwork, str, str, str | None]]
+            if family == 4:
+                routes = [(ipaddress.IPv4Network((net, bin(mask).count("1")), strict=False),
+                           gw, name, src) for net, mask, gw, name, src, _ in self.conf.route.routes]
+            else:
+                routes = [(ipaddress.IPv6Network((net, plen), strict=False), gw, name,
+                           (srcs or [None])[0])
+                          for net, plen, gw, name, srcs, _ in self.conf.route6.routes]
+            self._connected_cache[family] = [
+                (net, src) for net, gw, name, src in routes
+                if name == self.interface and gw in ("0.0.0.0", "::") and src]
+        return self._connected_cache[family]
 
     def send(self, probe: Probe, sweep: Sweep) -> None:
         if probe.state is None:
