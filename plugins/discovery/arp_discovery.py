@@ -28,6 +28,7 @@ from pentora_plugins.discovery._sweep import Answer, Probe, Sweep
 from pentora_plugins.kit.inputs import publish
 
 from pentora import ModuleError, NodeContext
+from pentora.schema import Nullable, PositiveInt
 
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
@@ -36,6 +37,7 @@ PACKET_OUTGOING = 4
 FRAME_LEN = 60  # the Ethernet minimum; requests are padded to it
 _TPA = slice(38, 42)  # target protocol address inside an Ethernet + ARP frame
 ICMPV6_NA = 136
+LINK_WINDOW = 4096  # hosts in flight by default: a /20; more than the default rate fills
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PRIVILEGE_HELP = ("arp_discovery needs root or CAP_NET_RAW to open a raw packet socket "
                   "(run as root, or use icmp_discovery / tcp_probe_discovery)")
@@ -268,7 +270,10 @@ class ArpDiscovery(DiscoveryModule):
                    "CAP_NET_RAW, else skipped with a warning); records MACs")
     method = "arp"
     config_schema = {
-        **discovery_schema(),
+        **{k: v for k, v in discovery_schema().items() if k != "concurrency"},
+        vol.Optional("concurrency", default=None,
+                     description=f"hosts awaiting an answer at once (default: {LINK_WINDOW}, or "
+                                 "max_parallel_targets when larger)"): Nullable(PositiveInt()),
         vol.Optional("interface", default=None,
                      description="interface to send on (default: each target's route)"):
             vol.Any(None, vol.All(str, vol.Length(min=1))),
@@ -285,6 +290,14 @@ class ArpDiscovery(DiscoveryModule):
             publish(ctx, config["output"], [])
             return
         super().run(ctx, config)
+
+    def window(self, ctx: NodeContext, config: dict[str, Any]) -> int:
+        # A host awaiting an answer costs a few hundred bytes and no socket or kernel
+        # state (the frames bypass the neighbour table): keep a whole subnet in flight, so
+        # that its silent addresses are waited for once, not once per max_parallel_targets.
+        if config["concurrency"]:
+            return int(config["concurrency"])
+        return max(ctx.max_parallel, LINK_WINDOW)
 
     def transport(self, ctx: NodeContext, config: dict[str, Any]) -> ArpTransport:
         return ArpTransport(config["interface"], ctx.node_id, ctx.log)
