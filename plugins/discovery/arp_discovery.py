@@ -63,20 +63,39 @@ def link_type(iface: str) -> int | None:
         return None
 
 
-class ArpLink:
-    """A raw socket on one interface and the request frame it sends."""
+class PacketLink:
+    """A raw packet socket on one interface for one EtherType, and the interface's MAC."""
 
-    def __init__(self, iface: str, source: str) -> None:
+    def __init__(self, iface: str, ethertype: int) -> None:
         from scapy.arch import get_if_hwaddr
-        from scapy.layers.l2 import ARP, Ether
 
         self.iface = iface
-        mac = get_if_hwaddr(iface)
-        frame = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac)
-                      / ARP(op=1, hwsrc=mac, psrc=source, pdst="0.0.0.0"))
+        self.mac = get_if_hwaddr(iface)
+        self.sock = gsocket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+        self.sock.bind((iface, ethertype))
+
+    def send(self, address: str) -> None:
+        raise NotImplementedError
+
+    def receive(self) -> tuple[str, str] | None:
+        """(address, MAC) of the next answer; None for any other frame."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ArpLink(PacketLink):
+    """ARP who-has out, is-at in: each request is one template frame with the target
+    address patched in."""
+
+    def __init__(self, iface: str, source: str) -> None:
+        from scapy.layers.l2 import ARP, Ether
+
+        super().__init__(iface, ETH_P_ARP)
+        frame = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=self.mac)
+                      / ARP(op=1, hwsrc=self.mac, psrc=source, pdst="0.0.0.0"))
         self.template = bytearray(frame.ljust(FRAME_LEN, b"\0"))
-        self.sock = gsocket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-        self.sock.bind((iface, ETH_P_ARP))
 
     def send(self, address: str) -> None:
         self.template[_TPA] = socket.inet_aton(address)
@@ -91,21 +110,13 @@ class ArpLink:
             return None
         return socket.inet_ntoa(frame[28:32]), frame[22:28].hex(":")
 
-    def close(self) -> None:
-        self.sock.close()
 
-
-class NdLink(ArpLink):
-    """A raw IPv6 socket on one interface: Neighbor Solicitations out, Advertisements in."""
+class NdLink(PacketLink):
+    """Neighbor Solicitations out, Neighbor Advertisements in, on one interface."""
 
     def __init__(self, iface: str, source: str) -> None:
-        from scapy.arch import get_if_hwaddr
-
-        self.iface = iface
+        super().__init__(iface, ETH_P_IPV6)
         self.source = source
-        self.mac = get_if_hwaddr(iface)
-        self.sock = gsocket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IPV6))
-        self.sock.bind((iface, ETH_P_IPV6))
 
     def send(self, address: str) -> None:
         from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
@@ -173,7 +184,7 @@ class ArpTransport:
                 raise ModuleError(f"interface '{interface}' is not an Ethernet link: ARP and "
                                   "neighbour discovery cannot run on it; name an Ethernet "
                                   "one, or leave interface unset", node=node)
-        self.links: dict[tuple[str, int], ArpLink] = {}
+        self.links: dict[tuple[str, int], PacketLink] = {}
         self._connected_cache: dict[int, list[tuple[IPNetwork, str]]] = {}
         self._sweep: Sweep | None = None
 
@@ -233,14 +244,14 @@ class ArpTransport:
                 raise OSError(errno.ENETUNREACH, "no longer on a local link")
             probe.state = (route[0], probe.family)
             if probe.state not in self.links:
-                kind = ArpLink if probe.family == 4 else NdLink
+                kind: type[ArpLink | NdLink] = ArpLink if probe.family == 4 else NdLink
                 self.links[probe.state] = link = kind(route[0], route[1])
                 self.log.debug("{} on {} from {}", "ARP" if probe.family == 4 else
                                "neighbour discovery", route[0], route[1])
                 sweep.spawn(self._receive, link, probe.state, sweep)
         self.links[probe.state].send(probe.address)
 
-    def _receive(self, link: ArpLink, key: tuple[str, int], sweep: Sweep) -> None:
+    def _receive(self, link: PacketLink, key: tuple[str, int], sweep: Sweep) -> None:
         reason = "arp-response" if key[1] == 4 else "nd-response"
         while True:
             reply = link.receive()
