@@ -6,6 +6,7 @@ through ``pentora scan``. Root only; skipped with the reason otherwise."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -125,3 +126,20 @@ def test_discovery_profile_with_arp_reports_the_macs_in_jsonl(link: SimLink, tmp
     assert own["mac"] is None and "arp" not in own["methods"]
     assert {a: h["mac"] for a, h in hosts.items()} == {**link.expected(), **link.expected6()}
     assert all("arp" in h["methods"] for h in hosts.values())
+
+
+def test_discovery_profile_without_privilege_exits_0_with_one_arp_warning(link: SimLink,
+                                                                          tmp_path: Path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("dropping CAP_NET_RAW needs setpriv (Debian's util-linux), not installed")
+    out = tmp_path / "scan.jsonl"
+    some = link.hosts[:3]
+    proc = link.run(*UNPRIVILEGED, sys.executable, "-m", "pentora", "scan", "-sn",
+                    "-t", ",".join(h.address for h in some), "--set", "arp=true",
+                    "--set", "discovery_timeout=500ms", "-o", f"{out}", check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("arp_discovery: ARP and neighbour discovery skipped") == 1, proc.stderr
+    hosts = [json.loads(line) for line in out.read_text().splitlines()]
+    # The TCP probes still find the hosts (their closed ports answer RST), without MACs.
+    assert {h["address"]: h["mac"] for h in hosts if h.get("kind") == "host"} == {
+        h.address: None for h in some}
