@@ -328,19 +328,19 @@ class SimNet:
         return {(a, p) for a in self.addresses() for p in self.ports}
 
 
-def _check_simulated_prefix(prefix: str) -> str:
+def _check_simulated_prefix(prefix: str, who: str = "simulated_network") -> str:
     try:
         net = ipaddress.ip_network(prefix)
     except ValueError as e:
-        raise ValueError(f"simulated_network: prefix {prefix!r} is not a network ({e}); "
+        raise ValueError(f"{who}: prefix {prefix!r} is not a network ({e}); "
                          "give one such as 198.18.0.0/20") from e
     reserved, link = ((_BENCHMARK_RANGE, _LINK) if isinstance(net, ipaddress.IPv4Network)
                       else (_BENCHMARK_RANGE6, _LINK6))
     if not net.subnet_of(reserved):  # type: ignore[arg-type]
-        raise ValueError(f"simulated_network: prefix {prefix} is outside {reserved}, the "
+        raise ValueError(f"{who}: prefix {prefix} is outside {reserved}, the "
                          "range reserved for benchmarks; pick one inside it")
     if net.overlaps(link):  # type: ignore[arg-type]
-        raise ValueError(f"simulated_network: prefix {prefix} overlaps {link}, the link "
+        raise ValueError(f"{who}: prefix {prefix} overlaps {link}, the link "
                          "between the namespaces; pick one that does not")
     return str(net)
 
@@ -502,7 +502,8 @@ def simulated_link(prefix: str = "198.18.5.0/24", hosts: int = 8,
     peer in the target namespace, ``hosts`` macvlan interfaces, each with a MAC of its own
     and one address of each prefix (inside 198.18.0.0/15 and 2001:2::/48), spread over them.
     Both namespaces are gone when the block exits, on error too. Skips without root or ``ip``."""
-    prefix, prefix6 = _check_simulated_prefix(prefix), _check_simulated_prefix(prefix6)
+    prefix = _check_simulated_prefix(prefix, "simulated_link")
+    prefix6 = _check_simulated_prefix(prefix6, "simulated_link")
     if ":" in prefix or ":" not in prefix6:
         raise ValueError(f"simulated_link: prefix {prefix} must be IPv4 and prefix6 {prefix6} "
                          "IPv6, e.g. 198.18.5.0/24 and 2001:2:0:5::/120")

@@ -6,6 +6,7 @@ through ``pentora scan``. Root only; skipped with the reason otherwise."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -143,3 +144,15 @@ def test_discovery_profile_without_privilege_exits_0_with_one_arp_warning(link: 
     # The TCP probes still find the hosts (their closed ports answer RST), without MACs.
     assert {h["address"]: h["mac"] for h in hosts if h.get("kind") == "host"} == {
         h.address: None for h in some}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"prefix": "10.0.0.0/24"}, "simulated_link: prefix 10.0.0.0/24 is outside 198.18.0.0/15"),
+    ({"prefix6": "2001:db8::/120"}, "is outside 2001:2::/48"),
+    ({"prefix": "2001:2::/120"}, "must be IPv4"),
+    ({"hosts": 300}, "hosts=300 does not fit"),
+    ({"hosts": 0}, "give 1 to 253 hosts"),
+])
+def test_simulated_link_refuses_what_it_cannot_build(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)), simulated_link(**kwargs):
+        pass  # refused before any namespace is made, so this runs without root too
