@@ -18,6 +18,7 @@ import pytest
 
 from pentora.testing import SimLink, netns_unavailable, simulated_link
 from tests.plugins.test_discovery import RUNNER, UNPRIVILEGED, run_in_ns
+from tests.plugins.test_simnet import namespaces
 
 HOSTS = 12
 # A sweep waits `timeout` for each of 1 + `retry` attempts; with every probe sent at once
@@ -85,6 +86,8 @@ def test_a_host_that_is_down_is_not_reported() -> None:
         gone = net.hosts[1]
         net.take_down(gone)
         _, hosts, _ = sweep(net, [h.address for h in net.hosts] + [h.address6 for h in net.hosts])
+        names = {net.name, net.target.name}
+    assert not names & namespaces()  # both namespaces are gone with the block
     expected = {**net.expected(), **net.expected6()}
     del expected[gone.address], expected[gone.address6]
     assert {a: h["mac"] for a, h in hosts.items()} == expected
