@@ -16,6 +16,8 @@ installed gets them, third-party plugin authors included:
 - ``simnet`` / ``simulated_network()``: a scanner namespace and a target namespace joined
   by a veth pair, the target answering for a whole 198.18.0.0/15 prefix on chosen ports
   (root only; skipped with the reason otherwise), for sweeps over many addresses.
+- ``simulated_link()``: a scanner namespace and hosts with MACs of their own on one
+  Ethernet segment (root only), for ARP and neighbour discovery.
 
 Servers run in OS threads with blocking sockets, independent of the gevent hub that
 runs the scan, and are closed when the test ends. They bind loopback only.
@@ -326,19 +328,19 @@ class SimNet:
         return {(a, p) for a in self.addresses() for p in self.ports}
 
 
-def _check_simulated_prefix(prefix: str) -> str:
+def _check_simulated_prefix(prefix: str, who: str = "simulated_network") -> str:
     try:
         net = ipaddress.ip_network(prefix)
     except ValueError as e:
-        raise ValueError(f"simulated_network: prefix {prefix!r} is not a network ({e}); "
+        raise ValueError(f"{who}: prefix {prefix!r} is not a network ({e}); "
                          "give one such as 198.18.0.0/20") from e
     reserved, link = ((_BENCHMARK_RANGE, _LINK) if isinstance(net, ipaddress.IPv4Network)
                       else (_BENCHMARK_RANGE6, _LINK6))
     if not net.subnet_of(reserved):  # type: ignore[arg-type]
-        raise ValueError(f"simulated_network: prefix {prefix} is outside {reserved}, the "
+        raise ValueError(f"{who}: prefix {prefix} is outside {reserved}, the "
                          "range reserved for benchmarks; pick one inside it")
     if net.overlaps(link):  # type: ignore[arg-type]
-        raise ValueError(f"simulated_network: prefix {prefix} overlaps {link}, the link "
+        raise ValueError(f"{who}: prefix {prefix} overlaps {link}, the link "
                          "between the namespaces; pick one that does not")
     return str(net)
 
@@ -406,6 +408,132 @@ def simulated_network(prefix: str = "198.18.0.0/20",
 def simnet() -> Iterator[SimNet]:
     """A :func:`simulated_network` with its defaults: 198.18.0.0/20, ports 22, 80, 443."""
     with simulated_network() as net:
+        yield net
+
+
+@dataclass(frozen=True)
+class LinkHost:
+    """One host of a :class:`SimLink`: its addresses, its MAC and its interface (a macvlan
+    in the target namespace)."""
+
+    address: str
+    address6: str
+    mac: str
+    interface: str
+
+
+@dataclass
+class SimLink:
+    """A simulated Ethernet link: commands run (``run``/``popen``/``python``) in the scanner
+    namespace ``name``, whose interface ``interface`` shares one segment with ``hosts``,
+    each answering ARP and neighbour discovery for its own addresses with its own MAC."""
+
+    scanner: NetNs
+    target: NetNs
+    prefix: str
+    prefix6: str
+    hosts: list[LinkHost]
+    interface: str = "link0"
+
+    @property
+    def name(self) -> str:
+        return self.scanner.name
+
+    @property
+    def scanner_address(self) -> str:
+        return str(ipaddress.ip_network(self.prefix)[1])
+
+    @property
+    def scanner_address6(self) -> str:
+        return str(ipaddress.ip_network(self.prefix6)[1])
+
+    def run(self, *cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.scanner.run(*cmd, check=check, **kw)
+
+    def popen(self, *cmd: str, **kw: Any) -> subprocess.Popen[Any]:
+        return self.scanner.popen(*cmd, **kw)
+
+    def python(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.scanner.python(*args, **kw)
+
+    def addresses(self) -> list[str]:
+        """Every address of ``prefix``, to sweep it whole."""
+        return [str(a) for a in ipaddress.ip_network(self.prefix)]
+
+    def addresses6(self) -> list[str]:
+        """Every address of ``prefix6`` but the subnet-router anycast one."""
+        return [str(a) for a in ipaddress.ip_network(self.prefix6)][1:]
+
+    def expected(self) -> dict[str, str]:
+        """What a sweep of the link must find: each host's IPv4 address and its MAC."""
+        return {h.address: h.mac for h in self.hosts}
+
+    def expected6(self) -> dict[str, str]:
+        """Each host's IPv6 address and its MAC."""
+        return {h.address6: h.mac for h in self.hosts}
+
+    def take_down(self, host: LinkHost) -> None:
+        """Set the host's interface down: it answers nothing any more."""
+        self.target.run("ip", "link", "set", host.interface, "down")
+
+
+def _link_hosts(prefix: str, prefix6: str, count: int) -> list[LinkHost]:
+    net, net6 = ipaddress.ip_network(prefix), ipaddress.ip_network(prefix6)
+    room = min(net.num_addresses, net6.num_addresses) - 3  # network, scanner, broadcast
+    if not 1 <= count <= room:
+        raise ValueError(f"simulated_link: hosts={count} does not fit {prefix} and {prefix6}: "
+                         f"give 1 to {room} hosts, or larger prefixes")
+    # Spread over the prefix, so that a sweep meets silent addresses between the hosts.
+    stride = room // count
+    hosts = []
+    for i in range(count):
+        offset = 2 + i * stride
+        # Locally administered unicast MACs (02:…), the host's number in the last bytes.
+        mac = f"02:70:74:00:{i >> 8:02x}:{i & 0xFF:02x}"
+        hosts.append(LinkHost(str(net[offset]), str(net6[offset]), mac, f"host{i}"))
+    return hosts
+
+
+@contextlib.contextmanager
+def simulated_link(prefix: str = "198.18.5.0/24", hosts: int = 8,
+                   prefix6: str = "2001:2:0:5::/120") -> Iterator[SimLink]:
+    """Two fresh namespaces on one Ethernet segment, for ARP and neighbour discovery: the
+    scanner's veth ``link0`` (the first address of ``prefix`` and of ``prefix6``) and, on its
+    peer in the target namespace, ``hosts`` macvlan interfaces, each with a MAC of its own
+    and one address of each prefix (inside 198.18.0.0/15 and 2001:2::/48), spread over them.
+    Both namespaces are gone when the block exits, on error too. Skips without root or ``ip``."""
+    prefix = _check_simulated_prefix(prefix, "simulated_link")
+    prefix6 = _check_simulated_prefix(prefix6, "simulated_link")
+    if ":" in prefix or ":" not in prefix6:
+        raise ValueError(f"simulated_link: prefix {prefix} must be IPv4 and prefix6 {prefix6} "
+                         "IPv6, e.g. 198.18.5.0/24 and 2001:2:0:5::/120")
+    link_hosts = _link_hosts(prefix, prefix6, hosts)
+    bits, bits6 = prefix.split("/")[1], prefix6.split("/")[1]
+    with contextlib.ExitStack() as stack:
+        scanner = stack.enter_context(network_namespace("pentora-simlink-scan"))
+        target = stack.enter_context(network_namespace("pentora-simlink-target"))
+        scanner.run("ip", "link", "add", "link0", "type", "veth", "peer", "name", "link1",
+                    "netns", target.name)
+        net = SimLink(scanner, target, prefix, prefix6, link_hosts)
+        scanner.run("ip", "addr", "add", f"{net.scanner_address}/{bits}", "dev", "link0")
+        scanner.run("ip", "-6", "addr", "add", f"{net.scanner_address6}/{bits6}", "dev", "link0",
+                    "nodad")
+        scanner.run("ip", "link", "set", "link0", "up")
+        # All hosts live in one namespace: without arp_ignore=1 every macvlan would answer
+        # ARP for every address of the namespace, each with its own MAC. Neighbour
+        # discovery is per interface already.
+        target.run("sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1",
+                   "net.ipv4.conf.all.arp_announce=2")
+        commands = ["link set link1 up"]
+        for h in link_hosts:
+            commands += [f"link add link link1 name {h.interface} address {h.mac} type macvlan "
+                         "mode bridge",
+                         f"addr add {h.address}/{bits} dev {h.interface}",
+                         # nodad: usable at once, not after duplicate address detection's second
+                         f"addr add {h.address6}/{bits6} dev {h.interface} nodad",
+                         f"link set {h.interface} up"]
+        # One ip process for all of them: a few hundred interfaces in well under a second.
+        target.run("ip", "-batch", "-", input="\n".join(commands) + "\n")
         yield net
 
 
