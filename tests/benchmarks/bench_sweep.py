@@ -26,7 +26,10 @@ its output included), its output file counted:
   the namespace) from source port 61000. The scanner's kernel knows no such connection
   and resets each answered handshake: harmless here, the SYN-ACK has been counted by
   then. ``--wait 1``: masscan's own default waits 10 s for late answers; 1 s is
-  pentora's timeout. Output ``-oL``.
+  pentora's timeout. Output ``-oL``. While it runs, the far end sends the scanner a
+  datagram 20 times a second, as background traffic: masscan's receive thread notices
+  that it must exit only when a packet arrives, and on a link gone silent it can wait up
+  to masscan's 60 s forced exit instead.
 * ``zmap`` 2.1.1 (Debian): one port a run (the multi-port mode came with zmap 3), so one
   run per port, times added and results joined. ``-r`` (packets a second) swept; ``-i
   sim0 -G MAC -S ADDRESS`` as for masscan; ``-c 1``: a 1 s cool-down instead of 8; ``-b``
@@ -60,7 +63,8 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +81,18 @@ RUN_TIMEOUT = 900
 
 Pairs = set[tuple[str, int]]
 
+# Runs on the far end: a UDP datagram to the scanner 20 times a second until its stdin
+# closes, then prints how many it sent (the system may have no ping command).
+_TICKER = """
+import select, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent = 0
+while not select.select([sys.stdin], [], [], 0.05)[0]:
+    s.sendto(b"tick", (sys.argv[1], 9))
+    sent += 1
+print(sent)
+"""
+
 
 @dataclass
 class Run:
@@ -87,15 +103,18 @@ class Run:
     # packets the scanner's side of the link received during the run: one a probe here,
     # since every probed port answers; more than the tool found means the tool lost some
     received: int = 0
+    background: int = 0  # packets of background_traffic() among them
 
 
 @dataclass
 class Net:
     """What the tools need of the simulated network: the namespace's command prefix, its
-    interface, its address and the MAC of the far end of the link."""
+    interface, its address and the MAC of the far end of the link; ``target_cmd`` runs a
+    command on the far end."""
 
     prefix: str
     cmd: Callable[..., list[str]]
+    target_cmd: Callable[..., list[str]]
     interface: str
     address: str
     router_mac: str
@@ -108,8 +127,23 @@ class Net:
     def measured(self, runner: Callable[..., Run], *args: object) -> Run:
         before = self.rx_packets()
         run = runner(self, *args)
-        run.received = self.rx_packets() - before
+        run.received = self.rx_packets() - before - run.background
         return run
+
+    @contextmanager
+    def background_traffic(self, run: Run) -> Iterator[None]:
+        """A few packets a second from the far end for as long as the block runs: the
+        background traffic every real network has. masscan's receive thread sees that it
+        must exit only when a packet wakes it; on a link that falls silent once the
+        targets have answered it sleeps on until masscan's 60 s forced exit, a delay no
+        real network would add. They are taken off the run's ``link rx``."""
+        ticker = subprocess.Popen(self.target_cmd(sys.executable, "-c", _TICKER, self.address),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            yield
+        finally:
+            out, _ = ticker.communicate(timeout=10)  # closing its stdin stops it
+            run.background = int(out.strip() or 0)
 
 
 def pentora_command() -> list[str]:
@@ -150,7 +184,10 @@ def run_masscan(net: Net, tmp: Path, rate: int) -> Run:
     argv = ["masscan", net.prefix, f"-p{PORT_LIST}", "--rate", str(rate), "--wait", "1",
             "--adapter", net.interface, "--adapter-ip", net.address,
             "--adapter-port", str(SOURCE_PORT), "--router-mac", net.router_mac, "-oL", str(out)]
-    run, _ = timed(f"masscan --rate {rate}", net.cmd(*argv))
+    run = Run(f"masscan --rate {rate}")
+    with net.background_traffic(run):
+        timed_run, _ = timed(run.name, net.cmd(*argv))
+    run.wall, run.error = timed_run.wall, timed_run.error
     if run.error is None:
         # -oL lines: "open tcp PORT ADDRESS TIMESTAMP"; "#" lines are comments
         for line in out.read_text().splitlines():
@@ -258,7 +295,8 @@ def sweep(prefix: str, rates: dict[str, list[int]]) -> int:
             peers[tool] = runner
     with simulated_network(prefix, ports=PORTS) as sim, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        net = Net(sim.prefix, lambda *argv: ["ip", "netns", "exec", sim.name, *argv], "sim0",
+        net = Net(sim.prefix, lambda *argv: ["ip", "netns", "exec", sim.name, *argv],
+                  lambda *argv: ["ip", "netns", "exec", sim.target.name, *argv], "sim0",
                   sim.scanner_address, router_mac(sim.target.run))
         expected = sim.expected()
         size = ipaddress.ip_network(sim.prefix).num_addresses
