@@ -30,7 +30,12 @@ over that of the faster nmap variant whose open set was right; the second is pen
 scan time over that same nmap wall time.
 
 Targets, printed as PASS/MISS: the same open set as nmap, and a wall-time
-ratio (the first, start-up included) of at most 1.0. ``--profile`` also prints a
+ratio (the first, start-up included) of at most 1.0.
+
+The whole command, too: ``pentora scan -t 127.0.0.1 -p - -sS -Pn`` (the real CLI, the
+``port-scan`` profile with its defaults, output ``-o FILE.jsonl``, ``--no-store``) against
+``nmap -sS -p- 127.0.0.1``, best of ``--repeat``, its wall time over that of the faster
+``nmap -sS`` variant whose open set was right. Target: at most 0.7. ``--profile`` also prints a
 pyinstrument profile of one connect scan of the 65,535 ports.
 """
 
@@ -60,6 +65,7 @@ HOSTS_OPEN = [("127.1.0.1", 22), ("127.1.0.2", 80), ("127.1.9.9", 443), ("127.1.
               (HOSTS[-1], 80)]
 NMAP_FAST = ["--min-rate", "50000", "--max-retries", "1"]
 SCANNERS = {"connect_scanner": ("portscan", "-sT"), "syn_scanner": ("portscan", "-sS")}
+CLI_GOAL = 0.7  # pentora scan -sS -p- over nmap -sS -p-, whole processes both
 
 
 # -- inside the namespace: one pentora scan, timed ------------------------------------------
@@ -198,6 +204,38 @@ def run_pentora(ns: Namespace, scanner: str, hosts: list[str], ports: str, tmp: 
     return {"open": sorted((h, p) for h, p in out["open"]), "wall": wall, "scan": out["scan_s"]}
 
 
+def run_cli(ns: Namespace, tmp: Path) -> dict[str, Any]:
+    """``pentora scan -sS -Pn`` of every port of 127.0.0.1, as a user types it."""
+    out = tmp / "cli.jsonl"
+    script = Path(sys.executable).with_name("pentora")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "pentora"]
+    wall, done = timed(ns.cmd(*command, "scan", "-t", "127.0.0.1", "-p", "-", "-sS", "-Pn",
+                              "-o", str(out), "--no-store", "-q"))
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout).strip()[-300:], "wall": wall}
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    found = sorted((r["host"], r["port"]) for r in records
+                   if r.get("kind") == "port" and r.get("state") == "open")
+    return {"open": found, "wall": wall}
+
+
+def print_cli(cli: dict[str, Any], rows: list[dict[str, Any]], expected: list[tuple[str, int]]) -> None:
+    nmaps = [r for r in rows if r["scanner"].startswith("nmap -sS") and r.get("right")]
+    what = "pentora scan -t 127.0.0.1 -p - -sS -Pn (whole process) over nmap -sS -p-"
+    if "error" in cli:
+        print(f"\n{what}: failed: {cli['error']}")
+        return
+    right = cli["open"] == expected
+    if not nmaps:
+        print(f"\n{what}: {cli['wall']:.2f} s, right open set: {right}; no nmap -sS to compare")
+        return
+    reference = min(nmaps, key=lambda r: r["wall"])
+    ratio = cli["wall"] / reference["wall"]
+    verdict = "PASS" if right and ratio <= CLI_GOAL else "MISS"
+    print(f"\n{what}: {cli['wall']:.2f} s / {reference['wall']:.2f} s ({reference['scanner']}) = "
+          f"{ratio:.2f}, right open set: {'yes' if right else 'NO'}; goal <= {CLI_GOAL}: {verdict}")
+
+
 def registered(scanner: str) -> str | None:
     """None if the module type is there, else why not."""
     import importlib
@@ -316,9 +354,11 @@ def main() -> int:
             if args.profile and "connect_scanner" in scanners:
                 print("pyinstrument profile of one connect scan of 65,535 ports:")
                 run_pentora(ns, "connect_scanner", ["127.0.0.1"], "-", tmp, profile=True)
-            rows = run_case(ns, nmap, scanners, ["127.0.0.1"], "1-65535",
-                            [("127.0.0.1", p) for p in ALL_PORTS_OPEN], args.repeat, tmp)
+            every_port = [("127.0.0.1", p) for p in ALL_PORTS_OPEN]
+            rows = run_case(ns, nmap, scanners, ["127.0.0.1"], "1-65535", every_port, args.repeat, tmp)
             print_table("65,535 ports of 127.0.0.1, 10 listening", 65_535, rows)
+            if "syn_scanner" in scanners:
+                print_cli(best([run_cli(ns, tmp) for _ in range(args.repeat)]), rows, every_port)
             rows = run_case(ns, nmap, scanners, HOSTS, ",".join(map(str, HOST_PORTS)),
                             sorted(HOSTS_OPEN), args.repeat, tmp)
             print_table("10,000 hosts of 127.1.0.0/18 x 3 ports, 5 listening", 30_000, rows)
