@@ -32,8 +32,9 @@ import os
 import random
 import struct
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -43,6 +44,8 @@ from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
 from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION, HostClock
+from pentora_plugins.kit.net.ratelimit import AdaptiveRate
+from pentora_plugins.kit.net.rawrecv import BatchReceiver
 from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendPass, SendResult, open_send_socket
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
@@ -69,11 +72,17 @@ CHUNK_PROBES = 1 << 20          # probes (hosts x ports) whose state is held at 
 RECV_BUFFER = 32 << 20
 PROGRESS_EVERY = 0.25           # seconds between progress reports
 POLL = 0.002                    # seconds between looks at the sender processes
+BACKOFF_EVERY = 0.05            # seconds between two rate cuts for receive drops: the first
+                                # cut needs that long to show in the drop counter
+EXTRA_TRIES = 8                 # tries beyond `retries` while they keep finding lost replies
+LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 OPEN, CLOSED = 1, 2
 FOREIGN = 255  # state of an item another shard probes
 _TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
+_IP_TAIL = struct.Struct("!H4sI")   # IP checksum, source, destination (bytes 10-20)
+_ADDR = struct.Struct("!I")         # a destination in its sockaddr_in
 
 
 def _source_port(value: object) -> int:
@@ -127,27 +136,60 @@ class ReplyMatcher:
         return their4, their_port, state
 
 
-@dataclass
-class _Dst:
-    """One IPv4 destination, with everything its probes need precomputed."""
-
-    address: str
-    dst4: bytes
-    sockaddr: tuple[str, int]
-    secret: int                 # keyed hash of (src, dst): seq = secret ^ port mask
-    buffer: bytearray           # this host's packet, patched in place per probe
-    tcp_sum: int                # its TCP checksum sum before ports and seq
-
-
 class _Chunk:
-    def __init__(self, hosts: list[_Dst], nports: int) -> None:
-        self.hosts = hosts
-        self.index = {h.dst4: i for i, h in enumerate(hosts)}
-        self.states = bytearray(len(hosts) * nports)
-        self.pending = len(self.states)
+    """The destinations probed together, held compactly: per host its address (a 32-bit
+    number), the keyed hash of (source, address) and its source's template — 10 bytes in
+    arrays, not a Python object each — and per probe one state byte. A chunk holds at most
+    CHUNK_PROBES probes, so a scan's memory does not grow with its range.
+
+    ``find`` maps a reply's address to its host: the addresses themselves when they came
+    in ascending order (a sweep of a range), else a sorted copy and its permutation."""
+
+    def __init__(self, nports: int) -> None:
+        self.nports = nports
+        self.dst = array("I")
+        self.secret = array("I")
+        self.source = array("H")
+        self.states = bytearray()
+        self.pending = 0
+        self._sorted: array[int] | None = None
+        self._order: array[int] | None = None
+        self._ascending = True
         # --host-timeout: the chunk's hosts are probed together, port by port, so their
         # clocks start together, when the chunk's first pass does.
         self.deadline: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.dst)
+
+    def add(self, dst: int, secret: int, source: int) -> None:
+        if self.dst and dst <= self.dst[-1]:
+            self._ascending = False
+        self.dst.append(dst)
+        self.secret.append(secret)
+        self.source.append(source)
+
+    def seal(self) -> None:
+        """Done adding: the probe states and the lookup."""
+        self.states = bytearray(len(self.dst) * self.nports)
+        self.pending = len(self.states)
+        if not self._ascending:
+            order = sorted(range(len(self.dst)), key=self.dst.__getitem__)
+            self._order = array("I", order)
+            self._sorted = array("I", (self.dst[i] for i in order))
+
+    def find(self, dst: int) -> int | None:
+        keys = self.dst if self._sorted is None else self._sorted
+        j = bisect_left(keys, dst)
+        if j == len(keys) or keys[j] != dst:
+            return None
+        return j if self._order is None else self._order[j]
+
+    def address(self, i: int) -> str:
+        return socket.inet_ntoa(self.dst[i].to_bytes(4, "big"))
+
+    def addresses(self) -> Iterator[str]:
+        return (self.address(i) for i in range(len(self.dst)))
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -167,17 +209,29 @@ class SynScan:
         self.rate: int = config["rate"]
         self.timeout: float = config["timeout"]
         self.tries = config["retries"] + 1
+        # a retry that finds lost replies earns another, up to EXTRA_TRIES more; retries: 0
+        # means one try, unless the receiver itself dropped replies
+        most = self.tries + EXTRA_TRIES
         self.record_filtered: bool = config["record_filtered"]
         self.late = HostClock(config["host_timeout"])
-        base = config["source_port"] or random.randrange(SPORT_LOW, SPORT_HIGH - self.tries)
-        self.sports = range(base, base + self.tries)
+        base = config["source_port"] or random.randrange(SPORT_LOW, SPORT_HIGH - most)
+        base = min(base, SPORT_HIGH - most + 1)
+        self.sports = range(base, base + most)
         self.hasher = SeqHasher()
-        self.matcher = ReplyMatcher(self.hasher, base, base + self.tries - 1)
+        self.matcher = ReplyMatcher(self.hasher, base, base + most - 1)
         self.recv_sock, self.send_sock = recv_sock, send_sock
-        attach_filter(recv_sock, reply_filter(base, base + self.tries - 1))
+        attach_filter(recv_sock, reply_filter(base, base + most - 1))
+        self.receiver = BatchReceiver(recv_sock)
+        self.pace = AdaptiveRate(self.rate)
+        self.dropped = 0  # replies the kernel dropped at our receive socket
+        self._dropped_before = 0  # ... during the chunk's previous try
+        self._cut_in_pass = False  # the rate was lowered during the last pass
+        self.backoffs = 0
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
-        self.templates: dict[str, SynTemplate] = {}
+        # per source address: (address, as 4 bytes, packet to nobody, IP sum, TCP sum)
+        self.templates: list[tuple[str, bytes, bytes, int, int]] = []
+        self._sources: dict[bytes, int] = {}  # destination /24 → template index
         self.chunk: _Chunk | None = None
         self.open: list[Port] = []
         self.reported: set[tuple[str, int]] = set()  # (address, port) of every open port listed
@@ -193,15 +247,16 @@ class SynScan:
     # -- receiving ---------------------------------------------------------------------
 
     def receive(self) -> None:
-        recv, match = self.recv_sock.recv, self.matcher.match
-        while True:
-            hit = match(recv(128))
-            if hit is not None:
-                self._record(*hit)
+        match, record = self.matcher.match, self._record
+        for packets in self.receiver.batches():
+            for packet in packets:
+                hit = match(packet)
+                if hit is not None:
+                    record(*hit)
 
     def _record(self, their4: bytes, port: int, state: int) -> None:
         chunk = self.chunk
-        hi = chunk.index.get(their4) if chunk else None
+        hi = chunk.find(int.from_bytes(their4, "big")) if chunk else None
         pi = self.port_index.get(port)
         if chunk is None or hi is None or pi is None:
             return  # a late reply to an earlier chunk, already settled
@@ -211,7 +266,7 @@ class SynScan:
         chunk.states[i] = state
         chunk.pending -= 1
         if state == OPEN:
-            self.report_open(Port(host=chunk.hosts[hi].address, port=port, protocol="tcp",
+            self.report_open(Port(host=chunk.address(hi), port=port, protocol="tcp",
                                   state="open", method="syn", reason="syn-ack"))
         else:
             self.closed += 1
@@ -229,57 +284,131 @@ class SynScan:
 
     # -- sending -----------------------------------------------------------------------
 
-    def destination(self, address: str) -> _Dst:
-        src = self.sources.for_destination(address)
-        template = self.templates.get(src)
-        if template is None:
-            template = self.templates[src] = SynTemplate(src, ip_id=self.ip_id)
-        dst4 = socket.inet_aton(address)
-        buffer, tcp_sum = template.for_destination(dst4)
-        return _Dst(address, dst4, (address, 0), self.hasher.host_secret(template.src4, dst4),
-                    buffer, tcp_sum)
+    def fill(self, addresses: Iterator[str], hosts: int) -> _Chunk:
+        """The next chunk: up to ``hosts`` IPv4 addresses from ``addresses`` (valid ones:
+        see ``_ipv4``). Yields to the event loop now and then, a chunk of a million
+        hosts taking a second or two."""
+        chunk = _Chunk(len(self.ports))
+        pton, secret, add = socket.inet_pton, self.hasher.host_secret, chunk.add
+        for address in islice(addresses, hosts):
+            dst4 = pton(socket.AF_INET, address)
+            try:
+                source = self._source(address, dst4)
+            except OSError as e:
+                self.ctx.log.warning(f"syn_scanner: skipping {address}: no route ({e})")
+                continue
+            add(int.from_bytes(dst4, "big"), secret(self.templates[source][1], dst4), source)
+            if not len(chunk) % 4096:
+                gevent.sleep(0)
+        chunk.seal()
+        return chunk
 
-    def scan_chunk(self, hosts: list[_Dst]) -> None:
-        chunk = self.chunk = _Chunk(hosts, len(self.ports))
+    def _source(self, address: str, dst4: bytes) -> int:
+        """The index of the template for the source address the route to ``address``
+        takes; looked up once per /24."""
+        net = dst4[:3]
+        index = self._sources.get(net)
+        if index is None:
+            src = self.sources.for_destination(address)
+            index = next((i for i, t in enumerate(self.templates) if t[0] == src), None)
+            if index is None:
+                buf, tcp_base = SynTemplate(src, ip_id=self.ip_id).for_destination(b"\0\0\0\0")
+                # the IP checksum's sum so far, unfolded by complementing it (RFC 1624)
+                ip_base = ~CSUM.unpack_from(buf, 10)[0] & 0xFFFF
+                self.templates.append((src, bytes(buf[12:16]), bytes(buf), ip_base, tcp_base))
+                index = len(self.templates) - 1
+            self._sources[net] = index
+        return index
+
+    def scan_chunk(self, chunk: _Chunk) -> None:
+        self.chunk = chunk
         if self.late:
             chunk.deadline = time.monotonic() + self.late.limit
         if self.select is not None:  # another shard's items: never sent, never listed
-            chunk.pending -= mark_foreign(chunk.states, [h.address for h in hosts], self.ports,
+            chunk.pending -= mark_foreign(chunk.states, list(chunk.addresses()), self.ports,
                                           self.select, FOREIGN)
-        for sport in self.sports:
+        for k, sport in enumerate(self.sports):
             if not chunk.pending or chunk.out_of_time():
                 break
+            before, drops = chunk.pending, self.receiver.drops()
             began = time.monotonic()
-            self._send_pass(chunk, sport, first=sport == self.sports[0])
-            self.send_time += time.monotonic() - began
+            sent = self._send_pass(chunk, sport, first=k == 0)
+            took = time.monotonic() - began
+            self.send_time += took
             self._wait(chunk)
+            if not self._after_try(k, sent, before - chunk.pending, drops, sent / took if took else 0.0):
+                break
         nports = len(self.ports)
         if chunk.pending and chunk.out_of_time():
             # Not every try was sent, or its replies not all awaited: the unanswered ports
             # are unknown, not filtered.
             for i, state in enumerate(chunk.states):
                 if not state:
-                    self.late.skip(hosts[i // nports].address)
+                    self.late.skip(chunk.address(i // nports))
             self.chunk = None
             return
         self.silent += chunk.pending
         for i, state in enumerate(chunk.states if self.record_filtered else ()):
             if not state:
-                self.filtered.append(Port(host=hosts[i // nports].address, port=self.ports[i % nports],
+                self.filtered.append(Port(host=chunk.address(i // nports), port=self.ports[i % nports],
                                           protocol="tcp", state="filtered", method="syn",
                                           reason="no-response"))
         self.chunk = None
 
-    def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> None:
+    def _after_try(self, k: int, sent: int, answered: int, drops_before: int, achieved: float) -> bool:
+        """Adjust the rate to what a try lost; whether another try is worth sending.
+
+        Lost replies show two ways: the receive socket's drop counter, and a retry that
+        gets answers (a probe a host answers now was not filtered then: its probe or
+        reply was lost). Both halve the rate; a try that lost nothing raises it again.
+        Configured retries are always sent to silent probes; a further try only while
+        the last one found lost replies."""
+        dropped = self.receiver.drops() - drops_before
+        self.dropped += dropped
+        # answers to a retry that the previous try's drops do not explain: lost on the way
+        unexplained = answered - self._dropped_before if k else 0
+        self._dropped_before = dropped
+        retried = sent and unexplained >= max(1, LOSS_EVIDENCE * sent)
+        cut, self._cut_in_pass = self._cut_in_pass, False
+        if retried or (dropped and not cut):  # drops seen during the pass were acted on then
+            rate = self.pace.lost(achieved)
+            self.backoffs += 1
+            why = (f"a retry got {answered} answers to {sent} probes" if retried else
+                   f"{dropped} replies dropped by the receive buffer")
+            self.ctx.log.info(f"syn_scanner: replies lost ({why}): rate lowered to {rate:,.0f}/s; "
+                              "resending the unanswered probes")
+        elif not dropped:
+            self.pace.clean()
+        if k + 1 < self.tries:
+            return True
+        # beyond the configured retries: only while the last try showed loss
+        return bool(dropped or retried or (k and answered))
+
+    def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> int:
         """One try over the chunk from sender processes, while the receiver greenlet
-        records the replies."""
-        send = SendPass(self._jobs(chunk, sport), self.rate, SynTemplate.LENGTH, self.send_sock)
+        records the replies; returns the probes sent. Drops at the receive socket
+        lower the rate during the pass."""
+        send = SendPass(self._jobs(chunk, sport), self.pace.rate, SynTemplate.LENGTH, self.send_sock)
+        drops = self.receiver.drops()
+        last_cut, last_sent = time.monotonic(), 0
         send.start()
         try:
             while send.alive():
                 gevent.sleep(POLL)
                 if first:
                     self._progress(send.sent())
+                now = time.monotonic()
+                if now - last_cut >= BACKOFF_EVERY and (seen := self.receiver.drops()) > drops:
+                    sent_now = send.sent()
+                    rate = self.pace.lost((sent_now - last_sent) / (now - last_cut))
+                    self.ctx.log.info(f"syn_scanner: {seen - drops} replies dropped by the receive "
+                                      f"buffer: rate lowered to {rate:,.0f}/s")
+                    self.backoffs += 1
+                    self._cut_in_pass = True
+                    send.set_rate(rate)
+                    drops, last_cut, last_sent = seen, now, sent_now
+                elif now - last_cut >= BACKOFF_EVERY:
+                    last_cut, last_sent = now, send.sent()
         finally:
             send.close()
         self.sent += send.sent()
@@ -290,42 +419,51 @@ class SynScan:
         if first:
             self._progress(send.sent(), force=True)
             self.first_tries += send.sent()
+        return send.sent()
 
     def _jobs(self, chunk: _Chunk, sport: int) -> list[Job]:
         """Split a pass between sender processes: by host when there are enough hosts,
         else by port."""
-        hosts = list(enumerate(chunk.hosts))
+        n = len(chunk)
         ports = list(enumerate(self.ports))
         k = SEND_PROCESSES
-        if len(hosts) >= k:
-            return [self._job(chunk, sport, hosts[i::k], ports) for i in range(k)]
+        if n >= k:
+            return [self._job(chunk, sport, range(i, n, k), ports) for i in range(k)]
         k = max(1, min(k, len(ports)))
-        return [self._job(chunk, sport, hosts, ports[i::k]) for i in range(k)]
+        return [self._job(chunk, sport, range(n), ports[i::k]) for i in range(k)]
 
-    def _job(self, chunk: _Chunk, sport: int, hosts: list[tuple[int, _Dst]],
-             ports: list[tuple[int, int]]) -> Job:
+    def _job(self, chunk: _Chunk, sport: int, hosts: range, ports: list[tuple[int, int]]) -> Job:
         states, nports, port_mask = chunk.states, len(self.ports), self.hasher.port_mask
+        dsts, secrets, sources, templates = chunk.dst, chunk.secret, chunk.source, self.templates
         deadline, monotonic = chunk.deadline, time.monotonic
         size = SynTemplate.LENGTH
-        pack_ports_seq, pack_csum = PORTS_SEQ.pack_into, CSUM.pack_into
+        pack_ip, pack_ports_seq = _IP_TAIL.pack_into, PORTS_SEQ.pack_into
+        pack_csum, pack_addr = CSUM.pack_into, _ADDR.pack_into
 
         def job(out: BatchSender, pace: Any, result: SendResult) -> None:
-            # runs in a sender process: the hot loop of the scan, SynTemplate.fill inlined
+            # runs in a sender process: the hot loop of the scan, SynTemplate.for_destination
+            # and fill inlined, both checksums patched incrementally
             packets, addresses = out.packets, out.addresses
             n, limit = 0, pace()
             for pi, port in ports:
-                mask = port_mask(port, sport)
-                for hi, d in hosts:
+                mask, head = port_mask(port, sport), sport + port
+                for hi in hosts:
                     if states[hi * nports + pi]:
                         continue
-                    off = n * size
-                    packets[off:off + size] = d.buffer
-                    seq = d.secret ^ mask
-                    pack_ports_seq(packets, off + 20, sport, port, seq)
-                    total = d.tcp_sum + sport + port + (seq >> 16) + (seq & 0xFFFF)
+                    off, d = n * size, dsts[hi]
+                    _, src4, packet, ip_base, tcp_base = templates[sources[hi]]
+                    packets[off:off + size] = packet
+                    dsum = (d >> 16) + (d & 0xFFFF)
+                    total = ip_base + dsum
                     total = (total & 0xFFFF) + (total >> 16)
-                    pack_csum(packets, off + 36, ~(total + (total >> 16)) & 0xFFFF)
-                    addresses[n * 16 + 4:n * 16 + 8] = d.dst4
+                    pack_ip(packets, off + 10, ~(total + (total >> 16)) & 0xFFFF, src4, d)
+                    seq = secrets[hi] ^ mask
+                    pack_ports_seq(packets, off + 20, sport, port, seq)
+                    total = tcp_base + dsum + head + (seq >> 16) + (seq & 0xFFFF)
+                    total = (total & 0xFFFF) + (total >> 16)
+                    total = (total & 0xFFFF) + (total >> 16)
+                    pack_csum(packets, off + 36, ~total & 0xFFFF)
+                    pack_addr(addresses, n * 16 + 4, d)
                     n += 1
                     if n == limit:
                         out.flush(n, result)
@@ -365,12 +503,6 @@ def open_receive_socket() -> Any:
         except OSError:
             continue
     return recv
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
 
 
 class SynScanner(Module):
@@ -427,11 +559,11 @@ class SynScanner(Module):
         v6: list[str] = []
         try:
             per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
-            todo = ((a, h) for a, h in hosts if a not in done)
-            for batch in _chunks(self._ipv4(ctx, scan, todo, v6), per_chunk):
+            todo = self._ipv4(ctx, (a for a, _ in hosts if a not in done), v6)
+            while len(chunk := scan.fill(todo, per_chunk)):
                 found = len(scan.open)
-                scan.scan_chunk(batch)
-                _checkpoint(ctx, batch, scan.open[found:])
+                scan.scan_chunk(chunk)
+                _checkpoint(ctx, chunk, scan.open[found:])
         finally:
             receiver.kill()
             recv_sock.close()
@@ -443,6 +575,9 @@ class SynScanner(Module):
         pps = scan.sent / scan.send_time if scan.send_time else 0.0
         ctx.log.info(f"syn_scanner: {scan.sent} probes ({pps:,.0f}/s while sending), {len(scan.open)} "
                      f"open, {scan.closed} closed, {scan.silent} filtered")
+        if scan.dropped or scan.backoffs:
+            ctx.log.info(f"syn_scanner: {scan.dropped} replies dropped by the receive buffer, "
+                         f"rate lowered {scan.backoffs} time(s), to {scan.pace.rate:,.0f}/s at the end")
         late = scan.late.summary("syn_scanner")
         if late:
             ctx.log.warning(late)
@@ -450,30 +585,32 @@ class SynScanner(Module):
         publish_ports(ctx, "port_states", scan.filtered, "tcp")
 
     @staticmethod
-    def _ipv4(ctx: NodeContext, scan: SynScan, hosts: Iterable[tuple[str, str | None]],
-              v6: list[str]) -> Iterator[_Dst]:
-        for address, _ in hosts:
+    def _ipv4(ctx: NodeContext, addresses: Iterable[str], v6: list[str]) -> Iterator[str]:
+        """The IPv4 addresses among ``addresses``; IPv6 ones go to ``v6``, others are
+        skipped with a warning (as are those with no route)."""
+        pton, af = socket.inet_pton, socket.AF_INET
+        for address in addresses:
             try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                ctx.log.warning(f"syn_scanner: skipping '{address}': not an IP address")
-                continue
-            if ip.version == 6:
-                v6.append(address)
-                continue
-            try:
-                yield scan.destination(address)
-            except OSError as e:
-                ctx.log.warning(f"syn_scanner: skipping {address}: no route ({e})")
+                pton(af, address)  # strict dotted quad, in C: the common case, quickly
+            except OSError:
+                try:
+                    ip = ipaddress.ip_address(address)
+                except ValueError:
+                    ctx.log.warning(f"syn_scanner: skipping '{address}': not an IP address")
+                    continue
+                if ip.version == 6:
+                    v6.append(address)
+                    continue
+            yield address
 
 
-def _checkpoint(ctx: NodeContext, batch: list[_Dst], opened: list[Port]) -> None:
+def _checkpoint(ctx: NodeContext, chunk: _Chunk, opened: list[Port]) -> None:
     """Each host of a finished chunk, with its open ports: a resumed scan skips it."""
     per_host: dict[str, list[Port]] = {}
     for port in opened:
         per_host.setdefault(port.host, []).append(port)
-    for d in batch:
-        ctx.checkpoint(d.address, per_host.get(d.address, []))
+    for address in chunk.addresses():
+        ctx.checkpoint(address, per_host.get(address, []))
 
 
 def _probe_count(ctx: NodeContext, config: dict[str, Any]) -> int | None:
