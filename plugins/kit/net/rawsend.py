@@ -164,7 +164,7 @@ class SendPass:
     is shared evenly between the children; ``set_rate`` changes it while they run (a
     scan that sees replies lost backs off at once, not at the next pass)."""
 
-    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int, sock: Any) -> None:
+    def __init__(self, jobs: Sequence[Job], rate: float, packet_size: int, sock: Any) -> None:
         self.jobs = jobs
         self.sock = sock
         self.packet_size = packet_size
