@@ -1,0 +1,154 @@
+"""The SYN scanner's engine: batched receive with the kernel's drop count (on loopback
+raw sockets), the adaptive rate, and sweeps of the simulated network: the exact open set
+at full speed, the exact set again through 20% packet loss (retransmission, the rate
+backing off), and memory that does not grow with the range."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from typing import Any
+
+import pytest
+from pentora_plugins.kit.net.ratelimit import AdaptiveRate
+from pentora_plugins.kit.net.rawrecv import BatchReceiver
+
+from pentora.testing import SimNet, simulated_network
+from tests.plugins.test_simnet import assert_exactly_expected, sweep
+from tests.plugins.test_syn_scan import RUNNER, raw_sockets_unavailable
+
+# An IP protocol number set aside for experiments (RFC 3692): no other traffic of the
+# machine reaches a raw socket of it, and the token tells this test's packets apart.
+EXPERIMENTAL_PROTOCOL = 253
+
+
+def raw_pair(rcvbuf: int | None = None) -> tuple[socket.socket, socket.socket]:
+    """(receiving, sending) raw sockets of the experimental protocol on loopback."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    recv = socket.socket(socket.AF_INET, socket.SOCK_RAW, EXPERIMENTAL_PROTOCOL)
+    if rcvbuf is not None:
+        recv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    send = socket.socket(socket.AF_INET, socket.SOCK_RAW, EXPERIMENTAL_PROTOCOL)
+    return recv, send
+
+
+def drain(receiver: BatchReceiver, token: bytes) -> list[bytes]:
+    """This test's payloads waiting on the socket (the IP header cut off)."""
+    out = []
+    while packets := receiver.receive():
+        out += [p[20:] for p in packets if p[20:].startswith(token)]
+    return out
+
+
+def test_batch_receiver_reads_many_packets_a_call() -> None:
+    recv, send = raw_pair()
+    token = os.urandom(8)
+    with recv, send:
+        receiver = BatchReceiver(recv, snap=64, batch=32)
+        for i in range(200):  # what the default buffer holds
+            send.sendto(token + i.to_bytes(4, "big"), ("127.0.0.1", 0))
+        got = drain(receiver, token)
+        assert got == [token + i.to_bytes(4, "big") for i in range(200)]
+        assert receiver.received >= 200
+        # 200 packets in calls of up to 32 each, not one call a packet
+        assert receiver.calls <= 10, receiver.calls
+        assert receiver.drops() == 0
+        assert receiver.receive() == []  # nothing waiting: returns at once
+
+
+def test_batch_receiver_cuts_packets_to_the_snap_length() -> None:
+    recv, send = raw_pair()
+    token = os.urandom(8)
+    with recv, send:
+        receiver = BatchReceiver(recv, snap=32)
+        send.sendto(token + b"x" * 500, ("127.0.0.1", 0))
+        packets = [p for p in receiver.receive() if p[20:28] == token]
+        assert [len(p) for p in packets] == [32]
+
+
+def test_batch_receiver_counts_the_packets_the_kernel_dropped() -> None:
+    recv, send = raw_pair(rcvbuf=4096)  # the kernel doubles it; a few packets fit
+    token = os.urandom(8)
+    with recv, send:
+        receiver = BatchReceiver(recv)
+        for i in range(2000):  # nobody reads meanwhile: most are dropped
+            send.sendto(token + i.to_bytes(4, "big"), ("127.0.0.1", 0))
+        got = drain(receiver, token)
+        assert 0 < len(got) < 2000
+        # other traffic of this protocol would only add drops: at least ours are counted
+        assert receiver.drops() >= 2000 - len(got)
+
+
+def test_adaptive_rate_halves_on_loss_and_climbs_back_to_the_ceiling() -> None:
+    rate = AdaptiveRate(40000)
+    assert rate.rate == 40000
+    assert rate.lost(achieved=39000) == 19500  # from what was achieved, when lower
+    assert rate.lost(achieved=19500) == 9750
+    for _ in range(20):
+        rate.clean()
+    assert rate.rate == 40000  # never above the ceiling
+    for _ in range(40):
+        rate.lost(achieved=rate.rate)
+    assert rate.rate == 1000  # the floor: the scan still ends
+
+
+def test_adaptive_rate_unlimited_starts_from_the_achieved_rate() -> None:
+    rate = AdaptiveRate(0)
+    assert rate.rate == 0 and rate.clean() == 0  # unlimited until the first loss
+    assert rate.lost(achieved=80000) == 40000
+    assert rate.clean() == 50000
+
+
+def test_sweep_at_full_speed_finds_exactly_the_open_set(simnet: SimNet) -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    found, log = sweep(simnet, "syn_scanner", {"timeout": "1s", "rate": 0})
+    assert_exactly_expected(simnet, found)  # nothing missing, doubled or falsely open
+    assert "12288 open, 12288 closed, 0 filtered" in log, log[-2000:]
+
+
+def test_sweep_through_packet_loss_still_finds_exactly_the_open_set(simnet: SimNet) -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    if shutil.which("iptables") is None:
+        pytest.skip("iptables is not installed: no way to drop packets in the target namespace")
+    # one packet in five lost on the way into the target: probes and the kernel's RSTs
+    simnet.target.run("iptables", "-A", "INPUT", "-p", "tcp", "-m", "statistic", "--mode",
+                      "random", "--probability", "0.2", "-j", "DROP")
+    found, log = sweep(simnet, "syn_scanner", {"timeout": "1s", "rate": 0, "retries": 1})
+    assert_exactly_expected(simnet, found)
+    assert "12288 open, 12288 closed, 0 filtered" in log, log[-2000:]
+    # retries beyond the one configured, each resending what the last one lost, and
+    # the rate lowered for it
+    assert re.search(r"replies lost \(a retry got \d+ answers to \d+ probes\): rate lowered", log), \
+        log[-2000:]
+    assert len(re.findall(r"replies lost", log)) >= 2, log[-2000:]
+
+
+def peak_memory(prefix: str, config: dict[str, Any]) -> int:
+    """The scan's peak traced memory in a sweep of every address of ``prefix``."""
+    with simulated_network(prefix) as net:
+        spec = {"plugin": "pentora_plugins.portscan", "module_type": "syn_scanner",
+                "prefix": prefix, "trace_memory": True, "config": config}
+        proc = net.python(RUNNER, json.dumps(spec), check=False, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["status"] == "completed", (out, proc.stderr[-3000:])
+    hosts = 1 << (32 - int(prefix.split("/")[1]))
+    assert f"{2 * hosts} probes" in proc.stderr and f"{2 * hosts} closed" in proc.stderr
+    return int(out["peak_memory"])
+
+
+def test_memory_does_not_grow_with_the_range() -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    # Closed ports only: no findings to keep, so what is left is the engine's own state.
+    config = {"ports": "23,8080", "timeout": "1s", "rate": 0}
+    small, large = peak_memory("198.18.0.0/20", config), peak_memory("198.18.0.0/18", config)
+    print(f"peak traced memory: /20 {small / 1e6:.1f} MB, /18 {large / 1e6:.1f} MB")
+    # four times the hosts; an object per host made it twice the memory
+    assert large < 1.5 * small, (small, large)
