@@ -10,8 +10,18 @@ Packets come from ``SynTemplate`` (IPv4 + TCP, checksums patched incrementally) 
 out on an ``IPPROTO_RAW`` socket from forked sender processes (``kit.net.rawsend``), 256 to a
 ``sendmmsg`` call, while this process's receiver greenlet reads the replies. They come
 in on an ``IPPROTO_TCP`` raw socket with a BPF filter that keeps only segments with ACK
-set addressed to our source ports. On loopback that socket also sees our own SYNs (no
-ACK: filtered in the kernel).
+set addressed to our source ports, up to 256 a ``recvmmsg`` call (``kit.net.rawrecv``).
+On loopback that socket also sees our own SYNs (no ACK: filtered in the kernel).
+
+Loss: replies the receive socket's buffer had no room for (the kernel counts them) and
+probes a retry gets answers to (they were lost, not filtered) halve the rate, during a
+pass as soon as the drops show; a try that lost nothing raises it by a quarter, up to
+``rate`` (``kit.net.ratelimit.AdaptiveRate``). Silent probes are resent after the
+timeout, on a new source port; a reply to any try counts. Beyond ``retries``, tries go on
+(up to EXTRA_TRIES) while the last one still found lost replies.
+
+Memory: a chunk of at most CHUNK_PROBES probes is held at once, its hosts in arrays
+(``_Chunk``), so a sweep's state does not grow with its range; findings do.
 
 Half-open: our kernel has no socket for the connection, so it answers each SYN-ACK with
 an RST, which tears down the half-open connection at the target. Source ports are taken
@@ -515,10 +525,14 @@ class SynScanner(Module):
         Optional("ports", default="top-1000",
                  description="TCP ports to probe (1-1000, 22,80,443, - for all, top-100)"):
             port_spec_validator("tcp"),
-        Optional("rate", default=10000, description="packets per second, 0 = unlimited"): Int(min=0),
+        Optional("rate", default=50000,
+                 description="most packets per second (lowered while replies are lost), "
+                             "0 = as fast as replies are received"): Int(min=0),
         Optional("timeout", default="1s", description="wait for replies after the last probe of a try"):
             Duration(min=0),
-        Optional("retries", default=1, description="extra tries for ports that stayed silent"): Int(0, 10),
+        Optional("retries", default=1,
+                 description="extra tries for ports that stayed silent; up to 8 more while "
+                             "tries keep finding lost replies"): Int(0, 10),
         Optional("source_port", default=0,
                  description="first source port (one per try); 0 = random in 61000-65000"): _source_port,
         Optional("record_filtered", default=True,
