@@ -152,8 +152,9 @@ class _Chunk:
     arrays, not a Python object each — and per probe one state byte. A chunk holds at most
     CHUNK_PROBES probes, so a scan's memory does not grow with its range.
 
-    ``find`` maps a reply's address to its host: the addresses themselves when they came
-    in ascending order (a sweep of a range), else a sorted copy and its permutation."""
+    ``find`` maps a reply's address to its host: by subtraction when the chunk is one
+    range of consecutive addresses (a sweep), by binary search of the addresses when they
+    came in ascending order, else of a sorted copy and its permutation."""
 
     def __init__(self, nports: int) -> None:
         self.nports = nports
@@ -165,6 +166,7 @@ class _Chunk:
         self._sorted: array[int] | None = None
         self._order: array[int] | None = None
         self._ascending = True
+        self._first: int | None = None  # the first address, when the chunk is one range
         # --host-timeout: the chunk's hosts are probed together, port by port, so their
         # clocks start together, when the chunk's first pass does.
         self.deadline: float | None = None
@@ -183,12 +185,18 @@ class _Chunk:
         """Done adding: the probe states and the lookup."""
         self.states = bytearray(len(self.dst) * self.nports)
         self.pending = len(self.states)
+        n = len(self.dst)
+        if n and self._ascending and self.dst[-1] - self.dst[0] == n - 1:
+            self._first = self.dst[0]
         if not self._ascending:
             order = sorted(range(len(self.dst)), key=self.dst.__getitem__)
             self._order = array("I", order)
             self._sorted = array("I", (self.dst[i] for i in order))
 
     def find(self, dst: int) -> int | None:
+        if self._first is not None:
+            i = dst - self._first
+            return i if 0 <= i < len(self.dst) else None
         keys = self.dst if self._sorted is None else self._sorted
         j = bisect_left(keys, dst)
         if j == len(keys) or keys[j] != dst:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pentora_plugins.kit.net.ratelimit import AdaptiveRate
 from pentora_plugins.kit.net.rawrecv import BatchReceiver
+from pentora_plugins.portscan.syn_scanner import _Chunk
 
 from pentora.testing import SimNet, simulated_network
 from tests.plugins.test_simnet import assert_exactly_expected, sweep
@@ -101,6 +102,23 @@ def test_adaptive_rate_unlimited_starts_from_the_achieved_rate() -> None:
     assert rate.rate == 0 and rate.clean() == 0  # unlimited until the first loss
     assert rate.lost(achieved=80000) == 40000
     assert rate.clean() == 50000
+
+
+@pytest.mark.parametrize("addresses", [
+    list(range(1000, 1100)),                  # one range: found by subtraction
+    list(range(1000, 3000, 7)),               # ascending with gaps: binary search
+    [5, 900, 3, 70000, 12, 4294967295, 0],    # any order: a sorted copy
+])
+def test_chunk_finds_each_host_of_a_reply_and_nothing_else(addresses: list[int]) -> None:
+    chunk = _Chunk(nports=3)
+    for a in addresses:
+        chunk.add(a, secret=a ^ 0x5A5A5A5A, source=0)
+    chunk.seal()
+    assert len(chunk.states) == 3 * len(addresses) == chunk.pending
+    assert [chunk.find(a) for a in addresses] == list(range(len(addresses)))
+    strangers = {a + d for a in addresses for d in (-1, 1)} - set(addresses)
+    assert all(chunk.find(a) is None for a in strangers if 0 <= a < 1 << 32)
+    assert chunk.address(0) == socket.inet_ntoa(addresses[0].to_bytes(4, "big"))
 
 
 def test_sweep_at_full_speed_finds_exactly_the_open_set(simnet: SimNet) -> None:
