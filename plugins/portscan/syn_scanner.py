@@ -233,7 +233,7 @@ class SynScan:
         self.record_filtered: bool = config["record_filtered"]
         self.late = HostClock(config["host_timeout"])
         base = config["source_port"] or random.randrange(SPORT_LOW, SPORT_HIGH - most)
-        base = min(base, SPORT_HIGH - most + 1)
+        # a given source_port is at most 65000: its tries' ports stay below 65536
         self.sports = range(base, base + most)
         self.hasher = SeqHasher()
         self.matcher = ReplyMatcher(self.hasher, base, base + most - 1)
