@@ -71,6 +71,19 @@ def test_batch_receiver_cuts_packets_to_the_snap_length() -> None:
         assert [len(p) for p in packets] == [32]
 
 
+def test_batch_receiver_without_recvmmsg_reads_one_packet_a_call() -> None:
+    recv, send = raw_pair()
+    token = os.urandom(8)
+    with recv, send:
+        receiver = BatchReceiver(recv)
+        receiver._recvmmsg = None  # as on a libc without it
+        assert receiver.receive() == []  # returns at once, does not wait
+        for i in range(3):
+            send.sendto(token + bytes([i]), ("127.0.0.1", 0))
+        assert drain(receiver, token) == [token + bytes([i]) for i in range(3)]
+        assert receiver.calls == receiver.received >= 3
+
+
 def test_batch_receiver_counts_the_packets_the_kernel_dropped() -> None:
     recv, send = raw_pair(rcvbuf=4096)  # the kernel doubles it; a few packets fit
     token = os.urandom(8)

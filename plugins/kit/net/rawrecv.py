@@ -94,21 +94,18 @@ class BatchReceiver:
     def receive(self) -> list[bytes]:
         """The packets waiting now (at most ``batch``), without blocking; [] when none."""
         if self._recvmmsg is None:
-            try:
-                packets = [self.sock.recv(self.snap, MSG_DONTWAIT)]
-            except BlockingIOError:
-                return []
+            # libc's recv, not the socket's: gevent's would wait instead of saying EAGAIN
+            got = _LIBC.recv(self.sock.fileno(), self._area, self.snap, MSG_DONTWAIT)
+            if got < 0:
+                return self._failed(ctypes.get_errno())
             self.calls += 1
             self.received += 1
-            return packets
+            return [self._area.raw[:got]]
         for msg in self._msgs:  # the kernel wrote the used length back: room again
             msg.hdr.controllen = _CONTROL
         n = self._recvmmsg(self.sock.fileno(), self._msgs, self.batch, MSG_DONTWAIT, None)
         if n < 0:
-            err = ctypes.get_errno()
-            if err in (errno.EAGAIN, errno.EINTR):
-                return []
-            raise OSError(err, f"recvmmsg: {os.strerror(err)}")
+            return self._failed(ctypes.get_errno())
         raw = self._area.raw
         snap, msgs = self.snap, self._msgs
         packets = [raw[i * snap:i * snap + min(msgs[i].len, snap)] for i in range(n)]
@@ -117,6 +114,12 @@ class BatchReceiver:
         self.calls += 1
         self.received += n
         return packets
+
+    @staticmethod
+    def _failed(err: int) -> list[bytes]:
+        if err in (errno.EAGAIN, errno.EINTR):
+            return []  # nothing waiting, or a signal: the caller waits and reads again
+        raise OSError(err, f"receiving from a raw socket: {os.strerror(err)}")
 
     def batches(self) -> Iterator[list[bytes]]:
         """Batches of packets for as long as the caller iterates, waiting (gevent) for
