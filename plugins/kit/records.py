@@ -86,6 +86,11 @@ class Port(Record):
     def sort_key(self) -> tuple[Any, ...]:
         return (address_key(self.host), self.protocol, self.port)
 
+    def to_dict(self) -> dict[str, Any]:
+        # every field a scalar: no deep copy (asdict's), which made writing a sweep's
+        # open ports cost more than finding them
+        return dict(vars(self))
+
 
 @dataclass
 class Banner(Record):
