@@ -28,7 +28,9 @@ from gevent.socket import wait_read
 
 SO_RXQ_OVFL = 40          # linux/asm-generic/socket.h; the socket module lacks both
 SO_MEMINFO = 55
-SK_MEMINFO_DROPS = 8      # index of the drop counter in SO_MEMINFO's array of u32
+SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_RCVBUF = 0, 1  # indexes in SO_MEMINFO's array of u32:
+SK_MEMINFO_DROPS = 8      # bytes queued, the buffer's size, packets dropped
+_MEMINFO = 4 * (SK_MEMINFO_DROPS + 1)
 MSG_DONTWAIT = 0x40
 BATCH = 256
 _CMSG_HEADER = struct.Struct("@NiI")  # cmsg_len (size_t), cmsg_level, cmsg_type, then data
@@ -83,13 +85,23 @@ class BatchReceiver:
 
     def drops(self) -> int:
         """Packets the kernel dropped on this socket, its buffer full, so far."""
+        info = self._meminfo()
+        return self._ovfl if info is None else info[SK_MEMINFO_DROPS]
+
+    def backlog(self) -> float:
+        """How full the socket's receive buffer is, 0 to 1 (0 where the kernel cannot
+        say): a receiver falling behind shows here before it loses anything."""
+        info = self._meminfo()
+        if info is None or not info[SK_MEMINFO_RCVBUF]:
+            return 0.0
+        return float(info[SK_MEMINFO_RMEM_ALLOC] / info[SK_MEMINFO_RCVBUF])
+
+    def _meminfo(self) -> tuple[int, ...] | None:
         try:
-            info = self.sock.getsockopt(_socket.SOL_SOCKET, SO_MEMINFO, 4 * (SK_MEMINFO_DROPS + 1))
+            info = self.sock.getsockopt(_socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO)
         except OSError:
-            return self._ovfl
-        if len(info) < 4 * (SK_MEMINFO_DROPS + 1):
-            return self._ovfl
-        return int(struct.unpack_from("@I", info, 4 * SK_MEMINFO_DROPS)[0])
+            return None
+        return struct.unpack_from(f"@{SK_MEMINFO_DROPS + 1}I", info) if len(info) >= _MEMINFO else None
 
     def receive(self) -> list[bytes]:
         """The packets waiting now (at most ``batch``), without blocking; [] when none."""
