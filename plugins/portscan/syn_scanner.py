@@ -45,6 +45,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -84,6 +85,8 @@ PROGRESS_EVERY = 0.25           # seconds between progress reports
 POLL = 0.002                    # seconds between looks at the sender processes
 BACKOFF_EVERY = 0.05            # seconds between two rate cuts for receive drops: the first
                                 # cut needs that long to show in the drop counter
+BACKLOG_HIGH, BACKLOG_LOW = 0.5, 0.1  # receive buffer fill that lowers / allows raising the rate
+STEADY = 0.5                    # seconds of a near-empty buffer before the rate goes up
 EXTRA_TRIES = 8                 # tries beyond `retries` while they keep finding lost replies
 LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
 # one core is left to the receiver greenlet (the parent process)
@@ -213,6 +216,18 @@ class _Chunk:
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
+@dataclass
+class _Steering:
+    """What ``SynScan._steer`` compares with during one pass."""
+
+    drops: int            # the receive socket's drop counter at the last look
+    since: float          # the time of the last look
+    sent: int = 0         # probes sent by then
+    backlog: float = 0.0  # how full the receive buffer was
+    calm: float = 0.0     # when the rate last changed
+    cuts: int = 0
+
+
 class SynScan:
     """One scan's sockets, key and state. ``scan_chunk`` probes a chunk of destinations
     (every try, then the wait); findings accumulate in ``open``, ``filtered``, ``closed``."""
@@ -271,6 +286,9 @@ class SynScan:
                 hit = match(packet)
                 if hit is not None:
                     record(*hit)
+            # a receiver that always finds replies waiting would never yield: let the
+            # pass see the backlog and steer the rate, the outputs write
+            gevent.sleep(0)
 
     def _record(self, their4: bytes, port: int, state: int) -> None:
         chunk = self.chunk
@@ -404,29 +422,17 @@ class SynScan:
 
     def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> int:
         """One try over the chunk from sender processes, while the receiver greenlet
-        records the replies; returns the probes sent. Drops at the receive socket
-        lower the rate during the pass."""
+        records the replies; returns the probes sent. The rate is steered during the
+        pass (``_steer``)."""
         send = SendPass(self._jobs(chunk, sport), self.pace.rate, SynTemplate.LENGTH, self.send_sock)
-        drops = self.receiver.drops()
-        last_cut, last_sent = time.monotonic(), 0
+        steer = _Steering(self.receiver.drops(), time.monotonic())
         send.start()
         try:
             while send.alive():
                 gevent.sleep(POLL)
                 if first:
                     self._progress(send.sent())
-                now = time.monotonic()
-                if now - last_cut >= BACKOFF_EVERY and (seen := self.receiver.drops()) > drops:
-                    sent_now = send.sent()
-                    rate = self.pace.lost((sent_now - last_sent) / (now - last_cut))
-                    self.ctx.log.info(f"syn_scanner: {seen - drops} replies dropped by the receive "
-                                      f"buffer: rate lowered to {rate:,.0f}/s")
-                    self.backoffs += 1
-                    self._cut_in_pass = True
-                    send.set_rate(rate)
-                    drops, last_cut, last_sent = seen, now, sent_now
-                elif now - last_cut >= BACKOFF_EVERY:
-                    last_cut, last_sent = now, send.sent()
+                self._steer(send, steer)
         finally:
             send.close()
         self.sent += send.sent()
@@ -438,6 +444,33 @@ class SynScan:
             self._progress(send.sent(), force=True)
             self.first_tries += send.sent()
         return send.sent()
+
+    def _steer(self, send: SendPass, s: _Steering) -> None:
+        """Every BACKOFF_EVERY of a pass: halve the rate when replies were dropped or the
+        receive buffer is filling (over BACKLOG_HIGH and growing: the receiver falls
+        behind and would drop them soon); raise it by a quarter after STEADY seconds
+        with the buffer nearly empty."""
+        now = time.monotonic()
+        if now - s.since < BACKOFF_EVERY:
+            return
+        sent, drops, backlog = send.sent(), self.receiver.drops(), self.receiver.backlog()
+        achieved = (sent - s.sent) / (now - s.since)
+        if drops > s.drops or (backlog > BACKLOG_HIGH and backlog >= s.backlog):
+            rate = self.pace.lost(achieved)
+            why = (f"{drops - s.drops} replies dropped by the receive buffer" if drops > s.drops
+                   else f"the receive buffer is {backlog:.0%} full")
+            # the first cut of a pass is news; the steps after it, detail
+            (self.ctx.log.debug if s.cuts else self.ctx.log.info)(
+                f"syn_scanner: {why}: rate lowered to {rate:,.0f}/s")
+            s.cuts += 1
+            self.backoffs += 1
+            self._cut_in_pass = self._cut_in_pass or drops > s.drops
+            send.set_rate(rate)
+            s.calm = now
+        elif backlog < BACKLOG_LOW and self.pace.rate and now - s.calm >= STEADY:
+            send.set_rate(self.pace.clean())
+            s.calm = now
+        s.drops, s.since, s.sent, s.backlog = drops, now, sent, backlog
 
     def _jobs(self, chunk: _Chunk, sport: int) -> list[Job]:
         """Split a pass between sender processes: by host when there are enough hosts,

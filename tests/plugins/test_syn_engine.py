@@ -5,6 +5,8 @@ backing off), and memory that does not grow with the range."""
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from pentora_plugins.kit.net.ratelimit import AdaptiveRate
 from pentora_plugins.kit.net.rawrecv import BatchReceiver
+from pentora_plugins.kit.records import Port, address_key
 from pentora_plugins.portscan.syn_scanner import _Chunk
 
 from pentora.testing import SimNet, simulated_network
@@ -132,6 +135,17 @@ def test_chunk_finds_each_host_of_a_reply_and_nothing_else(addresses: list[int])
     strangers = {a + d for a in addresses for d in (-1, 1)} - set(addresses)
     assert all(chunk.find(a) is None for a in strangers if 0 <= a < 1 << 32)
     assert chunk.address(0) == socket.inet_ntoa(addresses[0].to_bytes(4, "big"))
+
+
+def test_port_records_convert_and_sort_as_before_their_fast_paths() -> None:
+    port = Port(host="198.18.0.7", port=443, method="syn", reason="syn-ack")
+    assert port.to_dict() == dataclasses.asdict(port)
+    assert list(port.to_dict()) == [f.name for f in dataclasses.fields(Port)]
+    addresses = ["198.18.0.10", "host.example", "::1", "198.18.0.9", "01.2.3.4", "1.2.3"]
+    numeric = [a for a in addresses if a.count(".") == 3 and not a.startswith("0")]
+    assert sorted(addresses, key=address_key) == [
+        *sorted(numeric, key=lambda a: int(ipaddress.ip_address(a))), "::1",
+        *sorted(["host.example", "01.2.3.4", "1.2.3"])]
 
 
 def test_sweep_at_full_speed_finds_exactly_the_open_set(simnet: SimNet) -> None:
