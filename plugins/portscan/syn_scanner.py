@@ -85,7 +85,7 @@ PROGRESS_EVERY = 0.25           # seconds between progress reports
 POLL = 0.002                    # seconds between looks at the sender processes
 BACKOFF_EVERY = 0.05            # seconds between two rate cuts for receive drops: the first
                                 # cut needs that long to show in the drop counter
-BACKLOG_HIGH, BACKLOG_LOW = 0.5, 0.1  # receive buffer fill that lowers / allows raising the rate
+BACKLOG_HIGH, BACKLOG_LOW = 0.25, 0.05  # receive buffer fill that lowers / allows raising the rate
 STEADY = 0.5                    # seconds of a near-empty buffer before the rate goes up
 EXTRA_TRIES = 8                 # tries beyond `retries` while they keep finding lost replies
 LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
