@@ -13,10 +13,11 @@ in on an ``IPPROTO_TCP`` raw socket with a BPF filter that keeps only segments w
 set addressed to our source ports, up to 256 a ``recvmmsg`` call (``kit.net.rawrecv``).
 On loopback that socket also sees our own SYNs (no ACK: filtered in the kernel).
 
-Loss: replies the receive socket's buffer had no room for (the kernel counts them) and
-probes a retry gets answers to (they were lost, not filtered) halve the rate, during a
-pass as soon as the drops show; a try that lost nothing raises it by a quarter, up to
-``rate`` (``kit.net.ratelimit.AdaptiveRate``). Silent probes are resent after the
+Rate: a receive buffer filling up (the receiver falls behind), replies it had no room
+for (the kernel counts them) and probes a retry gets answers to (they were lost, not
+filtered) halve the rate, during a pass as soon as they show (``_steer``); a calm
+half second or a try that lost nothing raises it by a quarter, up to ``rate``
+(``kit.net.ratelimit.AdaptiveRate``). Silent probes are resent after the
 timeout, on a new source port; a reply to any try counts. Beyond ``retries``, tries go on
 (up to EXTRA_TRIES) while the last one still found lost replies.
 
