@@ -12,13 +12,17 @@ import os
 import re
 import shutil
 import socket
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pentora_plugins.kit.net.ratelimit import AdaptiveRate
 from pentora_plugins.kit.net.rawrecv import BatchReceiver
+from pentora_plugins.kit.net.rawsend import SendPass, open_send_socket
 from pentora_plugins.kit.records import Port, address_key
-from pentora_plugins.portscan.syn_scanner import _Chunk
+from pentora_plugins.portscan.syn_scanner import STEADY, SynScan, _Chunk, _Steering
+from scapy.layers.inet import IP, TCP
 
 from pentora.testing import SimNet, simulated_network
 from tests.plugins.test_simnet import assert_exactly_expected, sweep
@@ -146,6 +150,47 @@ def test_port_records_convert_and_sort_as_before_their_fast_paths() -> None:
     assert sorted(addresses, key=address_key) == [
         *sorted(numeric, key=lambda a: int(ipaddress.ip_address(a))), "::1",
         *sorted(["host.example", "01.2.3.4", "1.2.3"])]
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda message: self.lines.append(f"{level} {message}")
+
+
+def test_rate_follows_the_receive_buffer_during_a_pass() -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    recv = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    recv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # small: quickly filled
+    send_sock = open_send_socket()
+    log = _Log()
+    ctx = SimpleNamespace(log=log, scan=SimpleNamespace(options={}))
+    config = {"ports": [80], "rate": 40000, "timeout": 1, "retries": 1, "record_filtered": False,
+              "host_timeout": 0, "source_port": 0}
+    with recv, send_sock:
+        scan = SynScan(ctx, config, recv, send_sock)  # type: ignore[arg-type]
+        running = SendPass([], scan.pace.rate, 44, send_sock)  # a pass's shared rate, no senders
+        steer = _Steering(scan.receiver.drops(), time.monotonic() - 1)
+        # segments the reply filter keeps (ACK set, to our source port), left unread: the
+        # buffer fills as when the receiver falls behind the replies
+        reply = bytes(IP(dst="127.0.0.1") / TCP(sport=9, dport=scan.sports[0], flags="A"))
+        for _ in range(120):
+            send_sock.sendto(reply, ("127.0.0.1", 0))
+        assert scan.receiver.backlog() > 0.25
+        scan._steer(running, steer)
+        assert running.rate == scan.pace.rate == 20000
+        assert any("receive buffer is" in line and "rate lowered to 20,000/s" in line
+                   for line in log.lines), log.lines
+        while scan.receiver.receive():  # the receiver caught up
+            pass
+        steer.since -= 1
+        steer.calm -= STEADY
+        scan._steer(running, steer)
+        assert running.rate == scan.pace.rate == 25000  # a quarter up, calm again
+        running.close()
 
 
 def test_sweep_at_full_speed_finds_exactly_the_open_set(simnet: SimNet) -> None:
