@@ -19,7 +19,8 @@ filtered) halve the rate, during a pass as soon as they show (``_steer``); a cal
 half second or a try that lost nothing raises it by a quarter, up to ``rate``
 (``kit.net.ratelimit.AdaptiveRate``). Silent probes are resent after the
 timeout, on a new source port; a reply to any try counts. Beyond ``retries``, tries go on
-(up to EXTRA_TRIES) while the last one still found lost replies.
+(up to EXTRA_TRIES) while the answers of the tries so far say some are likely still lost
+(``_Chunk.lost_left``).
 
 Memory: a chunk of at most CHUNK_PROBES probes is held at once, its hosts in arrays
 (``_Chunk``), so a sweep's state does not grow with its range; findings do.
@@ -88,7 +89,8 @@ BACKOFF_EVERY = 0.05            # seconds between two rate cuts for receive drop
                                 # cut needs that long to show in the drop counter
 BACKLOG_HIGH, BACKLOG_LOW = 0.25, 0.05  # receive buffer fill that lowers / allows raising the rate
 STEADY = 0.5                    # seconds of a near-empty buffer before the rate goes up
-EXTRA_TRIES = 8                 # tries beyond `retries` while they keep finding lost replies
+EXTRA_TRIES = 8                 # tries beyond `retries` while replies are likely still lost
+LOST_LEFT = 0.001               # ... that is, while more than this many are expected lost
 LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -171,6 +173,9 @@ class _Chunk:
         self._order: array[int] | None = None
         self._ascending = True
         self._first: int | None = None  # the first address, when the chunk is one range
+        self.answers: list[int] = []  # replies that came in during each try
+        self.loss = 0.0       # the share of probes a try loses, as the answers suggest
+        self.lost = 0.0       # open or closed probes expected still unanswered, lost
         # --host-timeout: the chunk's hosts are probed together, port by port, so their
         # clocks start together, when the chunk's first pass does.
         self.deadline: float | None = None
@@ -215,6 +220,26 @@ class _Chunk:
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def lost_left(self, answered: int) -> float:
+        """After a try that got ``answered`` replies: how many of the silent probes are
+        likely answering ports whose probe or reply was lost, rather than filtered.
+
+        On a path that loses a share p of the tries, each retry gets about p times the
+        answers of the one before (p is estimated from all the tries so far, so that a
+        few replies do not swing it); the answers still to come add up to a·p/(1-p). A
+        try with no answers keeps the estimate, times p: after a quiet retry some may
+        still be lost, after several hardly any. A first retry with no answer: no loss."""
+        self.answers.append(answered)
+        if len(self.answers) == 1:
+            return 0.0
+        earlier = sum(self.answers[:-1])
+        self.loss = min(0.9, sum(self.answers[1:]) / earlier) if earlier else 0.5
+        if answered:
+            self.lost = answered * self.loss / (1 - self.loss)
+        else:
+            self.lost *= self.loss
+        return self.lost
 
 
 @dataclass
@@ -373,7 +398,8 @@ class SynScan:
             took = time.monotonic() - began
             self.send_time += took
             self._wait(chunk)
-            if not self._after_try(k, sent, before - chunk.pending, drops, sent / took if took else 0.0):
+            if not self._after_try(chunk, k, sent, before - chunk.pending, drops,
+                                   sent / took if took else 0.0):
                 break
         nports = len(self.ports)
         if chunk.pending and chunk.out_of_time():
@@ -392,14 +418,15 @@ class SynScan:
                                           reason="no-response"))
         self.chunk = None
 
-    def _after_try(self, k: int, sent: int, answered: int, drops_before: int, achieved: float) -> bool:
+    def _after_try(self, chunk: _Chunk, k: int, sent: int, answered: int, drops_before: int,
+                   achieved: float) -> bool:
         """Adjust the rate to what a try lost; whether another try is worth sending.
 
         Lost replies show two ways: the receive socket's drop counter, and a retry that
         gets answers (a probe a host answers now was not filtered then: its probe or
         reply was lost). Both halve the rate; a try that lost nothing raises it again.
         Configured retries are always sent to silent probes; a further try only while
-        the last one found lost replies."""
+        replies are likely still lost (``_Chunk.lost_left``) or the receiver dropped some."""
         dropped = self.receiver.drops() - drops_before
         self.dropped += dropped
         # answers to a retry that the previous try's drops do not explain: lost on the way
@@ -416,10 +443,11 @@ class SynScan:
                               "resending the unanswered probes")
         elif not dropped:
             self.pace.clean()
+        # the receiver's own drops say nothing of the path: their answers do not count
+        lost = chunk.lost_left(max(0, unexplained) if k else answered)
         if k + 1 < self.tries:
             return True
-        # beyond the configured retries: only while the last try showed loss
-        return bool(dropped or retried or (k and answered))
+        return bool(dropped) or lost >= LOST_LEFT
 
     def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> int:
         """One try over the chunk from sender processes, while the receiver greenlet
@@ -574,7 +602,7 @@ class SynScanner(Module):
             Duration(min=0),
         Optional("retries", default=1,
                  description="extra tries for ports that stayed silent; up to 8 more while "
-                             "tries keep finding lost replies"): Int(0, 10),
+                             "replies are likely still lost"): Int(0, 10),
         Optional("source_port", default=0,
                  description="first source port (one per try); 0 = random in 61000-65000"): _source_port,
         Optional("record_filtered", default=True,

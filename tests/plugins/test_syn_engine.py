@@ -21,7 +21,7 @@ from pentora_plugins.kit.net.ratelimit import AdaptiveRate
 from pentora_plugins.kit.net.rawrecv import BatchReceiver
 from pentora_plugins.kit.net.rawsend import SendPass, open_send_socket
 from pentora_plugins.kit.records import Port, address_key
-from pentora_plugins.portscan.syn_scanner import STEADY, SynScan, _Chunk, _Steering
+from pentora_plugins.portscan.syn_scanner import LOST_LEFT, STEADY, SynScan, _Chunk, _Steering
 from scapy.layers.inet import IP, TCP
 
 from pentora.testing import SimNet, simulated_network
@@ -150,6 +150,18 @@ def test_port_records_convert_and_sort_as_before_their_fast_paths() -> None:
     assert sorted(addresses, key=address_key) == [
         *sorted(numeric, key=lambda a: int(ipaddress.ip_address(a))), "::1",
         *sorted(["host.example", "01.2.3.4", "1.2.3"])]
+
+
+def test_lost_left_estimates_the_replies_still_lost_from_the_answers_of_each_try() -> None:
+    clean = _Chunk(nports=1)
+    assert [clean.lost_left(a) for a in (800, 0)] == [0.0, 0.0]  # silent means filtered
+    lossy = _Chunk(nports=1)  # a fifth of the tries lost: each retry gets a fifth as many
+    lost = [lossy.lost_left(a) for a in (800, 160, 32, 6, 1, 0, 0, 0, 0)]
+    assert lost[0] == 0.0 and lossy.loss == pytest.approx(1 / 5, rel=0.05)
+    assert lost[1] == pytest.approx(40) and lost[2] == pytest.approx(8, rel=0.05)
+    # a quiet retry does not end it (a reply may still be lost), several do
+    assert min(lost[5:8]) > LOST_LEFT > lost[-1]
+    assert all(a >= b for a, b in zip(lost[1:], lost[2:], strict=False))
 
 
 class _Log:
