@@ -5,7 +5,8 @@ Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` ha
 127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}) and
 ``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
 is imported); ``prefix`` (scan every address of it instead of ``targets``) and
-``trace_memory`` (report the scan's peak traced memory as ``peak_memory``). Listeners
+``trace_memory`` (report the scan's peak traced memory as ``peak_memory``) and
+``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners
 bind 127.0.0.1 inside the namespace only.
 """
 
@@ -79,7 +80,7 @@ def main(spec: dict[str, Any]) -> None:
         drop_privileges()
     if spec.get("trace_memory"):  # the scan's own allocations: the targets are made already
         tracemalloc.start()
-    result = orch.execute()
+    result = orch.execute(options=spec.get("options", {}))
     node = result.nodes["scan"]
     out = {"status": node.status, "error": node.error, "euid": os.geteuid()}
     for key in ("open_ports", "port_states"):
