@@ -231,6 +231,23 @@ def test_sweep_through_packet_loss_still_finds_exactly_the_open_set(simnet: SimN
     assert len(re.findall(r"replies lost", log)) >= 2, log[-2000:]
 
 
+def test_shards_of_a_sweep_partition_the_open_set(simnet: SimNet) -> None:
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    parts = []
+    for k in (1, 2, 3):
+        spec = {"plugin": "pentora_plugins.portscan", "module_type": "syn_scanner",
+                "prefix": simnet.prefix, "options": {"shard": [k, 3, 5]},
+                "config": {"ports": "21,22,80,443", "timeout": "1s", "rate": 0}}
+        proc = simnet.python(RUNNER, json.dumps(spec), check=False, timeout=280)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        parts.append([(r["host"], r["port"]) for r in out["open_ports"]])
+    merged = [pair for part in parts for pair in part]
+    assert all(parts) and len(merged) == len(set(merged))  # each shard its own share
+    assert set(merged) == simnet.expected()
+
+
 def peak_memory(prefix: str, config: dict[str, Any]) -> int:
     """The scan's peak traced memory in a sweep of every address of ``prefix``."""
     with simulated_network(prefix) as net:
