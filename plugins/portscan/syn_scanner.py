@@ -439,8 +439,7 @@ class SynScan:
             self.backoffs += 1
             why = (f"a retry got {answered} answers to {sent} probes" if retried else
                    f"{dropped} replies dropped by the receive buffer")
-            self.ctx.log.info(f"syn_scanner: replies lost ({why}): rate lowered to {rate:,.0f}/s; "
-                              "resending the unanswered probes")
+            self.ctx.log.info(f"syn_scanner: replies lost ({why}): rate lowered to {rate:,.0f}/s")
         elif not dropped:
             self.pace.clean()
         # the receiver's own drops say nothing of the path: their answers do not count
