@@ -17,7 +17,8 @@ Rate: a receive buffer filling up (the receiver falls behind), replies it had no
 for (the kernel counts them) and probes a retry gets answers to (they were lost, not
 filtered) halve the rate, during a pass as soon as they show (``_steer``); a calm
 half second or a try that lost nothing raises it by a quarter, up to ``rate``
-(``kit.net.ratelimit.AdaptiveRate``). Silent probes are resent after the
+(``kit.net.ratelimit.AdaptiveRate``). A retry that finds as much lost after a cut as
+before it is not cut again: that loss is the path's, not the rate's. Silent probes are resent after the
 timeout, on a new source port; a reply to any try counts. Beyond ``retries``, tries go on
 (up to EXTRA_TRIES) while the answers of the tries so far say some are likely still lost
 (``_Chunk.lost_left``).
@@ -91,6 +92,7 @@ BACKLOG_HIGH, BACKLOG_LOW = 0.25, 0.05  # receive buffer fill that lowers / allo
 STEADY = 0.5                    # seconds of a near-empty buffer before the rate goes up
 EXTRA_TRIES = 8                 # tries beyond `retries` while replies are likely still lost
 LOST_LEFT = 0.001               # ... that is, while more than this many are expected lost
+MIN_EVIDENCE = 100              # answers to a retry that are enough to judge the rate by
 LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -285,6 +287,8 @@ class SynScan:
         self.dropped = 0  # replies the kernel dropped at our receive socket
         self._dropped_before = 0  # ... during the chunk's previous try
         self._cut_in_pass = False  # the rate was lowered during the last pass
+        self._loss_at_cut: float | None = None  # the path's loss when a retry last cut the rate
+        self._told_steady_loss = False
         self.backoffs = 0
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
@@ -432,15 +436,28 @@ class SynScan:
         # answers to a retry that the previous try's drops do not explain: lost on the way
         unexplained = answered - self._dropped_before if k else 0
         self._dropped_before = dropped
-        retried = sent and unexplained >= max(1, LOSS_EVIDENCE * sent)
+        retried = sent and unexplained >= max(MIN_EVIDENCE, LOSS_EVIDENCE * sent)
+        # the share of the previous try's replies this retry found lost: the path's loss
+        loss = unexplained / chunk.answers[-1] if retried and chunk.answers[-1] else 0.0
         cut, self._cut_in_pass = self._cut_in_pass, False
-        if retried or (dropped and not cut):  # drops seen during the pass were acted on then
+        if retried and self._loss_at_cut is not None and loss >= 0.5 * self._loss_at_cut:
+            # about as much lost as before the last cut (halving the rate of an overflowing
+            # queue would have cut its loss by more): the path loses it whatever the rate
+            # (a lossy link, not a queue overflowing), and slower would only take longer
+            if not self._told_steady_loss:
+                self._told_steady_loss = True
+                self.ctx.log.info(f"syn_scanner: replies lost (a retry got {answered} answers to "
+                                  f"{sent} probes): {loss:.0%} lost, as at a higher rate: the "
+                                  f"loss is not the rate's, keeping {self.pace.rate:,.0f}/s")
+        elif retried or (dropped and not cut):  # drops seen during the pass were acted on then
             rate = self.pace.lost(achieved)
             self.backoffs += 1
+            if retried:
+                self._loss_at_cut = loss
             why = (f"a retry got {answered} answers to {sent} probes" if retried else
                    f"{dropped} replies dropped by the receive buffer")
             self.ctx.log.info(f"syn_scanner: replies lost ({why}): rate lowered to {rate:,.0f}/s")
-        elif not dropped:
+        elif not dropped and not unexplained:
             self.pace.clean()
         # the receiver's own drops say nothing of the path: their answers do not count
         lost = chunk.lost_left(max(0, unexplained) if k else answered)
