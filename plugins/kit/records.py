@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import socket
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -17,6 +18,12 @@ from pentora import ModuleError
 
 def address_key(address: str) -> tuple[int, int, str]:
     """Sort addresses numerically, IPv4 before IPv6, names last."""
+    try:
+        # a dotted quad in C first: sorting a sweep's findings is millions of calls, and
+        # ipaddress.ip_address costs ten times more
+        return (0, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big"), "")
+    except OSError:
+        pass
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -78,6 +85,11 @@ class Port(Record):
 
     def sort_key(self) -> tuple[Any, ...]:
         return (address_key(self.host), self.protocol, self.port)
+
+    def to_dict(self) -> dict[str, Any]:
+        # every field a scalar: no deep copy (asdict's), which made writing a sweep's
+        # open ports cost more than finding them
+        return dict(vars(self))
 
 
 @dataclass

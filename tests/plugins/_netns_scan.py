@@ -4,17 +4,22 @@ Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` ha
 ``plugin`` (module to import), ``module_type``, ``config``, ``targets`` (default
 127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}) and
 ``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
-is imported). Listeners bind 127.0.0.1 inside the namespace only.
+is imported); ``prefix`` (scan every address of it instead of ``targets``) and
+``trace_memory`` (report the scan's peak traced memory as ``peak_memory``) and
+``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners
+bind 127.0.0.1 inside the namespace only.
 """
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import os
 import socket
 import sys
 import threading
+import tracemalloc
 from typing import Any
 
 
@@ -65,17 +70,23 @@ def main(spec: dict[str, Any]) -> None:
     orch = Orchestrator(plugins=[plugin, pentora_plugins.engine, pentora_plugins.portscan], autoload=False)
     config = dict(spec["config"], input="targets")
     targets = spec.get("targets", ["127.0.0.1"])
+    if "prefix" in spec:  # every address of a network too large for a command line
+        targets = [str(a) for a in ipaddress.ip_network(spec["prefix"])]
     orch.load_dag(DagBuilder("ns-scan")
                   .add_node("targets", "set", config={"values": {"targets": targets}})
                   .add_node("scan", spec["module_type"], ["targets"], config).build())
     gevent.sleep(0)
     if spec.get("drop_privileges"):
         drop_privileges()
-    result = orch.execute()
+    if spec.get("trace_memory"):  # the scan's own allocations: the targets are made already
+        tracemalloc.start()
+    result = orch.execute(options=spec.get("options", {}))
     node = result.nodes["scan"]
     out = {"status": node.status, "error": node.error, "euid": os.geteuid()}
     for key in ("open_ports", "port_states"):
         out[key] = [r.to_dict() for r in result.context.get(key, [])]
+    if spec.get("trace_memory"):
+        out["peak_memory"] = tracemalloc.get_traced_memory()[1]
     print(json.dumps(out))
     del keep
 

@@ -48,3 +48,37 @@ class TokenBucket:
         self._refill()
         need = min(float(want), self.burst) - self.tokens
         return max(0.0, need / self.rate)
+
+
+class AdaptiveRate:
+    """A sending rate that backs off when replies are lost and climbs back when they are
+    not (AIMD, as TCP and nmap do; masscan and zmap keep sending at the set rate and lose
+    what the receiver cannot take).
+
+    ``ceiling`` is the user's rate (0 = no ceiling); ``rate`` is the one to send at now
+    (0 = unlimited, until the first loss). ``lost(achieved)`` halves the rate, starting
+    from the rate achieved when it was unlimited; ``clean()`` raises it by a quarter, up
+    to the ceiling. A rate never drops below ``floor``: a scan that loses replies at any
+    rate still ends, its retries resending what was lost.
+    """
+
+    def __init__(self, ceiling: float, floor: float = 1000.0) -> None:
+        self.ceiling = float(ceiling)
+        self.floor = min(float(floor), self.ceiling) if self.ceiling else float(floor)
+        self.rate = self.ceiling
+
+    def lost(self, achieved: float) -> float:
+        """Replies were lost while sending at ``achieved`` probes a second: halve."""
+        base = self.rate or achieved or self.floor * 2
+        if self.rate:
+            base = min(base, achieved or base)
+        self.rate = max(self.floor, base / 2)
+        return self.rate
+
+    def clean(self) -> float:
+        """A try lost nothing: a quarter faster, up to the ceiling."""
+        if self.rate:
+            self.rate = self.rate * 1.25
+            if self.ceiling:
+                self.rate = min(self.rate, self.ceiling)
+        return self.rate

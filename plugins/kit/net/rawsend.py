@@ -43,6 +43,7 @@ from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 BATCH = 256              # probes between rate checks and shared-memory updates
 _SLOT = struct.Struct("QQi4s")  # sent, failed, first errno, first failed address
+_RATE = struct.Struct("d")      # the pass's rate, after the slots: the parent may change it
 _SEND_AGAIN = {errno.EAGAIN, errno.ENOBUFS}  # worth one retry a millisecond later
 _SOCKADDR_IN = struct.Struct("=HH4s8x")
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -160,14 +161,17 @@ Job = Callable[[BatchSender, Callable[[], int], SendResult], None]
 class SendPass:
     """One try over a chunk, its probes split into ``jobs``, one forked child each,
     sending on ``sock`` (``open_send_socket``). ``rate`` (probes a second, 0 = unlimited)
-    is shared evenly between the children."""
+    is shared evenly between the children; ``set_rate`` changes it while they run (a
+    scan that sees replies lost backs off at once, not at the next pass)."""
 
-    def __init__(self, jobs: Sequence[Job], rate: int, packet_size: int, sock: Any) -> None:
+    def __init__(self, jobs: Sequence[Job], rate: float, packet_size: int, sock: Any) -> None:
         self.jobs = jobs
         self.sock = sock
         self.packet_size = packet_size
         self.rate = rate
-        self.shm = mmap.mmap(-1, _SLOT.size * len(jobs))  # anonymous and shared across fork
+        # anonymous and shared across fork: the children's slots, then the rate
+        self.shm = mmap.mmap(-1, _SLOT.size * len(jobs) + _RATE.size)
+        self.set_rate(rate)
         self.pids: dict[int, int] = {}  # pid → job index, while running
         self.status: dict[int, int] = {}
         self._final: list[tuple[int, int, int, bytes]] | None = None
@@ -178,6 +182,11 @@ class SendPass:
             if pid == 0:  # pragma: no cover - runs in the child, which never returns
                 self._child(job, k)
             self.pids[pid] = k
+
+    def set_rate(self, rate: float) -> None:
+        """The pass's rate from now on (0 = unlimited); children read it every batch."""
+        self.rate = rate
+        _RATE.pack_into(self.shm, _SLOT.size * len(self.jobs), float(rate))
 
     def alive(self) -> bool:
         for pid in list(self.pids):
@@ -221,7 +230,9 @@ class SendPass:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             result = SendResult(self.shm, k * _SLOT.size)
-            pace = _pacer(self.rate / len(self.jobs), result)
+            share = len(self.jobs)
+            offset = _SLOT.size * share
+            pace = _pacer(lambda: _RATE.unpack_from(self.shm, offset)[0] / share, result)
             job(BatchSender(self.sock, self.packet_size), pace, result)
             result.flush()
             code = 0
@@ -236,14 +247,22 @@ def _exit_reason(code: int) -> str:
     return f"sender process exited with {code}"
 
 
-def _pacer(rate: float, result: SendResult) -> Callable[[], int]:
-    bucket = TokenBucket(rate) if rate else None
-    # half a bucket per grant: time slept past the due moment fills the other half,
-    # so oversleeping does not lower the rate
-    batch = max(1, min(BATCH, int(bucket.burst) // 2)) if bucket else BATCH
+def _pacer(rate_now: Callable[[], float], result: SendResult) -> Callable[[], int]:
+    """``pace()`` for a job: how many probes it may send now, sleeping until it may send
+    some, at the rate ``rate_now()`` says (read once a grant, so a change applies within
+    a batch)."""
+    bucket: TokenBucket | None = None
+    batch, rate = BATCH, 0.0
 
     def pace() -> int:
+        nonlocal bucket, batch, rate
         result.flush()
+        if (now := rate_now()) != rate:
+            rate = now
+            bucket = TokenBucket(rate) if rate else None
+            # half a bucket per grant: time slept past the due moment fills the other
+            # half, so oversleeping does not lower the rate
+            batch = max(1, min(BATCH, int(bucket.burst) // 2)) if bucket else BATCH
         if bucket is None:
             return batch
         while not (granted := bucket.take(batch)):

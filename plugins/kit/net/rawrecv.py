@@ -1,0 +1,160 @@
+"""Raw packets received a batch per system call, with the kernel's count of those it
+dropped: the receiving side of the raw scanners (``syn_scanner``; stateless discovery).
+
+Why batches: a scan's replies come as fast as its probes go out, and one ``recv`` per
+packet through gevent's socket costs more than matching the packet. ``recvmmsg(2)``
+fills up to ``batch`` slots in one call (Python's socket module has no binding for it,
+hence ctypes, as ``kit.net.rawsend`` does for ``sendmmsg``).
+
+Why drops: when the receiver falls behind, the socket's buffer fills and the kernel
+throws replies away. A scan that cannot see that calls the ports filtered; one that can
+resends those probes and lowers its rate. ``SO_MEMINFO`` reads the socket's drop
+counter at any time; where it is missing (Linux before 4.6), ``SO_RXQ_OVFL`` makes the
+kernel attach that counter to each packet queued after a drop, so it is known at the
+next batch read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket as _socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from gevent.socket import wait_read
+
+SO_RXQ_OVFL = 40          # linux/asm-generic/socket.h; the socket module lacks both
+SO_MEMINFO = 55
+SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_RCVBUF = 0, 1  # indexes in SO_MEMINFO's array of u32:
+SK_MEMINFO_DROPS = 8      # bytes queued, the buffer's size, packets dropped
+_MEMINFO = 4 * (SK_MEMINFO_DROPS + 1)
+MSG_DONTWAIT = 0x40
+BATCH = 256
+_CMSG_HEADER = struct.Struct("@NiI")  # cmsg_len (size_t), cmsg_level, cmsg_type, then data
+_CONTROL = 64             # bytes of ancillary data a slot has room for: one RXQ_OVFL counter
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p),
+                ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
+
+
+class BatchReceiver:
+    """Reads ``sock`` (a raw socket, or any datagram socket) ``batch`` packets at a time,
+    each cut to its first ``snap`` bytes (a reply's headers are all a scanner reads).
+
+    ``batches()`` yields lists of packets (bytes) as they come, waiting cooperatively
+    (gevent) while there are none; ``drops()`` is the number of packets the kernel
+    dropped for want of buffer space since the socket was opened. Where libc has no
+    ``recvmmsg`` it reads one packet a call.
+    """
+
+    def __init__(self, sock: Any, snap: int = 128, batch: int = BATCH) -> None:
+        self.sock, self.snap, self.batch = sock, snap, batch
+        self._ovfl = 0      # the newest SO_RXQ_OVFL counter seen
+        self.calls = 0      # system calls that returned packets: received / calls = mean batch
+        self.received = 0
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+            self.counts_drops = True
+        except OSError:
+            self.counts_drops = False
+        self._recvmmsg = getattr(_LIBC, "recvmmsg", None)
+        self._area = ctypes.create_string_buffer(batch * snap)
+        self._control = ctypes.create_string_buffer(batch * _CONTROL)
+        self._iov = (_Iovec * batch)(*[_Iovec(ctypes.addressof(self._area) + i * snap, snap)
+                                       for i in range(batch)])
+        self._msgs = (_Mmsghdr * batch)()
+        for i, msg in enumerate(self._msgs):
+            msg.hdr.iov = ctypes.addressof(self._iov[i])
+            msg.hdr.iovlen = 1
+            msg.hdr.control = ctypes.addressof(self._control) + i * _CONTROL
+
+    def drops(self) -> int:
+        """Packets the kernel dropped on this socket, its buffer full, so far."""
+        info = self._meminfo()
+        return self._ovfl if info is None else info[SK_MEMINFO_DROPS]
+
+    def backlog(self) -> float:
+        """How full the socket's receive buffer is, 0 to 1 (0 where the kernel cannot
+        say): a receiver falling behind shows here before it loses anything."""
+        info = self._meminfo()
+        if info is None or not info[SK_MEMINFO_RCVBUF]:
+            return 0.0
+        return float(info[SK_MEMINFO_RMEM_ALLOC] / info[SK_MEMINFO_RCVBUF])
+
+    def _meminfo(self) -> tuple[int, ...] | None:
+        try:
+            info = self.sock.getsockopt(_socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO)
+        except OSError:
+            return None
+        return struct.unpack_from(f"@{SK_MEMINFO_DROPS + 1}I", info) if len(info) >= _MEMINFO else None
+
+    def receive(self) -> list[bytes]:
+        """The packets waiting now (at most ``batch``), without blocking; [] when none."""
+        if self._recvmmsg is None:
+            # libc's recv, not the socket's: gevent's would wait instead of saying EAGAIN
+            got = _LIBC.recv(self.sock.fileno(), self._area, self.snap, MSG_DONTWAIT)
+            if got < 0:
+                return self._failed(ctypes.get_errno())
+            self.calls += 1
+            self.received += 1
+            return [self._area.raw[:got]]
+        for msg in self._msgs:  # the kernel wrote the used length back: room again
+            msg.hdr.controllen = _CONTROL
+        n = self._recvmmsg(self.sock.fileno(), self._msgs, self.batch, MSG_DONTWAIT, None)
+        if n < 0:
+            return self._failed(ctypes.get_errno())
+        raw = self._area.raw
+        snap, msgs = self.snap, self._msgs
+        packets = [raw[i * snap:i * snap + min(msgs[i].len, snap)] for i in range(n)]
+        if self.counts_drops and n:
+            self._read_drops(n)
+        self.calls += 1
+        self.received += n
+        return packets
+
+    @staticmethod
+    def _failed(err: int) -> list[bytes]:
+        if err in (errno.EAGAIN, errno.EINTR):
+            return []  # nothing waiting, or a signal: the caller waits and reads again
+        raise OSError(err, f"receiving from a raw socket: {os.strerror(err)}")
+
+    def batches(self) -> Iterator[list[bytes]]:
+        """Batches of packets for as long as the caller iterates, waiting (gevent) for
+        the socket to become readable in between."""
+        fd = self.sock.fileno()
+        while True:
+            packets = self.receive()
+            if packets:
+                yield packets
+            else:
+                wait_read(fd)
+
+    def _read_drops(self, n: int) -> None:
+        # The counter is cumulative: the last packet of the batch that carries one has
+        # the newest value. Packets queued before any drop carry none.
+        for i in range(n - 1, -1, -1):
+            used = self._msgs[i].hdr.controllen
+            if used < _CMSG_HEADER.size + 4:
+                continue
+            start = i * _CONTROL
+            data = ctypes.string_at(ctypes.addressof(self._control) + start, used)
+            length, level, kind = _CMSG_HEADER.unpack_from(data)
+            if level == _socket.SOL_SOCKET and kind == SO_RXQ_OVFL and length >= _CMSG_HEADER.size + 4:
+                (count,) = struct.unpack_from("@I", data, _CMSG_HEADER.size)
+                self._ovfl = max(self._ovfl, count)
+                return
