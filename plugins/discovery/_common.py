@@ -120,10 +120,10 @@ class DiscoveryModule(Module):
             )
 
             leftover: list[Probe] = []
-            StatelessSweep(prober, results, timeout=config["timeout"], retry=config["retry"],
-                           rate=config["rate"], chunk=config["concurrency"] or CHUNK_HOSTS,
-                           log=ctx.log).run(self.raw_probes(probes(ctx, config, None, skipped), leftover),
-                                            skipped)
+            raw = StatelessSweep(prober, results, timeout=config["timeout"], retry=config["retry"],
+                                 rate=config["rate"], chunk=config["concurrency"] or CHUNK_HOSTS,
+                                 log=ctx.log, name=self.module_type)
+            raw.run(self.raw_probes(probes(ctx, config, None, skipped), leftover), skipped)
             if leftover:
                 self.sweep(ctx, config, self.transport(ctx, config), iter(leftover), results)
         for reason, count in sorted(skipped.items()):

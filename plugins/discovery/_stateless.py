@@ -68,6 +68,9 @@ class _Counts:
 
     def __init__(self) -> None:
         self.sent = 0
+        self.up = 0
+        self.silent = 0
+        self.send_time = 0.0  # seconds spent in send passes: sent / send_time is the rate
         self.failures = 0
         self.first: tuple[int, bytes] = (0, b"")
 
@@ -97,7 +100,8 @@ class StatelessSweep:
     """Chunks of hosts, tries of passes, replies matched as they come."""
 
     def __init__(self, prober: Prober, results: Results, *, timeout: float, retry: int,
-                 rate: float, chunk: int, log: Any) -> None:
+                 rate: float, chunk: int, log: Any, name: str) -> None:
+        self.name = name
         self.prober = prober
         self.results = results
         self.timeout = timeout
@@ -113,6 +117,9 @@ class StatelessSweep:
         self._greenlets: list[gevent.Greenlet] = []
         self.error: BaseException | None = None
         self.sent = 0
+        self.up = 0
+        self.silent = 0
+        self.send_time = 0.0  # seconds spent in send passes: sent / send_time is the rate
 
     def spawn(self, fn: Any, *args: Any) -> None:
         self._greenlets.append(gevent.spawn(self._guarded, fn, *args))
@@ -143,6 +150,9 @@ class StatelessSweep:
         finally:
             gevent.killall(self._greenlets, block=True, timeout=2)
             self.prober.close()
+        pps = self.sent / self.send_time if self.send_time else 0.0
+        self.log.info("{}: {} probes ({:,.0f}/s while sending), {} up, {} silent", self.name,
+                      self.sent, pps, self.up, self.silent)
         if self.counts.failures:
             code, dst = self.counts.first
             where = _socket.inet_ntop(_socket.AF_INET if len(dst) == 4 else _socket.AF_INET6, dst)
@@ -172,12 +182,15 @@ class StatelessSweep:
         for attempt in range(self.tries):
             if not self.pending:
                 break
+            began = monotonic()
             self._send_pass(list(self.index.values()), attempt)
+            self.send_time += monotonic() - began
             self.all_answered.wait(self.timeout)
             self._raise()
         index, self.index = self.index, {}
         for slot in index.values():
             if not slot.answered:
+                self.silent += 1
                 self.results.add(slot.probe, None, "no-response")
 
     def _send_pass(self, slots: list[Slot], attempt: int) -> None:
@@ -220,6 +233,7 @@ class StatelessSweep:
             return  # a host of an earlier chunk, or the answer to a retry
         slot.answered = True
         self.pending -= 1
+        self.up += 1
         self.results.add(slot.probe, Answer(reason, latency_ms(slot.sent_at, received_at), ttl), reason)
         if not self.pending:
             self.all_answered.set()
