@@ -4,7 +4,7 @@ Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` ha
 ``plugin`` (module to import), ``module_type``, ``config``, ``targets`` (default
 127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}) and
 ``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
-is imported). Listeners bind 127.0.0.1 inside the namespace only.
+is imported) and ``keys`` (the DataContext keys printed; default open_ports and port_states). Listeners bind 127.0.0.1 inside the namespace only.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main(spec: dict[str, Any]) -> None:
     result = orch.execute()
     node = result.nodes["scan"]
     out = {"status": node.status, "error": node.error, "euid": os.geteuid()}
-    for key in ("open_ports", "port_states"):
+    for key in spec.get("keys", ("open_ports", "port_states")):  # a discovery reads its own
         out[key] = [r.to_dict() for r in result.context.get(key, [])]
     print(json.dumps(out))
     del keep
