@@ -4,6 +4,8 @@ One socket per address family serves every host: a raw socket when privileged (t
 reply's TTL read from its IP header), else an unprivileged ICMP datagram socket, which
 Linux allows to the groups in ``net.ipv4.ping_group_range`` (the TTL then comes as
 ``IP_RECVTTL`` / ``IPV6_RECVHOPLIMIT`` ancillary data, and the kernel picks the echo id).
+A privileged sweep is stateless (``_raw.RawEcho``, run by ``_stateless``): echo ids and
+sequence numbers are a keyed hash of the destination, so replies need no table.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``tcp_probe_discovery``: a host is up when any configured port answers SYN-ACK or RST.
 
-Needs no privilege: each attempt starts a non-blocking ``connect`` to every configured
+With raw sockets the pings are stateless raw SYNs or ACKs (``_raw.RawTcpPing``, run by
+``_stateless``). Without privilege (or ``mode: connect``) each attempt starts a non-blocking ``connect`` to every configured
 port of the host. One epoll holds all of them and a receiver greenlet waits on the epoll
 descriptor through the gevent hub. A completed connect (SYN-ACK) or ``ECONNREFUSED`` (RST)
 proves the host is up; unreachable errors and silence prove nothing.
@@ -171,10 +172,10 @@ _few_ports.__name__ = "port spec"
 
 
 class TcpProbeDiscovery(DiscoveryModule):
-    """Hosts that answer a TCP connect on any configured port (SYN-ACK or RST)."""
+    """Hosts that answer a TCP SYN or ACK ping on any configured port (SYN-ACK or RST)."""
 
     module_type = "tcp_probe_discovery"
-    description = "TCP connect probes: up on any SYN-ACK or RST; needs no privilege"
+    description = "TCP SYN/ACK pings (raw if privileged, else connects): up on any SYN-ACK or RST"
     method = "tcp_probe"
     config_schema = {
         **discovery_schema(rate=10000, raw=True),
