@@ -115,6 +115,7 @@ class RawEcho:
             except OSError:
                 continue  # an ICMP error queued on the socket; the next read goes on
             received_at = monotonic()
+            ttl: int | None
             if version == 4:
                 if len(data) < 20:
                     continue

@@ -1,10 +1,11 @@
 """``tcp_probe_discovery``: a host is up when any configured port answers SYN-ACK or RST.
 
 With raw sockets the pings are stateless raw SYNs or ACKs (``_raw.RawTcpPing``, run by
-``_stateless``). Without privilege (or ``mode: connect``) each attempt starts a non-blocking ``connect`` to every configured
-port of the host. One epoll holds all of them and a receiver greenlet waits on the epoll
-descriptor through the gevent hub. A completed connect (SYN-ACK) or ``ECONNREFUSED`` (RST)
-proves the host is up; unreachable errors and silence prove nothing.
+``_stateless``). Without privilege (or ``mode: connect``) each attempt starts a
+non-blocking ``connect`` to every configured port of the host. One epoll holds all of them
+and a receiver greenlet waits on the epoll descriptor through the gevent hub. A completed
+connect (SYN-ACK) or ``ECONNREFUSED`` (RST) proves the host is up; unreachable errors and
+silence prove nothing.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` has
 ``plugin`` (module to import), ``module_type``, ``config``, ``targets`` (default
-127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}) and
+127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}),
 ``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
-is imported) and ``keys`` (the DataContext keys printed; default open_ports and port_states). Listeners bind 127.0.0.1 inside the namespace only.
+is imported) and ``keys`` (the DataContext keys printed; default open_ports and
+port_states). Listeners bind 127.0.0.1 inside the namespace only.
 """
 
 from __future__ import annotations
