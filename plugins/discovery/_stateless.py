@@ -164,7 +164,9 @@ class StatelessSweep:
             raise self.error
 
     def _slots(self, probes: Iterable[Probe], skipped: dict[str, int]) -> Iterator[Slot]:
-        for probe in probes:
+        for count, probe in enumerate(probes, 1):
+            if count % 1024 == 0:
+                gevent.sleep(0)  # preparing a chunk is CPU work: let the other nodes run
             if probe.address in self.results.hosts:
                 continue  # listed twice among the targets: answered already
             try:
