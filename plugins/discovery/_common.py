@@ -34,8 +34,11 @@ OUTPUT_OPTION = {
 }
 
 
-def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000) -> dict[Any, Any]:
-    """The options every sweeping discovery module takes."""
+def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000,
+                     raw: bool = False) -> dict[Any, Any]:
+    """The options every sweeping discovery module takes (``raw``: it has a stateless raw
+    method too, whose chunks ``concurrency`` sizes)."""
+    window = "; raw sweeps: 65536 a chunk" if raw else ""
     return {
         vol.Optional("input", default="targets",
                      description="hosts to probe: targets (all) or discovered_hosts (alive only)"):
@@ -49,7 +52,7 @@ def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000) ->
         vol.Optional("rate", default=rate,
                      description="probes sent per second, retries included (0: unlimited)"): Rate("probes"),
         vol.Optional("concurrency", default=None,
-                     description="hosts awaiting an answer at once (default: max_parallel_targets)"):
+                     description=f"hosts awaiting an answer at once (default: max_parallel_targets{window})"):
             Nullable(PositiveInt()),
         vol.Optional("include_down", default=False,
                      description="also list hosts that did not answer, with alive: false"): Bool(),
@@ -93,19 +96,48 @@ class DiscoveryModule(Module):
     def window(self, ctx: NodeContext, config: dict[str, Any]) -> int:
         return int(config["concurrency"] or ctx.max_parallel)
 
+    def raw_prober(self, ctx: NodeContext, config: dict[str, Any]) -> Any:
+        """The stateless raw method (a ``_stateless.Prober``) when privileged, else None:
+        the ``Sweep`` through ``transport()`` probes every host."""
+        return None
+
+    def raw_probes(self, todo: Iterator[Probe], leftover: list[Probe]) -> Iterator[Probe]:
+        """The probes the raw method takes; it appends the others (hosts of a family it
+        cannot probe raw) to ``leftover``, for the ``Sweep`` afterwards."""
+        return todo
+
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         results = Results(ctx, config, self.method, total_of(ctx.get(config["input"])))
-        transport = self.transport(ctx, config)
         skipped: dict[str, int] = {}
-        sweep = Sweep(transport, timeout=config["timeout"], retry=config["retry"],
-                      window=self.window(ctx, config), rate=config["rate"], on_result=results.add)
-        sweep.run(probes(ctx, config, transport, skipped))
+        prober = self.raw_prober(ctx, config)
+        if prober is None:
+            transport = self.transport(ctx, config)
+            self.sweep(ctx, config, transport, probes(ctx, config, transport, skipped), results)
+        else:
+            from pentora_plugins.discovery._stateless import (  # imports this module
+                CHUNK_HOSTS,
+                StatelessSweep,
+            )
+
+            leftover: list[Probe] = []
+            raw = StatelessSweep(prober, results, timeout=config["timeout"], retry=config["retry"],
+                                 rate=config["rate"], chunk=config["concurrency"] or CHUNK_HOSTS,
+                                 log=ctx.log, name=self.module_type)
+            raw.run(self.raw_probes(probes(ctx, config, None, skipped), leftover), skipped)
+            if leftover:
+                self.sweep(ctx, config, self.transport(ctx, config), iter(leftover), results)
         for reason, count in sorted(skipped.items()):
             ctx.log.warning("{}: skipped {} host(s): {}", self.module_type, count, reason)
         results.publish()
 
+    def sweep(self, ctx: NodeContext, config: dict[str, Any], transport: Transport,
+              todo: Iterator[Probe], results: Results) -> None:
+        sweep = Sweep(transport, timeout=config["timeout"], retry=config["retry"],
+                      window=self.window(ctx, config), rate=config["rate"], on_result=results.add)
+        sweep.run(todo)
 
-def probes(ctx: NodeContext, config: dict[str, Any], transport: Transport,
+
+def probes(ctx: NodeContext, config: dict[str, Any], transport: Transport | None,
            skipped: dict[str, int]) -> Iterator[Probe]:
     """A ``Probe`` per host of the input, lazily; names are resolved, unusable hosts counted."""
     for address, hostname in iter_hosts(ctx, {"input": config["input"]}):
@@ -116,7 +148,7 @@ def probes(ctx: NodeContext, config: dict[str, Any], transport: Transport,
             if ip is None:
                 skipped["name did not resolve"] = skipped.get("name did not resolve", 0) + 1
                 continue
-        reason = transport.skip_reason(str(ip), ip.version)
+        reason = transport.skip_reason(str(ip), ip.version) if transport else None
         if reason is not None:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue

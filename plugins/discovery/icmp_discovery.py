@@ -4,6 +4,8 @@ One socket per address family serves every host: a raw socket when privileged (t
 reply's TTL read from its IP header), else an unprivileged ICMP datagram socket, which
 Linux allows to the groups in ``net.ipv4.ping_group_range`` (the TTL then comes as
 ``IP_RECVTTL`` / ``IPV6_RECVHOPLIMIT`` ancillary data, and the kernel picks the echo id).
+A privileged sweep is stateless (``_raw.RawEcho``, run by ``_stateless``): echo ids and
+sequence numbers are a keyed hash of the destination, so replies need no table.
 """
 
 from __future__ import annotations
@@ -251,12 +253,26 @@ class IcmpDiscovery(DiscoveryModule):
     description = "ICMP echo sweep (raw socket if privileged, else an unprivileged ICMP socket)"
     method = "icmp"
     config_schema = {
-        **discovery_schema(),
+        **discovery_schema(rate=10000, raw=True),
         vol.Optional("mode", default="auto",
                      description="raw (needs CAP_NET_RAW), dgram (ping_group_range) or auto: "
                                  "raw, else dgram, else skipped with a warning"):
             vol.In(("auto", "raw", "dgram")),
     }
+
+    def raw_prober(self, ctx: NodeContext, config: dict[str, Any]) -> Any:
+        if config["mode"] == "dgram":
+            return None
+        from pentora_plugins.discovery._raw import RawEcho  # only a privileged sweep needs it
+
+        try:
+            return RawEcho(ctx.node_id)
+        except PermissionError as e:
+            if config["mode"] == "raw":
+                raise ModuleError(f"cannot send ICMP echo requests: {RAW_HELP}. Or use "
+                                  "tcp_probe_discovery, which needs no privilege",
+                                  node=ctx.node_id) from e
+            return None  # auto: the datagram socket
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         if config["mode"] == "auto":

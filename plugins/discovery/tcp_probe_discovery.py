@@ -1,9 +1,11 @@
 """``tcp_probe_discovery``: a host is up when any configured port answers SYN-ACK or RST.
 
-Needs no privilege: each attempt starts a non-blocking ``connect`` to every configured
-port of the host. One epoll holds all of them and a receiver greenlet waits on the epoll
-descriptor through the gevent hub. A completed connect (SYN-ACK) or ``ECONNREFUSED`` (RST)
-proves the host is up; unreachable errors and silence prove nothing.
+With raw sockets the pings are stateless raw SYNs or ACKs (``_raw.RawTcpPing``, run by
+``_stateless``). Without privilege (or ``mode: connect``) each attempt starts a
+non-blocking ``connect`` to every configured port of the host. One epoll holds all of them
+and a receiver greenlet waits on the epoll descriptor through the gevent hub. A completed
+connect (SYN-ACK) or ``ECONNREFUSED`` (RST) proves the host is up; unreachable errors and
+silence prove nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import resource
 import select
 import socket
 import struct
+from collections.abc import Iterator
 from time import monotonic
 from typing import Any
 
@@ -170,17 +173,49 @@ _few_ports.__name__ = "port spec"
 
 
 class TcpProbeDiscovery(DiscoveryModule):
-    """Hosts that answer a TCP connect on any configured port (SYN-ACK or RST)."""
+    """Hosts that answer a TCP SYN or ACK ping on any configured port (SYN-ACK or RST)."""
 
     module_type = "tcp_probe_discovery"
-    description = "TCP connect probes: up on any SYN-ACK or RST; needs no privilege"
+    description = "TCP SYN/ACK pings (raw if privileged, else connects): up on any SYN-ACK or RST"
     method = "tcp_probe"
     config_schema = {
-        **discovery_schema(),
+        **discovery_schema(rate=10000, raw=True),
         vol.Optional("ports", default=DEFAULT_PORTS,
                      description="ports to knock on, a list or a spec such as '22,80,443'"):
             vol.All(port_spec_validator("tcp"), _few_ports),
+        vol.Optional("probe", default="syn",
+                     description="syn (nmap -PS: up on SYN-ACK or RST) or ack (-PA: up on RST; "
+                                 "needs raw sockets)"): vol.In(("syn", "ack")),
+        vol.Optional("mode", default="auto",
+                     description="raw (stateless pings, needs CAP_NET_RAW), connect (no privilege) "
+                                 "or auto: raw, else connect"): vol.In(("auto", "raw", "connect")),
     }
+
+    def raw_prober(self, ctx: NodeContext, config: dict[str, Any]) -> Any:
+        ack = config["probe"] == "ack"
+        if config["mode"] == "connect":
+            if ack:
+                raise ModuleError("probe: ack needs mode raw or auto (a connect sends SYNs); "
+                                  "set probe: syn, or mode: auto with root or CAP_NET_RAW",
+                                  node=ctx.node_id)
+            return None
+        from pentora_plugins.discovery._raw import RawTcpPing  # only a privileged sweep needs it
+
+        try:
+            return RawTcpPing(list(config["ports"]), config["probe"], config["retry"] + 1)
+        except PermissionError as e:
+            if config["mode"] == "raw" or ack:
+                raise ModuleError(f"raw TCP pings need root or CAP_NET_RAW ({e.strerror}): run as "
+                                  "root, or set mode: connect and probe: syn, which need no privilege",
+                                  node=ctx.node_id) from e
+            return None  # auto: connect pings
+
+    def raw_probes(self, todo: Iterator[Probe], leftover: list[Probe]) -> Iterator[Probe]:
+        for probe in todo:
+            if probe.family == 6:
+                leftover.append(probe)  # no raw IPv6 TCP here: connect pings, after the sweep
+            else:
+                yield probe
 
     def transport(self, ctx: NodeContext, config: dict[str, Any]) -> TcpTransport:
         return TcpTransport(list(config["ports"]), ctx.node_id)

@@ -2,9 +2,10 @@
 
 Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` has
 ``plugin`` (module to import), ``module_type``, ``config``, ``targets`` (default
-127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}) and
+127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}),
 ``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
-is imported); ``prefix`` (scan every address of it instead of ``targets``) and
+is imported), ``keys`` (the DataContext keys printed; default open_ports and
+port_states), ``prefix`` (scan every address of it instead of ``targets``),
 ``trace_memory`` (report the scan's peak traced memory as ``peak_memory``) and
 ``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners
 bind 127.0.0.1 inside the namespace only.
@@ -83,7 +84,7 @@ def main(spec: dict[str, Any]) -> None:
     result = orch.execute(options=spec.get("options", {}))
     node = result.nodes["scan"]
     out = {"status": node.status, "error": node.error, "euid": os.geteuid()}
-    for key in ("open_ports", "port_states"):
+    for key in spec.get("keys", ("open_ports", "port_states")):  # a discovery reads its own
         out[key] = [r.to_dict() for r in result.context.get(key, [])]
     if spec.get("trace_memory"):
         out["peak_memory"] = tracemalloc.get_traced_memory()[1]

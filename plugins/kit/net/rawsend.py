@@ -46,6 +46,7 @@ _SLOT = struct.Struct("QQi4s")  # sent, failed, first errno, first failed addres
 _RATE = struct.Struct("d")      # the pass's rate, after the slots: the parent may change it
 _SEND_AGAIN = {errno.EAGAIN, errno.ENOBUFS}  # worth one retry a millisecond later
 _SOCKADDR_IN = struct.Struct("=HH4s8x")
+_SOCKADDR_IN6 = struct.Struct("=HHI16sI")  # family, port, flow info, address, scope id
 _LIBC = ctypes.CDLL(None, use_errno=True)
 # The originals even when the CLI has monkey-patched them: in a sender process, the
 # gevent versions would switch to the hub copied from the parent (see above).
@@ -103,21 +104,29 @@ class BatchSender:
     """Up to BATCH packets a system call with sendmmsg(2), through ctypes: a quarter of
     the sending time is the per-call overhead of ``sendto``. Packets and their
     destinations are written in place into ``packets`` / ``addresses`` (one slot each);
-    where libc has no sendmmsg, ``flush`` sends the slots one by one."""
+    where libc has no sendmmsg, ``flush`` sends the slots one by one.
 
-    def __init__(self, sock: Any, size: int) -> None:
-        self.sock, self.size = sock, size
+    ``family`` AF_INET6 makes the slots ``sockaddr_in6`` (for a raw ICMPv6 socket): a
+    destination's 16 bytes go at ``addr_offset`` of its ``name_size``-byte slot."""
+
+    def __init__(self, sock: Any, size: int, family: int = _socket.AF_INET) -> None:
+        self.sock, self.size, self.family = sock, size, family
         self._area = ctypes.create_string_buffer(BATCH * size)
-        self._names = ctypes.create_string_buffer(
-            b"".join(_SOCKADDR_IN.pack(_socket.AF_INET, 0, b"\0\0\0\0") for _ in range(BATCH)))
+        if family == _socket.AF_INET6:
+            self.name_size, self.addr_offset, self.addr_size = _SOCKADDR_IN6.size, 8, 16
+            empty = _SOCKADDR_IN6.pack(_socket.AF_INET6, 0, 0, bytes(16), 0)
+        else:
+            self.name_size, self.addr_offset, self.addr_size = _SOCKADDR_IN.size, 4, 4
+            empty = _SOCKADDR_IN.pack(_socket.AF_INET, 0, b"\0\0\0\0")
+        self._names = ctypes.create_string_buffer(empty * BATCH)
         self.packets = memoryview(self._area).cast("B")
         self.addresses = memoryview(self._names).cast("B")
         self._iov = (_Iovec * BATCH)(*[_Iovec(ctypes.addressof(self._area) + i * size, size)
                                        for i in range(BATCH)])
         self._msgs = (_Mmsghdr * BATCH)()
         for i, msg in enumerate(self._msgs):
-            msg.hdr.name = ctypes.addressof(self._names) + i * _SOCKADDR_IN.size
-            msg.hdr.namelen = _SOCKADDR_IN.size
+            msg.hdr.name = ctypes.addressof(self._names) + i * self.name_size
+            msg.hdr.namelen = self.name_size
             msg.hdr.iov = ctypes.addressof(self._iov[i])
             msg.hdr.iovlen = 1
         self._sendmmsg = getattr(_LIBC, "sendmmsg", None)
@@ -135,16 +144,16 @@ class BatchSender:
                 _sleep(0.001)
                 waited = True
                 continue
-            start = i * _SOCKADDR_IN.size + 4
-            result.failed(err, bytes(self.addresses[start:start + 4]))
+            start = i * self.name_size + self.addr_offset
+            result.failed(err, bytes(self.addresses[start:start + self.addr_size]))
             i, waited = i + 1, False
         result.sent += n
 
     def _send(self, i: int, n: int) -> int:
         if self._sendmmsg is not None:
             return int(self._sendmmsg(self.sock.fileno(), ctypes.byref(self._msgs[i]), n - i, 0))
-        start = i * _SOCKADDR_IN.size + 4
-        dst = _socket.inet_ntoa(bytes(self.addresses[start:start + 4]))
+        start = i * self.name_size + self.addr_offset
+        dst = _socket.inet_ntop(self.family, bytes(self.addresses[start:start + self.addr_size]))
         try:
             self.sock.sendto(self.packets[i * self.size:(i + 1) * self.size], (dst, 0))
         except OSError as e:

@@ -1,0 +1,202 @@
+"""The raw probers of ``_stateless``: ICMP / ICMPv6 echo (``RawEcho``) and IPv4 TCP SYN /
+ACK pings (``RawTcpPing``). Each prepares a host's packet once, writes it per try into a
+``BatchSender`` slot, and matches replies by their keyed-hash cookie alone."""
+
+from __future__ import annotations
+
+import errno
+import random
+import socket as _socket
+import struct
+from time import monotonic
+from typing import Any
+
+from gevent import socket
+from pentora_plugins.discovery._stateless import Slot, StatelessSweep
+from pentora_plugins.discovery._sweep import Probe
+from pentora_plugins.kit.net.fds import with_descriptor
+from pentora_plugins.kit.net.rawping import (
+    EchoCookie,
+    EchoTemplate,
+    TcpPingMatcher,
+    TcpPingTemplate,
+    echo_cookie_of,
+    set_echo_reply_filter,
+    tcp_ping_filter,
+)
+from pentora_plugins.kit.net.rawsend import BatchSender, open_send_socket
+from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_SYN, SeqHasher, SourceAddresses, attach_filter
+
+from pentora import ModuleError
+
+RECV_BUFFER = 8 << 20
+SPORT_LOW, SPORT_HIGH = 61000, 65000  # above Linux's ephemeral range: no local socket owns them
+_FAMILY = {4: _socket.AF_INET, 6: _socket.AF_INET6}
+_PROTO = {4: _socket.IPPROTO_ICMP, 6: _socket.IPPROTO_ICMPV6}
+_INT = struct.Struct("i")
+
+
+def _raw_socket(family: int, proto: int) -> Any:
+    """A raw gevent socket with a large receive buffer; PermissionError without privilege."""
+    sock = with_descriptor(lambda: socket.socket(family, _socket.SOCK_RAW, proto))
+    for option in (getattr(_socket, "SO_RCVBUFFORCE", 33), _socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, option, RECV_BUFFER)
+            break
+        except OSError:
+            continue
+    return sock
+
+
+def read_packet(sock: Any) -> tuple[bytes, list[Any], Any]:
+    """The next packet of a raw socket with its ancillary data and sender.
+
+    The one place replies are read: a batched receiver can replace it."""
+    data, ancdata, _, peer = sock.recvmsg(2048, _socket.CMSG_SPACE(_INT.size))
+    return data, ancdata, peer
+
+
+class RawEcho:
+    """ICMP echo requests from the raw ICMP socket of each family, which also receives
+    the replies (ICMP_FILTER lets only echo replies in)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.cookie = EchoCookie()
+        self.templates = {v: EchoTemplate(v) for v in (4, 6)}
+        self.socks: dict[int, Any] = {}
+        self.senders: dict[int, BatchSender] = {}
+        self.sweep: StatelessSweep | None = None
+        self._open(4)  # PermissionError here: the caller falls back to a datagram socket
+
+    def _open(self, version: int) -> None:
+        try:
+            sock = _raw_socket(_FAMILY[version], _PROTO[version])
+        except OSError as e:
+            if e.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                raise ModuleError(f"cannot open an ICMPv{version} socket: IPv{version} is not "
+                                  "available on this system", node=self.node) from e
+            raise
+        set_echo_reply_filter(sock, version)
+        if version == 6:
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_RECVHOPLIMIT, 1)
+        self.socks[version] = sock
+        self.senders[version] = BatchSender(sock, self.templates[version].size, _FAMILY[version])
+        if self.sweep is not None:
+            self.sweep.spawn(self._receive, version)
+
+    def start(self, sweep: StatelessSweep) -> None:
+        self.sweep = sweep
+        for version in self.socks:
+            sweep.spawn(self._receive, version)
+
+    def prepare(self, probe: Probe) -> Slot:
+        if probe.family not in self.socks:
+            self._open(probe.family)
+        key = _socket.inet_pton(_FAMILY[probe.family], probe.address)
+        return Slot(probe, key, self.cookie(key))
+
+    def variants(self) -> list[Any]:
+        return [None]
+
+    def write(self, slot: Slot, variant: Any, attempt: int) -> None:
+        assert self.sweep is not None
+        version = slot.probe.family
+        box = self.sweep.outbox(self.senders[version])
+        i = box.next(slot.key)
+        self.templates[version].fill(box.sender.packets, i * box.sender.size, slot.state)
+
+    def _receive(self, version: int) -> None:
+        sock, sweep, cookie = self.socks[version], self.sweep, self.cookie
+        assert sweep is not None
+        while True:
+            try:
+                data, ancdata, peer = read_packet(sock)
+            except OSError:
+                continue  # an ICMP error queued on the socket; the next read goes on
+            received_at = monotonic()
+            ttl: int | None
+            if version == 4:
+                if len(data) < 20:
+                    continue
+                key, ttl = data[12:16], data[8]
+                data = data[(data[0] & 0x0F) * 4:]
+            else:
+                key = _socket.inet_pton(_socket.AF_INET6, peer[0].split("%")[0])
+                ttl = next((_INT.unpack(v[:_INT.size])[0] for lvl, kind, v in ancdata
+                            if (lvl, kind) == (_socket.IPPROTO_IPV6, _socket.IPV6_HOPLIMIT)), None)
+            got = echo_cookie_of(data, version)
+            if got is not None and got == cookie(key):
+                sweep.answered(key, "echo-reply", ttl, received_at)
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+        self.socks.clear()
+
+
+class RawTcpPing:
+    """IPv4 TCP SYN or ACK pings on an ``IPPROTO_RAW`` socket, one per port and try, a
+    source port per try; replies on a raw TCP socket behind ``tcp_ping_filter``."""
+
+    def __init__(self, ports: list[int], flag: str, tries: int) -> None:
+        self.ports = ports
+        self.flags = TH_SYN if flag == "syn" else TH_ACK
+        self.ack = flag == "ack"
+        self.recv = _raw_socket(_socket.AF_INET, _socket.IPPROTO_TCP)
+        try:
+            self.send = open_send_socket()
+        except BaseException:
+            self.recv.close()
+            raise
+        base = random.randrange(SPORT_LOW, SPORT_HIGH - tries)
+        self.sports = range(base, base + tries)
+        self.hasher = SeqHasher()
+        self.matcher = TcpPingMatcher(self.hasher, self.flags, base, base + tries - 1)
+        attach_filter(self.recv, tcp_ping_filter(base, base + tries - 1))
+        self.ip_id = random.randrange(1, 0xFFFF)
+        self.sources = SourceAddresses()
+        self.templates: dict[str, TcpPingTemplate] = {}
+        size = TcpPingTemplate(b"\0\0\0\0", self.flags).size
+        self.sender = BatchSender(self.send, size)
+        self.sweep: StatelessSweep | None = None
+
+    def start(self, sweep: StatelessSweep) -> None:
+        self.sweep = sweep
+        sweep.spawn(self._receive)
+
+    def prepare(self, probe: Probe) -> Slot:
+        src = self.sources.for_destination(probe.address)  # OSError: no route
+        template = self.templates.get(src)
+        if template is None:
+            template = self.templates[src] = TcpPingTemplate(_socket.inet_aton(src), self.flags,
+                                                             ip_id=self.ip_id)
+        dst4 = _socket.inet_aton(probe.address)
+        packet, tcp_sum = template.for_destination(dst4)
+        return Slot(probe, dst4, (packet, tcp_sum, self.hasher.host_secret(template.src4, dst4)))
+
+    def variants(self) -> list[Any]:
+        return self.ports
+
+    def write(self, slot: Slot, port: int, attempt: int) -> None:
+        assert self.sweep is not None
+        packet, tcp_sum, secret = slot.state
+        sport = self.sports[attempt]
+        h = secret ^ self.hasher.port_mask(port, sport)
+        box = self.sweep.outbox(self.sender)
+        i = box.next(slot.key)
+        TcpPingTemplate.fill(box.sender.packets, i * box.sender.size, packet, tcp_sum, sport, port,
+                             h, h if self.ack else 0)
+
+    def _receive(self) -> None:
+        sweep, match = self.sweep, self.matcher.match
+        assert sweep is not None
+        while True:
+            data, _, _ = read_packet(self.recv)
+            hit = match(data)
+            if hit is not None:
+                sweep.answered(hit[0], hit[1], data[8], monotonic())
+
+    def close(self) -> None:
+        self.recv.close()
+        self.send.close()
