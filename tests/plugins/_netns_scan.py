@@ -2,13 +2,13 @@
 
 Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` has
 ``plugin`` (module to import), ``module_type``, ``config``, ``targets`` (default
-127.0.0.1), ``tcp`` (ports to listen on), ``udp`` ({port: reply hex, "" = silent}),
-``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
-is imported), ``keys`` (the DataContext keys printed; default open_ports and
-port_states), ``prefix`` (scan every address of it instead of ``targets``),
-``trace_memory`` (report the scan's peak traced memory as ``peak_memory``) and
-``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners
-bind 127.0.0.1 inside the namespace only.
+127.0.0.1), ``tcp`` (ports to listen on), ``tcp6`` (ports to listen on ::1), ``udp``
+({port: reply hex, "" = silent}), ``drop_privileges`` (become uid/gid 65534 after the
+listeners are bound and everything is imported), ``keys`` (the DataContext keys printed;
+default open_ports and port_states), ``prefix`` (scan every address of it instead of
+``targets``), ``trace_memory`` (report the scan's peak traced memory as ``peak_memory``)
+and ``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners bind
+127.0.0.1 (or ::1) inside the namespace only.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import tracemalloc
 from typing import Any
 
 
-def listen_tcp(ports: list[int]) -> list[socket.socket]:
+def listen_tcp(ports: list[int], host: str = "127.0.0.1") -> list[socket.socket]:
     out = []
     for port in ports:
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if host == "::1" else socket.AF_INET)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind((host, port))
         s.listen(1024)
         out.append(s)
     return out
@@ -65,7 +65,7 @@ def main(spec: dict[str, Any]) -> None:
 
     configure("INFO")  # the tests read the scanner's log lines from stderr
 
-    keep = listen_tcp(spec.get("tcp", []))
+    keep = listen_tcp(spec.get("tcp", [])) + listen_tcp(spec.get("tcp6", []), "::1")
     keep += [serve_udp(int(p), bytes.fromhex(r)) for p, r in spec.get("udp", {}).items()]
     plugin = importlib.import_module(spec["plugin"])
     orch = Orchestrator(plugins=[plugin, pentora_plugins.engine, pentora_plugins.portscan], autoload=False)

@@ -42,7 +42,7 @@ from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 BATCH = 256              # probes between rate checks and shared-memory updates
-_SLOT = struct.Struct("QQi4s")  # sent, failed, first errno, first failed address
+_SLOT = struct.Struct("QQi16s")  # sent, failed, first errno, first failed address (4 or 16 bytes)
 _RATE = struct.Struct("d")      # the pass's rate, after the slots: the parent may change it
 _SEND_AGAIN = {errno.EAGAIN, errno.ENOBUFS}  # worth one retry a millisecond later
 _SOCKADDR_IN = struct.Struct("=HH4s8x")
@@ -54,10 +54,13 @@ _sleep = get_original("time", "sleep")
 _RawSocket = get_original("socket", "socket")
 
 
-def open_send_socket() -> Any:
+def open_send_socket(family: int = _socket.AF_INET) -> Any:
     """The blocking ``IPPROTO_RAW`` socket the sender processes share; PermissionError
-    without root or CAP_NET_RAW. Opened in the parent, once a descriptor is free."""
-    return with_descriptor(lambda: _RawSocket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW))
+    without root or CAP_NET_RAW. Opened in the parent, once a descriptor is free.
+
+    With ``AF_INET6`` the packets carry their IPv6 header too: Linux implies
+    ``IPV6_HDRINCL`` for ``IPPROTO_RAW``, so the source address is ours to choose."""
+    return with_descriptor(lambda: _RawSocket(family, _socket.SOCK_RAW, _socket.IPPROTO_RAW))
 EXIT_SWITCHED = 70  # a sender process that tried to switch greenlets: killed, not run
 
 
@@ -73,14 +76,15 @@ class SendResult:
         self.shm, self.offset = shm, offset
         self.sent = 0
         self.failures = 0
-        self.first: tuple[int, bytes] = (0, b"\0\0\0\0")
+        self.first: tuple[int, bytes] = (0, bytes(16))
 
-    def failed(self, code: int, dst4: bytes) -> None:
+    def failed(self, code: int, dst: bytes) -> None:
         """A send the kernel refused (EPERM from a local firewall, EHOSTUNREACH): the
-        probe stays unanswered, to be retried or called filtered."""
+        probe stays unanswered, to be retried or called filtered. ``dst``: the packed
+        address, 4 or 16 bytes."""
         self.failures += 1
         if self.failures == 1:
-            self.first = (code, dst4)
+            self.first = (code, dst)
 
     def flush(self) -> None:
         _SLOT.pack_into(self.shm, self.offset, self.sent, self.failures, *self.first)
@@ -171,7 +175,8 @@ class SendPass:
     """One try over a chunk, its probes split into ``jobs``, one forked child each,
     sending on ``sock`` (``open_send_socket``). ``rate`` (probes a second, 0 = unlimited)
     is shared evenly between the children; ``set_rate`` changes it while they run (a
-    scan that sees replies lost backs off at once, not at the next pass)."""
+    scan that sees replies lost backs off at once, not at the next pass). The senders'
+    slots are of the socket's family: ``sockaddr_in6`` ones on an ``AF_INET6`` socket."""
 
     def __init__(self, jobs: Sequence[Job], rate: float, packet_size: int, sock: Any) -> None:
         self.jobs = jobs
@@ -213,7 +218,9 @@ class SendPass:
         return sum(slot[0] for slot in self.slots())
 
     def errors(self) -> list[tuple[str, OSError]]:
-        out = [(_socket.inet_ntoa(addr), OSError(code, os.strerror(code)))
+        family = self.sock.family
+        size = 16 if family == _socket.AF_INET6 else 4
+        out = [(_socket.inet_ntop(family, addr[:size]), OSError(code, os.strerror(code)))
                for _, failed, code, addr in self.slots() if failed]
         out += [("-", OSError(_exit_reason(code))) for code in self.status.values() if code]
         return out
@@ -242,7 +249,7 @@ class SendPass:
             share = len(self.jobs)
             offset = _SLOT.size * share
             pace = _pacer(lambda: _RATE.unpack_from(self.shm, offset)[0] / share, result)
-            job(BatchSender(self.sock, self.packet_size), pace, result)
+            job(BatchSender(self.sock, self.packet_size, self.sock.family), pace, result)
             result.flush()
             code = 0
         finally:

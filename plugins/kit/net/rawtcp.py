@@ -1,9 +1,11 @@
-"""Raw IPv4/TCP pieces of the SYN scanner: packet templates, checksums, keyed sequence
-numbers and the in-kernel filter that keeps everything but candidate replies away.
+"""Raw IPv4/TCP and IPv6/TCP pieces of the SYN scanner: packet templates, checksums,
+keyed sequence numbers and the in-kernel filters that keep everything but candidate
+replies away.
 
 Nothing here allocates a scapy object: a ``SynTemplate`` is 44 bytes (IPv4 header, TCP
-header with an MSS option) whose constant 16-bit words are summed once, so each packet
-costs two ``struct.pack_into`` calls and a few integer additions for both checksums.
+header with an MSS option), a ``Syn6Template`` 64 (IPv6 header, the same TCP header),
+whose constant 16-bit words are summed once, so each packet costs two
+``struct.pack_into`` calls and a few integer additions for its checksums.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ IPPROTO_TCP = 6
 TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not export it
 
+_IP6_HEAD = struct.Struct("!IHBB16s16s")  # version/class/flow, payload length, next header, hops, addresses
 _IP_TAIL = struct.Struct("!H4s4s")   # IP checksum, source, destination (bytes 10-20)
 PORTS_SEQ = struct.Struct("!HHI")   # TCP source port, destination port, seq (bytes 20-28)
 CSUM = struct.Struct("!H")
@@ -91,6 +94,7 @@ class SynTemplate:
     """
 
     LENGTH = 44
+    TCP_OFFSET = 20  # where the TCP header starts: ports and seq here, the checksum 16 further
 
     def __init__(self, src: str, *, ip_id: int = 0, ttl: int = 64, window: int = 1024,
                  mss: int = 1460) -> None:
@@ -123,6 +127,46 @@ class SynTemplate:
         return bytes(buf)
 
 
+class Syn6Template:
+    """A SYN packet (IPv6 + TCP with MSS) from one source address, patched per probe,
+    for an ``AF_INET6`` ``IPPROTO_RAW`` socket (which takes the IPv6 header as given).
+
+    IPv6 has no header checksum; the TCP one covers the IPv6 pseudo-header (both
+    addresses, the segment length, the next header), summed once per source and once per
+    destination. The TCP header starts at byte 40 (ports and seq), its checksum is at 56:
+    ``SynTemplate``'s offsets plus 20.
+    """
+
+    LENGTH = 64
+    TCP_OFFSET = 40
+
+    def __init__(self, src: str, *, hop_limit: int = 64, window: int = 1024, mss: int = 1440) -> None:
+        self.src16 = socket.inet_pton(socket.AF_INET6, src)
+        tcp = struct.pack("!HHIIBBHHHBBH", 0, 0, 0, 0, 6 << 4, TH_SYN, window, 0, 0, 2, 4, mss)
+        self._tcp_sum = word_sum(tcp) + word_sum(self.src16) + IPPROTO_TCP + len(tcp)
+        self.packet = _IP6_HEAD.pack(6 << 28, len(tcp), IPPROTO_TCP, hop_limit, self.src16,
+                                     bytes(16)) + tcp
+
+    def for_destination(self, dst16: bytes) -> tuple[bytearray, int]:
+        """(this host's packet buffer, its TCP checksum sum before ports and seq)."""
+        buf = bytearray(self.packet)
+        buf[24:40] = dst16
+        return buf, self._tcp_sum + word_sum(dst16)
+
+    @staticmethod
+    def fill(buf: bytearray, tcp_sum: int, sport: int, dport: int, seq: int) -> None:
+        """Patch a host's buffer for one probe."""
+        PORTS_SEQ.pack_into(buf, 40, sport, dport, seq)
+        total = tcp_sum + sport + dport + (seq >> 16) + (seq & 0xFFFF)
+        total = (total & 0xFFFF) + (total >> 16)
+        CSUM.pack_into(buf, 56, ~(total + (total >> 16)) & 0xFFFF)
+
+    def build(self, dst: str, sport: int, dport: int, seq: int) -> bytes:
+        buf, tcp_sum = self.for_destination(socket.inet_pton(socket.AF_INET6, dst))
+        self.fill(buf, tcp_sum, sport, dport, seq)
+        return bytes(buf)
+
+
 def reply_filter(first_port: int, last_port: int) -> bytes:
     """A classic BPF program for a raw IPPROTO_TCP socket: keep segments with ACK set
     whose destination port is in ``first_port..last_port`` (our source ports).
@@ -143,6 +187,22 @@ def reply_filter(first_port: int, last_port: int) -> bytes:
     return b"".join(struct.pack("HBBI", *insn) for insn in program)
 
 
+def reply_filter6(first_port: int, last_port: int) -> bytes:
+    """``reply_filter`` for an ``AF_INET6`` raw IPPROTO_TCP socket, which is handed the TCP
+    segment without the IPv6 header (the sender's address comes with ``recvfrom``): the
+    same tests at offsets from 0."""
+    program = [
+        (0x28, 0, 0, 2),             # ldh [2]             TCP destination port
+        (0x35, 0, 3, first_port),    # jge first, else drop
+        (0x25, 2, 0, last_port),     # jgt last → drop
+        (0x30, 0, 0, 13),            # ldb [13]            TCP flags
+        (0x45, 1, 0, TH_ACK),        # jset ACK → accept
+        (0x06, 0, 0, 0),             # ret 0 (drop)
+        (0x06, 0, 0, 0xFFFF),        # ret 65535 (accept)
+    ]
+    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+
+
 def attach_filter(sock: Any, program: bytes) -> None:
     """SO_ATTACH_FILTER; the kernel copies the program, so the buffer may go away."""
     code = ctypes.create_string_buffer(program)
@@ -152,18 +212,21 @@ def attach_filter(sock: Any, program: bytes) -> None:
 
 class SourceAddresses:
     """The source address the routing table picks for a destination, learnt by
-    connecting a UDP socket (which sends nothing) once per destination /24."""
+    connecting a UDP socket (which sends nothing) once per destination /24, or /64 for
+    IPv6 (where the /64 is the usual unit of routing, and every address is one host)."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, str] = {}
+        self._cache: dict[tuple[int, int], str] = {}
 
     def for_destination(self, dst: str) -> str:
-        net = int(ipaddress.IPv4Address(dst)) >> 8
-        src = self._cache.get(net)
+        ip = ipaddress.ip_address(dst)
+        key = (ip.version, int(ip) >> (8 if ip.version == 4 else 64))
+        src = self._cache.get(key)
         if src is None:
+            family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
             # out of descriptors is no missing route: wait for one
-            with with_descriptor(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
+            with with_descriptor(lambda: socket.socket(family, socket.SOCK_DGRAM)) as s:
                 s.connect((dst, 9))
                 src = s.getsockname()[0]
-            self._cache[net] = src
+            self._cache[key] = src
         return src
