@@ -12,6 +12,10 @@ resends those probes and lowers its rate. ``SO_MEMINFO`` reads the socket's drop
 counter at any time; where it is missing (Linux before 4.6), ``SO_RXQ_OVFL`` makes the
 kernel attach that counter to each packet queued after a drop, so it is known at the
 next batch read.
+
+Why senders: an ``AF_INET6`` raw socket hands over the payload without the IPv6 header,
+so the sender's address is only in each message's ``msg_name``; a receiver made with
+``name_size`` keeps it (``receive_from``, ``batches_from``).
 """
 
 from __future__ import annotations
@@ -60,10 +64,13 @@ class BatchReceiver:
     (gevent) while there are none; ``drops()`` is the number of packets the kernel
     dropped for want of buffer space since the socket was opened. Where libc has no
     ``recvmmsg`` it reads one packet a call.
+
+    ``name_size`` (e.g. 28, a ``sockaddr_in6``) gives each slot room for the sender's
+    address, which ``receive_from`` returns with each packet.
     """
 
-    def __init__(self, sock: Any, snap: int = 128, batch: int = BATCH) -> None:
-        self.sock, self.snap, self.batch = sock, snap, batch
+    def __init__(self, sock: Any, snap: int = 128, batch: int = BATCH, name_size: int = 0) -> None:
+        self.sock, self.snap, self.batch, self.name_size = sock, snap, batch, name_size
         self._ovfl = 0      # the newest SO_RXQ_OVFL counter seen
         self.calls = 0      # system calls that returned packets: received / calls = mean batch
         self.received = 0
@@ -77,8 +84,11 @@ class BatchReceiver:
         self._control = ctypes.create_string_buffer(batch * _CONTROL)
         self._iov = (_Iovec * batch)(*[_Iovec(ctypes.addressof(self._area) + i * snap, snap)
                                        for i in range(batch)])
+        self._names = ctypes.create_string_buffer(max(1, batch * name_size))
         self._msgs = (_Mmsghdr * batch)()
         for i, msg in enumerate(self._msgs):
+            if name_size:
+                msg.hdr.name = ctypes.addressof(self._names) + i * name_size
             msg.hdr.iov = ctypes.addressof(self._iov[i])
             msg.hdr.iovlen = 1
             msg.hdr.control = ctypes.addressof(self._control) + i * _CONTROL
@@ -105,32 +115,50 @@ class BatchReceiver:
 
     def receive(self) -> list[bytes]:
         """The packets waiting now (at most ``batch``), without blocking; [] when none."""
+        n = self._read()
+        raw = self._area.raw
+        snap, msgs = self.snap, self._msgs
+        return [raw[i * snap:i * snap + min(msgs[i].len, snap)] for i in range(n)]
+
+    def receive_from(self) -> list[tuple[bytes, bytes]]:
+        """As ``receive``, each packet with its sender's raw ``sockaddr`` (the first
+        ``name_size`` bytes: for ``sockaddr_in6`` the address is at 8-24)."""
+        n = self._read()
+        raw, names = self._area.raw, self._names.raw
+        snap, size, msgs = self.snap, self.name_size, self._msgs
+        return [(raw[i * snap:i * snap + min(msgs[i].len, snap)], names[i * size:(i + 1) * size])
+                for i in range(n)]
+
+    def _read(self) -> int:
+        """Fill the slots with the packets waiting now; how many."""
         if self._recvmmsg is None:
-            # libc's recv, not the socket's: gevent's would wait instead of saying EAGAIN
-            got = _LIBC.recv(self.sock.fileno(), self._area, self.snap, MSG_DONTWAIT)
+            # libc's recvfrom, not the socket's: gevent's would wait instead of saying EAGAIN
+            namelen = ctypes.c_uint32(self.name_size)
+            got = _LIBC.recvfrom(self.sock.fileno(), self._area, self.snap, MSG_DONTWAIT,
+                                 self._names if self.name_size else None,
+                                 ctypes.byref(namelen) if self.name_size else None)
             if got < 0:
                 return self._failed(ctypes.get_errno())
+            self._msgs[0].len = got
             self.calls += 1
             self.received += 1
-            return [self._area.raw[:got]]
-        for msg in self._msgs:  # the kernel wrote the used length back: room again
+            return 1
+        for msg in self._msgs:  # the kernel wrote the used lengths back: room again
             msg.hdr.controllen = _CONTROL
+            msg.hdr.namelen = self.name_size
         n = self._recvmmsg(self.sock.fileno(), self._msgs, self.batch, MSG_DONTWAIT, None)
         if n < 0:
             return self._failed(ctypes.get_errno())
-        raw = self._area.raw
-        snap, msgs = self.snap, self._msgs
-        packets = [raw[i * snap:i * snap + min(msgs[i].len, snap)] for i in range(n)]
         if self.counts_drops and n:
             self._read_drops(n)
         self.calls += 1
         self.received += n
-        return packets
+        return int(n)
 
     @staticmethod
-    def _failed(err: int) -> list[bytes]:
+    def _failed(err: int) -> int:
         if err in (errno.EAGAIN, errno.EINTR):
-            return []  # nothing waiting, or a signal: the caller waits and reads again
+            return 0  # nothing waiting, or a signal: the caller waits and reads again
         raise OSError(err, f"receiving from a raw socket: {os.strerror(err)}")
 
     def batches(self) -> Iterator[list[bytes]]:
@@ -139,6 +167,16 @@ class BatchReceiver:
         fd = self.sock.fileno()
         while True:
             packets = self.receive()
+            if packets:
+                yield packets
+            else:
+                wait_read(fd)
+
+    def batches_from(self) -> Iterator[list[tuple[bytes, bytes]]]:
+        """As ``batches``, of ``receive_from``'s (packet, sender) pairs."""
+        fd = self.sock.fileno()
+        while True:
+            packets = self.receive_from()
             if packets:
                 yield packets
             else:
