@@ -45,8 +45,6 @@ import os
 import random
 import struct
 import time
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -64,9 +62,6 @@ from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendPass, SendResu
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
     PORTS_SEQ,
-    TH_ACK,
-    TH_RST,
-    TH_SYN,
     SeqHasher,
     SourceAddresses,
     SynTemplate,
@@ -76,6 +71,8 @@ from pentora_plugins.kit.net.rawtcp import (
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector, share
+from pentora_plugins.portscan._synchunk import _Chunk
+from pentora_plugins.portscan._synmatch import OPEN, ReplyMatcher
 from voluptuous import Optional
 
 from pentora import Module, NodeContext
@@ -96,9 +93,7 @@ MIN_EVIDENCE = 100              # answers to a retry that are enough to judge th
 LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
-OPEN, CLOSED = 1, 2
 FOREIGN = 255  # state of an item another shard probes
-_TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
 _IP_TAIL = struct.Struct("!H4sI")   # IP checksum, source, destination (bytes 10-20)
 _ADDR = struct.Struct("!I")         # a destination in its sockaddr_in
 
@@ -111,137 +106,6 @@ def _source_port(value: object) -> int:
 
 
 _source_port.__name__ = "port"
-
-
-class ReplyMatcher:
-    """Classifies one received IPv4 TCP segment as a reply to one of our probes.
-
-    ``match`` returns (their address as 4 bytes, their port, OPEN or CLOSED) or None
-    for anything else: our own SYNs seen on loopback, the kernel's RSTs, other
-    connections, and replies whose ack is not our keyed hash + 1.
-    """
-
-    def __init__(self, hasher: SeqHasher, first_sport: int, last_sport: int) -> None:
-        self.hasher = hasher
-        self.first, self.last = first_sport, last_sport
-        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
-
-    def match(self, packet: bytes) -> tuple[bytes, int, int] | None:
-        if len(packet) < 20:
-            return None
-        ihl = (packet[0] & 0x0F) << 2
-        if len(packet) < ihl + 14:
-            return None
-        flags = packet[ihl + 13]
-        their_port, our_port, _seq, ack = _TCP_HEAD.unpack_from(packet, ihl)
-        if not flags & TH_ACK or not self.first <= our_port <= self.last:
-            return None
-        if flags & TH_SYN:
-            state = OPEN
-        elif flags & TH_RST:
-            state = CLOSED
-        else:
-            return None
-        their4 = packet[12:16]
-        pair = packet[16:20] + their4
-        secret = self._secrets.get(pair)
-        if secret is None:
-            if len(self._secrets) >= 65536:
-                self._secrets.clear()
-            secret = self._secrets[pair] = self.hasher.host_secret(pair[:4], their4)
-        if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
-            return None
-        return their4, their_port, state
-
-
-class _Chunk:
-    """The destinations probed together, held compactly: per host its address (a 32-bit
-    number), the keyed hash of (source, address) and its source's template — 10 bytes in
-    arrays, not a Python object each — and per probe one state byte. A chunk holds at most
-    CHUNK_PROBES probes, so a scan's memory does not grow with its range.
-
-    ``find`` maps a reply's address to its host: by subtraction when the chunk is one
-    range of consecutive addresses (a sweep), by binary search of the addresses when they
-    came in ascending order, else of a sorted copy and its permutation."""
-
-    def __init__(self, nports: int) -> None:
-        self.nports = nports
-        self.dst = array("I")
-        self.secret = array("I")
-        self.source = array("H")
-        self.states = bytearray()
-        self.pending = 0
-        self._sorted: array[int] | None = None
-        self._order: array[int] | None = None
-        self._ascending = True
-        self._first: int | None = None  # the first address, when the chunk is one range
-        self.answers: list[int] = []  # replies that came in during each try
-        self.loss = 0.0       # the share of probes a try loses, as the answers suggest
-        self.lost = 0.0       # open or closed probes expected still unanswered, lost
-        # --host-timeout: the chunk's hosts are probed together, port by port, so their
-        # clocks start together, when the chunk's first pass does.
-        self.deadline: float | None = None
-
-    def __len__(self) -> int:
-        return len(self.dst)
-
-    def add(self, dst: int, secret: int, source: int) -> None:
-        if self.dst and dst <= self.dst[-1]:
-            self._ascending = False
-        self.dst.append(dst)
-        self.secret.append(secret)
-        self.source.append(source)
-
-    def seal(self) -> None:
-        """Done adding: the probe states and the lookup."""
-        self.states = bytearray(len(self.dst) * self.nports)
-        self.pending = len(self.states)
-        n = len(self.dst)
-        if n and self._ascending and self.dst[-1] - self.dst[0] == n - 1:
-            self._first = self.dst[0]
-        if not self._ascending:
-            order = sorted(range(len(self.dst)), key=self.dst.__getitem__)
-            self._order = array("I", order)
-            self._sorted = array("I", (self.dst[i] for i in order))
-
-    def find(self, dst: int) -> int | None:
-        if self._first is not None:
-            i = dst - self._first
-            return i if 0 <= i < len(self.dst) else None
-        keys = self.dst if self._sorted is None else self._sorted
-        j = bisect_left(keys, dst)
-        if j == len(keys) or keys[j] != dst:
-            return None
-        return j if self._order is None else self._order[j]
-
-    def address(self, i: int) -> str:
-        return socket.inet_ntoa(self.dst[i].to_bytes(4, "big"))
-
-    def addresses(self) -> Iterator[str]:
-        return (self.address(i) for i in range(len(self.dst)))
-
-    def out_of_time(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
-
-    def lost_left(self, answered: int) -> float:
-        """After a try that got ``answered`` replies: how many of the silent probes are
-        likely answering ports whose probe or reply was lost, rather than filtered.
-
-        On a path that loses a share p of the tries, each retry gets about p times the
-        answers of the one before (p is estimated from all the tries so far, so that a
-        few replies do not swing it); the answers still to come add up to a·p/(1-p). A
-        try with no answers keeps the estimate, times p: after a quiet retry some may
-        still be lost, after several hardly any. A first retry with no answer: no loss."""
-        self.answers.append(answered)
-        if len(self.answers) == 1:
-            return 0.0
-        earlier = sum(self.answers[:-1])
-        self.loss = min(0.9, sum(self.answers[1:]) / earlier) if earlier else 0.5
-        if answered:
-            self.lost = answered * self.loss / (1 - self.loss)
-        else:
-            self.lost *= self.loss
-        return self.lost
 
 
 @dataclass

@@ -22,7 +22,8 @@ import pytest
 from pentora_plugins.kit.net.rawsend import EXIT_SWITCHED, SendPass, open_send_socket
 from pentora_plugins.kit.net.rawtcp import SeqHasher, SynTemplate, checksum, reply_filter
 from pentora_plugins.kit.records import Port
-from pentora_plugins.portscan.syn_scanner import CLOSED, OPEN, ReplyMatcher, open_receive_socket
+from pentora_plugins.portscan._synmatch import CLOSED, OPEN, ReplyMatcher
+from pentora_plugins.portscan.syn_scanner import open_receive_socket
 from scapy.layers.inet import IP, TCP
 from scapy.utils import checksum as scapy_checksum
 

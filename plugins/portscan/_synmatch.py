@@ -1,0 +1,51 @@
+"""Reply matching of ``syn_scanner``: which received segments answer our probes."""
+
+from __future__ import annotations
+
+import struct
+
+from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_RST, TH_SYN, SeqHasher
+
+OPEN, CLOSED = 1, 2
+_TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
+
+
+class ReplyMatcher:
+    """Classifies one received IPv4 TCP segment as a reply to one of our probes.
+
+    ``match`` returns (their address as 4 bytes, their port, OPEN or CLOSED) or None
+    for anything else: our own SYNs seen on loopback, the kernel's RSTs, other
+    connections, and replies whose ack is not our keyed hash + 1.
+    """
+
+    def __init__(self, hasher: SeqHasher, first_sport: int, last_sport: int) -> None:
+        self.hasher = hasher
+        self.first, self.last = first_sport, last_sport
+        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
+
+    def match(self, packet: bytes) -> tuple[bytes, int, int] | None:
+        if len(packet) < 20:
+            return None
+        ihl = (packet[0] & 0x0F) << 2
+        if len(packet) < ihl + 14:
+            return None
+        flags = packet[ihl + 13]
+        their_port, our_port, _seq, ack = _TCP_HEAD.unpack_from(packet, ihl)
+        if not flags & TH_ACK or not self.first <= our_port <= self.last:
+            return None
+        if flags & TH_SYN:
+            state = OPEN
+        elif flags & TH_RST:
+            state = CLOSED
+        else:
+            return None
+        their4 = packet[12:16]
+        pair = packet[16:20] + their4
+        secret = self._secrets.get(pair)
+        if secret is None:
+            if len(self._secrets) >= 65536:
+                self._secrets.clear()
+            secret = self._secrets[pair] = self.hasher.host_secret(pair[:4], their4)
+        if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
+            return None
+        return their4, their_port, state
