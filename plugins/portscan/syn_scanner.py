@@ -43,7 +43,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -58,10 +57,9 @@ from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION, HostClock
 from pentora_plugins.kit.net.ratelimit import AdaptiveRate
 from pentora_plugins.kit.net.rawrecv import BatchReceiver
-from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendPass, SendResult, open_send_socket
+from pentora_plugins.kit.net.rawsend import Job, SendPass, open_send_socket
 from pentora_plugins.kit.net.rawtcp import (
     CSUM,
-    PORTS_SEQ,
     SeqHasher,
     SourceAddresses,
     SynTemplate,
@@ -73,6 +71,7 @@ from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector, share
 from pentora_plugins.portscan._synchunk import _Chunk
 from pentora_plugins.portscan._synmatch import OPEN, ReplyMatcher
+from pentora_plugins.portscan._synsend import job4
 from voluptuous import Optional
 
 from pentora import Module, NodeContext
@@ -94,8 +93,6 @@ LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means 
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 FOREIGN = 255  # state of an item another shard probes
-_IP_TAIL = struct.Struct("!H4sI")   # IP checksum, source, destination (bytes 10-20)
-_ADDR = struct.Struct("!I")         # a destination in its sockaddr_in
 
 
 def _source_port(value: object) -> int:
@@ -388,50 +385,9 @@ class SynScan:
         ports = list(enumerate(self.ports))
         k = SEND_PROCESSES
         if n >= k:
-            return [self._job(chunk, sport, range(i, n, k), ports) for i in range(k)]
+            return [job4(chunk, sport, self.hasher, self.templates, range(i, n, k), ports) for i in range(k)]
         k = max(1, min(k, len(ports)))
-        return [self._job(chunk, sport, range(n), ports[i::k]) for i in range(k)]
-
-    def _job(self, chunk: _Chunk, sport: int, hosts: range, ports: list[tuple[int, int]]) -> Job:
-        states, nports, port_mask = chunk.states, len(self.ports), self.hasher.port_mask
-        dsts, secrets, sources, templates = chunk.dst, chunk.secret, chunk.source, self.templates
-        deadline, monotonic = chunk.deadline, time.monotonic
-        size = SynTemplate.LENGTH
-        pack_ip, pack_ports_seq = _IP_TAIL.pack_into, PORTS_SEQ.pack_into
-        pack_csum, pack_addr = CSUM.pack_into, _ADDR.pack_into
-
-        def job(out: BatchSender, pace: Any, result: SendResult) -> None:
-            # runs in a sender process: the hot loop of the scan, SynTemplate.for_destination
-            # and fill inlined, both checksums patched incrementally
-            packets, addresses = out.packets, out.addresses
-            n, limit = 0, pace()
-            for pi, port in ports:
-                mask, head = port_mask(port, sport), sport + port
-                for hi in hosts:
-                    if states[hi * nports + pi]:
-                        continue
-                    off, d = n * size, dsts[hi]
-                    _, src4, packet, ip_base, tcp_base = templates[sources[hi]]
-                    packets[off:off + size] = packet
-                    dsum = (d >> 16) + (d & 0xFFFF)
-                    total = ip_base + dsum
-                    total = (total & 0xFFFF) + (total >> 16)
-                    pack_ip(packets, off + 10, ~(total + (total >> 16)) & 0xFFFF, src4, d)
-                    seq = secrets[hi] ^ mask
-                    pack_ports_seq(packets, off + 20, sport, port, seq)
-                    total = tcp_base + dsum + head + (seq >> 16) + (seq & 0xFFFF)
-                    total = (total & 0xFFFF) + (total >> 16)
-                    total = (total & 0xFFFF) + (total >> 16)
-                    pack_csum(packets, off + 36, ~total & 0xFFFF)
-                    pack_addr(addresses, n * 16 + 4, d)
-                    n += 1
-                    if n == limit:
-                        out.flush(n, result)
-                        if deadline is not None and monotonic() > deadline:
-                            return  # --host-timeout: the chunk's hosts are out of time
-                        n, limit = 0, pace()
-            out.flush(n, result)
-        return job
+        return [job4(chunk, sport, self.hasher, self.templates, range(n), ports[i::k]) for i in range(k)]
 
     def _progress(self, sent: int, force: bool = False) -> None:
         now = time.monotonic()

@@ -1,0 +1,62 @@
+"""The sending jobs of ``syn_scanner``: each writes one try's packets into a sender
+process's ``BatchSender`` slots (``kit.net.rawsend``), the hot loop of the scan."""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendResult
+from pentora_plugins.kit.net.rawtcp import CSUM, PORTS_SEQ, SeqHasher, SynTemplate
+from pentora_plugins.portscan._synchunk import _Chunk
+
+_IP_TAIL = struct.Struct("!H4sI")   # IP checksum, source, destination (bytes 10-20)
+_ADDR = struct.Struct("!I")         # a destination in its sockaddr_in
+# per source address: (address, as 4 bytes, packet to nobody, IP sum, TCP sum)
+Template4 = tuple[str, bytes, bytes, int, int]
+
+
+def job4(chunk: _Chunk, sport: int, hasher: SeqHasher, templates: list[Template4], hosts: range,
+         ports: list[tuple[int, int]]) -> Job:
+    """The probes of one try to ``hosts`` (indexes in ``chunk``) on ``ports`` ((index,
+    port) pairs) not answered yet, from source port ``sport``, as a sender process's job."""
+    states, nports, port_mask = chunk.states, chunk.nports, hasher.port_mask
+    dsts, secrets, sources = chunk.dst, chunk.secret, chunk.source
+    deadline, monotonic = chunk.deadline, time.monotonic
+    size = SynTemplate.LENGTH
+    pack_ip, pack_ports_seq = _IP_TAIL.pack_into, PORTS_SEQ.pack_into
+    pack_csum, pack_addr = CSUM.pack_into, _ADDR.pack_into
+
+    def job(out: BatchSender, pace: Any, result: SendResult) -> None:
+        # runs in a sender process: the hot loop of the scan, SynTemplate.for_destination
+        # and fill inlined, both checksums patched incrementally
+        packets, addresses = out.packets, out.addresses
+        n, limit = 0, pace()
+        for pi, port in ports:
+            mask, head = port_mask(port, sport), sport + port
+            for hi in hosts:
+                if states[hi * nports + pi]:
+                    continue
+                off, d = n * size, dsts[hi]
+                _, src4, packet, ip_base, tcp_base = templates[sources[hi]]
+                packets[off:off + size] = packet
+                dsum = (d >> 16) + (d & 0xFFFF)
+                total = ip_base + dsum
+                total = (total & 0xFFFF) + (total >> 16)
+                pack_ip(packets, off + 10, ~(total + (total >> 16)) & 0xFFFF, src4, d)
+                seq = secrets[hi] ^ mask
+                pack_ports_seq(packets, off + 20, sport, port, seq)
+                total = tcp_base + dsum + head + (seq >> 16) + (seq & 0xFFFF)
+                total = (total & 0xFFFF) + (total >> 16)
+                total = (total & 0xFFFF) + (total >> 16)
+                pack_csum(packets, off + 36, ~total & 0xFFFF)
+                pack_addr(addresses, n * 16 + 4, d)
+                n += 1
+                if n == limit:
+                    out.flush(n, result)
+                    if deadline is not None and monotonic() > deadline:
+                        return  # --host-timeout: the chunk's hosts are out of time
+                    n, limit = 0, pace()
+        out.flush(n, result)
+    return job
