@@ -213,7 +213,7 @@ class SynScan:
 
     def fill(self, addresses: Iterator[str], hosts: int) -> _Chunk:
         """The next chunk: up to ``hosts`` IPv4 addresses from ``addresses`` (valid ones:
-        see ``_ipv4``). Yields to the event loop now and then, a chunk of a million
+        see ``_destinations``). Yields to the event loop now and then, a chunk of a million
         hosts taking a second or two."""
         chunk = _Chunk(len(self.ports))
         pton, secret, add = socket.inet_pton, self.hasher.host_secret, chunk.add
@@ -479,7 +479,7 @@ class SynScanner(Module):
         v6: list[str] = []
         try:
             per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
-            todo = self._ipv4(ctx, (a for a, _ in hosts if a not in done), v6)
+            todo = self._destinations(ctx, (a for a, _ in hosts if a not in done), v6)
             while len(chunk := scan.fill(todo, per_chunk)):
                 found = len(scan.open)
                 scan.scan_chunk(chunk)
@@ -505,7 +505,7 @@ class SynScanner(Module):
         publish_ports(ctx, "port_states", scan.filtered, "tcp")
 
     @staticmethod
-    def _ipv4(ctx: NodeContext, addresses: Iterable[str], v6: list[str]) -> Iterator[str]:
+    def _destinations(ctx: NodeContext, addresses: Iterable[str], v6: list[str]) -> Iterator[str]:
         """The IPv4 addresses among ``addresses``; IPv6 ones go to ``v6``, others are
         skipped with a warning (as are those with no route)."""
         pton, af = socket.inet_pton, socket.AF_INET
