@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 
 from gevent import socket
+
+_HALVES = struct.Struct("!QQ")  # an IPv6 address as two 64-bit numbers
 
 
 class _Chunk:
@@ -18,7 +21,12 @@ class _Chunk:
 
     ``find`` maps a reply's address to its host: by subtraction when the chunk is one
     range of consecutive addresses (a sweep), by binary search of the addresses when they
-    came in ascending order, else of a sorted copy and its permutation."""
+    came in ascending order, else of a sorted copy and its permutation.
+
+    An address given twice is held once: ``find`` answers with one copy, so the other
+    copy's probes would stay unanswered and be called filtered."""
+
+    family = 4
 
     def __init__(self, nports: int) -> None:
         self.nports = nports
@@ -43,6 +51,8 @@ class _Chunk:
 
     def add(self, dst: int, secret: int, source: int) -> None:
         if self.dst and dst <= self.dst[-1]:
+            if dst == self.dst[-1]:
+                return  # the same address again, in a row; others go at ``seal``
             self._ascending = False
         self.dst.append(dst)
         self.secret.append(secret)
@@ -50,6 +60,13 @@ class _Chunk:
 
     def seal(self) -> None:
         """Done adding: the probe states and the lookup."""
+        if not self._ascending:
+            order = sorted(range(len(self.dst)), key=self.dst.__getitem__)
+            dst = self.dst
+            # sorted is stable: of equal addresses, the first given comes first and stays
+            again = {order[j] for j in range(1, len(order)) if dst[order[j]] == dst[order[j - 1]]}
+            if again:
+                self._drop(again)
         self.states = bytearray(len(self.dst) * self.nports)
         self.pending = len(self.states)
         n = len(self.dst)
@@ -59,6 +76,14 @@ class _Chunk:
             order = sorted(range(len(self.dst)), key=self.dst.__getitem__)
             self._order = array("I", order)
             self._sorted = array("I", (self.dst[i] for i in order))
+
+    def _drop(self, hosts: set[int]) -> None:
+        """Remove the hosts at indexes ``hosts`` (before ``seal``)."""
+        n = len(self)
+        for name, column in list(vars(self).items()):
+            if isinstance(column, array) and len(column) == n:
+                setattr(self, name, array(column.typecode, (v for i, v in enumerate(column)
+                                                            if i not in hosts)))
 
     def find(self, dst: int) -> int | None:
         if self._first is not None:
@@ -74,7 +99,7 @@ class _Chunk:
         return socket.inet_ntoa(self.dst[i].to_bytes(4, "big"))
 
     def addresses(self) -> Iterator[str]:
-        return (self.address(i) for i in range(len(self.dst)))
+        return (self.address(i) for i in range(len(self)))
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -98,3 +123,71 @@ class _Chunk:
         else:
             self.lost *= self.loss
         return self.lost
+
+
+class _Chunk6(_Chunk):
+    """A chunk of IPv6 destinations: per host its address as two 64-bit halves, the
+    keyed hash of (source, address), the sum of the address's 16-bit words (its share of
+    the TCP checksum) and its source's template — 26 bytes in arrays, as for IPv4, so a
+    chunk's memory stays bounded by its probes.
+
+    ``find(hi, lo)``: by subtraction when the hosts are one range of consecutive
+    addresses within one /64 (a sweep of a prefix), else by binary search of an order of
+    the hosts sorted by address. An address given twice is held once."""
+
+    family = 6
+
+    def __init__(self, nports: int) -> None:
+        super().__init__(nports)
+        self.hi = array("Q")
+        self.lo = array("Q")
+        self.dsum = array("I")
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def add6(self, hi: int, lo: int, secret: int, dsum: int, source: int) -> None:
+        if self.hi:
+            last = (self.hi[-1], self.lo[-1])
+            if (hi, lo) <= last:
+                if (hi, lo) == last:
+                    return  # the same address again, in a row; others go at ``seal``
+                self._ascending = False
+        self.hi.append(hi)
+        self.lo.append(lo)
+        self.secret.append(secret)
+        self.dsum.append(dsum)
+        self.source.append(source)
+
+    def _key(self, i: int) -> tuple[int, int]:
+        return self.hi[i], self.lo[i]
+
+    def seal(self) -> None:
+        if not self._ascending:
+            order = sorted(range(len(self)), key=self._key)
+            again = {order[j] for j in range(1, len(order)) if self._key(order[j]) == self._key(order[j - 1])}
+            if again:
+                self._drop(again)
+        n = len(self)
+        self.states = bytearray(n * self.nports)
+        self.pending = len(self.states)
+        if n and self._ascending and self.hi[0] == self.hi[-1] and self.lo[-1] - self.lo[0] == n - 1:
+            self._first = self.lo[0]
+        elif not self._ascending:
+            self._order = array("I", sorted(range(n), key=self._key))
+
+    def find6(self, hi: int, lo: int) -> int | None:
+        n = len(self)
+        if not n:
+            return None
+        if self._first is not None:
+            i = lo - self._first
+            return i if hi == self.hi[0] and 0 <= i < n else None
+        order = self._order if self._order is not None else range(n)
+        j = bisect_left(order, (hi, lo), key=self._key)
+        if j == n or self._key(order[j]) != (hi, lo):
+            return None
+        return order[j]
+
+    def address(self, i: int) -> str:
+        return socket.inet_ntop(socket.AF_INET6, _HALVES.pack(self.hi[i], self.lo[i]))

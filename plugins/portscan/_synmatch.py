@@ -49,3 +49,36 @@ class ReplyMatcher:
         if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
             return None
         return their4, their_port, state
+
+
+class ReplyMatcher6:
+    """Classifies one TCP segment read from an ``AF_INET6`` raw socket, which hands it
+    over without the IPv6 header, as a reply to one of our probes.
+
+    ``match(segment, secret)``, where ``secret`` is the keyed hash of (our address, the
+    sender's address) the chunk holds for the sender (found by the address ``recvmmsg``
+    gives), returns (the sender's port, OPEN or CLOSED) or None for anything else: our
+    own SYNs seen on loopback, the kernel's RSTs, other connections, and replies whose
+    ack is not our keyed hash + 1 (a forged reply, or one to an earlier scan).
+    """
+
+    def __init__(self, hasher: SeqHasher, first_sport: int, last_sport: int) -> None:
+        self.hasher = hasher
+        self.first, self.last = first_sport, last_sport
+
+    def match(self, segment: bytes, secret: int) -> tuple[int, int] | None:
+        if len(segment) < 14:
+            return None
+        their_port, our_port, _seq, ack = _TCP_HEAD.unpack_from(segment)
+        flags = segment[13]
+        if not flags & TH_ACK or not self.first <= our_port <= self.last:
+            return None
+        if flags & TH_SYN:
+            state = OPEN
+        elif flags & TH_RST:
+            state = CLOSED
+        else:
+            return None
+        if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
+            return None
+        return their_port, state

@@ -8,13 +8,16 @@ import time
 from typing import Any
 
 from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendResult
-from pentora_plugins.kit.net.rawtcp import CSUM, PORTS_SEQ, SeqHasher, SynTemplate
-from pentora_plugins.portscan._synchunk import _Chunk
+from pentora_plugins.kit.net.rawtcp import CSUM, PORTS_SEQ, SeqHasher, Syn6Template, SynTemplate
+from pentora_plugins.portscan._synchunk import _Chunk, _Chunk6
 
 _IP_TAIL = struct.Struct("!H4sI")   # IP checksum, source, destination (bytes 10-20)
 _ADDR = struct.Struct("!I")         # a destination in its sockaddr_in
 # per source address: (address, as 4 bytes, packet to nobody, IP sum, TCP sum)
 Template4 = tuple[str, bytes, bytes, int, int]
+_HALVES = struct.Struct("!QQ")      # an IPv6 address as two 64-bit numbers
+# per IPv6 source address: (address, as 16 bytes, packet to nobody, TCP sum)
+Template6 = tuple[str, bytes, bytes, int]
 
 
 def job4(chunk: _Chunk, sport: int, hasher: SeqHasher, templates: list[Template4], hosts: range,
@@ -52,6 +55,46 @@ def job4(chunk: _Chunk, sport: int, hasher: SeqHasher, templates: list[Template4
                 total = (total & 0xFFFF) + (total >> 16)
                 pack_csum(packets, off + 36, ~total & 0xFFFF)
                 pack_addr(addresses, n * 16 + 4, d)
+                n += 1
+                if n == limit:
+                    out.flush(n, result)
+                    if deadline is not None and monotonic() > deadline:
+                        return  # --host-timeout: the chunk's hosts are out of time
+                    n, limit = 0, pace()
+        out.flush(n, result)
+    return job
+
+
+def job6(chunk: _Chunk6, sport: int, hasher: SeqHasher, templates: list[Template6], hosts: range,
+         ports: list[tuple[int, int]]) -> Job:
+    """``job4`` for a chunk of IPv6 hosts: ``Syn6Template``'s packets (no IP checksum; the
+    TCP one over the IPv6 pseudo-header) into ``sockaddr_in6`` slots. A loop of its own,
+    not a shared one with a per-family branch: this is the scan's hot loop."""
+    states, nports, port_mask = chunk.states, chunk.nports, hasher.port_mask
+    his, los, secrets, dsums, sources = chunk.hi, chunk.lo, chunk.secret, chunk.dsum, chunk.source
+    deadline, monotonic = chunk.deadline, time.monotonic
+    size, tcp = Syn6Template.LENGTH, Syn6Template.TCP_OFFSET
+    pack_dst, pack_ports_seq, pack_csum = _HALVES.pack_into, PORTS_SEQ.pack_into, CSUM.pack_into
+
+    def job(out: BatchSender, pace: Any, result: SendResult) -> None:
+        packets, addresses = out.packets, out.addresses
+        stride, at = out.name_size, out.addr_offset
+        n, limit = 0, pace()
+        for pi, port in ports:
+            mask, head = port_mask(port, sport), sport + port
+            for hi in hosts:
+                if states[hi * nports + pi]:
+                    continue
+                off, high, low = n * size, his[hi], los[hi]
+                packets[off:off + size] = templates[sources[hi]][2]
+                pack_dst(packets, off + 24, high, low)  # the destination address
+                seq = secrets[hi] ^ mask
+                pack_ports_seq(packets, off + tcp, sport, port, seq)
+                total = templates[sources[hi]][3] + dsums[hi] + head + (seq >> 16) + (seq & 0xFFFF)
+                total = (total & 0xFFFF) + (total >> 16)
+                total = (total & 0xFFFF) + (total >> 16)
+                pack_csum(packets, off + tcp + 16, ~total & 0xFFFF)
+                pack_dst(addresses, n * stride + at, high, low)
                 n += 1
                 if n == limit:
                     out.flush(n, result)

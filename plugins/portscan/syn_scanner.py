@@ -46,7 +46,6 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 import gevent
@@ -62,16 +61,19 @@ from pentora_plugins.kit.net.rawtcp import (
     CSUM,
     SeqHasher,
     SourceAddresses,
+    Syn6Template,
     SynTemplate,
     attach_filter,
     reply_filter,
+    reply_filter6,
+    word_sum,
 )
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector, share
-from pentora_plugins.portscan._synchunk import _Chunk
-from pentora_plugins.portscan._synmatch import OPEN, ReplyMatcher
-from pentora_plugins.portscan._synsend import job4
+from pentora_plugins.portscan._synchunk import _HALVES, _Chunk, _Chunk6
+from pentora_plugins.portscan._synmatch import OPEN, ReplyMatcher, ReplyMatcher6
+from pentora_plugins.portscan._synsend import Template4, Template6, job4, job6
 from voluptuous import Optional
 
 from pentora import Module, NodeContext
@@ -90,6 +92,7 @@ EXTRA_TRIES = 8                 # tries beyond `retries` while replies are likel
 LOST_LEFT = 0.001               # ... that is, while more than this many are expected lost
 MIN_EVIDENCE = 100              # answers to a retry that are enough to judge the rate by
 LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
+_SOCKADDR_IN6 = 28  # bytes of a sender's address a receive slot keeps
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 FOREIGN = 255  # state of an item another shard probes
@@ -122,7 +125,7 @@ class SynScan:
     (every try, then the wait); findings accumulate in ``open``, ``filtered``, ``closed``."""
 
     def __init__(self, ctx: NodeContext, config: dict[str, Any], recv_sock: Any, send_sock: Any,
-                 total: int | None = None) -> None:
+                 total: int | None = None, v6_socks: tuple[Any, Any] | None = None) -> None:
         self.ctx = ctx
         self.total = total  # probes of the first try, when the number of hosts is known
         self.ports: list[int] = list(config["ports"])
@@ -144,6 +147,15 @@ class SynScan:
         self.recv_sock, self.send_sock = recv_sock, send_sock
         attach_filter(recv_sock, reply_filter(base, base + most - 1))
         self.receiver = BatchReceiver(recv_sock)
+        # IPv6: (receive, send) raw sockets, None where they could not be opened; the
+        # receive socket gives no IPv6 header, so the receiver keeps each sender's sockaddr
+        self.v6_socks = v6_socks
+        self.matcher6 = ReplyMatcher6(self.hasher, base, base + most - 1)
+        self.receiver6: BatchReceiver | None = None
+        if v6_socks is not None:
+            attach_filter(v6_socks[0], reply_filter6(base, base + most - 1))
+            self.receiver6 = BatchReceiver(v6_socks[0], name_size=_SOCKADDR_IN6)
+        self.rx = self.receiver  # the receiver of the chunk being probed: its drops steer the rate
         self.pace = AdaptiveRate(self.rate)
         self.dropped = 0  # replies the kernel dropped at our receive socket
         self._dropped_before = 0  # ... during the chunk's previous try
@@ -154,12 +166,15 @@ class SynScan:
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
         # per source address: (address, as 4 bytes, packet to nobody, IP sum, TCP sum)
-        self.templates: list[tuple[str, bytes, bytes, int, int]] = []
+        self.templates: list[Template4] = []
         self._sources: dict[bytes, int] = {}  # destination /24 → template index
+        self.templates6: list[Template6] = []
+        self._sources6: dict[bytes, int] = {}  # destination /64 → template index
         self.chunk: _Chunk | None = None
         self.open: list[Port] = []
         self.reported: set[tuple[str, int]] = set()  # (address, port) of every open port listed
         self.filtered: list[Port] = []
+        self.listed: set[tuple[str, int]] = set()  # (address, port) of every filtered port listed
         self.closed = 0
         self.silent = 0  # probes never answered: the filtered ports, listed or not
         self.sent = 0
@@ -181,12 +196,32 @@ class SynScan:
             # pass see the backlog and steer the rate, the outputs write
             gevent.sleep(0)
 
+    def receive6(self) -> None:
+        """The IPv6 replies: the sender's address comes from its sockaddr_in6, the secret
+        its ack must match from the chunk's entry for that address."""
+        assert self.receiver6 is not None
+        match, settle, halves = self.matcher6.match, self._settle, _HALVES.unpack_from
+        for packets in self.receiver6.batches_from():
+            chunk = self.chunk
+            if isinstance(chunk, _Chunk6):
+                for segment, name in packets:
+                    hi = chunk.find6(*halves(name, 8))
+                    if hi is not None and (hit := match(segment, chunk.secret[hi])) is not None:
+                        settle(chunk, hi, *hit)
+            gevent.sleep(0)
+
     def _record(self, their4: bytes, port: int, state: int) -> None:
         chunk = self.chunk
-        hi = chunk.find(int.from_bytes(their4, "big")) if chunk else None
-        pi = self.port_index.get(port)
-        if chunk is None or hi is None or pi is None:
+        if chunk is None or chunk.family != 4:
             return  # a late reply to an earlier chunk, already settled
+        hi = chunk.find(int.from_bytes(their4, "big"))
+        if hi is not None:
+            self._settle(chunk, hi, port, state)
+
+    def _settle(self, chunk: _Chunk, hi: int, port: int, state: int) -> None:
+        pi = self.port_index.get(port)
+        if pi is None:
+            return
         i = hi * len(self.ports) + pi
         if chunk.states[i]:
             return  # the answer to a retry
@@ -211,24 +246,41 @@ class SynScan:
 
     # -- sending -----------------------------------------------------------------------
 
-    def fill(self, addresses: Iterator[str], hosts: int) -> _Chunk:
-        """The next chunk: up to ``hosts`` IPv4 addresses from ``addresses`` (valid ones:
-        see ``_destinations``). Yields to the event loop now and then, a chunk of a million
-        hosts taking a second or two."""
-        chunk = _Chunk(len(self.ports))
-        pton, secret, add = socket.inet_pton, self.hasher.host_secret, chunk.add
-        for address in islice(addresses, hosts):
-            dst4 = pton(socket.AF_INET, address)
+    def chunks(self, addresses: Iterable[str], hosts: int) -> Iterator[_Chunk]:
+        """Chunks of up to ``hosts`` addresses of one family each (a chunk's probes share
+        one packet layout and socket), from ``addresses``: IPv4 ones, IPv6 ones in
+        compressed form (see ``_destinations``). Yields to the event loop now and then, a
+        chunk of a million hosts taking a second or two."""
+        nports = len(self.ports)
+        pending: list[_Chunk] = [_Chunk(nports), _Chunk6(nports)]
+        pton, secret = socket.inet_pton, self.hasher.host_secret
+        for n, address in enumerate(addresses, 1):
+            v6 = ":" in address
+            chunk = pending[v6]
             try:
-                source = self._source(address, dst4)
+                if v6:
+                    dst16 = pton(socket.AF_INET6, address)
+                    source = self._source6(address, dst16)
+                    assert isinstance(chunk, _Chunk6)
+                    high, low = _HALVES.unpack(dst16)
+                    chunk.add6(high, low, secret(self.templates6[source][1], dst16), word_sum(dst16), source)
+                else:
+                    dst4 = pton(socket.AF_INET, address)
+                    source = self._source(address, dst4)
+                    chunk.add(int.from_bytes(dst4, "big"), secret(self.templates[source][1], dst4), source)
             except OSError as e:
                 self.ctx.log.warning(f"syn_scanner: skipping {address}: no route ({e})")
                 continue
-            add(int.from_bytes(dst4, "big"), secret(self.templates[source][1], dst4), source)
-            if not len(chunk) % 4096:
+            if len(chunk) == hosts:
+                chunk.seal()
+                yield chunk
+                pending[v6] = _Chunk6(nports) if v6 else _Chunk(nports)
+            if not n % 4096:
                 gevent.sleep(0)
-        chunk.seal()
-        return chunk
+        for chunk in pending:
+            if len(chunk):
+                chunk.seal()
+                yield chunk
 
     def _source(self, address: str, dst4: bytes) -> int:
         """The index of the template for the source address the route to ``address``
@@ -247,8 +299,24 @@ class SynScan:
             self._sources[net] = index
         return index
 
+    def _source6(self, address: str, dst16: bytes) -> int:
+        """``_source`` for IPv6: looked up once per /64."""
+        net = dst16[:8]
+        index = self._sources6.get(net)
+        if index is None:
+            src = self.sources.for_destination(address)
+            index = next((i for i, t in enumerate(self.templates6) if t[0] == src), None)
+            if index is None:
+                template = Syn6Template(src)
+                buf, tcp_base = template.for_destination(bytes(16))
+                self.templates6.append((src, template.src16, bytes(buf), tcp_base))
+                index = len(self.templates6) - 1
+            self._sources6[net] = index
+        return index
+
     def scan_chunk(self, chunk: _Chunk) -> None:
         self.chunk = chunk
+        self.rx = self.receiver6 if chunk.family == 6 and self.receiver6 else self.receiver
         if self.late:
             chunk.deadline = time.monotonic() + self.late.limit
         if self.select is not None:  # another shard's items: never sent, never listed
@@ -257,7 +325,7 @@ class SynScan:
         for k, sport in enumerate(self.sports):
             if not chunk.pending or chunk.out_of_time():
                 break
-            before, drops = chunk.pending, self.receiver.drops()
+            before, drops = chunk.pending, self.rx.drops()
             began = time.monotonic()
             sent = self._send_pass(chunk, sport, first=k == 0)
             took = time.monotonic() - began
@@ -278,9 +346,13 @@ class SynScan:
         self.silent += chunk.pending
         for i, state in enumerate(chunk.states if self.record_filtered else ()):
             if not state:
-                self.filtered.append(Port(host=chunk.address(i // nports), port=self.ports[i % nports],
-                                          protocol="tcp", state="filtered", method="syn",
-                                          reason="no-response"))
+                key = (chunk.address(i // nports), self.ports[i % nports])
+                # a host listed again in a later chunk is one host: its ports listed once
+                if key in self.listed or key in self.reported:
+                    continue
+                self.listed.add(key)
+                self.filtered.append(Port(host=key[0], port=key[1], protocol="tcp", state="filtered",
+                                          method="syn", reason="no-response"))
         self.chunk = None
 
     def _after_try(self, chunk: _Chunk, k: int, sent: int, answered: int, drops_before: int,
@@ -292,7 +364,7 @@ class SynScan:
         reply was lost). Both halve the rate; a try that lost nothing raises it again.
         Configured retries are always sent to silent probes; a further try only while
         replies are likely still lost (``_Chunk.lost_left``) or the receiver dropped some."""
-        dropped = self.receiver.drops() - drops_before
+        dropped = self.rx.drops() - drops_before
         self.dropped += dropped
         # answers to a retry that the previous try's drops do not explain: lost on the way
         unexplained = answered - self._dropped_before if k else 0
@@ -330,8 +402,13 @@ class SynScan:
         """One try over the chunk from sender processes, while the receiver greenlet
         records the replies; returns the probes sent. The rate is steered during the
         pass (``_steer``)."""
-        send = SendPass(self._jobs(chunk, sport), self.pace.rate, SynTemplate.LENGTH, self.send_sock)
-        steer = _Steering(self.receiver.drops(), time.monotonic())
+        if isinstance(chunk, _Chunk6):
+            assert self.v6_socks is not None  # no IPv6 chunk without them (_destinations)
+            size, sock = Syn6Template.LENGTH, self.v6_socks[1]
+        else:
+            size, sock = SynTemplate.LENGTH, self.send_sock
+        send = SendPass(self._jobs(chunk, sport), self.pace.rate, size, sock)
+        steer = _Steering(self.rx.drops(), time.monotonic())
         send.start()
         try:
             while send.alive():
@@ -359,7 +436,7 @@ class SynScan:
         now = time.monotonic()
         if now - s.since < BACKOFF_EVERY:
             return
-        sent, drops, backlog = send.sent(), self.receiver.drops(), self.receiver.backlog()
+        sent, drops, backlog = send.sent(), self.rx.drops(), self.rx.backlog()
         achieved = (sent - s.sent) / (now - s.since)
         if drops > s.drops or (backlog > BACKLOG_HIGH and backlog >= s.backlog):
             rate = self.pace.lost(achieved)
@@ -383,11 +460,17 @@ class SynScan:
         else by port."""
         n = len(chunk)
         ports = list(enumerate(self.ports))
+
+        def job(hosts: range, ports: list[tuple[int, int]]) -> Job:
+            if isinstance(chunk, _Chunk6):
+                return job6(chunk, sport, self.hasher, self.templates6, hosts, ports)
+            return job4(chunk, sport, self.hasher, self.templates, hosts, ports)
+
         k = SEND_PROCESSES
         if n >= k:
-            return [job4(chunk, sport, self.hasher, self.templates, range(i, n, k), ports) for i in range(k)]
+            return [job(range(i, n, k), ports) for i in range(k)]
         k = max(1, min(k, len(ports)))
-        return [job4(chunk, sport, self.hasher, self.templates, range(n), ports[i::k]) for i in range(k)]
+        return [job(range(n), ports[i::k]) for i in range(k)]
 
     def _progress(self, sent: int, force: bool = False) -> None:
         now = time.monotonic()
@@ -408,10 +491,11 @@ class SynScan:
             gevent.sleep(min(left, POLL))
 
 
-def open_receive_socket() -> Any:
+def open_receive_socket(family: int = socket.AF_INET) -> Any:
     """The raw socket replies come in on; PermissionError without root or CAP_NET_RAW.
-    Waits for a free descriptor: a busy process scans late, not with the connect scan."""
-    recv = with_descriptor(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP))
+    Waits for a free descriptor: a busy process scans late, not with the connect scan.
+    An ``AF_INET6`` one hands over TCP segments without their IPv6 header."""
+    recv = with_descriptor(lambda: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP))
     for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
         try:
             recv.setsockopt(socket.SOL_SOCKET, option, RECV_BUFFER)
@@ -419,6 +503,21 @@ def open_receive_socket() -> Any:
         except OSError:
             continue
     return recv
+
+
+def open_v6_sockets() -> tuple[tuple[Any, Any] | None, str]:
+    """(receive, send) raw sockets for IPv6, or None and why not (a kernel without IPv6):
+    then the IPv6 hosts are connect-scanned. Called once the IPv4 ones are open, so
+    privilege is not the problem."""
+    try:
+        recv = open_receive_socket(socket.AF_INET6)
+    except OSError as e:
+        return None, e.strerror or str(e)
+    try:
+        return (recv, open_send_socket(socket.AF_INET6)), ""
+    except OSError as e:
+        recv.close()
+        return None, e.strerror or str(e)
 
 
 class SynScanner(Module):
@@ -470,26 +569,31 @@ class SynScanner(Module):
             publish_ports(ctx, "open_ports", opened, "tcp")
             publish_ports(ctx, "port_states", filtered if config["record_filtered"] else [], "tcp")
             return
-        scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config))
+        v6_socks, v6_error = open_v6_sockets()
+        scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config), v6_socks)
         ctx.progress(0, scan.total)  # the planned probes, before the first is sent (--progress)
         for record in ctx.restored_records():  # hosts a killed run of this scan finished (resume)
             scan.report_open(record, emit=False)
         done = ctx.done_items()
-        receiver = gevent.spawn(scan.receive)
+        receivers = [gevent.spawn(scan.receive)]
+        if v6_socks is not None:
+            receivers.append(gevent.spawn(scan.receive6))
         v6: list[str] = []
         try:
             per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
-            todo = self._destinations(ctx, (a for a, _ in hosts if a not in done), v6)
-            while len(chunk := scan.fill(todo, per_chunk)):
+            todo = self._destinations(ctx, (a for a, _ in hosts if a not in done), v6, v6_socks is not None)
+            for chunk in scan.chunks(todo, per_chunk):
                 found = len(scan.open)
                 scan.scan_chunk(chunk)
                 _checkpoint(ctx, chunk, scan.open[found:])
         finally:
-            receiver.kill()
-            recv_sock.close()
-            send_sock.close()
+            gevent.killall(receivers)
+            for sock in (recv_sock, send_sock, *(v6_socks or ())):
+                sock.close()
         if v6:
-            ctx.log.warning(f"syn_scanner: no raw IPv6 SYN scan; connect-scanning {len(v6)} IPv6 host(s)")
+            why = (f"no raw IPv6 socket ({v6_error})" if v6_socks is None
+                   else "addresses with a zone (%interface), which raw packets cannot name")
+            ctx.log.warning(f"syn_scanner: connect-scanning {len(v6)} IPv6 host(s): {why}")
             scan.open += connect_fallback(ctx, config, v6,
                                           scan.filtered if config["record_filtered"] else [])
         pps = scan.sent / scan.send_time if scan.send_time else 0.0
@@ -505,9 +609,13 @@ class SynScanner(Module):
         publish_ports(ctx, "port_states", scan.filtered, "tcp")
 
     @staticmethod
-    def _destinations(ctx: NodeContext, addresses: Iterable[str], v6: list[str]) -> Iterator[str]:
-        """The IPv4 addresses among ``addresses``; IPv6 ones go to ``v6``, others are
-        skipped with a warning (as are those with no route)."""
+    def _destinations(ctx: NodeContext, addresses: Iterable[str], v6: list[str],
+                      raw6: bool) -> Iterator[str]:
+        """The addresses among ``addresses`` to SYN-scan: IPv4 ones as given, IPv6 ones in
+        compressed form (the form records name them by, whatever form they came in).
+        IPv6 ones go to ``v6`` instead (to be connect-scanned) without ``raw6`` (raw IPv6
+        sockets) or with a zone; others are skipped with a warning (as are those with
+        no route)."""
         pton, af = socket.inet_pton, socket.AF_INET
         for address in addresses:
             try:
@@ -519,8 +627,12 @@ class SynScanner(Module):
                     ctx.log.warning(f"syn_scanner: skipping '{address}': not an IP address")
                     continue
                 if ip.version == 6:
-                    v6.append(address)
-                    continue
+                    # a zone picks the interface of a link-local address: a sockaddr_in6
+                    # slot would need its index; the connect scan gives the kernel the zone
+                    if not raw6 or ip.scope_id:
+                        v6.append(address)
+                        continue
+                    address = ip.compressed
             yield address
 
 

@@ -6,9 +6,10 @@ Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` ha
 ({port: reply hex, "" = silent}), ``drop_privileges`` (become uid/gid 65534 after the
 listeners are bound and everything is imported), ``keys`` (the DataContext keys printed;
 default open_ports and port_states), ``prefix`` (scan every address of it instead of
-``targets``), ``trace_memory`` (report the scan's peak traced memory as ``peak_memory``)
-and ``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners bind
-127.0.0.1 (or ::1) inside the namespace only.
+``targets``), ``trace_memory`` (report the scan's peak traced memory as ``peak_memory``),
+``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``) and ``chunk_probes``
+(``syn_scanner``'s probes a chunk). Listeners bind 127.0.0.1 (or ::1) inside the
+namespace only.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main(spec: dict[str, Any]) -> None:
     keep = listen_tcp(spec.get("tcp", [])) + listen_tcp(spec.get("tcp6", []), "::1")
     keep += [serve_udp(int(p), bytes.fromhex(r)) for p, r in spec.get("udp", {}).items()]
     plugin = importlib.import_module(spec["plugin"])
+    if "chunk_probes" in spec:  # small chunks: a few hosts make several
+        import pentora_plugins.portscan.syn_scanner as syn_scanner
+        syn_scanner.CHUNK_PROBES = spec["chunk_probes"]
     orch = Orchestrator(plugins=[plugin, pentora_plugins.engine, pentora_plugins.portscan], autoload=False)
     config = dict(spec["config"], input="targets")
     targets = spec.get("targets", ["127.0.0.1"])

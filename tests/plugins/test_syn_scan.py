@@ -210,16 +210,6 @@ def test_loopback_finds_open_ports_and_not_closed_ones(tcp_server: Any, closed_t
     assert closed_tcp_port not in {p.port for p in result.context.get("port_states")}
 
 
-@needs_raw
-def test_ipv6_hosts_are_connect_scanned_with_a_warning(tcp_server: Any,
-                                                       log_messages: list[str]) -> None:
-    server = tcp_server(host="::1")
-    result, _ = run_scan({"ports": str(server.port), "timeout": "500ms"}, ["::1"])
-    assert [(p.host, p.port, p.method) for p in result.context.get("open_ports")] == [
-        ("::1", server.port, "connect")]
-    assert any("IPv6" in line for line in log_messages)
-
-
 def test_full_range_in_a_namespace_finds_exactly_the_listeners(netns: Any) -> None:
     if reason := raw_sockets_unavailable():
         pytest.skip(reason)
@@ -428,3 +418,35 @@ def test_resumed_scan_skips_finished_hosts_and_checkpoints_each_new_one(tcp_serv
 
 def test_module_is_registered_by_its_entry_point() -> None:
     assert Orchestrator().registry.get("syn_scanner").cls is pentora_plugins.portscan.syn_scanner.SynScanner
+
+
+@needs_raw
+@pytest.mark.parametrize("targets", [["127.0.0.1", "127.0.0.1"], ["127.0.0.1", "127.0.0.2", "127.0.0.1"]])
+def test_a_target_given_twice_is_scanned_once(tcp_server: Any, closed_tcp_port: int,
+                                              targets: list[str], log_messages: list[str]) -> None:
+    """Both copies in one chunk: the replies settle one, and the other's probes must not
+    stay unanswered, to be called filtered."""
+    server = tcp_server()
+    result, _ = run_scan({"ports": f"{server.port},{closed_tcp_port}", "timeout": "300ms", "retries": 0},
+                         targets)
+    assert result.context.get("port_states") == []
+    assert [(p.host, p.port) for p in result.context.get("open_ports")] == [("127.0.0.1", server.port)]
+    hosts = len(set(targets))
+    assert any(f"{2 * hosts} probes" in line and "0 filtered" in line for line in log_messages), log_messages
+
+
+def test_a_target_given_again_in_a_later_chunk_is_listed_once(netns: Any) -> None:
+    """One host a chunk: the copy of 127.0.0.1 in the third chunk is probed again, and its
+    open and filtered ports (a firewall drops the probes to 3000) are listed once."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    netns.run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "3000", "--tcp-flags", "SYN,ACK", "SYN",
+              "-j", "DROP")
+    out, stderr = scan_in_ns(netns, {"tcp": [22], "chunk_probes": 2,
+                                     "targets": ["127.0.0.1", "127.0.0.2", "127.0.0.1"],
+                                     "config": {"ports": "22,3000", "timeout": "200ms", "retries": 0}})
+    # the listener binds 127.0.0.1: 127.0.0.2 answers with a reset
+    assert [(r["host"], r["port"]) for r in out["open_ports"]] == [("127.0.0.1", 22)]
+    assert sorted((r["host"], r["port"], r["state"]) for r in out["port_states"]) == [
+        ("127.0.0.1", 3000, "filtered"), ("127.0.0.2", 3000, "filtered")]
+    assert "6 probes" in stderr, stderr[-2000:]
