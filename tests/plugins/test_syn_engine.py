@@ -21,7 +21,8 @@ from pentora_plugins.kit.net.ratelimit import AdaptiveRate
 from pentora_plugins.kit.net.rawrecv import BatchReceiver
 from pentora_plugins.kit.net.rawsend import SendPass, open_send_socket
 from pentora_plugins.kit.records import Port, address_key
-from pentora_plugins.portscan.syn_scanner import LOST_LEFT, STEADY, SynScan, _Chunk, _Steering
+from pentora_plugins.portscan._synchunk import _Chunk
+from pentora_plugins.portscan._synscan import LOST_LEFT, STEADY, SynScan, _Steering
 from scapy.layers.inet import IP, TCP
 
 from pentora.testing import SimNet, simulated_network
