@@ -31,7 +31,15 @@ an RST, which tears down the half-open connection at the target. Source ports ar
 above Linux's ephemeral range (61000-65000), one per try, so no local socket owns them.
 
 Without root or CAP_NET_RAW the raw sockets cannot be opened: the scan logs a warning
-and runs the connect scan instead. IPv6 hosts are always connect-scanned (with a warning).
+and runs the connect scan instead.
+
+IPv6: the same, on ``AF_INET6`` raw sockets — ``Syn6Template`` packets (whole IPv6
+headers: the source is the one the keyed hash was computed for) and replies whose
+sender comes from ``recvmmsg`` (the socket gives no IPv6 header), matched by the
+secret the chunk holds for it (``ReplyMatcher6``). A chunk holds hosts of one family.
+IPv6 addresses are recorded in compressed form. Link-local addresses with a zone, and
+every IPv6 host where the kernel has no raw IPv6 socket, are connect-scanned (with a
+warning saying why).
 
 Outputs: ``open_ports`` (``Port(state="open", method="syn")``, each also emitted as
 found) and ``port_states``: the ports that stayed silent after every try
