@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 import pytest
+from pentora_plugins.kit.net.rawrecv import BatchReceiver
 from pentora_plugins.kit.net.rawtcp import SeqHasher, Syn6Template, reply_filter6
 from pentora_plugins.portscan._synchunk import _Chunk, _Chunk6
 from pentora_plugins.portscan._synmatch import CLOSED, OPEN, ReplyMatcher6
@@ -151,6 +152,32 @@ def test_an_address_given_twice_is_held_once(order: str) -> None:
     assert v4.find(7) == 1 if order == "in a row" else v4.find(7) == 0
 
 
+@pytest.mark.parametrize("recvmmsg", [True, False])
+def test_batch_receiver_gives_each_packet_its_sender(recvmmsg: bool) -> None:
+    """What an AF_INET6 raw socket needs: the address the payload came from (a datagram
+    socket on ::1 reports its senders the same way)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as recv, \
+            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as a, \
+            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as b:
+        recv.bind(("::1", 0))
+        a.bind(("::1", 0))
+        b.bind(("::1", 0))
+        receiver = BatchReceiver(recv, name_size=28)
+        if not recvmmsg:
+            receiver._recvmmsg = None  # as on a libc without it
+        for i in range(6):
+            (a if i % 2 else b).sendto(bytes([i]), recv.getsockname())
+        got: list[tuple[bytes, bytes]] = []
+        while len(got) < 6 and (batch := receiver.receive_from()):
+            got += batch
+        assert [p for p, _ in got] == [bytes([i]) for i in range(6)]
+        for i, (_, name) in enumerate(got):
+            sender = a if i % 2 else b
+            assert name[8:24] == packed("::1")
+            assert int.from_bytes(name[2:4], "big") == sender.getsockname()[1]
+        assert receiver.receive_from() == []
+
+
 # -- scans ---------------------------------------------------------------------------
 
 
@@ -252,3 +279,19 @@ def test_a_link_local_address_with_a_zone_is_connect_scanned(netns: Any) -> None
     assert [(r["host"], r["port"], r["method"]) for r in out["open_ports"]] == [("::1", 22, "syn")]
     assert "connect-scanning 1 IPv6 host(s): addresses with a zone" in stderr, stderr[-2000:]
     assert "skipping" not in stderr
+
+
+def test_sweep_of_an_ipv6_prefix_through_packet_loss_is_exact() -> None:
+    """One packet in five lost on the way into the target: the IPv6 probes are retried and
+    the rate steered as IPv4 ones are."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    if shutil.which("ip6tables") is None:
+        pytest.skip("ip6tables is not installed: no way to drop packets in the target namespace")
+    with simulated_network("2001:2::/116") as net:
+        net.target.run("ip6tables", "-A", "INPUT", "-p", "tcp", "-m", "statistic", "--mode",
+                       "random", "--probability", "0.2", "-j", "DROP")
+        found, log = sweep(net, "syn_scanner", {"timeout": "1s", "rate": 0, "retries": 1})
+    assert_exactly_expected(net, found)
+    assert "12285 open, 12285 closed, 0 filtered" in log, log[-2000:]
+    assert "replies lost (a retry got" in log, log[-2000:]
