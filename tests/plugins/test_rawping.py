@@ -10,13 +10,17 @@ import pytest
 from pentora_plugins.kit.net.rawping import (
     EchoCookie,
     EchoTemplate,
+    TcpPing6Matcher,
+    TcpPing6Template,
     TcpPingMatcher,
     TcpPingTemplate,
     echo_cookie_of,
     tcp_ping_filter,
+    tcp_ping_filter6,
 )
 from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_SYN, SeqHasher
 from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.inet6 import IPv6
 
 
 @pytest.mark.parametrize("cookie", [0, 1, 0xFFFFFFFF, 0x12345678, 0xFFFF0000])
@@ -93,3 +97,45 @@ def test_ack_ping_matcher_takes_a_bare_rst_whose_seq_is_the_hash() -> None:
 
 def test_tcp_ping_filter_is_eight_instructions() -> None:
     assert len(tcp_ping_filter(61000, 61001)) == 8 * 8
+
+
+@pytest.mark.parametrize(("flags", "scapy_flags", "options"), [
+    (TH_SYN, "S", [("MSS", 1440)]),
+    (TH_ACK, "A", []),
+])
+def test_tcp_ping6_template_equals_the_packet_scapy_builds(flags: int, scapy_flags: str,
+                                                           options: list) -> None:
+    rng = random.Random(flags)
+    src, dst = "2001:2:0:ffff::1", "2001:2::3:4"
+    template = TcpPing6Template(socket.inet_pton(socket.AF_INET6, src), flags)
+    packet, tcp_sum = template.for_destination(socket.inet_pton(socket.AF_INET6, dst))
+    for _ in range(100):
+        sport, dport = rng.randrange(61000, 65000), rng.randrange(1, 65536)
+        seq, ack = rng.getrandbits(32), rng.getrandbits(32) if flags == TH_ACK else 0
+        buf = bytearray(template.size + 8)
+        TcpPing6Template.fill(buf, 4, packet, tcp_sum, sport, dport, seq, ack)
+        expected = bytes(IPv6(src=src, dst=dst, hlim=64)
+                         / TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=scapy_flags,
+                               window=1024, options=options))
+        assert bytes(buf[4:4 + template.size]) == expected
+
+
+def test_tcp_ping6_matcher_checks_the_hash_of_both_addresses() -> None:
+    hasher = SeqHasher(b"6" * 16)
+    syn, ack = TcpPing6Matcher(hasher, TH_SYN, 61000, 61001), TcpPing6Matcher(hasher, TH_ACK, 61000, 61001)
+    ours, theirs = (socket.inet_pton(socket.AF_INET6, a) for a in ("2001:2:0:ffff::1", "2001:2::9"))
+    h = hasher.seq(ours, theirs, 80, 61001)
+
+    def seg(flags: str, sport: int = 80, dport: int = 61001, seq: int = 0, ack: int = 0) -> bytes:
+        return bytes(TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack))  # no IPv6 header
+
+    assert syn.match(seg("SA", ack=h + 1), ours, theirs) == "syn-ack"
+    assert syn.match(seg("RA", ack=h + 1), ours, theirs) == "rst"
+    assert syn.match(seg("SA", ack=h), ours, theirs) is None                       # wrong ack
+    assert syn.match(seg("SA", ack=h + 1), theirs, ours) is None                   # other pair
+    assert syn.match(seg("SA", dport=61002, ack=h + 1), ours, theirs) is None      # not our sport
+    assert ack.match(seg("R", seq=h), ours, theirs) == "rst"
+    assert ack.match(seg("R", seq=h + 1), ours, theirs) is None
+    assert ack.match(seg("SA", ack=h + 1), ours, theirs) is None
+    assert syn.match(bytes(13), ours, theirs) is None                              # truncated
+    assert len(tcp_ping_filter6(61000, 61001)) == 7 * 8

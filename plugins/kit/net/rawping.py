@@ -188,3 +188,85 @@ class TcpPingMatcher:
         if flags & TH_RST and not flags & TH_SYN and seq == h:
             return their4, "rst"
         return None
+
+
+class TcpPing6Template:
+    """``TcpPingTemplate`` for IPv6: the same SYN or bare ACK behind a 40-byte IPv6 header,
+    for an ``AF_INET6`` ``IPPROTO_RAW`` socket (which sends the header as given, so the
+    source is the one the keyed hash was computed for). No IP checksum; the TCP one covers
+    the IPv6 pseudo-header, its constant part summed once."""
+
+    def __init__(self, src16: bytes, flags: int, *, hop_limit: int = 64, window: int = 1024) -> None:
+        self.src16 = src16
+        options = struct.pack("!BBH", 2, 4, 1440) if flags & TH_SYN else b""
+        tcp = struct.pack("!HHIIBBHHH", 0, 0, 0, 0, (5 + len(options) // 4) << 4, flags, window,
+                          0, 0) + options
+        self.size = 40 + len(tcp)
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), IPPROTO_TCP, hop_limit, src16, bytes(16))
+        self._tcp_sum = word_sum(tcp) + word_sum(src16) + IPPROTO_TCP + len(tcp)
+        self.packet = ip + tcp
+
+    def for_destination(self, dst16: bytes) -> tuple[bytes, int]:
+        """(this host's packet; its TCP sum before ports, seq and ack)."""
+        buf = bytearray(self.packet)
+        buf[24:40] = dst16
+        return bytes(buf), self._tcp_sum + word_sum(dst16)
+
+    @staticmethod
+    def fill(buf: Any, offset: int, packet: bytes, tcp_sum: int, sport: int, dport: int,
+             seq: int, ack: int) -> None:
+        buf[offset:offset + len(packet)] = packet
+        _TCP_PING.pack_into(buf, offset + 40, sport, dport, seq, ack)
+        total = tcp_sum + sport + dport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
+        _CSUM.pack_into(buf, offset + 56, _fold(total))
+
+
+def tcp_ping_filter6(first_port: int, last_port: int) -> bytes:
+    """``tcp_ping_filter`` for an ``AF_INET6`` raw IPPROTO_TCP socket, which is handed the
+    TCP segment without the IPv6 header: the same tests at offsets from 0."""
+    program = [
+        (0x28, 0, 0, 2),                 # ldh [2]             TCP destination port
+        (0x35, 0, 3, first_port),        # jge first, else drop
+        (0x25, 2, 0, last_port),         # jgt last → drop
+        (0x30, 0, 0, 13),                # ldb [13]            TCP flags
+        (0x45, 1, 0, TH_ACK | TH_RST),   # jset ACK|RST → accept
+        (0x06, 0, 0, 0),                 # ret 0 (drop)
+        (0x06, 0, 0, 0xFFFF),            # ret 65535 (accept)
+    ]
+    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+
+
+class TcpPing6Matcher:
+    """``TcpPingMatcher`` for a TCP segment of an ``AF_INET6`` raw socket: ``match(segment,
+    ours, theirs)`` with both packed addresses (the sender's from ``recvmsg``, ours from
+    ``IPV6_PKTINFO``: the segment carries neither) returns ``syn-ack``, ``rst`` or None."""
+
+    def __init__(self, hasher: SeqHasher, flags: int, first_sport: int, last_sport: int) -> None:
+        self.hasher = hasher
+        self.syn = bool(flags & TH_SYN)
+        self.first, self.last = first_sport, last_sport
+        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
+
+    def match(self, segment: bytes, ours: bytes, theirs: bytes) -> str | None:
+        if len(segment) < 14:
+            return None
+        flags = segment[13]
+        their_port, our_port, seq, ack = _TCP_PING.unpack_from(segment)
+        if not self.first <= our_port <= self.last:
+            return None
+        pair = ours + theirs
+        secret = self._secrets.get(pair)
+        if secret is None:
+            if len(self._secrets) >= 65536:
+                self._secrets.clear()
+            secret = self._secrets[pair] = self.hasher.host_secret(ours, theirs)
+        h = secret ^ self.hasher.port_mask(their_port, our_port)
+        if self.syn:
+            if not flags & TH_ACK or ack != (h + 1) & 0xFFFFFFFF:
+                return None
+            if flags & TH_SYN:
+                return "syn-ack"
+            return "rst" if flags & TH_RST else None
+        if flags & TH_RST and not flags & TH_SYN and seq == h:
+            return "rst"
+        return None
