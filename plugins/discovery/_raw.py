@@ -1,5 +1,5 @@
-"""The raw probers of ``_stateless``: ICMP / ICMPv6 echo (``RawEcho``) and IPv4 TCP SYN /
-ACK pings (``RawTcpPing``). Each prepares a host's packet once, writes it per try into a
+"""The raw probers of ``_stateless``: ICMP / ICMPv6 echo (``RawEcho``) and TCP SYN / ACK
+pings over IPv4 and IPv6 (``RawTcpPing``). Each prepares a host's packet once, writes it per try into a
 ``BatchSender`` slot, and matches replies by their keyed-hash cookie alone."""
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from pentora_plugins.kit.net.fds import with_descriptor
 from pentora_plugins.kit.net.rawping import (
     EchoCookie,
     EchoTemplate,
+    TcpPing6Matcher,
+    TcpPing6Template,
     TcpPingMatcher,
     TcpPingTemplate,
     echo_cookie_of,
     set_echo_reply_filter,
     tcp_ping_filter,
+    tcp_ping_filter6,
 )
 from pentora_plugins.kit.net.rawsend import BatchSender, open_send_socket
 from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_SYN, SeqHasher, SourceAddresses, attach_filter
@@ -34,6 +37,8 @@ SPORT_LOW, SPORT_HIGH = 61000, 65000  # above Linux's ephemeral range: no local 
 _FAMILY = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 _PROTO = {4: _socket.IPPROTO_ICMP, 6: _socket.IPPROTO_ICMPV6}
 _INT = struct.Struct("i")
+# in6_pktinfo (our address, interface index) and the hop limit of an IPv6 TCP reply
+_ANCILLARY6 = _socket.CMSG_SPACE(20) + _socket.CMSG_SPACE(_INT.size)
 
 
 def _raw_socket(family: int, proto: int) -> Any:
@@ -136,8 +141,11 @@ class RawEcho:
 
 
 class RawTcpPing:
-    """IPv4 TCP SYN or ACK pings on an ``IPPROTO_RAW`` socket, one per port and try, a
-    source port per try; replies on a raw TCP socket behind ``tcp_ping_filter``."""
+    """TCP SYN or ACK pings on an ``IPPROTO_RAW`` socket, one per port and try, a source
+    port per try; replies on a raw TCP socket behind ``tcp_ping_filter``. IPv6 hosts the
+    same way on ``AF_INET6`` sockets where the kernel has them (``v6``; else the caller
+    connect-pings them): their replies come without an IPv6 header, so the receiver asks
+    for both addresses (the sender's, ours by ``IPV6_PKTINFO``) to check the hash."""
 
     def __init__(self, ports: list[int], flag: str, tries: int) -> None:
         self.ports = ports
@@ -160,13 +168,45 @@ class RawTcpPing:
         size = TcpPingTemplate(b"\0\0\0\0", self.flags).size
         self.sender = BatchSender(self.send, size)
         self.sweep: StatelessSweep | None = None
+        self.matcher6 = TcpPing6Matcher(self.hasher, self.flags, base, base + tries - 1)
+        self.templates6: dict[str, TcpPing6Template] = {}
+        self.recv6, self.send6, self.sender6 = self._open6(base, base + tries - 1)
+        self.v6 = self.recv6 is not None
+
+    def _open6(self, first: int, last: int) -> tuple[Any, Any, BatchSender | None]:
+        """The IPv6 sockets and sender, or Nones on a kernel without IPv6 (privilege was
+        already proven by the IPv4 ones)."""
+        try:
+            recv = _raw_socket(_socket.AF_INET6, _socket.IPPROTO_TCP)
+        except OSError:
+            return None, None, None
+        try:
+            send = open_send_socket(_socket.AF_INET6)
+        except OSError:
+            recv.close()
+            return None, None, None
+        attach_filter(recv, tcp_ping_filter6(first, last))
+        recv.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_RECVPKTINFO, 1)
+        recv.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_RECVHOPLIMIT, 1)
+        size = TcpPing6Template(bytes(16), self.flags).size
+        return recv, send, BatchSender(send, size, _socket.AF_INET6)
 
     def start(self, sweep: StatelessSweep) -> None:
         self.sweep = sweep
         sweep.spawn(self._receive)
+        if self.v6:
+            sweep.spawn(self._receive6)
 
     def prepare(self, probe: Probe) -> Slot:
         src = self.sources.for_destination(probe.address)  # OSError: no route
+        if probe.family == 6:
+            template6 = self.templates6.get(src)
+            if template6 is None:
+                template6 = self.templates6[src] = TcpPing6Template(
+                    _socket.inet_pton(_socket.AF_INET6, src), self.flags)
+            dst16 = _socket.inet_pton(_socket.AF_INET6, probe.address)
+            packet, tcp_sum = template6.for_destination(dst16)
+            return Slot(probe, dst16, (packet, tcp_sum, self.hasher.host_secret(template6.src16, dst16)))
         template = self.templates.get(src)
         if template is None:
             template = self.templates[src] = TcpPingTemplate(_socket.inet_aton(src), self.flags,
@@ -183,10 +223,12 @@ class RawTcpPing:
         packet, tcp_sum, secret = slot.state
         sport = self.sports[attempt]
         h = secret ^ self.hasher.port_mask(port, sport)
-        box = self.sweep.outbox(self.sender)
+        v6 = len(slot.key) == 16
+        sender = self.sender6 if v6 and self.sender6 is not None else self.sender
+        box = self.sweep.outbox(sender)
         i = box.next(slot.key)
-        TcpPingTemplate.fill(box.sender.packets, i * box.sender.size, packet, tcp_sum, sport, port,
-                             h, h if self.ack else 0)
+        fill = TcpPing6Template.fill if v6 else TcpPingTemplate.fill
+        fill(box.sender.packets, i * box.sender.size, packet, tcp_sum, sport, port, h, h if self.ack else 0)
 
     def _receive(self) -> None:
         sweep, match = self.sweep, self.matcher.match
@@ -197,6 +239,25 @@ class RawTcpPing:
             if hit is not None:
                 sweep.answered(hit[0], hit[1], data[8], monotonic())
 
+    def _receive6(self) -> None:
+        sweep, match, pton, v6 = self.sweep, self.matcher6.match, _socket.inet_pton, _socket.AF_INET6
+        assert sweep is not None
+        while True:
+            data, ancdata, _, peer = self.recv6.recvmsg(2048, _ANCILLARY6)
+            ours, hops = None, None
+            for level, kind, value in ancdata:
+                if level == _socket.IPPROTO_IPV6 and kind == _socket.IPV6_PKTINFO:
+                    ours = value[:16]
+                elif level == _socket.IPPROTO_IPV6 and kind == _socket.IPV6_HOPLIMIT:
+                    hops = _INT.unpack(value[:_INT.size])[0]
+            if ours is None:
+                continue
+            theirs = pton(v6, peer[0].partition("%")[0])
+            reason = match(data, ours, theirs)
+            if reason is not None:
+                sweep.answered(theirs, reason, hops, monotonic())
+
     def close(self) -> None:
-        self.recv.close()
-        self.send.close()
+        for sock in (self.recv, self.send, self.recv6, self.send6):
+            if sock is not None:
+                sock.close()

@@ -202,7 +202,9 @@ class TcpProbeDiscovery(DiscoveryModule):
         from pentora_plugins.discovery._raw import RawTcpPing  # only a privileged sweep needs it
 
         try:
-            return RawTcpPing(list(config["ports"]), config["probe"], config["retry"] + 1)
+            prober = RawTcpPing(list(config["ports"]), config["probe"], config["retry"] + 1)
+            self._raw6 = prober.v6
+            return prober
         except PermissionError as e:
             if config["mode"] == "raw" or ack:
                 raise ModuleError(f"raw TCP pings need root or CAP_NET_RAW ({e.strerror}): run as "
@@ -212,8 +214,10 @@ class TcpProbeDiscovery(DiscoveryModule):
 
     def raw_probes(self, todo: Iterator[Probe], leftover: list[Probe]) -> Iterator[Probe]:
         for probe in todo:
-            if probe.family == 6:
-                leftover.append(probe)  # no raw IPv6 TCP here: connect pings, after the sweep
+            # without raw IPv6 sockets (a kernel without IPv6), or for an address with a
+            # zone, which a sockaddr_in6 slot cannot name: connect pings, after the sweep
+            if probe.family == 6 and (not getattr(self, "_raw6", False) or "%" in probe.address):
+                leftover.append(probe)
             else:
                 yield probe
 

@@ -115,6 +115,27 @@ def test_icmpv6_sweep_finds_every_address_once() -> None:
     assert probe_line(log, "icmp_discovery") == (1023, 1023, 0), log[-2000:]
 
 
+@pytest.mark.parametrize(("probe", "ports", "reasons"), [
+    ("syn", [80], {"syn-ack"}),
+    ("syn", [3389], {"rst"}),
+    ("ack", [80], {"rst"}),
+])
+def test_tcp_ping_sweep_of_an_ipv6_prefix_is_raw_and_finds_every_address_once(
+        probe: str, ports: list[int], reasons: set[str]) -> None:
+    """IPv6 hosts get raw pings too, not connects: the summary line of the raw sweep
+    counts them, and an ACK ping (which a connect cannot send) finds them."""
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    with simulated_network("2001:2::/118") as net:
+        resolve_router(net)
+        hosts, log = discover(net, "tcp_probe_discovery",
+                              {"mode": "raw", "probe": probe, "ports": ports, "timeout": "1s"})
+    assert_exactly(hosts, net.addresses(), "tcp_probe")
+    assert {h["reason"] for h in hosts} == reasons
+    assert all(h["ttl"] == 64 for h in hosts)  # the hop limit, from IPV6_RECVHOPLIMIT
+    assert probe_line(log, "tcp_probe_discovery") == (1023, 1023, 0), log[-2000:]
+
+
 # Runs in the target namespace: echo replies "from" the silent addresses to the scanner,
 # with random id/sequence (the key is the scanner's secret), until stdin closes.
 FORGER = r"""
