@@ -59,8 +59,13 @@ class RefusedTypeError(UnstorableError):
         super().__init__(why)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def encode(value: Any) -> Any:
     """A JSON-able structure that ``decode`` turns back into ``value``."""
+    if type(value) in _SCALARS:  # the common case first: a sweep's outputs are millions of them
+        return value
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, list):
@@ -78,7 +83,11 @@ def encode(value: Any) -> Any:
     if name == TARGET_SET:  # all its attributes, as earlier versions stored and read them
         return {"$obj": name, "state": encode(vars(value))}
     if name in ALLOWED:
-        return {"$obj": name, "state": encode(_fields_of(value))}
+        state = {}
+        for field in _init_fields(cls):
+            item = getattr(value, field)
+            state[field] = item if type(item) in _SCALARS else encode(item)
+        return {"$obj": name, "state": state}
     raise UnstorableError(f"{cls.__module__}.{cls.__qualname__} values cannot be stored")
 
 
@@ -103,9 +112,16 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
-def _fields_of(record: Any) -> dict[str, Any]:
-    # Only the declared fields: never whatever else the instance carries.
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.init}
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _init_fields(cls: type) -> tuple[str, ...]:
+    """The declared fields a record is rebuilt from (never whatever else the instance
+    carries); looked up once per class, a sweep storing millions of records."""
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    return names
 
 
 # The attributes of a stored TargetSet that every version wrote; its constructor derives
