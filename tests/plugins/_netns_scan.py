@@ -6,7 +6,9 @@ Usage (from a test): ``ns.python(__file__, json.dumps(spec))`` where ``spec`` ha
 ``drop_privileges`` (become uid/gid 65534 after the listeners are bound and everything
 is imported), ``keys`` (the DataContext keys printed; default open_ports and
 port_states), ``prefix`` (scan every address of it instead of ``targets``),
-``trace_memory`` (report the scan's peak traced memory as ``peak_memory``) and
+``trace_memory`` (report the scan's peak traced memory as ``peak_memory``),
+``assume_up`` (the targets go through ``target_parser`` and ``discovery_merger`` with
+``assume_up``, nmap's -Pn, as a CLI scan's do; with ``prefix``, given as one spec) and
 ``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``). Listeners
 bind 127.0.0.1 inside the namespace only.
 """
@@ -68,26 +70,41 @@ def main(spec: dict[str, Any]) -> None:
     keep = listen_tcp(spec.get("tcp", []))
     keep += [serve_udp(int(p), bytes.fromhex(r)) for p, r in spec.get("udp", {}).items()]
     plugin = importlib.import_module(spec["plugin"])
-    orch = Orchestrator(plugins=[plugin, pentora_plugins.engine, pentora_plugins.portscan], autoload=False)
+    plugins = [plugin, pentora_plugins.engine, pentora_plugins.portscan]
+    if spec.get("assume_up"):
+        import pentora_plugins.discovery
+        import pentora_plugins.targets
+
+        plugins += [pentora_plugins.discovery, pentora_plugins.targets]
+    orch = Orchestrator(plugins=list(dict.fromkeys(plugins)), autoload=False)
     config = dict(spec["config"], input="targets")
     targets = spec.get("targets", ["127.0.0.1"])
-    if "prefix" in spec:  # every address of a network too large for a command line
-        targets = [str(a) for a in ipaddress.ip_network(spec["prefix"])]
-    orch.load_dag(DagBuilder("ns-scan")
-                  .add_node("targets", "set", config={"values": {"targets": targets}})
-                  .add_node("scan", spec["module_type"], ["targets"], config).build())
+    if spec.get("assume_up"):
+        dag = (DagBuilder("ns-scan")
+               .add_node("targets", "target_parser", config={"targets": spec.get("prefix", targets)})
+               .add_node("merge", "discovery_merger", ["targets"], {"assume_up": True})
+               .add_node("scan", spec["module_type"], ["merge"], dict(config, input="discovered_hosts")))
+        orch.load_dag(dag.build())
+    else:
+        if "prefix" in spec:  # every address of a network too large for a command line
+            targets = [str(a) for a in ipaddress.ip_network(spec["prefix"])]
+        orch.load_dag(DagBuilder("ns-scan")
+                      .add_node("targets", "set", config={"values": {"targets": targets}})
+                      .add_node("scan", spec["module_type"], ["targets"], config).build())
     gevent.sleep(0)
     if spec.get("drop_privileges"):
         drop_privileges()
     if spec.get("trace_memory"):  # the scan's own allocations: the targets are made already
         tracemalloc.start()
     result = orch.execute(options=spec.get("options", {}))
+    if spec.get("trace_memory"):  # before the printing below allocates
+        peak = tracemalloc.get_traced_memory()[1]
     node = result.nodes["scan"]
     out = {"status": node.status, "error": node.error, "euid": os.geteuid()}
     for key in spec.get("keys", ("open_ports", "port_states")):  # a discovery reads its own
         out[key] = [r.to_dict() for r in result.context.get(key, [])]
     if spec.get("trace_memory"):
-        out["peak_memory"] = tracemalloc.get_traced_memory()[1]
+        out["peak_memory"] = peak
     print(json.dumps(out))
     del keep
 
