@@ -301,6 +301,7 @@ class SynScan:
         self.filtered: list[Port] = []
         self.closed = 0
         self.silent = 0  # probes never answered: the filtered ports, listed or not
+        self.silent_hosts = 0  # hosts that answered no probe: their ports are not listed
         self.sent = 0
         self.send_time = 0.0  # seconds spent in send passes: sent / send_time is the rate
         self.first_tries = 0  # probes sent on first tries: the progress
@@ -415,12 +416,26 @@ class SynScan:
             self.chunk = None
             return
         self.silent += chunk.pending
-        for i, state in enumerate(chunk.states if self.record_filtered else ()):
-            if not state:
-                self.filtered.append(Port(host=chunk.address(i // nports), port=self.ports[i % nports],
-                                          protocol="tcp", state="filtered", method="syn",
-                                          reason="no-response"))
+        if self.record_filtered and chunk.pending:
+            self._list_filtered(chunk)
         self.chunk = None
+
+    def _list_filtered(self, chunk: _Chunk) -> None:
+        """nmap's way: a host that answered on some port has its silent ports listed as
+        filtered; a host silent on every port is counted (``silent_hosts``: down, or all
+        filtered), not listed port by port, so a sweep of dead space lists nothing."""
+        states, nports = chunk.states, len(self.ports)
+        for hi in range(len(chunk)):
+            row = states[hi * nports:(hi + 1) * nports]
+            if 0 not in row:
+                continue
+            if OPEN not in row and CLOSED not in row:
+                self.silent_hosts += 1
+                continue
+            host = chunk.address(hi)
+            self.filtered.extend(Port(host=host, port=self.ports[pi], protocol="tcp", state="filtered",
+                                      method="syn", reason="no-response")
+                                 for pi, state in enumerate(row) if not state)
 
     def _after_try(self, chunk: _Chunk, k: int, sent: int, answered: int, drops_before: int,
                    achieved: float) -> bool:
@@ -675,6 +690,9 @@ class SynScanner(Module):
         pps = scan.sent / scan.send_time if scan.send_time else 0.0
         ctx.log.info(f"syn_scanner: {scan.sent} probes ({pps:,.0f}/s while sending), {len(scan.open)} "
                      f"open, {scan.closed} closed, {scan.silent} filtered")
+        if scan.silent_hosts:
+            ctx.log.info(f"syn_scanner: {scan.silent_hosts} host(s) answered no probe (down, or "
+                         "every port filtered): their ports are not listed in port_states")
         if scan.dropped or scan.backoffs:
             ctx.log.info(f"syn_scanner: {scan.dropped} replies dropped by the receive buffer, "
                          f"rate lowered {scan.backoffs} time(s), to {scan.pace.rate:,.0f}/s at the end")
