@@ -89,10 +89,15 @@ def encode(value: Any) -> Any:
     if name == ASSUMED_HOSTS:  # a view: its target set is all it holds
         return {"$obj": name, "state": {"targets": encode(value.targets)}}
     if name in ALLOWED:
-        state = {}
-        for field in _init_fields(cls):
-            item = getattr(value, field)
-            state[field] = item if type(item) in _SCALARS else encode(item)
+        fields = _init_fields(cls)
+        state = dict(vars(value))
+        if len(state) == len(fields) and all(f in state for f in fields):
+            # the usual record: its attributes are its declared fields, copied in C
+            for field, item in state.items():
+                if type(item) not in _SCALARS:
+                    state[field] = encode(item)
+        else:  # anything else it carries stays out
+            state = {f: encode(getattr(value, f)) for f in fields}
         return {"$obj": name, "state": state}
     raise UnstorableError(f"{cls.__module__}.{cls.__qualname__} values cannot be stored")
 
