@@ -56,6 +56,26 @@ def merge_hosts(groups: Iterable[Iterable[Any]]) -> list[Host]:
 
 
 def _merge(records: list[Host]) -> Host:
+    if len(records) == 2:
+        a, b = records
+        if (type(a) is type(b) is Host and a.alive and b.alive and a.hostname == b.hostname
+                and a.method == "+".join(a.methods) and b.method == "+".join(b.methods)
+                and all(m and "+" not in m for m in a.methods + b.methods)):
+            # two live answers, the sweep's usual case, merged without the general path's
+            # generators (a /16 merged in well under a second)
+            methods = list(dict.fromkeys(a.methods + b.methods))
+            latency = (a.latency_ms if b.latency_ms is None else b.latency_ms
+                       if a.latency_ms is None else min(a.latency_ms, b.latency_ms))
+            reason = "+".join(dict.fromkeys(p for r in (a.reason, b.reason) if r
+                                            for p in r.split("+") if p)) or None
+            return Host(address=a.address, hostname=a.hostname, alive=True, method="+".join(methods),
+                        methods=methods, latency_ms=latency,
+                        ttl=a.ttl if a.ttl is not None else b.ttl,
+                        mac=a.mac if a.mac is not None else b.mac, reason=reason)
+    return _merge_any(records)
+
+
+def _merge_any(records: list[Host]) -> Host:
     alive = [r for r in records if r.alive]
     told = alive or records  # what the merged host is made of: the answers, if any
     latencies = [r.latency_ms for r in alive if r.latency_ms is not None]

@@ -5,6 +5,7 @@ port by port; the terminal summary capped with its counts whole; -sn through the
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import pentora_plugins.discovery
 import pentora_plugins.engine
 import pentora_plugins.targets
 import pytest
+from pentora_plugins.discovery.discovery_merger import _merge, _merge_any
 from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.inputs import hostnames, iter_hosts
 from pentora_plugins.kit.records import Host, Port
@@ -155,3 +157,17 @@ def test_discovery_only_sweep_lists_exactly_every_host_through_the_cli(tmp_path:
     hosts = [r["address"] for r in lines if r["kind"] == "host"]
     assert len(hosts) == len(set(hosts)) and set(hosts) == expected
     assert f"{len(expected)} host(s) up" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_merging_two_live_answers_quickly_gives_what_the_general_merge_gives() -> None:
+    rng = random.Random(5)
+    for _ in range(3000):
+        pair = []
+        for _ in range(2):
+            methods = rng.choice([["icmp"], ["tcp_probe"], ["icmp", "arp"], []])
+            pair.append(Host(address="198.18.0.9", hostname=rng.choice([None, "a.test"]),
+                             method="+".join(methods), methods=methods,
+                             latency_ms=rng.choice([None, 1.0, 2.5]), ttl=rng.choice([None, 64, 128]),
+                             mac=rng.choice([None, "02:00:00:00:00:01"]),
+                             reason=rng.choice([None, "echo-reply", "syn-ack+rst", "rst"])))
+        assert _merge(pair) == _merge_any(pair), pair
