@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import gevent
 import voluptuous as vol
 from pentora_plugins.discovery._common import DEFAULT_OUTPUT, OUTPUT_OPTION
+from pentora_plugins.kit.assumed import AssumedHosts, assumed_host
 from pentora_plugins.kit.inputs import publish
 from pentora_plugins.kit.records import Host
+from pentora_plugins.kit.targetset import TargetSet
 
 from pentora import Module, ModuleError, NodeContext
-from pentora.schema import Bool, StrList
+from pentora.schema import Bool, Int, StrList
+
+EMIT_YIELD = 4096  # records emitted between two yields to the event loop
 
 
 def as_host(item: Any) -> Host:
@@ -51,6 +56,26 @@ def merge_hosts(groups: Iterable[Iterable[Any]]) -> list[Host]:
 
 
 def _merge(records: list[Host]) -> Host:
+    if len(records) == 2:
+        a, b = records
+        if (type(a) is type(b) is Host and a.alive and b.alive and a.hostname == b.hostname
+                and a.method == "+".join(a.methods) and b.method == "+".join(b.methods)
+                and all(m and "+" not in m for m in a.methods + b.methods)):
+            # two live answers, the sweep's usual case, merged without the general path's
+            # generators (a /16 merged in well under a second)
+            methods = list(dict.fromkeys(a.methods + b.methods))
+            latency = (a.latency_ms if b.latency_ms is None else b.latency_ms
+                       if a.latency_ms is None else min(a.latency_ms, b.latency_ms))
+            reason = "+".join(dict.fromkeys(p for r in (a.reason, b.reason) if r
+                                            for p in r.split("+") if p)) or None
+            return Host(address=a.address, hostname=a.hostname, alive=True, method="+".join(methods),
+                        methods=methods, latency_ms=latency,
+                        ttl=a.ttl if a.ttl is not None else b.ttl,
+                        mac=a.mac if a.mac is not None else b.mac, reason=reason)
+    return _merge_any(records)
+
+
+def _merge_any(records: list[Host]) -> Host:
     alive = [r for r in records if r.alive]
     told = alive or records  # what the merged host is made of: the answers, if any
     latencies = [r.latency_ms for r in alive if r.latency_ms is not None]
@@ -90,11 +115,42 @@ class DiscoveryMerger(Module):
         vol.Optional("assume_up", default=False,
                      description="take every target as up, unprobed (nmap's -Pn): reads targets, "
                                  "not the inputs"): Bool(),
+        vol.Optional("emit_limit", default=65536,
+                     description="with assume_up: emit a host record for each target only when "
+                                 "there are at most this many (beyond, the hosts with findings "
+                                 "are listed, as nmap does with -Pn --open)"): Int(min=0),
         vol.Optional("emit", default=False,
                      description="emit the merged live hosts, one record each (set emit: false "
                                  "on the inputs then)"):
             Bool(),
     }
+
+    @staticmethod
+    def _assume_up(ctx: NodeContext, config: dict[str, Any]) -> None:
+        """Every target as a live host. A ``TargetSet`` is published as a lazy view
+        (``AssumedHosts``): a Host each would make a /8 cost gigabytes. Its hosts are
+        emitted one by one, never held, up to ``emit_limit``; beyond it none are, and the
+        outputs list the hosts that have findings (nmap's way with -Pn --open)."""
+        targets = ctx.get("targets")
+        if isinstance(targets, TargetSet):
+            hosts: Any = AssumedHosts(targets)
+            ctx.set(config["output"], hosts)
+        else:  # a list some other node set: small, kept as records
+            hosts = publish(ctx, config["output"], [assumed_host(t.address, t.hostname)
+                                                     if hasattr(t, "address") else assumed_host(str(t))
+                                                     for t in targets])
+        count = hosts.size if isinstance(hosts, AssumedHosts) else len(hosts)
+        limit = config["emit_limit"]
+        if count > limit:
+            ctx.log.info("discovery_merger: {:,} targets taken as up, unprobed (assume_up); more "
+                         "than emit_limit ({:,}): no host record each, the outputs list the hosts "
+                         "with findings", count, limit)
+            return
+        ctx.log.info("discovery_merger: {:,} targets taken as up, unprobed (assume_up)", count)
+        for n, host in enumerate(hosts, 1):  # no probe emitted them: the outputs list them here
+            ctx.emit(host)
+            if not n % EMIT_YIELD:
+                gevent.sleep(0)  # let the outputs and the store's writer keep up
 
     @classmethod
     def contract(cls, config: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -105,13 +161,7 @@ class DiscoveryMerger(Module):
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         if config["assume_up"]:
-            hosts = publish(ctx, config["output"], [
-                Host(address=t.address, hostname=t.hostname, method="assumed", methods=["assumed"],
-                     reason="user-set")
-                for t in ctx.get("targets")])
-            ctx.log.info("discovery_merger: {} targets taken as up, unprobed (assume_up)", len(hosts))
-            for host in hosts:  # no probe emitted them: the outputs list them here
-                ctx.emit(host)
+            self._assume_up(ctx, config)
             return
         if not any(ctx.has(key) for key in config["inputs"]):
             # Every method was switched off or failed: no host is known to be up, and
@@ -133,6 +183,8 @@ class DiscoveryMerger(Module):
         hosts = [h for h in merge_hosts(groups) if h.alive or config["include_down"]]
         hosts = publish(ctx, config["output"], hosts)
         if config["emit"]:
-            for host in hosts:
+            for n, host in enumerate(hosts, 1):
                 if host.alive:
                     ctx.emit(host)
+                if not n % EMIT_YIELD:
+                    gevent.sleep(0)  # let the outputs and the store's writer keep up

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import gevent.pool
 import voluptuous as vol
+from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.net.connect import fd_budget
 from pentora_plugins.kit.records import Host, Target, field_of, sorted_records
 
@@ -33,6 +34,9 @@ def iter_hosts(ctx: NodeContext, config: dict[str, Any]) -> Iterator[tuple[str, 
     """(address, hostname) of each host to scan, deduplicated, in input order."""
     source = config.get("input", "discovered_hosts")
     items: Iterable[Any] = ctx.get(source)
+    if isinstance(items, AssumedHosts):  # -Pn: the targets themselves, streamed, no record each
+        yield from items.pairs()
+        return
     # targets are de-duplicated (and streamed) by target_parser; a /8 must not build a set here.
     seen: set[str] | None = set() if source == "discovered_hosts" else None
     for item in items:
@@ -81,6 +85,8 @@ def hostnames(ctx: NodeContext) -> dict[str, str]:
     """address → host name from ``discovered_hosts`` (when upstream): the name a service
     is asked for (HTTP Host header, TLS server name)."""
     hosts = ctx.get("discovered_hosts", None)
+    if isinstance(hosts, AssumedHosts):
+        return hosts.hostnames()
     if not isinstance(hosts, list):
         return {}
     out = {}

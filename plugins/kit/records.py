@@ -31,13 +31,36 @@ def address_key(address: str) -> tuple[int, int, str]:
     return (0 if ip.version == 4 else 1, int(ip), "")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 class Record:
     kind: ClassVar[str] = ""
     # Every record is a dataclass (the subclasses): asdict() and fields() take it.
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Most records hold scalars and lists of scalars: copied shallowly here, because
+        # asdict's deep copy made writing a sweep's records cost more than finding them.
+        out: dict[str, Any] = {}
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            kind = type(value)
+            if kind in _SCALARS:
+                out[name] = value
+            elif kind is list and all(type(v) in _SCALARS for v in value):
+                out[name] = list(value)
+            else:  # nested records or mappings: asdict converts them all the way down
+                return asdict(self)
+        return out
 
     def sort_key(self) -> tuple[Any, ...]:
         raise NotImplementedError

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
 
 from pentora import NodeContext, PentoraError
@@ -106,6 +107,8 @@ def host_indexer(targets: Any) -> tuple[int, Callable[[str], int]]:
     A ``TargetSet`` answers by interval search; any other iterable of targets/hosts
     (records, dicts or strings) is indexed by its sorted distinct addresses.
     """
+    if isinstance(targets, AssumedHosts):  # -Pn's hosts: the target set they view
+        targets = targets.targets
     if isinstance(targets, TargetSet):
         return targets.size, _targetset_index(targets)
     addresses = sorted({_address(t) for t in (targets or ())})

@@ -87,6 +87,10 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["pentora", *(_URL_PASSWORD.sub(r"\g<head>***@", a) for a in argv)])
 
 
+# Open ports the terminal summary draws; the rest are counted (the -o files hold them all).
+SUMMARY_ROWS = 100
+
+
 @hookimpl
 def pentora_cli_scan_done(args: Any, orch: Any, result: Any) -> None:
     """The summary table once the scan is over (not with ``-q``): on stdout, or on stderr
@@ -99,7 +103,7 @@ def pentora_cli_scan_done(args: Any, orch: Any, result: Any) -> None:
     stream = sys.stderr if "-" in (getattr(args, "outputs", None) or ()) else sys.stdout
     SummaryWriter(stream, getattr(args, "min_quality", DEFAULT_MIN_QUALITY),
                   open_only=getattr(args, "open_only", False),
-                  reason=getattr(args, "reason", False)).close(result)
+                  reason=getattr(args, "reason", False), max_rows=SUMMARY_ROWS).close(result)
 
 
 @hookimpl

@@ -46,8 +46,8 @@ class JsonReporter(Module):
 class _Counting(JsonlWriter):
     lines = 0
 
-    def write(self, obj: dict[str, Any]) -> None:
-        super().write(obj)
+    def write(self, obj: dict[str, Any], now: bool = True) -> None:
+        super().write(obj, now)
         self.lines += 1
 
 

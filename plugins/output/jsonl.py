@@ -1,8 +1,11 @@
-"""The ``jsonl`` output format: one JSON object a line, ``kind`` first, flushed as found.
+"""The ``jsonl`` output format: one JSON object a line, ``kind`` first, written as found.
 
 Findings (``host``, ``port``, ``banner``…) are written the moment a module emits them,
 ``node`` lines as each node ends, and one ``scan`` line last, so an interrupted scan
-keeps every line it had.
+keeps every line it had. Lines reach the file at most FLUSH_AFTER seconds after they are
+written (``node`` and ``scan`` lines at once): a flush per line was a system call per
+record, and each one handed the interpreter lock to the store's writer thread, which made
+a sweep's hundred thousand records take seconds of the event loop.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import json
 import sys
 from typing import IO, Any
 
+import gevent
 from pentora_plugins.kit.records import record_dict
 
-from pentora import OutputFormat, atomic_output
+from pentora import AtomicOutput, OutputFormat, atomic_output
 
 COMMAND_LINE = "command_line"  # the scan option (and scan line field) holding it
+FLUSH_AFTER = 0.2  # seconds a written line may wait in the buffer
 
 
 def scan_facts(scan: Any) -> dict[str, Any]:
@@ -44,19 +49,34 @@ class JsonlWriter:
     def __init__(self, target: str | IO[str]) -> None:
         if isinstance(target, str):
             # A path of its own (json_reporter's file) is replaced whole when the scan ends;
-            # until then the lines go, flushed one by one, to a temporary file beside it.
-            self.stream: IO[str] = sys.stdout if target == "-" else atomic_output(target)  # type: ignore[assignment]
+            # until then the lines go to a temporary file beside it.
+            self.stream: IO[str] = sys.stdout if target == "-" else atomic_output(  # type: ignore[assignment]
+                target, line_buffering=False)
             self.owned = target != "-"
         else:
             self.stream, self.owned = target, False
+        if isinstance(self.stream, AtomicOutput):  # the CLI's -o file, opened line-buffered
+            self.stream.stream.reconfigure(line_buffering=False)  # type: ignore[attr-defined]
+        self._flush_due: Any = None  # the timer that flushes the lines written since the last flush
 
-    def write(self, obj: dict[str, Any]) -> None:
+    def write(self, obj: dict[str, Any], now: bool = True) -> None:
         # ASCII only: raw U+0085/U+2028 from a banner would split the line for many readers
         self.stream.write(json.dumps(obj, default=str) + "\n")
-        self.stream.flush()
+        if now:
+            self.flush()
+        elif self._flush_due is None:
+            self._flush_due = gevent.spawn_later(FLUSH_AFTER, self.flush)
+
+    def flush(self) -> None:
+        due, self._flush_due = self._flush_due, None
+        if due is not None and due is not gevent.getcurrent():
+            due.kill(block=False)
+        if not getattr(self.stream, "closed", False):
+            self.stream.flush()
 
     def record(self, kind: str, record: Any) -> None:
-        self.write(record_dict(kind, record))
+        # findings wait for the timer; a node's end is news at once
+        self.write(record_dict(kind, record), now=kind == "node")
 
     def start(self, scan: Any) -> None:
         self.facts = scan_facts(scan)
@@ -64,6 +84,8 @@ class JsonlWriter:
     def close(self, result: Any) -> None:
         if result is not None:
             self.write(scan_line(result, self.facts))
+        else:
+            self.flush()
         if self.owned:
             self.stream.close()
 

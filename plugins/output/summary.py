@@ -85,9 +85,10 @@ def show(blocks: list[Block], stream: IO[str]) -> None:
 class SummaryWriter:
     def __init__(self, target: str | IO[str] = "-",
                  min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
-                 reason: bool = False) -> None:
+                 reason: bool = False, max_rows: int | None = None) -> None:
         self.min_quality = min_quality
         self.open_only, self.reason = open_only, reason
+        self.max_rows = max_rows
         self.live = False
         self.report = Report(min_quality)
         self.owned = isinstance(target, str) and target != "-"
@@ -115,7 +116,8 @@ class SummaryWriter:
     def close(self, result: Any) -> None:
         drawn = None
         if result is not None:
-            drawn = blocks(result, self.min_quality, open_only=self.open_only, reason=self.reason)
+            drawn = blocks(result, self.min_quality, open_only=self.open_only, reason=self.reason,
+                           max_rows=self.max_rows)
         elif not self.live:
             self.report.min_quality = self.min_quality
             drawn = report_blocks(self.report)
@@ -137,14 +139,17 @@ def render(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_onl
 
 
 def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_only: bool = False,
-           reason: bool = False) -> list[Block]:
+           reason: bool = False, max_rows: int | None = None) -> list[Block]:
     """The summary's blocks; ``open_only`` (nmap's ``--open``) leaves out the count of ports
-    that did not answer, ``reason`` (``--reason``) adds the REASON column: what the port said."""
+    that did not answer, ``reason`` (``--reason``) adds the REASON column: what the port said.
+    ``max_rows`` caps the port table (a sweep finds millions, and drawing them takes longer
+    than finding them): a line says how many more there are, the counts stay whole."""
     ctx = result.context
     services = {(_get(s, "host"), _get(s, "port"), _get(s, "protocol")): s
                 for s in ctx.get("service_fingerprints", [])}
     rows = [["HOST", "PORT", "STATE", *(["REASON"] if reason else []), "SERVICE", "PRODUCT", "VERSION"]]
-    for p in ctx.get("open_ports", []):
+    ports = ctx.get("open_ports", [])
+    for p in ports if max_rows is None else ports[:max_rows]:
         key = (_get(p, "host"), _get(p, "port"), _get(p, "protocol"))
         svc = services.get(key)
         service = clean(_get(svc, "service") if svc else "")
@@ -155,11 +160,15 @@ def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_onl
                      clean(_get(svc, "product") if svc else ""),
                      clean(_get(svc, "version") if svc else "")])
     lines: list[Block] = []
-    hosts = [h for h in ctx.get("discovered_hosts", []) if _get(h, "alive")]
     if ctx.has("discovered_hosts"):
-        lines.append((f"{len(hosts)} host(s) up", ""))
+        lines.append((f"{_hosts_up(ctx.get('discovered_hosts'))} host(s) up", ""))
     if len(rows) > 1:
         lines.append(table(rows))
+        more = len(ports) - (len(rows) - 1)
+        if more > 0:
+            hosts = len({_get(p, "host") for p in ports})
+            lines.append((f"… {more:,} more open port(s) not shown ({len(ports):,} on {hosts:,} "
+                          "host(s) in all): see the -o outputs or `pentora scans show`", ""))
     elif ctx.has("open_ports"):
         lines.append(("no open ports found", ""))
     silent = ctx.get("port_states", [])
@@ -178,6 +187,13 @@ def blocks(result: Any, min_quality: int = quality.DEFAULT_MIN_QUALITY, open_onl
     lines.append((f"scan {clean(result.scan_id)} {result.status} in {result.duration_ms / 1000:.2f}s "
                   f"({counts})", "bold"))
     return lines
+
+
+def _hosts_up(hosts: Any) -> int:
+    size = getattr(hosts, "size", None)  # -Pn's view of the targets: every one is up
+    if isinstance(size, int):
+        return size
+    return sum(1 for h in hosts or () if _get(h, "alive"))
 
 
 def render_report(report: Report) -> str:

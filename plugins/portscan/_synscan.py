@@ -30,7 +30,7 @@ from pentora_plugins.kit.net.rawtcp import (
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector
 from pentora_plugins.portscan._synchunk import _HALVES, _Chunk, _Chunk6
-from pentora_plugins.portscan._synmatch import OPEN, ReplyMatcher, ReplyMatcher6
+from pentora_plugins.portscan._synmatch import CLOSED, OPEN, ReplyMatcher, ReplyMatcher6
 from pentora_plugins.portscan._synsend import Template4, Template6, job4, job6
 
 from pentora import NodeContext
@@ -121,6 +121,7 @@ class SynScan:
         self.listed: set[tuple[str, int]] = set()  # (address, port) of every filtered port listed
         self.closed = 0
         self.silent = 0  # probes never answered: the filtered ports, listed or not
+        self.silent_hosts = 0  # hosts that answered no probe: their ports are not listed
         self.sent = 0
         self.send_time = 0.0  # seconds spent in send passes: sent / send_time is the rate
         self.first_tries = 0  # probes sent on first tries: the progress
@@ -288,16 +289,31 @@ class SynScan:
             self.chunk = None
             return
         self.silent += chunk.pending
-        for i, state in enumerate(chunk.states if self.record_filtered else ()):
-            if not state:
-                key = (chunk.address(i // nports), self.ports[i % nports])
+        if self.record_filtered and chunk.pending:
+            self._list_filtered(chunk)
+        self.chunk = None
+
+    def _list_filtered(self, chunk: _Chunk | _Chunk6) -> None:
+        """nmap's way: a host that answered on some port has its silent ports listed as
+        filtered; a host silent on every port is counted (``silent_hosts``: down, or all
+        filtered), not listed port by port, so a sweep of dead space lists nothing."""
+        states, nports = chunk.states, len(self.ports)
+        for hi in range(len(chunk)):
+            row = states[hi * nports:(hi + 1) * nports]
+            if 0 not in row:
+                continue
+            if OPEN not in row and CLOSED not in row:
+                self.silent_hosts += 1
+                continue
+            host = chunk.address(hi)
+            for pi, state in enumerate(row):
+                key = (host, self.ports[pi])
                 # a host listed again in a later chunk is one host: its ports listed once
-                if key in self.listed or key in self.reported:
+                if state or key in self.listed or key in self.reported:
                     continue
                 self.listed.add(key)
-                self.filtered.append(Port(host=key[0], port=key[1], protocol="tcp", state="filtered",
+                self.filtered.append(Port(host=host, port=key[1], protocol="tcp", state="filtered",
                                           method="syn", reason="no-response"))
-        self.chunk = None
 
     def _after_try(self, chunk: _Chunk, k: int, sent: int, answered: int, drops_before: int,
                    achieved: float) -> bool:

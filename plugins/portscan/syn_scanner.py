@@ -192,6 +192,9 @@ class SynScanner(Module):
         pps = scan.sent / scan.send_time if scan.send_time else 0.0
         ctx.log.info(f"syn_scanner: {scan.sent} probes ({pps:,.0f}/s while sending), {len(scan.open)} "
                      f"open, {scan.closed} closed, {scan.silent} filtered")
+        if scan.silent_hosts:
+            ctx.log.info(f"syn_scanner: {scan.silent_hosts} host(s) answered no probe (down, or "
+                         "every port filtered): their ports are not listed in port_states")
         if scan.dropped or scan.backoffs:
             ctx.log.info(f"syn_scanner: {scan.dropped} replies dropped by the receive buffer, "
                          f"rate lowered {scan.backoffs} time(s), to {scan.pace.rate:,.0f}/s at the end")

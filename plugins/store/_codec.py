@@ -6,7 +6,8 @@ and any plugin's own); a kind nobody defines comes back as a plain dict.
 
 Node outputs must come back exactly as the module left them, so ``encode`` also keeps
 tuples, sets, dicts with non-string keys, and the record types pentora stores in the
-DataContext (the dataclasses of ``kit.records``, ``TargetError`` and ``TargetSet``) as
+DataContext (the dataclasses of ``kit.records``, ``TargetError``, ``TargetSet`` and -Pn's
+``AssumedHosts`` view of it) as
 ``{"$obj": "module:Class", "state": {...}}``. A store is data from a file anyone may
 have edited, so decoding rebuilds only the types of ``ALLOWED`` (under their current or
 an earlier module path), through their own constructor, with their declared fields:
@@ -23,6 +24,7 @@ import json
 from typing import Any
 
 from pentora_plugins.kit import records as kit_records
+from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.records import Record, record_dict
 from pentora_plugins.kit.targetset import TargetSet
 
@@ -34,8 +36,10 @@ TARGET_SET = "pentora_plugins.kit.targetset:TargetSet"
 # The targets area defines it: the store may not import that area, so the class is found
 # among the loaded Record subclasses (the area is loaded whenever a scan runs its node).
 TARGET_ERROR = "pentora_plugins.targets.target_parser:TargetError"
+ASSUMED_HOSTS = "pentora_plugins.kit.assumed:AssumedHosts"
 # The only types a store may name: what pentora itself puts in the DataContext.
-ALLOWED = frozenset({*(f"{_KIT}:{name}" for name in _KIT_RECORDS), TARGET_SET, TARGET_ERROR})
+ALLOWED = frozenset({*(f"{_KIT}:{name}" for name in _KIT_RECORDS), TARGET_SET, TARGET_ERROR,
+                     ASSUMED_HOSTS})
 # Where those classes lived in earlier versions (CHANGELOG: module paths), so that the
 # scans stored then still resume.
 FORMER_NAMES = {
@@ -59,8 +63,13 @@ class RefusedTypeError(UnstorableError):
         super().__init__(why)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def encode(value: Any) -> Any:
     """A JSON-able structure that ``decode`` turns back into ``value``."""
+    if type(value) in _SCALARS:  # the common case first: a sweep's outputs are millions of them
+        return value
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, list):
@@ -77,8 +86,19 @@ def encode(value: Any) -> Any:
     name = f"{cls.__module__}:{cls.__qualname__}"
     if name == TARGET_SET:  # all its attributes, as earlier versions stored and read them
         return {"$obj": name, "state": encode(vars(value))}
+    if name == ASSUMED_HOSTS:  # a view: its target set is all it holds
+        return {"$obj": name, "state": {"targets": encode(value.targets)}}
     if name in ALLOWED:
-        return {"$obj": name, "state": encode(_fields_of(value))}
+        fields = _init_fields(cls)
+        state = dict(vars(value))
+        if len(state) == len(fields) and all(f in state for f in fields):
+            # the usual record: its attributes are its declared fields, copied in C
+            for field, item in state.items():
+                if type(item) not in _SCALARS:
+                    state[field] = encode(item)
+        else:  # anything else it carries stays out
+            state = {f: encode(getattr(value, f)) for f in fields}
+        return {"$obj": name, "state": state}
     raise UnstorableError(f"{cls.__module__}.{cls.__qualname__} values cannot be stored")
 
 
@@ -103,9 +123,16 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
-def _fields_of(record: Any) -> dict[str, Any]:
-    # Only the declared fields: never whatever else the instance carries.
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.init}
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _init_fields(cls: type) -> tuple[str, ...]:
+    """The declared fields a record is rebuilt from (never whatever else the instance
+    carries); looked up once per class, a sweep storing millions of records."""
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    return names
 
 
 # The attributes of a stored TargetSet that every version wrote; its constructor derives
@@ -129,6 +156,11 @@ def _rebuild_object(name: object, state: Any) -> Any:
         raise UnstorableError(f"the stored {current} has no field mapping")
     if current == TARGET_SET:
         return _rebuild_targetset(state)
+    if current == ASSUMED_HOSTS:
+        targets = decode(state.get("targets"))
+        if not isinstance(targets, TargetSet):
+            raise UnstorableError(f"the stored {ASSUMED_HOSTS} holds no target set")
+        return AssumedHosts(targets)
     cls = _record_class(current)
     declared = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(state) - declared)

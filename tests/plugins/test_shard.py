@@ -220,8 +220,8 @@ def test_asset_profiles_and_reporters_stay_on_the_submitting_side() -> None:
     orch.load_dag(orch_profile(orch, "service-scan"))
     orch.validate(vars={"targets": "127.0.0.1", "icmp": False})
     remote = remote_nodes(orch.dag, orch.registry)
-    assert remote == ["target_ingestion", "discover.icmp", "discover.tcp_probe", "discover.merge",
-                      "port_scan", "connect_scan", "udp_scan", "banner_grab", "fingerprint"]
+    assert remote == ["target_ingestion", "discover.icmp", "discover.tcp_probe", "discover.arp",
+                      "discover.merge", "port_scan", "connect_scan", "udp_scan", "banner_grab", "fingerprint"]
     shipped = remote_dag(orch.dag, remote, 60.0)
     assert [n["instance_id"] for n in shipped["nodes"]] == remote
     assert shipped["engine"]["global_timeout"] == 60.0

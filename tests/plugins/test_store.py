@@ -20,11 +20,13 @@ import pentora_plugins.services.fingerprint_parser
 import pentora_plugins.targets.target_parser
 import pytest
 from pentora_plugins.kit import records as kit_records
+from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.targetset import TargetSet
 from pentora_plugins.store import StorePlugin
 from pentora_plugins.store._codec import (
     ALLOWED,
+    ASSUMED_HOSTS,
     FORMER_NAMES,
     TARGET_ERROR,
     TARGET_SET,
@@ -154,7 +156,7 @@ def test_codec_sets_only_declared_fields_through_the_constructor():
 def test_codec_reads_classes_under_the_module_paths_an_earlier_version_stored():
     targets = TargetSet.parse("127.0.0.1-3", seed=7)
     error = pentora_plugins.targets.target_parser.TargetError(spec="x.invalid", error="no")
-    values = {TARGET_SET: targets, TARGET_ERROR: error,
+    values = {TARGET_SET: targets, TARGET_ERROR: error, ASSUMED_HOSTS: AssumedHosts(targets),
               **{name: cls(**{f: "1" for f in ("address", "host", "port", "id", "name")
                               if f in cls.__dataclass_fields__})
                  for name, cls in ((n, getattr(kit_records, n.partition(":")[2])) for n in ALLOWED
@@ -167,6 +169,8 @@ def test_codec_reads_classes_under_the_module_paths_an_earlier_version_stored():
         back = decode(json.loads(json.dumps(stored)))
         if current == TARGET_SET:
             assert list(back) == list(targets) and back.seed == 7
+        elif current == ASSUMED_HOSTS:
+            assert list(back) == list(values[current]) and back.targets.seed == 7
         else:
             assert back == values[current], former
 
