@@ -91,14 +91,7 @@ def _early_options(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Modules block on sockets, DNS, sleeps and threads: make the standard library
-    # cooperative before any plugin is imported. Done here, when pentora is the program,
-    # not when this module is imported: a process that only builds the parser (a test,
-    # a tool) must not have its threading patched under it. Nor when the shell asks for
-    # completions (every TAB): nothing runs then, and patching is a tenth of the time.
     completing = complete.completing()
-    if not completing:
-        patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
     disabled, hooks = _early_options(complete.completion_argv() if completing else argv)
     try:
@@ -114,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     if completing:
         complete.autocomplete(parser)  # answers the shell and exits
     args = parser.parse_args(argv)
+    # Modules block on sockets, DNS, sleeps and threads: a command that runs a scan gets a
+    # cooperative standard library, before the modules its DAG uses are imported. Only
+    # then: `--help`, `X --help`, `--version` and every TAB have answered by now, and a
+    # command that runs no scan (`modules list`, `scans list`) does not pay a tenth of a
+    # second for it. A command that says nothing (a plugin's) is patched, as it always was.
+    # Never when this module is merely imported: a process that only builds the parser (a
+    # test, a tool) must not have its threading patched under it.
+    if getattr(args, "cooperative", True):
+        patch_all()
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     set_no_color(getattr(args, "no_color", False))
     from .._logging import configure  # loguru: once a command runs, not for --help

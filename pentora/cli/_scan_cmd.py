@@ -54,7 +54,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a DAG var (repeatable)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
-    p.set_defaults(func=cmd_scan, plugin_flags=[], p_values=None, scan_parser=p)
+    p.set_defaults(func=cmd_scan, cooperative=True, plugin_flags=[], p_values=None, scan_parser=p)
 
 
 def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:

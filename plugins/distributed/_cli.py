@@ -72,7 +72,7 @@ def add_worker_command(subparsers: Any, common: Any) -> None:
                    metavar="DURATION", help="a shard unacknowledged this long is delivered again (1h); a "
                    "scan sends again by itself, within about 30s, a shard whose worker died")
     p.add_argument("--hostname", "-n", metavar="NAME", help="worker name (pentora-PID@HOST)")
-    p.set_defaults(func=_cmd_worker)
+    p.set_defaults(cooperative=True, func=_cmd_worker)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

@@ -230,7 +230,7 @@ def add_command(subparsers: Any, common: Any) -> None:
                               help="start demo services on loopback and scan them")
     add_output_options(p)
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(cooperative=True, func=cmd_demo)
 
 
 def main() -> None:  # pragma: no cover - manual use: keep the services up for a look

@@ -51,25 +51,25 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) 
     fmt.add_argument("--format", choices=["text", "json"], default="text")
     parents = [common, store, fmt]
     c = sub.add_parser("list", parents=parents, help="stored scans, newest first")
-    c.set_defaults(func=cmd_list)
+    c.set_defaults(func=cmd_list, cooperative=False)
     c = sub.add_parser("show", parents=parents, help="one scan: nodes, records and findings")
     c.add_argument("id", help="scan ID (or a unique prefix)")
-    c.set_defaults(func=cmd_show)
+    c.set_defaults(func=cmd_show, cooperative=False)
     c = sub.add_parser("diff", parents=parents,
                        help="hosts, ports, services, findings and other records that appeared, went or "
                             "changed")
     c.add_argument("old", help="the earlier scan's ID")
     c.add_argument("new", help="the later scan's ID")
-    c.set_defaults(func=cmd_diff)
+    c.set_defaults(func=cmd_diff, cooperative=False)
     c = sub.add_parser("rm", parents=[common, store], help="remove scans (or all but the newest N)")
     c.add_argument("ids", nargs="*", metavar="ID", help="scan IDs (or unique prefixes)")
     c.add_argument("--keep", type=_count, metavar="N", help="remove all but the newest N scans")
-    c.set_defaults(func=cmd_rm)
+    c.set_defaults(func=cmd_rm, cooperative=False)
     c = sub.add_parser("check", parents=[common, store],
                        help="check the store file; --repair rebuilds a damaged one")
     c.add_argument("--repair", action="store_true",
                    help="move a damaged store aside and build a new one from what is readable")
-    c.set_defaults(func=cmd_check)
+    c.set_defaults(func=cmd_check, cooperative=False)
 
 
 class _StorePath(argparse.Action):

@@ -184,4 +184,4 @@ def add_parser(subparsers: Any, common: Any) -> None:
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip lines that are not valid records (warning on stderr) instead of stopping")
     _views.add_options(p)
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, cooperative=False)
