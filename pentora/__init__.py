@@ -29,6 +29,19 @@ if TYPE_CHECKING:
 # The API (``pentora._api``) is imported on first use, not with the package, and with
 # it ``quiet_logs("pentora")``: see ``pentora._lazy``.
 # ``hookimpl`` alone does not bring in the API: every plugin's module imports it, and
-# ``pentora --help`` imports every plugin's module.
-__getattr__, __dir__ = lazy_api(__name__, __all__, own={"__version__"},
-                                light={"hookimpl": "_hookspecs", "hookspec": "_hookspecs"})
+# ``pentora --help`` imports every plugin's module. Nor do the names of the modules that
+# import nothing heavy (no gevent, loguru, voluptuous, engine): what a plugin's parts use
+# when they are registered, and what its command-line code raises.
+_LIGHT = {
+    "hookimpl": "_hookspecs", "hookspec": "_hookspecs",
+    **dict.fromkeys(["ConditionError", "ContextFullError", "ContextKeyError", "DagParseError",
+                     "ModuleError", "NodeTimeout", "PentoraError", "PluginError", "Problem",
+                     "TransientError", "ValidationError"], "_errors"),
+    **dict.fromkeys(["InputError", "input_lines", "load_json", "load_yaml", "open_input",
+                     "read_input"], "_input"),
+    "AtomicOutput": "_atomic", "atomic_output": "_atomic", "RecordRouter": "_sinks",
+    "interpolate": "_interpolate", "iso_time": "_records:iso", "clean_text": "_text:clean",
+    "use_color": "_console",
+    "terminal_console": "_console:console", "set_live_console": "_console:set_live",
+}
+__getattr__, __dir__ = lazy_api(__name__, __all__, own={"__version__"}, light=_LIGHT)

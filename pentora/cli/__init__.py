@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 
 
 # Imported on first use, as ``pentora``'s own API (``pentora._lazy``): see ``main``.
-__getattr__, __dir__ = lazy_api(__name__, __all__, own={"main"})
+# ``_common``'s names come alone: the exit codes and ``CliError`` are what a plugin's
+# command-line code imports at the top, and ``pentora --help`` imports that code.
+__getattr__, __dir__ = lazy_api(__name__, __all__, own={"main"}, light=dict.fromkeys(
+    ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
+     "CliError", "disabled_plugins", "echo", "list_profiles", "make_orchestrator", "parse_sets",
+     "profile_path"], "_common"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from typing import Any
 
 from .._errors import ValidationError
 from .._log import logger
-from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -58,6 +57,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
+    from .._parse import load_dag  # voluptuous and the planner: when a scan runs, not for --help
+
     if args.dag:
         return load_dag_arg(orch, args.dag)
     wanted = [answer for answer in orch.pm.hook.pentora_cli_scan_profile(args=args) if answer]

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-from pentora_plugins.store._codec import (
-    RefusedTypeError,
-    UnstorableError,
-    dumps,
-    finding_json,
-    loads,
-    rebuild,
-    record_classes,
-)
 from pentora_plugins.store._db import (
     ENV,
     StoreError,
@@ -31,11 +22,24 @@ from pentora_plugins.store._db import (
     store_failure,
     store_flag,
 )
-from pentora_plugins.store._writer import Writer
 
-from pentora import NodeRestore, PentoraError, clean_text, hookimpl, record_kind
+from pentora import PentoraError, clean_text, hookimpl
 
-log = logger.bind(component="store")
+if TYPE_CHECKING:
+    from pentora_plugins.store._writer import Writer
+
+    from pentora import NodeRestore
+
+# This module is imported whenever pentora starts (the plugin is registered then): what
+# only a stored scan needs (the codec, the writer, gevent, loguru, the engine's API) is
+# imported by the hook that first needs it, so that `pentora --help` costs none of it.
+
+
+@functools.cache
+def _log() -> Any:
+    from loguru import logger
+
+    return logger.bind(component="store")
 
 
 @dataclass
@@ -74,16 +78,18 @@ class StorePlugin:
         path = self.path()
         if path is None:
             return
+        from pentora_plugins.store._writer import Writer
+
         writer = Writer(path, scan.scan_id)
         try:
             state = writer.call(lambda conn: self._begin(conn, scan, writer))
         except (StoreError, OSError) as e:
-            log.warning("{}; this scan is not stored (its results still go to the -o outputs)", e)
+            _log().warning("{}; this scan is not stored (its results still go to the -o outputs)", e)
             writer.close()
             return
         except Exception as e:  # damaged, locked past the wait, disk full…: say which, scan anyway
             why = store_failure(path, e) if isinstance(e, sqlite3.Error) else e
-            log.warning("{}; this scan is not stored (its results still go to the -o outputs)", why)
+            _log().warning("{}; this scan is not stored (its results still go to the -o outputs)", why)
             writer.close()
             return
         self.scans[scan.scan_id] = state
@@ -125,7 +131,7 @@ class StorePlugin:
             self._retain(state.writer.path, scan.scan_id)
         if result.status == "cancelled" and self.cli and pending is None:
             # a log line, so that --log-format json keeps stderr all JSON
-            log.warning("scan {} stopped; results so far are in the store and the outputs. Resume "
+            _log().warning("scan {} stopped; results so far are in the store and the outputs. Resume "
                         "it with: pentora scan --resume {}{}", scan.scan_id, scan.scan_id,
                         store_flag(state.writer.path))
 
@@ -141,11 +147,11 @@ class StorePlugin:
                 victims = [v for v in retention_victims(conn, int(keep)) if v != current]
                 if victims:
                     delete_scans(conn, victims)
-                    log.info("scan store: removed {} old scan(s), keeping {}", len(victims), keep)
+                    _log().info("scan store: removed {} old scan(s), keeping {}", len(victims), keep)
             finally:
                 conn.close()
         except Exception as e:  # retention is housekeeping: never fail a scan over it
-            log.warning("scan store {}: retention (PENTORA_STORE_KEEP={}) skipped: {}", path, keep, e)
+            _log().warning("scan store {}: retention (PENTORA_STORE_KEEP={}) skipped: {}", path, keep, e)
 
     # -- nodes and findings ----------------------------------------------------------------
 
@@ -166,6 +172,8 @@ class StorePlugin:
         state = self.scans.get(scan.scan_id)
         if state is None:
             return
+        from pentora_plugins.store._codec import finding_json
+
         data = finding_json(kind, record)
         digest = hashlib.sha1(f"{node.instance_id}\0{data}".encode(), usedforsecurity=False).hexdigest()
         state.writer.add("result", scan.scan_id, node.instance_id, kind, data, digest, state.run)
@@ -176,6 +184,10 @@ class StorePlugin:
         state = self.scans.get(scan.scan_id)
         if state is None:
             return
+        from pentora_plugins.store._codec import UnstorableError, dumps, finding_json
+
+        from pentora import record_kind
+
         if item is not None:
             data = json.dumps([json.loads(finding_json(record_kind(r), r)) for r in records])
             state.writer.add("checkpoint", scan.scan_id, node.instance_id, str(item), data, state.run)
@@ -183,7 +195,7 @@ class StorePlugin:
         try:
             text: str | None = dumps(outputs or {})
         except (UnstorableError, ValueError) as e:
-            log.info("node '{}' outputs cannot be stored ({}); a resumed scan runs it again",
+            _log().info("node '{}' outputs cannot be stored ({}); a resumed scan runs it again",
                      node.instance_id, e)
             text = None
         state.writer.add("node_outputs", text, scan.scan_id, node.instance_id)
@@ -249,6 +261,10 @@ def _restorable(conn: Any, scan_id: str) -> dict[str, NodeRestore]:
 
     A node whose stored outputs or findings cannot be read back (or name a type the store
     may not rebuild) is left out: it runs again."""
+    from pentora_plugins.store._codec import loads, rebuild, record_classes
+
+    from pentora import NodeRestore
+
     classes = record_classes()
     out: dict[str, NodeRestore] = {}
     rows = conn.execute("SELECT node, outputs FROM nodes WHERE scan_id = ? AND status = 'completed' "
@@ -277,12 +293,14 @@ def _restorable(conn: Any, scan_id: str) -> dict[str, NodeRestore]:
 
 def _unreadable(scan_id: str, node: str, e: Exception) -> None:
     # Names and types come from the store: cleaned before they reach a terminal.
+    from pentora_plugins.store._codec import RefusedTypeError
+
     if isinstance(e, RefusedTypeError):
-        log.warning("scan {}: node '{}': the store names type '{}', which is not a record type "
+        _log().warning("scan {}: node '{}': the store names type '{}', which is not a record type "
                     "pentora stores; refused (nothing of it is rebuilt), the node runs again",
                     scan_id, clean_text(str(node)), clean_text(e.type_name))
     else:
-        log.warning("scan {}: node '{}': its outputs in the store cannot be read back ({}); it runs "
+        _log().warning("scan {}: node '{}': its outputs in the store cannot be read back ({}); it runs "
                     "again", scan_id, clean_text(str(node)), clean_text(str(e)))
 
 
