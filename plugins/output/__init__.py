@@ -17,7 +17,7 @@ pentora_former_names = {"output_jsonl": "output", "output_table": "output", "for
 
 @hookimpl
 def pentora_plugin_added(pm: Any) -> None:
-    from pentora_plugins.output.json_reporter import Streams
+    from pentora_plugins.output._streams import Streams
 
     pm.register(Streams(), name="output.json_reporter")
 
