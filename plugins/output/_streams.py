@@ -6,21 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pentora_plugins.output.jsonl import JsonlWriter
-
 from pentora import ModuleError, RecordRouter, hookimpl, interpolate
-from pentora.cli import output_problems
+
+# The plugin is registered whenever pentora starts: the writer (with the module type, the
+# records and voluptuous) and the CLI's output checks are imported when a scan has a
+# json_reporter node to feed.
 
 STATE = "output.json_reporter"  # the scan's open report files, by node: scan.state[STATE]
 MODULE_TYPE = "json_reporter"  # the nodes whose files it opens
-
-
-class _Counting(JsonlWriter):
-    lines = 0
-
-    def write(self, obj: dict[str, Any]) -> None:
-        super().write(obj)
-        self.lines += 1
 
 
 class Streams(RecordRouter):
@@ -29,13 +22,17 @@ class Streams(RecordRouter):
     The open files belong to the scan (``scan.state``), so one plugin manager may run
     several scans at once."""
 
-    def writers_for(self, scan: Any) -> Iterable[_Counting]:
+    def writers_for(self, scan: Any) -> Iterable[Any]:
         writers = scan.state.get(STATE)
         return writers.values() if writers else ()  # the common case: no json_reporter node
 
     @hookimpl
     def pentora_scan_start(self, scan: Any) -> None:
-        writers: dict[str, _Counting] = {}
+        from pentora_plugins.output.json_reporter import CountingWriter
+
+        from pentora.cli import output_problems
+
+        writers: dict[str, Any] = {}
         for node in scan.dag.nodes:
             if node.module_type != MODULE_TYPE:
                 continue
@@ -45,7 +42,7 @@ class Streams(RecordRouter):
                 if problems:  # a directory or a FIFO would fail only at the final rename
                     raise ModuleError(f"cannot write the report: {problems[0]}", node.instance_id)
                 try:
-                    writers[node.instance_id] = _Counting(output)
+                    writers[node.instance_id] = CountingWriter(output)
                 except OSError as e:
                     raise ModuleError(f"cannot open report file {output!r}: {e.strerror}",
                                       node.instance_id) from e
@@ -61,3 +58,4 @@ class Streams(RecordRouter):
     def pentora_scan_complete(self, scan: Any, result: Any) -> None:
         for writer in scan.state.pop(STATE, {}).values():
             writer.close(result)
+

@@ -14,6 +14,7 @@ from typing import Any
 
 import voluptuous as vol
 from pentora_plugins.output._streams import MODULE_TYPE, STATE
+from pentora_plugins.output.jsonl import JsonlWriter
 
 from pentora import Module, ModuleError, NodeContext
 
@@ -37,3 +38,14 @@ class JsonReporter(Module):
             ctx.log.info("json_reporter has no output file configured; nothing written")
             return
         ctx.set(f"report:{ctx.node_id}", {"file": config["output"], "lines": writer.lines})
+
+
+class CountingWriter(JsonlWriter):
+    """The JSONL writer of one json_reporter node's file, counting its lines (the node's
+    result): opened by ``output.json_reporter`` when the scan starts."""
+
+    lines = 0
+
+    def write(self, obj: dict[str, Any]) -> None:
+        super().write(obj)
+        self.lines += 1
