@@ -39,9 +39,11 @@ _LIGHT = {
                      "TransientError", "ValidationError"], "_errors"),
     **dict.fromkeys(["InputError", "input_lines", "load_json", "load_yaml", "open_input",
                      "read_input"], "_input"),
+    **dict.fromkeys(["Dag", "DataContextSpec", "EngineConfig", "NodeSpec", "RetrySpec"], "_dag"),
+    **dict.fromkeys(["NodeRecord", "ScanInfo", "ScanResult"], "_records"), "Module": "_module",
     "AtomicOutput": "_atomic", "atomic_output": "_atomic", "RecordRouter": "_sinks",
-    "interpolate": "_interpolate", "iso_time": "_records:iso", "clean_text": "_text:clean",
-    "use_color": "_console",
+    "quiet_logs": "_log", "interpolate": "_interpolate", "iso_time": "_records:iso",
+    "clean_text": "_text:clean", "use_color": "_console",
     "terminal_console": "_console:console", "set_live_console": "_console:set_live",
 }
 __getattr__, __dir__ = lazy_api(__name__, __all__, own={"__version__"}, light=_LIGHT)

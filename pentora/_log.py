@@ -7,6 +7,8 @@ completion log nothing and must not pay for it. Code in the core logs through th
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,3 +37,21 @@ class _Logger:
 
 
 logger: Logger = _Logger()  # type: ignore[assignment]
+
+quieted: set[str] = set()
+quiet_state = SimpleNamespace(configured=False)  # set by ``pentora._logging.enable_logs``
+
+
+def quiet_logs(package: str) -> None:
+    """Keep ``package``'s logs off until logging is configured (loguru's advice for
+    libraries). Plugin packages call this at import; ``configure()`` turns them on,
+    whatever the import order. Before loguru is imported the package is only noted:
+    ``pentora._logging``, which imports it for the engine, the API and the CLI, disables
+    what was noted, so a plugin package's import costs no loguru."""
+    if quiet_state.configured:
+        return
+    quieted.add(package)
+    if "pentora._logging" in sys.modules:
+        from loguru import logger as loguru_logger
+
+        loguru_logger.disable(package)
