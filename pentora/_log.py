@@ -32,26 +32,36 @@ class _Logger:
         if self._resolved is None:
             from loguru import logger
 
+            quiet_noted(logger)
             self._resolved = logger.bind(**self._extra) if self._extra is not None else logger
         return getattr(self._resolved, name)
 
 
 logger: Logger = _Logger()  # type: ignore[assignment]
 
-quieted: set[str] = set()
+# The core's own logs are off too until logging is configured: a library stays quiet (the
+# CLI's plugin-loading warnings are logged again once it has configured logging).
+quieted: set[str] = {"pentora"}
 quiet_state = SimpleNamespace(configured=False)  # set by ``pentora._logging.enable_logs``
+
+
+def quiet_noted(loguru_logger: Any) -> None:
+    """Disable what ``quiet_logs`` noted, once loguru is imported (until it is configured)."""
+    if not quiet_state.configured:
+        for package in quieted:
+            loguru_logger.disable(package)
 
 
 def quiet_logs(package: str) -> None:
     """Keep ``package``'s logs off until logging is configured (loguru's advice for
     libraries). Plugin packages call this at import; ``configure()`` turns them on,
-    whatever the import order. Before loguru is imported the package is only noted:
-    ``pentora._logging``, which imports it for the engine, the API and the CLI, disables
-    what was noted, so a plugin package's import costs no loguru."""
+    whatever the import order. Before loguru is imported the package is only noted, and
+    disabled when the core first logs or ``pentora._logging`` (the API's, the CLI's) is
+    imported: a plugin package's import costs no loguru."""
     if quiet_state.configured:
         return
     quieted.add(package)
-    if "pentora._logging" in sys.modules:
+    if "loguru" in sys.modules:
         from loguru import logger as loguru_logger
 
         loguru_logger.disable(package)

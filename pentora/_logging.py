@@ -19,8 +19,7 @@ __all__ = ["configure", "enable_logs", "quiet_logs"]
 _STANDARD = ("component", "node")
 
 # The packages quieted before loguru was imported (``pentora._log.quiet_logs``).
-for _package in _log.quieted:
-    logger.disable(_package)
+_log.quiet_noted(logger)
 
 
 def _json_sink(stream: TextIO) -> Any:
