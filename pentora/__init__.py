@@ -41,6 +41,9 @@ _LIGHT = {
                      "read_input"], "_input"),
     **dict.fromkeys(["Dag", "DataContextSpec", "EngineConfig", "NodeSpec", "RetrySpec"], "_dag"),
     **dict.fromkeys(["NodeRecord", "ScanInfo", "ScanResult"], "_records"), "Module": "_module",
+    # What registration hooks use (voluptuous, no engine): `modules list`, a TAB of a type.
+    **dict.fromkeys(["ModuleType", "OutputFormat", "Registry", "RetryPolicy"], "_registry"),
+    **dict.fromkeys(["Plan", "plan", "try_plan"], "_plan"),
     "AtomicOutput": "_atomic", "atomic_output": "_atomic", "RecordRouter": "_sinks",
     "quiet_logs": "_log", "interpolate": "_interpolate", "iso_time": "_records:iso",
     "clean_text": "_text:clean", "use_color": "_console",

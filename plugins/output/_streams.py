@@ -28,16 +28,16 @@ class Streams(RecordRouter):
 
     @hookimpl
     def pentora_scan_start(self, scan: Any) -> None:
-        from pentora_plugins.output.json_reporter import CountingWriter
-
-        from pentora.cli import output_problems
-
         writers: dict[str, Any] = {}
         for node in scan.dag.nodes:
             if node.module_type != MODULE_TYPE:
                 continue
             output = interpolate(node.config, scan.vars).get("output", "")
             if output:
+                from pentora_plugins.output.json_reporter import CountingWriter
+
+                from pentora.cli import output_problems
+
                 problems = output_problems([output], option="output")
                 if problems:  # a directory or a FIFO would fail only at the final rename
                     raise ModuleError(f"cannot write the report: {problems[0]}", node.instance_id)
