@@ -18,7 +18,7 @@ __all__ = [
     "PluginError", "Problem", "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo",
     "ScanResult", "TransientError", "ValidationError", "__version__", "atomic_output", "clean_text",
     "get_plugin_manager", "hookimpl", "hookspec", "input_lines", "interpolate", "iso_time",
-    "load_dag", "load_json", "load_yaml", "open_input", "plan", "quiet_logs", "read_input",
+    "load_dag", "logger", "load_json", "load_yaml", "open_input", "plan", "quiet_logs", "read_input",
     "record_kind", "set_live_console", "terminal_console", "try_plan", "use_color",
 ]
 
@@ -45,7 +45,7 @@ _LIGHT = {
     **dict.fromkeys(["ModuleType", "OutputFormat", "Registry", "RetryPolicy"], "_registry"),
     **dict.fromkeys(["Plan", "plan", "try_plan"], "_plan"),
     "AtomicOutput": "_atomic", "atomic_output": "_atomic", "RecordRouter": "_sinks",
-    "quiet_logs": "_log", "interpolate": "_interpolate", "iso_time": "_records:iso",
+    "quiet_logs": "_log", "logger": "_log", "interpolate": "_interpolate", "iso_time": "_records:iso",
     "clean_text": "_text:clean", "use_color": "_console",
     "terminal_console": "_console:console", "set_live_console": "_console:set_live",
 }

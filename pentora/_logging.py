@@ -102,3 +102,8 @@ def _text_sink(stream: TextIO) -> Any:
         write_text(stream, str(message))
 
     return sink
+
+
+# The command line's configuration, when loguru was first imported through this module
+# (``pentora._log.configure_on_import``).
+_log.run_pending()

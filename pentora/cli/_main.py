@@ -15,7 +15,7 @@ from .. import __version__
 from .._console import set_no_color
 from .._cooperative import patch_all
 from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
-from .._log import logger
+from .._log import configure_on_import, logger
 from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _complete as complete
 from . import _dag_cmds as dag_cmds
@@ -90,6 +90,23 @@ def _early_options(argv: list[str]) -> tuple[list[str], list[str]]:
     return disabled, hooks
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Logging as the options say: loguru (a tenth of a scan's start-up, with the asyncio
+    it brings) is configured when something first logs at the chosen level or above, not
+    before the first probe. A log file is opened now: a bad path is a usage error."""
+    level, fmt, file = log_level(args), args.log_format, args.log_file
+
+    def configure() -> None:
+        from .._logging import configure
+
+        configure(level, fmt, file)
+
+    if file:
+        configure()
+    else:
+        configure_on_import(level, configure)
+
+
 def main(argv: list[str] | None = None) -> int:
     completing = complete.completing()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -118,10 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         patch_all()
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     set_no_color(getattr(args, "no_color", False))
-    from .._logging import configure  # loguru: once a command runs, not for --help
-
     try:
-        configure(log_level(args), args.log_format, args.log_file)
+        _configure_logging(args)
     except OSError as e:
         echo(f"error: cannot open log file '{args.log_file}': {e.strerror}", err=True)
         return EXIT_USAGE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from pentora_plugins.store._db import (
     store_flag,
 )
 
-from pentora import PentoraError, clean_text, hookimpl
+from pentora import PentoraError, clean_text, hookimpl, logger
 
 if TYPE_CHECKING:
     from pentora_plugins.store._writer import Writer
@@ -34,12 +33,7 @@ if TYPE_CHECKING:
 # only a stored scan needs (the codec, the writer, gevent, loguru, the engine's API) is
 # imported by the hook that first needs it, so that `pentora --help` costs none of it.
 
-
-@functools.cache
-def _log() -> Any:
-    from loguru import logger
-
-    return logger.bind(component="store")
+log = logger.bind(component="store")
 
 
 @dataclass
@@ -84,12 +78,12 @@ class StorePlugin:
         try:
             state = writer.call(lambda conn: self._begin(conn, scan, writer))
         except (StoreError, OSError) as e:
-            _log().warning("{}; this scan is not stored (its results still go to the -o outputs)", e)
+            log.warning("{}; this scan is not stored (its results still go to the -o outputs)", e)
             writer.close()
             return
         except Exception as e:  # damaged, locked past the wait, disk full…: say which, scan anyway
             why = store_failure(path, e) if isinstance(e, sqlite3.Error) else e
-            _log().warning("{}; this scan is not stored (its results still go to the -o outputs)", why)
+            log.warning("{}; this scan is not stored (its results still go to the -o outputs)", why)
             writer.close()
             return
         self.scans[scan.scan_id] = state
@@ -131,7 +125,7 @@ class StorePlugin:
             self._retain(state.writer.path, scan.scan_id)
         if result.status == "cancelled" and self.cli and pending is None:
             # a log line, so that --log-format json keeps stderr all JSON
-            _log().warning("scan {} stopped; results so far are in the store and the outputs. Resume "
+            log.warning("scan {} stopped; results so far are in the store and the outputs. Resume "
                         "it with: pentora scan --resume {}{}", scan.scan_id, scan.scan_id,
                         store_flag(state.writer.path))
 
@@ -147,11 +141,11 @@ class StorePlugin:
                 victims = [v for v in retention_victims(conn, int(keep)) if v != current]
                 if victims:
                     delete_scans(conn, victims)
-                    _log().info("scan store: removed {} old scan(s), keeping {}", len(victims), keep)
+                    log.info("scan store: removed {} old scan(s), keeping {}", len(victims), keep)
             finally:
                 conn.close()
         except Exception as e:  # retention is housekeeping: never fail a scan over it
-            _log().warning("scan store {}: retention (PENTORA_STORE_KEEP={}) skipped: {}", path, keep, e)
+            log.warning("scan store {}: retention (PENTORA_STORE_KEEP={}) skipped: {}", path, keep, e)
 
     # -- nodes and findings ----------------------------------------------------------------
 
@@ -195,7 +189,7 @@ class StorePlugin:
         try:
             text: str | None = dumps(outputs or {})
         except (UnstorableError, ValueError) as e:
-            _log().info("node '{}' outputs cannot be stored ({}); a resumed scan runs it again",
+            log.info("node '{}' outputs cannot be stored ({}); a resumed scan runs it again",
                      node.instance_id, e)
             text = None
         state.writer.add("node_outputs", text, scan.scan_id, node.instance_id)
@@ -296,11 +290,11 @@ def _unreadable(scan_id: str, node: str, e: Exception) -> None:
     from pentora_plugins.store._codec import RefusedTypeError
 
     if isinstance(e, RefusedTypeError):
-        _log().warning("scan {}: node '{}': the store names type '{}', which is not a record type "
+        log.warning("scan {}: node '{}': the store names type '{}', which is not a record type "
                     "pentora stores; refused (nothing of it is rebuilt), the node runs again",
                     scan_id, clean_text(str(node)), clean_text(e.type_name))
     else:
-        _log().warning("scan {}: node '{}': its outputs in the store cannot be read back ({}); it runs "
+        log.warning("scan {}: node '{}': its outputs in the store cannot be read back ({}); it runs "
                     "again", scan_id, clean_text(str(node)), clean_text(str(e)))
 
 
