@@ -445,3 +445,53 @@ def test_an_installed_plugins_commands_and_options_work_unchanged(run_cli, tmp_p
     proc = run_cli("plugins", "list", env=env)
     row = next(line.split() for line in proc.stdout.splitlines() if line.startswith("cmds "))
     assert row[:4] == ["cmds", "ok", "pentora-cmds", "0.1"]
+
+
+# -- loguru: imported when a line at the chosen level is logged ------------------------------
+
+def test_a_scan_at_the_default_level_imports_no_loguru(tmp_path: Path) -> None:
+    dag = tmp_path / "only_noop.yaml"
+    dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
+    code = f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}]) == 0"
+    assert "loguru" not in _imported_after(code)
+    code = f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}, '-v']) == 0"
+    assert "loguru" in _imported_after(code)  # -v: the lifecycle lines are logged
+
+
+LOGGING_HOOKS = '''\
+import pentora
+from pentora import logger
+
+
+@pentora.hookimpl
+def pentora_scan_start(scan):
+    logger.bind(component="hooks").info("an info line")
+    logger.bind(component="hooks").warning("a warning line")
+    from loguru import logger as direct  # a plugin that uses loguru itself
+
+    direct.debug("a direct debug line")
+    direct.warning("a direct warning line")
+'''
+
+
+@pytest.mark.parametrize("level", ["WARNING", "DEBUG"])
+def test_logs_are_configured_whoever_imports_loguru(run_cli, tmp_path: Path, level: str) -> None:
+    dag = tmp_path / "only_noop.yaml"
+    dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
+    hooks = tmp_path / "logs.py"
+    hooks.write_text(LOGGING_HOOKS)
+    proc = run_cli("dag", "run", str(dag), "--hooks", str(hooks), "--log-level", level,
+                   "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    said = {line["message"]: line["level"] for line in lines}
+    assert said["a warning line"] == said["a direct warning line"] == "warning"
+    shown = level == "DEBUG"
+    assert ("an info line" in said) == shown and ("a direct debug line" in said) == shown, said
+    assert {line["component"] for line in lines if line["message"] == "a warning line"} == {"hooks"}
+
+
+def test_a_bad_log_file_is_still_a_usage_error(run_cli, tmp_path: Path) -> None:
+    proc = run_cli("profiles", "--log-file", str(tmp_path / "no" / "such" / "dir" / "log"))
+    assert proc.returncode == 2
+    assert "cannot open log file" in proc.stderr and "Traceback" not in proc.stderr
