@@ -18,7 +18,7 @@ __all__ = [
     "PluginError", "Problem", "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo",
     "ScanResult", "TransientError", "ValidationError", "__version__", "atomic_output", "clean_text",
     "get_plugin_manager", "hookimpl", "hookspec", "input_lines", "interpolate", "iso_time",
-    "load_dag", "logger", "load_json", "load_yaml", "open_input", "plan", "quiet_logs", "read_input",
+    "load_dag", "load_json", "load_yaml", "logger", "open_input", "plan", "quiet_logs", "read_input",
     "record_kind", "set_live_console", "terminal_console", "try_plan", "use_color",
 ]
 

@@ -113,6 +113,7 @@ def configure_on_import(level: str, configure: Callable[[], None]) -> None:
     _threshold.level = _LEVELS.get(level.upper(), 0)
     sys.meta_path.insert(0, _ConfigureOnImport())
 
+
 # The core's own logs are off too until logging is configured: a library stays quiet (the
 # CLI's plugin-loading warnings are logged again once it has configured logging).
 quieted: set[str] = {"pentora"}
