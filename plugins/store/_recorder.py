@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from pentora import NodeRestore
 
 # This module is imported whenever pentora starts (the plugin is registered then): what
-# only a stored scan needs (the codec, the writer, gevent, loguru, the engine's API) is
-# imported by the hook that first needs it, so that `pentora --help` costs none of it.
+# only a stored scan needs (the codec, the writer and its gevent, the engine's API) is
+# imported by the hook that first needs it, so that `pentora --help` costs none of it; the
+# logger imports loguru when a line is logged at the chosen level.
 
 log = logger.bind(component="store")
 
