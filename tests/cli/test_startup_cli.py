@@ -313,7 +313,8 @@ def _heavy(imported: set[str], engine: tuple[str, ...] = ENGINE) -> list[str]:
 @pytest.mark.parametrize("args", [
     ["--help"], ["scan", "--help"], ["--version"], ["modules", "--help"], ["scans", "--help"],
     ["report", "--help"], ["worker", "--help"], ["demo", "--help"], ["dag", "run", "--help"],
-    ["completion", "bash"],
+    ["dag", "validate", "--help"], ["plugins", "new", "--help"], ["profiles", "--help"],
+    ["catalog", "update", "--help"], ["scans", "show", "--help"], ["completion", "bash"],
 ], ids=" ".join)
 def test_help_imports_no_engine_and_no_library_of_a_scan(args: list[str]) -> None:
     imported = _imports_of(*args)
