@@ -29,7 +29,7 @@ from ._errors import (
 from ._hookspecs import hookimpl, hookspec
 from ._input import InputError, input_lines, load_json, load_yaml, open_input, read_input
 from ._interpolate import interpolate
-from ._logging import quiet_logs
+from ._log import logger, quiet_logs
 from ._module import Module
 from ._nodectx import NodeContext, NodeRestore, record_kind
 from ._orchestrator import Orchestrator

@@ -163,12 +163,17 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     shared options (``-p``, ``--hooks``, logging). Set ``func`` on the new parser; it is
     called with the parsed namespace and returns the exit code. The built-in commands exist
     by then: a plugin may add options to one (``subparsers.choices["scan"].add_argument``)
-    and act on them in ``pentora_scan_execute``::
+    and act on them in ``pentora_scan_execute``. A command that runs no scan sets
+    ``cooperative=False`` too: the standard library is then not made cooperative (gevent's
+    ``patch_all``, a tenth of a second) before ``func`` runs; without it, it is::
 
         @hookimpl
         def pentora_cli_commands(subparsers, common):
             p = subparsers.add_parser("hello", parents=[common], help="say hello")
-            p.set_defaults(func=lambda args: print("hello") or 0)
+            p.set_defaults(func=lambda args: print("hello") or 0, cooperative=False)
+
+    Keep the module this hook lives in light (import a command's code in ``func``):
+    ``pentora --help`` and every TAB of shell completion import it.
     """
 
 

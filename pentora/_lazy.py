@@ -19,14 +19,15 @@ def lazy_api(package: str, public: Collection[str], own: Collection[str] = (),
     in ``own`` (defined by the package itself) comes from ``package._api``, which is
     imported on first use; any other name is no attribute, so that ``from . import x``
     imports the submodule ``x``. A name of ``light`` comes from the submodule it maps to
-    alone (``{"hookimpl": "_hookspecs"}``): what a plugin's module needs to be imported at
-    all, without the whole API."""
+    alone (``{"hookimpl": "_hookspecs"}``, or ``"_text:clean"`` where the submodule names it
+    otherwise): what a plugin's module needs to be imported at all, without the whole API."""
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - the module hook's own name
         if name not in public:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         if name in light:
-            value = getattr(importlib.import_module(f"{package}.{light[name]}"), name)
+            module, _, attr = light[name].partition(":")
+            value = getattr(importlib.import_module(f"{package}.{module}"), attr or name)
             vars(sys.modules[package])[name] = value
             return value
         api = importlib.import_module(f"{package}._api")

@@ -9,21 +9,17 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from . import _log
 from ._console import use_color, write_text
+from ._log import quiet_logs
 from ._text import clean
 
+__all__ = ["configure", "enable_logs", "quiet_logs"]
+
 _STANDARD = ("component", "node")
-_configured = False
-_quieted: set[str] = set()
 
-
-def quiet_logs(package: str) -> None:
-    """Keep ``package``'s logs off until logging is configured (loguru's advice for
-    libraries). Plugin packages call this at import; ``configure()`` turns them on,
-    whatever the import order."""
-    if not _configured:
-        _quieted.add(package)
-        logger.disable(package)
+# The packages quieted before loguru was imported (``pentora._log.quiet_logs``).
+_log.quiet_noted(logger)
 
 
 def _json_sink(stream: TextIO) -> Any:
@@ -51,9 +47,8 @@ def _json_sink(stream: TextIO) -> Any:
 
 def enable_logs() -> None:
     """Turn on pentora's logs and every quieted plugin package's, from now on."""
-    global _configured
-    _configured = True
-    for package in _quieted:
+    _log.quiet_state.configured = True
+    for package in _log.quieted:
         logger.enable(package)
 
 
@@ -107,3 +102,8 @@ def _text_sink(stream: TextIO) -> Any:
         write_text(stream, str(message))
 
     return sink
+
+
+# The command line's configuration, when loguru was first imported through this module
+# (``pentora._log.configure_on_import``).
+_log.run_pending()

@@ -22,10 +22,11 @@ from . import _hookspecs as hookspecs
 from ._errors import PluginClashError, PluginError, UnknownPluginError
 from ._log import logger
 from ._notify import contain_notifications, culprit, impl_codes
-from ._registry import Registry, load_python_file
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+
+    from ._registry import Registry
 
 ENTRY_POINT_GROUP = "pentora"
 AUTOLOAD_ENV = "PENTORA_DISABLE_PLUGIN_AUTOLOAD"
@@ -65,7 +66,10 @@ class PentoraPluginManager(pluggy.PluginManager):
         super().__init__("pentora")
         self.add_hookspecs(hookspecs)
         self.load_report = LoadReport()
-        self.distributions: dict[str, tuple[str, str]] = {}
+        # A plugin's distribution, read (name, version) when first asked for: parsing the
+        # metadata of each is a fifth of `pentora --help`, which shows neither.
+        self._distributions: dict[str, tuple[str, str]] = {}
+        self._unread: dict[str, Any] = {}  # plugin name → its importlib.metadata Distribution
         self.former_names: dict[str, str] = {}  # a plugin's old name → its name now
         # a former name → what a user disabling it most likely meant ("use -sT")
         self.former_hints: dict[str, str] = {}
@@ -78,6 +82,19 @@ class PentoraPluginManager(pluggy.PluginManager):
         self._registry: Registry | None = None
         # pluggy's own executor, as built: hook-call monitoring replaces it (see _notify).
         self.plain_hookexec = getattr(self, "_inner_hookexec", None)
+
+    @property
+    def distributions(self) -> dict[str, tuple[str, str]]:
+        """The distribution (name, version) each entry-point plugin and its parts came from."""
+        parsed: dict[str, tuple[str, str]] = {}  # one parsing of each METADATA text
+        for name, dist in self._unread.items():
+            text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+            if text not in parsed:
+                meta = dist.metadata
+                parsed[text] = (meta["Name"], meta["Version"])
+            self._distributions[name] = parsed[text]
+        self._unread.clear()
+        return self._distributions
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (pluggy's ``register``); None when ``name`` is blocked."""
@@ -164,6 +181,8 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = N
         name = getattr(plugin, "pentora_plugin_name", None) or _default_name(plugin)
         pm.register_explicit(plugin, name)
     for path in hook_files:
+        from ._registry import load_python_file
+
         module = load_python_file(path)
         # A hooks file clashing with an installed plugin stays an error: the command line
         # has -p no:NAME to choose, and a format silently replaced would surprise.
@@ -241,7 +260,7 @@ def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
         if dist is not None:  # its parts (``AREA.PART``) come from the same distribution
             for name, _ in pm.list_name_plugin():
                 if name == ep.name or name.startswith(ep.name + "."):
-                    pm.distributions[name] = (dist.name, dist.version)
+                    pm._unread[name] = dist
     return eps
 
 
@@ -268,7 +287,7 @@ def _one_line(text: str) -> str:
 def _broken(pm: PentoraPluginManager, ep: EntryPoint, msg: str) -> None:
     dist = getattr(ep, "dist", None)
     if dist is not None:  # `plugins list` names the package to fix or remove
-        pm.distributions[ep.name] = (dist.name, dist.version)
+        pm._unread[ep.name] = dist
     _report_broken(pm, ep.name, f"({ep.value}) failed to load", msg)
 
 
@@ -311,6 +330,10 @@ def _drop(pm: PentoraPluginManager, name: str, msg: str) -> None:
 
 
 def _registry_of(pm: PentoraPluginManager) -> Registry:
+    # The registry (voluptuous, the module base class) when something first asks for it,
+    # not to build the command line.
+    from ._registry import Registry
+
     installed = frozenset(name for name, _ in pm.list_name_plugin() if _is_installed(pm, name))
     registry = Registry(explicit=frozenset(pm.explicit), installed=installed)
     codes = impl_codes(impl for name in REGISTRATION_HOOKS

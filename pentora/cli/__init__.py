@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 
 
 # Imported on first use, as ``pentora``'s own API (``pentora._lazy``): see ``main``.
-__getattr__, __dir__ = lazy_api(__name__, __all__, own={"main"})
+# Each name comes from its own module alone: a plugin's command-line code imports the exit
+# codes, ``CliError`` and ``add_output_options`` at the top, and ``pentora --help`` imports
+# that code; the modules import the engine when a command runs.
+__getattr__, __dir__ = lazy_api(__name__, __all__, own={"main"}, light={
+    **dict.fromkeys(["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE",
+                     "EXIT_USAGE", "CliError", "disabled_plugins", "echo", "list_profiles",
+                     "make_orchestrator", "parse_sets", "profile_path"], "_common"),
+    **dict.fromkeys(["OutputSink", "add_output_options", "check_outputs", "open_outputs",
+                     "output_problems", "output_targets", "resolve_outputs"], "_outputs"),
+    **dict.fromkeys(["refuse_scan_options", "scan_exit", "scan_options"], "_scan_cmd"),
+})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                                    'eval "$(pentora completion bash)"; to ~/.zshrc: '
                                    'eval "$(pentora completion zsh)".')
     p.add_argument("shell", choices=SHELLS)
-    p.set_defaults(func=cmd_completion)
+    p.set_defaults(func=cmd_completion, cooperative=False)
 
 
 def cmd_completion(args: argparse.Namespace) -> int:

@@ -34,18 +34,18 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="DAG file (YAML/JSON) or profile name")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=cmd_validate, cooperative=False)
 
     p = dsub.add_parser("plan", parents=[common], help="show layers and execution order")
     p.add_argument("file")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=cmd_plan)
+    p.set_defaults(func=cmd_plan, cooperative=False)
 
     p = dsub.add_parser("graph", parents=[common], help="draw the DAG as Graphviz dot or Mermaid")
     p.add_argument("file")
     p.add_argument("--format", choices=["dot", "mermaid"], default="dot")
-    p.set_defaults(func=cmd_graph)
+    p.set_defaults(func=cmd_graph, cooperative=False)
 
     p = dsub.add_parser("run", parents=[common], help="execute any DAG")
     p.add_argument("file")
@@ -54,7 +54,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="summary format on stdout")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(cooperative=True, func=cmd_run)
 
 
 def _validated(args: argparse.Namespace) -> tuple[Any, Any]:

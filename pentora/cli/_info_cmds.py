@@ -21,24 +21,24 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     msub = mods.add_subparsers(dest="modules_cmd", metavar="COMMAND", required=True)
     p = msub.add_parser("list", parents=[common], help="registered module types")
     p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(func=cmd_modules_list)
+    p.set_defaults(func=cmd_modules_list, cooperative=False)
     p = msub.add_parser("show", parents=[common], help="a module type and its config keys")
     p.add_argument("type")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text",
                    help="markdown: the page of docs/modules/ that is generated")
-    p.set_defaults(func=cmd_modules_show)
+    p.set_defaults(func=cmd_modules_show, cooperative=False)
 
     # "plugin new" reads as naturally as "plugins list": either spelling works.
     plugs = sub.add_parser("plugins", aliases=["plugin"], help="installed plugins: list, new")
     psub = plugs.add_subparsers(dest="plugins_cmd", metavar="COMMAND", required=True)
     p = psub.add_parser("list", parents=[common], help="plugins, their versions and hooks")
     p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(func=cmd_plugins_list)
+    p.set_defaults(func=cmd_plugins_list, cooperative=False)
     plugin_new.add_parser(psub, common)
 
     prof = sub.add_parser("profiles", parents=[common], help="list built-in DAG profiles")
     prof.add_argument("--format", choices=["text", "json"], default="text")
-    prof.set_defaults(func=cmd_profiles)
+    prof.set_defaults(func=cmd_profiles, cooperative=False)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -15,7 +15,7 @@ from .. import __version__
 from .._console import set_no_color
 from .._cooperative import patch_all
 from .._errors import PentoraError, PluginClashError, UnknownPluginError, ValidationError
-from .._log import logger
+from .._log import configure_on_import, logger
 from .._plugins import PentoraPluginManager, get_plugin_manager
 from . import _complete as complete
 from . import _dag_cmds as dag_cmds
@@ -90,15 +90,25 @@ def _early_options(argv: list[str]) -> tuple[list[str], list[str]]:
     return disabled, hooks
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Logging as the options say: loguru (a tenth of a scan's start-up, with the asyncio
+    it brings) is configured when something first logs at the chosen level or above, not
+    before the first probe. A log file is opened now: a bad path is a usage error."""
+    level, fmt, file = log_level(args), args.log_format, args.log_file
+
+    def configure() -> None:
+        from .._logging import configure
+
+        configure(level, fmt, file)
+
+    if file:
+        configure()
+    else:
+        configure_on_import(level, configure)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # Modules block on sockets, DNS, sleeps and threads: make the standard library
-    # cooperative before any plugin is imported. Done here, when pentora is the program,
-    # not when this module is imported: a process that only builds the parser (a test,
-    # a tool) must not have its threading patched under it. Nor when the shell asks for
-    # completions (every TAB): nothing runs then, and patching is a tenth of the time.
     completing = complete.completing()
-    if not completing:
-        patch_all()
     argv = sys.argv[1:] if argv is None else list(argv)
     disabled, hooks = _early_options(complete.completion_argv() if completing else argv)
     try:
@@ -114,12 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     if completing:
         complete.autocomplete(parser)  # answers the shell and exits
     args = parser.parse_args(argv)
+    # Modules block on sockets, DNS, sleeps and threads: a command that runs a scan gets a
+    # cooperative standard library, before the modules its DAG uses are imported. Only
+    # then: `--help`, `X --help`, `--version` and every TAB have answered by now, and a
+    # command that runs no scan (`modules list`, `scans list`) does not pay a tenth of a
+    # second for it. A command that says nothing (a plugin's) is patched, as it always was.
+    # Never when this module is merely imported: a process that only builds the parser (a
+    # test, a tool) must not have its threading patched under it.
+    if getattr(args, "cooperative", True):
+        patch_all()
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     set_no_color(getattr(args, "no_color", False))
-    from .._logging import configure  # loguru: once a command runs, not for --help
-
     try:
-        configure(log_level(args), args.log_format, args.log_file)
+        _configure_logging(args)
     except OSError as e:
         echo(f"error: cannot open log file '{args.log_file}': {e.strerror}", err=True)
         return EXIT_USAGE

@@ -15,14 +15,16 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._atomic import AtomicOutput, output_problem
 from .._errors import PentoraError
 from .._log import logger
-from .._registry import Registry
 from .._sinks import RecordRouter, write_error
 from ._common import EXIT_INVALID, EXIT_USAGE, CliError
+
+if TYPE_CHECKING:  # voluptuous and the module base class: not to build the parser
+    from .._registry import Registry
 
 log = logger.bind(component="output")
 

@@ -41,7 +41,7 @@ def add_parser(psub: Any, common: argparse.ArgumentParser) -> None:
                         "the package is pentora_NAME")
     p.add_argument("--dir", metavar="PATH", type=Path,
                    help="the directory to write (new or empty; default: ./pentora-NAME with - for _)")
-    p.set_defaults(func=cmd_plugins_new)
+    p.set_defaults(func=cmd_plugins_new, cooperative=False)
 
 
 def suggest(name: str) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 
 from .._errors import ValidationError
 from .._log import logger
-from .._parse import load_dag
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -54,10 +53,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a DAG var (repeatable)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
-    p.set_defaults(func=cmd_scan, plugin_flags=[], p_values=None, scan_parser=p)
+    p.set_defaults(func=cmd_scan, cooperative=True, plugin_flags=[], p_values=None, scan_parser=p)
 
 
 def _choose_dag(orch: Any, args: argparse.Namespace) -> Any:
+    from .._parse import load_dag  # voluptuous and the planner: when a scan runs, not for --help
+
     if args.dag:
         return load_dag_arg(orch, args.dag)
     wanted = [answer for answer in orch.pm.hook.pentora_cli_scan_profile(args=args) if answer]

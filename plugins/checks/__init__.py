@@ -52,12 +52,12 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
 
 @hookimpl
 def pentora_cli_scan_vars(args: Any, dag: Any, resuming: bool) -> dict[str, Any] | None:
-    from pentora_plugins.checks.package_inventory import check_cli_credentials
-
     given: dict[str, str] = {var: getattr(args, var) for var in SSH_OPTIONS
                              if getattr(args, var, None) is not None}
     if not given:
-        return None
+        return None  # the module type's code (paramiko's helpers, the distributions) not needed
+    from pentora_plugins.checks.package_inventory import check_cli_credentials
+
     if resuming:
         return given  # refused, named: a resumed scan keeps the credentials it started with
     check_cli_credentials(given, dag, SSH_OPTIONS)

@@ -41,10 +41,10 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="longest wait for the server at any one time (default 60)")
     c.add_argument("--max-time", type=_seconds, default=1800.0, metavar="SECONDS",
                    help="longest download of one feed (default 1800)")
-    c.set_defaults(func=cmd_update)
+    c.set_defaults(func=cmd_update, cooperative=False)
     c = sub.add_parser("status", parents=[common, where],
                        help="each feed: URL, last update and age, ETag, what it holds, failures")
-    c.set_defaults(func=cmd_status)
+    c.set_defaults(func=cmd_status, cooperative=False)
 
 
 def _seconds(text: str) -> float:

@@ -6,17 +6,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nodes
-from pentora_plugins.kit.shard import SHARD_OPTION, Shard
-
 from pentora import PentoraError
 from pentora.cli import EXIT_USAGE, CliError
-from pentora.schema import parse_duration
 
+# `pentora --help` imports this module (its options are the parser's): the shards, the DAG
+# split and the schema's units (voluptuous) are imported by what uses them.
+
+# A string: argparse converts it with the option's type when the command is parsed, not when
+# the parser is built (for `pentora --help` too).
 DEFAULT_SHARD_TIMEOUT = "1h"
 
 
 def _duration(text: str) -> float:
+    from pentora.schema import parse_duration
+
     try:
         return parse_duration(text)
     except (ValueError, PentoraError) as e:
@@ -30,6 +33,8 @@ def _url(text: str) -> str:
 
 
 def _shard(text: str) -> str:
+    from pentora_plugins.kit.shard import Shard
+
     try:
         Shard.parse(text)
     except PentoraError as e:
@@ -54,7 +59,7 @@ def add_scan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--broker", type=_url, metavar="URL", help="Celery broker for --executor celery (redis://HOST:PORT/DB)")
     g.add_argument("--backend", type=_url, metavar="URL", help="Celery result backend (default: the broker)")
     g.add_argument("--shards", type=_positive, metavar="N", help="number of shards for --executor celery (8)")
-    g.add_argument("--shard-timeout", type=_duration, default=_duration(DEFAULT_SHARD_TIMEOUT),
+    g.add_argument("--shard-timeout", type=_duration, default=DEFAULT_SHARD_TIMEOUT,
                    metavar="DURATION", help="longest a shard may run on a worker (1h)")
     g.add_argument("--visibility-timeout", type=_duration, metavar="DURATION",
                    help="the workers' --visibility-timeout, if not the default: paces the checks "
@@ -68,11 +73,11 @@ def add_worker_command(subparsers: Any, common: Any) -> None:
     p.add_argument("--backend", type=_url, metavar="URL", help="Celery result backend (default: the broker)")
     p.add_argument("--concurrency", "-c", type=_positive, default=4, metavar="N",
                    help="shards run at once (greenlets of the gevent pool; 4)")
-    p.add_argument("--visibility-timeout", type=_duration, default=_duration(DEFAULT_SHARD_TIMEOUT),
+    p.add_argument("--visibility-timeout", type=_duration, default=DEFAULT_SHARD_TIMEOUT,
                    metavar="DURATION", help="a shard unacknowledged this long is delivered again (1h); a "
                    "scan sends again by itself, within about 30s, a shard whose worker died")
     p.add_argument("--hostname", "-n", metavar="NAME", help="worker name (pentora-PID@HOST)")
-    p.set_defaults(func=_cmd_worker)
+    p.set_defaults(cooperative=True, func=_cmd_worker)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -85,6 +90,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def celery_job(orch: Any, args: argparse.Namespace, variables: dict[str, Any]) -> dict[str, Any]:
     """Plan a Celery scan: load the submitting side's DAG into ``orch``; the shards' job."""
+    from pentora_plugins.distributed._split import local_dag, remote_dag, remote_nodes
+
     if not args.broker:
         raise CliError("--executor celery needs --broker URL (e.g. redis://127.0.0.1:6379/0)", EXIT_USAGE)
     dag, validated = orch.dag, orch.validated
@@ -126,6 +133,8 @@ def scan_execute(orch: Any, args: argparse.Namespace, variables: dict[str, Any],
             raise CliError("--broker and --shards go with --executor celery", EXIT_USAGE)
         if shard is None:
             return None
+        from pentora_plugins.kit.shard import SHARD_OPTION, Shard
+
         spec = Shard.parse(shard, args.shard_seed)
         return orch.execute(vars=variables, options={**options, SHARD_OPTION: spec.to_list()},
                             scan_id=scan_id)

@@ -43,6 +43,18 @@ def pentora_register_retry_policies(registry: Any) -> None:
 
 @hookimpl
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
-    from pentora_plugins.engine.demo import add_command
+    from pentora.cli import add_output_options
 
-    add_command(subparsers, common)
+    p = subparsers.add_parser("demo", parents=[common],
+                              help="start demo services on loopback and scan them")
+    add_output_options(p)
+    p.add_argument("--progress", action="store_true", help="show progress on stderr")
+    p.set_defaults(cooperative=True, func=_demo)
+
+
+def _demo(args: Any) -> int:
+    # The demo's servers (gevent, ssl, the engine) are imported when it runs: this module is
+    # imported whenever pentora starts.
+    from pentora_plugins.engine.demo import cmd_demo
+
+    return cmd_demo(args)

@@ -223,16 +223,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         services.stop()
 
 
-def add_command(subparsers: Any, common: Any) -> None:
-    from pentora.cli import add_output_options
-
-    p = subparsers.add_parser("demo", parents=[common],
-                              help="start demo services on loopback and scan them")
-    add_output_options(p)
-    p.add_argument("--progress", action="store_true", help="show progress on stderr")
-    p.set_defaults(func=cmd_demo)
-
-
 def main() -> None:  # pragma: no cover - manual use: keep the services up for a look
     services = DemoServices()
     print(services.start())

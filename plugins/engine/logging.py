@@ -7,10 +7,15 @@ below the sink's level before formatting anything, so these cost little at WARNI
 
 from __future__ import annotations
 
-from loguru import logger
+from typing import TYPE_CHECKING
 
-from pentora import NodeRecord, NodeSpec, ScanInfo, ScanResult, hookimpl
+from pentora import hookimpl, logger
 
+if TYPE_CHECKING:
+    from pentora import NodeRecord, NodeSpec, ScanInfo, ScanResult
+
+# pentora's logger: loguru is imported when a line at the configured level is logged (at
+# the default WARNING, a scan's node events never import it).
 log = logger.bind(component="orchestrator")
 
 

@@ -19,13 +19,11 @@ import time
 from collections import deque
 from typing import Any, TextIO
 
-import gevent
-from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
-from rich.progress import Progress as Bar
-from rich.table import Column
-
 from pentora import clean_text as clean
 from pentora import hookimpl, set_live_console, terminal_console
+
+# The plugin is registered whenever pentora starts; gevent and rich are imported when a
+# scan with --progress starts, so that `pentora --help` and a scan without it pay nothing.
 
 REDRAW_EVERY = 0.1  # seconds between redraws on a terminal: rich's own default rate
 PLAIN_EVERY = 5.0  # seconds between plain lines when stderr is not a terminal
@@ -80,6 +78,11 @@ class Progress:
         self.running: dict[str, tuple[int, int | None] | None] = {}  # node id → its count
         self.started = self.last_plain = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+        import gevent
+        from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
+        from rich.progress import Progress as Bar
+        from rich.table import Column
+
         # Percent, rate and ETA are this plugin's own (rich rounds 99.6% up to 100%, and
         # measures its rate over samples of its own timing); rich draws and redraws.
         self.bar = Bar(SpinnerColumn(), TextColumn("{task.fields[pct]:>3}%"), BarColumn(bar_width=24),
@@ -159,6 +162,8 @@ class Progress:
     # -- drawing ----------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        import gevent
+
         while self.active:
             gevent.sleep(REDRAW_EVERY if self.tty else SAMPLE_EVERY)
             self._update()

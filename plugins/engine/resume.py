@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pentora import hookimpl
-from pentora.cli import CliError, refuse_scan_options
+from pentora.cli import CliError
 
 
 @hookimpl
@@ -26,6 +26,8 @@ def pentora_cli_scan_load(orch: Any, args: Any) -> tuple[dict[str, Any], str] | 
     scan_id = getattr(args, "resume", None)
     if not scan_id:
         return None
+    from pentora.cli import refuse_scan_options  # the scan command's code: once a scan runs
+
     refuse_scan_options(orch, args)
     stored = orch.pm.hook.pentora_scan_resume(scan_id=scan_id)
     if stored is None:

@@ -4,10 +4,12 @@ misconfiguration check); each merges its findings into what is already there."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from pentora_plugins.kit.records import Vulnerability, sorted_records
+if TYPE_CHECKING:
+    from pentora_plugins.kit.records import Vulnerability
 
-from pentora import NodeContext
+    from pentora import NodeContext
 
 KEY = "vulnerabilities"
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -32,6 +34,9 @@ def add_vulnerabilities(ctx: NodeContext, found: Iterable[Vulnerability]) -> lis
     The read and the write happen with no greenlet switch in between, so two check nodes
     running at once cannot lose each other's findings.
     """
+    # The records on first use: ``SEVERITIES`` is what the command line's --fail-on offers.
+    from pentora_plugins.kit.records import sorted_records
+
     merged = {(v.host, v.port, v.id): v for v in ctx.get(KEY, [])}
     for v in found:
         key = (v.host, v.port, v.id)

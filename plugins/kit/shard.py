@@ -22,12 +22,15 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
 
-from pentora import NodeContext, PentoraError
+from pentora import PentoraError
+
+if TYPE_CHECKING:
+    from pentora import NodeContext
 
 SHARD_OPTION = "shard"  # the key of ``scan.options`` that holds the Shard
 

@@ -17,7 +17,7 @@ pentora_former_names = {"output_jsonl": "output", "output_table": "output", "for
 
 @hookimpl
 def pentora_plugin_added(pm: Any) -> None:
-    from pentora_plugins.output.json_reporter import Streams
+    from pentora_plugins.output._streams import Streams
 
     pm.register(Streams(), name="output.json_reporter")
 
@@ -40,9 +40,20 @@ def pentora_register_modules(registry: Any) -> None:
 @hookimpl(trylast=True)  # after the other areas: `pentora demo` (engine) exists by then
 def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     from pentora_plugins.output import _views
-    from pentora_plugins.output.formats import report_cmd
 
-    report_cmd.add_parser(subparsers, common)
+    from pentora.cli import add_output_options
+
+    p = subparsers.add_parser(
+        "report", parents=[common],
+        help="render an earlier scan's JSONL again (summary, html, md, csv, xml, nmap, json…)",
+        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another "
+                    "format; without an output, print its summary.")
+    p.add_argument("file", metavar="FILE.jsonl", help="the JSONL of an earlier scan ('-' for stdin)")
+    add_output_options(p, "the report")
+    p.add_argument("--skip-bad-lines", action="store_true",
+                   help="skip lines that are not valid records (warning on stderr) instead of stopping")
+    _views.add_options(p)
+    p.set_defaults(func=_report, cooperative=False)
     scan = subparsers.choices.get("scan")
     if scan is not None:
         scan.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
@@ -56,6 +67,14 @@ def pentora_cli_commands(subparsers: Any, common: Any) -> None:
     if demo is not None:
         demo.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
         _views.add_options(demo, fail_on=False)
+
+
+def _report(args: Any) -> int:
+    # The formats (and the records, the JSON Schema checks) when `pentora report` runs:
+    # this module is imported whenever pentora starts.
+    from pentora_plugins.output.formats.report_cmd import cmd_report
+
+    return cmd_report(args)
 
 
 @hookimpl

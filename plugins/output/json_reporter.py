@@ -10,22 +10,19 @@ ends: a scan that dies first leaves the earlier file as it was. The node itself 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import voluptuous as vol
+from pentora_plugins.output._streams import MODULE_TYPE, STATE
 from pentora_plugins.output.jsonl import JsonlWriter
 
-from pentora import Module, ModuleError, NodeContext, RecordRouter, hookimpl, interpolate
-from pentora.cli import output_problems
-
-STATE = "output.json_reporter"  # the scan's open report files, by node: scan.state[STATE]
+from pentora import Module, ModuleError, NodeContext
 
 
 class JsonReporter(Module):
     """Write every record of the scan as JSON Lines to ``output``."""
 
-    module_type = "json_reporter"
+    module_type = MODULE_TYPE
     description = "JSONL report, streamed as records are found (always runs)"
     always_run = True
     config_schema = {
@@ -43,49 +40,12 @@ class JsonReporter(Module):
         ctx.set(f"report:{ctx.node_id}", {"file": config["output"], "lines": writer.lines})
 
 
-class _Counting(JsonlWriter):
+class CountingWriter(JsonlWriter):
+    """The JSONL writer of one json_reporter node's file, counting its lines (the node's
+    result): opened by ``output.json_reporter`` when the scan starts."""
+
     lines = 0
 
     def write(self, obj: dict[str, Any], now: bool = True) -> None:
         super().write(obj, now)
         self.lines += 1
-
-
-class Streams(RecordRouter):
-    """Opens each json_reporter node's file at scan start and feeds it as things happen.
-
-    The open files belong to the scan (``scan.state``), so one plugin manager may run
-    several scans at once."""
-
-    def writers_for(self, scan: Any) -> Iterable[_Counting]:
-        writers = scan.state.get(STATE)
-        return writers.values() if writers else ()  # the common case: no json_reporter node
-
-    @hookimpl
-    def pentora_scan_start(self, scan: Any) -> None:
-        writers: dict[str, _Counting] = {}
-        for node in scan.dag.nodes:
-            if node.module_type != JsonReporter.module_type:
-                continue
-            output = interpolate(node.config, scan.vars).get("output", "")
-            if output:
-                problems = output_problems([output], option="output")
-                if problems:  # a directory or a FIFO would fail only at the final rename
-                    raise ModuleError(f"cannot write the report: {problems[0]}", node.instance_id)
-                try:
-                    writers[node.instance_id] = _Counting(output)
-                except OSError as e:
-                    raise ModuleError(f"cannot open report file {output!r}: {e.strerror}",
-                                      node.instance_id) from e
-        if writers:
-            scan.state[STATE] = writers
-        super().pentora_scan_start(scan)  # the writers learn the DAG (drawn by `pentora report`)
-
-    @hookimpl
-    def pentora_scan_idle(self, scan: Any) -> object | None:
-        return None if scan.state.get(STATE) else self  # no report file to feed in this scan
-
-    @hookimpl
-    def pentora_scan_complete(self, scan: Any, result: Any) -> None:
-        for writer in scan.state.pop(STATE, {}).values():
-            writer.close(result)

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 from pentora_plugins.kit import quality
 from pentora_plugins.kit.records import record_dict
 from pentora_plugins.output._views import min_quality_of
 from pentora_plugins.output.formats import Report
-from rich.table import Table
-from rich.text import Text
 
 from pentora import OutputFormat, atomic_output, terminal_console
 from pentora import clean_text as clean  # the one terminal-safe helper
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# rich (a seventh of a scan's start-up) is imported when a table is drawn: the format is
+# registered before a scan's first probe, and the summary is printed after its last.
 
 __all__ = ["FORMAT", "OPEN_ONLY", "REASON", "SummaryWriter", "clean", "render", "render_report",
            "table"]
@@ -47,6 +51,9 @@ def table(rows: list[list[str]]) -> Table:
     """A table of header and rows: columns two spaces apart, no rules. Each cell is
     text, never markup, and cleaned once more: a cell a caller forgot to clean still
     reaches the terminal inert."""
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
     for head in rows[0]:
         grid.add_column(head, overflow="fold")
@@ -56,7 +63,7 @@ def table(rows: list[list[str]]) -> Table:
     return grid
 
 
-Block = Table | tuple[str, str]  # a table, or a line of text and its style
+Block: TypeAlias = "Table | tuple[str, str]"  # a table, or a line of text and its style
 
 
 def plain(blocks: list[Block]) -> str:
@@ -64,22 +71,24 @@ def plain(blocks: list[Block]) -> str:
     out = io.StringIO()
     console = terminal_console(out)
     for block in blocks:
-        if isinstance(block, Table):
-            console.print(block)
-        else:
+        if isinstance(block, tuple):
             out.write(block[0] + "\n")
+        else:
+            console.print(block)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 def show(blocks: list[Block], stream: IO[str]) -> None:
     """The blocks on the terminal ``stream``: rich's tables, coloured by the colour rules
     (``NO_COLOR``, ``--no-color``), wrapped to the terminal's width."""
+    from rich.text import Text
+
     console = terminal_console(stream)  # type: ignore[arg-type]
     for block in blocks:
-        if isinstance(block, Table):
-            console.print(block)
-        else:
+        if isinstance(block, tuple):
             console.print(Text(clean(block[0], None, lines=True), style=block[1]))
+        else:
+            console.print(block)
 
 
 class SummaryWriter:

@@ -11,8 +11,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pentora_plugins.kit.findings import SEVERITIES
-from pentora_plugins.store import _diff, _repair
 from pentora_plugins.store._db import (
     StoreDamagedError,
     StoreError,
@@ -24,12 +22,14 @@ from pentora_plugins.store._db import (
     scan_row,
     shown_status,
 )
-from pentora_plugins.store._writer import import_pending
 
 from pentora import clean_text
 from pentora import clean_text as clean
 from pentora import iso_time as iso
 from pentora.cli import echo
+
+# `pentora --help` imports this module (its options are the parser's): what only a command
+# needs (the writer, the diff, the repair, the records, gevent) is imported by that command.
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) -> None:
@@ -51,25 +51,25 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser, plugin: Any) 
     fmt.add_argument("--format", choices=["text", "json"], default="text")
     parents = [common, store, fmt]
     c = sub.add_parser("list", parents=parents, help="stored scans, newest first")
-    c.set_defaults(func=cmd_list)
+    c.set_defaults(func=cmd_list, cooperative=False)
     c = sub.add_parser("show", parents=parents, help="one scan: nodes, records and findings")
     c.add_argument("id", help="scan ID (or a unique prefix)")
-    c.set_defaults(func=cmd_show)
+    c.set_defaults(func=cmd_show, cooperative=False)
     c = sub.add_parser("diff", parents=parents,
                        help="hosts, ports, services, findings and other records that appeared, went or "
                             "changed")
     c.add_argument("old", help="the earlier scan's ID")
     c.add_argument("new", help="the later scan's ID")
-    c.set_defaults(func=cmd_diff)
+    c.set_defaults(func=cmd_diff, cooperative=False)
     c = sub.add_parser("rm", parents=[common, store], help="remove scans (or all but the newest N)")
     c.add_argument("ids", nargs="*", metavar="ID", help="scan IDs (or unique prefixes)")
     c.add_argument("--keep", type=_count, metavar="N", help="remove all but the newest N scans")
-    c.set_defaults(func=cmd_rm)
+    c.set_defaults(func=cmd_rm, cooperative=False)
     c = sub.add_parser("check", parents=[common, store],
                        help="check the store file; --repair rebuilds a damaged one")
     c.add_argument("--repair", action="store_true",
                    help="move a damaged store aside and build a new one from what is readable")
-    c.set_defaults(func=cmd_check)
+    c.set_defaults(func=cmd_check, cooperative=False)
 
 
 class _StorePath(argparse.Action):
@@ -112,6 +112,8 @@ def _store(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
         # waiting for one, and left for next time while another pentora writes.
         conn.execute("PRAGMA busy_timeout = 0")
         with contextlib.suppress(sqlite3.Error):
+            from pentora_plugins.store._writer import import_pending
+
             import_pending(conn, path)
         conn.execute("PRAGMA busy_timeout = 10000")
         yield conn
@@ -159,6 +161,9 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from pentora_plugins.kit.findings import SEVERITIES
+    from pentora_plugins.store import _diff
+
     with _store(args) as conn:
         scan_id = resolve_id(conn, args.id)
         row = scan_row(conn, scan_id)
@@ -197,6 +202,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _ports_table(records: list[dict[str, Any]]) -> None:
+    from pentora_plugins.store import _diff
+
     services = {(f["host"], f["port"]): f for f in records if f.get("kind") == "service"}
     ports = [f for f in records if f.get("kind") == "port"]
     if not ports:
@@ -211,6 +218,8 @@ def _ports_table(records: list[dict[str, Any]]) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from pentora_plugins.store import _diff
+
     with _store(args) as conn:
         old, new = resolve_id(conn, args.old), resolve_id(conn, args.new)
         changes = _diff.diff(_diff.load_records(conn, old), _diff.load_records(conn, new))
@@ -237,6 +246,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from pentora_plugins.store import _repair
+
     path = _path(args)
     found = _repair.problems(path)
     if not found:

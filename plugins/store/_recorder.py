@@ -8,18 +8,8 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-from pentora_plugins.store._codec import (
-    RefusedTypeError,
-    UnstorableError,
-    dumps,
-    finding_json,
-    loads,
-    rebuild,
-    record_classes,
-)
 from pentora_plugins.store._db import (
     ENV,
     StoreError,
@@ -31,9 +21,18 @@ from pentora_plugins.store._db import (
     store_failure,
     store_flag,
 )
-from pentora_plugins.store._writer import Writer
 
-from pentora import NodeRestore, PentoraError, clean_text, hookimpl, record_kind
+from pentora import PentoraError, clean_text, hookimpl, logger
+
+if TYPE_CHECKING:
+    from pentora_plugins.store._writer import Writer
+
+    from pentora import NodeRestore
+
+# This module is imported whenever pentora starts (the plugin is registered then): what
+# only a stored scan needs (the codec, the writer and its gevent, the engine's API) is
+# imported by the hook that first needs it, so that `pentora --help` costs none of it; the
+# logger imports loguru when a line is logged at the chosen level.
 
 log = logger.bind(component="store")
 
@@ -74,6 +73,8 @@ class StorePlugin:
         path = self.path()
         if path is None:
             return
+        from pentora_plugins.store._writer import Writer
+
         writer = Writer(path, scan.scan_id)
         try:
             state = writer.call(lambda conn: self._begin(conn, scan, writer))
@@ -166,6 +167,8 @@ class StorePlugin:
         state = self.scans.get(scan.scan_id)
         if state is None:
             return
+        from pentora_plugins.store._codec import finding_json
+
         data = finding_json(kind, record)
         digest = hashlib.sha1(f"{node.instance_id}\0{data}".encode(), usedforsecurity=False).hexdigest()
         state.writer.add("result", scan.scan_id, node.instance_id, kind, data, digest, state.run)
@@ -176,6 +179,10 @@ class StorePlugin:
         state = self.scans.get(scan.scan_id)
         if state is None:
             return
+        from pentora_plugins.store._codec import UnstorableError, dumps, finding_json
+
+        from pentora import record_kind
+
         if item is not None:
             data = json.dumps([json.loads(finding_json(record_kind(r), r)) for r in records])
             state.writer.add("checkpoint", scan.scan_id, node.instance_id, str(item), data, state.run)
@@ -249,6 +256,10 @@ def _restorable(conn: Any, scan_id: str) -> dict[str, NodeRestore]:
 
     A node whose stored outputs or findings cannot be read back (or name a type the store
     may not rebuild) is left out: it runs again."""
+    from pentora_plugins.store._codec import loads, rebuild, record_classes
+
+    from pentora import NodeRestore
+
     classes = record_classes()
     out: dict[str, NodeRestore] = {}
     rows = conn.execute("SELECT node, outputs FROM nodes WHERE scan_id = ? AND status = 'completed' "
@@ -277,6 +288,8 @@ def _restorable(conn: Any, scan_id: str) -> dict[str, NodeRestore]:
 
 def _unreadable(scan_id: str, node: str, e: Exception) -> None:
     # Names and types come from the store: cleaned before they reach a terminal.
+    from pentora_plugins.store._codec import RefusedTypeError
+
     if isinstance(e, RefusedTypeError):
         log.warning("scan {}: node '{}': the store names type '{}', which is not a record type "
                     "pentora stores; refused (nothing of it is rebuilt), the node runs again",

@@ -31,10 +31,9 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.threadpool
-from loguru import logger
 from pentora_plugins.store._db import StoreDamagedError, StoreError, connect, is_busy, is_damaged
 
-from pentora import InputError, read_input
+from pentora import InputError, logger, read_input
 
 log = logger.bind(component="store")
 

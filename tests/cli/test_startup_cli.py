@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,205 @@ def test_a_module_type_that_fails_to_import_names_its_plugin(run_cli, tmp_path: 
     # Listed without it, by name, until it is used.
     proc = run_cli("modules", "show", "noop", "--hooks", str(hooks))
     assert proc.returncode == 0, proc.stderr
+
+
+# -- help, version and TAB: no engine, no library of a scan ----------------------------------
+
+# What no help, no --version and no TAB imports: gevent (and so no patching), loguru and the
+# asyncio it brings, rich, voluptuous, the libraries of module types, and the engine (the
+# API, the registry, the orchestrator).
+NOT_FOR_HELP = ("gevent", "loguru", "asyncio", "rich", "voluptuous", *NEVER_AT_START)
+ENGINE = ("pentora._api", "pentora.cli._api", "pentora._registry", "pentora._orchestrator",
+          "pentora._execute", "pentora._parse")
+
+
+def _heavy(imported: set[str], engine: tuple[str, ...] = ENGINE) -> list[str]:
+    return sorted(m for m in imported if m.split(".")[0] in NOT_FOR_HELP or m in engine)
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["scan", "--help"], ["--version"], ["modules", "--help"], ["scans", "--help"],
+    ["report", "--help"], ["worker", "--help"], ["demo", "--help"], ["dag", "run", "--help"],
+    ["dag", "validate", "--help"], ["plugins", "new", "--help"], ["profiles", "--help"],
+    ["catalog", "update", "--help"], ["scans", "show", "--help"], ["completion", "bash"],
+], ids=" ".join)
+def test_help_imports_no_engine_and_no_library_of_a_scan(args: list[str]) -> None:
+    imported = _imports_of(*args)
+    assert not _heavy(imported), f"pentora {' '.join(args)} imported {_heavy(imported)}"
+    types = _module_type_modules() & imported
+    assert not types, f"pentora {' '.join(args)} imported module types' code: {sorted(types)}"
+
+
+def _completion_imports(line: str, tmp_path: Path) -> tuple[list[str], set[str]]:
+    """What TAB offers after ``line``, and every module that run imported (Python's own
+    import timing, written on the process's stderr below whatever argcomplete does)."""
+    answer = tmp_path / "candidates"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_ARC")}
+    env.update({"_ARGCOMPLETE": "1", "_ARGCOMPLETE_SHELL": "bash", "COMP_LINE": line,
+                "COMP_POINT": str(len(line)), "_ARGCOMPLETE_IFS": "\n",
+                "_ARGCOMPLETE_STDOUT_FILENAME": str(answer), "PYTHONPROFILEIMPORTTIME": "1"})
+    proc = subprocess.run([str(BIN / "pentora")], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {row.rpartition("|")[2].strip() for row in proc.stderr.splitlines()
+                if row.startswith("import time:") and "|" in row}
+    assert "argparse" in imported  # the timing reached us
+    return [c.strip() for c in answer.read_text().split("\n") if c.strip()], imported
+
+
+@pytest.mark.parametrize("line", ["pentora ", "pentora sc", "pentora scan --pro",
+                                  "pentora scan --profile st", "pentora scans "])
+def test_tab_imports_no_engine_and_no_library_of_a_scan(line: str, tmp_path: Path) -> None:
+    offered, imported = _completion_imports(line, tmp_path)
+    assert offered, f"nothing offered after {line!r}"
+    assert not _heavy(imported), f"TAB after {line!r} imported {_heavy(imported)}"
+
+
+@pytest.mark.parametrize("line", ["pentora modules show tcp_", "pentora scan --format "])
+def test_tab_of_a_registered_name_imports_the_registry_only(line: str, tmp_path: Path) -> None:
+    # Module types and formats are registered names: the registry is built, and neither a
+    # module type's code nor the engine's is imported.
+    offered, imported = _completion_imports(line, tmp_path)
+    assert offered
+    engine = tuple(m for m in ENGINE if m not in ("pentora._registry", "pentora._parse"))
+    heavy = [m for m in _heavy(imported, engine) if m.split(".")[0] != "voluptuous"]
+    assert not heavy, f"TAB after {line!r} imported {heavy}"
+    assert not _module_type_modules() & imported
+
+
+def test_help_lists_every_plugin_command_and_option(run_cli) -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.startswith("    ")}
+    # The core's commands and every area's (store, output, engine, distributed, cve).
+    assert {"scan", "dag", "modules", "plugins", "scans", "report", "demo", "worker",
+            "catalog"} <= listed, listed
+    proc = run_cli("scan", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--store", "--no-store", "--resume", "--shard", "--executor", "--ssh-user",
+                   "--open", "--reason", "--fail-on", "--progress", "-T"):
+        assert option in proc.stdout, f"scan --help does not list {option}"
+
+
+# -- which commands make the standard library cooperative -----------------------------------
+
+def _patched_after(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run ``pentora ARGS`` in a fresh interpreter: whether gevent had patched ``socket``
+    by the time it returned ("patched"), was imported without patching ("unpatched") or
+    not imported at all ("no gevent")."""
+    code = (f"import sys\nfrom pentora.cli import main\nrc = main({list(args)!r})\n"
+            "m = sys.modules.get('gevent.monkey')\n"
+            "print('state:' + ('no gevent' if 'gevent' not in sys.modules else "
+            "'patched' if m and m.is_module_patched('socket') else 'unpatched'), rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state, _, rc = proc.stdout.strip().splitlines()[-1].removeprefix("state:").rpartition(" ")
+    assert rc == "0", proc.stdout + proc.stderr
+    return state
+
+
+def test_a_command_that_runs_a_scan_is_cooperative(tmp_path: Path) -> None:
+    dag = tmp_path / "only_noop.yaml"
+    dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
+    assert _patched_after("dag", "run", str(dag), "--format", "json") == "patched"
+
+
+@pytest.mark.parametrize("args", [["modules", "list"], ["profiles"], ["plugins", "list"]],
+                         ids=" ".join)
+def test_a_command_that_runs_no_scan_is_not_patched(args: list[str]) -> None:
+    # `modules list` imports every module type (gevent with them): imported, not patched.
+    assert _patched_after(*args) in ("no gevent", "unpatched")
+
+
+def test_scans_list_is_not_patched(tmp_path: Path) -> None:
+    store = tmp_path / "s.db"
+    sqlite3.connect(store).close()  # an empty file: the store is created by its first use
+    assert _patched_after("scans", "list", "--store", str(store)) in ("no gevent", "unpatched")
+
+
+PLUGIN_COMMANDS = '''\
+import pentora
+
+
+def _state(args):
+    import sys
+    m = sys.modules.get("gevent.monkey")
+    print("command:" + ("patched" if m and m.is_module_patched("socket") else "plain"))
+    return 0
+
+
+@pentora.hookimpl
+def pentora_cli_commands(subparsers, common):
+    subparsers.add_parser("says-nothing", parents=[common]).set_defaults(func=_state)
+    subparsers.add_parser("no-scan", parents=[common]).set_defaults(func=_state, cooperative=False)
+    subparsers.choices["scan"].add_argument("--hello-name", help="whom the plugin greets")
+'''
+
+
+def test_an_installed_plugins_commands_and_options_work_unchanged(run_cli, tmp_path: Path) -> None:
+    from tests.cli.test_errors_cli import fake_installed
+
+    fake_installed(tmp_path, "cmds", PLUGIN_COMMANDS)
+    env = {"PYTHONPATH": str(tmp_path), "PENTORA_DISABLE_PLUGIN_AUTOLOAD": ""}
+    proc = run_cli("scan", "--help", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "--hello-name" in proc.stdout and "whom the plugin greets" in proc.stdout
+    # A command that says nothing is made cooperative, as every command was before.
+    proc = run_cli("says-nothing", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "command:patched\n"), proc.stderr
+    proc = run_cli("no-scan", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "command:plain\n"), proc.stderr
+    proc = run_cli("plugins", "list", env=env)
+    row = next(line.split() for line in proc.stdout.splitlines() if line.startswith("cmds "))
+    assert row[:4] == ["cmds", "ok", "pentora-cmds", "0.1"]
+
+
+# -- loguru: imported when a line at the chosen level is logged ------------------------------
+
+def test_a_scan_at_the_default_level_imports_no_loguru(tmp_path: Path) -> None:
+    dag = tmp_path / "only_noop.yaml"
+    dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
+    code = f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}]) == 0"
+    assert "loguru" not in _imported_after(code)
+    code = f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}, '-v']) == 0"
+    assert "loguru" in _imported_after(code)  # -v: the lifecycle lines are logged
+
+
+LOGGING_HOOKS = '''\
+import pentora
+from pentora import logger
+
+
+@pentora.hookimpl
+def pentora_scan_start(scan):
+    logger.bind(component="hooks").info("an info line")
+    logger.bind(component="hooks").warning("a warning line")
+    from loguru import logger as direct  # a plugin that uses loguru itself
+
+    direct.debug("a direct debug line")
+    direct.warning("a direct warning line")
+'''
+
+
+@pytest.mark.parametrize("level", ["WARNING", "DEBUG"])
+def test_logs_are_configured_whoever_imports_loguru(run_cli, tmp_path: Path, level: str) -> None:
+    dag = tmp_path / "only_noop.yaml"
+    dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
+    hooks = tmp_path / "logs.py"
+    hooks.write_text(LOGGING_HOOKS)
+    proc = run_cli("dag", "run", str(dag), "--hooks", str(hooks), "--log-level", level,
+                   "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    said = {line["message"]: line["level"] for line in lines}
+    assert said["a warning line"] == said["a direct warning line"] == "warning"
+    shown = level == "DEBUG"
+    assert ("an info line" in said) == shown and ("a direct debug line" in said) == shown, said
+    assert {line["component"] for line in lines if line["message"] == "a warning line"} == {"hooks"}
+
+
+def test_a_bad_log_file_is_still_a_usage_error(run_cli, tmp_path: Path) -> None:
+    proc = run_cli("profiles", "--log-file", str(tmp_path / "no" / "such" / "dir" / "log"))
+    assert proc.returncode == 2
+    assert "cannot open log file" in proc.stderr and "Traceback" not in proc.stderr

@@ -41,7 +41,6 @@ from pentora.cli import (
     EXIT_USAGE,
     CliError,
     OutputSink,
-    add_output_options,
     check_outputs,
     echo,
     make_orchestrator,
@@ -173,15 +172,3 @@ def _replay(records: list[dict[str, Any]], sink: OutputSink) -> None:
     sink.close(None)
 
 
-def add_parser(subparsers: Any, common: Any) -> None:
-    p = subparsers.add_parser(
-        "report", parents=[common],
-        help="render an earlier scan's JSONL again (summary, html, md, csv, xml, nmap, json…)",
-        description="Render a pentora JSONL file (from -o FILE.jsonl or json_reporter) in another "
-                    "format; without an output, print its summary.")
-    p.add_argument("file", metavar="FILE.jsonl", help="the JSONL of an earlier scan ('-' for stdin)")
-    add_output_options(p, "the report")
-    p.add_argument("--skip-bad-lines", action="store_true",
-                   help="skip lines that are not valid records (warning on stderr) instead of stopping")
-    _views.add_options(p)
-    p.set_defaults(func=cmd_report)
