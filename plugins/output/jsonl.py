@@ -14,7 +14,6 @@ import json
 import sys
 from typing import IO, Any
 
-import gevent
 from pentora_plugins.kit.records import record_dict
 
 from pentora import AtomicOutput, OutputFormat, atomic_output
@@ -65,12 +64,14 @@ class JsonlWriter:
         if now:
             self.flush()
         elif self._flush_due is None:
+            import gevent  # here: the format is registered by every command, --help included
+
             self._flush_due = gevent.spawn_later(FLUSH_AFTER, self.flush)
 
     def flush(self) -> None:
         due, self._flush_due = self._flush_due, None
-        if due is not None and due is not gevent.getcurrent():
-            due.kill(block=False)
+        if due is not None and due is not sys.modules["gevent"].getcurrent():
+            due.kill(block=False)  # a timer exists: gevent was imported to start it
         if not getattr(self.stream, "closed", False):
             self.stream.flush()
 

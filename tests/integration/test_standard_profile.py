@@ -152,6 +152,8 @@ NO_CREDENTIALS = {"package_inventory": "condition '${ssh_user}' is false"}
 SCANNERS_UNCHOSEN = {"connect_scan": "condition '${tcp_scan} == \"connect\"' is false",
                      "udp_scan": "condition '${udp_scan}' is false"}
 NO_ICMP = {"discover.icmp": "condition '${icmp} and not ${assume_up}' is false"}
+# ARP (and neighbour discovery) is asked for with --set arp=true: off in these scans
+NO_ARP = {"discover.arp": "condition '${arp} and not ${assume_up}' is false"}
 
 
 def assert_nodes_completed(scan: Scan, profile: str, skipped: dict[str, str]) -> None:
@@ -187,7 +189,7 @@ def test_standard_scan_succeeds(standard: Scan) -> None:
 def test_every_node_of_the_standard_profile_completed(standard: Scan) -> None:
     # --set icmp=false turns the discovery fragment's ICMP node off by its condition; without
     # --ssh-user the credentialed package inventory is off too.
-    assert_nodes_completed(standard, "standard", {**NO_ICMP, **NO_CREDENTIALS, **SCANNERS_UNCHOSEN})
+    assert_nodes_completed(standard, "standard", {**NO_ICMP, **NO_ARP, **NO_CREDENTIALS, **SCANNERS_UNCHOSEN})
 
 
 def test_only_the_daemons_ports_are_open(standard: Scan) -> None:
@@ -282,7 +284,7 @@ def web(request: pytest.FixtureRequest, running: Lab, tmp_path_factory: pytest.T
 def test_web_profiles_run_every_node(web: Scan) -> None:
     assert web.done.returncode == 0, web.why()
     (record,) = web.of("scan")
-    skipped = ({**NO_ICMP, **NO_CREDENTIALS, **SCANNERS_UNCHOSEN} if record["dag"] == "vuln-scan"
+    skipped = ({**NO_ICMP, **NO_ARP, **NO_CREDENTIALS, **SCANNERS_UNCHOSEN} if record["dag"] == "vuln-scan"
                else SCANNERS_UNCHOSEN)
     assert_nodes_completed(web, record["dag"], skipped)
     assert_unique_findings(web)
