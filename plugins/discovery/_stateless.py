@@ -10,6 +10,15 @@ not, and when its latest try left. After the last try's wait the silent hosts ar
 
 The sending stays in this process: discovery needs one packet a host (a few for TCP
 pings), tens of thousands a second at most, which one process sends and receives.
+
+The rate is the SYN scanner's ``AdaptiveRate`` under the configured ``rate`` (the
+ceiling): steered during a pass by the receive sockets (their drop counter grows, or
+their buffer fills: halved; nearly empty for a while: a quarter more), and after each
+try by its answers (a retry answered by many hosts means their first probe or reply
+was lost: halved). Replies are read a batch per ``recvmmsg`` (``kit.net.rawrecv``).
+Beyond the configured retries, silent hosts get further tries (up to ``EXTRA_TRIES``)
+while the answers suggest some are still lost, or the receiver dropped replies: a
+sweep stays exact when the rate was too high for a while.
 """
 
 from __future__ import annotations
@@ -25,11 +34,21 @@ import gevent
 from gevent.event import Event
 from pentora_plugins.discovery._common import Results, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe
-from pentora_plugins.kit.net.ratelimit import TokenBucket
+from pentora_plugins.kit.net.ratelimit import AdaptiveRate, TokenBucket
 from pentora_plugins.kit.net.rawsend import BATCH, BatchSender
 
 CHUNK_HOSTS = 1 << 16  # hosts whose state is held at once
 _SEND_ERRORS_SHOWN = 1
+# The SYN scanner's steering, its values too: a discovery reply costs the receiver what
+# a SYN scan's does.
+STEER_EVERY = 0.05              # seconds between two looks at the receivers during a pass:
+                                # a cut needs that long to show in the drop counter
+BACKLOG_HIGH, BACKLOG_LOW = 0.25, 0.05  # receive buffer fill that lowers / allows raising the rate
+STEADY = 0.5                    # seconds of a near-empty buffer before the rate goes up
+EXTRA_TRIES = 8                 # tries beyond `retry` while replies are likely still lost
+LOST_LEFT = 0.001               # ... that is, while more hosts than this are expected lost
+MIN_EVIDENCE = 100              # answers to a retry that are enough to judge the rate by
+LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not slowness
 
 
 @dataclass(eq=False)
@@ -45,7 +64,10 @@ class Slot:
 
 
 class Prober(Protocol):
-    """What a raw method supplies: per-host preparation, packets, and reply matching."""
+    """What a raw method supplies: per-host preparation, packets, and reply matching;
+    ``receivers``, the batch receivers whose drops and backlog steer the rate."""
+
+    receivers: list[Any]
 
     def prepare(self, probe: Probe) -> Slot:
         """The host's slot; raise OSError when it cannot be probed (no route)."""
@@ -96,6 +118,42 @@ class Outbox:
         return i
 
 
+@dataclass
+class _Steering:
+    """What ``StatelessSweep._steer`` compares with during one pass."""
+
+    drops: int            # the receivers' drop count at the last look
+    since: float          # the time of the last look
+    sent: int = 0         # probes sent by then
+    backlog: float = 0.0  # how full the fullest receive buffer was
+    calm: float = 0.0     # when the rate last changed
+    cuts: int = 0
+
+
+class _Loss:
+    """How many of a chunk's silent hosts are likely answering hosts whose probe or reply
+    was lost, from the answers of each try (the SYN scanner's estimate, by host).
+
+    On a path that loses a share p of the tries, each retry gets about p times the answers
+    of the one before (p estimated from all the tries so far); the answers still to come
+    add up to a·p/(1-p). A try with no answer keeps the estimate, times p; a first retry
+    with no answer: no loss."""
+
+    def __init__(self) -> None:
+        self.answers: list[int] = []
+        self.share = 0.0
+        self.left = 0.0
+
+    def after(self, answered: int) -> float:
+        self.answers.append(answered)
+        if len(self.answers) == 1:
+            return 0.0
+        earlier = sum(self.answers[:-1])
+        self.share = min(0.9, sum(self.answers[1:]) / earlier) if earlier else 0.5
+        self.left = answered * self.share / (1 - self.share) if answered else self.left * self.share
+        return self.left
+
+
 class StatelessSweep:
     """Chunks of hosts, tries of passes, replies matched as they come."""
 
@@ -106,7 +164,16 @@ class StatelessSweep:
         self.results = results
         self.timeout = timeout
         self.tries = retry + 1
+        self.pace = AdaptiveRate(rate)
         self.bucket = TokenBucket(rate)
+        self.steering = _Steering(0, monotonic())
+        self.loss = _Loss()
+        self.dropped = 0  # replies the kernel dropped at the receive sockets
+        self.backoffs = 0
+        self._dropped_before = 0  # ... during the chunk's previous try
+        self._cut_in_pass = False  # the rate was lowered for drops during the last pass
+        self._loss_at_cut: float | None = None  # the path's loss when a retry last cut the rate
+        self._told_steady_loss = False
         self.chunk_size = chunk
         self.log = log
         self.index: dict[bytes, Slot] = {}
@@ -153,6 +220,9 @@ class StatelessSweep:
         pps = self.sent / self.send_time if self.send_time else 0.0
         self.log.info("{}: {} probes ({:,.0f}/s while sending), {} up, {} silent", self.name,
                       self.sent, pps, self.up, self.silent)
+        if self.dropped:
+            self.log.info("{}: the receive buffer dropped {} replies; their hosts were probed "
+                          "again", self.name, self.dropped)
         if self.counts.failures:
             code, dst = self.counts.first
             where = _socket.inet_ntop(_socket.AF_INET if len(dst) == 4 else _socket.AF_INET6, dst)
@@ -181,23 +251,105 @@ class StatelessSweep:
             self.index.setdefault(slot.key, slot)  # a duplicate in the chunk is probed once
         self.pending = len(self.index)
         self.all_answered.clear()
-        for attempt in range(self.tries):
+        self.loss, self._dropped_before = _Loss(), 0
+        for attempt in range(self.tries + EXTRA_TRIES):
             if not self.pending:
                 break
+            before, drops, sent = self.pending, self._drops(), self.sent
             began = monotonic()
             self._send_pass(list(self.index.values()), attempt)
-            self.send_time += monotonic() - began
+            took = monotonic() - began
+            self.send_time += took
             self.all_answered.wait(self.timeout)
             self._raise()
+            sent = self.sent - sent
+            if not self._after_try(attempt, sent, before - self.pending, self._drops() - drops,
+                                   sent / took if took else 0.0):
+                break
         index, self.index = self.index, {}
         for slot in index.values():
             if not slot.answered:
                 self.silent += 1
                 self.results.add(slot.probe, None, "no-response")
 
+    def _drops(self) -> int:
+        return sum(r.drops() for r in self.prober.receivers)
+
+    def _set_rate(self, rate: float) -> None:
+        self.bucket.rate = rate
+        self.bucket.burst = max(1.0, rate / 50)  # the bucket's own default: 20 ms worth
+
+    def _after_try(self, k: int, sent: int, answered: int, dropped: int, achieved: float) -> bool:
+        """Adjust the rate to what a try lost; whether another try is worth sending.
+
+        Lost replies show two ways: the receivers' drop counters, and a retry that gets
+        answers beyond what those drops explain (a host that answers now was up then: its
+        probe or reply was lost). Both halve the rate, unless a retry finds about as much
+        lost as before the last cut (a lossy path: slower would only take longer); a try
+        that lost nothing raises it. Configured retries are always sent to silent hosts;
+        a further one only while some are likely still lost, or the receiver dropped some."""
+        self.dropped += dropped
+        unexplained = answered - self._dropped_before if k else 0
+        self._dropped_before = dropped
+        retried = sent and unexplained >= max(MIN_EVIDENCE, LOSS_EVIDENCE * sent)
+        share = unexplained / self.loss.answers[-1] if retried and self.loss.answers[-1] else 0.0
+        cut, self._cut_in_pass = self._cut_in_pass, False
+        if retried and self._loss_at_cut is not None and share >= 0.5 * self._loss_at_cut:
+            if not self._told_steady_loss:
+                self._told_steady_loss = True
+                self.log.info("{}: replies lost (a retry got {} answers to {} probes): {:.0%} lost, "
+                              "as at a higher rate: the loss is not the rate's, keeping {:,.0f}/s",
+                              self.name, answered, sent, share, self.pace.rate)
+        elif retried or (dropped and not cut):  # drops seen during the pass were acted on then
+            rate = self.pace.lost(achieved)
+            self._set_rate(rate)
+            self.backoffs += 1
+            if retried:
+                self._loss_at_cut = share
+            why = (f"a retry got {answered} answers to {sent} probes" if retried else
+                   f"{dropped} replies dropped by the receive buffer")
+            self.log.info("{}: replies lost ({}): rate lowered to {:,.0f}/s", self.name, why, rate)
+        elif not dropped and not unexplained:
+            self._set_rate(self.pace.clean())
+        # the receiver's own drops say nothing of the path: their answers do not count
+        lost = self.loss.after(max(0, unexplained) if k else answered)
+        if k + 1 < self.tries:
+            return True
+        return bool(dropped) or lost >= LOST_LEFT
+
+    def _steer(self) -> None:
+        """Every STEER_EVERY of a pass: halve the rate when replies were dropped or a
+        receive buffer is filling (over BACKLOG_HIGH and growing: the receiver falls
+        behind and would drop them soon); raise it by a quarter after STEADY seconds with
+        the buffers nearly empty."""
+        s, now = self.steering, monotonic()
+        if now - s.since < STEER_EVERY:
+            return
+        drops = self._drops()
+        backlog = max((r.backlog() for r in self.prober.receivers), default=0.0)
+        achieved = (self.sent - s.sent) / (now - s.since)
+        if drops > s.drops or (backlog > BACKLOG_HIGH and backlog >= s.backlog):
+            rate = self.pace.lost(achieved)
+            self._set_rate(rate)
+            why = (f"{drops - s.drops} replies dropped by the receive buffer" if drops > s.drops
+                   else f"the receive buffer is {backlog:.0%} full")
+            # the first cut of a sweep is news; the steps after it, detail
+            (self.log.debug if s.cuts else self.log.info)(
+                "{}: {}: rate lowered to {:,.0f}/s", self.name, why, rate)
+            s.cuts += 1
+            self.backoffs += 1
+            self._cut_in_pass = self._cut_in_pass or drops > s.drops
+            s.calm = now
+        elif backlog < BACKLOG_LOW and self.pace.rate and now - s.calm >= STEADY:
+            self._set_rate(self.pace.clean())
+            s.calm = now
+        s.drops, s.since, s.sent, s.backlog = drops, now, self.sent, backlog
+
     def _send_pass(self, slots: list[Slot], attempt: int) -> None:
         """One try: every variant to every silent host, at most ``rate`` a second."""
         write = self.prober.write
+        old = self.steering
+        self.steering = _Steering(self._drops(), monotonic(), self.sent, calm=old.calm, cuts=old.cuts)
         limit = self._grant()
         n = 0
         for variant in self.prober.variants():
@@ -219,6 +371,7 @@ class StatelessSweep:
         while not (granted := self.bucket.take(want)):
             gevent.sleep(self.bucket.delay(want))
         gevent.sleep(0)
+        self._steer()
         return granted
 
     def _flush(self) -> None:

@@ -200,9 +200,12 @@ class TcpProbeDiscovery(DiscoveryModule):
                                   node=ctx.node_id)
             return None
         from pentora_plugins.discovery._raw import RawTcpPing  # only a privileged sweep needs it
+        from pentora_plugins.discovery._stateless import EXTRA_TRIES
 
         try:
-            prober = RawTcpPing(list(config["ports"]), config["probe"], config["retry"] + 1)
+            # a source port per try, the further ones while replies are lost included
+            prober = RawTcpPing(list(config["ports"]), config["probe"],
+                                config["retry"] + 1 + EXTRA_TRIES)
             self._raw6 = prober.v6
             return prober
         except PermissionError as e:
