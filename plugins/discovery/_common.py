@@ -47,10 +47,14 @@ def discovery_schema(timeout: str = "1s", retry: int = 1, rate: float = 1000,
         vol.Optional("timeout", default=timeout,
                      description="how long to wait for an answer to each attempt"): Duration(min=0.001),
         vol.Optional("retry", default=retry,
-                     description="further attempts for a host that has not answered"):
+                     description="further attempts for a host that has not answered" + (
+                         "; raw sweeps: up to 8 more while the answers suggest replies were "
+                         "lost" if raw else "")):
             Int(min=0),
         vol.Optional("rate", default=rate,
-                     description="probes sent per second, retries included (0: unlimited)"): Rate("probes"),
+                     description="probes sent per second, retries included (0: unlimited)" + (
+                         "; raw sweeps: the ceiling, lowered while replies are lost" if raw
+                         else "")): Rate("probes"),
         vol.Optional("concurrency", default=None,
                      description=f"hosts awaiting an answer at once (default: max_parallel_targets{window})"):
             Nullable(PositiveInt()),

@@ -179,7 +179,7 @@ class TcpProbeDiscovery(DiscoveryModule):
     description = "TCP SYN/ACK pings (raw if privileged, else connects): up on any SYN-ACK or RST"
     method = "tcp_probe"
     config_schema = {
-        **discovery_schema(rate=10000, raw=True),
+        **discovery_schema(rate=50000, raw=True),
         vol.Optional("ports", default=DEFAULT_PORTS,
                      description="ports to knock on, a list or a spec such as '22,80,443'"):
             vol.All(port_spec_validator("tcp"), _few_ports),
