@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,3 +76,20 @@ def test_a_silent_network_gets_the_configured_tries_only(slash22: SimNet) -> Non
                                                        "include_down": True})
     assert len(hosts) == 1024 and not any(h["alive"] for h in hosts)
     assert probe_line(log, "icmp_discovery") == (3 * 1024, 0, 1024), log[-3000:]
+
+
+def test_a_discovery_only_scan_of_a_slash_16_lists_every_host_exactly_once(tmp_path: Path) -> None:
+    # The whole command at the default rates, its store and JSONL output included.
+    if reason := raw_sockets_unavailable():
+        pytest.skip(reason)
+    out = tmp_path / "sn.jsonl"
+    with simulated_network("198.18.0.0/16") as net:
+        proc = net.run(sys.executable, "-m", "pentora", "scan", "-t", net.prefix, "-sn", "-o", str(out),
+                       "--store", str(tmp_path / "scans.db"), check=False, timeout=240)
+        expected = set(net.addresses())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hosts = Counter(r["address"] for r in map(json.loads, out.read_text().splitlines())
+                    if r["kind"] == "host")
+    assert len(expected) == 65536 and set(hosts) == expected, len(hosts)
+    assert max(hosts.values()) == 1, hosts.most_common(3)
+    assert "65536 host(s) up" in proc.stdout, proc.stdout[-2000:]
