@@ -45,8 +45,8 @@ from pentora_plugins.kit.net.steer import (
     MIN_EVIDENCE,
     STEADY,
     STEER_EVERY,
-    _Loss,
-    _Steering,
+    LossEstimate,
+    PassState,
 )
 
 CHUNK_HOSTS = 1 << 16  # hosts whose state is held at once
@@ -132,8 +132,8 @@ class StatelessSweep:
         self.tries = retry + 1
         self.pace = AdaptiveRate(rate)
         self.bucket = TokenBucket(rate)
-        self.steering = _Steering(0, monotonic())
-        self.loss = _Loss()
+        self.steering = PassState(0, monotonic())
+        self.loss = LossEstimate()
         self.dropped = 0  # replies the kernel dropped at the receive sockets
         self.backoffs = 0
         self._dropped_before = 0  # ... during the chunk's previous try
@@ -217,7 +217,7 @@ class StatelessSweep:
             self.index.setdefault(slot.key, slot)  # a duplicate in the chunk is probed once
         self.pending = len(self.index)
         self.all_answered.clear()
-        self.loss, self._dropped_before = _Loss(), 0
+        self.loss, self._dropped_before = LossEstimate(), 0
         for attempt in range(self.tries + EXTRA_TRIES):
             if not self.pending:
                 break
@@ -315,7 +315,7 @@ class StatelessSweep:
         """One try: every variant to every silent host, at most ``rate`` a second."""
         write = self.prober.write
         old = self.steering
-        self.steering = _Steering(self._drops(), monotonic(), self.sent, calm=old.calm, cuts=old.cuts)
+        self.steering = PassState(self._drops(), monotonic(), self.sent, calm=old.calm, cuts=old.cuts)
         limit = self._grant()
         n = 0
         for variant in self.prober.variants():

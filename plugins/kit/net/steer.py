@@ -17,7 +17,7 @@ LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means 
 
 
 @dataclass
-class _Steering:
+class PassState:
     """What ``StatelessSweep._steer`` compares with during one pass."""
 
     drops: int            # the receivers' drop count at the last look
@@ -28,7 +28,7 @@ class _Steering:
     cuts: int = 0
 
 
-class _Loss:
+class LossEstimate:
     """How many of a chunk's silent hosts are likely answering hosts whose probe or reply
     was lost, from the answers of each try (the SYN scanner's estimate, by host).
 
