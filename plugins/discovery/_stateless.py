@@ -11,14 +11,14 @@ not, and when its latest try left. After the last try's wait the silent hosts ar
 The sending stays in this process: discovery needs one packet a host (a few for TCP
 pings), tens of thousands a second at most, which one process sends and receives.
 
-The rate is the SYN scanner's ``AdaptiveRate`` under the configured ``rate`` (the
-ceiling): steered during a pass by the receive sockets (their drop counter grows, or
-their buffer fills: halved; nearly empty for a while: a quarter more), and after each
-try by its answers (a retry answered by many hosts means their first probe or reply
-was lost: halved). Replies are read a batch per ``recvmmsg`` (``kit.net.rawrecv``).
-Beyond the configured retries, silent hosts get further tries (up to ``EXTRA_TRIES``)
-while the answers suggest some are still lost, or the receiver dropped replies: a
-sweep stays exact when the rate was too high for a while.
+The rate is an ``AdaptiveRate`` under the configured ``rate`` (the ceiling), steered
+by ``kit.net.steer.RateSteering`` as the SYN scanner's is: during a pass by the receive
+sockets (their drop counter grows, or their buffer fills: halved; nearly empty for a
+while: a quarter more), and after each try by its answers (a retry answered by many
+hosts means their first probe or reply was lost: halved). Replies are read a batch per
+``recvmmsg`` (``kit.net.rawrecv``). Beyond the configured retries, silent hosts get
+further tries (up to ``EXTRA_TRIES``) while the answers suggest some are still lost, or
+the receiver dropped replies: a sweep stays exact when the rate was too high for a while.
 """
 
 from __future__ import annotations
@@ -36,18 +36,7 @@ from pentora_plugins.discovery._common import Results, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe
 from pentora_plugins.kit.net.ratelimit import AdaptiveRate, TokenBucket
 from pentora_plugins.kit.net.rawsend import BATCH, BatchSender
-from pentora_plugins.kit.net.steer import (
-    BACKLOG_HIGH,
-    BACKLOG_LOW,
-    EXTRA_TRIES,
-    LOSS_EVIDENCE,
-    LOST_LEFT,
-    MIN_EVIDENCE,
-    STEADY,
-    STEER_EVERY,
-    LossEstimate,
-    PassState,
-)
+from pentora_plugins.kit.net.steer import EXTRA_TRIES, LossEstimate, PassState, RateSteering
 
 CHUNK_HOSTS = 1 << 16  # hosts whose state is held at once
 _SEND_ERRORS_SHOWN = 1
@@ -132,14 +121,9 @@ class StatelessSweep:
         self.tries = retry + 1
         self.pace = AdaptiveRate(rate)
         self.bucket = TokenBucket(rate)
+        self.steer = RateSteering(self.pace, self.tries, name, log)
         self.steering = PassState(0, monotonic())
         self.loss = LossEstimate()
-        self.dropped = 0  # replies the kernel dropped at the receive sockets
-        self.backoffs = 0
-        self._dropped_before = 0  # ... during the chunk's previous try
-        self._cut_in_pass = False  # the rate was lowered for drops during the last pass
-        self._loss_at_cut: float | None = None  # the path's loss when a retry last cut the rate
-        self._told_steady_loss = False
         self.chunk_size = chunk
         self.log = log
         self.index: dict[bytes, Slot] = {}
@@ -186,9 +170,9 @@ class StatelessSweep:
         pps = self.sent / self.send_time if self.send_time else 0.0
         self.log.info("{}: {} probes ({:,.0f}/s while sending), {} up, {} silent", self.name,
                       self.sent, pps, self.up, self.silent)
-        if self.dropped:
+        if self.steer.dropped:
             self.log.info("{}: the receive buffer dropped {} replies; their hosts were probed "
-                          "again", self.name, self.dropped)
+                          "again", self.name, self.steer.dropped)
         if self.counts.failures:
             code, dst = self.counts.first
             where = _socket.inet_ntop(_socket.AF_INET if len(dst) == 4 else _socket.AF_INET6, dst)
@@ -217,7 +201,7 @@ class StatelessSweep:
             self.index.setdefault(slot.key, slot)  # a duplicate in the chunk is probed once
         self.pending = len(self.index)
         self.all_answered.clear()
-        self.loss, self._dropped_before = LossEstimate(), 0
+        self.loss = LossEstimate()
         for attempt in range(self.tries + EXTRA_TRIES):
             if not self.pending:
                 break
@@ -246,70 +230,21 @@ class StatelessSweep:
         self.bucket.burst = max(1.0, rate / 50)  # the bucket's own default: 20 ms worth
 
     def _after_try(self, k: int, sent: int, answered: int, dropped: int, achieved: float) -> bool:
-        """Adjust the rate to what a try lost; whether another try is worth sending.
-
-        Lost replies show two ways: the receivers' drop counters, and a retry that gets
-        answers beyond what those drops explain (a host that answers now was up then: its
-        probe or reply was lost). Both halve the rate, unless a retry finds about as much
-        lost as before the last cut (a lossy path: slower would only take longer); a try
-        that lost nothing raises it. Configured retries are always sent to silent hosts;
-        a further one only while some are likely still lost, or the receiver dropped some."""
-        self.dropped += dropped
-        unexplained = answered - self._dropped_before if k else 0
-        self._dropped_before = dropped
-        retried = sent and unexplained >= max(MIN_EVIDENCE, LOSS_EVIDENCE * sent)
-        share = unexplained / self.loss.answers[-1] if retried and self.loss.answers[-1] else 0.0
-        cut, self._cut_in_pass = self._cut_in_pass, False
-        if retried and self._loss_at_cut is not None and share >= 0.5 * self._loss_at_cut:
-            if not self._told_steady_loss:
-                self._told_steady_loss = True
-                self.log.info("{}: replies lost (a retry got {} answers to {} probes): {:.0%} lost, "
-                              "as at a higher rate: the loss is not the rate's, keeping {:,.0f}/s",
-                              self.name, answered, sent, share, self.pace.rate)
-        elif retried or (dropped and not cut):  # drops seen during the pass were acted on then
-            rate = self.pace.lost(achieved)
-            self._set_rate(rate)
-            self.backoffs += 1
-            if retried:
-                self._loss_at_cut = share
-            why = (f"a retry got {answered} answers to {sent} probes" if retried else
-                   f"{dropped} replies dropped by the receive buffer")
-            self.log.info("{}: replies lost ({}): rate lowered to {:,.0f}/s", self.name, why, rate)
-        elif not dropped and not unexplained:
-            self._set_rate(self.pace.clean())
-        # the receiver's own drops say nothing of the path: their answers do not count
-        lost = self.loss.after(max(0, unexplained) if k else answered)
-        if k + 1 < self.tries:
-            return True
-        return bool(dropped) or lost >= LOST_LEFT
+        """The rate after a try, and whether another is worth sending (``RateSteering.after_try``)."""
+        verdict = self.steer.after_try(k, sent, answered, dropped, achieved, self.loss)
+        if verdict.rate is not None:
+            self._set_rate(verdict.rate)
+        return verdict.again
 
     def _steer(self) -> None:
-        """Every STEER_EVERY of a pass: halve the rate when replies were dropped or a
-        receive buffer is filling (over BACKLOG_HIGH and growing: the receiver falls
-        behind and would drop them soon); raise it by a quarter after STEADY seconds with
-        the buffers nearly empty."""
+        """A look at the receivers every STEER_EVERY of a pass (``RateSteering.look``)."""
         s, now = self.steering, monotonic()
-        if now - s.since < STEER_EVERY:
+        if not self.steer.due(s, now):
             return
-        drops = self._drops()
         backlog = max((r.backlog() for r in self.prober.receivers), default=0.0)
-        achieved = (self.sent - s.sent) / (now - s.since)
-        if drops > s.drops or (backlog > BACKLOG_HIGH and backlog >= s.backlog):
-            rate = self.pace.lost(achieved)
+        rate = self.steer.look(s, now, self.sent, self._drops(), backlog)
+        if rate is not None:
             self._set_rate(rate)
-            why = (f"{drops - s.drops} replies dropped by the receive buffer" if drops > s.drops
-                   else f"the receive buffer is {backlog:.0%} full")
-            # the first cut of a sweep is news; the steps after it, detail
-            (self.log.debug if s.cuts else self.log.info)(
-                "{}: {}: rate lowered to {:,.0f}/s", self.name, why, rate)
-            s.cuts += 1
-            self.backoffs += 1
-            self._cut_in_pass = self._cut_in_pass or drops > s.drops
-            s.calm = now
-        elif backlog < BACKLOG_LOW and self.pace.rate and now - s.calm >= STEADY:
-            self._set_rate(self.pace.clean())
-            s.calm = now
-        s.drops, s.since, s.sent, s.backlog = drops, now, self.sent, backlog
 
     def _send_pass(self, slots: list[Slot], attempt: int) -> None:
         """One try: every variant to every silent host, at most ``rate`` a second."""
