@@ -8,10 +8,13 @@ import errno
 import random
 import socket as _socket
 import struct
+from collections.abc import Iterator
 from time import monotonic
 from typing import Any
 
+import gevent
 from gevent import socket
+from gevent.socket import wait_read
 from pentora_plugins.discovery._stateless import Slot, StatelessSweep
 from pentora_plugins.discovery._sweep import Probe
 from pentora_plugins.kit.net.fds import with_descriptor
@@ -27,12 +30,14 @@ from pentora_plugins.kit.net.rawping import (
     tcp_ping_filter,
     tcp_ping_filter6,
 )
+from pentora_plugins.kit.net.rawrecv import BatchReceiver
 from pentora_plugins.kit.net.rawsend import BatchSender, open_send_socket
 from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_SYN, SeqHasher, SourceAddresses, attach_filter
 
 from pentora import ModuleError
 
 RECV_BUFFER = 8 << 20
+SNAP = 128  # bytes of a reply read: its IP header (60 at most) and the ICMP or TCP header
 SPORT_LOW, SPORT_HIGH = 61000, 65000  # above Linux's ephemeral range: no local socket owns them
 _FAMILY = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 _PROTO = {4: _socket.IPPROTO_ICMP, 6: _socket.IPPROTO_ICMPV6}
@@ -53,12 +58,25 @@ def _raw_socket(family: int, proto: int) -> Any:
     return sock
 
 
-def read_packet(sock: Any) -> tuple[bytes, list[Any], Any]:
-    """The next packet of a raw socket with its ancillary data and sender.
+def read_packets(receiver: BatchReceiver) -> Iterator[list[bytes]]:
+    """The packets of a raw socket, a batch per ``recvmmsg`` call, for as long as the
+    caller iterates (waiting cooperatively while there are none).
 
-    The one place replies are read: a batched receiver can replace it."""
-    data, ancdata, _, peer = sock.recvmsg(2048, _socket.CMSG_SPACE(_INT.size))
-    return data, ancdata, peer
+    The one place IPv4 replies are read. An error queued on the socket (an ICMP error an
+    earlier probe drew) fails one read only: the next goes on."""
+    fd = receiver.sock.fileno()
+    while True:
+        try:
+            packets = receiver.receive()
+        except OSError:
+            continue
+        if packets:
+            yield packets
+            # a receiver that always finds replies waiting would never yield: let the
+            # sender go on and see the backlog, the other nodes run
+            gevent.sleep(0)
+        else:
+            wait_read(fd)
 
 
 class RawEcho:
@@ -71,6 +89,7 @@ class RawEcho:
         self.templates = {v: EchoTemplate(v) for v in (4, 6)}
         self.socks: dict[int, Any] = {}
         self.senders: dict[int, BatchSender] = {}
+        self.receivers: list[BatchReceiver] = []  # the IPv4 one: its drops steer the rate
         self.sweep: StatelessSweep | None = None
         self._open(4)  # PermissionError here: the caller falls back to a datagram socket
 
@@ -85,6 +104,8 @@ class RawEcho:
         set_echo_reply_filter(sock, version)
         if version == 6:
             sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            self.receivers.append(BatchReceiver(sock, SNAP))
         self.socks[version] = sock
         self.senders[version] = BatchSender(sock, self.templates[version].size, _FAMILY[version])
         if self.sweep is not None:
@@ -112,25 +133,39 @@ class RawEcho:
         self.templates[version].fill(box.sender.packets, i * box.sender.size, slot.state)
 
     def _receive(self, version: int) -> None:
-        sock, sweep, cookie = self.socks[version], self.sweep, self.cookie
+        if version == 4:
+            self._receive4()
+        else:
+            self._receive6()
+
+    def _receive4(self) -> None:
+        sweep, cookie = self.sweep, self.cookie
+        assert sweep is not None
+        for packets in read_packets(self.receivers[0]):
+            received_at = monotonic()
+            for data in packets:
+                if len(data) < 20:
+                    continue
+                key = data[12:16]
+                got = echo_cookie_of(data[(data[0] & 0x0F) * 4:], 4)
+                if got is not None and got == cookie(key):
+                    sweep.answered(key, "echo-reply", data[8], received_at)
+
+    def _receive6(self) -> None:
+        """ICMPv6 replies one ``recvmsg`` each: the socket gives no IPv6 header, so the
+        sender and hop limit come from the message's address and ancillary data."""
+        sock, sweep, cookie = self.socks[6], self.sweep, self.cookie
         assert sweep is not None
         while True:
             try:
-                data, ancdata, peer = read_packet(sock)
+                data, ancdata, _, peer = sock.recvmsg(2048, _socket.CMSG_SPACE(_INT.size))
             except OSError:
                 continue  # an ICMP error queued on the socket; the next read goes on
             received_at = monotonic()
-            ttl: int | None
-            if version == 4:
-                if len(data) < 20:
-                    continue
-                key, ttl = data[12:16], data[8]
-                data = data[(data[0] & 0x0F) * 4:]
-            else:
-                key = _socket.inet_pton(_socket.AF_INET6, peer[0].split("%")[0])
-                ttl = next((_INT.unpack(v[:_INT.size])[0] for lvl, kind, v in ancdata
-                            if (lvl, kind) == (_socket.IPPROTO_IPV6, _socket.IPV6_HOPLIMIT)), None)
-            got = echo_cookie_of(data, version)
+            key = _socket.inet_pton(_socket.AF_INET6, peer[0].split("%")[0])
+            ttl = next((_INT.unpack(v[:_INT.size])[0] for lvl, kind, v in ancdata
+                        if (lvl, kind) == (_socket.IPPROTO_IPV6, _socket.IPV6_HOPLIMIT)), None)
+            got = echo_cookie_of(data, 6)
             if got is not None and got == cookie(key):
                 sweep.answered(key, "echo-reply", ttl, received_at)
 
@@ -162,6 +197,7 @@ class RawTcpPing:
         self.hasher = SeqHasher()
         self.matcher = TcpPingMatcher(self.hasher, self.flags, base, base + tries - 1)
         attach_filter(self.recv, tcp_ping_filter(base, base + tries - 1))
+        self.receivers = [BatchReceiver(self.recv, SNAP)]  # its drops steer the rate
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
         self.templates: dict[str, TcpPingTemplate] = {}
@@ -233,11 +269,12 @@ class RawTcpPing:
     def _receive(self) -> None:
         sweep, match = self.sweep, self.matcher.match
         assert sweep is not None
-        while True:
-            data, _, _ = read_packet(self.recv)
-            hit = match(data)
-            if hit is not None:
-                sweep.answered(hit[0], hit[1], data[8], monotonic())
+        for packets in read_packets(self.receivers[0]):
+            received_at = monotonic()
+            for data in packets:
+                hit = match(data)
+                if hit is not None:
+                    sweep.answered(hit[0], hit[1], data[8], received_at)
 
     def _receive6(self) -> None:
         sweep, match, pton, v6 = self.sweep, self.matcher6.match, _socket.inet_pton, _socket.AF_INET6

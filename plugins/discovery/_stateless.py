@@ -10,6 +10,15 @@ not, and when its latest try left. After the last try's wait the silent hosts ar
 
 The sending stays in this process: discovery needs one packet a host (a few for TCP
 pings), tens of thousands a second at most, which one process sends and receives.
+
+The rate is an ``AdaptiveRate`` under the configured ``rate`` (the ceiling), steered
+by ``kit.net.steer.RateSteering`` as the SYN scanner's is: during a pass by the receive
+sockets (their drop counter grows, or their buffer fills: halved; nearly empty for a
+while: a quarter more), and after each try by its answers (a retry answered by many
+hosts means their first probe or reply was lost: halved). Replies are read a batch per
+``recvmmsg`` (``kit.net.rawrecv``). Beyond the configured retries, silent hosts get
+further tries (up to ``EXTRA_TRIES``) while the answers suggest some are still lost, or
+the receiver dropped replies: a sweep stays exact when the rate was too high for a while.
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ import gevent
 from gevent.event import Event
 from pentora_plugins.discovery._common import Results, latency_ms
 from pentora_plugins.discovery._sweep import Answer, Probe
-from pentora_plugins.kit.net.ratelimit import TokenBucket
+from pentora_plugins.kit.net.ratelimit import AdaptiveRate, TokenBucket
 from pentora_plugins.kit.net.rawsend import BATCH, BatchSender
+from pentora_plugins.kit.net.steer import EXTRA_TRIES, LossEstimate, PassState, RateSteering
 
 CHUNK_HOSTS = 1 << 16  # hosts whose state is held at once
 _SEND_ERRORS_SHOWN = 1
@@ -45,7 +55,10 @@ class Slot:
 
 
 class Prober(Protocol):
-    """What a raw method supplies: per-host preparation, packets, and reply matching."""
+    """What a raw method supplies: per-host preparation, packets, and reply matching;
+    ``receivers``, the batch receivers whose drops and backlog steer the rate."""
+
+    receivers: list[Any]
 
     def prepare(self, probe: Probe) -> Slot:
         """The host's slot; raise OSError when it cannot be probed (no route)."""
@@ -106,7 +119,11 @@ class StatelessSweep:
         self.results = results
         self.timeout = timeout
         self.tries = retry + 1
+        self.pace = AdaptiveRate(rate)
         self.bucket = TokenBucket(rate)
+        self.steer = RateSteering(self.pace, self.tries, name, log)
+        self.steering = PassState(0, monotonic())
+        self.loss = LossEstimate()
         self.chunk_size = chunk
         self.log = log
         self.index: dict[bytes, Slot] = {}
@@ -153,6 +170,9 @@ class StatelessSweep:
         pps = self.sent / self.send_time if self.send_time else 0.0
         self.log.info("{}: {} probes ({:,.0f}/s while sending), {} up, {} silent", self.name,
                       self.sent, pps, self.up, self.silent)
+        if self.steer.dropped:
+            self.log.info("{}: the receive buffer dropped {} replies; their hosts were probed "
+                          "again", self.name, self.steer.dropped)
         if self.counts.failures:
             code, dst = self.counts.first
             where = _socket.inet_ntop(_socket.AF_INET if len(dst) == 4 else _socket.AF_INET6, dst)
@@ -181,23 +201,56 @@ class StatelessSweep:
             self.index.setdefault(slot.key, slot)  # a duplicate in the chunk is probed once
         self.pending = len(self.index)
         self.all_answered.clear()
-        for attempt in range(self.tries):
+        self.loss = LossEstimate()
+        for attempt in range(self.tries + EXTRA_TRIES):
             if not self.pending:
                 break
+            before, drops, sent = self.pending, self._drops(), self.sent
             began = monotonic()
             self._send_pass(list(self.index.values()), attempt)
-            self.send_time += monotonic() - began
+            took = monotonic() - began
+            self.send_time += took
             self.all_answered.wait(self.timeout)
             self._raise()
+            sent = self.sent - sent
+            if not self._after_try(attempt, sent, before - self.pending, self._drops() - drops,
+                                   sent / took if took else 0.0):
+                break
         index, self.index = self.index, {}
         for slot in index.values():
             if not slot.answered:
                 self.silent += 1
                 self.results.add(slot.probe, None, "no-response")
 
+    def _drops(self) -> int:
+        return sum(r.drops() for r in self.prober.receivers)
+
+    def _set_rate(self, rate: float) -> None:
+        self.bucket.rate = rate
+        self.bucket.burst = max(1.0, rate / 50)  # the bucket's own default: 20 ms worth
+
+    def _after_try(self, k: int, sent: int, answered: int, dropped: int, achieved: float) -> bool:
+        """The rate after a try, and whether another is worth sending (``RateSteering.after_try``)."""
+        verdict = self.steer.after_try(k, sent, answered, dropped, achieved, self.loss)
+        if verdict.rate is not None:
+            self._set_rate(verdict.rate)
+        return verdict.again
+
+    def _steer(self) -> None:
+        """A look at the receivers every STEER_EVERY of a pass (``RateSteering.look``)."""
+        s, now = self.steering, monotonic()
+        if not self.steer.due(s, now):
+            return
+        backlog = max((r.backlog() for r in self.prober.receivers), default=0.0)
+        rate = self.steer.look(s, now, self.sent, self._drops(), backlog)
+        if rate is not None:
+            self._set_rate(rate)
+
     def _send_pass(self, slots: list[Slot], attempt: int) -> None:
         """One try: every variant to every silent host, at most ``rate`` a second."""
         write = self.prober.write
+        old = self.steering
+        self.steering = PassState(self._drops(), monotonic(), self.sent, calm=old.calm, cuts=old.cuts)
         limit = self._grant()
         n = 0
         for variant in self.prober.variants():
@@ -219,6 +272,7 @@ class StatelessSweep:
         while not (granted := self.bucket.take(want)):
             gevent.sleep(self.bucket.delay(want))
         gevent.sleep(0)
+        self._steer()
         return granted
 
     def _flush(self) -> None:

@@ -17,6 +17,7 @@ from pentora import Module, ModuleError, NodeContext
 from pentora.schema import Bool, Int, StrList
 
 EMIT_YIELD = 4096  # records emitted between two yields to the event loop
+MERGE_YIELD = 8192  # hosts merged between two yields
 
 
 def as_host(item: Any) -> Host:
@@ -46,13 +47,29 @@ def _first(values: Iterable[Any]) -> Any:
 
 def merge_hosts(groups: Iterable[Iterable[Any]]) -> list[Host]:
     """Merge per address: alive if any says so; methods joined; the lowest latency; TTL
-    and MAC from whichever has them (live answers first). Unsorted."""
+    and MAC from whichever has them (live answers first). Unsorted.
+
+    Yields to the event loop every ``MERGE_YIELD`` hosts: a sweep's lists are tens of
+    thousands, and the outputs, the store's writer and the other nodes go on meanwhile."""
     by_address: dict[str, list[Host]] = {}
+    n = 0
     for group in groups:
         for item in group:
-            host = as_host(item)
-            by_address.setdefault(host.address, []).append(host)
-    return [_merge(records) for records in by_address.values()]
+            host = item if type(item) is Host else as_host(item)
+            records = by_address.get(host.address)
+            if records is None:
+                by_address[host.address] = [host]
+            else:
+                records.append(host)
+            n += 1
+            if not n % MERGE_YIELD:
+                gevent.sleep(0)
+    out = []
+    for n, records in enumerate(by_address.values(), 1):
+        out.append(_merge(records))
+        if not n % MERGE_YIELD:
+            gevent.sleep(0)
+    return out
 
 
 def _merge(records: list[Host]) -> Host:

@@ -253,7 +253,7 @@ class IcmpDiscovery(DiscoveryModule):
     description = "ICMP echo sweep (raw socket if privileged, else an unprivileged ICMP socket)"
     method = "icmp"
     config_schema = {
-        **discovery_schema(rate=10000, raw=True),
+        **discovery_schema(rate=50000, raw=True),
         vol.Optional("mode", default="auto",
                      description="raw (needs CAP_NET_RAW), dgram (ping_group_range) or auto: "
                                  "raw, else dgram, else skipped with a warning"):

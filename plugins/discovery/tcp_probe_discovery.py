@@ -179,7 +179,7 @@ class TcpProbeDiscovery(DiscoveryModule):
     description = "TCP SYN/ACK pings (raw if privileged, else connects): up on any SYN-ACK or RST"
     method = "tcp_probe"
     config_schema = {
-        **discovery_schema(rate=10000, raw=True),
+        **discovery_schema(rate=50000, raw=True),
         vol.Optional("ports", default=DEFAULT_PORTS,
                      description="ports to knock on, a list or a spec such as '22,80,443'"):
             vol.All(port_spec_validator("tcp"), _few_ports),
@@ -200,9 +200,12 @@ class TcpProbeDiscovery(DiscoveryModule):
                                   node=ctx.node_id)
             return None
         from pentora_plugins.discovery._raw import RawTcpPing  # only a privileged sweep needs it
+        from pentora_plugins.discovery._stateless import EXTRA_TRIES
 
         try:
-            prober = RawTcpPing(list(config["ports"]), config["probe"], config["retry"] + 1)
+            # a source port per try, the further ones while replies are lost included
+            prober = RawTcpPing(list(config["ports"]), config["probe"],
+                                config["retry"] + 1 + EXTRA_TRIES)
             self._raw6 = prober.v6
             return prober
         except PermissionError as e:

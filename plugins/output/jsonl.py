@@ -20,6 +20,8 @@ from pentora import AtomicOutput, OutputFormat, atomic_output
 
 COMMAND_LINE = "command_line"  # the scan option (and scan line field) holding it
 FLUSH_AFTER = 0.2  # seconds a written line may wait in the buffer
+# json.dumps with an option builds an encoder per call: a sweep writes tens of thousands of lines
+_LINE = json.JSONEncoder(default=str)
 
 
 def scan_facts(scan: Any) -> dict[str, Any]:
@@ -60,7 +62,7 @@ class JsonlWriter:
 
     def write(self, obj: dict[str, Any], now: bool = True) -> None:
         # ASCII only: raw U+0085/U+2028 from a banner would split the line for many readers
-        self.stream.write(json.dumps(obj, default=str) + "\n")
+        self.stream.write(_LINE.encode(obj) + "\n")
         if now:
             self.flush()
         elif self._flush_due is None:

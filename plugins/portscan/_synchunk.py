@@ -9,6 +9,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from gevent import socket
+from pentora_plugins.kit.net.steer import LossEstimate
 
 _HALVES = struct.Struct("!QQ")  # an IPv6 address as two 64-bit numbers
 
@@ -39,9 +40,7 @@ class _Chunk:
         self._order: array[int] | None = None
         self._ascending = True
         self._first: int | None = None  # the first address, when the chunk is one range
-        self.answers: list[int] = []  # replies that came in during each try
-        self.loss = 0.0       # the share of probes a try loses, as the answers suggest
-        self.lost = 0.0       # open or closed probes expected still unanswered, lost
+        self.estimate = LossEstimate()  # open or closed probes likely still lost
         # --host-timeout: the chunk's hosts are probed together, port by port, so their
         # clocks start together, when the chunk's first pass does.
         self.deadline: float | None = None
@@ -106,23 +105,14 @@ class _Chunk:
 
     def lost_left(self, answered: int) -> float:
         """After a try that got ``answered`` replies: how many of the silent probes are
-        likely answering ports whose probe or reply was lost, rather than filtered.
+        likely answering ports whose probe or reply was lost, rather than filtered
+        (``LossEstimate.after``)."""
+        return self.estimate.after(answered)
 
-        On a path that loses a share p of the tries, each retry gets about p times the
-        answers of the one before (p is estimated from all the tries so far, so that a
-        few replies do not swing it); the answers still to come add up to a·p/(1-p). A
-        try with no answers keeps the estimate, times p: after a quiet retry some may
-        still be lost, after several hardly any. A first retry with no answer: no loss."""
-        self.answers.append(answered)
-        if len(self.answers) == 1:
-            return 0.0
-        earlier = sum(self.answers[:-1])
-        self.loss = min(0.9, sum(self.answers[1:]) / earlier) if earlier else 0.5
-        if answered:
-            self.lost = answered * self.loss / (1 - self.loss)
-        else:
-            self.lost *= self.loss
-        return self.lost
+    @property
+    def loss(self) -> float:
+        """The share of probes a try loses, as the answers suggest."""
+        return self.estimate.share
 
 
 class _Chunk6(_Chunk):

@@ -7,7 +7,6 @@ import os
 import random
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -27,6 +26,10 @@ from pentora_plugins.kit.net.rawtcp import (
     reply_filter6,
     word_sum,
 )
+from pentora_plugins.kit.net.steer import EXTRA_TRIES, RateSteering
+from pentora_plugins.kit.net.steer import LOST_LEFT as LOST_LEFT  # named by the tests
+from pentora_plugins.kit.net.steer import STEADY as STEADY  # named by the tests
+from pentora_plugins.kit.net.steer import PassState as _Steering
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector
 from pentora_plugins.portscan._synchunk import _HALVES, _Chunk, _Chunk6
@@ -38,30 +41,10 @@ from pentora import NodeContext
 SPORT_LOW, SPORT_HIGH = 61000, 65000
 PROGRESS_EVERY = 0.25           # seconds between progress reports
 POLL = 0.002                    # seconds between looks at the sender processes
-BACKOFF_EVERY = 0.05            # seconds between two rate cuts for receive drops: the first
-                                # cut needs that long to show in the drop counter
-BACKLOG_HIGH, BACKLOG_LOW = 0.25, 0.05  # receive buffer fill that lowers / allows raising the rate
-STEADY = 0.5                    # seconds of a near-empty buffer before the rate goes up
-EXTRA_TRIES = 8                 # tries beyond `retries` while replies are likely still lost
-LOST_LEFT = 0.001               # ... that is, while more than this many are expected lost
-MIN_EVIDENCE = 100              # answers to a retry that are enough to judge the rate by
-LOSS_EVIDENCE = 0.01            # share of a retry's probes answered that means loss, not filtering
 _SOCKADDR_IN6 = 28  # bytes of a sender's address a receive slot keeps
 # one core is left to the receiver greenlet (the parent process)
 SEND_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 FOREIGN = 255  # state of an item another shard probes
-
-
-@dataclass
-class _Steering:
-    """What ``SynScan._steer`` compares with during one pass."""
-
-    drops: int            # the receive socket's drop counter at the last look
-    since: float          # the time of the last look
-    sent: int = 0         # probes sent by then
-    backlog: float = 0.0  # how full the receive buffer was
-    calm: float = 0.0     # when the rate last changed
-    cuts: int = 0
 
 
 class SynScan:
@@ -101,12 +84,7 @@ class SynScan:
             self.receiver6 = BatchReceiver(v6_socks[0], name_size=_SOCKADDR_IN6)
         self.rx = self.receiver  # the receiver of the chunk being probed: its drops steer the rate
         self.pace = AdaptiveRate(self.rate)
-        self.dropped = 0  # replies the kernel dropped at our receive socket
-        self._dropped_before = 0  # ... during the chunk's previous try
-        self._cut_in_pass = False  # the rate was lowered during the last pass
-        self._loss_at_cut: float | None = None  # the path's loss when a retry last cut the rate
-        self._told_steady_loss = False
-        self.backoffs = 0
+        self.steering = RateSteering(self.pace, self.tries, "syn_scanner", ctx.log)
         self.ip_id = random.randrange(1, 0xFFFF)
         self.sources = SourceAddresses()
         # per source address: (address, as 4 bytes, packet to nobody, IP sum, TCP sum)
@@ -315,48 +293,24 @@ class SynScan:
                 self.filtered.append(Port(host=host, port=key[1], protocol="tcp", state="filtered",
                                           method="syn", reason="no-response"))
 
+    @property
+    def dropped(self) -> int:
+        """Replies the kernel dropped at our receive sockets."""
+        return self.steering.dropped
+
+    @property
+    def backoffs(self) -> int:
+        """Times the rate was lowered."""
+        return self.steering.backoffs
+
     def _after_try(self, chunk: _Chunk, k: int, sent: int, answered: int, drops_before: int,
                    achieved: float) -> bool:
-        """Adjust the rate to what a try lost; whether another try is worth sending.
-
-        Lost replies show two ways: the receive socket's drop counter, and a retry that
-        gets answers (a probe a host answers now was not filtered then: its probe or
-        reply was lost). Both halve the rate; a try that lost nothing raises it again.
-        Configured retries are always sent to silent probes; a further try only while
-        replies are likely still lost (``_Chunk.lost_left``) or the receiver dropped some."""
+        """The rate after a try, and whether another is worth sending
+        (``RateSteering.after_try``): configured retries are always sent to silent
+        probes; a further try only while replies are likely still lost or the receiver
+        dropped some. The next pass starts at the rate it leaves."""
         dropped = self.rx.drops() - drops_before
-        self.dropped += dropped
-        # answers to a retry that the previous try's drops do not explain: lost on the way
-        unexplained = answered - self._dropped_before if k else 0
-        self._dropped_before = dropped
-        retried = sent and unexplained >= max(MIN_EVIDENCE, LOSS_EVIDENCE * sent)
-        # the share of the previous try's replies this retry found lost: the path's loss
-        loss = unexplained / chunk.answers[-1] if retried and chunk.answers[-1] else 0.0
-        cut, self._cut_in_pass = self._cut_in_pass, False
-        if retried and self._loss_at_cut is not None and loss >= 0.5 * self._loss_at_cut:
-            # about as much lost as before the last cut (halving the rate of an overflowing
-            # queue would have cut its loss by more): the path loses it whatever the rate
-            # (a lossy link, not a queue overflowing), and slower would only take longer
-            if not self._told_steady_loss:
-                self._told_steady_loss = True
-                self.ctx.log.info(f"syn_scanner: replies lost (a retry got {answered} answers to "
-                                  f"{sent} probes): {loss:.0%} lost, as at a higher rate: the "
-                                  f"loss is not the rate's, keeping {self.pace.rate:,.0f}/s")
-        elif retried or (dropped and not cut):  # drops seen during the pass were acted on then
-            rate = self.pace.lost(achieved)
-            self.backoffs += 1
-            if retried:
-                self._loss_at_cut = loss
-            why = (f"a retry got {answered} answers to {sent} probes" if retried else
-                   f"{dropped} replies dropped by the receive buffer")
-            self.ctx.log.info(f"syn_scanner: replies lost ({why}): rate lowered to {rate:,.0f}/s")
-        elif not dropped and not unexplained:
-            self.pace.clean()
-        # the receiver's own drops say nothing of the path: their answers do not count
-        lost = chunk.lost_left(max(0, unexplained) if k else answered)
-        if k + 1 < self.tries:
-            return True
-        return bool(dropped) or lost >= LOST_LEFT
+        return self.steering.after_try(k, sent, answered, dropped, achieved, chunk.estimate).again
 
     def _send_pass(self, chunk: _Chunk, sport: int, first: bool) -> int:
         """One try over the chunk from sender processes, while the receiver greenlet
@@ -389,31 +343,14 @@ class SynScan:
         return send.sent()
 
     def _steer(self, send: SendPass, s: _Steering) -> None:
-        """Every BACKOFF_EVERY of a pass: halve the rate when replies were dropped or the
-        receive buffer is filling (over BACKLOG_HIGH and growing: the receiver falls
-        behind and would drop them soon); raise it by a quarter after STEADY seconds
-        with the buffer nearly empty."""
+        """A look at the receiver every STEER_EVERY of a pass (``RateSteering.look``);
+        a new rate goes to the pass's senders at once."""
         now = time.monotonic()
-        if now - s.since < BACKOFF_EVERY:
+        if not self.steering.due(s, now):
             return
-        sent, drops, backlog = send.sent(), self.rx.drops(), self.rx.backlog()
-        achieved = (sent - s.sent) / (now - s.since)
-        if drops > s.drops or (backlog > BACKLOG_HIGH and backlog >= s.backlog):
-            rate = self.pace.lost(achieved)
-            why = (f"{drops - s.drops} replies dropped by the receive buffer" if drops > s.drops
-                   else f"the receive buffer is {backlog:.0%} full")
-            # the first cut of a pass is news; the steps after it, detail
-            (self.ctx.log.debug if s.cuts else self.ctx.log.info)(
-                f"syn_scanner: {why}: rate lowered to {rate:,.0f}/s")
-            s.cuts += 1
-            self.backoffs += 1
-            self._cut_in_pass = self._cut_in_pass or drops > s.drops
+        rate = self.steering.look(s, now, send.sent(), self.rx.drops(), self.rx.backlog())
+        if rate is not None:
             send.set_rate(rate)
-            s.calm = now
-        elif backlog < BACKLOG_LOW and self.pace.rate and now - s.calm >= STEADY:
-            send.set_rate(self.pace.clean())
-            s.calm = now
-        s.drops, s.since, s.sent, s.backlog = drops, now, sent, backlog
 
     def _jobs(self, chunk: _Chunk, sport: int) -> list[Job]:
         """Split a pass between sender processes: by host when there are enough hosts,

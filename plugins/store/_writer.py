@@ -24,6 +24,8 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +76,11 @@ def execute_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
     """Run ``ops`` in one transaction (all or nothing)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for name, params in ops:
-            conn.execute(SQL[name], params)
+        # a run of ops of one kind (a sweep's thousands of results) is one executemany:
+        # sqlite3 loops over its rows in C, not a Python call and statement lookup each,
+        # which held the interpreter lock against the event loop for seconds
+        for name, run in groupby(ops, key=itemgetter(0)):
+            conn.executemany(SQL[name], [params for _, params in run])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

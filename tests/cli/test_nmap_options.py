@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import voluptuous as vol
 from pentora_plugins.engine.timing import TEMPLATES
 
 from pentora.testing import network_namespace
 
 # Every scan here leaves ICMP out: it needs privileges a test run may not have.
 BASE = ("scan", "--set", "icmp=false")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def records(path: Path) -> list[dict]:
@@ -80,7 +82,6 @@ def test_udp_scan_alone_scans_no_tcp(run_cli, tcp_server, udp_server, tmp_path):
     (["--host-timeout", "soon"], "--host-timeout soon: expected a duration such as '2s'"),
     (["--host-timeout", "5m", "-sn"], "declares no 'host_timeout' var, so --host-timeout cannot"),
     (["-T", "6"], "expected 0-5 or paranoid"),
-    (["--max-rate", "10", "-sn"], "declares no 'rate' var, so --max-rate cannot reach it"),
     (["-Pn", "--profile", "web-scan"], "DAG 'web-scan' declares no 'assume_up' var, so -Pn"),
     (["-sV", "--dag", "discovery-only"], "-sV: DAG 'discovery-only' has no fingerprint_parser node"),
 ])
@@ -88,6 +89,18 @@ def test_misused_nmap_options_are_usage_errors(run_cli, args, message):
     proc = run_cli(*BASE, "-t", "127.0.0.1", *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--max-rate", "--min-rate"])
+def test_a_rate_option_is_refused_by_a_dag_with_no_rate_var(run_cli, tmp_path, option):
+    dag = tmp_path / "no-rates.yaml"
+    dag.write_text("name: no-rates\nvars: {targets: ''}\nnodes:\n"
+                   "  - {instance_id: ingest, module_type: target_parser, config: {targets: '${targets}'}}\n")
+    proc = run_cli("scan", "-t", "127.0.0.1", "--dag", str(dag), option, "10")
+    assert proc.returncode == 2, proc.stderr
+    assert (f"DAG 'no-rates' declares no 'rate', 'udp_rate' or 'discovery_rate' var, so {option} "
+            "cannot reach it; declare one among its vars") in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_connect_scan_option_runs_the_connect_scanner_and_not_the_syn_scanner(run_cli, tcp_server, tmp_path):
@@ -193,6 +206,74 @@ def test_rate_and_retry_options_override_the_template(run_cli, closed_tcp_port):
     proc = run_cli(*BASE, "-t", "127.0.0.1", "-T1", "--min-rate", "40", "-sT",
                    "-p", str(closed_tcp_port), "-vv")
     assert "'rate': 40" in scan_vars(proc.stderr)
+
+
+# A --hooks file: each node's validated config, as its module gets it, for the nodes with a rate.
+NODE_RATES = """import pentora
+
+@pentora.hookimpl(wrapper=True)
+def pentora_node_execute(scan, node, ctx):
+    if "rate" in ctx.config:
+        print("node rate", ctx.node_id, ctx.config["rate"])
+    return (yield)
+"""
+
+
+def node_rates(run_cli, tmp_path: Path, *args: str) -> tuple[dict[str, float], str]:
+    """The rate each node that has one ran with, and the vars the command line set."""
+    hooks = tmp_path / "node_rates.py"
+    hooks.write_text(NODE_RATES)
+    # ICMP stays in: without privileges its node warns and still runs with its config
+    proc = run_cli("scan", "-t", "127.0.0.1", *args, "--hooks", str(hooks), "-vv")
+    assert proc.returncode == 0, proc.stderr
+    rates = {m[1]: float(m[2]) for m in re.finditer(r"^node rate (\S+) (\S+)$", proc.stdout, re.M)}
+    return rates, scan_vars(proc.stderr)
+
+
+def test_discovery_only_runs_at_the_discovery_modules_own_default_rate(run_cli, tmp_path):
+    from pentora_plugins.discovery.icmp_discovery import IcmpDiscovery
+    from pentora_plugins.discovery.tcp_probe_discovery import TcpProbeDiscovery
+
+    rates, _ = node_rates(run_cli, tmp_path, "-sn")
+    own = {cls.module_type: vol.Schema(cls.config_schema)({})["rate"]
+           for cls in (IcmpDiscovery, TcpProbeDiscovery)}
+    assert rates == {"discover.icmp": own["icmp_discovery"], "discover.tcp_probe": own["tcp_probe_discovery"]}
+
+
+def test_max_rate_reaches_the_discovery_of_sn(run_cli, tmp_path):
+    rates, line = node_rates(run_cli, tmp_path, "-sn", "--max-rate", "1000")
+    assert "'discovery_rate': 1000" in line and "'rate'" not in line, line  # -sn has no port scan
+    assert rates == {"discover.icmp": 1000, "discover.tcp_probe": 1000}
+
+
+def test_max_rate_reaches_discovery_and_the_port_scan_together(run_cli, tmp_path, closed_tcp_port):
+    rates, _ = node_rates(run_cli, tmp_path, "-sT", "-p", str(closed_tcp_port), "--max-rate", "700")
+    assert rates == {"discover.icmp": 700, "discover.tcp_probe": 700, "connect_scan": 700}
+
+
+@pytest.mark.parametrize("level", [2, 5])
+def test_timing_template_sets_the_discovery_rate_of_sn(run_cli, tmp_path, level):
+    rates, _ = node_rates(run_cli, tmp_path, "-sn", f"-T{level}")
+    want = TEMPLATES[level]["discovery_rate"]
+    assert rates == {"discover.icmp": want, "discover.tcp_probe": want}
+    assert TEMPLATES[2]["discovery_rate"] < TEMPLATES[3]["discovery_rate"]  # polite is slower
+
+
+def test_min_rate_raises_the_discovery_rate_of_a_slow_template(run_cli, tmp_path):
+    rates, _ = node_rates(run_cli, tmp_path, "-sn", "-T1", "--min-rate", "40")
+    assert rates == {"discover.icmp": 40, "discover.tcp_probe": 40}
+
+
+def test_the_timing_table_of_the_docs_is_the_templates():
+    lines = (ROOT / "docs" / "cli.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| template |"))
+    head, table = lines[start], lines[start + 2:start + 2 + len(TEMPLATES)]
+    columns = [re.search(r"`(\w+)`", cell)[1] for cell in head.strip("|").split("|")[1:]]
+    assert sorted(columns) == sorted(TEMPLATES[0]), columns
+    for (level, values), row in zip(TEMPLATES.items(), table, strict=True):
+        assert row.startswith(f"| `-T{level}` "), row
+        cells = [cell.strip() for cell in row.strip("|").split("|")[1:]]
+        assert dict(zip(columns, cells, strict=True)) == {k: str(v) for k, v in values.items()}, row
 
 
 def test_host_timeout_reaches_every_port_scanner(run_cli, closed_tcp_port, tmp_path):

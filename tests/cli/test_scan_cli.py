@@ -84,9 +84,9 @@ def test_scan_port_scan_profile_streams_hosts_and_ports(run_cli, tcp_server, tmp
      "unknown output format 'nope'"),
     (["--profile", "port-scan"], 2, "--targets"),
     (["--targets", "127.0.0.1", "--profile", "port-scan", "--set", "rtae=10"], 2,
-     "DAG 'port-scan' has no var named 'rtae' (its vars: arp, assume_up, discovery_timeout, exclude, "
-     "host_timeout, icmp, ports, rate, scan_retries, scan_timeout, targets, tcp_scan, udp_ports, "
-     "udp_rate, udp_scan)"),
+     "DAG 'port-scan' has no var named 'rtae' (its vars: arp, assume_up, discovery_rate, discovery_timeout, "
+     "exclude, host_timeout, icmp, ports, rate, scan_retries, scan_timeout, targets, tcp_scan, "
+     "udp_ports, udp_rate, udp_scan)"),
 ])
 def test_scan_bad_input_is_a_message_not_a_traceback(run_cli, tmp_path, args, code, message):
     proc = run_cli("scan", *args, cwd=tmp_path)

@@ -9,8 +9,9 @@ default open_ports and port_states), ``prefix`` (scan every address of it instea
 ``targets``), ``trace_memory`` (report the scan's peak traced memory as ``peak_memory``),
 ``assume_up`` (the targets go through ``target_parser`` and ``discovery_merger`` with
 ``assume_up``, nmap's -Pn, as a CLI scan's do; with ``prefix``, given as one spec),
-``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``) and ``chunk_probes``
-(``syn_scanner``'s probes a chunk). Listeners bind 127.0.0.1 (or ::1) inside the
+``options`` (the scan's options, e.g. ``{"shard": [k, n, seed]}``), ``chunk_probes``
+(``syn_scanner``'s probes a chunk) and ``recv_buffer`` (the bytes of raw discovery's
+receive buffers: a small one drops replies). Listeners bind 127.0.0.1 (or ::1) inside the
 namespace only.
 """
 
@@ -74,6 +75,9 @@ def main(spec: dict[str, Any]) -> None:
     if "chunk_probes" in spec:  # small chunks: a few hosts make several
         import pentora_plugins.portscan.syn_scanner as syn_scanner
         syn_scanner.CHUNK_PROBES = spec["chunk_probes"]
+    if "recv_buffer" in spec:
+        import pentora_plugins.discovery._raw as raw
+        raw.RECV_BUFFER = spec["recv_buffer"]
     plugins = [plugin, pentora_plugins.engine, pentora_plugins.portscan]
     if spec.get("assume_up"):
         import pentora_plugins.discovery
