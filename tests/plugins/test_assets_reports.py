@@ -14,6 +14,7 @@ import pentora_plugins.output
 import pentora_plugins.output.summary as output_table
 import pentora_plugins.services
 from pentora_plugins.kit.records import Banner, Host, Port, ServiceFingerprint
+from pentora_plugins.output.jsonl import FLUSH_AFTER
 
 from pentora import DagBuilder, Module, NodeContext, Orchestrator
 
@@ -94,7 +95,7 @@ class Finder(Module):
             record = Port("127.0.0.1", port, method="test")
             ctx.emit(record)
             found.append(record)
-            gevent.sleep(0.01)
+            gevent.sleep(FLUSH_AFTER + 0.05)  # a written line reaches the file within FLUSH_AFTER
             path = Path(ctx.vars["output"])  # written as .NAME.XXXXXXXX.partial until the scan ends
             [partial] = path.parent.glob(f".{path.name}.*.partial")
             Finder.seen_mid_scan.append(len(partial.read_text().splitlines()))
