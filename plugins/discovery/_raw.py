@@ -17,7 +17,7 @@ from gevent import socket
 from gevent.socket import wait_read
 from pentora_plugins.discovery._stateless import Slot, StatelessSweep
 from pentora_plugins.discovery._sweep import Probe
-from pentora_plugins.kit.net.fds import with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 from pentora_plugins.kit.net.rawping import (
     EchoCookie,
     EchoTemplate,
@@ -46,9 +46,10 @@ _INT = struct.Struct("i")
 _ANCILLARY6 = _socket.CMSG_SPACE(20) + _socket.CMSG_SPACE(_INT.size)
 
 
-def _raw_socket(family: int, proto: int) -> Any:
-    """A raw gevent socket with a large receive buffer; PermissionError without privilege."""
-    sock = with_descriptor(lambda: socket.socket(family, _socket.SOCK_RAW, proto))
+def _raw_socket(family: int, proto: int, patience: float = FD_PATIENCE) -> Any:
+    """A raw gevent socket with a large receive buffer; PermissionError without privilege;
+    waits up to ``patience`` seconds for a free descriptor."""
+    sock = with_descriptor(lambda: socket.socket(family, _socket.SOCK_RAW, proto), patience)
     for option in (getattr(_socket, "SO_RCVBUFFORCE", 33), _socket.SO_RCVBUF):
         try:
             sock.setsockopt(_socket.SOL_SOCKET, option, RECV_BUFFER)
@@ -186,11 +187,17 @@ class RawTcpPing:
         self.ports = ports
         self.flags = TH_SYN if flag == "syn" else TH_ACK
         self.ack = flag == "ack"
-        self.recv = _raw_socket(_socket.AF_INET, _socket.IPPROTO_TCP)
+        # before the raw sockets: its descriptor is then never waited for behind them
+        self.sources = SourceAddresses()
         try:
-            self.send = open_send_socket()
+            self.recv = _raw_socket(_socket.AF_INET, _socket.IPPROTO_TCP)
+            try:
+                self.send = open_send_socket()
+            except BaseException:
+                self.recv.close()
+                raise
         except BaseException:
-            self.recv.close()
+            self.sources.close()
             raise
         base = random.randrange(SPORT_LOW, SPORT_HIGH - tries)
         self.sports = range(base, base + tries)
@@ -199,7 +206,6 @@ class RawTcpPing:
         attach_filter(self.recv, tcp_ping_filter(base, base + tries - 1))
         self.receivers = [BatchReceiver(self.recv, SNAP)]  # its drops steer the rate
         self.ip_id = random.randrange(1, 0xFFFF)
-        self.sources = SourceAddresses()
         self.templates: dict[str, TcpPingTemplate] = {}
         size = TcpPingTemplate(b"\0\0\0\0", self.flags).size
         self.sender = BatchSender(self.send, size)
@@ -211,13 +217,14 @@ class RawTcpPing:
 
     def _open6(self, first: int, last: int) -> tuple[Any, Any, BatchSender | None]:
         """The IPv6 sockets and sender, or Nones on a kernel without IPv6 (privilege was
-        already proven by the IPv4 ones)."""
+        already proven by the IPv4 ones) or with no descriptor free now: the sweep may have
+        no IPv6 host at all, so none is waited for (its IPv6 hosts are connect-pinged)."""
         try:
-            recv = _raw_socket(_socket.AF_INET6, _socket.IPPROTO_TCP)
+            recv = _raw_socket(_socket.AF_INET6, _socket.IPPROTO_TCP, patience=0)
         except OSError:
             return None, None, None
         try:
-            send = open_send_socket(_socket.AF_INET6)
+            send = open_send_socket(_socket.AF_INET6, patience=0)
         except OSError:
             recv.close()
             return None, None, None
@@ -298,3 +305,4 @@ class RawTcpPing:
         for sock in (self.recv, self.send, self.recv6, self.send6):
             if sock is not None:
                 sock.close()
+        self.sources.close()

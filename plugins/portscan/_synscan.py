@@ -52,7 +52,8 @@ class SynScan:
     (every try, then the wait); findings accumulate in ``open``, ``filtered``, ``closed``."""
 
     def __init__(self, ctx: NodeContext, config: dict[str, Any], recv_sock: Any, send_sock: Any,
-                 total: int | None = None, v6_socks: tuple[Any, Any] | None = None) -> None:
+                 total: int | None = None, v6_socks: tuple[Any, Any] | None = None,
+                 sources: SourceAddresses | None = None) -> None:
         self.ctx = ctx
         self.total = total  # probes of the first try, when the number of hosts is known
         self.ports: list[int] = list(config["ports"])
@@ -86,7 +87,7 @@ class SynScan:
         self.pace = AdaptiveRate(self.rate)
         self.steering = RateSteering(self.pace, self.tries, "syn_scanner", ctx.log)
         self.ip_id = random.randrange(1, 0xFFFF)
-        self.sources = SourceAddresses()
+        self.sources = sources or SourceAddresses()
         # per source address: (address, as 4 bytes, packet to nobody, IP sum, TCP sum)
         self.templates: list[Template4] = []
         self._sources: dict[bytes, int] = {}  # destination /24 → template index

@@ -57,9 +57,10 @@ import gevent
 import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
-from pentora_plugins.kit.net.fds import with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION
 from pentora_plugins.kit.net.rawsend import open_send_socket
+from pentora_plugins.kit.net.rawtcp import SourceAddresses
 from pentora_plugins.kit.portspec import port_spec_validator
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import share
@@ -84,11 +85,12 @@ def _source_port(value: object) -> int:
 _source_port.__name__ = "port"
 
 
-def open_receive_socket(family: int = socket.AF_INET) -> Any:
+def open_receive_socket(family: int = socket.AF_INET, patience: float = FD_PATIENCE) -> Any:
     """The raw socket replies come in on; PermissionError without root or CAP_NET_RAW.
-    Waits for a free descriptor: a busy process scans late, not with the connect scan.
-    An ``AF_INET6`` one hands over TCP segments without their IPv6 header."""
-    recv = with_descriptor(lambda: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP))
+    Waits up to ``patience`` seconds for a free descriptor: a busy process scans late, not
+    with the connect scan. An ``AF_INET6`` one hands over TCP segments without their IPv6
+    header."""
+    recv = with_descriptor(lambda: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP), patience)
     for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
         try:
             recv.setsockopt(socket.SOL_SOCKET, option, RECV_BUFFER)
@@ -99,15 +101,16 @@ def open_receive_socket(family: int = socket.AF_INET) -> Any:
 
 
 def open_v6_sockets() -> tuple[tuple[Any, Any] | None, str]:
-    """(receive, send) raw sockets for IPv6, or None and why not (a kernel without IPv6):
-    then the IPv6 hosts are connect-scanned. Called once the IPv4 ones are open, so
-    privilege is not the problem."""
+    """(receive, send) raw sockets for IPv6, or None and why not (a kernel without IPv6,
+    or no descriptor free now: the scan may have no IPv6 host at all, so none is waited
+    for): then the IPv6 hosts are connect-scanned. Called once the IPv4 ones are open,
+    so privilege is not the problem."""
     try:
-        recv = open_receive_socket(socket.AF_INET6)
+        recv = open_receive_socket(socket.AF_INET6, patience=0)
     except OSError as e:
         return None, e.strerror or str(e)
     try:
-        return (recv, open_send_socket(socket.AF_INET6)), ""
+        return (recv, open_send_socket(socket.AF_INET6, patience=0)), ""
     except OSError as e:
         recv.close()
         return None, e.strerror or str(e)
@@ -145,6 +148,16 @@ class SynScanner(Module):
 
     def run(self, ctx: NodeContext, config: dict[str, Any]) -> None:
         hosts = iter_hosts(ctx, config)
+        # before the raw sockets: a process short of descriptors then never waits for the
+        # route lookups' one behind them
+        sources = SourceAddresses()
+        try:
+            self._scan(ctx, config, hosts, sources)
+        finally:
+            sources.close()
+
+    def _scan(self, ctx: NodeContext, config: dict[str, Any], hosts: Iterator[tuple[str, str | None]],
+              sources: SourceAddresses) -> None:
         try:
             recv_sock = open_receive_socket()
             try:
@@ -163,7 +176,7 @@ class SynScanner(Module):
             publish_ports(ctx, "port_states", filtered if config["record_filtered"] else [], "tcp")
             return
         v6_socks, v6_error = open_v6_sockets()
-        scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config), v6_socks)
+        scan = SynScan(ctx, config, recv_sock, send_sock, _probe_count(ctx, config), v6_socks, sources)
         ctx.progress(0, scan.total)  # the planned probes, before the first is sent (--progress)
         for record in ctx.restored_records():  # hosts a killed run of this scan finished (resume)
             scan.report_open(record, emit=False)

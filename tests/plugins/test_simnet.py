@@ -106,3 +106,18 @@ def test_namespaces_are_removed_when_the_block_fails() -> None:
 def test_a_prefix_outside_the_benchmark_range_is_refused(prefix: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)), simulated_network(prefix):
         pass
+
+
+def test_one_route_lookup_socket_picks_each_destinations_own_source() -> None:
+    # SourceAddresses connects one UDP socket again and again: each connect must pick the
+    # source of its own route, not keep the first one's (the socket is disconnected between)
+    code = ("import sys\n"
+            "from pentora_plugins.kit.net.rawtcp import SourceAddresses\n"
+            "s = SourceAddresses()\n"
+            "print(*(s.for_destination(a) for a in sys.argv[1:]))\n"
+            "s.close()")
+    with simulated_network("198.18.0.0/24") as v4, simulated_network("2001:2::/120") as v6:
+        found4 = v4.python("-c", code, "127.0.0.1", "198.18.0.5", "127.0.0.2", "::1", "198.18.0.9")
+        found6 = v6.python("-c", code, "::1", "2001:2::5", "::1", "127.0.0.1")
+    assert found4.stdout.split() == ["127.0.0.1", "198.19.255.1", "127.0.0.1", "::1", "198.19.255.1"]
+    assert found6.stdout.split() == ["::1", "2001:2:0:ffff::1", "::1", "127.0.0.1"]

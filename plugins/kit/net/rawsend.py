@@ -38,7 +38,7 @@ from typing import Any
 
 import greenlet
 from gevent.monkey import get_original
-from pentora_plugins.kit.net.fds import with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
 BATCH = 256              # probes between rate checks and shared-memory updates
@@ -54,13 +54,14 @@ _sleep = get_original("time", "sleep")
 _RawSocket = get_original("socket", "socket")
 
 
-def open_send_socket(family: int = _socket.AF_INET) -> Any:
+def open_send_socket(family: int = _socket.AF_INET, patience: float = FD_PATIENCE) -> Any:
     """The blocking ``IPPROTO_RAW`` socket the sender processes share; PermissionError
     without root or CAP_NET_RAW. Opened in the parent, once a descriptor is free.
 
     With ``AF_INET6`` the packets carry their IPv6 header too: Linux implies
-    ``IPV6_HDRINCL`` for ``IPPROTO_RAW``, so the source address is ours to choose."""
-    return with_descriptor(lambda: _RawSocket(family, _socket.SOCK_RAW, _socket.IPPROTO_RAW))
+    ``IPV6_HDRINCL`` for ``IPPROTO_RAW``, so the source address is ours to choose.
+    ``patience``: seconds to wait for a free descriptor (``kit.net.fds``)."""
+    return with_descriptor(lambda: _RawSocket(family, _socket.SOCK_RAW, _socket.IPPROTO_RAW), patience)
 EXIT_SWITCHED = 70  # a sender process that tried to switch greenlets: killed, not run
 
 

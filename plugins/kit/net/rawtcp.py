@@ -210,23 +210,55 @@ def attach_filter(sock: Any, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_UNSPEC = ctypes.create_string_buffer(16)  # a sockaddr of family AF_UNSPEC (0)
+
+
+def _disconnect(sock: Any) -> None:
+    """Dissolve a UDP socket's association, which also forgets the local address its
+    connect picked, so that the next connect picks afresh (connect(2) to AF_UNSPEC; the
+    socket module cannot name that address, hence libc)."""
+    if _LIBC.connect(sock.fileno(), _UNSPEC, 16) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 class SourceAddresses:
     """The source address the routing table picks for a destination, learnt by
     connecting a UDP socket (which sends nothing) once per destination /24, or /64 for
-    IPv6 (where the /64 is the usual unit of routing, and every address is one host)."""
+    IPv6 (where the /64 is the usual unit of routing, and every address is one host).
+
+    One socket per family serves every lookup (a UDP socket may be connected again), the
+    IPv4 one opened at once: a scanner makes this before its raw sockets, so that a
+    process short of descriptors has the one it needs for routes already, rather than
+    waiting for one its own raw sockets will never free. ``close()`` when done."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, int], str] = {}
+        self._socks: dict[int, Any] = {}
+        self._lookup_socket(socket.AF_INET)
+
+    def _lookup_socket(self, family: int) -> Any:
+        sock = self._socks.get(family)
+        if sock is None:
+            # out of descriptors is no missing route: wait for one
+            sock = self._socks[family] = with_descriptor(lambda: socket.socket(family, socket.SOCK_DGRAM))
+        return sock
 
     def for_destination(self, dst: str) -> str:
         ip = ipaddress.ip_address(dst)
         key = (ip.version, int(ip) >> (8 if ip.version == 4 else 64))
         src = self._cache.get(key)
         if src is None:
-            family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-            # out of descriptors is no missing route: wait for one
-            with with_descriptor(lambda: socket.socket(family, socket.SOCK_DGRAM)) as s:
-                s.connect((dst, 9))
-                src = s.getsockname()[0]
-            self._cache[key] = src
+            s = self._lookup_socket(socket.AF_INET if ip.version == 4 else socket.AF_INET6)
+            s.connect((dst, 9))
+            try:
+                src = self._cache[key] = s.getsockname()[0]
+            finally:
+                _disconnect(s)
         return src
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
