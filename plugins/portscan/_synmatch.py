@@ -21,7 +21,6 @@ class ReplyMatcher:
     def __init__(self, hasher: SeqHasher, first_sport: int, last_sport: int) -> None:
         self.hasher = hasher
         self.first, self.last = first_sport, last_sport
-        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
 
     def match(self, packet: bytes) -> tuple[bytes, int, int] | None:
         if len(packet) < 20:
@@ -39,16 +38,10 @@ class ReplyMatcher:
             state = CLOSED
         else:
             return None
-        their4 = packet[12:16]
-        pair = packet[16:20] + their4
-        secret = self._secrets.get(pair)
-        if secret is None:
-            if len(self._secrets) >= 65536:
-                self._secrets.clear()
-            secret = self._secrets[pair] = self.hasher.host_secret(pair[:4], their4)
+        secret = self.hasher.reply_secret(packet)
         if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
             return None
-        return their4, their_port, state
+        return packet[12:16], their_port, state
 
 
 class ReplyMatcher6:

@@ -159,7 +159,6 @@ class TcpPingMatcher:
         self.hasher = hasher
         self.syn = bool(flags & TH_SYN)
         self.first, self.last = first_sport, last_sport
-        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
 
     def match(self, packet: bytes) -> tuple[bytes, str] | None:
         if len(packet) < 20:
@@ -172,13 +171,7 @@ class TcpPingMatcher:
         if not self.first <= our_port <= self.last:
             return None
         their4 = packet[12:16]
-        pair = packet[16:20] + their4
-        secret = self._secrets.get(pair)
-        if secret is None:
-            if len(self._secrets) >= 65536:
-                self._secrets.clear()
-            secret = self._secrets[pair] = self.hasher.host_secret(pair[:4], their4)
-        h = secret ^ self.hasher.port_mask(their_port, our_port)
+        h = self.hasher.reply_secret(packet) ^ self.hasher.port_mask(their_port, our_port)
         if self.syn:
             if not flags & TH_ACK or ack != (h + 1) & 0xFFFFFFFF:
                 return None
@@ -245,7 +238,6 @@ class TcpPing6Matcher:
         self.hasher = hasher
         self.syn = bool(flags & TH_SYN)
         self.first, self.last = first_sport, last_sport
-        self._secrets: dict[bytes, int] = {}  # per address pair; bounded
 
     def match(self, segment: bytes, ours: bytes, theirs: bytes) -> str | None:
         if len(segment) < 14:
@@ -254,13 +246,7 @@ class TcpPing6Matcher:
         their_port, our_port, seq, ack = _TCP_PING.unpack_from(segment)
         if not self.first <= our_port <= self.last:
             return None
-        pair = ours + theirs
-        secret = self._secrets.get(pair)
-        if secret is None:
-            if len(self._secrets) >= 65536:
-                self._secrets.clear()
-            secret = self._secrets[pair] = self.hasher.host_secret(ours, theirs)
-        h = secret ^ self.hasher.port_mask(their_port, our_port)
+        h = self.hasher.pair_secret(ours, theirs) ^ self.hasher.port_mask(their_port, our_port)
         if self.syn:
             if not flags & TH_ACK or ack != (h + 1) & 0xFFFFFFFF:
                 return None

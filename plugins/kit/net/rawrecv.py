@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gevent.socket import wait_read
+from pentora_plugins.kit.net._mmsg import LIBC, Iovec, Mmsghdr
 
 SO_RXQ_OVFL = 40          # linux/asm-generic/socket.h; the socket module lacks both
 SO_MEMINFO = 55
@@ -39,21 +40,6 @@ MSG_DONTWAIT = 0x40
 BATCH = 256
 _CMSG_HEADER = struct.Struct("@NiI")  # cmsg_len (size_t), cmsg_level, cmsg_type, then data
 _CONTROL = 64             # bytes of ancillary data a slot has room for: one RXQ_OVFL counter
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p),
-                ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
 
 
 class BatchReceiver:
@@ -79,13 +65,13 @@ class BatchReceiver:
             self.counts_drops = True
         except OSError:
             self.counts_drops = False
-        self._recvmmsg = getattr(_LIBC, "recvmmsg", None)
+        self._recvmmsg = getattr(LIBC, "recvmmsg", None)
         self._area = ctypes.create_string_buffer(batch * snap)
         self._control = ctypes.create_string_buffer(batch * _CONTROL)
-        self._iov = (_Iovec * batch)(*[_Iovec(ctypes.addressof(self._area) + i * snap, snap)
+        self._iov = (Iovec * batch)(*[Iovec(ctypes.addressof(self._area) + i * snap, snap)
                                        for i in range(batch)])
         self._names = ctypes.create_string_buffer(max(1, batch * name_size))
-        self._msgs = (_Mmsghdr * batch)()
+        self._msgs = (Mmsghdr * batch)()
         for i, msg in enumerate(self._msgs):
             if name_size:
                 msg.hdr.name = ctypes.addressof(self._names) + i * name_size
@@ -134,7 +120,7 @@ class BatchReceiver:
         if self._recvmmsg is None:
             # libc's recvfrom, not the socket's: gevent's would wait instead of saying EAGAIN
             namelen = ctypes.c_uint32(self.name_size)
-            got = _LIBC.recvfrom(self.sock.fileno(), self._area, self.snap, MSG_DONTWAIT,
+            got = LIBC.recvfrom(self.sock.fileno(), self._area, self.snap, MSG_DONTWAIT,
                                  self._names if self.name_size else None,
                                  ctypes.byref(namelen) if self.name_size else None)
             if got < 0:

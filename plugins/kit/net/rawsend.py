@@ -38,6 +38,7 @@ from typing import Any
 
 import greenlet
 from gevent.monkey import get_original
+from pentora_plugins.kit.net._mmsg import LIBC, Iovec, Mmsghdr
 from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 from pentora_plugins.kit.net.ratelimit import TokenBucket
 
@@ -47,7 +48,6 @@ _RATE = struct.Struct("d")      # the pass's rate, after the slots: the parent m
 _SEND_AGAIN = {errno.EAGAIN, errno.ENOBUFS}  # worth one retry a millisecond later
 _SOCKADDR_IN = struct.Struct("=HH4s8x")
 _SOCKADDR_IN6 = struct.Struct("=HHI16sI")  # family, port, flow info, address, scope id
-_LIBC = ctypes.CDLL(None, use_errno=True)
 # The originals even when the CLI has monkey-patched them: in a sender process, the
 # gevent versions would switch to the hub copied from the parent (see above).
 _sleep = get_original("time", "sleep")
@@ -91,20 +91,6 @@ class SendResult:
         _SLOT.pack_into(self.shm, self.offset, self.sent, self.failures, *self.first)
 
 
-class _Iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p),
-                ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
-
-
 class BatchSender:
     """Up to BATCH packets a system call with sendmmsg(2), through ctypes: a quarter of
     the sending time is the per-call overhead of ``sendto``. Packets and their
@@ -126,15 +112,15 @@ class BatchSender:
         self._names = ctypes.create_string_buffer(empty * BATCH)
         self.packets = memoryview(self._area).cast("B")
         self.addresses = memoryview(self._names).cast("B")
-        self._iov = (_Iovec * BATCH)(*[_Iovec(ctypes.addressof(self._area) + i * size, size)
+        self._iov = (Iovec * BATCH)(*[Iovec(ctypes.addressof(self._area) + i * size, size)
                                        for i in range(BATCH)])
-        self._msgs = (_Mmsghdr * BATCH)()
+        self._msgs = (Mmsghdr * BATCH)()
         for i, msg in enumerate(self._msgs):
             msg.hdr.name = ctypes.addressof(self._names) + i * self.name_size
             msg.hdr.namelen = self.name_size
             msg.hdr.iov = ctypes.addressof(self._iov[i])
             msg.hdr.iovlen = 1
-        self._sendmmsg = getattr(_LIBC, "sendmmsg", None)
+        self._sendmmsg = getattr(LIBC, "sendmmsg", None)
 
     def flush(self, n: int, result: SendResult) -> None:
         """Send slots 0..n-1; a refused packet is counted and skipped, a full buffer waited out."""

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from gevent import socket
+from pentora_plugins.kit.net._mmsg import LIBC
 from pentora_plugins.kit.net.fds import with_descriptor
 
 IPPROTO_TCP = 6
@@ -72,6 +73,7 @@ class SeqHasher:
         tables = array.array("I", hashlib.shake_256(b"pentora-syn-ports" + key).digest(8 << 16))
         self.dport_table = tables[: 1 << 16].tolist()
         self.sport_table = tables[1 << 16:].tolist()
+        self._replies: dict[bytes, int] = {}  # reply_secret's cache
 
     def host_secret(self, src4: bytes, dst4: bytes) -> int:
         h = self._keyed.copy()
@@ -83,6 +85,23 @@ class SeqHasher:
 
     def seq(self, src4: bytes, dst4: bytes, dport: int, sport: int) -> int:
         return self.host_secret(src4, dst4) ^ self.port_mask(dport, sport)
+
+    def pair_secret(self, ours: bytes, theirs: bytes) -> int:
+        """``host_secret`` of a reply's (our address, theirs), cached per address pair, at
+        most 65,536 of them: a sweep's replies come host after host."""
+        pair = ours + theirs
+        cache = self._replies
+        secret = cache.get(pair)
+        if secret is None:
+            if len(cache) >= 65536:
+                cache.clear()
+            secret = cache[pair] = self.host_secret(ours, theirs)
+        return secret
+
+    def reply_secret(self, packet: bytes) -> int:
+        """``pair_secret`` of the addresses an IPv4 reply (``packet``, from its IP header)
+        names: its destination is ours, its source theirs."""
+        return self.pair_secret(packet[16:20], packet[12:16])
 
 
 class SynTemplate:
@@ -210,7 +229,6 @@ def attach_filter(sock: Any, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
 _UNSPEC = ctypes.create_string_buffer(16)  # a sockaddr of family AF_UNSPEC (0)
 
 
@@ -218,7 +236,7 @@ def _disconnect(sock: Any) -> None:
     """Dissolve a UDP socket's association, which also forgets the local address its
     connect picked, so that the next connect picks afresh (connect(2) to AF_UNSPEC; the
     socket module cannot name that address, hence libc)."""
-    if _LIBC.connect(sock.fileno(), _UNSPEC, 16) != 0:
+    if LIBC.connect(sock.fileno(), _UNSPEC, 16) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
