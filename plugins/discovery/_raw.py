@@ -13,11 +13,10 @@ from time import monotonic
 from typing import Any
 
 import gevent
-from gevent import socket
 from gevent.socket import wait_read
 from pentora_plugins.discovery._stateless import Slot, StatelessSweep
 from pentora_plugins.discovery._sweep import Probe
-from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE
 from pentora_plugins.kit.net.rawping import (
     EchoCookie,
     EchoTemplate,
@@ -30,7 +29,7 @@ from pentora_plugins.kit.net.rawping import (
     tcp_ping_filter,
     tcp_ping_filter6,
 )
-from pentora_plugins.kit.net.rawrecv import BatchReceiver
+from pentora_plugins.kit.net.rawrecv import BatchReceiver, open_raw_socket
 from pentora_plugins.kit.net.rawsend import BatchSender, open_send_socket
 from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_SYN, SeqHasher, SourceAddresses, attach_filter
 
@@ -49,14 +48,7 @@ _ANCILLARY6 = _socket.CMSG_SPACE(20) + _socket.CMSG_SPACE(_INT.size)
 def _raw_socket(family: int, proto: int, patience: float = FD_PATIENCE) -> Any:
     """A raw gevent socket with a large receive buffer; PermissionError without privilege;
     waits up to ``patience`` seconds for a free descriptor."""
-    sock = with_descriptor(lambda: socket.socket(family, _socket.SOCK_RAW, proto), patience)
-    for option in (getattr(_socket, "SO_RCVBUFFORCE", 33), _socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(_socket.SOL_SOCKET, option, RECV_BUFFER)
-            break
-        except OSError:
-            continue
-    return sock
+    return open_raw_socket(family, proto, RECV_BUFFER, patience)
 
 
 def read_packets(receiver: BatchReceiver) -> Iterator[list[bytes]]:

@@ -57,8 +57,9 @@ import gevent
 import voluptuous as vol
 from gevent import socket
 from pentora_plugins.kit.inputs import INPUT_OPTION, input_contract, iter_hosts, publish_ports
-from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
+from pentora_plugins.kit.net.fds import FD_PATIENCE
 from pentora_plugins.kit.net.hosttime import HOST_TIMEOUT_OPTION
+from pentora_plugins.kit.net.rawrecv import open_raw_socket
 from pentora_plugins.kit.net.rawsend import open_send_socket
 from pentora_plugins.kit.net.rawtcp import SourceAddresses
 from pentora_plugins.kit.portspec import port_spec_validator
@@ -90,14 +91,7 @@ def open_receive_socket(family: int = socket.AF_INET, patience: float = FD_PATIE
     Waits up to ``patience`` seconds for a free descriptor: a busy process scans late, not
     with the connect scan. An ``AF_INET6`` one hands over TCP segments without their IPv6
     header."""
-    recv = with_descriptor(lambda: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP), patience)
-    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
-        try:
-            recv.setsockopt(socket.SOL_SOCKET, option, RECV_BUFFER)
-            break
-        except OSError:
-            continue
-    return recv
+    return open_raw_socket(family, socket.IPPROTO_TCP, RECV_BUFFER, patience)
 
 
 def open_v6_sockets() -> tuple[tuple[Any, Any] | None, str]:

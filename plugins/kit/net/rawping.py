@@ -28,6 +28,8 @@ from pentora_plugins.kit.net.rawtcp import (
     TH_SYN,
     SeqHasher,
     _fold,
+    reply_filter,
+    reply_filter6,
     word_sum,
 )
 
@@ -134,17 +136,7 @@ def tcp_ping_filter(first_port: int, last_port: int) -> bytes:
     (our source ports) with ACK or RST set: SYN-ACK and RST-ACK answer a SYN ping, a bare
     RST an ACK ping. Our own SYNs seen on loopback have neither; our own ACKs go to the
     target's port, outside the range."""
-    program = [
-        (0xB1, 0, 0, 0),                 # ldxb 4*([0]&0xf)    X = IP header length
-        (0x48, 0, 0, 2),                 # ldh [x+2]           TCP destination port
-        (0x35, 0, 3, first_port),        # jge first, else drop
-        (0x25, 2, 0, last_port),         # jgt last → drop
-        (0x50, 0, 0, 13),                # ldb [x+13]          TCP flags
-        (0x45, 1, 0, TH_ACK | TH_RST),   # jset ACK|RST → accept
-        (0x06, 0, 0, 0),                 # ret 0 (drop)
-        (0x06, 0, 0, 0xFFFF),            # ret 65535 (accept)
-    ]
-    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+    return reply_filter(first_port, last_port, TH_ACK | TH_RST)
 
 
 class TcpPingMatcher:
@@ -217,16 +209,7 @@ class TcpPing6Template:
 def tcp_ping_filter6(first_port: int, last_port: int) -> bytes:
     """``tcp_ping_filter`` for an ``AF_INET6`` raw IPPROTO_TCP socket, which is handed the
     TCP segment without the IPv6 header: the same tests at offsets from 0."""
-    program = [
-        (0x28, 0, 0, 2),                 # ldh [2]             TCP destination port
-        (0x35, 0, 3, first_port),        # jge first, else drop
-        (0x25, 2, 0, last_port),         # jgt last → drop
-        (0x30, 0, 0, 13),                # ldb [13]            TCP flags
-        (0x45, 1, 0, TH_ACK | TH_RST),   # jset ACK|RST → accept
-        (0x06, 0, 0, 0),                 # ret 0 (drop)
-        (0x06, 0, 0, 0xFFFF),            # ret 65535 (accept)
-    ]
-    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+    return reply_filter6(first_port, last_port, TH_ACK | TH_RST)
 
 
 class TcpPing6Matcher:

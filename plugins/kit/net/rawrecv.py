@@ -28,8 +28,10 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from gevent import socket as gsocket
 from gevent.socket import wait_read
 from pentora_plugins.kit.net._mmsg import LIBC, Iovec, Mmsghdr
+from pentora_plugins.kit.net.fds import FD_PATIENCE, with_descriptor
 
 SO_RXQ_OVFL = 40          # linux/asm-generic/socket.h; the socket module lacks both
 SO_MEMINFO = 55
@@ -40,6 +42,22 @@ MSG_DONTWAIT = 0x40
 BATCH = 256
 _CMSG_HEADER = struct.Struct("@NiI")  # cmsg_len (size_t), cmsg_level, cmsg_type, then data
 _CONTROL = 64             # bytes of ancillary data a slot has room for: one RXQ_OVFL counter
+
+
+def open_raw_socket(family: int, proto: int, buffer: int,
+                    patience: float = FD_PATIENCE) -> Any:
+    """A raw (gevent) socket for replies, with a ``buffer``-byte receive buffer (forced
+    past ``rmem_max`` where privilege allows: a sweep's replies come in bursts);
+    PermissionError without root or CAP_NET_RAW. Waits up to ``patience`` seconds for a
+    free descriptor (``kit.net.fds``)."""
+    sock = with_descriptor(lambda: gsocket.socket(family, _socket.SOCK_RAW, proto), patience)
+    for option in (getattr(_socket, "SO_RCVBUFFORCE", 33), _socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, option, buffer)
+            break
+        except OSError:
+            continue
+    return sock
 
 
 class BatchReceiver:

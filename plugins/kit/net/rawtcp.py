@@ -186,9 +186,10 @@ class Syn6Template:
         return bytes(buf)
 
 
-def reply_filter(first_port: int, last_port: int) -> bytes:
-    """A classic BPF program for a raw IPPROTO_TCP socket: keep segments with ACK set
-    whose destination port is in ``first_port..last_port`` (our source ports).
+def reply_filter(first_port: int, last_port: int, flags: int = TH_ACK) -> bytes:
+    """A classic BPF program for a raw IPPROTO_TCP socket: keep segments with any of
+    ``flags`` set (ACK: a SYN probe's replies) whose destination port is in
+    ``first_port..last_port`` (our source ports).
 
     On loopback the receive socket also sees our own SYNs and the kernel's RSTs to the
     SYN-ACKs (neither has ACK set), and every other TCP segment of the host: dropping
@@ -199,14 +200,14 @@ def reply_filter(first_port: int, last_port: int) -> bytes:
         (0x35, 0, 3, first_port),    # jge first, else drop
         (0x25, 2, 0, last_port),     # jgt last → drop
         (0x50, 0, 0, 13),            # ldb [x+13]          TCP flags
-        (0x45, 1, 0, TH_ACK),        # jset ACK → accept
+        (0x45, 1, 0, flags),         # jset flags → accept
         (0x06, 0, 0, 0),             # ret 0 (drop)
         (0x06, 0, 0, 0xFFFF),        # ret 65535 (accept)
     ]
     return b"".join(struct.pack("HBBI", *insn) for insn in program)
 
 
-def reply_filter6(first_port: int, last_port: int) -> bytes:
+def reply_filter6(first_port: int, last_port: int, flags: int = TH_ACK) -> bytes:
     """``reply_filter`` for an ``AF_INET6`` raw IPPROTO_TCP socket, which is handed the TCP
     segment without the IPv6 header (the sender's address comes with ``recvfrom``): the
     same tests at offsets from 0."""
@@ -215,7 +216,7 @@ def reply_filter6(first_port: int, last_port: int) -> bytes:
         (0x35, 0, 3, first_port),    # jge first, else drop
         (0x25, 2, 0, last_port),     # jgt last → drop
         (0x30, 0, 0, 13),            # ldb [13]            TCP flags
-        (0x45, 1, 0, TH_ACK),        # jset ACK → accept
+        (0x45, 1, 0, flags),         # jset flags → accept
         (0x06, 0, 0, 0),             # ret 0 (drop)
         (0x06, 0, 0, 0xFFFF),        # ret 65535 (accept)
     ]
