@@ -290,18 +290,11 @@ _BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 _BENCHMARK_RANGE6 = ipaddress.IPv6Network("2001:2::/48")
 
 
-@dataclass
-class SimNet:
-    """A simulated network: commands run (``run``/``popen``/``python``) in the scanner
-    namespace ``name``; every address of ``prefix`` answers on ``ports`` (open) and
-    refuses every other port (closed, RST)."""
+class _ScannerSide:
+    """What a simulated network runs its scanner in: ``run``/``popen``/``python`` execute
+    in the scanner namespace, named ``name``."""
 
     scanner: NetNs
-    target: NetNs
-    prefix: str
-    ports: tuple[int, ...]
-    scanner_address: str = _SCANNER_ADDRESS
-    scanner_address6: str = _SCANNER_ADDRESS6
 
     @property
     def name(self) -> str:
@@ -315,6 +308,20 @@ class SimNet:
 
     def python(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.scanner.python(*args, **kw)
+
+
+@dataclass
+class SimNet(_ScannerSide):
+    """A simulated network: commands run (``run``/``popen``/``python``) in the scanner
+    namespace ``name``; every address of ``prefix`` answers on ``ports`` (open) and
+    refuses every other port (closed, RST)."""
+
+    scanner: NetNs
+    target: NetNs
+    prefix: str
+    ports: tuple[int, ...]
+    scanner_address: str = _SCANNER_ADDRESS
+    scanner_address6: str = _SCANNER_ADDRESS6
 
     def addresses(self) -> list[str]:
         """Every address the prefix answers on: for IPv4 all of them, network and
@@ -423,7 +430,7 @@ class LinkHost:
 
 
 @dataclass
-class SimLink:
+class SimLink(_ScannerSide):
     """A simulated Ethernet link: commands run (``run``/``popen``/``python``) in the scanner
     namespace ``name``, whose interface ``interface`` shares one segment with ``hosts``,
     each answering ARP and neighbour discovery for its own addresses with its own MAC."""
@@ -436,25 +443,12 @@ class SimLink:
     interface: str = "link0"
 
     @property
-    def name(self) -> str:
-        return self.scanner.name
-
-    @property
     def scanner_address(self) -> str:
         return str(ipaddress.ip_network(self.prefix)[1])
 
     @property
     def scanner_address6(self) -> str:
         return str(ipaddress.ip_network(self.prefix6)[1])
-
-    def run(self, *cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.scanner.run(*cmd, check=check, **kw)
-
-    def popen(self, *cmd: str, **kw: Any) -> subprocess.Popen[Any]:
-        return self.scanner.popen(*cmd, **kw)
-
-    def python(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.scanner.python(*args, **kw)
 
     def addresses(self) -> list[str]:
         """Every address of ``prefix``, to sweep it whole."""
