@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     # Never when this module is merely imported: a process that only builds the parser (a
     # test, a tool) must not have its threading patched under it.
     if getattr(args, "cooperative", True):
+        # loguru before the patch: its handlers' locks must be the OS's, since native
+        # threads log too (the event-loop watchdog, the store's writer); created after
+        # it they would be gevent's, and a warning from such a thread could hang the scan
+        import loguru  # noqa: F401
+
         patch_all()
     args.argv = argv  # as typed: errors quote an option as typed; outputs record the command line
     set_no_color(getattr(args, "no_color", False))

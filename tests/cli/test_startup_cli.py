@@ -450,13 +450,17 @@ def test_an_installed_plugins_commands_and_options_work_unchanged(run_cli, tmp_p
 
 # -- loguru: imported when a line at the chosen level is logged ------------------------------
 
-def test_a_scan_at_the_default_level_imports_no_loguru(tmp_path: Path) -> None:
+def test_a_scan_imports_loguru_before_the_standard_library_is_made_cooperative(tmp_path: Path) -> None:
+    # Native threads log (the event-loop watchdog, the store's writer): loguru's locks
+    # must be the OS's, so a scanning command imports it before gevent patches threading.
     dag = tmp_path / "only_noop.yaml"
     dag.write_text("name: only_noop\nnodes:\n  - instance_id: a\n    module_type: noop\n")
-    code = f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}]) == 0"
-    assert "loguru" not in _imported_after(code)
-    code = f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}, '-v']) == 0"
-    assert "loguru" in _imported_after(code)  # -v: the lifecycle lines are logged
+    code = (f"from pentora.cli import main\nassert main(['dag', 'run', {str(dag)!r}]) == 0\n"
+            "from loguru import logger\n"
+            "print(type(logger._core.lock).__module__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "_thread", proc.stdout
 
 
 LOGGING_HOOKS = '''\

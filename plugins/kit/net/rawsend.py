@@ -52,6 +52,7 @@ _SOCKADDR_IN6 = struct.Struct("=HHI16sI")  # family, port, flow info, address, s
 # gevent versions would switch to the hub copied from the parent (see above).
 _sleep = get_original("time", "sleep")
 _RawSocket = get_original("socket", "socket")
+_os_waitpid = get_original("os", "waitpid")
 
 
 def open_send_socket(family: int = _socket.AF_INET, patience: float = FD_PATIENCE) -> Any:
@@ -191,7 +192,7 @@ class SendPass:
 
     def alive(self) -> bool:
         for pid in list(self.pids):
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, status = _reap(pid)
             if done:
                 self.status[self.pids.pop(pid)] = os.waitstatus_to_exitcode(status)
         return bool(self.pids)
@@ -241,6 +242,26 @@ class SendPass:
             code = 0
         finally:
             os._exit(code)
+
+
+def _reap(pid: int) -> tuple[int, int]:
+    """``os.waitpid(pid, WNOHANG)`` that never waits for a child already gone.
+
+    gevent's waitpid answers for a forked child from its child watcher, which learns of
+    the exit from SIGCHLD through the event loop; on a loaded machine that news was seen
+    to never come, the child left a zombie and the scan polled it forever. So when gevent
+    says "running", ask the kernel without reaping (waitid with WNOWAIT), and reap an
+    exited child ourselves."""
+    done, status = os.waitpid(pid, os.WNOHANG)  # gevent's, when the CLI has patched os
+    if done:
+        return done, status
+    try:
+        exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return 0, 0  # reaped by the event loop meanwhile: gevent's answer comes next time
+    if exited is None:
+        return 0, 0
+    return _os_waitpid(pid, os.WNOHANG)
 
 
 def _exit_reason(code: int) -> str:
