@@ -8,6 +8,10 @@ from pentora_plugins.kit.net.rawtcp import TH_ACK, TH_RST, TH_SYN, SeqHasher
 
 OPEN, CLOSED = 1, 2
 _TCP_HEAD = struct.Struct("!HHII")  # source port, destination port, seq, ack
+# What a reply's TCP flags say of the probed port, by flags byte: SYN-ACK open, RST-ACK
+# closed, anything without ACK (our own SYNs on loopback, the kernel's RSTs) none (0).
+_STATE = bytes(0 if not f & TH_ACK else OPEN if f & TH_SYN else CLOSED if f & TH_RST else 0
+               for f in range(256))
 
 
 class ReplyMatcher:
@@ -28,15 +32,9 @@ class ReplyMatcher:
         ihl = (packet[0] & 0x0F) << 2
         if len(packet) < ihl + 14:
             return None
-        flags = packet[ihl + 13]
+        state = _STATE[packet[ihl + 13]]
         their_port, our_port, _seq, ack = _TCP_HEAD.unpack_from(packet, ihl)
-        if not flags & TH_ACK or not self.first <= our_port <= self.last:
-            return None
-        if flags & TH_SYN:
-            state = OPEN
-        elif flags & TH_RST:
-            state = CLOSED
-        else:
+        if not state or not self.first <= our_port <= self.last:
             return None
         secret = self.hasher.reply_secret(packet)
         if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
@@ -63,14 +61,8 @@ class ReplyMatcher6:
         if len(segment) < 14:
             return None
         their_port, our_port, _seq, ack = _TCP_HEAD.unpack_from(segment)
-        flags = segment[13]
-        if not flags & TH_ACK or not self.first <= our_port <= self.last:
-            return None
-        if flags & TH_SYN:
-            state = OPEN
-        elif flags & TH_RST:
-            state = CLOSED
-        else:
+        state = _STATE[segment[13]]
+        if not state or not self.first <= our_port <= self.last:
             return None
         if ack != ((secret ^ self.hasher.port_mask(their_port, our_port)) + 1) & 0xFFFFFFFF:
             return None
