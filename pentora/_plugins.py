@@ -9,9 +9,11 @@ nothing is refused, with the plugin it most likely meant (a former name included
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -133,6 +135,7 @@ class PentoraPluginManager(pluggy.PluginManager):
         see ``ModuleType``). An installed plugin whose class fails to import is reported
         broken and left out, as one whose entry point fails: for what lists every type or
         every plugin (``pentora modules list``, ``pentora plugins list``)."""
+        self.load_plugins()
         while True:
             registry = self.registry
             for m in list(registry.modules.values()):
@@ -147,6 +150,16 @@ class PentoraPluginManager(pluggy.PluginManager):
                     break
             else:
                 return registry
+
+    def load_plugins(self) -> None:
+        """Import every plugin registered in its stead (see ``pentora._lazyplugins``): one
+        that no longer imports is reported broken and left out."""
+        from ._lazyplugins import LazyPlugin
+
+        for _, plugin in self.list_name_plugin():
+            if isinstance(plugin, LazyPlugin):
+                with contextlib.suppress(PluginError):  # reported in load_report.broken
+                    plugin.load()
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Name, distribution, version and hooks of each registered plugin, by name."""
@@ -230,38 +243,63 @@ def _default_name(plugin: Any) -> str:
 def _load_entry_points(pm: PentoraPluginManager) -> list[EntryPoint]:
     import importlib.metadata as md  # only when autoloading: a tenth of the start-up otherwise
 
+    from ._lazyplugins import LazyPlugin, ManifestCache, cache_dir
+
+    cache = ManifestCache(cache_dir())
     eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
     for ep in eps:
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
-        plugin = None
-        try:
-            plugin = ep.load()
-            mistake = _class_not_instance(plugin)
-            if mistake:
-                _broken(pm, ep, mistake)
-                continue
-            pm.register(plugin, name=ep.name)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # a broken package (even one calling exit) must not take the CLI down
-            if plugin is not None and pm.is_registered(plugin):
-                pm.unregister(plugin)  # it failed half-way (adding its parts): none of it stays
-            _broken(pm, ep, _one_line(f"{type(e).__name__}: {e}"))
+        manifest = cache.manifest(ep)
+        if manifest is not None and not manifest.get("eager"):
+            # Imported when one of its hooks is first called (see pentora._lazyplugins).
+            _loaded(pm, ep, LazyPlugin(pm, ep, manifest, cache))
             continue
-        unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if not hc.has_spec())
-        if unknown:
-            pm.unregister(plugin)
-            _broken(pm, ep, "implements hooks pentora does not define: " + ", ".join(unknown)
-                    + " (a typo? `pentora plugins hooks` lists them)")
-            continue
-        pm.load_report.loaded.append(ep.name)
-        dist = getattr(ep, "dist", None)
-        if dist is not None:  # its parts (``AREA.PART``) come from the same distribution
-            for name, _ in pm.list_name_plugin():
-                if name == ep.name or name.startswith(ep.name + "."):
-                    pm._unread[name] = dist
+        before = set(sys.modules)
+        plugin = _load_entry_point(pm, ep)
+        if plugin is not None:
+            cache.record(pm, ep, plugin, set(sys.modules) - before)
+    cache.save()
     return eps
+
+
+def _load_entry_point(pm: PentoraPluginManager, ep: EntryPoint) -> object | None:
+    """Import and register ``ep``'s plugin; None (reported broken) when that fails."""
+    plugin = None
+    try:
+        plugin = ep.load()
+        mistake = _class_not_instance(plugin)
+        if mistake:
+            _broken(pm, ep, mistake)
+            return None
+        pm.register(plugin, name=ep.name)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # a broken package (even one calling exit) must not take the CLI down
+        if plugin is not None and pm.is_registered(plugin):
+            pm.unregister(plugin)  # it failed half-way (adding its parts): none of it stays
+        _broken(pm, ep, _one_line(f"{type(e).__name__}: {e}"))
+        return None
+    unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if not hc.has_spec())
+    if unknown:
+        pm.unregister(plugin)
+        _broken(pm, ep, "implements hooks pentora does not define: " + ", ".join(unknown)
+                + " (a typo? `pentora plugins hooks` lists them)")
+        return None
+    _loaded(pm, ep, None)
+    return plugin
+
+
+def _loaded(pm: PentoraPluginManager, ep: EntryPoint, stand_in: object | None) -> None:
+    """``ep``'s plugin is in: registered (``stand_in`` for it, if given) and reported."""
+    if stand_in is not None:
+        pm.register(stand_in, name=ep.name)
+    pm.load_report.loaded.append(ep.name)
+    dist = getattr(ep, "dist", None)
+    if dist is not None:  # its parts (``AREA.PART``) come from the same distribution
+        for name, _ in pm.list_name_plugin():
+            if name == ep.name or name.startswith(ep.name + "."):
+                pm._unread[name] = dist
 
 
 def _class_not_instance(plugin: Any) -> str | None:

@@ -195,14 +195,16 @@ class Registry:
                 frame = frame.f_back
         return self._default_provider
 
-    def register(self, cls: type[Module] | str, name: str | None = None) -> ModuleType:
+    def register(self, cls: type[Module] | str, name: str | None = None,
+                 description: str = "") -> ModuleType:
         """Register a ``Module`` subclass under ``name`` (default: its ``module_type``).
 
         ``cls`` may name the class instead, ``"package.module:Class"`` with ``name``
         given: it is imported when the type is first used, so that registering costs
-        no import (see ``ModuleType``)."""
+        no import (see ``ModuleType``); ``description`` is then what ``pentora modules
+        list`` shows without importing it."""
         if isinstance(cls, str):
-            return self._register_named(cls, name)
+            return self._register_named(cls, name, description)
         if not (inspect.isclass(cls) and issubclass(cls, Module)):
             raise PluginError(f"plugin '{self._provider}' registered {cls!r}, which is not a "
                               "pentora.Module subclass")
@@ -217,12 +219,12 @@ class Registry:
         self.modules[name] = record
         return record
 
-    def _register_named(self, target: str, name: str | None) -> ModuleType:
+    def _register_named(self, target: str, name: str | None, description: str = "") -> ModuleType:
         module_name, colon, attr = target.partition(":")
         if not (name and module_name and colon and attr):
             raise PluginError(f"plugin '{self._provider}' registered {target!r}: a class named by "
                               "a string is 'package.module:Class', with name='module_type'")
-        record = ModuleType(name=name, cls=target, provider=self._provider)
+        record = ModuleType(name=name, cls=target, provider=self._provider, description=description)
         existing = self._existing(record)
         if existing is None:
             self.modules[name] = record

@@ -50,6 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # private one instead of the home directory's.
     if "PENTORA_STORE" not in os.environ:
         os.environ["PENTORA_STORE"] = str(Path(tempfile.mkdtemp(prefix="pentora-tests-")) / "scans.db")
+    # The plugin manifest cache too (~/.cache/pentora otherwise): the tests' own, warmed
+    # by the first run that loads the plugins and used by the others, as a user's is.
+    if "PENTORA_CACHE_DIR" not in os.environ:
+        os.environ["PENTORA_CACHE_DIR"] = tempfile.mkdtemp(prefix="pentora-tests-cache-")
 
 
 @pytest.fixture
