@@ -24,7 +24,7 @@ from pentora._plugins import get_plugin_manager
 
 PKG = "pentora_lazyhello"
 
-MARK = f"""\
+MARK = """\
 import os
 with open(os.environ["LAZY_MARKER"], "a") as f:
     f.write(__name__ + "\\n")
