@@ -46,8 +46,8 @@ import ipaddress
 targets = [Target(str(a)) for a in ipaddress.ip_network(spec["prefix"])]
 orch = Orchestrator(plugins=[pentora_plugins.discovery, pentora_plugins.engine], autoload=False)
 dag = (DagBuilder()
-       .add_node("seed", "set", config={"values": {"targets": targets}})
-       .add_node("discover", "arp_discovery", ["seed"], config=spec["config"]).build())
+       .add_node("targets", "set", config={"values": {"targets": targets}})
+       .add_node("discover", "arp_discovery", ["targets"], config=spec["config"]).build())
 orch.load_dag(dag)
 def tx():
     with open("/sys/class/net/link0/statistics/tx_packets") as f:
