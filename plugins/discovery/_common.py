@@ -127,7 +127,10 @@ class DiscoveryModule(Module):
             raw = StatelessSweep(prober, results, timeout=config["timeout"], retry=config["retry"],
                                  rate=config["rate"], chunk=config["concurrency"] or CHUNK_HOSTS,
                                  log=ctx.log, name=self.module_type)
-            raw.run(self.raw_probes(probes(ctx, config, None, skipped), leftover), skipped)
+            # A prober that cannot reach some hosts (arp_discovery: those off the link)
+            # says why before they are read into a chunk, as a transport does.
+            screen = prober if hasattr(prober, "skip_reason") else None
+            raw.run(self.raw_probes(probes(ctx, config, screen, skipped), leftover), skipped)
             if leftover:
                 self.sweep(ctx, config, self.transport(ctx, config), iter(leftover), results)
         for reason, count in sorted(skipped.items()):

@@ -282,15 +282,18 @@ class StatelessSweep:
                 self.sent += box.count
                 box.count = 0
 
-    def answered(self, key: bytes, reason: str, ttl: int | None, received_at: float) -> None:
-        """A receiver matched a reply to the host ``key``: it is up (once)."""
+    def answered(self, key: bytes, reason: str, ttl: int | None, received_at: float,
+                 mac: str | None = None) -> None:
+        """A receiver matched a reply to the host ``key``: it is up (once); ``mac``, its
+        hardware address when the reply came over the link layer."""
         slot = self.index.get(key)
         if slot is None or slot.answered:
             return  # a host of an earlier chunk, or the answer to a retry
         slot.answered = True
         self.pending -= 1
         self.up += 1
-        self.results.add(slot.probe, Answer(reason, latency_ms(slot.sent_at, received_at), ttl), reason)
+        self.results.add(slot.probe, Answer(reason, latency_ms(slot.sent_at, received_at), ttl, mac),
+                         reason)
         if not self.pending:
             self.all_answered.set()
 

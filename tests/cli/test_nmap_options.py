@@ -259,6 +259,13 @@ def test_timing_template_sets_the_discovery_rate_of_sn(run_cli, tmp_path, level)
     assert TEMPLATES[2]["discovery_rate"] < TEMPLATES[3]["discovery_rate"]  # polite is slower
 
 
+@pytest.mark.parametrize(("args", "want"), [(("--max-rate", "700"), 700),
+                                             (("-T2",), TEMPLATES[2]["discovery_rate"])])
+def test_max_rate_and_timing_reach_arp_and_neighbour_discovery(run_cli, tmp_path, args, want):
+    rates, _ = node_rates(run_cli, tmp_path, "-sn", "--set", "arp=true", *args)
+    assert rates == {"discover.icmp": want, "discover.tcp_probe": want, "discover.arp": want}
+
+
 def test_min_rate_raises_the_discovery_rate_of_a_slow_template(run_cli, tmp_path):
     rates, _ = node_rates(run_cli, tmp_path, "-sn", "-T1", "--min-rate", "40")
     assert rates == {"discover.icmp": 40, "discover.tcp_probe": 40}

@@ -1,13 +1,18 @@
 """ARP and IPv6 neighbour discovery on a real Ethernet segment between namespaces
 (``pentora.testing.simulated_link``): the scanner sweeps whole prefixes and must find
 exactly the hosts on the link, each with its own MAC, through ``arp_discovery`` alone and
-through ``pentora scan``. Root only; skipped with the reason otherwise."""
+through ``pentora scan``; the frames it sends, captured on the hosts' side, are what scapy
+dissects as valid requests and solicitations, and leave at the configured rate. Root only;
+skipped with the reason otherwise."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -67,6 +72,101 @@ def test_neighbour_discovery_finds_exactly_the_ipv6_hosts_and_their_macs(link: S
     for host in hosts.values():
         assert (host["alive"], host["method"], host["reason"]) == (True, "arp", "nd-response")
     print(f"neighbour discovery of 255 addresses, {HOSTS} hosts: {took:.2f} s")
+
+
+# Every frame the scanner's MAC sends on the link, seen from the hosts' side (link1 in the
+# target namespace): "ready" once the socket is bound, then, when stdin closes, one JSON
+# line of [arrival time, frame hex] pairs.
+CAPTURE = r"""
+import json, select, socket, sys, time
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
+s.bind(("link1", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+print("ready", flush=True)
+frames = []
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [], 30)
+    if s in ready:
+        frame = s.recv(2048)
+        if frame[6:12] == mac:
+            frames.append((time.monotonic(), frame.hex()))
+    elif sys.stdin in ready or not ready:
+        break
+print(json.dumps(frames))
+"""
+
+
+def captured(net: SimLink, run: Any) -> tuple[Any, list[tuple[float, bytes]]]:
+    """``run()``'s result and the frames the scanner sent on the link meanwhile."""
+    mac = net.run("cat", f"/sys/class/net/{net.interface}/address").stdout.strip()
+    proc = net.target.popen(sys.executable, "-c", CAPTURE, mac, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        result = run()
+        time.sleep(0.2)  # the last frames reach the capture socket
+        out, _ = proc.communicate("", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return result, [(at, bytes.fromhex(frame)) for at, frame in json.loads(out)]
+
+
+def test_the_frames_on_the_wire_are_what_scapy_dissects_as_valid_arp_and_nd(link: SimLink) -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.utils6 import in6_getnsma, in6_getnsmac
+
+    some = link.hosts[:3]
+    silent, silent6 = "198.18.5.251", "2001:2:0:5::fb"
+    targets = [h.address for h in some] + [h.address6 for h in some] + [silent, silent6]
+    (_, hosts, _), frames = captured(link, lambda: sweep(link, targets, {"retry": 0}))
+    # The hosts' kernels answered: they answer well-formed requests only.
+    assert {a: h["mac"] for a, h in hosts.items()} == {
+        **{h.address: h.mac for h in some}, **{h.address6: h.mac for h in some}}
+    mac = Ether(frames[0][1]).src
+    asked, solicited = set(), set()
+    for _, frame in frames:
+        packet = Ether(frame)
+        if ARP in packet:
+            arp = packet[ARP]
+            assert len(frame) == 60 and packet.dst == "ff:ff:ff:ff:ff:ff"
+            assert (arp.op, arp.hwsrc, arp.psrc, arp.hwdst) == (1, mac, link.scanner_address,
+                                                                "00:00:00:00:00:00")
+            asked.add(arp.pdst)
+        elif ICMPv6ND_NS in packet and packet[IPv6].src != "::":  # "::": the kernel's DAD
+            ns = packet[ICMPv6ND_NS]
+            target = socket.inet_pton(socket.AF_INET6, ns.tgt)
+            group = socket.inet_ntop(socket.AF_INET6, in6_getnsma(target))
+            assert (packet.dst, packet[IPv6].dst) == (in6_getnsmac(in6_getnsma(target)), group)
+            assert (packet[IPv6].src, packet[IPv6].hlim, ns.code) == (link.scanner_address6, 255, 0)
+            assert packet[ICMPv6NDOptSrcLLAddr].lladdr == mac
+            rebuilt = Ether(frame)
+            del rebuilt[ICMPv6ND_NS].cksum  # scapy computes it afresh: it must be the same
+            assert bytes(rebuilt) == frame
+            solicited.add(str(ipaddress.ip_address(ns.tgt)))
+    assert asked == {h.address for h in some} | {silent}
+    assert solicited == {h.address6 for h in some} | {silent6}
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_the_sweep_follows_a_low_rate(link: SimLink, family: int) -> None:
+    rate = 200
+    targets = link.addresses() if family == 4 else link.addresses6()
+    (_, hosts, _), frames = captured(link, lambda: sweep(link, targets, {"rate": rate, "retry": 0}))
+    assert {a: h["mac"] for a, h in hosts.items()} == (link.expected() if family == 4
+                                                       else link.expected6())
+    probes = [at for at, frame in frames if (frame[12:14] == b"\x08\x06" if family == 4 else
+                                             # a solicitation not of the kernel's DAD (from ::)
+                                             frame[54] == 135 and any(frame[22:38]))]
+    assert len(probes) >= len(targets) - 1  # each address but the scanner's own, once at least
+    span = probes[-1] - probes[0]
+    print(f"IPv{family}: {len(probes)} probes in {span:.2f} s at rate {rate}")
+    # Not impossibly fast: the rate was followed (an unlimited sweep takes milliseconds).
+    assert span >= (len(probes) - 1) / rate * 0.5
 
 
 def test_both_families_in_one_sweep_on_a_named_interface(link: SimLink) -> None:

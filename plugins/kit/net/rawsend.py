@@ -99,12 +99,20 @@ class BatchSender:
     where libc has no sendmmsg, ``flush`` sends the slots one by one.
 
     ``family`` AF_INET6 makes the slots ``sockaddr_in6`` (for a raw ICMPv6 socket): a
-    destination's 16 bytes go at ``addr_offset`` of its ``name_size``-byte slot."""
+    destination's 16 bytes go at ``addr_offset`` of its ``name_size``-byte slot.
 
-    def __init__(self, sock: Any, size: int, family: int = _socket.AF_INET) -> None:
+    ``family`` AF_PACKET is for a packet socket bound to its interface: frames leave with
+    no address (the interface is the socket's), and a slot keeps the probed address,
+    ``addr_size`` bytes (4 or 16), only to name it should its send fail."""
+
+    def __init__(self, sock: Any, size: int, family: int = _socket.AF_INET, addr_size: int = 4) -> None:
         self.sock, self.size, self.family = sock, size, family
         self._area = ctypes.create_string_buffer(BATCH * size)
-        if family == _socket.AF_INET6:
+        self._named = family != _socket.AF_PACKET
+        if not self._named:
+            self.name_size, self.addr_offset, self.addr_size = addr_size, 0, addr_size
+            empty = bytes(addr_size)
+        elif family == _socket.AF_INET6:
             self.name_size, self.addr_offset, self.addr_size = _SOCKADDR_IN6.size, 8, 16
             empty = _SOCKADDR_IN6.pack(_socket.AF_INET6, 0, 0, bytes(16), 0)
         else:
@@ -117,8 +125,9 @@ class BatchSender:
                                        for i in range(BATCH)])
         self._msgs = (Mmsghdr * BATCH)()
         for i, msg in enumerate(self._msgs):
-            msg.hdr.name = ctypes.addressof(self._names) + i * self.name_size
-            msg.hdr.namelen = self.name_size
+            if self._named:  # else NULL: the kernel sends on the bound interface
+                msg.hdr.name = ctypes.addressof(self._names) + i * self.name_size
+                msg.hdr.namelen = self.name_size
             msg.hdr.iov = ctypes.addressof(self._iov[i])
             msg.hdr.iovlen = 1
         self._sendmmsg = getattr(LIBC, "sendmmsg", None)
@@ -145,9 +154,13 @@ class BatchSender:
         if self._sendmmsg is not None:
             return int(self._sendmmsg(self.sock.fileno(), ctypes.byref(self._msgs[i]), n - i, 0))
         start = i * self.name_size + self.addr_offset
-        dst = _socket.inet_ntop(self.family, bytes(self.addresses[start:start + self.addr_size]))
+        packet = self.packets[i * self.size:(i + 1) * self.size]
         try:
-            self.sock.sendto(self.packets[i * self.size:(i + 1) * self.size], (dst, 0))
+            if not self._named:
+                self.sock.send(packet)
+                return 1
+            dst = _socket.inet_ntop(self.family, bytes(self.addresses[start:start + self.addr_size]))
+            self.sock.sendto(packet, (dst, 0))
         except OSError as e:
             return -(e.errno or 1)
         return 1
