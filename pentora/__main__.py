@@ -1,3 +1,3 @@
-from pentora.cli import main
+from pentora.cli import run
 
-raise SystemExit(main())
+run()

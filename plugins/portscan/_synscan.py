@@ -110,12 +110,15 @@ class SynScan:
     # -- receiving ---------------------------------------------------------------------
 
     def receive(self) -> None:
-        match, record = self.matcher.match, self._record
+        matches, settle = self.matcher.matches, self._settle
         for packets in self.receiver.batches():
-            for packet in packets:
-                hit = match(packet)
-                if hit is not None:
-                    record(*hit)
+            chunk = self.chunk
+            if chunk is not None and chunk.family == 4:  # else late replies, already settled
+                find = chunk.find
+                for their, port, state in matches(packets):
+                    hi = find(their)
+                    if hi is not None:
+                        settle(chunk, hi, port, state)
             # a receiver that always finds replies waiting would never yield: let the
             # pass see the backlog and steer the rate, the outputs write
             gevent.sleep(0)
@@ -133,14 +136,6 @@ class SynScan:
                     if hi is not None and (hit := match(segment, chunk.secret[hi])) is not None:
                         settle(chunk, hi, *hit)
             gevent.sleep(0)
-
-    def _record(self, their4: bytes, port: int, state: int) -> None:
-        chunk = self.chunk
-        if chunk is None or chunk.family != 4:
-            return  # a late reply to an earlier chunk, already settled
-        hi = chunk.find(int.from_bytes(their4, "big"))
-        if hi is not None:
-            self._settle(chunk, hi, port, state)
 
     def _settle(self, chunk: _Chunk, hi: int, port: int, state: int) -> None:
         pi = self.port_index.get(port)

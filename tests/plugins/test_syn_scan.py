@@ -131,21 +131,42 @@ def reply(hasher: SeqHasher, flags: str, *, port: int = 8080, our_port: int = 61
                        ack=(seq + ack_delta) & 0xFFFFFFFF))
 
 
+def match(matcher: ReplyMatcher, packet: bytes) -> tuple[bytes, int, int] | None:
+    """The one reply ``matcher`` finds in a batch of ``packet`` alone, or None."""
+    hits = list(matcher.matches([packet]))
+    assert len(hits) <= 1
+    return (hits[0][0].to_bytes(4, "big"), *hits[0][1:]) if hits else None
+
+
 def test_reply_matching_by_keyed_hash() -> None:
     hasher = SeqHasher(b"k" * 16)
     matcher = ReplyMatcher(hasher, 61000, 61001)
-    assert matcher.match(reply(hasher, "SA")) == (bytes([127, 0, 0, 1]), 8080, OPEN)
-    assert matcher.match(reply(hasher, "RA", our_port=61001)) == (bytes([127, 0, 0, 1]), 8080, CLOSED)
+    assert match(matcher, reply(hasher, "SA")) == (bytes([127, 0, 0, 1]), 8080, OPEN)
+    assert match(matcher, reply(hasher, "RA", our_port=61001)) == (bytes([127, 0, 0, 1]), 8080, CLOSED)
     # the same reply with a wrong ack is somebody else's (or forged): rejected
-    assert matcher.match(reply(hasher, "SA", ack_delta=2)) is None
-    assert matcher.match(reply(hasher, "RA", ack_delta=0)) is None
+    assert match(matcher, reply(hasher, "SA", ack_delta=2)) is None
+    assert match(matcher, reply(hasher, "RA", ack_delta=0)) is None
     # a reply computed under another scan's key
-    assert matcher.match(reply(SeqHasher(b"x" * 16), "SA")) is None
+    assert match(matcher, reply(SeqHasher(b"x" * 16), "SA")) is None
     # the hash covers the address pair and the ports
-    assert matcher.match(reply(hasher, "SA", theirs="127.0.0.2")) == (bytes([127, 0, 0, 2]), 8080, OPEN)
+    assert match(matcher, reply(hasher, "SA", theirs="127.0.0.2")) == (bytes([127, 0, 0, 2]), 8080, OPEN)
     forged = bytearray(reply(hasher, "SA"))
     forged[12:16] = bytes([127, 0, 0, 9])  # same ack, other source address
-    assert matcher.match(bytes(forged)) is None
+    assert match(matcher, bytes(forged)) is None
+
+
+def test_a_batch_keeps_only_its_replies() -> None:
+    """Replies of one address pair come in runs; a forged one inside a run, or one from
+    another pair right after it, is still checked against its own hash."""
+    hasher = SeqHasher(b"k" * 16)
+    matcher = ReplyMatcher(hasher, 61000, 61001)
+    forged = bytearray(reply(hasher, "SA"))
+    forged[12:16] = bytes([127, 0, 0, 9])
+    batch = [reply(hasher, "SA"), reply(hasher, "RA", ack_delta=0), reply(hasher, "RA", our_port=61001),
+             bytes(forged), reply(hasher, "SA", theirs="127.0.0.2"), b"\x45" + bytes(10),
+             reply(SeqHasher(b"x" * 16), "SA"), reply(hasher, "SA")]
+    assert list(matcher.matches(batch)) == [(0x7F000001, 8080, OPEN), (0x7F000001, 8080, CLOSED),
+                                            (0x7F000002, 8080, OPEN), (0x7F000001, 8080, OPEN)]
 
 
 def test_own_probes_and_kernel_resets_are_not_replies() -> None:
@@ -153,11 +174,11 @@ def test_own_probes_and_kernel_resets_are_not_replies() -> None:
     matcher = ReplyMatcher(hasher, 61000, 61001)
     own_syn = SynTemplate("127.0.0.1").build("127.0.0.1", 61000, 8080,
                                              hasher.seq(b"\x7f\0\0\1", b"\x7f\0\0\1", 8080, 61000))
-    assert matcher.match(own_syn) is None
-    assert matcher.match(reply(hasher, "R")) is None          # RST without ACK
-    assert matcher.match(reply(hasher, "SA", our_port=62000)) is None  # not our source port
-    assert matcher.match(reply(hasher, "A")) is None          # a plain ACK
-    assert matcher.match(b"\x45" + bytes(10)) is None         # truncated
+    assert match(matcher, own_syn) is None
+    assert match(matcher, reply(hasher, "R")) is None          # RST without ACK
+    assert match(matcher, reply(hasher, "SA", our_port=62000)) is None  # not our source port
+    assert match(matcher, reply(hasher, "A")) is None          # a plain ACK
+    assert match(matcher, b"\x45" + bytes(10)) is None         # truncated
 
 
 def test_seq_is_keyed() -> None:
