@@ -4,12 +4,16 @@ callback; anything but pentora writing the file forces the full check."""
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -215,3 +219,58 @@ def test_a_scan_through_the_cli_skips_the_check_of_an_unchanged_store(run_cli, s
                    "--store", str(stamped), "-vv")
     assert proc.returncode == 0, proc.stderr
     assert "quick_check skipped" not in proc.stderr
+
+
+@pytest.fixture
+def coarse(tmp_path) -> Iterator[Path]:
+    """A folder on a filesystem whose timestamps are whole seconds (ext4 with 128-byte
+    inodes, on a loop device of the test's own)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem with whole-second timestamps needs root")
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 is missing (apt-get install e2fsprogs)")
+    image, folder = tmp_path / "coarse.img", tmp_path / "coarse"
+    with image.open("wb") as f:
+        f.truncate(16 << 20)
+    folder.mkdir()
+    for argv in (["mkfs.ext4", "-q", "-F", "-I", "128", str(image)],
+                 ["mount", "-o", "loop", str(image), str(folder)]):
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a whole-second filesystem here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        gc.collect()  # sqlite3 connections a `with` committed but did not close
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def next_second() -> None:
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+
+
+def test_whole_second_timestamps_a_change_in_the_stamps_own_second_is_still_caught(coarse,
+                                                                                   statements):
+    db = coarse / "scans.db"
+    scans_with_notes(db, 2)
+    assert os.stat(db).st_ctime_ns % 1_000_000_000 == 0  # whole seconds indeed
+    next_second()
+    check_intact(db)  # the last scan's second is over: this stamp is trusted
+    assert check_intact(db) is False
+    checks = quick_checks(statements)
+    # All in one second: a change, the check that stamps it, then dd (the mtime set back):
+    # every field of the identity is as recorded, only the stamp's own second tells.
+    next_second()
+    with open(db, "r+b") as f:
+        first = f.read(4096)
+        f.seek(0)
+        f.write(first)
+    assert check_intact(db) is True and quick_checks(statements) == checks + 1
+    recorded = json.loads(_stamp.stamp_path(db).read_text())["identity"]
+    st = os.stat(db)
+    corrupt_middle_page(db, "results")
+    os.utime(db, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _stamp.identity(db) == recorded, "the second ended before the test's writes"
+    with pytest.raises(StoreDamagedError, match="malformed"):
+        check_intact(db)
+    assert quick_checks(statements) == checks + 2
