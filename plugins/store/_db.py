@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pentora import InputError, PentoraError, open_input
+from pentora import InputError, PentoraError, logger, open_input
 from pentora.cli import EXIT_STORE, CliError
 
 ENV = "PENTORA_STORE"
@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     scan_id TEXT NOT NULL, node TEXT NOT NULL, item TEXT NOT NULL, records TEXT NOT NULL,
     run INTEGER NOT NULL, PRIMARY KEY (scan_id, node, item));
 """
+
+log = logger.bind(component="store")
 
 TABLES = ("results", "checkpoints", "nodes")  # rows keyed by scan_id, deleted with their scan
 
@@ -141,25 +143,44 @@ def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Co
     return conn
 
 
-def check_intact(path: Path) -> None:
+def check_intact(path: Path) -> bool:
     """``StoreDamagedError`` unless ``quick_check`` finds the store sound (a store not created
-    yet is sound). One read of the file, no index cross-checks: cheap enough before a scan."""
+    yet is sound). One read of the file, no index cross-checks. Skipped for a store whose
+    identity is as pentora last left it sound (``_stamp``): then only its header and
+    schema are read. True when ``quick_check`` ran."""
     if not path.exists():
-        return
+        return False
     refuse_special(path)
+    from pentora_plugins.store import _stamp
+
+    known = _stamp.unchanged(path)
+    before = None if known else _stamp.identity(path)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     except sqlite3.Error as e:
         raise StoreError(f"cannot open the scan store {path}: {e}; pass --store PATH or "
                          f"--no-store") from e
     try:
+        if known:
+            # SQLite checks the header and parses the whole schema to answer this: a file
+            # that is no database, or whose schema page is damaged, is still refused here
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            log.debug("scan store {}: unchanged since pentora last found it sound, quick_check "
+                      "skipped", path)
+            return False
         problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
     except sqlite3.Error as e:  # damaged, or locked in a way a WAL reader is not
-        raise store_failure(path, e) from e
+        failure = store_failure(path, e)
+        if isinstance(failure, StoreDamagedError):
+            _stamp.forget(path)
+        raise failure from e
     finally:
         conn.close()
     if problems != ["ok"]:
+        _stamp.forget(path)
         raise StoreDamagedError(path, "; ".join(problems))
+    _stamp.record(path, since=before)
+    return True
 
 
 def store_failure(path: Path, e: sqlite3.Error) -> StoreError:
@@ -175,17 +196,22 @@ def store_failure(path: Path, e: sqlite3.Error) -> StoreError:
 @contextlib.contextmanager
 def reading(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection for the ``scans`` commands; a locked store is waited for, then named;
-    a damaged one is named with the command that repairs it."""
-    try:
-        conn = connect(path, timeout=10.0)
-    except sqlite3.Error as e:
-        raise store_failure(path, e) from e
-    try:
-        yield conn
-    except sqlite3.Error as e:
-        raise store_failure(path, e) from e
-    finally:
-        conn.close()
+    a damaged one is named with the command that repairs it. A store that was as pentora
+    last left it sound is stamped so again when the connection closes (``scans rm``
+    changes it)."""
+    from pentora_plugins.store import _stamp
+
+    with _stamp.kept(path):
+        try:
+            conn = connect(path, timeout=10.0)
+        except sqlite3.Error as e:
+            raise store_failure(path, e) from e
+        try:
+            yield conn
+        except sqlite3.Error as e:
+            raise store_failure(path, e) from e
+        finally:
+            conn.close()
 
 
 def resolve_id(conn: sqlite3.Connection, given: str) -> str:

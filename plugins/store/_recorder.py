@@ -131,20 +131,23 @@ class StorePlugin:
                         store_flag(state.writer.path))
 
     def _retain(self, path: Path, current: str) -> None:
+        from pentora_plugins.store import _stamp
         from pentora_plugins.store._db import delete_scans, retention_victims
 
         keep = os.environ.get("PENTORA_STORE_KEEP", "").strip()
         if not keep.isdigit():
             return
         try:
-            conn = connect(path)
-            try:
-                victims = [v for v in retention_victims(conn, int(keep)) if v != current]
-                if victims:
-                    delete_scans(conn, victims)
-                    log.info("scan store: removed {} old scan(s), keeping {}", len(victims), keep)
-            finally:
-                conn.close()
+            with _stamp.kept(path):
+                conn = connect(path)
+                try:
+                    victims = [v for v in retention_victims(conn, int(keep)) if v != current]
+                    if victims:
+                        delete_scans(conn, victims)
+                        log.info("scan store: removed {} old scan(s), keeping {}", len(victims),
+                                 keep)
+                finally:
+                    conn.close()
         except Exception as e:  # retention is housekeeping: never fail a scan over it
             log.warning("scan store {}: retention (PENTORA_STORE_KEEP={}) skipped: {}", path, keep, e)
 

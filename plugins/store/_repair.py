@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pentora_plugins.store import _stamp
 from pentora_plugins.store._db import (
     StoreError,
     connect,
@@ -65,8 +66,10 @@ class Repair:
 
 
 def problems(path: Path, limit: int = 10) -> list[str]:
-    """What ``integrity_check`` finds wrong (empty: the store is sound)."""
+    """What ``integrity_check`` finds wrong (empty: the store is sound, and stamped so:
+    the next scan skips its own check while the file stays as it is)."""
     refuse_special(path)
+    before = _stamp.identity(path)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     except sqlite3.Error as e:
@@ -76,16 +79,21 @@ def problems(path: Path, limit: int = 10) -> list[str]:
     except sqlite3.DatabaseError as e:
         if not is_damaged(e):
             raise store_failure(path, e) from e
-        return [str(e)]
+        found = [str(e)]
     finally:
         conn.close()
-    return [] if found == ["ok"] else found
+    if found != ["ok"]:
+        _stamp.forget(path)
+        return found
+    _stamp.record(path, since=before)
+    return []
 
 
 def repair(path: Path) -> Repair:
     """Move the damaged store aside and build a new one at ``path`` from what is readable."""
     refuse_special(path)
     _refuse_if_in_use(path)
+    _stamp.forget(path)  # it names the damaged file, which is moved aside
     aside = _aside_name(path)
     for suffix in ("", "-wal", "-shm"):  # the log holds committed rows: it goes along
         src = Path(f"{path}{suffix}")

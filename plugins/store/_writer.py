@@ -33,6 +33,7 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.threadpool
+from pentora_plugins.store import _stamp
 from pentora_plugins.store._db import StoreDamagedError, StoreError, connect, is_busy, is_damaged
 
 from pentora import InputError, logger, read_input
@@ -118,6 +119,9 @@ class Writer:
         self.damaged: StoreDamagedError | None = None  # no commit is tried again
         self.ticker: Any = None
         self.stopping = gevent.event.Event()  # not a kill: a commit in flight must finish
+        # the store was as pentora last left it sound when first opened: stamped again at
+        # the end, so that the next scan need not check it in full
+        self.trusted = False
 
     def add(self, name: str, *params: Any) -> None:
         self.ops.append((name, params))
@@ -142,6 +146,7 @@ class Writer:
 
     def _with_conn(self, fn: Callable[[sqlite3.Connection], Any], busy: float) -> Any:
         if self.conn is None:
+            self.trusted = _stamp.unchanged(self.path) or not self.path.exists()  # or new
             self.conn = connect(self.path, timeout=busy)
             imported = import_pending(self.conn, self.path)
             if imported:
@@ -186,6 +191,7 @@ class Writer:
     def _troubled(self, e: BaseException) -> None:
         if isinstance(e, StoreDamagedError) or is_damaged(e):
             self.damaged = e if isinstance(e, StoreDamagedError) else StoreDamagedError(self.path, e)
+            _stamp.forget(self.path)
             self.trouble = f"damaged: {self.damaged.reason}"
             log.warning("{}; {} writes of this scan are kept and saved beside it when the scan "
                         "ends (the -o outputs have its results too)", self.damaged, len(self.ops))
@@ -215,9 +221,15 @@ class Writer:
         pending = self._spill() if self.ops else None
         if self.conn is not None:
             conn, self.conn = self.conn, None
-            self.pool.apply(_close_quietly, (conn,))
+            stamp = self.trusted and self.damaged is None and pending is None
+            self.pool.apply(self._closed, (conn, stamp))
         self.pool.kill()
         return pending
+
+    def _closed(self, conn: sqlite3.Connection, stamp: bool) -> None:
+        _close_quietly(conn)
+        if stamp:  # only if this close checkpointed the log (no other pentora has it open)
+            _stamp.record(self.path)
 
     def _spill(self) -> Path | None:
         pending = self.path.with_name(f"{self.path.name}.pending-{self.scan_id}-{os.getpid()}.jsonl")

@@ -20,8 +20,9 @@ table says it is missing.
                     start to its first probe, the connection a listener of this script's
                     on 127.0.0.1 accepts, against a whole ``python -c pass``; its own
                     line gives the milliseconds against the target, 300 ms. The scan is
-                    stored (the default): the store's check before a scan reads the whole
-                    store file, so the figure grows with the user's store
+                    stored (the default store): the store's check before a scan reads the
+                    whole file only when it changed since pentora last left it (the first
+                    run, or after another program wrote it)
 * ``nostore``       the same with ``--no-store``: the start-up itself, whatever the
                     store holds
 * ``--help (ms)``   ``pentora --help`` alone, in milliseconds, against its target of 150
