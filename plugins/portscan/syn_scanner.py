@@ -26,6 +26,11 @@ timeout, on a new source port; a reply to any try counts. Beyond ``retries``, tr
 Memory: a chunk of at most CHUNK_PROBES probes is held at once, its hosts in arrays
 (``_Chunk``), so a sweep's state does not grow with its range; findings do.
 
+``-Pn`` sweeps of IPv4 targets (an ``AssumedHosts`` view as input) walk the target set's
+index in batches, each one checkpoint item (``_synwalk``); sharded, a shard walks its own
+(host, port) items only, a row a probe (``_ItemChunk``), and lists a silent probe as
+filtered when its host answered another probe of the same chunk.
+
 Half-open: our kernel has no socket for the connection, so it answers each SYN-ACK with
 an RST, which tears down the half-open connection at the target. Source ports are taken
 above Linux's ephemeral range (61000-65000), one per try, so no local socket owns them.
