@@ -6,6 +6,7 @@ sweep resumed without probing its finished batches again."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import signal
@@ -14,13 +15,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pentora_plugins.kit.assumed import AssumedHosts
 from pentora_plugins.kit.shard import Shard, ShardSpace
-from pentora_plugins.kit.targetset import FeistelPermutation
+from pentora_plugins.kit.targetset import FeistelPermutation, TargetSet
+from pentora_plugins.portscan._synwalk import Walk
 
 from pentora.testing import SimNet, simulated_network
 from tests.plugins.test_syn_scan import RUNNER, raw_sockets_unavailable
@@ -66,6 +70,57 @@ def test_a_shard_computes_only_its_own_share_of_the_space() -> None:
     walked = sum(1 for _ in space.walk())
     assert walked == hosts * nports // count
     assert CountingPermutation.calls == walked  # one inversion an item, none for the others'
+
+
+class FakeScan:
+    """What ``Walk.batches`` asks of the ``SynScan``: the chunks, here the lists of what
+    would go in them."""
+
+    def chunks(self, addresses: Any, hosts: int) -> list[list[str]]:
+        return [list(addresses)]
+
+    def item_chunk(self, probes: Any) -> list[tuple[str, int]]:
+        return list(probes)
+
+
+def test_a_shards_batches_are_its_items_in_address_order_and_skip_finished_steps() -> None:
+    targets = TargetSet.parse("198.18.0.0/26,198.18.1.0/27")
+    walk = Walk(targets, 3, Shard(2, 3, 5), chunk_probes=40)  # 10 steps a batch
+    assert walk.probes == walk.steps == 96 * 3 // 3  # 96 hosts, 3 ports, 3 shards
+    batches = list(walk.batches(FakeScan(), frozenset()))
+    every = [f"walk:{a}-{min(a + 9, 95)}" for a in range(0, 96, 10)]
+    assert [item for item, _ in batches] == every
+    probes = [p for _, (chunk,) in batches for p in chunk]
+    for _, (chunk,) in batches:  # ascending (address, port index): the chunk's lookup
+        keys = [(ipaddress.ip_address(a), pi) for a, pi in chunk]
+        assert keys == sorted(keys)
+    index = {t.address: i for i, t in enumerate(targets)}
+    space = ShardSpace(Shard(2, 3, 5), targets.size, 3)
+    assert sorted(index[a] * 3 + pi for a, pi in probes) == list(space.items())
+    # finished steps, in batches of another size: a batch inside them is skipped
+    left = [item for item, _ in walk.batches(FakeScan(), frozenset({"walk:0-14", "walk:15-24",
+                                                                       "hosts:0-99", "10.0.0.1"}))]
+    assert left == every[2:]
+    assert walk.finished(frozenset({"walk:0-14", "walk:15-24"})) == [(0, 24)]
+
+
+def test_unsharded_batches_follow_the_targets_order_shuffled_too() -> None:
+    for seed in (None, 4):
+        targets = TargetSet.parse("198.18.0.0/28,198.18.2.7", seed=seed)
+        walk = Walk(targets, 2, None, chunk_probes=12)  # 6 hosts a batch
+        batches = list(walk.batches(FakeScan(), frozenset({"hosts:6-11"})))
+        assert [item for item, _ in batches] == ["hosts:0-5", "hosts:12-16"]
+        order = list(targets.addresses())
+        assert [a for _, (chunk,) in batches for a in chunk] == order[:6] + order[12:]
+
+
+@pytest.mark.parametrize("spec", ["198.18.0.0/28,2001:2::/126", "198.18.0.1,host.example"])
+def test_ipv6_or_unresolved_targets_are_scanned_host_by_host(spec: str) -> None:
+    ctx = SimpleNamespace(get=lambda key, default=None: default, scan=SimpleNamespace(options={}))
+    assert Walk.of(ctx, AssumedHosts(TargetSet.parse(spec)), 3, 1000) is None  # type: ignore[arg-type]
+    v4 = AssumedHosts(TargetSet.parse("198.18.0.0/28"))
+    assert Walk.of(ctx, v4, 3, 1000) is not None  # type: ignore[arg-type]
+    assert Walk.of(ctx, list(v4), 3, 1000) is None  # type: ignore[arg-type]  # Host records
 
 
 # -- sweeps of the simulated network ------------------------------------------------------------
