@@ -82,6 +82,23 @@ class ShardSpace:
         """Every item of this shard, in item order (a full pass over the space)."""
         return (i for i in range(self.size) if self.owns(i))
 
+    @property
+    def walk_size(self) -> int:
+        """How many items this shard owns: the positions ``k - 1 + w × N`` below ``size``."""
+        first = self.shard.index - 1
+        return 0 if first >= self.size else (self.size - 1 - first) // self.shard.count + 1
+
+    def walk(self, start: int = 0, stop: int | None = None) -> Iterator[int]:
+        """The items at steps ``[start, stop)`` of this shard's walk: step ``w`` is position
+        ``k - 1 + w × N`` of the permutation, inverted to its item. Only this shard's
+        items are computed (1/N of the space, unlike ``items``), in position order: as
+        scattered over hosts and ports as the permutation is. masscan's ``--shards``."""
+        if self._perm is None:
+            return iter(())
+        stop = self.walk_size if stop is None else min(stop, self.walk_size)
+        first, count, inverse = self.shard.index - 1, self.shard.count, self._perm.inverse
+        return (inverse(first + w * count) for w in range(start, stop))
+
     def ports_of(self, host_index: int, ports: Sequence[int]) -> tuple[int, ...]:
         base = host_index * self.nports
         return tuple(port for p, port in enumerate(ports) if self.owns(base + p))

@@ -108,6 +108,12 @@ class FeistelPermutation:
             left, right = right, left ^ self._f(right, key)
         return (left << self.half) | right
 
+    def _decrypt(self, x: int) -> int:
+        left, right = x >> self.half, x & self.mask
+        for key in reversed(self.keys):
+            left, right = right ^ self._f(left, key), left
+        return (left << self.half) | right
+
     def __call__(self, i: int) -> int:
         if not 0 <= i < self.n:
             raise IndexError(f"index {i} out of range [0, {self.n})")
@@ -115,6 +121,18 @@ class FeistelPermutation:
         while x >= self.n:
             x = self._encrypt(x)
         return x
+
+    def inverse(self, x: int) -> int:
+        """The ``i`` with ``self(i) == x``: the rounds undone in reverse order, walking
+        back over the out-of-range values that the forward cycle-walk stepped through
+        (the chain from ``i`` to ``x`` leaves ``[0, n)`` only in between, so the first
+        value back inside it is ``i``)."""
+        if not 0 <= x < self.n:
+            raise IndexError(f"position {x} out of range [0, {self.n})")
+        i = self._decrypt(x)
+        while i >= self.n:
+            i = self._decrypt(i)
+        return i
 
     def __iter__(self) -> Iterator[int]:
         return map(self, range(self.n))
@@ -245,6 +263,13 @@ class TargetSet:
             yield from map(_text, range(a, b + 1))
         for name, _ in self.unresolved:
             yield name
+
+    def address_at(self, index: int) -> str:
+        """The address (or unresolved name) at ``index`` of the sorted order, without a
+        record: ``self[index].address`` in O(log intervals)."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"target index {index} out of range ({self.size} targets)")
+        return self._address(index)
 
     def _address(self, index: int) -> str:
         if index >= self.address_count:

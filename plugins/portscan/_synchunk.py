@@ -100,6 +100,10 @@ class _Chunk:
     def addresses(self) -> Iterator[str]:
         return (self.address(i) for i in range(len(self)))
 
+    def host_of(self, i: int) -> int:
+        """The host of the probe whose state is ``states[i]``."""
+        return i // self.nports
+
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
@@ -181,3 +185,57 @@ class _Chunk6(_Chunk):
 
     def address(self, i: int) -> str:
         return socket.inet_ntop(socket.AF_INET6, _HALVES.pack(self.hi[i], self.lo[i]))
+
+
+class _ItemChunk(_Chunk):
+    """A chunk of single probes, as a shard's walk of a ``-Pn`` sweep makes: a row per
+    (host, port), not a host with a state for every port. A shard's items are scattered:
+    a batch of them holds about one port a host, so a host-by-port table would be mostly
+    other shards' probes (a million hosts × the ports) to hold and skip.
+
+    Rows are sorted by (address, port index), an address on consecutive rows; ``find``
+    gives the first row of an address, ``slot`` the row of one of its ports. Per row: the
+    address, the keyed hash of (source, address), the source's template, the port index
+    and one state byte — 13 bytes."""
+
+    def __init__(self, nports: int) -> None:
+        super().__init__(nports)
+        self.port = array("H")  # each row's index into the scan's ports
+
+    def add_item(self, dst: int, secret: int, source: int, port_index: int) -> None:
+        """A row, in ascending (address, port index) order."""
+        self.dst.append(dst)
+        self.secret.append(secret)
+        self.source.append(source)
+        self.port.append(port_index)
+
+    def seal(self) -> None:
+        self.states = bytearray(len(self.dst))
+        self.pending = len(self.states)
+
+    def find(self, dst: int) -> int | None:
+        j = bisect_left(self.dst, dst)
+        return j if j < len(self.dst) and self.dst[j] == dst else None
+
+    def slot(self, row: int, port_index: int) -> int | None:
+        """The row of ``port_index`` among the rows of the address at ``row`` (its first)."""
+        dst, dsts, ports = self.dst[row], self.dst, self.port
+        while row < len(dsts) and dsts[row] == dst:
+            if ports[row] == port_index:
+                return row
+            row += 1
+        return None
+
+    def host_of(self, i: int) -> int:
+        return i
+
+    def host_rows(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        """(a row of the address, [(state, port index)] of its rows), per address."""
+        dsts, states, ports, n = self.dst, self.states, self.port, len(self.dst)
+        row = 0
+        while row < n:
+            end = row
+            while end < n and dsts[end] == dsts[row]:
+                end += 1
+            yield row, [(states[r], ports[r]) for r in range(row, end)]
+            row = end

@@ -32,9 +32,9 @@ from pentora_plugins.kit.net.steer import STEADY as STEADY  # named by the tests
 from pentora_plugins.kit.net.steer import PassState as _Steering
 from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import mark_foreign, port_selector
-from pentora_plugins.portscan._synchunk import _HALVES, _Chunk, _Chunk6
+from pentora_plugins.portscan._synchunk import _HALVES, _Chunk, _Chunk6, _ItemChunk
 from pentora_plugins.portscan._synmatch import CLOSED, OPEN, ReplyMatcher, ReplyMatcher6
-from pentora_plugins.portscan._synsend import Template4, Template6, job4, job6
+from pentora_plugins.portscan._synsend import Template4, Template6, job4, job4_items, job6
 
 from pentora import NodeContext
 
@@ -141,7 +141,13 @@ class SynScan:
         pi = self.port_index.get(port)
         if pi is None:
             return
-        i = hi * len(self.ports) + pi
+        if isinstance(chunk, _ItemChunk):
+            found = chunk.slot(hi, pi)
+            if found is None:
+                return  # a port of that host another shard probes, or another chunk
+            i = found
+        else:
+            i = hi * len(self.ports) + pi
         if chunk.states[i]:
             return  # the answer to a retry
         chunk.states[i] = state
@@ -201,6 +207,30 @@ class SynScan:
                 chunk.seal()
                 yield chunk
 
+    def item_chunk(self, probes: Iterable[tuple[str, int]]) -> _ItemChunk:
+        """A chunk of single probes, from ``(IPv4 address, port index)`` pairs in
+        ascending order of (address, port index): a shard's walk of a ``-Pn`` sweep.
+        An address with no route is skipped with a warning, once."""
+        chunk = _ItemChunk(len(self.ports))
+        pton, af, secret = socket.inet_pton, socket.AF_INET, self.hasher.host_secret
+        last, row = "", None
+        for n, (address, pi) in enumerate(probes, 1):
+            if address != last:
+                last, dst4 = address, pton(af, address)
+                try:
+                    source = self._source(address, dst4)
+                except OSError as e:
+                    self.ctx.log.warning(f"syn_scanner: skipping {address}: no route ({e})")
+                    row = None
+                    continue
+                row = (int.from_bytes(dst4, "big"), secret(self.templates[source][1], dst4), source)
+            if row is not None:
+                chunk.add_item(*row, pi)
+            if not n % 4096:
+                gevent.sleep(0)
+        chunk.seal()
+        return chunk
+
     def _source(self, address: str, dst4: bytes) -> int:
         """The index of the template for the source address the route to ``address``
         takes; looked up once per /24."""
@@ -253,13 +283,12 @@ class SynScan:
             if not self._after_try(chunk, k, sent, before - chunk.pending, drops,
                                    sent / took if took else 0.0):
                 break
-        nports = len(self.ports)
         if chunk.pending and chunk.out_of_time():
             # Not every try was sent, or its replies not all awaited: the unanswered ports
             # are unknown, not filtered.
             for i, state in enumerate(chunk.states):
                 if not state:
-                    self.late.skip(chunk.address(i // nports))
+                    self.late.skip(chunk.address(chunk.host_of(i)))
             self.chunk = None
             return
         self.silent += chunk.pending
@@ -271,6 +300,9 @@ class SynScan:
         """nmap's way: a host that answered on some port has its silent ports listed as
         filtered; a host silent on every port is counted (``silent_hosts``: down, or all
         filtered), not listed port by port, so a sweep of dead space lists nothing."""
+        if isinstance(chunk, _ItemChunk):
+            self._list_filtered_items(chunk)
+            return
         states, nports = chunk.states, len(self.ports)
         for hi in range(len(chunk)):
             row = states[hi * nports:(hi + 1) * nports]
@@ -281,13 +313,33 @@ class SynScan:
                 continue
             host = chunk.address(hi)
             for pi, state in enumerate(row):
-                key = (host, self.ports[pi])
-                # a host listed again in a later chunk is one host: its ports listed once
-                if state or key in self.listed or key in self.reported:
-                    continue
-                self.listed.add(key)
-                self.filtered.append(Port(host=host, port=key[1], protocol="tcp", state="filtered",
-                                          method="syn", reason="no-response"))
+                if not state:
+                    self._list_silent(host, self.ports[pi])
+
+    def _list_filtered_items(self, chunk: _ItemChunk) -> None:
+        """``_list_filtered`` for a chunk of single probes: a host's other ports are in
+        other chunks or shards, so a silent probe is listed when its host answered
+        another probe of the same chunk, and a host is counted silent per chunk."""
+        for row, probes in chunk.host_rows():
+            states = {state for state, _ in probes}
+            if 0 not in states:
+                continue
+            if OPEN not in states and CLOSED not in states:
+                self.silent_hosts += 1
+                continue
+            host = chunk.address(row)
+            for state, pi in probes:
+                if not state:
+                    self._list_silent(host, self.ports[pi])
+
+    def _list_silent(self, host: str, port: int) -> None:
+        key = (host, port)
+        # a host listed again in a later chunk is one host: its ports listed once
+        if key in self.listed or key in self.reported:
+            return
+        self.listed.add(key)
+        self.filtered.append(Port(host=host, port=port, protocol="tcp", state="filtered",
+                                  method="syn", reason="no-response"))
 
     @property
     def dropped(self) -> int:
@@ -352,6 +404,9 @@ class SynScan:
         """Split a pass between sender processes: by host when there are enough hosts,
         else by port."""
         n = len(chunk)
+        if isinstance(chunk, _ItemChunk):  # a row a probe: split the rows
+            return [job4_items(chunk, sport, self.hasher, self.templates, range(i, n, SEND_PROCESSES),
+                               self.ports) for i in range(min(SEND_PROCESSES, max(1, n)))]
         ports = list(enumerate(self.ports))
 
         def job(hosts: range, ports: list[tuple[int, int]]) -> Job:

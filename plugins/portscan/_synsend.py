@@ -9,7 +9,7 @@ from typing import Any
 
 from pentora_plugins.kit.net.rawsend import BatchSender, Job, SendResult
 from pentora_plugins.kit.net.rawtcp import CSUM, PORTS_SEQ, SeqHasher, Syn6Template, SynTemplate
-from pentora_plugins.portscan._synchunk import _Chunk, _Chunk6
+from pentora_plugins.portscan._synchunk import _Chunk, _Chunk6, _ItemChunk
 
 _IP_TAIL = struct.Struct("!H4sI")   # IP checksum, source, destination (bytes 10-20)
 _ADDR = struct.Struct("!I")         # a destination in its sockaddr_in
@@ -61,6 +61,51 @@ def job4(chunk: _Chunk, sport: int, hasher: SeqHasher, templates: list[Template4
                     if deadline is not None and monotonic() > deadline:
                         return  # --host-timeout: the chunk's hosts are out of time
                     n, limit = 0, pace()
+        out.flush(n, result)
+    return job
+
+
+def job4_items(chunk: _ItemChunk, sport: int, hasher: SeqHasher, templates: list[Template4],
+               rows: range, ports: list[int]) -> Job:
+    """``job4`` for a chunk of single probes (``_ItemChunk``): each row names its port,
+    so the rows are walked once, in their order, instead of ports × hosts. A loop of its
+    own: it is the hot loop of a sharded sweep."""
+    states, port_of, port_mask = chunk.states, chunk.port, hasher.port_mask
+    dsts, secrets, sources = chunk.dst, chunk.secret, chunk.source
+    deadline, monotonic = chunk.deadline, time.monotonic
+    size = SynTemplate.LENGTH
+    pack_ip, pack_ports_seq = _IP_TAIL.pack_into, PORTS_SEQ.pack_into
+    pack_csum, pack_addr = CSUM.pack_into, _ADDR.pack_into
+
+    def job(out: BatchSender, pace: Any, result: SendResult) -> None:
+        masks = [port_mask(port, sport) for port in ports]  # per port index, once a try
+        packets, addresses = out.packets, out.addresses
+        n, limit = 0, pace()
+        for r in rows:
+            if states[r]:
+                continue
+            pi = port_of[r]
+            port, mask = ports[pi], masks[pi]
+            off, d = n * size, dsts[r]
+            _, src4, packet, ip_base, tcp_base = templates[sources[r]]
+            packets[off:off + size] = packet
+            dsum = (d >> 16) + (d & 0xFFFF)
+            total = ip_base + dsum
+            total = (total & 0xFFFF) + (total >> 16)
+            pack_ip(packets, off + 10, ~(total + (total >> 16)) & 0xFFFF, src4, d)
+            seq = secrets[r] ^ mask
+            pack_ports_seq(packets, off + 20, sport, port, seq)
+            total = tcp_base + dsum + sport + port + (seq >> 16) + (seq & 0xFFFF)
+            total = (total & 0xFFFF) + (total >> 16)
+            total = (total & 0xFFFF) + (total >> 16)
+            pack_csum(packets, off + 36, ~total & 0xFFFF)
+            pack_addr(addresses, n * 16 + 4, d)
+            n += 1
+            if n == limit:
+                out.flush(n, result)
+                if deadline is not None and monotonic() > deadline:
+                    return  # --host-timeout: the chunk's hosts are out of time
+                n, limit = 0, pace()
         out.flush(n, result)
     return job
 

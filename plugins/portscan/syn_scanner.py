@@ -26,6 +26,11 @@ timeout, on a new source port; a reply to any try counts. Beyond ``retries``, tr
 Memory: a chunk of at most CHUNK_PROBES probes is held at once, its hosts in arrays
 (``_Chunk``), so a sweep's state does not grow with its range; findings do.
 
+``-Pn`` sweeps of IPv4 targets (an ``AssumedHosts`` view as input) walk the target set's
+index in batches, each one checkpoint item (``_synwalk``); sharded, a shard walks its own
+(host, port) items only, a row a probe (``_ItemChunk``), and lists a silent probe as
+filtered when its host answered another probe of the same chunk.
+
 Half-open: our kernel has no socket for the connection, so it answers each SYN-ACK with
 an RST, which tears down the half-open connection at the target. Source ports are taken
 above Linux's ephemeral range (61000-65000), one per try, so no local socket owns them.
@@ -67,6 +72,7 @@ from pentora_plugins.kit.records import Port
 from pentora_plugins.kit.shard import share
 from pentora_plugins.portscan._synchunk import _Chunk
 from pentora_plugins.portscan._synscan import SPORT_HIGH, SynScan
+from pentora_plugins.portscan._synwalk import Walk
 from voluptuous import Optional
 
 from pentora import Module, NodeContext
@@ -179,13 +185,18 @@ class SynScanner(Module):
         if v6_socks is not None:
             receivers.append(gevent.spawn(scan.receive6))
         v6: list[str] = []
+        walk = Walk.of(ctx, ctx.get(config["input"], None), len(scan.ports), CHUNK_PROBES)
         try:
-            per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
-            todo = self._destinations(ctx, (a for a, _ in hosts if a not in done), v6, v6_socks is not None)
-            for chunk in scan.chunks(todo, per_chunk):
-                found = len(scan.open)
-                scan.scan_chunk(chunk)
-                _checkpoint(ctx, chunk, scan.open[found:])
+            if walk is not None:
+                _walk(ctx, scan, walk, done)
+            else:
+                per_chunk = max(1, CHUNK_PROBES // max(1, len(scan.ports)))
+                todo = self._destinations(ctx, (a for a, _ in hosts if a not in done), v6,
+                                          v6_socks is not None)
+                for chunk in scan.chunks(todo, per_chunk):
+                    found = len(scan.open)
+                    scan.scan_chunk(chunk)
+                    _checkpoint(ctx, chunk, scan.open[found:])
         finally:
             gevent.killall(receivers)
             for sock in (recv_sock, send_sock, *(v6_socks or ())):
@@ -237,6 +248,26 @@ class SynScanner(Module):
                         continue
                     address = ip.compressed
             yield address
+
+
+def _walk(ctx: NodeContext, scan: SynScan, walk: Walk, done: frozenset[str]) -> None:
+    """A ``-Pn`` sweep of IPv4 targets, batch by batch (``_synwalk``): each finished batch
+    is one checkpoint item with its open ports."""
+    if walk.shard is not None:
+        # the walk holds this shard's items only: nothing to skip in a chunk
+        scan.select = None
+        ctx.log.info(f"syn_scanner: shard {walk.shard} walks its {walk.probes} of the "
+                     f"{walk.targets.size * walk.nports} probes")
+    finished = sum(b - a + 1 for a, b in walk.finished(done))
+    if finished:
+        unit = "hosts" if walk.shard is None else "walk steps"
+        ctx.log.info(f"syn_scanner: {finished} {unit} finished by an earlier run are skipped")
+    for item, chunks in walk.batches(scan, done):
+        found = len(scan.open)
+        for chunk in chunks:
+            if len(chunk):
+                scan.scan_chunk(chunk)
+        ctx.checkpoint(item, scan.open[found:])
 
 
 def _checkpoint(ctx: NodeContext, chunk: _Chunk, opened: list[Port]) -> None:

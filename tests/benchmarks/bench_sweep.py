@@ -4,6 +4,7 @@ Not a test: run it as root and read the table::
 
     .venv/bin/python tests/benchmarks/bench_sweep.py [--quick] [--prefix CIDR]
         [--masscan-rates 25000,50000,100000,200000] [--zmap-rates ...] [--nmap-rates ...]
+        [--shards N]
 
 What runs. ``pentora.testing.simulated_network(PREFIX, ports=(22, 80, 443))``: two
 network namespaces made for the run (and deleted at the end) joined by a veth pair,
@@ -36,6 +37,9 @@ its output included), its output file counted:
   an empty blocklist, because zmap's default one excludes 198.18.0.0/15 (RFC 2544, the
   benchmarking range this network lives in). zmap's default output filter keeps each
   first SYN-ACK only.
+* ``pentora scan ... -Pn --shard K/N`` for K = 1..N (``--shards N``, 2 unless given),
+  one after the other: each shard's time over the unsharded ``-Pn`` sweep's, and the
+  union of the shards' open ports against the true set.
 * ``nmap -sS --min-rate R -p 22,80,443 -n -Pn PREFIX -oX FILE``: rates swept.
 
 Each peer's best run is the one that found the most open ports (ties: the fastest).
@@ -165,12 +169,14 @@ def timed(name: str, argv: list[str]) -> tuple[Run, subprocess.CompletedProcess[
     return run, done
 
 
-def run_pentora(net: Net, tmp: Path, assume_up: bool) -> Run:
+def run_pentora(net: Net, tmp: Path, assume_up: bool, shard: str | None = None) -> Run:
     out = tmp / "pentora.jsonl"
     out.unlink(missing_ok=True)
     argv = [*pentora_command(), "scan", "-t", net.prefix, "-p", PORT_LIST, "-sS",
-            *(["-Pn"] if assume_up else []), "-o", str(out), "--no-store", "-q"]
-    run, _ = timed("pentora -sS -Pn" if assume_up else "pentora -sS (discovery first)", net.cmd(*argv))
+            *(["-Pn"] if assume_up else []), *(["--shard", shard] if shard else []),
+            "-o", str(out), "--no-store", "-q"]
+    name = "pentora -sS -Pn" if assume_up else "pentora -sS (discovery first)"
+    run, _ = timed(f"{name} --shard {shard}" if shard else name, net.cmd(*argv))
     if run.error is None:
         for line in out.read_text().splitlines():
             rec = json.loads(line)
@@ -278,11 +284,30 @@ def goal(fast: Run, masscan: Run | None, expected: Pairs) -> str:
             f"{r:.2f}x: {verdict}")
 
 
+def sharded(fast: Run, shards: list[Run], expected: Pairs) -> list[str]:
+    """The shards of the ``-Pn`` sweep, run one after the other: each one's time over the
+    unsharded sweep's (1/N is the goal: a shard walks its own probes only), and their
+    union against the true set."""
+    n = len(shards)
+    if any(r.error is not None for r in shards):
+        return [row(r, expected, fast, None) for r in shards]
+    lines = [f"sharded -Pn, {n} shards one after the other (each shard's time over the "
+             f"unsharded -Pn sweep's; 1/{n} = {1 / n:.2f} would be perfect):"]
+    for r in shards:
+        share = f"{r.wall / fast.wall:.2f}" if fast.error is None and fast.wall else "-"
+        lines.append(f"  {r.name:<34} {r.wall:>8.2f} s {len(r.found & expected):>9,} open  {share:>6}")
+    union = set().union(*(r.found for r in shards))
+    overlap = sum(len(r.found) for r in shards) - len(union)
+    lines.append(f"  union: {len(union & expected):,}/{len(expected):,} open, "
+                 f"{len(union - expected)} false, {overlap} found by two shards")
+    return lines
+
+
 def router_mac(target_run: Callable[..., subprocess.CompletedProcess[str]]) -> str:
     return target_run("cat", "/sys/class/net/sim1/address").stdout.strip()
 
 
-def sweep(prefix: str, rates: dict[str, list[int]]) -> int:
+def sweep(prefix: str, rates: dict[str, list[int]], shards: int = 2) -> int:
     from pentora.testing import netns_unavailable, simulated_network
 
     reason = netns_unavailable()
@@ -306,6 +331,7 @@ def sweep(prefix: str, rates: dict[str, list[int]]) -> int:
               f"{len(expected):,} open ports (simulated network, router MAC {net.router_mac})")
         fast = net.measured(run_pentora, tmp, True)
         full = net.measured(run_pentora, tmp, False)
+        shard_runs = [net.measured(run_pentora, tmp, True, f"{k}/{shards}") for k in range(1, shards + 1)]
         runs = {tool: [net.measured(runner, tmp, rate) for rate in rates[tool]]
                 for tool, runner in peers.items()}
     print(header())
@@ -320,6 +346,8 @@ def sweep(prefix: str, rates: dict[str, list[int]]) -> int:
         if top is not None:
             print(row(top, expected, fast, full))
     print(goal(fast, best(runs.get("masscan", [])), expected))
+    if shard_runs:
+        print("\n".join(sharded(fast, shard_runs, expected)))
     return 0
 
 
@@ -342,7 +370,11 @@ def main() -> int:
     for tool in PEERS:
         parser.add_argument(f"--{tool}-rates", type=rate_list, metavar="R,R",
                             help=f"{tool}'s rates to sweep (packets a second); empty: leave it out")
+    parser.add_argument("--shards", type=int, default=2, metavar="N",
+                        help="also sweep -Pn in N shards, one after the other (0: leave out)")
     args = parser.parse_args()
+    if args.shards < 0:
+        parser.error(f"--shards {args.shards}: give a number of shards, or 0 to leave them out")
     rates = dict(QUICK_RATES if args.quick else RATES)
     for tool in PEERS:
         given = getattr(args, f"{tool}_rates")
@@ -356,7 +388,7 @@ def main() -> int:
     if network.version != 4 or not network.subnet_of(ipaddress.IPv4Network("198.18.0.0/15")):
         parser.error(f"--prefix {prefix}: the simulated network lives in 198.18.0.0/15; "
                      "give a prefix inside it, such as 198.18.0.0/20")
-    return sweep(str(network), rates)
+    return sweep(str(network), rates, args.shards)
 
 
 if __name__ == "__main__":

@@ -250,6 +250,32 @@ def test_feistel_permutation_is_a_bijection(n: int) -> None:
     assert sorted(perm) == list(range(n))
 
 
+@settings(max_examples=200, deadline=None)
+@given(n=st.one_of(st.integers(1, 5000), st.integers(1, 2**130)), seed=st.integers(0, 2**64),
+       data=st.data())
+def test_feistel_inverse_undoes_the_permutation(n: int, seed: int, data: Any) -> None:
+    # small sizes walk many cycles; IPv6-sized ones take the blake2b round function
+    perm = FeistelPermutation(n, seed)
+    for x in data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=20)):
+        assert perm(perm.inverse(x)) == x
+        assert perm.inverse(perm(x)) == x
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 1000, 4097])
+def test_feistel_inverse_is_the_whole_inverse_bijection(n: int) -> None:
+    perm = FeistelPermutation(n, seed=3)
+    assert [perm.inverse(x) for x in perm] == list(range(n))
+    with pytest.raises(IndexError, match="out of range"):
+        perm.inverse(n)
+
+
+def test_address_at_is_the_address_of_the_record_at_that_index() -> None:
+    ts = TargetSet.parse(["10.0.0.250-10.0.1.3", "::1-::3", "host.example"], exclude="10.0.1.0")
+    assert [ts.address_at(i) for i in range(ts.size)] == [t.address for t in ts]
+    with pytest.raises(IndexError, match="out of range"):
+        ts.address_at(ts.size)
+
+
 def test_shuffle_through_module_and_seed_logged() -> None:
     result = run_parser({"targets": "10.0.0.0/28", "shuffle": True, "seed": 99})
     ts = result.context.get("targets")
