@@ -234,6 +234,10 @@ def test_a_cancelled_scan_leaves_no_shard_to_run_later(broker, workers, slow_por
                              "--shards", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         only.wait_for("Task pentora.run_shard[", 60)  # one shard runs, five wait in the queue
+        # the scan may still be sending the last ones when the first starts: wait for them
+        deadline = time.monotonic() + 30  # a hang guard
+        while leftovers(broker)["queued"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert leftovers(broker)["queued"] == 5
         scan.send_signal(signal.SIGTERM)                # cancels the scan
         out, err = scan.communicate(timeout=60)
