@@ -16,6 +16,7 @@ from pentora_plugins.store._db import (
     StoreError,
     configured_path,
     delete_scans,
+    load_records,
     reading,
     resolve_id,
     retention_victims,
@@ -162,14 +163,13 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from pentora_plugins.kit.findings import SEVERITIES
-    from pentora_plugins.store import _diff
 
     with _store(args) as conn:
         scan_id = resolve_id(conn, args.id)
         row = scan_row(conn, scan_id)
         nodes = conn.execute("SELECT node, module_type, status, record, run FROM nodes WHERE "
                              "scan_id = ? ORDER BY rowid", (scan_id,)).fetchall()
-        records = _diff.load_records(conn, scan_id)
+        records = load_records(conn, scan_id)
     if args.format == "json":
         info = {k: v for k, v in row.items() if k != "dag"}
         info.update(status=shown_status(row), vars=json.loads(row["vars"]), dag=json.loads(row["dag"]),
@@ -202,7 +202,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _ports_table(records: list[dict[str, Any]]) -> None:
-    from pentora_plugins.store import _diff
+    from pentora_plugins.kit import diff as _diff
 
     services = {(f["host"], f["port"]): f for f in records if f.get("kind") == "service"}
     ports = [f for f in records if f.get("kind") == "port"]
@@ -218,11 +218,11 @@ def _ports_table(records: list[dict[str, Any]]) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from pentora_plugins.store import _diff
+    from pentora_plugins.kit import diff as _diff
 
     with _store(args) as conn:
         old, new = resolve_id(conn, args.old), resolve_id(conn, args.new)
-        changes = _diff.diff(_diff.load_records(conn, old), _diff.load_records(conn, new))
+        changes = _diff.diff(load_records(conn, old), load_records(conn, new))
     if args.format == "json":
         _json({"old": old, "new": new, **changes})
     else:

@@ -337,7 +337,7 @@ def test_an_unwritable_store_is_a_warning_and_the_scan_goes_on(tmp_path, log_mes
 
 
 def test_diff_compares_hosts_ports_services_and_findings():
-    from pentora_plugins.store._diff import diff, render
+    from pentora_plugins.kit.diff import diff, render
 
     def f(kind: str, **fields: Any) -> dict[str, Any]:
         return {"kind": kind, "host": "127.0.0.1", **fields}
