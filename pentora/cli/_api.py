@@ -19,6 +19,7 @@ from ._common import (
     make_orchestrator,
     parse_sets,
     profile_path,
+    unused_vars,
 )
 from ._outputs import (
     OutputSink,
@@ -29,4 +30,4 @@ from ._outputs import (
     output_targets,
     resolve_outputs,
 )
-from ._scan_cmd import refuse_scan_options, scan_exit, scan_options
+from ._scan_cmd import new_scan, refuse_scan_options, scan_exit, scan_options
