@@ -21,6 +21,8 @@ from ._common import (
     profile_path,
     unused_vars,
 )
+from ._info_cmds import modules_data, plugins_data, profiles_data
+from ._main import scan_parser
 from ._outputs import (
     OutputSink,
     add_output_options,
