@@ -92,7 +92,8 @@ class ScanManager:
         while self.queue and self.pool.free_count() > 0 and not self.stopping:
             job = self.queue.popleft()
             job.status = "running"  # before the greenlet runs: the answer to POST says so
-            self.pool.spawn(self._run, job)
+            # linked after the pool's own link: the slot is free when the next one is taken
+            self.pool.spawn(self._run, job).rawlink(lambda _: self._pump())
 
     def _run(self, job: Job) -> None:
         events = ScanEvents(job.log, job.dag)
@@ -112,7 +113,6 @@ class ScanManager:
         finally:
             self.pm.unregister(events)
             job.orch = None
-            gevent.spawn(self._pump)
 
     # -- asking and acting -----------------------------------------------------------------
 
