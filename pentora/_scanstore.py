@@ -7,6 +7,7 @@ store (the server, a third-party dashboard) reads stored scans without importing
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -20,7 +21,7 @@ class ScanStore(Protocol):
     path: str
 
     def list(self, status: str | None = None, since: float | None = None, limit: int = 50,
-             offset: int = 0) -> list[dict[str, Any]]:
+             offset: int = 0) -> builtins.list[dict[str, Any]]:
         """Newest first: ``id``, ``dag``, ``status``, ``started_at``, ``finished_at`` (ISO),
         ``runs``, ``targets``, ``records``, ``findings``; ``since`` a Unix time."""
         ...
@@ -34,7 +35,7 @@ class ScanStore(Protocol):
         --format json`` gives them (without the records); None: no such scan."""
         ...
 
-    def records(self, scan_id: str) -> list[dict[str, Any]]:
+    def records(self, scan_id: str) -> builtins.list[dict[str, Any]]:
         """The records found by ``scan_id`` (dicts, ``kind`` first), in the order found."""
         ...
 
@@ -42,6 +43,6 @@ class ScanStore(Protocol):
         """Remove the scan and everything of it; False: there was no such scan."""
         ...
 
-    def mark_interrupted(self, scan_ids: list[str], reason: str = "interrupted") -> None:
+    def mark_interrupted(self, scan_ids: builtins.list[str], reason: str = "interrupted") -> None:
         """Give the scans status ``interrupted`` with ``reason``, so ``--resume`` may run them."""
         ...

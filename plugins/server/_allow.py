@@ -48,7 +48,7 @@ class AllowList:
         tokens = [t for text in texts if isinstance(text, str) for t in split_specs(text)]
         if not tokens or any("${" in t for t in tokens):
             return []  # a reference to a var: the var itself is checked
-        parsed = []
+        parsed: list[tuple[str, Any]] = []
         for token in tokens:
             if token.startswith("@"):
                 if not strict:

@@ -6,6 +6,7 @@ commands read through the functions here too.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import sqlite3
@@ -85,7 +86,8 @@ class SqliteScanStore:
 
     @staticmethod
     def _filter(status: str | None, since: float | None) -> tuple[str, tuple[Any, ...]]:
-        clauses, params = [], []
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
         if since is not None:
             clauses.append("started_at >= ?")
             params.append(since)
@@ -97,7 +99,7 @@ class SqliteScanStore:
         return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), tuple(params)
 
     def list(self, status: str | None = None, since: float | None = None, limit: int = 50,
-             offset: int = 0) -> list[dict[str, Any]]:
+             offset: int = 0) -> builtins.list[dict[str, Any]]:
         where, params = self._filter(status, since)
         with self._conn() as conn:
             if status in ("running", "interrupted"):
@@ -125,7 +127,7 @@ class SqliteScanStore:
         out["counts"] = dict(sorted(counts.items()))
         return out
 
-    def records(self, scan_id: str) -> list[dict[str, Any]]:
+    def records(self, scan_id: str) -> builtins.list[dict[str, Any]]:
         with self._conn() as conn:
             return load_records(conn, scan_id)
 
@@ -136,7 +138,7 @@ class SqliteScanStore:
             delete_scans(conn, [scan_id])
         return True
 
-    def mark_interrupted(self, scan_ids: list[str], reason: str = "interrupted") -> None:
+    def mark_interrupted(self, scan_ids: builtins.list[str], reason: str = "interrupted") -> None:
         if not scan_ids:
             return
         with self._conn() as conn:
