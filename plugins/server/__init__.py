@@ -1,0 +1,1 @@
+"""The server mode: the REST API, its scans, schedules and alerts."""
