@@ -117,7 +117,7 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Webhook:
     url: str
     secret: str = field(repr=False)
@@ -133,6 +133,9 @@ class Webhook:
     @property
     def label(self) -> str:
         return self.name or redact(self.url)
+
+    def __repr__(self) -> str:  # the URL's query and user may be credentials, as the secret is
+        return f"Webhook({redact(self.url)!r}, min_severity={self.min_severity!r}, name={self.name!r})"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -319,7 +322,7 @@ class WebhookSender:
                     return
                 attempt["retry_in"] = round(wait, 3)
                 delivery.status = "retrying"
-                log.info("webhook {}: {}; try {} in {:.1f} s", label, e, len(delivery.tries) + 1, wait)
+                log.info("webhook {}: {}; try {} in {:.2f} s", label, e, len(delivery.tries) + 1, wait)
                 gevent.sleep(wait)
                 continue
             except _FailedError as e:
