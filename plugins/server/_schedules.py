@@ -321,6 +321,13 @@ class Scheduler:
             self._greenlet.kill()
             self._greenlet = None
 
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the scheduler's greenlet to end; False if it still runs after ``timeout``."""
+        if self._greenlet is None:
+            return True
+        self._greenlet.join(timeout)
+        return bool(self._greenlet.dead)
+
     def wake(self) -> None:
         self._wake.set()
 
