@@ -9,10 +9,12 @@ import email.utils
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,3 +291,14 @@ def test_a_bad_webhook_entry_names_the_key_and_the_fix(entry: dict[str, Any], me
 def test_the_alert_time_is_utc_iso() -> None:
     when = dt.datetime(2024, 6, 2, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert the_alert(when=when)["time"] == "2024-06-02T12:00:00+00:00"
+
+
+def test_the_verification_example_of_the_docs_accepts_a_real_delivery(receiver) -> None:
+    page = (Path(__file__).parents[2] / "docs" / "server-alerts.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    space: dict[str, Any] = {}
+    exec(code, space)  # noqa: S102 - the documentation's own example, run as a reader would
+    deliver(sender(receiver.url), the_alert())
+    (req,) = receiver.requests
+    assert space["verified"](SECRET, req["headers"], req["body"])
+    assert not space["verified"]("another-secret-of-the-same-size", req["headers"], req["body"])
