@@ -333,8 +333,9 @@ class Scheduler:
 
     def _loop(self) -> None:
         while True:
-            delay = self.run_due()
+            # Cleared before the pass: a change made while submit() runs wakes the next sleep.
             self._wake.clear()
+            delay = self.run_due()
             self.sleep(min(self.max_sleep, delay if delay is not None else self.max_sleep))
 
     def run_due(self) -> float | None:
