@@ -10,7 +10,7 @@ severity up (``info < low < medium < high < critical``); port changes always cou
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pentora_plugins.kit.findings import SEVERITIES
@@ -109,3 +109,21 @@ def alert(schedule: dict[str, Any], old_scan: str | None, new_scan: str,
         "summary": {key: len(found.get(key, [])) for key in CHANGE_KEYS},
         "time": when.astimezone(dt.UTC).isoformat(),
     }
+
+
+def on_scan_end(records: Callable[[str], list[dict[str, Any]]],
+                send: Callable[[dict[str, Any]], object]) -> Callable[[Any, str], None]:
+    """The ``finished(schedule, scan_id)`` of a ``Scheduler``: compare the schedule's
+    baseline scan with ``scan_id`` (``records`` gives a stored scan's records) and hand the
+    alert to ``send`` (a ``WebhookSender.send``, which cuts it to each webhook's severity)
+    when anything changed. A schedule's first scan has no baseline: nothing is sent."""
+
+    def finished(schedule: Any, scan_id: str) -> None:
+        old = schedule.baseline_scan_id
+        if not old or old == scan_id:
+            return
+        found = changes(records(old), records(scan_id))
+        if found is not None:
+            send(alert(schedule.to_dict(), old, scan_id, found))
+
+    return finished

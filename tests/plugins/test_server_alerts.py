@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from pentora_plugins.server._alerts import alert, at_severity, changes
+from pentora_plugins.server._alerts import alert, at_severity, changes, on_scan_end
 
 
 def port(host: str, number: int, state: str = "open", protocol: str = "tcp") -> dict[str, Any]:
@@ -137,3 +137,24 @@ def test_the_alert_body_is_json_with_the_scans_the_schedule_and_a_summary() -> N
     assert body["summary"] == {"new_ports": 1, "closed_ports": 0, "new_findings": 0,
                                "resolved_findings": 0, "changed_findings": 0}
     assert body["time"].endswith("+00:00")
+
+
+def test_on_scan_end_sends_the_changes_from_the_baseline_only_when_there_are_some(tmp_path) -> None:
+    from pentora_plugins.server._schedules import Scheduler, ScheduleStore
+
+    stored = {"s1": BASE, "s2": BASE, "s3": [*BASE, port("127.0.0.1", 8080)]}
+    sent: list[dict[str, Any]] = []
+    store = ScheduleStore(tmp_path)
+    schedule = store.create({"name": "nightly", "cron": "0 3 * * *", "request": {"targets": "127.0.0.1"}})
+    ids = iter(["s1", "s2", "s3"])
+    scheduler = Scheduler(store, lambda request, s: next(ids), on_scan_end(stored.__getitem__, sent.append))
+    for scan in ("s1", "s2", "s3"):
+        schedule.next_run = None
+        scheduler.run_due()  # plans it
+        schedule.next_run = schedule.next_run.replace(year=2000)  # type: ignore[union-attr]  # due
+        scheduler.run_due()
+        scheduler.scan_finished(scan)
+    (body,) = sent  # s1: no baseline; s2: no change; s3: a new port
+    assert (body["old_scan_id"], body["new_scan_id"]) == ("s2", "s3")
+    assert body["schedule"] == {"id": schedule.id, "name": "nightly"}
+    assert [p["port"] for p in body["changes"]["new_ports"]] == [8080]
