@@ -160,7 +160,8 @@ def _scan_routes(app: Flask, server: Server) -> None:  # noqa: C901 - one closur
         return {"id": job.id, "dag": job.dag.name, "status": job.status,
                 "started_at": None, "finished_at": None, "runs": 0,
                 "targets": job.targets, "records": sum(job.log.counts.values()),
-                "findings": job.log.counts.get("vulnerability", 0)}
+                "findings": job.log.counts.get("vulnerability", 0),
+                **({"error": job.error} if job.error else {})}
 
     @app.post(f"{API}/scans")
     def submit() -> Response:
@@ -198,7 +199,9 @@ def _scan_routes(app: Flask, server: Server) -> None:  # noqa: C901 - one closur
     def found(scan_id: str) -> dict[str, Any]:
         shown = store.get(scan_id)
         if shown is None:
-            job = manager.active(scan_id)
+            # A scan that never reached the store: queued, or one that could not start
+            # (e.g. no Celery worker answers), with the reason.
+            job = manager.jobs.get(scan_id)
             if job is None:
                 raise ApiError(404, f"no scan '{scan_id}'; see GET {API}/scans")
             return {"scan": queued_item(job), "nodes": [

@@ -29,6 +29,13 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--key", metavar="FILE", help="TLS private key (PEM), with --cert")
     p.add_argument("--resume-interrupted", action="store_true",
                    help="resume at start the scans a stopped server left interrupted")
+    p.add_argument("--executor", choices=["local", "celery"], default="local",
+                   help="where scans run: in this process (local) or sharded on `pentora "
+                        "worker`s (celery), as `pentora scan --executor`")
+    p.add_argument("--broker", metavar="URL",
+                   help="Celery broker for --executor celery (redis://HOST:PORT/DB)")
+    p.add_argument("--shards", type=_positive, metavar="N",
+                   help="shards per scan for --executor celery (8)")
     p.set_defaults(func=cmd_server, cooperative=True,
                    server_scan_parser=subparsers.choices.get("scan"))
     sub = p.add_subparsers(dest="server_command", metavar="COMMAND")
@@ -131,6 +138,32 @@ def cmd_server(args: argparse.Namespace) -> int:
     state = state_dir(args.state)
     tokens = TokenStore(state)
     check_exposure(args, host, tokens)
+    args.celery_args = celery_args(args)
     from pentora_plugins.server._serve import serve
 
     return serve(args, host, port, config, state, tokens)
+
+
+def celery_args(args: argparse.Namespace) -> argparse.Namespace | None:
+    """For ``--executor celery``: the namespace ``pentora scan --executor celery --broker URL
+    [--shards N]`` parses to, which the distributed plugin's ``pentora_scan_execute`` reads
+    (its own option checks apply); None for local scans. Usage errors name the option."""
+    if args.executor != "celery":
+        if args.broker or args.shards:
+            raise CliError("--broker and --shards go with --executor celery", EXIT_USAGE)
+        return None
+    if not args.broker:
+        raise CliError("--executor celery needs --broker URL (e.g. redis://127.0.0.1:6379/0)",
+                       EXIT_USAGE)
+    if "://" not in args.broker:
+        raise CliError(f"--broker: a URL such as redis://127.0.0.1:6379/0, got {args.broker!r}",
+                       EXIT_USAGE)
+    scan_parser = args.server_scan_parser
+    if scan_parser is None or "--executor" not in scan_parser._option_string_actions:
+        raise CliError("--executor celery needs the distributed plugin (pentora_plugins."
+                       "distributed), which is not loaded: drop -p no:distributed", EXIT_USAGE)
+    argv = ["--executor", "celery", "--broker", args.broker]
+    if args.shards:
+        argv += ["--shards", str(args.shards)]
+    # The parser of `pentora scan` itself: the options mean here what they mean there.
+    return scan_parser.parse_args(argv)

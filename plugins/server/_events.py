@@ -85,6 +85,14 @@ class ScanEvents:
         return bool(scan.scan_id == self.log.scan_id)
 
     @hookimpl
+    def pentora_scan_start(self, scan: Any) -> None:
+        # The DAG that runs may not be the one submitted: on Celery, a dispatch node and
+        # stand-ins (of the same ids) for the nodes the workers run.
+        if self._mine(scan):
+            for node in scan.dag.nodes:
+                self.log.nodes.setdefault(node.instance_id, "pending")
+
+    @hookimpl
     def pentora_node_start(self, scan: Any, node: Any, record: Any) -> None:
         if self._mine(scan):
             self.log.nodes[node.instance_id] = "running"

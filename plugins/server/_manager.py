@@ -6,11 +6,20 @@ the scan's ``ScanEvents`` registered beside the others for its life, and the sto
 option, so the store plugin records it as it records a scan of the command line. A
 cancel is the engine's own (``orch.cancel``): nodes stop, reporters still run, the store
 keeps the scan ``cancelled``.
+
+With ``celery`` (``pentora server --executor celery``), a scan goes the way ``pentora scan
+--executor celery`` goes: the distributed plugin's ``pentora_scan_execute`` with the
+namespace that command line gives it. That plugin runs the merge side here (a dispatch
+node, stand-ins for the nodes that ran on the workers, the rest of the DAG), so the
+event log gets its node events, the records as each shard's result arrives, and the
+dispatcher's progress; a cancel stops the dispatcher, which revokes the shards.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import copy
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +45,7 @@ class Job:
     status: str = "queued"
     log: EventLog = field(init=False)
     orch: Any = None
+    error: str | None = None  # why a scan that could not start did not
     submitted: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -43,8 +53,10 @@ class Job:
 
 
 class ScanManager:
-    def __init__(self, pm: Any, store: Any, max_scans: int) -> None:
+    def __init__(self, pm: Any, store: Any, max_scans: int,
+                 celery: argparse.Namespace | None = None) -> None:
         self.pm, self.store = pm, store
+        self.celery = celery
         self.pool = gevent.pool.Pool(max_scans)
         self.queue: collections.deque[Job] = collections.deque()
         self.jobs: dict[str, Job] = {}
@@ -101,18 +113,35 @@ class ScanManager:
         job.orch = orch
         try:
             orch.load_dag(job.dag)
-            result = orch.execute(vars=job.variables, scan_id=job.id,
-                                  options={"store": self.store.path, "resume": job.resume})
+            result = self._execute(orch, job)
             job.status = result.status
         except Exception as e:  # a scan that cannot start: its log says why, the server lives
             log.warning("scan {} could not run: {}", job.id, e)
-            job.status = "failed"
+            job.status, job.error = "failed", str(e)
             if not job.log.ended:
                 job.log.add("scan_end", {"status": "failed", "counts": dict(job.log.counts),
                                          "error": str(e)})
         finally:
             self.pm.unregister(events)
             job.orch = None
+
+    def _execute(self, orch: Any, job: Job) -> Any:
+        options = {"store": self.store.path, "resume": job.resume}
+        if self.celery is None:
+            return orch.execute(vars=job.variables, scan_id=job.id, options=options)
+        # Planning the shards reads the validated DAG (what it produces), as after `pentora
+        # scan` validated it; the request was validated on another orchestrator.
+        orch.validate(vars={**job.dag.vars, **job.variables})
+        args = copy.copy(self.celery)
+        # The scan id the plugin gives orch.execute, as for `pentora scan --resume ID`; the
+        # store's "resume" option above says whether this is a resume.
+        args.resume = job.id
+        result = self.pm.hook.pentora_scan_execute(orch=orch, args=args, variables=job.variables,
+                                                   options=options)
+        if result is None:
+            raise PentoraError("--executor celery: no plugin ran the scan on Celery (is the "
+                               "distributed plugin disabled with -p no:distributed?)")
+        return result
 
     # -- asking and acting -----------------------------------------------------------------
 

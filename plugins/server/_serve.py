@@ -24,7 +24,7 @@ log = logger.bind(component="server")
 
 
 def build(pm: Any, scan_parser: Any, config: ServerConfig, state: Path,
-          tokens: TokenStore) -> Server:
+          tokens: TokenStore, celery: argparse.Namespace | None = None) -> Server:
     try:
         store = pm.hook.pentora_scan_store(path=config.store)
     except PentoraError as e:
@@ -32,14 +32,15 @@ def build(pm: Any, scan_parser: Any, config: ServerConfig, state: Path,
     if store is None:
         raise CliError("no plugin keeps scans (is the store plugin disabled, or PENTORA_STORE "
                        "off?); set `store: FILE` in the server config", EXIT_USAGE)
-    manager = ScanManager(pm, store, config.max_scans)
+    manager = ScanManager(pm, store, config.max_scans, celery)
     return Server(config, pm, scan_parser, store, tokens, AuditLog(state), manager,
                   AllowList(config.allow))
 
 
 def serve(args: argparse.Namespace, host: str, port: int, config: ServerConfig, state: Path,
           tokens: TokenStore) -> int:
-    server = build(args.plugin_manager, args.server_scan_parser, config, state, tokens)
+    server = build(args.plugin_manager, args.server_scan_parser, config, state, tokens,
+                   getattr(args, "celery_args", None))
     interrupted = server.manager.interrupted_at_start()
     if interrupted:
         log.warning("scans left interrupted by a stopped server: {}{}", ", ".join(interrupted),
