@@ -51,6 +51,7 @@ class Server:
     audit: AuditLog
     manager: ScanManager
     allow: AllowList
+    schedules: Any = None  # _schedule_api.Schedules, when the server runs a scheduler
 
 
 def _error(status: int, error: str, problems: list[dict[str, Any]] | None = None,
@@ -69,6 +70,10 @@ def create_app(server: Server) -> Flask:
     _guard(app, server)
     _scan_routes(app, server)
     _info_routes(app, server)
+    if server.schedules is not None:
+        from pentora_plugins.server import _schedule_api
+
+        _schedule_api.add_routes(app, server)
     return app
 
 

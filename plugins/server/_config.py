@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
+from pentora_plugins.server._webhooks import WEBHOOK_SCHEMA
 from voluptuous.humanize import humanize_error
 
 from pentora import InputError, load_yaml, read_input
@@ -16,16 +17,6 @@ from pentora.schema import Nullable, PositiveInt, Size, Str
 
 DEFAULT_ALLOW = ["127.0.0.0/8", "::1/128"]
 MAX_CONFIG = 1 << 20
-
-
-def _webhook() -> vol.Schema:
-    return vol.Schema({
-        vol.Required("url", description="where change alerts are POSTed"): Str(),
-        vol.Optional("secret", default=None, description="HMAC-SHA256 key of the signature"):
-            Nullable(Str()),
-        vol.Optional("min_severity", default="info", description="least severity alerted"):
-            vol.In(["info", "low", "medium", "high", "critical"]),
-    })
 
 
 SCHEMA = vol.Schema({
@@ -39,7 +30,9 @@ SCHEMA = vol.Schema({
         PositiveInt(),
     vol.Optional("login_attempts", default=5,
                  description="failed UI logins per client address per minute"): PositiveInt(),
-    vol.Optional("webhooks", default=[], description="change alert receivers"): [_webhook()],
+    vol.Optional("webhooks", default=[],
+                 description="receivers of the schedules' change alerts (url, secret, "
+                             "min_severity, headers, name)"): [WEBHOOK_SCHEMA],
     vol.Optional("store", default=None,
                  description="the scan store file (default: the command line's)"): Nullable(Str()),
 })
@@ -74,13 +67,19 @@ def load_config(path: str | None) -> ServerConfig:
     try:
         values = SCHEMA(data)
     except vol.MultipleInvalid as e:
-        problems = "; ".join(humanize_error(data, err).replace("\n", " ") for err in e.errors)
+        problems = "; ".join(_problem(data, err) for err in e.errors)
         raise CliError(f"--config {path}: {problems} (settings: {', '.join(_keys())})",
                        EXIT_USAGE) from None
     config = ServerConfig(**values)
     for item in config.allow:
         _check_allow(path, item)
     return config
+
+
+def _problem(data: Any, err: vol.Invalid) -> str:
+    if "secret" in err.path:  # humanize_error repeats the value: never a webhook's secret
+        return f"{err.msg} @ data{''.join(f'[{p!r}]' for p in err.path)}"
+    return humanize_error(data, err).replace("\n", " ")
 
 
 def _keys() -> list[str]:

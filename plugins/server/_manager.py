@@ -22,6 +22,7 @@ import collections
 import copy
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ class ScanManager:
                  celery: argparse.Namespace | None = None) -> None:
         self.pm, self.store = pm, store
         self.celery = celery
+        # Called with (scan id, status) when a scan that ran ends (the scheduler's alerts).
+        self.ended: list[Callable[[str, str], Any]] = []
         self.pool = gevent.pool.Pool(max_scans)
         self.queue: collections.deque[Job] = collections.deque()
         self.jobs: dict[str, Job] = {}
@@ -124,6 +127,11 @@ class ScanManager:
         finally:
             self.pm.unregister(events)
             job.orch = None
+        for listener in self.ended:
+            try:
+                listener(job.id, job.status)
+            except Exception as e:  # noqa: BLE001 - a listener's bug must not stop the pool
+                log.opt(exception=e).error("scan {}: a scan-end listener failed: {}", job.id, e)
 
     def _execute(self, orch: Any, job: Job) -> Any:
         options = {"store": self.store.path, "resume": job.resume}

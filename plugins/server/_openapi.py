@@ -38,6 +38,49 @@ def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
             "description": description}
 
 
+def _schedule_paths(auth: tuple[int, int]) -> dict[str, Any]:
+    one = {"$ref": "#/components/schemas/Schedule"}
+    body = {"$ref": "#/components/schemas/ScheduleRequest"}
+    base = "/api/v1/schedules"
+    return {
+        base: {
+            "get": _op("list schedules", {"200": _json({"type": "object", "properties": {
+                "schedules": {"type": "array", "items": one}}}, "the schedules")}, *auth),
+            "post": _op("create a schedule (admin); its scan request is checked as POST /scans "
+                        "checks one", {"201": _json(one, "created; Location names it")},
+                        *auth, 413, 422, body=body)},
+        f"{base}/{{id}}": {
+            "get": _op("a schedule", {"200": _json(one, "the schedule")}, *auth, 404),
+            "patch": _op("change a schedule's fields (admin)", {"200": _json(one, "changed")},
+                         *auth, 404, 413, 422, body={**body, "required": []}),
+            "delete": _op("remove a schedule (admin)", {"204": {"description": "removed"}},
+                          *auth, 404)},
+        f"{base}/{{id}}/run": {"post": _op(
+            "run now (admin): submit the schedule's scan at once, its cron unchanged",
+            {"202": _json({"type": "object", "properties": {
+                "id": {"type": "string"}, "schedule": {"type": "string"},
+                "links": {"type": "object"}}}, "the scan started")}, *auth, 404, 422)},
+    }
+
+
+def _schedule_schemas() -> dict[str, Any]:
+    request = {"$ref": "#/components/schemas/ScanRequest"}
+    fields = {"name": {"type": "string"}, "cron": {"type": "string",
+                                                   "description": "five columns, or @daily…"},
+              "timezone": {"type": "string", "default": "UTC"}, "request": request,
+              "enabled": {"type": "boolean", "default": True}}
+    times = {k: {"type": ["string", "null"], "format": "date-time"}
+             for k in ("next_run", "last_run", "created_at")}
+    ids = {k: {"type": ["string", "null"]} for k in (
+        "id", "last_scan", "last_scan_id", "baseline_scan_id", "last_error", "created_by")}
+    return {
+        "ScheduleRequest": {"type": "object", "additionalProperties": False,
+                            "required": ["name", "cron", "request"], "properties": fields},
+        "Schedule": {"type": "object", "properties": {**fields, **times, **ids,
+                                                      "links": {"type": "object"}}},
+    }
+
+
 def document() -> dict[str, Any]:
     obj = {"type": "object"}
     scan_ref = {"$ref": "#/components/schemas/ScanItem"}
@@ -89,6 +132,7 @@ def document() -> dict[str, Any]:
         "/api/v1/profiles": {"get": _op("profiles", {"200": _json({"type": "array"}, "profiles")}, *auth)},
         "/api/v1/plugins": {"get": _op("plugins", {"200": _json(obj, "plugins")}, *auth)},
     }
+    paths.update(_schedule_paths(auth))
     for path in list(paths):
         if "{" in path:
             names = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
@@ -118,6 +162,7 @@ def document() -> dict[str, Any]:
                 "Submitted": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"enum": ["queued", "running"]},
                     "links": {"type": "object"}}},
+                **_schedule_schemas(),
                 "ScanItem": {"type": "object", "properties": {
                     k: {"type": ["string", "integer", "null"]} for k in (
                         "id", "dag", "status", "started_at", "finished_at", "runs", "targets",

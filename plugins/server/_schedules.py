@@ -386,6 +386,7 @@ class Scheduler:
                     log.warning("schedule {} ({}): the end of scan {} was not handled: {}",
                                 schedule.id, schedule.name, scan_id, e)
             schedule.baseline_scan_id = scan_id
+            schedule.last_error = None  # the run completed (a resumed one too): nothing wrong now
         else:
             schedule.last_error = f"scan {scan_id} ended {status}"
         self.store.save()

@@ -15,6 +15,8 @@ from pentora_plugins.server._app import Server, create_app
 from pentora_plugins.server._audit import AuditLog
 from pentora_plugins.server._config import ServerConfig
 from pentora_plugins.server._manager import ScanManager
+from pentora_plugins.server._schedule_api import Schedules
+from pentora_plugins.server._schedules import ScheduleError
 from pentora_plugins.server._tokens import TokenStore
 
 from pentora import PentoraError, logger
@@ -33,8 +35,13 @@ def build(pm: Any, scan_parser: Any, config: ServerConfig, state: Path,
         raise CliError("no plugin keeps scans (is the store plugin disabled, or PENTORA_STORE "
                        "off?); set `store: FILE` in the server config", EXIT_USAGE)
     manager = ScanManager(pm, store, config.max_scans, celery)
-    return Server(config, pm, scan_parser, store, tokens, AuditLog(state), manager,
-                  AllowList(config.allow))
+    server = Server(config, pm, scan_parser, store, tokens, AuditLog(state), manager,
+                    AllowList(config.allow))
+    try:
+        server.schedules = Schedules(server, state)
+    except ScheduleError as e:  # a damaged schedules.json: say which file and what to do
+        raise CliError(f"--state: {e}", EXIT_INVALID) from None
+    return server
 
 
 def serve(args: argparse.Namespace, host: str, port: int, config: ServerConfig, state: Path,
@@ -46,9 +53,11 @@ def serve(args: argparse.Namespace, host: str, port: int, config: ServerConfig, 
         log.warning("scans left interrupted by a stopped server: {}{}", ", ".join(interrupted),
                     "; resuming them" if args.resume_interrupted else
                     " (resume: POST /api/v1/scans/ID/resume, or --resume-interrupted)")
+    server.schedules.interrupted(interrupted, resumed=args.resume_interrupted)
     if args.resume_interrupted:
         for scan_id in interrupted:
             server.manager.resume(scan_id)
+    server.schedules.start()
     app = create_app(server)
     tls = {"certfile": args.cert, "keyfile": args.key} if args.cert else {}
     wsgi = WSGIServer((host, port), app, **tls)
@@ -67,5 +76,7 @@ def serve(args: argparse.Namespace, host: str, port: int, config: ServerConfig, 
     stop.wait()
     echo("pentora server stopping: cancelling running scans", err=True)
     wsgi.stop(timeout=5)
+    server.schedules.scheduler.stop()  # no new run while the scans are cancelled
     server.manager.stop()
+    server.schedules.stop()
     return EXIT_OK
