@@ -16,7 +16,8 @@ __all__ = [
     "Module", "ModuleError", "ModuleType", "NodeContext", "NodeRecord", "NodeRestore", "NodeSpec",
     "NodeTimeout", "Orchestrator", "OutputFormat", "PentoraError", "PentoraPluginManager", "Plan",
     "PluginError", "Problem", "RecordRouter", "Registry", "RetryPolicy", "RetrySpec", "ScanInfo",
-    "ScanResult", "TransientError", "ValidationError", "__version__", "atomic_output", "clean_text",
+    "ScanResult", "ScanStore", "TransientError", "ValidationError", "__version__", "atomic_output",
+    "clean_text",
     "get_plugin_manager", "hookimpl", "hookspec", "input_lines", "interpolate", "iso_time",
     "load_dag", "load_json", "load_yaml", "logger", "open_input", "plan", "quiet_logs", "read_input",
     "record_kind", "set_live_console", "terminal_console", "try_plan", "use_color",
@@ -44,6 +45,7 @@ _LIGHT = {
     # What registration hooks use (voluptuous, no engine): `modules list`, a TAB of a type.
     **dict.fromkeys(["ModuleType", "OutputFormat", "Registry", "RetryPolicy"], "_registry"),
     **dict.fromkeys(["Plan", "plan", "try_plan"], "_plan"),
+    "ScanStore": "_scanstore",
     "AtomicOutput": "_atomic", "atomic_output": "_atomic", "RecordRouter": "_sinks",
     "quiet_logs": "_log", "logger": "_log", "interpolate": "_interpolate", "iso_time": "_records:iso",
     "clean_text": "_text:clean", "use_color": "_console",

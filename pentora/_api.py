@@ -39,6 +39,7 @@ from ._plugins import PentoraPluginManager, get_plugin_manager
 from ._records import NodeRecord, ScanInfo, ScanResult
 from ._records import iso as iso_time
 from ._registry import ModuleType, OutputFormat, Registry, RetryPolicy
+from ._scanstore import ScanStore
 from ._sinks import RecordRouter
 from ._text import clean as clean_text
 

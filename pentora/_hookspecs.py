@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._plugins import PentoraPluginManager
     from ._records import NodeRecord, ScanInfo, ScanResult
     from ._registry import Registry
+    from ._scanstore import ScanStore
 
 hookspec = pluggy.HookspecMarker("pentora")
 hookimpl = pluggy.HookimplMarker("pentora")
@@ -358,6 +359,20 @@ def pentora_scan_resume(scan_id: str) -> tuple[str, dict[str, Any]] | None:
         def pentora_scan_resume(scan_id):
             row = db.execute("SELECT dag, vars FROM scans WHERE id = ?", (scan_id,)).fetchone()
             return (row[0], json.loads(row[1])) if row else None
+    """
+
+
+@hookspec(firstresult=True)
+def pentora_scan_store(path: str | None) -> ScanStore | None:
+    """A reader of the stored scans (``pentora.ScanStore``): those in the store file
+    ``path``, or (None) in the store the command line would use (``$PENTORA_STORE`` or
+    the default). The first non-None answer wins; None: this plugin keeps no scans. Raise
+    ``PentoraError`` naming the file when it cannot be opened. What the server and other
+    readers use instead of importing the store::
+
+        @hookimpl
+        def pentora_scan_store(path):
+            return MyStore(path or default_path())
     """
 
 

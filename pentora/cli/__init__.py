@@ -24,9 +24,10 @@ from .._lazy import lazy_api
 
 __all__ = ["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE", "EXIT_USAGE",
            "CliError", "OutputSink", "add_output_options", "check_outputs", "disabled_plugins", "echo",
-           "list_profiles", "main", "make_orchestrator", "run", "open_outputs", "output_problems",
-           "output_targets", "parse_sets", "profile_path", "refuse_scan_options", "resolve_outputs",
-           "scan_exit", "scan_options"]
+           "list_profiles", "main", "make_orchestrator", "modules_data", "new_scan", "run",
+           "open_outputs", "output_problems", "output_targets", "parse_sets", "plugins_data",
+           "profile_path", "profiles_data", "refuse_scan_options", "resolve_outputs", "scan_exit",
+           "scan_options", "scan_parser", "unused_vars"]
 
 if TYPE_CHECKING:
     from ._api import *  # noqa: F403
@@ -39,10 +40,12 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_api(__name__, __all__, own={"main", "run"}, light={
     **dict.fromkeys(["EXIT_FAILED", "EXIT_FINDINGS", "EXIT_INVALID", "EXIT_OK", "EXIT_STORE",
                      "EXIT_USAGE", "CliError", "disabled_plugins", "echo", "list_profiles",
-                     "make_orchestrator", "parse_sets", "profile_path"], "_common"),
+                     "make_orchestrator", "parse_sets", "profile_path", "unused_vars"], "_common"),
     **dict.fromkeys(["OutputSink", "add_output_options", "check_outputs", "open_outputs",
                      "output_problems", "output_targets", "resolve_outputs"], "_outputs"),
-    **dict.fromkeys(["refuse_scan_options", "scan_exit", "scan_options"], "_scan_cmd"),
+    **dict.fromkeys(["modules_data", "plugins_data", "profiles_data"], "_info_cmds"),
+    "scan_parser": "_main",
+    **dict.fromkeys(["new_scan", "refuse_scan_options", "scan_exit", "scan_options"], "_scan_cmd"),
 })
 
 

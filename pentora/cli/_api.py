@@ -19,7 +19,10 @@ from ._common import (
     make_orchestrator,
     parse_sets,
     profile_path,
+    unused_vars,
 )
+from ._info_cmds import modules_data, plugins_data, profiles_data
+from ._main import scan_parser
 from ._outputs import (
     OutputSink,
     add_output_options,
@@ -29,4 +32,4 @@ from ._outputs import (
     output_targets,
     resolve_outputs,
 )
-from ._scan_cmd import refuse_scan_options, scan_exit, scan_options
+from ._scan_cmd import new_scan, refuse_scan_options, scan_exit, scan_options

@@ -115,12 +115,18 @@ def checked_sets(dag: Any, items: list[str]) -> dict[str, Any]:
     """``parse_sets(items)``, refusing a KEY that ``dag`` never uses (a usage error): a typo
     would otherwise run the scan with the default unnoticed."""
     sets = parse_sets(items)
-    unused = sorted(set(sets) - names_used(dag))
+    unused = unused_vars(dag, sets)
     if unused:
         raise CliError(f"--set {unused[0]}: DAG '{dag.name}' has no var named '{unused[0]}' (its vars: "
                        f"{', '.join(sorted(dag.vars)) or 'none'}); a typo would otherwise go unnoticed",
                        EXIT_USAGE)
     return sets
+
+
+def unused_vars(dag: Any, names: Any) -> list[str]:
+    """Which of ``names`` (vars a caller sets) ``dag`` never uses, sorted: a typo that would
+    otherwise leave the var's default in force unnoticed."""
+    return sorted(set(names) - names_used(dag))
 
 
 def _cut(text: str, limit: int = 80) -> str:

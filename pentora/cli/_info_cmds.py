@@ -48,14 +48,20 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
 
+def modules_data(orch: Orchestrator) -> list[dict[str, Any]]:
+    """What ``pentora modules list --format json`` prints."""
+    mods = sorted(orch.pm.load_module_types().modules.values(), key=lambda m: m.name)
+    return [{"name": m.name, "provider": m.provider, "description": m.description,
+             "requires": list(m.cls.requires), "produces": list(m.cls.produces),
+             "always_run": m.always_run} for m in mods]
+
+
 def cmd_modules_list(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    mods = sorted(orch.pm.load_module_types().modules.values(), key=lambda m: m.name)
     if args.format == "json":
-        out(json.dumps([{"name": m.name, "provider": m.provider, "description": m.description,
-                         "requires": list(m.cls.requires), "produces": list(m.cls.produces),
-                         "always_run": m.always_run} for m in mods], indent=2))
+        out(json.dumps(modules_data(orch), indent=2))
         return EXIT_OK
+    mods = sorted(orch.pm.load_module_types().modules.values(), key=lambda m: m.name)
     rows = [("TYPE", "PROVIDER", "DESCRIPTION")]
     rows += [(m.name, m.provider, m.description) for m in mods]
     out(_table(rows))
@@ -97,19 +103,24 @@ def cmd_modules_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_plugins_list(args: argparse.Namespace) -> int:
-    orch = make_orchestrator(args)
+def plugins_data(orch: Orchestrator) -> dict[str, Any]:
+    """What ``pentora plugins list --format json`` prints."""
     orch.pm.load_module_types()  # a plugin whose module type fails to import is broken
     plugins = [p for p in orch.pm.plugin_infos() if not p.name.startswith("pentora.")]
-    broken = orch.pm.load_report.broken
+    return {"plugins": [p.__dict__ | {"hooks": list(p.hooks), "status": "ok"} for p in plugins],
+            "broken": [{"name": n, "status": "broken", "error": e,
+                        "distribution": (orch.pm.distributions.get(n) or (None,))[0]}
+                       for n, e in orch.pm.load_report.broken]}
+
+
+def cmd_plugins_list(args: argparse.Namespace) -> int:
+    orch = make_orchestrator(args)
     if args.format == "json":
-        out(json.dumps({"plugins": [p.__dict__ | {"hooks": list(p.hooks), "status": "ok"}
-                                    for p in plugins],
-                        "broken": [{"name": n, "status": "broken", "error": e,
-                                    "distribution": (orch.pm.distributions.get(n) or (None,))[0]}
-                                   for n, e in broken]},
-                       indent=2))
+        out(json.dumps(plugins_data(orch), indent=2))
         return EXIT_OK
+    orch.pm.load_module_types()
+    plugins = [p for p in orch.pm.plugin_infos() if not p.name.startswith("pentora.")]
+    broken = orch.pm.load_report.broken
     rows = [("NAME", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS / ERROR")]
     for p in plugins:
         rows.append((p.name, "ok", p.distribution or "-", p.version or "-",
@@ -138,13 +149,18 @@ def _profile_description(orch: Orchestrator, name: str) -> tuple[str, str]:
                            f"the first: {e.problems[0].message}; see `pentora dag validate {name}`)")
 
 
+def profiles_data(orch: Orchestrator) -> list[dict[str, Any]]:
+    """What ``pentora profiles --format json`` prints."""
+    profiles = [(name, *_profile_description(orch, name)) for name in list_profiles(orch)]
+    return [{"name": n, "description": d, "path": p} for n, p, d in profiles]
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     orch = make_orchestrator(args)
-    profiles = [(name, *_profile_description(orch, name)) for name in list_profiles(orch)]
     if args.format == "json":
-        out(json.dumps([{"name": n, "description": d, "path": p} for n, p, d in profiles],
-                       indent=2))
+        out(json.dumps(profiles_data(orch), indent=2))
         return EXIT_OK
+    profiles = [(name, *_profile_description(orch, name)) for name in list_profiles(orch)]
     if not profiles:
         out("no profiles installed")
         return EXIT_OK

@@ -73,6 +73,13 @@ def build_parser(pm: PentoraPluginManager | None = None) -> argparse.ArgumentPar
     return parser
 
 
+def scan_parser(pm: PentoraPluginManager) -> argparse.ArgumentParser:
+    """``pentora scan``'s parser with every plugin's options: its ``parse_args([])`` is a
+    namespace of the command's defaults, for code that runs scans as the command does."""
+    args = build_parser(pm).parse_args(["scan"])
+    return args.scan_parser  # type: ignore[no-any-return]
+
+
 def _early_options(argv: list[str]) -> tuple[list[str], list[str]]:
     """``-p no:NAME`` and ``--hooks FILE`` from the command line, before it is parsed: they
     decide which plugins load, and plugins add commands and options."""

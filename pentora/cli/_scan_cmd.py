@@ -108,7 +108,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         variables, scan_id = loaded
         refuse_scan_options(orch, args)
     else:
-        variables, scan_id = _new_scan(orch, args), None
+        variables, scan_id = new_scan(orch, args), None
     dag = orch.dag
     assert dag is not None
     try:
@@ -197,9 +197,12 @@ def _flag_for(args: argparse.Namespace, var: str) -> str:
     return f"the option setting '{var}'"
 
 
-def _new_scan(orch: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Load the chosen profile or DAG into ``orch``; the vars the command line sets."""
-    orch.load_dag(_choose_dag(orch, args))
+def new_scan(orch: Any, args: argparse.Namespace, dag: Any = None) -> dict[str, Any]:
+    """Load the chosen profile or DAG (``dag``, a ``Dag``, when given; else ``--profile``,
+    ``--dag`` or the default profile) into ``orch``; the vars the options of ``args`` set
+    (``pentora_cli_scan_vars``, ``--set``), refused as ``pentora scan`` refuses them
+    (``CliError``). ``args``: a namespace of ``pentora scan``'s options."""
+    orch.load_dag(dag if dag is not None else _choose_dag(orch, args))
     dag = orch.dag
     assert dag is not None
     variables: dict[str, Any] = {}

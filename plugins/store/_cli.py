@@ -16,6 +16,7 @@ from pentora_plugins.store._db import (
     StoreError,
     configured_path,
     delete_scans,
+    load_records,
     reading,
     resolve_id,
     retention_victims,
@@ -123,24 +124,11 @@ def _json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _targets(row: dict[str, Any]) -> str:
-    variables = json.loads(row["vars"] or "{}")
-    return str(variables.get("targets", ""))
-
-
 def cmd_list(args: argparse.Namespace) -> int:
+    from pentora_plugins.store._reader import list_items
+
     with _store(args) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = [dict(r) for r in conn.execute("SELECT * FROM scans ORDER BY started_at DESC, id")]
-        counts = dict(conn.execute("SELECT scan_id, count(*) FROM results GROUP BY scan_id").fetchall())
-        vulns = dict(conn.execute("SELECT scan_id, count(*) FROM results WHERE kind = 'vulnerability' "
-                                  "GROUP BY scan_id").fetchall())
-    # "findings" are vulnerability records, as in every report; "records" counts them all
-    items = [{"id": r["id"], "dag": r["dag_name"], "status": shown_status(r),
-              "started_at": iso(r["started_at"]), "finished_at": iso(r["finished_at"]),
-              "runs": r["runs"], "targets": _targets(r), "records": counts.get(r["id"], 0),
-              "findings": vulns.get(r["id"], 0)}
-             for r in rows]
+        items = list_items(conn)
     if args.format == "json":
         _json(items)
         return 0
@@ -162,21 +150,16 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from pentora_plugins.kit.findings import SEVERITIES
-    from pentora_plugins.store import _diff
+    from pentora_plugins.store._reader import detail
 
     with _store(args) as conn:
         scan_id = resolve_id(conn, args.id)
         row = scan_row(conn, scan_id)
-        nodes = conn.execute("SELECT node, module_type, status, record, run FROM nodes WHERE "
-                             "scan_id = ? ORDER BY rowid", (scan_id,)).fetchall()
-        records = _diff.load_records(conn, scan_id)
+        shown = detail(conn, scan_id)
+        records = load_records(conn, scan_id)
+    nodes = [(n["node"], n["module_type"], n["status"], n["record"], n["run"]) for n in shown["nodes"]]
     if args.format == "json":
-        info = {k: v for k, v in row.items() if k != "dag"}
-        info.update(status=shown_status(row), vars=json.loads(row["vars"]), dag=json.loads(row["dag"]),
-                    started_at=iso(row["started_at"]), finished_at=iso(row["finished_at"]))
-        _json({"scan": info, "nodes": [
-            {"node": n, "module_type": m, "status": s, "run": r, "record": json.loads(rec or "null")}
-            for n, m, s, rec, r in nodes], "records": records})
+        _json({**shown, "records": records})
         return 0
     echo(f"scan {scan_id}  {clean(row['dag_name'], None)}  {shown_status(row)}  runs: {row['runs']}")
     echo(f"started {iso(row['started_at'])}  finished {iso(row['finished_at']) or '-'}")
@@ -186,7 +169,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     echo("")
     table = [("NODE", "MODULE", "STATUS", "RUN", "DETAIL")]
     for n, m, s, rec, r in nodes:
-        record = json.loads(rec or "{}")
+        record = rec or {}
         table.append((n, m, s, str(r), str(record.get("error") or record.get("reason") or "")[:80]))
     _table(table)
     echo("")
@@ -202,7 +185,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _ports_table(records: list[dict[str, Any]]) -> None:
-    from pentora_plugins.store import _diff
+    from pentora_plugins.kit import diff as _diff
 
     services = {(f["host"], f["port"]): f for f in records if f.get("kind") == "service"}
     ports = [f for f in records if f.get("kind") == "port"]
@@ -218,11 +201,11 @@ def _ports_table(records: list[dict[str, Any]]) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from pentora_plugins.store import _diff
+    from pentora_plugins.kit import diff as _diff
 
     with _store(args) as conn:
         old, new = resolve_id(conn, args.old), resolve_id(conn, args.new)
-        changes = _diff.diff(_diff.load_records(conn, old), _diff.load_records(conn, new))
+        changes = _diff.diff(load_records(conn, old), load_records(conn, new))
     if args.format == "json":
         _json({"old": old, "new": new, **changes})
     else:

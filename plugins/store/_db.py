@@ -8,6 +8,7 @@ power loss too, not only against a killed process.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -279,3 +280,9 @@ def retention_victims(conn: sqlite3.Connection, keep: int) -> list[str]:
     rows = [dict(r) for r in conn.execute(
         "SELECT id, status, pid, host FROM scans ORDER BY started_at DESC, id")]
     return [r["id"] for r in rows[keep:] if shown_status(r) != "running"]
+
+
+def load_records(conn: sqlite3.Connection, scan_id: str) -> list[dict[str, Any]]:
+    """The stored records of ``scan_id`` (dicts, ``kind`` first), in the order found."""
+    return [json.loads(d) for (d,) in conn.execute(
+        "SELECT data FROM results WHERE scan_id = ? ORDER BY id", (scan_id,))]

@@ -69,8 +69,20 @@ class StorePlugin:
         add_commands(subparsers, common, self)
 
     @hookimpl
+    def pentora_scan_store(self, path: str | None) -> Any:
+        from pentora_plugins.store._reader import SqliteScanStore
+
+        where = configured_path(path) if path is not None else configured_path(self.explicit)
+        if where is None:
+            return None  # the store is turned off
+        connect(where).close()  # created if new, refused (named) if unusable
+        return SqliteScanStore(where)
+
+    @hookimpl
     def pentora_scan_start(self, scan: Any) -> None:
-        path = self.path()
+        # options["store"]: a scan started by a caller that chose its store (the server)
+        chosen = scan.options.get("store")
+        path = configured_path(chosen) if chosen else self.path()
         if path is None:
             return
         from pentora_plugins.store._writer import Writer

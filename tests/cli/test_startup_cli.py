@@ -230,7 +230,7 @@ def test_zsh_registers_the_completion(tmp_path: Path) -> None:
 # -- what the start-up path imports ----------------------------------------------------------
 
 # Imported by the module types and checks that use them, never to start or to print help.
-NEVER_AT_START = ("scapy", "cryptography", "paramiko", "celery", "jinja2")
+NEVER_AT_START = ("scapy", "cryptography", "paramiko", "celery", "jinja2", "flask", "werkzeug")
 
 
 def _imports_of(*args: str) -> set[str]:

@@ -41,6 +41,7 @@ from pentora_plugins.store._db import connect, reading
 from pentora_plugins.store._writer import import_pending
 from voluptuous import Optional
 
+import pentora
 from pentora import Module, NodeContext, Orchestrator, hookimpl
 
 SSH = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
@@ -337,7 +338,7 @@ def test_an_unwritable_store_is_a_warning_and_the_scan_goes_on(tmp_path, log_mes
 
 
 def test_diff_compares_hosts_ports_services_and_findings():
-    from pentora_plugins.store._diff import diff, render
+    from pentora_plugins.kit.diff import diff, render
 
     def f(kind: str, **fields: Any) -> dict[str, Any]:
         return {"kind": kind, "host": "127.0.0.1", **fields}
@@ -527,3 +528,32 @@ def test_repair_refuses_a_store_another_pentora_holds(tmp_path):
     finally:
         locker.release()
     assert [p.name for p in tmp_path.iterdir() if "damaged" in p.name] == []
+
+
+def test_pentora_scan_store_reads_lists_and_removes_what_a_scan_with_the_store_option_wrote(
+        tcp_server, tmp_path):
+    """A scan given ``options={"store": PATH}`` (the server's) is stored by a recorder that
+    was given no path; the hook's reader lists it, shows it as ``scans show`` does, gives
+    its records, marks it interrupted and removes it."""
+    server = tcp_server(banner=SSH)
+    db = tmp_path / "chosen.db"
+    orch = Orchestrator(plugins=(*PLUGINS, StorePlugin()), autoload=False)
+    orch.load_dag(DAG)
+    result = orch.execute(vars={"ports": str(server.port)}, options={"store": str(db)})
+    store = orch.pm.hook.pentora_scan_store(path=str(db))
+    assert isinstance(store, pentora.ScanStore)
+    [item] = store.list()
+    assert item["id"] == result.scan_id and item["status"] == "completed"
+    assert item["targets"] == "127.0.0.1" and item["records"] >= 2
+    assert store.count() == 1 and store.count(status="failed") == 0
+    assert store.list(status="failed") == [] and store.list(offset=1) == []
+    shown = store.get(result.scan_id)
+    assert shown["scan"]["status"] == "completed" and shown["counts"]["port"] == 1
+    assert [n["node"] for n in shown["nodes"]] == ["targets", "ports", "banners", "services"]
+    assert {"kind": "port", "host": "127.0.0.1", "port": server.port}.items() <= \
+        next(r for r in store.records(result.scan_id) if r["kind"] == "port").items()
+    store.mark_interrupted([result.scan_id])  # a completed scan stays completed
+    assert store.get(result.scan_id)["scan"]["status"] == "completed"
+    assert store.get("nope") is None
+    assert store.delete(result.scan_id) is True and store.delete(result.scan_id) is False
+    assert store.list() == []

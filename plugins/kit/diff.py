@@ -1,4 +1,5 @@
-"""``pentora scans diff``: what changed between two stored scans, as ndiff shows nmap users.
+"""What changed between the records of two scans, as ndiff shows nmap users: what
+``pentora scans diff`` and the server's diff route print.
 
 Compared per host: the host itself (up or gone), its ports (by protocol and number: open
 or another state), the service on each port (service, product, version), and the other
@@ -12,7 +13,6 @@ Banners and asset profiles are left out: they restate ports and services.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,11 +32,6 @@ ASPECTS = {
     "tls": lambda f: ("certificate", _show(f, "subject", "issuer", "not_after")),
     "http": lambda f: (str(f.get("url") or ""), _show(f, "status", "server", "title")),
 }
-
-
-def load_records(conn: sqlite3.Connection, scan_id: str) -> list[dict[str, Any]]:
-    return [json.loads(d) for (d,) in conn.execute(
-        "SELECT data FROM results WHERE scan_id = ? ORDER BY id", (scan_id,))]
 
 
 def _where(f: dict[str, Any]) -> tuple[str, str]:
