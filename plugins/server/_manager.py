@@ -20,17 +20,19 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.pool
 from pentora_plugins.server._events import EventLog, ScanEvents
 
-from pentora import Orchestrator, PentoraError, load_dag, logger
+from pentora import Orchestrator, PentoraError, atomic_output, load_dag, logger
 
 log = logger.bind(component="server")
 TERMINAL = ("completed", "failed", "cancelled", "timeout", "interrupted")
@@ -55,8 +57,9 @@ class Job:
 
 class ScanManager:
     def __init__(self, pm: Any, store: Any, max_scans: int,
-                 celery: argparse.Namespace | None = None) -> None:
+                 celery: argparse.Namespace | None = None, queue_file: Path | None = None) -> None:
         self.pm, self.store = pm, store
+        self.queue_file = queue_file
         self.celery = celery
         # Called with (scan id, status) when a scan that ran ends (the scheduler's alerts).
         self.ended: list[Callable[[str, str], Any]] = []
@@ -74,6 +77,40 @@ class ScanManager:
         self.store.mark_interrupted(found, "the server stopped while this scan ran; resume it "
                                            "with POST /api/v1/scans/ID/resume")
         return found
+
+    def restore_queue(self) -> list[str]:
+        """Queue again the scans a stopped server left waiting (``STATE/queue.json``);
+        their ids. A file that cannot be read is set aside (``queue.json.bad``), named in
+        a warning: the server starts without it."""
+        if self.queue_file is None or not self.queue_file.exists():
+            return []
+        try:
+            saved = json.loads(self.queue_file.read_text(encoding="utf-8"))
+            jobs = [Job(str(item["id"]), load_dag(item["dag"]), dict(item["vars"]), item["targets"],
+                        submitted=float(item["submitted"])) for item in saved]
+        except (OSError, ValueError, KeyError, TypeError, PentoraError) as e:
+            aside = self.queue_file.with_name(self.queue_file.name + ".bad")
+            self.queue_file.replace(aside)
+            log.warning("the saved queue {} could not be read ({}); it is kept as {} and the "
+                        "server starts with an empty queue", self.queue_file, e, aside)
+            return []
+        for job in jobs:
+            if job.id not in self.jobs:
+                self._enqueue(job)
+        return [job.id for job in jobs]
+
+    def _save_queue(self) -> None:
+        """The waiting scans, as data, replaced whole (a resume is not saved: its scan is in
+        the store, ``interrupted``, and ``--resume-interrupted`` takes it up)."""
+        if self.queue_file is None:
+            return
+        waiting = [{"id": j.id, "dag": j.dag.to_dict(), "vars": j.variables, "targets": j.targets,
+                    "submitted": j.submitted} for j in self.queue if not j.resume]
+        try:
+            with atomic_output(self.queue_file, line_buffering=False) as f:
+                json.dump(waiting, f, default=str)
+        except OSError as e:  # a full disk: the queue runs on, it would not survive a restart
+            log.warning("the queue could not be saved to {}: {}", self.queue_file, e)
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -101,14 +138,19 @@ class ScanManager:
         self.jobs[job.id] = job
         self.queue.append(job)
         self._pump()
+        self._save_queue()
         return job
 
     def _pump(self) -> None:
+        started = False
         while self.queue and self.pool.free_count() > 0 and not self.stopping:
             job = self.queue.popleft()
             job.status = "running"  # before the greenlet runs: the answer to POST says so
             # linked after the pool's own link: the slot is free when the next one is taken
             self.pool.spawn(self._run, job).rawlink(lambda _: self._pump())
+            started = True
+        if started:
+            self._save_queue()
 
     def _run(self, job: Job) -> None:
         events = ScanEvents(job.log, job.dag)
@@ -164,6 +206,7 @@ class ScanManager:
             return False
         if job.status == "queued":
             self.queue.remove(job)
+            self._save_queue()
             job.status = "cancelled"
             job.log.add("scan_end", {"status": "cancelled", "counts": {}})
             return True
@@ -181,8 +224,10 @@ class ScanManager:
         return not self.stopping
 
     def stop(self) -> None:
-        """Cancel every scan (the server is ending): the store keeps them ``cancelled``."""
+        """Cancel every running scan (the server is ending): the store keeps them
+        ``cancelled``. The queued ones stay in the saved queue for the next start."""
         self.stopping = True
         for job in list(self.jobs.values()):
-            self.cancel(job.id)
+            if job.status == "running":
+                self.cancel(job.id)
         self.pool.join(timeout=30)

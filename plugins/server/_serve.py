@@ -34,7 +34,7 @@ def build(pm: Any, scan_parser: Any, config: ServerConfig, state: Path,
     if store is None:
         raise CliError("no plugin keeps scans (is the store plugin disabled, or PENTORA_STORE "
                        "off?); set `store: FILE` in the server config", EXIT_USAGE)
-    manager = ScanManager(pm, store, config.max_scans, celery)
+    manager = ScanManager(pm, store, config.max_scans, celery, queue_file=state / "queue.json")
     server = Server(config, pm, scan_parser, store, tokens, AuditLog(state), manager,
                     AllowList(config.allow))
     try:
@@ -57,6 +57,9 @@ def serve(args: argparse.Namespace, host: str, port: int, config: ServerConfig, 
     if args.resume_interrupted:
         for scan_id in interrupted:
             server.manager.resume(scan_id)
+    waiting = server.manager.restore_queue()
+    if waiting:
+        log.warning("scans queued before the server stopped are queued again: {}", ", ".join(waiting))
     server.schedules.start()
     app = create_app(server)
     tls = {"certfile": args.cert, "keyfile": args.key} if args.cert else {}

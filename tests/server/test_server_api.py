@@ -21,12 +21,14 @@ PENTORA = str(Path(sys.executable).with_name("pentora"))
 
 
 class Api:
-    def __init__(self, tmp: Path, *extra: str, config: str = "") -> None:
+    def __init__(self, tmp: Path, *extra: str, config: str = "",
+                 tokens: dict[str, str] | None = None) -> None:
+        """``tokens``: those of an earlier server on the same state (a restart)."""
         self.state = tmp / "state"
         self.port = free_port()
         (tmp / "server.yaml").write_text(f"store: {tmp / 'scans.db'}\n{config}")
-        self.tokens = {scope: self._token(scope) for scope in ("read", "scan", "admin")}
-        self.log = (tmp / "server.log").open("w+")
+        self.tokens = tokens or {scope: self._token(scope) for scope in ("read", "scan", "admin")}
+        self.log = (tmp / "server.log").open("a+")
         self.proc = subprocess.Popen(
             [PENTORA, "server", "--bind", f"127.0.0.1:{self.port}", "--state", str(self.state),
              "--config", str(tmp / "server.yaml"), *extra], stdout=self.log, stderr=self.log)
