@@ -42,6 +42,7 @@ class EventLog:
     counts: dict[str, int] = field(default_factory=dict)  # record kind → how many
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # node → latest progress
     ended: bool = False
+    first_start: float | None = None  # monotonic time the first node started
     _changed: gevent.event.Event = field(default_factory=gevent.event.Event)
 
     def add(self, type_: str, data: dict[str, Any]) -> Event:
@@ -65,11 +66,24 @@ class EventLog:
         return len(self.events)
 
     def overall(self) -> dict[str, Any]:
-        """``{done, total, rate, eta}`` over the nodes: done counts nodes that ended."""
+        """``done``/``total``: the nodes that ended, of all; then the scan's work items
+        (``items``), summed over the nodes that announced a total, with the rate since
+        the first started and the time left at that rate (None until it can be said)."""
         total = len(self.nodes)
         done = sum(1 for s in self.nodes.values() if s not in ("pending", "running"))
-        return {"done": done, "total": total, "rate": None, "eta": None,
-                "nodes": dict(self.progress)}
+        return {"done": done, "total": total, **self.items(), "nodes": dict(self.progress)}
+
+    def items(self) -> dict[str, Any]:
+        """``{items_done, items_total, rate, eta}`` of the scan so far."""
+        counted = [p for p in self.progress.values() if p.get("total") is not None]
+        items_done = sum(int(p["done"]) for p in counted)
+        items_total = sum(int(p["total"]) for p in counted)
+        elapsed = time.monotonic() - self.first_start if self.first_start is not None else 0.0
+        rate = items_done / elapsed if elapsed > 0 and items_done else None
+        eta = (items_total - items_done) / rate if rate and not self.ended else None
+        return {"items_done": items_done, "items_total": items_total,
+                "rate": round(rate, 3) if rate else None,
+                "eta": round(max(eta, 0.0), 3) if eta is not None else None}
 
 
 class ScanEvents:
@@ -97,6 +111,8 @@ class ScanEvents:
         if self._mine(scan):
             self.log.nodes[node.instance_id] = "running"
             self.started[node.instance_id] = time.monotonic()
+            if self.log.first_start is None:
+                self.log.first_start = self.started[node.instance_id]
             self.log.add("node_start", {"node": node.instance_id, "attempt": record.attempts})
 
     @hookimpl
@@ -109,7 +125,8 @@ class ScanEvents:
         data = {"node": node.instance_id, "done": done, "total": total,
                 "rate": round(rate, 3) if rate else None, "eta": round(eta, 3) if eta else None}
         self.log.progress[node.instance_id] = data
-        self.log.add("node_progress", data)
+        # the whole scan's bar moves with each node's: items, rate and time left
+        self.log.add("node_progress", {**data, "scan": self.log.items()})
 
     @hookimpl
     def pentora_record(self, scan: Any, node: Any, kind: str, record: Any) -> None:
