@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from pentora_plugins.kit import diff as record_diff
-from pentora_plugins.server import _openapi, _results, _spec, _sse
+from pentora_plugins.server import _openapi, _results, _spec, _sse, _ui
 from pentora_plugins.server._allow import AllowList
 from pentora_plugins.server._audit import AuditLog
 from pentora_plugins.server._auth import AuthError, authenticate
@@ -69,6 +69,7 @@ def create_app(server: Server) -> Flask:
     _guard(app, server)
     _scan_routes(app, server)
     _info_routes(app, server)
+    _ui.install(app, server)
     return app
 
 

@@ -1,0 +1,141 @@
+"""The web UI: its pages and files (``static/``), the login and logout routes, and the
+security headers of every response.
+
+The UI is plain HTML, CSS and JavaScript modules served by this process (no build step,
+nothing from another origin), talking to the same ``/api/v1`` routes as any client, with
+the session cookie of ``_session`` instead of a bearer token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app, redirect, render_template_string, request, send_file
+from pentora_plugins.server import _auth
+from pentora_plugins.server._session import (
+    COOKIE,
+    CSRF_FIELD,
+    SessionStore,
+    check_csrf,
+    cookie_auth,
+    current,
+    sessions_of,
+)
+from werkzeug.exceptions import NotFound
+from werkzeug.security import safe_join
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+LOGIN_PAGE = HERE / "templates" / "login.html"
+# the HTML report's policy: nothing from elsewhere, no inline script or style
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+
+
+def install(app: Flask, server: Any) -> None:
+    """Add the UI's routes, its sessions and the security headers to ``app``."""
+    app.extensions["pentora_sessions"] = SessionStore(server.config.login_attempts)
+    if cookie_auth not in _auth.AUTHENTICATORS:
+        _auth.AUTHENTICATORS.append(cookie_auth)  # after bearer: a bearer header wins
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        # the HTML report brings its own, stricter policy (its inline parts pinned by hash)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+    @app.get("/")
+    @app.get("/ui")
+    def root() -> Response:
+        return redirect("/ui/", 302)  # type: ignore[return-value]
+
+    @app.get("/ui/")
+    def index() -> Response:
+        if current(request) is None:
+            return redirect("/ui/login", 302)  # type: ignore[return-value]
+        return _file("index.html")
+
+    @app.get("/ui/login")
+    def login_page() -> Response:
+        if current(request) is not None:
+            return redirect("/ui/", 302)  # type: ignore[return-value]
+        return _login(200)
+
+    @app.post("/login")
+    def login() -> Response:
+        sessions = sessions_of(current_app)
+        client = request.remote_addr or "unknown"
+        wait = sessions.retry_after(client)
+        if wait is not None:
+            server.audit.write("login-refused", None, client, reason="rate limit")
+            response = _login(429, f"Too many failed logins from your address: try again in "
+                                   f"{wait} seconds.")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        token = request.form.get("token", "").strip()
+        principal = server.tokens.check(token) if token else None
+        if principal is None:
+            sessions.failed(client)
+            server.audit.write("login-failed", None, client)
+            return _login(401, "That token is not valid (mistyped, or revoked). Create one with "
+                               "`pentora server token create --scope read|scan|admin`.")
+        session = sessions.create(principal)
+        server.audit.write("login", principal.name, client)
+        response = redirect("/ui/", 303)
+        response.set_cookie(COOKIE, session.id, max_age=int(sessions.ttl), path="/",
+                            secure=request.is_secure, httponly=True, samesite="Strict")
+        return response  # type: ignore[return-value]
+
+    @app.post("/logout")
+    def logout() -> Response:
+        session = current(request)
+        if session is not None:
+            try:
+                check_csrf(request, session)
+            except _auth.AuthError as e:
+                return _login(e.status, e.message)
+            sessions_of(current_app).end(session.id)
+            server.audit.write("logout", session.name, request.remote_addr)
+        response = redirect("/ui/login", 303)
+        response.delete_cookie(COOKIE, path="/", secure=request.is_secure, httponly=True,
+                               samesite="Strict")
+        return response  # type: ignore[return-value]
+
+    @app.get("/ui/session")
+    def session_info() -> Response:
+        """Who is logged in and the CSRF token the pages send with what they change: read
+        by the page's script (same origin only: no CORS, and JSON a script tag cannot run)."""
+        session = current(request)
+        if session is None:
+            response = Response('{"error": "not logged in; log in at /ui/login", "problems": []}',
+                                status=401, mimetype="application/json")
+        else:
+            response = current_app.json.response(
+                {"name": session.name, "scope": session.scope, "csrf_token": session.csrf})
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/ui/<path:name>")
+    def static_file(name: str) -> Response:
+        return _file(name)
+
+
+def _file(name: str) -> Response:
+    path = safe_join(str(STATIC), name)  # refuses ../ and absolute paths
+    if path is None or not Path(path).is_file():
+        raise NotFound(f"no UI file '{name}'")
+    response = send_file(path, mimetype=TYPES.get(Path(path).suffix, "application/octet-stream"))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _login(status: int, error: str | None = None) -> Response:
+    # render_template_string escapes every value: the message is ours, but stays text
+    page = render_template_string(LOGIN_PAGE.read_text(encoding="utf-8"), error=error,
+                                  csrf_field=CSRF_FIELD)
+    return Response(page, status=status, mimetype="text/html")
