@@ -274,7 +274,9 @@ def _scan_routes(app: Flask, server: Server) -> None:  # noqa: C901 - one closur
         if job is None:
             shown = found(scan_id)
             return Response(_sse.stored(shown), mimetype="text/event-stream", headers=headers)
-        last = request.headers.get("Last-Event-ID")
+        # ?last_event_id=N: as the header, for a browser's EventSource, which cannot send
+        # one on its first connection (the UI asks for every event from the start)
+        last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         last_id = int(last) if last is not None and last.strip().isdigit() else None
         stream = _sse.stream(job.log, lambda: job.status, last_id)
         return Response(stream, mimetype="text/event-stream", headers=headers)
