@@ -160,6 +160,7 @@ async function scanPage(scanId) {
   let closed = false;
   let source = null;
   let timer = null;
+  let final = null; // the status scan_end gave: the detail may lag behind it a moment
   leave = () => { closed = true; clearTimeout(timer); if (source) source.close(); };
 
   const setStatus = (text) => {
@@ -205,7 +206,7 @@ async function scanPage(scanId) {
   // the DAG comes from the scan's detail once the store has the scan (a queued scan has none yet)
   const loadDag = async () => {
     const shown = await call("GET", base);
-    setStatus(shown.scan.status);
+    setStatus(final || shown.scan.status);
     for (const n of shown.nodes || []) if (!(n.node in statuses)) statuses[n.node] = n.status;
     if (shown.scan.dag && shown.scan.dag.nodes) {
       svgRoot = drawDag(shown.scan.dag, statuses);
@@ -227,10 +228,12 @@ async function scanPage(scanId) {
     }
   }
 
-  source = new EventSource(`${API}${base}/events`);
+  // every event from the first (the server keeps them all): the records found before
+  // this page opened come too, and a scan that ended meanwhile still sends its scan_end
+  source = new EventSource(`${API}${base}/events?last_event_id=0`);
   source.addEventListener("state", (event) => {
     const data = JSON.parse(event.data);
-    setStatus(data.status);
+    setStatus(final || data.status);
     for (const [node, text] of Object.entries(data.nodes || {})) nodeStatus(node, text);
     for (const p of Object.values((data.progress && data.progress.nodes) || {})) items(p);
   });
@@ -248,8 +251,8 @@ async function scanPage(scanId) {
   });
   source.addEventListener("scan_end", (event) => {
     source.close(); // the server ends the stream: no reconnect
-    setStatus(JSON.parse(event.data).status);
-    loadDag().catch(showError);
+    final = JSON.parse(event.data).status;
+    setStatus(final);
   });
 }
 
