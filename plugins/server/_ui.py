@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, redirect, render_template_string, request, send_file
 from pentora_plugins.server import _auth
-from pentora_plugins.server._session import (
+from pentora_plugins.server._login import (
     COOKIE,
     CSRF_FIELD,
     SessionStore,
