@@ -1,16 +1,16 @@
-"""The web UI's sessions: a login with an API token, a cookie, CSRF tokens, a rate limit.
+"""The web UI's logins: a login with an API token, a cookie, CSRF tokens, a rate limit.
 
 ``POST /login`` checks a token as bearer authentication does and, when it holds, keeps a
-session server-side (a random id → the token's name and scope, an expiry, a CSRF token)
+login server-side (a random id → the token's name and scope, an expiry, a CSRF token)
 and gives the browser its id in a cookie: HttpOnly (no script reads it), SameSite=Strict
 (no other site's page sends it), Secure over TLS, Path=/. The API takes that cookie as it
 takes a bearer token; a request that changes state with it (any method but GET and HEAD)
-must also carry the session's CSRF token (form field ``csrf_token`` or header
+must also carry the login's CSRF token (form field ``csrf_token`` or header
 ``X-CSRF-Token``): a synchronizer token, compared in constant time. Bearer requests need
 none (a browser never adds an Authorization header by itself).
 
-Sessions live in the server's memory: a restart logs everyone out. A revoked token ends
-its sessions at their next request (its name is looked up each time).
+Logins live in the server's memory: a restart logs everyone out. A revoked token ends
+its logins at their next request (its name is looked up each time).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from typing import Any
 from pentora_plugins.server._auth import AuthError
 from pentora_plugins.server._tokens import Principal, TokenStore
 
-COOKIE = "pentora_session"
+COOKIE = "pentora_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-TTL = 8 * 3600.0  # seconds a session lasts after its login: a working day
+TTL = 8 * 3600.0  # seconds a login lasts: a working day
 WINDOW = 60.0  # seconds over which failed logins are counted (login_attempts per minute)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 @dataclass
-class Session:
+class Login:
     id: str
     name: str
     scope: str
@@ -45,39 +45,39 @@ class Session:
 
 
 @dataclass
-class SessionStore:
-    """The live sessions of one server, and the failed logins of each client address."""
+class Logins:
+    """The live logins of one server, and the failed logins of each client address."""
 
     login_attempts: int = 5
     ttl: float = TTL
-    sessions: dict[str, Session] = field(default_factory=dict)
+    logins: dict[str, Login] = field(default_factory=dict)
     failures: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def create(self, principal: Principal) -> Session:
-        session = Session(secrets.token_urlsafe(32), principal.name, principal.scope,
-                          secrets.token_urlsafe(32), time.monotonic() + self.ttl)
+    def create(self, principal: Principal) -> Login:
+        login = Login(secrets.token_urlsafe(32), principal.name, principal.scope,
+                      secrets.token_urlsafe(32), time.monotonic() + self.ttl)
         with self._lock:
             self._expire()
-            self.sessions[session.id] = session
-        return session
+            self.logins[login.id] = login
+        return login
 
-    def get(self, session_id: str) -> Session | None:
+    def get(self, login_id: str) -> Login | None:
         with self._lock:
-            session = self.sessions.get(session_id)
-            if session is not None and session.expires <= time.monotonic():
-                del self.sessions[session_id]
+            login = self.logins.get(login_id)
+            if login is not None and login.expires <= time.monotonic():
+                del self.logins[login_id]
                 return None
-            return session
+            return login
 
-    def end(self, session_id: str) -> None:
+    def end(self, login_id: str) -> None:
         with self._lock:
-            self.sessions.pop(session_id, None)
+            self.logins.pop(login_id, None)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for key in [k for k, s in self.sessions.items() if s.expires <= now]:
-            del self.sessions[key]
+        for key in [k for k, s in self.logins.items() if s.expires <= now]:
+            del self.logins[key]
 
     def retry_after(self, client: str) -> int | None:
         """Seconds until ``client`` may try again, or None while it is under the limit."""
@@ -104,40 +104,40 @@ class SessionStore:
         return recent
 
 
-def sessions_of(app: Any) -> SessionStore:
-    return app.extensions["pentora_sessions"]  # type: ignore[no-any-return]
+def logins_of(app: Any) -> Logins:
+    return app.extensions["pentora_logins"]  # type: ignore[no-any-return]
 
 
-def current(request: Any) -> Session | None:
-    """The request's live session (by its cookie), or None."""
+def current(request: Any) -> Login | None:
+    """The request's live login (by its cookie), or None."""
     from flask import current_app
 
-    session_id = request.cookies.get(COOKIE)
-    if not session_id:
+    login_id = request.cookies.get(COOKIE)
+    if not login_id:
         return None
-    return sessions_of(current_app).get(session_id)
+    return logins_of(current_app).get(login_id)
 
 
-def check_csrf(request: Any, session: Session) -> None:
+def check_csrf(request: Any, login: Login) -> None:
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.mimetype in ("application/x-www-form-urlencoded",
                                                "multipart/form-data"):
         given = request.form.get(CSRF_FIELD)
-    if not given or not hmac.compare_digest(given.encode(), session.csrf.encode()):
-        raise AuthError(403, f"a request with the session cookie that changes something needs "
-                             f"the session's CSRF token (form field '{CSRF_FIELD}' or header "
+    if not given or not hmac.compare_digest(given.encode(), login.csrf.encode()):
+        raise AuthError(403, f"a request with the login cookie that changes something needs "
+                             f"the login's CSRF token (form field '{CSRF_FIELD}' or header "
                              f"'{CSRF_HEADER}'); reload the page to get it")
 
 
 def cookie_auth(request: Any, tokens: TokenStore) -> Principal | None:
-    """The principal of the request's session cookie (an authenticator of ``_auth``)."""
+    """The principal of the request's login cookie (an authenticator of ``_auth``)."""
     if not request.cookies.get(COOKIE):
         return None
-    session = current(request)
-    if session is None:
-        raise AuthError(401, "the session has expired or ended; log in again at /ui/login")
-    if not any(t["name"] == session.name for t in tokens.list()):
-        raise AuthError(401, f"token '{session.name}' was revoked; log in again with another")
+    login = current(request)
+    if login is None:
+        raise AuthError(401, "the login has expired or ended; log in again at /ui/login")
+    if not any(t["name"] == login.name for t in tokens.list()):
+        raise AuthError(401, f"token '{login.name}' was revoked; log in again with another")
     if request.method not in SAFE_METHODS:
-        check_csrf(request, session)
-    return Principal(session.name, session.scope)
+        check_csrf(request, login)
+    return Principal(login.name, login.scope)

@@ -3,7 +3,7 @@ security headers of every response.
 
 The UI is plain HTML, CSS and JavaScript modules served by this process (no build step,
 nothing from another origin), talking to the same ``/api/v1`` routes as any client, with
-the session cookie of ``_session`` instead of a bearer token.
+the login cookie of ``_login`` instead of a bearer token.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pentora_plugins.server import _auth
 from pentora_plugins.server._login import (
     COOKIE,
     CSRF_FIELD,
-    SessionStore,
+    Logins,
     check_csrf,
     cookie_auth,
     current,
-    sessions_of,
+    logins_of,
 )
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
@@ -36,8 +36,8 @@ TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".s
 
 
 def install(app: Flask, server: Any) -> None:
-    """Add the UI's routes, its sessions and the security headers to ``app``."""
-    app.extensions["pentora_sessions"] = SessionStore(server.config.login_attempts)
+    """Add the UI's routes, its logins and the security headers to ``app``."""
+    app.extensions["pentora_logins"] = Logins(server.config.login_attempts)
     if cookie_auth not in _auth.AUTHENTICATORS:
         _auth.AUTHENTICATORS.append(cookie_auth)  # after bearer: a bearer header wins
 
@@ -64,59 +64,59 @@ def install(app: Flask, server: Any) -> None:
     def login_page() -> Response:
         if current(request) is not None:
             return redirect("/ui/", 302)  # type: ignore[return-value]
-        return _login(200)
+        return _login_page(200)
 
     @app.post("/login")
     def login() -> Response:
-        sessions = sessions_of(current_app)
+        logins = logins_of(current_app)
         client = request.remote_addr or "unknown"
-        wait = sessions.retry_after(client)
+        wait = logins.retry_after(client)
         if wait is not None:
             server.audit.write("login-refused", None, client, reason="rate limit")
-            response = _login(429, f"Too many failed logins from your address: try again in "
+            response = _login_page(429, f"Too many failed logins from your address: try again in "
                                    f"{wait} seconds.")
             response.headers["Retry-After"] = str(wait)
             return response
         token = request.form.get("token", "").strip()
         principal = server.tokens.check(token) if token else None
         if principal is None:
-            sessions.failed(client)
+            logins.failed(client)
             server.audit.write("login-failed", None, client)
-            return _login(401, "That token is not valid (mistyped, or revoked). Create one with "
+            return _login_page(401, "That token is not valid (mistyped, or revoked). Create one with "
                                "`pentora server token create --scope read|scan|admin`.")
-        session = sessions.create(principal)
+        login = logins.create(principal)
         server.audit.write("login", principal.name, client)
         response = redirect("/ui/", 303)
-        response.set_cookie(COOKIE, session.id, max_age=int(sessions.ttl), path="/",
+        response.set_cookie(COOKIE, login.id, max_age=int(logins.ttl), path="/",
                             secure=request.is_secure, httponly=True, samesite="Strict")
         return response  # type: ignore[return-value]
 
     @app.post("/logout")
     def logout() -> Response:
-        session = current(request)
-        if session is not None:
+        login = current(request)
+        if login is not None:
             try:
-                check_csrf(request, session)
+                check_csrf(request, login)
             except _auth.AuthError as e:
-                return _login(e.status, e.message)
-            sessions_of(current_app).end(session.id)
-            server.audit.write("logout", session.name, request.remote_addr)
+                return _login_page(e.status, e.message)
+            logins_of(current_app).end(login.id)
+            server.audit.write("logout", login.name, request.remote_addr)
         response = redirect("/ui/login", 303)
         response.delete_cookie(COOKIE, path="/", secure=request.is_secure, httponly=True,
                                samesite="Strict")
         return response  # type: ignore[return-value]
 
-    @app.get("/ui/session")
-    def session_info() -> Response:
+    @app.get("/ui/me")
+    def me() -> Response:
         """Who is logged in and the CSRF token the pages send with what they change: read
         by the page's script (same origin only: no CORS, and JSON a script tag cannot run)."""
-        session = current(request)
-        if session is None:
+        login = current(request)
+        if login is None:
             response = Response('{"error": "not logged in; log in at /ui/login", "problems": []}',
                                 status=401, mimetype="application/json")
         else:
             response = current_app.json.response(
-                {"name": session.name, "scope": session.scope, "csrf_token": session.csrf})
+                {"name": login.name, "scope": login.scope, "csrf_token": login.csrf})
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -134,7 +134,7 @@ def _file(name: str) -> Response:
     return response
 
 
-def _login(status: int, error: str | None = None) -> Response:
+def _login_page(status: int, error: str | None = None) -> Response:
     # render_template_string escapes every value: the message is ours, but stays text
     page = render_template_string(LOGIN_PAGE.read_text(encoding="utf-8"), error=error,
                                   csrf_field=CSRF_FIELD)

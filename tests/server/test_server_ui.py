@@ -172,7 +172,7 @@ def _text(browser: Any) -> str:
 def log_in(browser: Any, server: Server, token: str) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.delete_all_cookies()  # another server's session (cookies ignore the port)
+    browser.delete_all_cookies()  # another server's login (cookies ignore the port)
     browser.get(f"{server.url}/ui/")
     wait(browser, lambda d: d.current_url.endswith("/ui/login"), "the login page")
     field = browser.find_element(By.ID, "token")
@@ -251,7 +251,7 @@ def test_a_scan_started_from_the_form_fills_its_dag_ports_and_report(
     assert "of" in browser.find_element(By.ID, "progress-nodes").text
     shot("completed")
 
-    # the scan list shows it completed, and the HTML report opens with the session cookie
+    # the scan list shows it completed, and the HTML report opens with the login cookie
     browser.find_element(By.ID, "nav-scans").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#scans tr[data-id="{scan_id}"]'
                                                            f'[data-status="completed"]'),
@@ -297,7 +297,7 @@ def test_a_wrong_token_is_refused_and_the_sixth_try_in_a_minute_gets_429(
             log_in(browser, fresh, f"pnt_wrong{attempt}")
             error = wait(browser, lambda d: d.find_elements(By.ID, "login-error"), "an error")[0]
             assert "not valid" in error.text, error.text
-            assert browser.get_cookie("pentora_session") is None
+            assert browser.get_cookie("pentora_login") is None
         shot("wrong-token")
         log_in(browser, fresh, "pnt_wrong6")
         error = wait(browser, lambda d: d.find_elements(By.ID, "login-error"), "an error")[0]
@@ -315,13 +315,13 @@ def test_a_wrong_token_is_refused_and_the_sixth_try_in_a_minute_gets_429(
         fresh.stop()
 
 
-def test_the_session_cookie_is_httponly_strict_and_needs_the_csrf_token_to_change_anything(
+def test_the_login_cookie_is_httponly_strict_and_needs_the_csrf_token_to_change_anything(
         browser, server, shot):
     from selenium.webdriver.common.by import By
 
     log_in(browser, server, server.token)
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#scans"), "the scan list")
-    cookie = browser.get_cookie("pentora_session")
+    cookie = browser.get_cookie("pentora_login")
     assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert cookie["path"] == "/" and cookie["secure"] is False  # plain HTTP on loopback
     assert browser.execute_script("return document.cookie") == ""  # no script reads it
@@ -339,20 +339,20 @@ def test_the_session_cookie_is_httponly_strict_and_needs_the_csrf_token_to_chang
     status, error = browser.execute_async_script(script, body)
     assert status == 403 and "CSRF" in error, error
     # and outside the browser, the same cookie: refused without the token, taken with it
-    jar = {"Cookie": f"pentora_session={cookie['value']}", "Content-Type": "application/json"}
+    jar = {"Cookie": f"pentora_login={cookie['value']}", "Content-Type": "application/json"}
     assert server.request("POST", "/api/v1/scans", body.encode(), jar)[0] == 403
     assert server.request("POST", "/logout", b"", jar)[0] == 403
-    session = json.loads(server.request("GET", "/ui/session", None, jar)[1])
-    refused = {**jar, "X-CSRF-Token": session["csrf_token"][:-1] + "x"}
+    login = json.loads(server.request("GET", "/ui/me", None, jar)[1])
+    refused = {**jar, "X-CSRF-Token": login["csrf_token"][:-1] + "x"}
     assert server.request("POST", "/api/v1/scans", body.encode(), refused)[0] == 403
     taken = server.request("POST", "/api/v1/scans", body.encode(),
-                           {**jar, "X-CSRF-Token": session["csrf_token"]})
+                           {**jar, "X-CSRF-Token": login["csrf_token"]})
     assert taken[0] == 201, taken[1]
     # a bearer request needs no CSRF token; reading with the cookie needs none either
     bearer = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
     assert server.request("POST", "/api/v1/scans", body.encode(), bearer)[0] == 201
     assert server.request("GET", "/api/v1/scans", None, jar)[0] == 200
-    # logging out ends the session on the server: the cookie no longer opens anything
+    # logging out ends the login on the server: the cookie no longer opens anything
     browser.find_element(By.CSS_SELECTOR, "#logout-form button").click()
     wait(browser, lambda d: d.current_url.endswith("/ui/login"), "the login page")
     shot("logged-out")

@@ -1,8 +1,8 @@
-// Calls to /api/v1 with the session cookie. Whatever changes something carries the
-// session's CSRF token in X-CSRF-Token; a 401 sends the browser back to the login page.
+// Calls to /api/v1 with the login cookie. Whatever changes something carries the
+// login's CSRF token in X-CSRF-Token; a 401 sends the browser back to the login page.
 
 export const API = "/api/v1";
-let session = null;
+let login = null;
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -13,20 +13,20 @@ export class ApiError extends Error {
 }
 
 export async function whoami() {
-  const response = await fetch("/ui/session", { credentials: "same-origin" });
+  const response = await fetch("/ui/me", { credentials: "same-origin" });
   if (response.status === 401) {
     window.location.assign("/ui/login");
     throw new ApiError(401, { error: "not logged in" });
   }
-  session = await response.json();
-  return session;
+  login = await response.json();
+  return login;
 }
 
 export async function call(method, path, body) {
   const headers = { "Accept": "application/json" };
   const init = { method, headers, credentials: "same-origin" };
   if (method !== "GET" && method !== "HEAD") {
-    headers["X-CSRF-Token"] = session ? session.csrf_token : "";
+    headers["X-CSRF-Token"] = login ? login.csrf_token : "";
   }
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
