@@ -24,6 +24,7 @@ from pentora_plugins.server._login import (
 )
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
+from werkzeug.wrappers import Response as HttpResponse
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -42,7 +43,7 @@ def install(app: Flask, server: Any) -> None:
         _auth.AUTHENTICATORS.append(cookie_auth)  # after bearer: a bearer header wins
 
     @app.after_request
-    def security_headers(response: Response) -> Response:
+    def security_headers(response: Response) -> HttpResponse:
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         # the HTML report brings its own, stricter policy (its inline parts pinned by hash)
@@ -51,48 +52,48 @@ def install(app: Flask, server: Any) -> None:
 
     @app.get("/")
     @app.get("/ui")
-    def root() -> Response:
-        return redirect("/ui/", 302)  # type: ignore[return-value]
+    def root() -> HttpResponse:
+        return redirect("/ui/", 302)
 
     @app.get("/ui/")
-    def index() -> Response:
+    def index() -> HttpResponse:
         if current(request) is None:
-            return redirect("/ui/login", 302)  # type: ignore[return-value]
+            return redirect("/ui/login", 302)
         return _file("index.html")
 
     @app.get("/ui/login")
-    def login_page() -> Response:
+    def login_page() -> HttpResponse:
         if current(request) is not None:
-            return redirect("/ui/", 302)  # type: ignore[return-value]
+            return redirect("/ui/", 302)
         return _login_page(200)
 
     @app.post("/login")
-    def login() -> Response:
+    def login() -> HttpResponse:
         logins = logins_of(current_app)
         client = request.remote_addr or "unknown"
         wait = logins.retry_after(client)
         if wait is not None:
             server.audit.write("login-refused", None, client, reason="rate limit")
-            response = _login_page(429, f"Too many failed logins from your address: try again in "
-                                   f"{wait} seconds.")
-            response.headers["Retry-After"] = str(wait)
-            return response
+            refused = _login_page(429, f"Too many failed logins from your address: try again "
+                                       f"in {wait} seconds.")
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         token = request.form.get("token", "").strip()
         principal = server.tokens.check(token) if token else None
         if principal is None:
             logins.failed(client)
             server.audit.write("login-failed", None, client)
-            return _login_page(401, "That token is not valid (mistyped, or revoked). Create one with "
-                               "`pentora server token create --scope read|scan|admin`.")
+            return _login_page(401, "That token is not valid (mistyped, or revoked). Create one "
+                                    "with `pentora server token create --scope read|scan|admin`.")
         login = logins.create(principal)
         server.audit.write("login", principal.name, client)
         response = redirect("/ui/", 303)
         response.set_cookie(COOKIE, login.id, max_age=int(logins.ttl), path="/",
                             secure=request.is_secure, httponly=True, samesite="Strict")
-        return response  # type: ignore[return-value]
+        return response
 
     @app.post("/logout")
-    def logout() -> Response:
+    def logout() -> HttpResponse:
         login = current(request)
         if login is not None:
             try:
@@ -104,13 +105,14 @@ def install(app: Flask, server: Any) -> None:
         response = redirect("/ui/login", 303)
         response.delete_cookie(COOKIE, path="/", secure=request.is_secure, httponly=True,
                                samesite="Strict")
-        return response  # type: ignore[return-value]
+        return response
 
     @app.get("/ui/me")
-    def me() -> Response:
+    def me() -> HttpResponse:
         """Who is logged in and the CSRF token the pages send with what they change: read
         by the page's script (same origin only: no CORS, and JSON a script tag cannot run)."""
         login = current(request)
+        response: Any
         if login is None:
             response = Response('{"error": "not logged in; log in at /ui/login", "problems": []}',
                                 status=401, mimetype="application/json")
@@ -121,11 +123,11 @@ def install(app: Flask, server: Any) -> None:
         return response
 
     @app.get("/ui/<path:name>")
-    def static_file(name: str) -> Response:
+    def static_file(name: str) -> HttpResponse:
         return _file(name)
 
 
-def _file(name: str) -> Response:
+def _file(name: str) -> HttpResponse:
     path = safe_join(str(STATIC), name)  # refuses ../ and absolute paths
     if path is None or not Path(path).is_file():
         raise NotFound(f"no UI file '{name}'")
@@ -134,7 +136,7 @@ def _file(name: str) -> Response:
     return response
 
 
-def _login_page(status: int, error: str | None = None) -> Response:
+def _login_page(status: int, error: str | None = None) -> HttpResponse:
     # render_template_string escapes every value: the message is ours, but stays text
     page = render_template_string(LOGIN_PAGE.read_text(encoding="utf-8"), error=error,
                                   csrf_field=CSRF_FIELD)
