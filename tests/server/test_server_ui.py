@@ -374,3 +374,34 @@ def test_every_page_carries_the_csp_and_the_other_security_headers(server):
     assert server.request("GET", "/ui/app.js", None)[2]["Content-Type"].startswith("text/javascript")
     assert server.request("GET", "/ui/../_ui.py", None)[0] == 404
     assert server.request("GET", "/ui/", None)[2]["Location"] == "/ui/login"
+
+
+def test_two_scans_picked_in_the_list_show_their_diff(browser, server, shot, tcp_server):
+    from selenium.webdriver.common.by import By
+
+    kept, dropped = tcp_server(), tcp_server()
+    bearer = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+    ids = []
+    for ports in (f"{kept.port},{dropped.port}", str(kept.port)):
+        body = json.dumps({"targets": "127.0.0.1", "ports": ports, "profile": "port-scan"})
+        status, answer, _ = server.request("POST", "/api/v1/scans", body.encode(), bearer)
+        assert status == 201, answer
+        ids.append(json.loads(answer)["id"])
+        deadline = time.monotonic() + HANG_GUARD  # a hang guard
+        while json.loads(server.request("GET", f"/api/v1/scans/{ids[-1]}", None, bearer)[1])[
+                "scan"]["status"] != "completed":
+            assert time.monotonic() < deadline, f"scan {ids[-1]} did not complete"
+            time.sleep(0.2)
+    log_in(browser, server, server.token)
+    for scan_id in ids:
+        box = wait(browser, lambda d, i=scan_id: d.find_elements(
+            By.CSS_SELECTOR, f'#scans input.pick[data-id="{i}"]'), f"scan {scan_id} in the list")[0]
+        box.click()
+    wait(browser, lambda d: d.find_element(By.ID, "compare").is_enabled(), "Compare enabled")
+    browser.find_element(By.ID, "compare").click()
+    wait(browser, lambda d: f"#/diff/{ids[0]}/{ids[1]}" in d.current_url, "the diff page")
+    table = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'table[data-aspect="ports"]'),
+                 "the ports that changed")[0]
+    rows = [tr.text for tr in table.find_elements(By.TAG_NAME, "tr")]
+    assert rows == [f"removed 127.0.0.1  {dropped.port}/tcp  open"], rows
+    shot("diff")
