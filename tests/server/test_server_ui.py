@@ -405,3 +405,28 @@ def test_two_scans_picked_in_the_list_show_their_diff(browser, server, shot, tcp
     rows = [tr.text for tr in table.find_elements(By.TAG_NAME, "tr")]
     assert rows == [f"removed 127.0.0.1  {dropped.port}/tcp  open"], rows
     shot("diff")
+
+
+def test_last_event_id_in_the_query_replays_a_scan_from_its_first_event(server, tcp_server):
+    listener = tcp_server()
+    bearer = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+    body = json.dumps({"targets": "127.0.0.1", "ports": str(listener.port), "profile": "port-scan"})
+    status, answer, _ = server.request("POST", "/api/v1/scans", body.encode(), bearer)
+    assert status == 201, answer
+    scan_id = json.loads(answer)["id"]
+    # the stream ends after scan_end: read it whole, from the first event
+    status, text, headers = server.request("GET", f"/api/v1/scans/{scan_id}/events?last_event_id=0",
+                                           None, bearer)
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    events = [dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+              for block in text.decode().split("\n\n") if block.strip() and not block.startswith(":")]
+    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    types = [e["event"] for e in events]
+    assert "state" not in types and types[-1] == "scan_end" and "node_start" in types
+    ports = [json.loads(e["data"])["record"] for e in events
+             if e["event"] == "record" and json.loads(e["data"])["kind"] == "port"]
+    assert [(p["host"], p["port"]) for p in ports] == [("127.0.0.1", listener.port)]
+    # from N on: exactly the events after N
+    status, text, _ = server.request("GET", f"/api/v1/scans/{scan_id}/events?last_event_id=3",
+                                     None, bearer)
+    assert text.decode().startswith("id: 4\n")
