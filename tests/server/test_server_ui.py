@@ -30,7 +30,7 @@ from pentora.testing import free_port
 PENTORA = str(Path(sys.executable).with_name("pentora"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-HANG_GUARD = 60  # seconds: the longest a step may take before the test calls it a hang
+HANG_GUARD = 120  # seconds: a step taking longer is a hang (the machine may be busy)
 XSS = "<img src=x onerror=alert(1)>"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -388,9 +388,10 @@ def test_two_scans_picked_in_the_list_show_their_diff(browser, server, shot, tcp
         assert status == 201, answer
         ids.append(json.loads(answer)["id"])
         deadline = time.monotonic() + HANG_GUARD  # a hang guard
-        while json.loads(server.request("GET", f"/api/v1/scans/{ids[-1]}", None, bearer)[1])[
-                "scan"]["status"] != "completed":
-            assert time.monotonic() < deadline, f"scan {ids[-1]} did not complete"
+        while (shown := json.loads(server.request("GET", f"/api/v1/scans/{ids[-1]}", None,
+                                                  bearer)[1]))["scan"]["status"] != "completed":
+            assert time.monotonic() < deadline, (f"scan {ids[-1]} did not complete: {shown}; "
+                                                 f"the server said: {server.output()[-3000:]}")
             time.sleep(0.2)
     log_in(browser, server, server.token)
     for scan_id in ids:
