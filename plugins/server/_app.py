@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from pentora_plugins.kit import diff as record_diff
-from pentora_plugins.server import _openapi, _results, _spec, _sse
+from pentora_plugins.server import _openapi, _results, _spec, _sse, _ui
 from pentora_plugins.server._allow import AllowList
 from pentora_plugins.server._audit import AuditLog
 from pentora_plugins.server._auth import AuthError, authenticate
@@ -74,6 +74,7 @@ def create_app(server: Server) -> Flask:
         from pentora_plugins.server import _schedule_api
 
         _schedule_api.add_routes(app, server)
+    _ui.install(app, server)
     return app
 
 
@@ -281,7 +282,9 @@ def _scan_routes(app: Flask, server: Server) -> None:  # noqa: C901 - one closur
         if job is None:
             shown = found(scan_id)
             return Response(_sse.stored(shown), mimetype="text/event-stream", headers=headers)
-        last = request.headers.get("Last-Event-ID")
+        # ?last_event_id=N: as the header, for a browser's EventSource, which cannot send
+        # one on its first connection (the UI asks for every event from the start)
+        last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         last_id = int(last) if last is not None and last.strip().isdigit() else None
         stream = _sse.stream(job.log, lambda: job.status, last_id)
         return Response(stream, mimetype="text/event-stream", headers=headers)
