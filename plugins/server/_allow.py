@@ -101,10 +101,10 @@ class AllowList:
                     config = node.config or {}  # an unknown var: validation refuses the scan
                 for path, key, value in _walk(config, "config"):
                     problems += self._problems(key, value, node.instance_id, path)
-        seen: set[str] = set()
         # A var's value reaches the nodes that use it: each offending value is listed once,
         # where it was given.
-        return [p for p in problems if not (p["target"] in seen or seen.add(p["target"]))]
+        first = {p["target"]: p for p in reversed(problems)}
+        return [p for p in problems if first[p["target"]] is p]
 
     def _problems(self, key: str, value: Any, node: str | None, path: str) -> list[dict[str, str]]:
         out = []

@@ -7,6 +7,7 @@ HTML page to the client).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,9 @@ log = logger.bind(component="server")
 API = "/api/v1"
 OPEN = (f"{API}/health", f"{API}/openapi.json")
 FORMATS = tuple(_results.CONTENT_TYPES)
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII: str.isdigit also takes "³" and "٣"
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
 class ApiError(Exception):
@@ -82,12 +86,21 @@ def _errors(app: Flask) -> None:
         status = e.code or 500
         text = {413: "the request body is larger than this server takes (max_body)"}.get(
             status, e.description or e.name)
-        return _error(status, text)
+        # Werkzeug's own headers stay (Allow on a 405, as RFC 9110 asks); the body is ours.
+        kept = {k: v for k, v in e.get_headers() if k.lower() not in ("content-type",
+                                                                      "content-length")}
+        return _error(status, text, headers=kept)
 
     @app.errorhandler(Exception)
     def any_error(e: Exception) -> Response:
         log.opt(exception=e).error("{} {}: {}", request.method, request.path, e)
         return _error(500, "internal error; the server's log has the details")
+
+
+# The query parameters each route reads (the OpenAPI document lists the same); any other
+# is refused, so that a mistyped one (?stauts=failed) is not silently ignored.
+QUERY = {"list_scans": frozenset({"status", "since", "limit", "offset"}),
+         "results": frozenset({"format"})}
 
 
 def _guard(app: Flask, server: Server) -> None:
@@ -104,6 +117,18 @@ def _guard(app: Flask, server: Server) -> None:
         except AuthError as e:
             headers = {"WWW-Authenticate": 'Bearer realm="pentora"'} if e.status == 401 else {}
             raise ApiError(e.status, e.message, headers=headers) from None
+
+    @app.before_request
+    def check_query() -> None:
+        if not request.path.startswith(API) or request.endpoint is None:
+            return
+        known = QUERY.get(request.endpoint, frozenset())
+        unknown = sorted(k for k in request.args if k not in known)
+        if unknown:
+            raise ApiError(422, f"unknown query parameter '{unknown[0]}'; this route takes "
+                                + (", ".join(sorted(known)) or "none"),
+                           [{"message": f"unknown query parameter '{k}'", "key": k}
+                            for k in unknown])
 
 
 def _body() -> Any:
@@ -130,7 +155,7 @@ def _int(name: str, default: int, most: int) -> int:
     text = request.args.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > most:
+    if not _DIGITS.fullmatch(text) or int(text) > most:
         raise ApiError(422, f"{name}: a whole number from 0 to {most}", [{"message": f"got '{text}'",
                                                                          "key": name}])
     return int(text)
@@ -138,10 +163,14 @@ def _int(name: str, default: int, most: int) -> int:
 
 def _since() -> float | None:
     text = request.args.get("since")
-    if not text:
+    if text is None:
         return None
     try:
-        return datetime.fromisoformat(text).timestamp()
+        # RFC 3339, as the OpenAPI document's date-time says: fromisoformat alone would
+        # take a bare date, or a time without its offset (read in the server's zone).
+        if not _RFC3339.fullmatch(text):
+            raise ValueError(text)
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise ApiError(422, "since: an ISO 8601 time, e.g. 2025-01-31T12:00:00+00:00",
                        [{"message": f"got '{text}'", "key": "since"}]) from None
@@ -274,7 +303,10 @@ def _scan_routes(app: Flask, server: Server) -> None:  # noqa: C901 - one closur
             shown = found(scan_id)
             return Response(_sse.stored(shown), mimetype="text/event-stream", headers=headers)
         last = request.headers.get("Last-Event-ID")
-        last_id = int(last) if last is not None and last.strip().isdigit() else None
+        if last is not None and not _DIGITS.fullmatch(last.strip()):
+            raise ApiError(422, "Last-Event-ID: the id of an event of this stream (1, 2, …)",
+                           [{"message": f"got '{last[:40]}'", "key": "Last-Event-ID"}])
+        last_id = int(last.strip()) if last is not None else None
         stream = _sse.stream(job.log, lambda: job.status, last_id)
         return Response(stream, mimetype="text/event-stream", headers=headers)
 

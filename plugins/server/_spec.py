@@ -195,6 +195,10 @@ def check_dag(orch: Any, body: Any, max_nodes: int) -> int:
     if not isinstance(body, dict) or not isinstance(body.get("dag"), dict):
         raise RequestError(422, "the request is invalid",
                               [_problem("the body must be {\"dag\": {…}, \"vars\": {…}}", "dag")])
+    unknown = [k for k in body if k not in ("dag", "vars")]
+    if unknown:
+        raise RequestError(422, "the request is invalid", [
+            _problem(f"unknown field '{k}'; fields: dag, vars", k) for k in unknown])
     variables = body.get("vars") or {}
     if not isinstance(variables, dict):
         raise RequestError(422, "the request is invalid",
