@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from pentora_plugins.kit import diff as record_diff
 from pentora_plugins.server import _openapi, _results, _spec, _sse
 from pentora_plugins.server._allow import AllowList
@@ -30,6 +30,7 @@ log = logger.bind(component="server")
 API = "/api/v1"
 OPEN = (f"{API}/health", f"{API}/openapi.json")
 FORMATS = tuple(_results.CONTENT_TYPES)
+MAX_BODY_ERROR = "the request body is larger than this server takes (max_body)"
 _DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII: str.isdigit also takes "³" and "٣"
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
                       r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
@@ -84,7 +85,7 @@ def _errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
         status = e.code or 500
-        text = {413: "the request body is larger than this server takes (max_body)"}.get(
+        text = {413: MAX_BODY_ERROR}.get(
             status, e.description or e.name)
         # Werkzeug's own headers stay (Allow on a 405, as RFC 9110 asks); the body is ours.
         kept = {k: v for k, v in e.get_headers() if k.lower() not in ("content-type",
@@ -132,15 +133,50 @@ def _guard(app: Flask, server: Server) -> None:
 
 
 def _body() -> Any:
-    data = request.get_data(cache=True)  # 413 beyond max_body, from Flask
+    most = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and "chunked" in request.headers.get(
+            "Transfer-Encoding", "").lower():
+        # Werkzeug stops a chunked body at max_body without a word: the cut body could still
+        # parse (trailing padding), so read one byte more and refuse.
+        data = request.environ["wsgi.input"].read(most + 1)
+        if len(data) > most:
+            raise ApiError(413, MAX_BODY_ERROR)
+    else:
+        data = request.get_data(cache=True)  # 413 beyond max_body, from Flask
     if not data:
         raise ApiError(422, "the request needs a JSON body")
-    try:
-        import json
+    import json
 
-        return json.loads(data)
+    try:
+        body = json.loads(data)
     except ValueError as e:
         raise ApiError(422, f"the body is not JSON: {e}") from None
+    except RecursionError:  # [[[[…]]]] within max_body: the parser's own recursion gives up
+        body = None
+    if body is None and data.strip() != b"null" or _depth(body) > MAX_DEPTH:
+        raise ApiError(422, f"the body nests objects and lists more than {MAX_DEPTH} deep; "
+                            "a scan request or a DAG needs far fewer levels",
+                       [{"message": f"nesting over {MAX_DEPTH} levels", "key": None}])
+    return body
+
+
+# Far beyond what a scan request or a DAG needs (a node config is a few levels); shallow
+# enough that the checks walking the request recursively stay far from Python's limit.
+MAX_DEPTH = 64
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value``, without recursing (it may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                   else item))
+    return deepest
 
 
 def _client() -> str | None:
