@@ -158,3 +158,40 @@ def test_the_audit_log_names_tokens_and_no_file_or_log_holds_one(served, tmp_pat
         assert not [p for p in files if secret in p.read_bytes()], token[:8]
         assert token not in api.output()
         assert token[4:20] not in api.output()  # no part of one either
+
+
+def _with_node(node: dict[str, Any]) -> dict[str, Any]:
+    return {**DAG, "nodes": [*DAG["nodes"], node]}
+
+
+SERVER_FILES = {
+    "sub-DAG file": (_with_node({"instance_id": "inc", "module_type": "subdag",
+                                 "subdag_file": "/etc/passwd"}), "inc", "subdag_file"),
+    "subdag_file on another type": (_with_node({"instance_id": "inc", "module_type": "set",
+                                                "subdag_file": "x.yaml"}), "inc", "subdag_file"),
+    "exclude_file": ({**DAG, "nodes": [{**DAG["nodes"][0], "config": {
+        "targets": "${targets}", "exclude_file": "/etc/hosts"}}, DAG["nodes"][1]]},
+        "targets", "config.exclude_file"),
+    "@file under exclude": ({**DAG, "nodes": [{**DAG["nodes"][0], "config": {
+        "targets": "${targets}", "exclude": "@/etc/hosts"}}, DAG["nodes"][1]]},
+        "targets", "config.exclude"),
+    "a report written to disk": (_with_node({"instance_id": "out", "module_type": "json_reporter",
+                                             "depends_on": ["p"],
+                                             "config": {"output": "/tmp/pentora-x.json"}}),
+                                 "out", "config.output"),
+    "a path through a var": ({**_with_node({"instance_id": "out", "module_type": "json_reporter",
+                                            "depends_on": ["p"], "config": {"output": "${o}"}}),
+                              "vars": {**DAG["vars"], "o": "report.json"}}, "out", "config.output"),
+}
+
+
+@pytest.mark.parametrize("dag, node, key", list(SERVER_FILES.values()), ids=list(SERVER_FILES))
+def test_a_dag_sent_as_data_cannot_name_a_file_of_the_server(served, dag, node, key):
+    for path, body in (("/scans", {"targets": "127.0.0.1", "dag": dag}), ("/dags/validate",
+                                                                         {"dag": dag})):
+        status, answer, _ = served.call("POST", path, body, served.tokens["scan"])
+        assert status == 422, answer
+        assert [(p["node"], p["key"]) for p in answer["problems"]] == [(node, key)], answer
+        assert "server" in answer["problems"][0]["message"]
+        assert "resolved" not in answer["problems"][0]["message"]  # no word on what exists
+    assert _scans(served) == 0
