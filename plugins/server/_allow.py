@@ -16,6 +16,8 @@ from typing import Any
 from pentora_plugins.kit.targetset import union
 from pentora_plugins.kit.targetspec import TargetSpecError, parse_spec, split_specs
 
+from pentora import interpolate
+
 # Keys whose values are targets whatever they look like; any other string is checked when
 # every part of it parses as an address, a CIDR block or a range.
 TARGET_KEYS = frozenset({"targets", "target", "hosts", "host", "addresses", "address"})
@@ -44,8 +46,11 @@ class AllowList:
         """The parts of ``value`` (a spec string or a list of them) not allowed. ``strict``:
         ``value`` is known to hold targets (every part counts, names and files included);
         else only a value that parses wholly as addresses is taken for targets."""
+        if strict and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # a bare number as a target: refused below, as its text is
         texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-        tokens = [t for text in texts if isinstance(text, str) for t in split_specs(text)]
+        tokens = [t for text in texts for t in (split_specs(text) if isinstance(text, str)
+                                                 else [str(text)] if strict else [])]
         if not tokens or any("${" in t for t in tokens):
             return []  # a reference to a var: the var itself is checked
         parsed: list[tuple[str, Any]] = []
@@ -60,7 +65,9 @@ class AllowList:
             except TargetSpecError:
                 if not strict:
                     return []
-                continue  # not a target at all: the scan's validation says so
+                # Unprovable is outside: "167772161" or "127.1" fail here yet a resolver's
+                # inet_aton would take them for 10.0.0.1 and 127.0.0.1.
+                parsed.append((token, None))
         if not strict and any(spec is None or spec.hostname is not None for _, spec in parsed):
             return []
         bad = []
@@ -84,10 +91,20 @@ class AllowList:
             for key, value in dag.vars.items():
                 if key not in variables:
                     problems += self._problems(key, value, None, f"vars.{key}")
+            merged = {**dag.vars, **variables}
             for node in dag.nodes:
-                for path, key, value in _walk(node.config or {}, "config"):
+                # The config as the node will get it: a var spliced into a longer value
+                # ("198.18.0.${n}") or named as a whole under a target key is checked there.
+                try:
+                    config = interpolate(node.config or {}, merged)
+                except KeyError:
+                    config = node.config or {}  # an unknown var: validation refuses the scan
+                for path, key, value in _walk(config, "config"):
                     problems += self._problems(key, value, node.instance_id, path)
-        return problems
+        # A var's value reaches the nodes that use it: each offending value is listed once,
+        # where it was given.
+        first = {p["target"]: p for p in reversed(problems)}
+        return [p for p in problems if first[p["target"]] is p]
 
     def _problems(self, key: str, value: Any, node: str | None, path: str) -> list[dict[str, str]]:
         out = []
@@ -97,7 +114,8 @@ class AllowList:
             for bad in self.outside(sub, strict=sub_key in TARGET_KEYS):
                 problem = {"message": f"target '{bad}' is outside this server's allow-list "
                                       f"({', '.join(self.describe())}); ask its operator to add "
-                                      "it to `allow` in the server config", "key": sub_path}
+                                      "it to `allow` in the server config", "key": sub_path,
+                           "target": bad}
                 if node is not None:
                     problem["node"] = node
                 out.append(problem)
@@ -119,5 +137,5 @@ def _walk(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, Any]
     elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
         for i, v in enumerate(value):
             yield from _walk(v, f"{path}[{i}]", key)
-    elif isinstance(value, (str, list)):
+    elif isinstance(value, (str, list)) or (key in TARGET_KEYS and value is not None):
         yield path, key, value

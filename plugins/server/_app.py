@@ -7,12 +7,13 @@ HTML page to the client).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from pentora_plugins.kit import diff as record_diff
 from pentora_plugins.server import _openapi, _results, _spec, _sse, _ui
 from pentora_plugins.server._allow import AllowList
@@ -29,6 +30,10 @@ log = logger.bind(component="server")
 API = "/api/v1"
 OPEN = (f"{API}/health", f"{API}/openapi.json")
 FORMATS = tuple(_results.CONTENT_TYPES)
+MAX_BODY_ERROR = "the request body is larger than this server takes (max_body)"
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII: str.isdigit also takes "³" and "٣"
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
 class ApiError(Exception):
@@ -86,14 +91,23 @@ def _errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
         status = e.code or 500
-        text = {413: "the request body is larger than this server takes (max_body)"}.get(
+        text = {413: MAX_BODY_ERROR}.get(
             status, e.description or e.name)
-        return _error(status, text)
+        # Werkzeug's own headers stay (Allow on a 405, as RFC 9110 asks); the body is ours.
+        kept = {k: v for k, v in e.get_headers() if k.lower() not in ("content-type",
+                                                                      "content-length")}
+        return _error(status, text, headers=kept)
 
     @app.errorhandler(Exception)
     def any_error(e: Exception) -> Response:
         log.opt(exception=e).error("{} {}: {}", request.method, request.path, e)
         return _error(500, "internal error; the server's log has the details")
+
+
+# The query parameters each route reads (the OpenAPI document lists the same); any other
+# is refused, so that a mistyped one (?stauts=failed) is not silently ignored.
+QUERY = {"list_scans": frozenset({"status", "since", "limit", "offset"}),
+         "results": frozenset({"format"})}
 
 
 def _guard(app: Flask, server: Server) -> None:
@@ -111,17 +125,64 @@ def _guard(app: Flask, server: Server) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="pentora"'} if e.status == 401 else {}
             raise ApiError(e.status, e.message, headers=headers) from None
 
+    @app.before_request
+    def check_query() -> None:
+        if not request.path.startswith(API) or request.endpoint is None:
+            return
+        known = QUERY.get(request.endpoint, frozenset())
+        unknown = sorted(k for k in request.args if k not in known)
+        if unknown:
+            raise ApiError(422, f"unknown query parameter '{unknown[0]}'; this route takes "
+                                + (", ".join(sorted(known)) or "none"),
+                           [{"message": f"unknown query parameter '{k}'", "key": k}
+                            for k in unknown])
+
 
 def _body() -> Any:
-    data = request.get_data(cache=True)  # 413 beyond max_body, from Flask
+    most = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and "chunked" in request.headers.get(
+            "Transfer-Encoding", "").lower():
+        # Werkzeug stops a chunked body at max_body without a word: the cut body could still
+        # parse (trailing padding), so read one byte more and refuse.
+        data = request.environ["wsgi.input"].read(most + 1)
+        if len(data) > most:
+            raise ApiError(413, MAX_BODY_ERROR)
+    else:
+        data = request.get_data(cache=True)  # 413 beyond max_body, from Flask
     if not data:
         raise ApiError(422, "the request needs a JSON body")
-    try:
-        import json
+    import json
 
-        return json.loads(data)
+    try:
+        body = json.loads(data)
     except ValueError as e:
         raise ApiError(422, f"the body is not JSON: {e}") from None
+    except RecursionError:  # [[[[…]]]] within max_body: the parser's own recursion gives up
+        body = None
+    if body is None and data.strip() != b"null" or _depth(body) > MAX_DEPTH:
+        raise ApiError(422, f"the body nests objects and lists more than {MAX_DEPTH} deep; "
+                            "a scan request or a DAG needs far fewer levels",
+                       [{"message": f"nesting over {MAX_DEPTH} levels", "key": None}])
+    return body
+
+
+# Far beyond what a scan request or a DAG needs (a node config is a few levels); shallow
+# enough that the checks walking the request recursively stay far from Python's limit.
+MAX_DEPTH = 64
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value``, without recursing (it may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                   else item))
+    return deepest
 
 
 def _client() -> str | None:
@@ -136,7 +197,7 @@ def _int(name: str, default: int, most: int) -> int:
     text = request.args.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > most:
+    if not _DIGITS.fullmatch(text) or int(text) > most:
         raise ApiError(422, f"{name}: a whole number from 0 to {most}", [{"message": f"got '{text}'",
                                                                          "key": name}])
     return int(text)
@@ -144,10 +205,14 @@ def _int(name: str, default: int, most: int) -> int:
 
 def _since() -> float | None:
     text = request.args.get("since")
-    if not text:
+    if text is None:
         return None
     try:
-        return datetime.fromisoformat(text).timestamp()
+        # RFC 3339, as the OpenAPI document's date-time says: fromisoformat alone would
+        # take a bare date, or a time without its offset (read in the server's zone).
+        if not _RFC3339.fullmatch(text):
+            raise ValueError(text)
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise ApiError(422, "since: an ISO 8601 time, e.g. 2025-01-31T12:00:00+00:00",
                        [{"message": f"got '{text}'", "key": "since"}]) from None
@@ -284,8 +349,14 @@ def _scan_routes(app: Flask, server: Server) -> None:  # noqa: C901 - one closur
             return Response(_sse.stored(shown), mimetype="text/event-stream", headers=headers)
         # ?last_event_id=N: as the header, for a browser's EventSource, which cannot send
         # one on its first connection (the UI asks for every event from the start)
-        last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-        last_id = int(last) if last is not None and last.strip().isdigit() else None
+        last = request.headers.get("Last-Event-ID")
+        source = "Last-Event-ID"
+        if last is None and "last_event_id" in request.args:
+            last, source = request.args["last_event_id"], "last_event_id"
+        if last is not None and not _DIGITS.fullmatch(last.strip()):
+            raise ApiError(422, f"{source}: the id of an event of this stream (1, 2, …)",
+                           [{"message": f"got '{last[:40]}'", "key": source}])
+        last_id = int(last.strip()) if last is not None else None
         stream = _sse.stream(job.log, lambda: job.status, last_id)
         return Response(stream, mimetype="text/event-stream", headers=headers)
 

@@ -29,7 +29,12 @@ class Event:
     data: dict[str, Any]
 
     def sse(self) -> str:
-        return f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(self.data, default=str)}\n\n"
+        # every client following the scan sends the same text: serialised once, not per client
+        text: str | None = self.__dict__.get("_sse")
+        if text is None:
+            text = f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(self.data, default=str)}\n\n"
+            self.__dict__["_sse"] = text
+        return text
 
 
 @dataclass

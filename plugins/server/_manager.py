@@ -50,6 +50,8 @@ class Job:
     orch: Any = None
     error: str | None = None  # why a scan that could not start did not
     submitted: float = field(default_factory=time.time)
+    # a cancel that came between the pool taking the job and its orchestrator existing
+    cancel_reason: str | None = None
 
     def __post_init__(self) -> None:
         self.log = EventLog(self.id)
@@ -156,6 +158,8 @@ class ScanManager:
         events = ScanEvents(job.log, job.dag)
         orch = Orchestrator(pm=self.pm, plugins=[events])
         job.orch = orch
+        if job.cancel_reason:
+            orch.cancel(job.cancel_reason)  # kept by the orchestrator until it executes
         try:
             orch.load_dag(job.dag)
             result = self._execute(orch, job)
@@ -212,6 +216,8 @@ class ScanManager:
             return True
         if job.orch is not None:
             job.orch.cancel("cancelled through the API")
+        else:
+            job.cancel_reason = "cancelled through the API"  # _run has not started it yet
         return True
 
     def delete_queued(self, scan_id: str) -> bool:

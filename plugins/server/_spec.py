@@ -10,10 +10,11 @@ json`` lists them.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pentora import DagParseError, PentoraError, ValidationError, load_dag
+from pentora import DagParseError, PentoraError, ValidationError, interpolate, load_dag
 from pentora.cli import list_profiles, new_scan, profile_path, unused_vars
 
 FIELDS = ("targets", "ports", "profile", "dag", "vars", "name")
@@ -64,6 +65,70 @@ def _shape(body: Any) -> list[dict[str, Any]]:
     return out
 
 
+# Config options that name a file or folder of the machine running the scan: their module
+# type's description says so (as `pentora modules show` prints it). "@file" target lists
+# and "open-file limit" are not such options.
+_PATH_OPTION = re.compile(r"(?<![@-])\bfile\b|\bdirectory\b|\bpath of\b", re.IGNORECASE)
+# Values of such options that name no file: the built-in catalog, stdout, nothing.
+_NOT_PATHS = frozenset({"", "-", "builtin", "feeds"})
+
+
+def _subdag_problems(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sub-DAG references of a DAG given as data: the parser would read them from the
+    server's disk (and its "not found" answer would say which files exist)."""
+    nodes = raw.get("nodes")
+    out = []
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+        if not isinstance(node, dict):
+            continue
+        name = node.get("instance_id") if isinstance(node.get("instance_id"), str) else None
+        label = f"node '{name}'" if name else f"nodes[{index}]"
+        for key in ("subdag_file", "module_type"):
+            if key in node and (key == "subdag_file" or node[key] == "subdag"):
+                out.append(_problem(f"{label}: {key}: a DAG sent to the server cannot include "
+                                    "sub-DAG files of the server's disk; send the sub-DAG's "
+                                    "nodes inline", key, name))
+                break
+    return out
+
+
+def _path_problems(orch: Any, dag: Any, variables: dict[str, Any],
+                   submitted: bool) -> list[dict[str, Any]]:
+    """Node options naming a file of the server's (a catalog, a key, a report to write, an
+    @file of targets), in what the request controls: all of a submitted DAG, the values a
+    profile takes from the request's vars."""
+    merged = {**dag.vars, **variables}
+    out = []
+    for node in dag.nodes:
+        try:
+            config = interpolate(node.config or {}, merged)
+            own = config if submitted else interpolate(node.config or {}, dag.vars)
+        except KeyError:
+            continue  # an unknown var: validation reports it
+        options = _file_options(orch, node.module_type)
+        for key, value in config.items():
+            if not submitted and own.get(key) == value:
+                continue  # the profile's own value, from the server's installation
+            values = value if isinstance(value, list) else [value]
+            named = [v for v in values if isinstance(v, str) and (
+                v.startswith("@") or (key in options and v.strip() not in _NOT_PATHS))]
+            if named:
+                out.append(_problem(
+                    f"node '{node.instance_id}': config.{key}: '{named[0]}' names a file of the "
+                    "server's; a scan request cannot read or write the server's files (leave "
+                    f"{key} at its default, or give the values inline)", f"config.{key}",
+                    node.instance_id))
+    return out
+
+
+def _file_options(orch: Any, module_type: str) -> set[str]:
+    try:
+        schema = orch.registry.get(module_type).cls.config_schema or {}
+    except PentoraError:
+        return set()  # an unknown type: validation names it
+    return {str(k) for k in schema if _PATH_OPTION.search(getattr(k, "description", "") or "")}
+
+
 def _options(scan_parser: argparse.ArgumentParser, body: dict[str, Any]) -> argparse.Namespace:
     args = scan_parser.parse_args([])  # every option's default, as `pentora scan` alone has
     targets = body.get("targets")
@@ -82,6 +147,9 @@ def check_request(orch: Any, scan_parser: argparse.ArgumentParser, body: Any, al
         raise RequestError(422, "the request is invalid", problems)
     dag = None
     if body.get("dag") is not None:
+        problems = _subdag_problems(body["dag"])
+        if problems:
+            raise RequestError(422, "the DAG names files of the server's", problems)
         try:
             dag = load_dag(body["dag"])
         except DagParseError as e:
@@ -109,6 +177,9 @@ def check_request(orch: Any, scan_parser: argparse.ArgumentParser, body: Any, al
     outside = allow.check_request(variables, loaded)
     if outside:
         raise RequestError(403, "targets outside this server's allow-list", outside)
+    paths = _path_problems(orch, loaded, variables, dag is not None)
+    if paths:
+        raise RequestError(422, "the request names files of the server's", paths)
     try:
         orch.validate(vars={**loaded.vars, **variables})
     except ValidationError as e:
@@ -124,10 +195,17 @@ def check_dag(orch: Any, body: Any, max_nodes: int) -> int:
     if not isinstance(body, dict) or not isinstance(body.get("dag"), dict):
         raise RequestError(422, "the request is invalid",
                               [_problem("the body must be {\"dag\": {…}, \"vars\": {…}}", "dag")])
+    unknown = [k for k in body if k not in ("dag", "vars")]
+    if unknown:
+        raise RequestError(422, "the request is invalid", [
+            _problem(f"unknown field '{k}'; fields: dag, vars", k) for k in unknown])
     variables = body.get("vars") or {}
     if not isinstance(variables, dict):
         raise RequestError(422, "the request is invalid",
                               [_problem("vars: an object of var names to values", "vars")])
+    problems = _subdag_problems(body["dag"])
+    if problems:
+        raise RequestError(422, "the DAG names files of the server's", problems)
     try:
         dag = orch.load_dag(load_dag(body["dag"]))
     except DagParseError as e:
@@ -135,6 +213,9 @@ def check_dag(orch: Any, body: Any, max_nodes: int) -> int:
     if len(dag.nodes) > max_nodes:
         raise RequestError(422, "the DAG is too large", [_problem(
             f"the DAG has {len(dag.nodes)} nodes; at most {max_nodes} (max_dag_nodes)", "dag")])
+    paths = _path_problems(orch, dag, variables, True)
+    if paths:
+        raise RequestError(422, "the DAG names files of the server's", paths)
     try:
         orch.validate(vars={**dag.vars, **variables})
     except ValidationError as e:
