@@ -107,7 +107,7 @@ def _errors(app: Flask) -> None:
 # The query parameters each route reads (the OpenAPI document lists the same); any other
 # is refused, so that a mistyped one (?stauts=failed) is not silently ignored.
 QUERY = {"list_scans": frozenset({"status", "since", "limit", "offset"}),
-         "results": frozenset({"format"})}
+         "results": frozenset({"format"}), "events": frozenset({"last_event_id"})}
 
 
 def _guard(app: Flask, server: Server) -> None:
