@@ -41,19 +41,20 @@ def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
             "description": description}
 
 
-def _schedule_paths(auth: tuple[int, int]) -> dict[str, Any]:
+def _schedule_paths(read: tuple[int], auth: tuple[int, int]) -> dict[str, Any]:
+    """Every token may read the schedules; changing them needs admin (403 for others)."""
     one = {"$ref": "#/components/schemas/Schedule"}
     body = {"$ref": "#/components/schemas/ScheduleRequest"}
     base = "/api/v1/schedules"
     return {
         base: {
             "get": _op("list schedules", {"200": _json({"type": "object", "properties": {
-                "schedules": {"type": "array", "items": one}}}, "the schedules")}, *auth),
+                "schedules": {"type": "array", "items": one}}}, "the schedules")}, *read),
             "post": _op("create a schedule (admin); its scan request is checked as POST /scans "
                         "checks one", {"201": _json(one, "created; Location names it")},
                         *auth, 413, 422, body=body)},
         f"{base}/{{id}}": {
-            "get": _op("a schedule", {"200": _json(one, "the schedule")}, *auth, 404),
+            "get": _op("a schedule", {"200": _json(one, "the schedule")}, *read, 404),
             "patch": _op("change a schedule's fields (admin)", {"200": _json(one, "changed")},
                          *auth, 404, 413, 422, body={**body, "required": []}),
             "delete": _op("remove a schedule (admin)", {"204": {"description": "removed"}},
@@ -68,8 +69,9 @@ def _schedule_paths(auth: tuple[int, int]) -> dict[str, Any]:
 
 def _schedule_schemas() -> dict[str, Any]:
     request = {"$ref": "#/components/schemas/ScanRequest"}
-    fields = {"name": {"type": "string"}, "cron": {"type": "string",
-                                                   "description": "five columns, or @daily…"},
+    fields = {"name": {"type": "string"}, "cron": {
+        "type": "string", "description": "five columns, or @daily…",
+        "pattern": r"^\s*(@[a-z]+|\S+(\s+\S+){4})\s*$"},
               "timezone": {"type": "string", "default": "UTC"}, "request": request,
               "enabled": {"type": "boolean", "default": True}}
     times = {k: {"type": ["string", "null"], "format": "date-time"}
@@ -152,7 +154,7 @@ def document() -> dict[str, Any]:
         "/api/v1/profiles": {"get": _op("profiles", {"200": _json({"type": "array"}, "profiles")}, *read)},
         "/api/v1/plugins": {"get": _op("plugins", {"200": _json(obj, "plugins")}, *read)},
     }
-    paths.update(_schedule_paths(auth))
+    paths.update(_schedule_paths(read, auth))
     for path in list(paths):
         if "{" in path:
             names = [p.strip("{}") for p in path.split("/") if p.startswith("{")]

@@ -20,6 +20,7 @@ import gevent
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pentora_plugins.server._allow import AllowList
 from pentora_plugins.server._app import create_app
 from pentora_plugins.server._config import ServerConfig
 from pentora_plugins.server._serve import build
@@ -71,7 +72,9 @@ def _check_error_body(response: Any) -> None:
 # A request body that fits the schema may still name a module type, a profile or a var
 # that does not exist: 422 by design (the DAG's own validation), which no JSON Schema could
 # say. Every other check stays on for them, negative data included.
-SEMANTIC = {("POST", "/api/v1/scans"), ("POST", "/api/v1/dags/validate")}
+SEMANTIC = {("POST", "/api/v1/scans"), ("POST", "/api/v1/dags/validate"),
+            # a cron's columns have ranges, and a schedule holds a scan request: the same
+            ("POST", "/api/v1/schedules"), ("PATCH", "/api/v1/schedules/{id}")}
 
 
 def _call(case: Any, scope: str | None, unavailable: bool = False) -> Any:
@@ -158,6 +161,36 @@ def test_the_states_a_scan_goes_through_answer_as_documented(finished: tuple[str
     _call(_case("/api/v1/scans", "POST", body={"targets": "10.0.0.1", "dag": DAG},
                 media_type="application/json"), "scan")  # 403: outside
     _call(_case("/api/v1/ready", "GET"), "read")
+
+
+def test_the_states_a_schedule_goes_through_answer_as_documented() -> None:
+    """A schedule created, read, changed, refused, run and removed by real requests."""
+    base, one = "/api/v1/schedules", "/api/v1/schedules/{id}"
+    body = {"name": "nightly", "cron": "0 3 * * *", "enabled": False,
+            "request": {"targets": "127.0.0.1", "dag": DAG}}
+    created = _call(_case(base, "POST", body=body, media_type="application/json"), "admin")
+    assert created.status_code == 201, created.text
+    sid = {"id": str(json.loads(created.text)["id"])}
+    _call(_case(base, "GET"), "read")
+    _call(_case(one, "GET", path_parameters=sid), "read")
+    _call(_case(one, "PATCH", path_parameters=sid, body={"name": "weekly", "cron": "0 3 * * 1"},
+                media_type="application/json"), "admin")  # 200
+    _call(_case(one, "PATCH", path_parameters=sid, body={"cron": "61 * * * *"},
+                media_type="application/json"), "admin")  # 422: no minute 61
+    big = {**body, "request": {"targets": "127.0.0.1", "vars": {"pad": "x" * (CONFIG.max_body + 1)}}}
+    _call(_case(base, "POST", body=big, media_type="application/json"), "admin")  # 413
+    _call(_case(one, "PATCH", path_parameters=sid, body=big, media_type="application/json"), "admin")
+    run = _call(_case(f"{one}/run", "POST", path_parameters=sid), "admin")
+    assert run.status_code == 202, run.text
+    _wait(json.loads(run.text)["id"])
+    allowed = SERVER.allow
+    SERVER.allow = AllowList(["127.0.0.2/32"])  # the operator narrowed the allow-list since
+    try:
+        refused = _call(_case(f"{one}/run", "POST", path_parameters=sid), "admin")
+        assert refused.status_code == 422, refused.text
+    finally:
+        SERVER.allow = allowed
+    assert _call(_case(one, "DELETE", path_parameters=sid), "admin").status_code == 204
 
 
 def test_ready_is_503_once_the_pool_stops(finished: tuple[str, str]) -> None:
