@@ -69,6 +69,21 @@ _real_sleep: Callable[[float], None] = get_original("time", "sleep")
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
+# The watchdogs running in this process. A process may run several scans in one hub at
+# once (a scan server): the signal handler and the wakeup fd are the process's, so they
+# are shared. The first watchdog to start installs one handler that asks every running
+# watchdog about a poke (each knows its own scan's nodes), and the last to stop puts back
+# what was there before; the wakeup fd is the newest running watchdog's pipe. A scan
+# restoring what it found at its start would put back a finished scan's closed pipe.
+_RUNNING: list[Watchdog] = []
+_BEFORE: dict[str, Any] = {}  # "handler" and "wakeup": the process's, before the first
+
+
+def _poke_all(signum: int, frame: FrameType | None) -> None:
+    for dog in list(_RUNNING):
+        dog._on_poke(signum, frame)
+
+
 class Watchdog:
     """Watches the hub for one ``Executor.run``; ``start()`` then ``stop()``, hub thread."""
 
@@ -83,8 +98,6 @@ class Watchdog:
         self.signalled: float | None = None  # when SIGINT/SIGTERM arrived (wakeup fd)
         self.signal_name = "a signal"
         self._timer: Any = None
-        self._old_handler: Any = None
-        self._old_wakeup = -1
         self._wakeup_set = False
         self._stopped = False
         self._stop_signals = 0  # SIGINT/SIGTERM seen during this blocking episode
@@ -100,10 +113,13 @@ class Watchdog:
         self._timer = gevent.get_hub().loop.timer(BEAT_EVERY, BEAT_EVERY, ref=False)
         self._timer.start(self._on_beat)
         try:  # refused outside the main thread (only it runs Python signal handlers)
-            self._old_handler = signal.signal(POKE_SIGNAL, self._on_poke)
+            previous = signal.signal(POKE_SIGNAL, _poke_all)
+            if not _RUNNING:
+                _BEFORE["handler"] = previous
             self.main = True
         except ValueError:
             self.main = False
+        _RUNNING.append(self)
         if self.main:
             try:
                 r, w = os.pipe()
@@ -115,7 +131,9 @@ class Watchdog:
                 self._pipe = (r, w)
                 try:  # the C signal handler writes each signal's number here, even while
                     # Python code cannot run: the watch thread learns of SIGINT during a block
-                    self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                    previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                    if not any(dog._wakeup_set for dog in _RUNNING):
+                        _BEFORE["wakeup"] = previous
                     self._wakeup_set = True
                 except ValueError:
                     pass
@@ -134,19 +152,36 @@ class Watchdog:
         if self._timer is not None:
             self._timer.stop()
             self._timer.close()
-        if self.main:
-            signal.signal(POKE_SIGNAL, self._old_handler if self._old_handler is not None
-                          else signal.SIG_DFL)
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        if self.main and not any(dog.main for dog in _RUNNING):
+            before = _BEFORE.pop("handler", None)
+            signal.signal(POKE_SIGNAL, before if before is not None else signal.SIG_DFL)
         if self._wakeup_set:
-            try:
-                current = signal.set_wakeup_fd(self._old_wakeup)
-                if self._pipe and current != self._pipe[1]:  # someone replaced ours: keep theirs
-                    signal.set_wakeup_fd(current)
-            except ValueError:
-                pass
+            self._give_back_wakeup()
         # Only now may the thread close the pipe: no signal can write to its fd any more.
         self.stopping = True
         # The pipe is closed by the watch thread as it leaves: it may be reading it now.
+
+    def _give_back_wakeup(self) -> None:
+        """The wakeup fd to the newest watchdog still running, else to what the process
+        had before the first; unless it is not ours any more (set since by someone else:
+        it stays theirs)."""
+        self._wakeup_set = False
+        ours = self._pipe[1] if self._pipe else None
+        newest = [dog._pipe[1] for dog in _RUNNING if dog._wakeup_set and dog._pipe]
+        after = newest[-1] if newest else _BEFORE.pop("wakeup", -1)
+        try:
+            current = signal.set_wakeup_fd(after)
+        except ValueError:  # not the main thread any more (an interpreter shutting down)
+            return
+        except OSError:  # what was there before is closed by now: none
+            current = signal.set_wakeup_fd(-1)
+        if current not in (ours, -1):
+            try:
+                signal.set_wakeup_fd(current)
+            except OSError:
+                signal.set_wakeup_fd(-1)
 
     def _on_beat(self) -> None:
         self.beat = time.monotonic()
