@@ -164,9 +164,17 @@ class ScanManager:
             orch.load_dag(job.dag)
             result = self._execute(orch, job)
             job.status = result.status
-        except Exception as e:  # a scan that cannot start: its log says why, the server lives
-            log.warning("scan {} could not run: {}", job.id, e)
+        except Exception as e:  # a scan that cannot start or dies: its log says why, the server lives
+            if isinstance(e, PentoraError):
+                log.warning("scan {} could not run: {}", job.id, e)
+            else:  # not the scan's fault: the traceback is what a bug report needs
+                log.opt(exception=e).error("scan {} ended with an error: {}", job.id, e)
             job.status, job.error = "failed", str(e)
+            try:  # a scan the store saw start must not read "running" for ever: resumable
+                self.store.mark_interrupted([job.id], f"the scan ended with an error: {e}; "
+                                                      "resume it with POST /api/v1/scans/ID/resume")
+            except Exception as stored:  # noqa: BLE001 - the store's own trouble is logged
+                log.warning("scan {}: the store could not record its end: {}", job.id, stored)
             if not job.log.ended:
                 job.log.add("scan_end", {"status": "failed", "counts": dict(job.log.counts),
                                          "error": str(e)})
