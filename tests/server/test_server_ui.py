@@ -431,3 +431,42 @@ def test_last_event_id_in_the_query_replays_a_scan_from_its_first_event(server, 
     status, text, _ = server.request("GET", f"/api/v1/scans/{scan_id}/events?last_event_id=3",
                                      None, bearer)
     assert text.decode().startswith("id: 4\n")
+
+
+def test_the_schedules_page_lists_a_schedule_and_an_admin_disables_it(browser, server, shot):
+    from selenium.webdriver.common.by import By
+
+    admin = subprocess.run([PENTORA, "server", "token", "create", "--scope", "admin", "--name",
+                            "ui-admin", "--state", str(server.state)],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+    body = json.dumps({"name": "nightly <b>bold</b>", "cron": "0 3 * * *",
+                       "request": {"targets": "127.0.0.1", "ports": "22"}})
+    status, answer, _ = server.request("POST", "/api/v1/schedules", body.encode(), headers)
+    assert status == 201, answer
+    schedule = json.loads(answer)["id"]
+
+    def row(d: Any) -> list[str] | None:
+        rows = [r for r in table_rows(d, "schedules") if r and r[0] == schedule]
+        return rows[0] if rows else None
+
+    # a scan token reads the schedules but may not change them: the page says why
+    log_in(browser, server, server.token)
+    wait(browser, lambda d: d.find_elements(By.ID, "nav-schedules"), "the Schedules link")
+    browser.find_element(By.ID, "nav-schedules").click()
+    assert wait(browser, row, "the schedule in the list")[1:3] == ["0 3 * * *", "yes"]
+    browser.find_element(By.XPATH, "//table[@id='schedules']//button[text()='Disable']").click()
+    wait(browser, lambda d: "admin" in _text(d), "the refusal naming the admin scope")
+    assert json.loads(server.request("GET", f"/api/v1/schedules/{schedule}", None,
+                                     headers)[1])["enabled"] is True
+    # an admin's click disables it, through the login cookie and its CSRF token
+    log_in(browser, server, admin)
+    wait(browser, lambda d: d.find_elements(By.ID, "nav-schedules"), "the Schedules link")
+    browser.find_element(By.ID, "nav-schedules").click()
+    wait(browser, row, "the schedule in the list")
+    browser.find_element(By.XPATH, "//table[@id='schedules']//button[text()='Disable']").click()
+    wait(browser, lambda d: (row(d) or [None] * 3)[2] == "no", "the schedule disabled")
+    shot("schedules")
+    assert json.loads(server.request("GET", f"/api/v1/schedules/{schedule}", None,
+                                     headers)[1])["enabled"] is False
+    no_alert(browser)
