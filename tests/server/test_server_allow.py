@@ -21,6 +21,8 @@ import pytest
 
 from pentora.testing import NetNs, free_port, network_namespace
 
+from .helpers import stop
+
 PENTORA = str(Path(sys.executable).with_name("pentora"))
 # Runs inside the namespace: one request to the server there, its status and JSON body.
 CLIENT = """
@@ -72,12 +74,7 @@ class NsServer:
         return self.log.read()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
 def _route_into_nowhere(ns: NetNs) -> None:

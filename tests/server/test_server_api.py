@@ -17,6 +17,8 @@ import pytest
 
 from pentora.testing import free_port
 
+from .helpers import silent_port, slow_dag, stop
+
 PENTORA = str(Path(sys.executable).with_name("pentora"))
 
 
@@ -86,12 +88,7 @@ class Api:
         pytest.fail(f"scan {scan_id} did not reach {until}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
 @pytest.fixture
@@ -228,34 +225,19 @@ def test_a_non_loopback_bind_without_tls_exits_2_before_binding(tmp_path):
 
 
 def test_a_second_scan_waits_queued_with_max_scans_1_and_cancel_and_delete_conflicts(tmp_path):
-    import socket
-    import threading
-
-    # accepts and never answers: a banner read with a long timeout keeps the scan running
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(16)],
-                     daemon=True).start()
-    slow = {"name": "slow", "vars": {"targets": "127.0.0.1"}, "nodes": [
-        {"instance_id": "targets", "module_type": "target_parser", "config": {"targets": "${targets}"}},
-        {"instance_id": "p", "module_type": "connect_scanner", "depends_on": ["targets"],
-         "config": {"ports": str(listener.getsockname()[1]), "input": "targets"}},
-        {"instance_id": "b", "module_type": "banner_grabber", "depends_on": ["p"],
-         "config": {"timeout": "60s", "race_probes": False}}]}
-    api = Api(tmp_path, "--max-scans", "1")
-    try:
-        first = api.scan({"targets": "127.0.0.1", "dag": slow})
-        second = api.scan({"targets": "127.0.0.1", "dag": slow})
-        assert api.call("GET", f"/scans/{second}", token=api.tokens["read"])[1]["scan"]["status"] == "queued"
-        status, answer, _ = api.call("DELETE", f"/scans/{first}", token=api.tokens["admin"])
-        assert status == 409 and "cancel" in answer["error"]
-        assert api.call("POST", f"/scans/{first}/cancel", token=api.tokens["scan"])[0] == 202
-        assert api.wait(first)["scan"]["status"] == "cancelled"
-        api.wait(second, ("running",))
-        assert api.call("POST", f"/scans/{second}/cancel", token=api.tokens["scan"])[0] == 202
-        api.wait(second)
-    finally:
-        api.stop()
-        listener.close()
+    with silent_port() as port:
+        api = Api(tmp_path, "--max-scans", "1")
+        try:
+            first = api.scan({"targets": "127.0.0.1", "dag": slow_dag(port)})
+            second = api.scan({"targets": "127.0.0.1", "dag": slow_dag(port)})
+            assert api.call("GET", f"/scans/{second}",
+                            token=api.tokens["read"])[1]["scan"]["status"] == "queued"
+            status, answer, _ = api.call("DELETE", f"/scans/{first}", token=api.tokens["admin"])
+            assert status == 409 and "cancel" in answer["error"]
+            assert api.call("POST", f"/scans/{first}/cancel", token=api.tokens["scan"])[0] == 202
+            assert api.wait(first)["scan"]["status"] == "cancelled"
+            api.wait(second, ("running",))
+            assert api.call("POST", f"/scans/{second}/cancel", token=api.tokens["scan"])[0] == 202
+            api.wait(second)
+        finally:
+            api.stop()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ..integration.daemons import PACKAGES, redis
+from .helpers import stop
 from .test_server_api import Api
 
 pytest.importorskip("celery", reason="Celery is not installed (pip install 'pentora[celery]')")
@@ -62,12 +63,7 @@ class Worker:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, grace=30)  # a warm shutdown waits for the worker's shard
 
 
 @pytest.fixture

@@ -6,44 +6,26 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .helpers import silent_port, slow_dag
 from .test_server_api import DAG, Api
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts and never answers: a banner read with a long timeout keeps the
-    scan that reads it running."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(16)],
-                     daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
+def silent(tmp_path: Path) -> Iterator[int]:
+    with silent_port() as port:
+        yield port
 
 
-def slow_dag(port: int) -> dict:
-    return {"name": "slow", "vars": {"targets": "127.0.0.1"}, "nodes": [
-        {"instance_id": "targets", "module_type": "target_parser", "config": {"targets": "${targets}"}},
-        {"instance_id": "p", "module_type": "connect_scanner", "depends_on": ["targets"],
-         "config": {"ports": str(port), "input": "targets"}},
-        {"instance_id": "b", "module_type": "banner_grabber", "depends_on": ["p"],
-         "config": {"timeout": "60s", "race_probes": False}}]}
-
-
-def fill(tmp_path: Path, silent_port: int, tcp_server) -> tuple[Api, str, list[str], int]:
+def fill(tmp_path: Path, silent: int, tcp_server) -> tuple[Api, str, list[str], int]:
     """A server running one slow scan, with two quick ones waiting behind it."""
     server = tcp_server(banner=b"hi\r\n")
     api = Api(tmp_path, "--max-scans", "1")
-    running = api.scan({"targets": "127.0.0.1", "dag": slow_dag(silent_port)})
+    running = api.scan({"targets": "127.0.0.1", "dag": slow_dag(silent)})
     api.wait(running, ("running",))
     waiting = [api.scan({"targets": "127.0.0.1", "dag": DAG, "vars": {"ports": str(server.port)}})
                for _ in range(2)]
@@ -55,8 +37,8 @@ def fill(tmp_path: Path, silent_port: int, tcp_server) -> tuple[Api, str, list[s
 
 
 @pytest.mark.parametrize("how", ["killed", "stopped"])
-def test_queued_scans_run_after_a_restart_in_their_order(tmp_path, silent_port, tcp_server, how):
-    api, running, waiting, open_port = fill(tmp_path, silent_port, tcp_server)
+def test_queued_scans_run_after_a_restart_in_their_order(tmp_path, silent, tcp_server, how):
+    api, running, waiting, open_port = fill(tmp_path, silent, tcp_server)
     api.proc.send_signal(signal.SIGKILL if how == "killed" else signal.SIGTERM)
     api.proc.wait(30)
     again = Api(tmp_path, "--max-scans", "1", tokens=api.tokens)
@@ -74,8 +56,8 @@ def test_queued_scans_run_after_a_restart_in_their_order(tmp_path, silent_port, 
         again.stop()
 
 
-def test_a_cancelled_queued_scan_is_not_run_after_a_restart(tmp_path, silent_port, tcp_server):
-    api, running, waiting, _ = fill(tmp_path, silent_port, tcp_server)
+def test_a_cancelled_queued_scan_is_not_run_after_a_restart(tmp_path, silent, tcp_server):
+    api, running, waiting, _ = fill(tmp_path, silent, tcp_server)
     assert api.call("POST", f"/scans/{waiting[0]}/cancel", token=api.tokens["scan"])[0] == 202
     assert [item["id"] for item in json.loads((api.state / "queue.json").read_text())] == waiting[1:]
     api.proc.kill()

@@ -27,6 +27,8 @@ import pytest
 
 from pentora.testing import free_port
 
+from .helpers import stop
+
 PENTORA = str(Path(sys.executable).with_name("pentora"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -84,12 +86,7 @@ class Server:
                             {"Content-Type": "application/x-www-form-urlencoded"})
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.log.close()
 
 
