@@ -33,6 +33,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.pool
 import yaml
 from gevent import socket
 
@@ -131,13 +132,17 @@ def follow(server: Server, scan_id: str) -> list[tuple[int, str]]:
 
 def read_loop(server: Server, scan_id: str, rate: float, done: gevent.event.Event,
               latencies: list[float]) -> None:
+    """``rate`` reads a second until ``done``; then it waits for those still out (the
+    server stops after: a read sent then would be refused)."""
     paths, i = ("/scans", f"/scans/{scan_id}"), 0
     next_at = time.monotonic()
+    out = gevent.pool.Group()
     while not done.is_set():
-        gevent.spawn(_timed_read, server, paths[i % 2], latencies)
+        out.spawn(_timed_read, server, paths[i % 2], latencies)
         i += 1
         next_at += 1 / rate
         gevent.sleep(max(0.0, next_at - time.monotonic()))
+    out.join()
 
 
 def _timed_read(server: Server, path: str, latencies: list[float]) -> None:
