@@ -107,3 +107,25 @@ def unprivileged():
 
 
 __all__ = ["ModulesPlugin", "make_orch", "pentora"]
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A private redis-server (Debian's) on 127.0.0.1 for the tests of one module."""
+    import shutil
+
+    from tests.integration.daemons import PACKAGES, redis
+
+    if not shutil.which("redis-server") and not Path(PACKAGES["redis-server"]).exists():
+        pytest.skip("redis-server is not installed (.ci/setup installs Debian's redis-server)")
+    with redis() as daemon:
+        yield f"redis://127.0.0.1:{daemon.port}/0"
+
+
+@pytest.fixture
+def broker(redis_url: str) -> str:
+    """The private redis-server, emptied: no shard of an earlier test is left queued."""
+    import redis as redis_client
+
+    redis_client.Redis.from_url(redis_url).flushdb()
+    return redis_url

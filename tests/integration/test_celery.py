@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,8 +25,6 @@ import pytest
 
 from pentora.testing import free_port
 
-from .daemons import PACKAGES, redis
-
 pytest.importorskip("celery", reason="Celery is not installed (pip install 'pentora[celery]')")
 
 BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
@@ -37,23 +34,6 @@ READY_TIMEOUT = 60.0
 SCAN_TIMEOUT = 240.0
 BASE = [sys.executable, "-m", "pentora"]
 SCAN = ["scan", "-t", "127.0.0.1", "--profile", "service-scan", "--set", "icmp=false", "-q"]
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if not shutil.which("redis-server") and not Path(PACKAGES["redis-server"]).exists():
-        pytest.skip("redis-server is not installed (.ci/setup installs Debian's redis-server)")
-    with redis() as daemon:
-        yield f"redis://127.0.0.1:{daemon.port}/0"
-
-
-@pytest.fixture
-def broker(redis_url: str) -> str:
-    """The private redis-server, emptied: no shard of an earlier test is left queued."""
-    import redis as redis_client
-
-    redis_client.Redis.from_url(redis_url).flushdb()
-    return redis_url
 
 
 class Worker:

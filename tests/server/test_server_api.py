@@ -30,10 +30,15 @@ class Api:
         self.port = free_port()
         (tmp / "server.yaml").write_text(f"store: {tmp / 'scans.db'}\n{config}")
         self.tokens = tokens or {scope: self._token(scope) for scope in ("read", "scan", "admin")}
+        self.config = tmp / "server.yaml"
         self.log = (tmp / "server.log").open("a+")
+        self.start(*extra)
+
+    def start(self, *extra: str) -> None:
+        """``pentora server`` on this state, config and port, once it answers."""
         self.proc = subprocess.Popen(
             [PENTORA, "server", "--bind", f"127.0.0.1:{self.port}", "--state", str(self.state),
-             "--config", str(tmp / "server.yaml"), *extra], stdout=self.log, stderr=self.log)
+             "--config", str(self.config), *extra], stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30  # a hang guard, not a timing assertion
         while time.monotonic() < deadline:
             try:

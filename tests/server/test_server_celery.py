@@ -5,7 +5,6 @@ way ``pentora scan --executor celery`` runs them; the events, the store and canc
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from ..integration.daemons import PACKAGES, redis
 from .helpers import stop
 from .test_server_api import Api
 
@@ -23,22 +21,6 @@ pytest.importorskip("celery", reason="Celery is not installed (pip install 'pent
 
 QUEUE = "pentora.shards"  # the workers' queue (pentora_plugins.distributed.app.QUEUE)
 READY_TIMEOUT = 60.0      # hang guards, not timing assertions
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if not shutil.which("redis-server") and not Path(PACKAGES["redis-server"]).exists():
-        pytest.skip("redis-server is not installed (.ci/setup installs Debian's redis-server)")
-    with redis() as daemon:
-        yield f"redis://127.0.0.1:{daemon.port}/0"
-
-
-@pytest.fixture
-def broker(redis_url: str) -> str:
-    import redis as redis_client
-
-    redis_client.Redis.from_url(redis_url).flushdb()  # no shard of an earlier test is queued
-    return redis_url
 
 
 class Worker:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from pentora_plugins.server import _webhooks as wh
 
 from ..plugins.test_server_webhooks import Receiver
-from .test_server_api import PENTORA, Api
+from .test_server_api import Api
 
 SECRET = "s3cret-for-the-schedule-tests-0123"
 HANG_GUARD = 30.0  # seconds: only says a delivery came at all
@@ -31,27 +30,9 @@ DAG = {"name": "scheduled", "vars": {"targets": "127.0.0.1", "ports": "1"},
 class Server(Api):
     """An Api that can be killed and started again on the same state, store and port."""
 
-    def __init__(self, tmp: Path, *extra: str, config: str = "") -> None:
-        self.tmp, self.extra = tmp, extra
-        super().__init__(tmp, *extra, config=config)
-
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)  # no goodbye: the store keeps the scan "running"
         self.proc.wait()
-
-    def restart(self, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [PENTORA, "server", "--bind", f"127.0.0.1:{self.port}", "--state", str(self.state),
-             "--config", str(self.tmp / "server.yaml"), *extra], stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30  # a hang guard
-        while time.monotonic() < deadline:
-            try:
-                self.call("GET", "/health")
-                return
-            except OSError:
-                assert self.proc.poll() is None, self.output()
-                time.sleep(0.1)
-        pytest.fail(f"the server did not come back: {self.output()}")
 
 
 @pytest.fixture
@@ -169,14 +150,14 @@ def test_a_scheduled_run_cut_by_a_restart_is_marked_not_run_again_and_resumed(ap
             "started_at"] is None and time.monotonic() < deadline:
         time.sleep(0.1)  # the store has the scan before the kill
     api.kill()
-    api.restart()
+    api.start()
     shown = api.call("GET", f"/schedules/{sid}", token=api.tokens["read"])[1]
     assert shown["last_scan"] == scan_id and "interrupted by a server restart" in shown["last_error"]
     assert api.call("GET", f"/scans/{scan_id}", token=api.tokens["read"])[1]["scan"][
         "status"] == "interrupted"
     assert api.call("GET", "/scans", token=api.tokens["read"])[1]["total"] == 1  # not run again
     api.stop()
-    api.restart("--resume-interrupted")
+    api.start("--resume-interrupted")
     assert api.wait(scan_id)["scan"]["status"] == "completed"
     listed = api.call("GET", "/scans", token=api.tokens["read"])[1]
     assert [s["id"] for s in listed["scans"]] == [scan_id]
