@@ -143,15 +143,20 @@ class ScanManager:
         self._save_queue()
         return job
 
-    def _pump(self) -> None:
+    def _pump(self) -> bool:
+        """Start queued scans while the pool has room; whether any started."""
         started = False
         while self.queue and self.pool.free_count() > 0 and not self.stopping:
             job = self.queue.popleft()
             job.status = "running"  # before the greenlet runs: the answer to POST says so
             # linked after the pool's own link: the slot is free when the next one is taken
-            self.pool.spawn(self._run, job).rawlink(lambda _: self._pump())
+            self.pool.spawn(self._run, job).rawlink(self._next)
             started = True
-        if started:
+        return started
+
+    def _next(self, _: Any) -> None:
+        """A pool slot is free: the next queued scans start, and the saved queue follows."""
+        if self._pump():
             self._save_queue()
 
     def _run(self, job: Job) -> None:

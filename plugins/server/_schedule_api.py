@@ -129,6 +129,17 @@ def add_routes(app: Flask, server: Any) -> None:  # noqa: C901 - one closure per
             raise ApiError(404, f"no schedule '{schedule_id}'; see GET {API}/schedules")
         return schedule
 
+    def checked_body(partial: bool) -> dict[str, Any]:
+        """The request's schedule fields (all of them, or those a PATCH changes), and its
+        scan request checked as ``POST /scans`` checks one; 422 else."""
+        body = _body()
+        try:
+            _schedule_fields(body, partial=partial)
+        except ScheduleError as e:
+            raise ApiError(422, "the schedule is invalid", problems(e)) from None
+        checked_request(body)
+        return body
+
     @app.get(f"{API}/schedules")
     def list_schedules() -> Response:
         return jsonify({"schedules": [view(s) for s in schedules.store.list()]})
@@ -136,12 +147,7 @@ def add_routes(app: Flask, server: Any) -> None:  # noqa: C901 - one closure per
     @app.post(f"{API}/schedules")
     def create_schedule() -> Response:
         admin()
-        body = _body()
-        try:
-            _schedule_fields(body, partial=False)
-        except ScheduleError as e:
-            raise ApiError(422, "the schedule is invalid", problems(e)) from None
-        checked_request(body)
+        body = checked_body(partial=False)
         schedule = schedules.store.create(body, created_by=_who())
         schedules.scheduler.wake()
         server.audit.write("schedule_create", _who(), _client(), None,
@@ -160,12 +166,7 @@ def add_routes(app: Flask, server: Any) -> None:  # noqa: C901 - one closure per
     def patch_schedule(schedule_id: str) -> Response:
         admin()
         get(schedule_id)
-        body = _body()
-        try:
-            _schedule_fields(body, partial=True)
-        except ScheduleError as e:
-            raise ApiError(422, "the schedule is invalid", problems(e)) from None
-        checked_request(body)
+        body = checked_body(partial=True)
         schedule = schedules.store.update(schedule_id, body)
         schedules.scheduler.wake()
         server.audit.write("schedule_update", _who(), _client(), None,
