@@ -3,8 +3,6 @@ worker (``pentora_plugins.server.wsgi:app()``), each on 127.0.0.1 with real requ
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -18,34 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pentora.testing import free_port
+from tests.plugins._httpd import self_signed
 from tests.server.test_server_api import DAG, PENTORA
 
 BIN = Path(sys.executable).parent
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def _token(state: Path, scope: str) -> str:
@@ -89,7 +65,7 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 
 def test_tls_serves_https_and_still_wants_a_token(tmp_path):
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     state, port, log = tmp_path / "state", free_port(), tmp_path / "server.log"
     token = _token(state, "scan")
     (tmp_path / "server.yaml").write_text(f"store: {tmp_path / 'scans.db'}\n")
